@@ -1,0 +1,89 @@
+//! `labflash`: the command line over labflash-core. It parses arguments, wires Ctrl-C to the
+//! engine's cancel token and a terminal progress bar to its progress sink, and turns results into
+//! human text or one JSON object, and errors into the exit codes of the CLI contract.
+
+mod fetch;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+use labflash_core::CancellationToken;
+
+use crate::output::{Failure, Output};
+
+#[derive(Parser)]
+#[command(
+    name = "labflash",
+    version,
+    about = "Fetch, verify and flash OS images (Talos Linux, IncusOS, any image)",
+    propagate_version = true
+)]
+struct Cli {
+    /// Print exactly one JSON object on stdout and nothing else there.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// No progress and only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    /// More log detail on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download an image, verify it against its published SHA-256 and decompress it into the cache.
+    Fetch(fetch::FetchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return output::usage_error(e),
+    };
+    init_logging(cli.quiet, cli.verbose);
+    let out = Output::new(cli.json, cli.quiet);
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return out.fail(Failure::other(format!("cannot start the runtime: {e}"))),
+    };
+    let cancel = CancellationToken::new();
+    runtime.block_on(async {
+        let on_ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted; stopping and cleaning up");
+                on_ctrl_c.cancel();
+            }
+        });
+        match cli.command {
+            Command::Fetch(args) => fetch::run(args, &out, &cancel).await,
+        }
+    })
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

@@ -1,0 +1,65 @@
+//! A terminal progress bar on stderr, fed by the engine's progress sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use labflash_core::progress::{NoProgress, Progress, ProgressSink, Stage};
+use std::sync::Mutex;
+
+/// Draws one bar that follows the current stage; cleared when dropped.
+pub struct Bar {
+    bar: ProgressBar,
+    stage: Mutex<Option<Stage>>,
+}
+
+impl ProgressSink for Bar {
+    fn report(&self, p: Progress) {
+        let mut stage = self.stage.lock().expect("progress lock");
+        if *stage != Some(p.stage) {
+            *stage = Some(p.stage);
+            self.bar.reset();
+            self.bar.set_message(p.stage.describe());
+        }
+        match p.total {
+            Some(total) => {
+                self.bar.set_style(bytes_style());
+                self.bar.set_length(total);
+            }
+            None => self.bar.set_style(spinner_style()),
+        }
+        self.bar.set_position(p.done);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The sink for this run: a bar when a person watches stderr, else nothing.
+pub fn sink(show: bool) -> Arc<dyn ProgressSink> {
+    if !show {
+        return Arc::new(NoProgress);
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Arc::new(Bar {
+        bar,
+        stage: Mutex::new(None),
+    })
+}
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ")
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg:24} {bytes} {binary_bytes_per_sec}")
+        .expect("valid template")
+}

@@ -1,0 +1,257 @@
+//! The download cache: a folder a person can read, where every file appears only complete.
+//!
+//! ```text
+//! <cache>/downloads/<host>/<url path>       archives as served, verified before they got their name
+//! <cache>/images/<host>/<url path minus .xz|.gz|.zst>       decompressed images
+//! <cache>/images/…/<image>.meta.json        which archive digest an image came from, and its own
+//! <cache>/locks/<hash>.lock                 one per asset, held while it is fetched
+//! ```
+//! Files are written as `.<name>.<random>.part` beside their final name, fsynced, and renamed into
+//! place; a temp file left by a killed process is swept the next time the same asset is fetched.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tempfile::NamedTempFile;
+use url::Url;
+
+use crate::error::{io_at, Error, Result};
+use crate::CancellationToken;
+
+/// The environment variable that picks the cache folder when no flag does.
+pub const CACHE_DIR_ENV: &str = "LABFLASH_CACHE_DIR";
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache folder: the caller's choice, else `$LABFLASH_CACHE_DIR`, else the platform's
+    /// cache folder (`$XDG_CACHE_HOME/labflash` or `~/.cache/labflash` on Linux).
+    pub fn resolve_dir(chosen: Option<&Path>) -> Result<PathBuf> {
+        if let Some(dir) = chosen {
+            return Ok(dir.to_path_buf());
+        }
+        if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+        dirs::cache_dir()
+            .map(|d| d.join("labflash"))
+            .ok_or_else(|| {
+                Error::BadInput(format!(
+                    "no cache folder: set {CACHE_DIR_ENV} or choose one explicitly"
+                ))
+            })
+    }
+
+    pub fn open(root: PathBuf) -> Result<Self> {
+        fs::create_dir_all(&root).map_err(io_at(&root))?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the archive served at `url` is kept.
+    pub fn archive_path(&self, url: &Url) -> PathBuf {
+        self.root.join("downloads").join(url_relative_path(url))
+    }
+
+    /// Where the image decompressed from the archive at `url` is kept.
+    pub fn image_path(&self, url: &Url) -> PathBuf {
+        let rel = url_relative_path(url);
+        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        let stem = [".xz", ".gz", ".zst"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(ext))
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{name}.img"));
+        self.root.join("images").join(rel.with_file_name(stem))
+    }
+
+    /// Takes the asset's lock, waiting (cancellably) while another process holds it.
+    pub async fn lock(&self, asset: &Path, cancel: &CancellationToken) -> Result<AssetLock> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let key = Sha256::digest(asset.to_string_lossy().as_bytes());
+        let path = dir.join(format!("{}.lock", hex::encode(&key[..12])));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(AssetLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) => {
+                    if !told {
+                        tracing::info!(asset = %asset.display(), "another labflash is fetching this asset; waiting for it");
+                        told = true;
+                    }
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = cancel.cancelled() => return Err(Error::Cancelled),
+            }
+        }
+    }
+
+    /// A fresh temp file beside `final_path`, removed on drop unless committed. Leftovers of
+    /// earlier, killed runs for the same file are removed first (the caller holds the lock).
+    pub fn temp_beside(&self, final_path: &Path) -> Result<NamedTempFile> {
+        let dir = final_path.parent().expect("cache paths have a parent");
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let prefix = temp_prefix(final_path);
+        for entry in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".part") {
+                tracing::info!(path = %entry.path().display(), "removing a temp file left by an interrupted run");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".part")
+            .tempfile_in(dir)
+            .map_err(io_at(dir))
+    }
+}
+
+/// Held while an asset is fetched; released on drop (or when the process dies).
+pub struct AssetLock {
+    _file: File,
+}
+
+/// fsyncs `tmp` and renames it to `final_path`, then fsyncs the folder so the name survives a crash.
+pub fn commit(tmp: NamedTempFile, final_path: &Path) -> Result<()> {
+    tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
+    tmp.persist(final_path)
+        .map_err(|e| Error::io(final_path, e.error))?;
+    if let Some(dir) = final_path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes a small file atomically (temp, fsync, rename).
+pub fn write_atomic(cache: &Cache, final_path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = cache.temp_beside(final_path)?;
+    tmp.write_all(bytes).map_err(io_at(tmp.path()))?;
+    commit(tmp, final_path)
+}
+
+/// Removes a cache file that failed verification.
+pub fn discard(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn temp_prefix(final_path: &Path) -> String {
+    let name = final_path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.")
+}
+
+/// `https://factory.talos.dev:8443/image/abc/v1.13.0/nocloud-amd64.raw.xz?x=1` →
+/// `factory.talos.dev_8443/image/abc/v1.13.0/nocloud-amd64.raw.xz_q<hash>`. Every segment is
+/// reduced to safe characters, so no URL can name a path outside the cache.
+fn url_relative_path(url: &Url) -> PathBuf {
+    let mut host = sanitize(url.host_str().unwrap_or("local"));
+    if let Some(port) = url.port() {
+        host.push_str(&format!("_{port}"));
+    }
+    let mut rel = PathBuf::from(host);
+    let segments: Vec<String> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).map(sanitize).collect())
+        .unwrap_or_default();
+    let mut segments = if segments.is_empty() {
+        vec!["index".to_string()]
+    } else {
+        segments
+    };
+    if let Some(query) = url.query() {
+        let tag = hex::encode(&Sha256::digest(query.as_bytes())[..6]);
+        let last = segments.last_mut().expect("non-empty");
+        last.push_str(&format!("_q{tag}"));
+    }
+    for segment in segments {
+        rel.push(segment);
+    }
+    rel
+}
+
+fn sanitize(segment: &str) -> String {
+    let cleaned: String = segment
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' | '+' | '@' => c,
+            _ => '_',
+        })
+        .collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => "_".repeat(cleaned.len().max(1)),
+        _ if cleaned.starts_with('.') => format!("_{cleaned}"),
+        _ => cleaned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> Cache {
+        Cache {
+            root: PathBuf::from("/c"),
+        }
+    }
+
+    #[test]
+    fn layout_mirrors_the_url() {
+        let url = Url::parse("https://factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz")
+            .unwrap();
+        assert_eq!(
+            cache().archive_path(&url),
+            Path::new("/c/downloads/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz")
+        );
+        assert_eq!(
+            cache().image_path(&url),
+            Path::new("/c/images/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw")
+        );
+    }
+
+    #[test]
+    fn ports_queries_and_odd_names_stay_inside_the_cache() {
+        let url = Url::parse("http://127.0.0.1:8080/a/%2E%2E/b%20c/.hidden/os.img?tok=1").unwrap();
+        let path = cache().archive_path(&url);
+        assert!(
+            path.starts_with("/c/downloads/127.0.0.1_8080/a"),
+            "{path:?}"
+        );
+        assert!(
+            !path.components().any(|c| c.as_os_str() == ".."),
+            "{path:?}"
+        );
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("os.img_q"), "{name}");
+        assert!(path.to_string_lossy().contains("/_.hidden/"), "{path:?}");
+        assert_eq!(
+            cache().image_path(&Url::parse("http://h/x/disk.raw").unwrap()),
+            Path::new("/c/images/h/x/disk.raw.img")
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The engine's one error type. Front ends map `Error::kind()` to their own conventions (the CLI's
+//! exit codes); the message of every variant is a complete sentence naming the cause.
+
+use std::path::PathBuf;
+
+/// What sort of failure this is, for front ends deciding exit codes and wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A digest did not match: the bytes are not the ones that were published.
+    DigestMismatch,
+    /// The caller's input was unusable (bad value, over a limit the caller set).
+    BadInput,
+    /// The operation was cancelled through its cancel token.
+    Cancelled,
+    /// Anything else: network, I/O, the publisher's data.
+    Failure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the {what} does not match its expected SHA-256: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("{0}")]
+    BadInput(String),
+
+    #[error("the checksum file {url} is empty")]
+    SidecarEmpty { url: String },
+
+    #[error("the checksum file {url} has no digest on its first line")]
+    SidecarNoDigest { url: String },
+
+    #[error("the checksum file {url} starts with {token:?}, which is not a 64-digit hex SHA-256")]
+    SidecarMalformed { url: String, token: String },
+
+    #[error("no expected digest for {url}: the server publishes no checksum file ({sidecar} answered HTTP {status})")]
+    NoExpectedDigest {
+        url: String,
+        sidecar: String,
+        status: u16,
+    },
+
+    #[error("{url} answered HTTP {status}{}", reason.map(|r| format!(" {r}")).unwrap_or_default())]
+    HttpStatus {
+        url: String,
+        status: u16,
+        reason: Option<&'static str>,
+    },
+
+    #[error("could not download {url}: {detail}")]
+    Network { url: String, detail: String },
+
+    #[error("{url} sent nothing for {secs} s while {during}")]
+    Timeout {
+        url: String,
+        secs: u64,
+        during: &'static str,
+    },
+
+    #[error("the image is larger than the limit of {limit} bytes; raise the limit if this image is expected to be that large")]
+    ImageTooLarge { limit: u64 },
+
+    #[error("the {format} archive {path} cannot be decompressed: {detail}")]
+    Corrupt {
+        format: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::BadInput(_) | Error::ImageTooLarge { .. } => ErrorKind::BadInput,
+            Error::Cancelled => ErrorKind::Cancelled,
+            _ => ErrorKind::Failure,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Closure-friendly `Error::io` for `map_err`.
+pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}

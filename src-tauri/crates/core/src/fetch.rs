@@ -1,0 +1,386 @@
+//! Verified fetch: from a URL to a verified, decompressed image in the cache. Read top to bottom,
+//! `fetch` is the whole flow:
+//!
+//! 1. settle the expected digest (the caller's, else the `<url>.sha256` sidecar), before any byte
+//!    of the archive arrives;
+//! 2. lock the asset, so a second process waits and then reuses the first one's result;
+//! 3. reuse the cached archive if it re-hashes to the expected digest, else download it into a temp
+//!    file, hashing exactly the bytes kept, and give it its name only if the digest matches;
+//! 4. decompress it (format from magic bytes, size bounded) into a temp file, hashing the image,
+//!    and rename it into place, unless the cached image already came from this very archive.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use std::io::{Seek, Write};
+use tempfile::NamedTempFile;
+use url::Url;
+
+use crate::cache::{self, Cache};
+use crate::decompress::{self, Format};
+use crate::digest::{self, Sha256Digest};
+use crate::error::{io_at, Error, Result};
+use crate::http::{BodySink, Http};
+use crate::progress::{ProgressSink, Stage};
+use crate::CancellationToken;
+
+/// The default bound on a decompressed image.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 4 << 30;
+
+/// Statuses that mean "this server publishes no checksum file here" rather than a failure:
+/// community Image Factory builds answer 402, plain servers 404 (S3 answers 403).
+const NO_SIDECAR_STATUSES: [u16; 4] = [402, 403, 404, 410];
+
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    pub url: Url,
+    /// The digest the caller vouches for; replaces the sidecar.
+    pub sha256: Option<Sha256Digest>,
+    /// Accept a download no published digest covers, reporting its computed digest.
+    pub allow_unverified: bool,
+    pub max_image_size: u64,
+}
+
+impl FetchRequest {
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            sha256: None,
+            allow_unverified: false,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+        }
+    }
+}
+
+/// Where the expected digest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestSource {
+    /// The `<url>.sha256` file the publisher serves beside the archive.
+    Sidecar,
+    /// Given by the caller (the CLI's `--sha256`).
+    Flag,
+    /// None was available and the caller accepted that.
+    Unverified,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fetched {
+    #[serde(rename = "sourceURL")]
+    pub source_url: String,
+    pub archive_path: PathBuf,
+    #[serde(rename = "archiveSHA256")]
+    pub archive_sha256: Sha256Digest,
+    pub digest_source: DigestSource,
+    pub image_path: PathBuf,
+    #[serde(rename = "imageSHA256")]
+    pub image_sha256: Sha256Digest,
+    pub image_size: u64,
+}
+
+pub async fn fetch(
+    http: &Http,
+    cache: &Cache,
+    req: &FetchRequest,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Fetched> {
+    let (expected, digest_source) = expected_digest(http, req, cancel).await?;
+
+    let archive_path = cache.archive_path(&req.url);
+    let _lock = cache.lock(&archive_path, cancel).await?;
+
+    let cached = match expected {
+        Some(expected) => reuse_archive(&archive_path, expected, cancel, progress).await?,
+        None => None,
+    };
+    let archive_sha256 = match cached {
+        Some(digest) => digest,
+        None => {
+            download(
+                http,
+                cache,
+                &req.url,
+                &archive_path,
+                expected,
+                cancel,
+                progress,
+            )
+            .await?
+        }
+    };
+
+    let (image_path, image_sha256, image_size) = image(
+        cache,
+        &req.url,
+        &archive_path,
+        archive_sha256,
+        req.max_image_size,
+        cancel,
+        progress,
+    )
+    .await?;
+
+    Ok(Fetched {
+        source_url: req.url.to_string(),
+        archive_path,
+        archive_sha256,
+        digest_source,
+        image_path,
+        image_sha256,
+        image_size,
+    })
+}
+
+/// The caller's digest, else the sidecar's. A server that publishes no sidecar is an error unless
+/// the caller allows unverified downloads; a sidecar that exists but is unreadable always is.
+async fn expected_digest(
+    http: &Http,
+    req: &FetchRequest,
+    cancel: &CancellationToken,
+) -> Result<(Option<Sha256Digest>, DigestSource)> {
+    if let Some(digest) = req.sha256 {
+        return Ok((Some(digest), DigestSource::Flag));
+    }
+    let sidecar = sidecar_url(&req.url);
+    match http.get_text(&sidecar, cancel).await {
+        Ok(text) => {
+            let digest = digest::parse_sidecar(&text, sidecar.as_str())?;
+            Ok((Some(digest), DigestSource::Sidecar))
+        }
+        Err(Error::HttpStatus { status, .. }) if NO_SIDECAR_STATUSES.contains(&status) => {
+            if req.allow_unverified {
+                tracing::warn!(%sidecar, status, "no checksum file published; continuing unverified as asked");
+                Ok((None, DigestSource::Unverified))
+            } else {
+                Err(Error::NoExpectedDigest {
+                    url: req.url.to_string(),
+                    sidecar: sidecar.to_string(),
+                    status,
+                })
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `<url>.sha256`, with any query string kept after the new path.
+pub fn sidecar_url(url: &Url) -> Url {
+    let mut sidecar = url.clone();
+    sidecar.set_path(&format!("{}.sha256", url.path()));
+    sidecar
+}
+
+/// Re-hashes a cached archive; a match is reused, a mismatch deleted so it is downloaded again.
+async fn reuse_archive(
+    path: &Path,
+    expected: Sha256Digest,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Option<Sha256Digest>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let (actual, _) = blocking_hash(path, Stage::CheckCache, cancel, progress).await?;
+    if actual == expected {
+        tracing::info!(path = %path.display(), "reusing the cached archive: its digest matches");
+        return Ok(Some(actual));
+    }
+    tracing::warn!(path = %path.display(), %expected, %actual, "the cached archive does not match; downloading it again");
+    cache::discard(path)?;
+    Ok(None)
+}
+
+/// Downloads into a temp file beside `archive_path`; renames it into place only if it matches.
+async fn download(
+    http: &Http,
+    cache: &Cache,
+    url: &Url,
+    archive_path: &Path,
+    expected: Option<Sha256Digest>,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Sha256Digest> {
+    let mut sink = HashingFile {
+        tmp: cache.temp_beside(archive_path)?,
+        hasher: Sha256::new(),
+        kept: 0,
+    };
+    http.download(url, &mut sink, cancel, progress.as_ref())
+        .await?;
+    let actual = Sha256Digest::of_hasher(sink.hasher);
+    if let Some(expected) = expected {
+        if actual != expected {
+            return Err(Error::DigestMismatch {
+                what: "download",
+                expected: expected.hex(),
+                actual: actual.hex(),
+            });
+        }
+    }
+    cache::commit(sink.tmp, archive_path)?;
+    Ok(actual)
+}
+
+/// The download's temp file and the hash of exactly the bytes in it.
+struct HashingFile {
+    tmp: NamedTempFile,
+    hasher: Sha256,
+    kept: u64,
+}
+
+impl BodySink for HashingFile {
+    fn kept(&self) -> u64 {
+        self.kept
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.tmp.write_all(bytes).map_err(io_at(self.tmp.path()))?;
+        self.hasher.update(bytes);
+        self.kept += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        let file = self.tmp.as_file_mut();
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .map_err(io_at(self.tmp.path()))?;
+        self.hasher = Sha256::new();
+        self.kept = 0;
+        Ok(())
+    }
+}
+
+/// What the cache records beside an image: the archive it was decoded from, and its own digest.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
+#[serde(rename_all = "camelCase")]
+struct ImageRecord {
+    #[serde(rename = "archiveSHA256")]
+    archive_sha256: String,
+    #[serde(rename = "imageSHA256")]
+    image_sha256: String,
+    image_size: u64,
+    format: Format,
+}
+
+/// The verified archive's image: the archive itself when it is not compressed, else a cached
+/// image decoded from this same archive (re-hashed), else a fresh decode.
+async fn image(
+    cache: &Cache,
+    url: &Url,
+    archive_path: &Path,
+    archive_sha256: Sha256Digest,
+    limit: u64,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<(PathBuf, Sha256Digest, u64)> {
+    let format = Format::of_file(archive_path)?;
+    if format == Format::Raw {
+        let size = std::fs::metadata(archive_path)
+            .map_err(io_at(archive_path))?
+            .len();
+        if size > limit {
+            cache::discard(archive_path)?;
+            return Err(Error::ImageTooLarge { limit });
+        }
+        return Ok((archive_path.to_path_buf(), archive_sha256, size));
+    }
+
+    let image_path = cache.image_path(url);
+    let record_path = record_path(&image_path);
+    if let Some(record) = read_record(&record_path) {
+        if record.archive_sha256 == archive_sha256.hex() && record.image_size <= limit {
+            if let Some(hit) = reuse_image(&image_path, &record, cancel, progress).await? {
+                return Ok(hit);
+            }
+        }
+    }
+    cache::discard(&record_path)?;
+
+    let mut tmp = cache.temp_beside(&image_path)?;
+    let (digest, size) = {
+        let (src, dst) = (archive_path.to_path_buf(), image_path.clone());
+        let (cancel, progress) = (cancel.clone(), progress.clone());
+        // On any error `tmp` is dropped here, which removes it.
+        tokio::task::spawn_blocking(move || {
+            let decoded =
+                decompress::decompress(&src, format, &mut tmp, limit, &cancel, progress.as_ref())?;
+            cache::commit(tmp, &dst)?;
+            Ok::<_, Error>(decoded)
+        })
+        .await
+        .expect("the decompression thread panicked")?
+    };
+    let record = ImageRecord {
+        archive_sha256: archive_sha256.hex(),
+        image_sha256: digest.hex(),
+        image_size: size,
+        format,
+    };
+    let json = serde_json::to_vec_pretty(&record).expect("the record serializes");
+    cache::write_atomic(cache, &record_path, &json)?;
+    Ok((image_path, digest, size))
+}
+
+async fn reuse_image(
+    image_path: &Path,
+    record: &ImageRecord,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Option<(PathBuf, Sha256Digest, u64)>> {
+    if !image_path.is_file() {
+        return Ok(None);
+    }
+    let (digest, size) = blocking_hash(image_path, Stage::CheckImage, cancel, progress).await?;
+    if digest.hex() == record.image_sha256 && size == record.image_size {
+        tracing::info!(path = %image_path.display(), "reusing the cached image decoded from this archive");
+        return Ok(Some((image_path.to_path_buf(), digest, size)));
+    }
+    tracing::warn!(path = %image_path.display(), "the cached image changed since it was decoded; decoding again");
+    Ok(None)
+}
+
+fn record_path(image_path: &Path) -> PathBuf {
+    let mut name = image_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".meta.json");
+    image_path.with_file_name(name)
+}
+
+fn read_record(path: &Path) -> Option<ImageRecord> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+async fn blocking_hash(
+    path: &Path,
+    stage: Stage,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<(Sha256Digest, u64)> {
+    let (path, cancel, progress) = (path.to_path_buf(), cancel.clone(), progress.clone());
+    tokio::task::spawn_blocking(move || digest::hash_file(&path, stage, &cancel, progress.as_ref()))
+        .await
+        .expect("the hashing thread panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_sits_beside_the_asset() {
+        let url = Url::parse("https://f.example/image/s/v1.13.0/nocloud-amd64.raw.xz").unwrap();
+        assert_eq!(
+            sidecar_url(&url).as_str(),
+            "https://f.example/image/s/v1.13.0/nocloud-amd64.raw.xz.sha256"
+        );
+        let signed = Url::parse("https://cdn.example/os.img.gz?sig=abc").unwrap();
+        assert_eq!(
+            sidecar_url(&signed).as_str(),
+            "https://cdn.example/os.img.gz.sha256?sig=abc"
+        );
+    }
+}

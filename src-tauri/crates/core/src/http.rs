@@ -1,0 +1,351 @@
+//! HTTP with the retry, timeout and resume rules every download obeys.
+//!
+//! Timeouts: 30 s to connect and to the response headers, 90 s of silence while reading a body, and
+//! no total timeout: a long download ends by cancellation, never by clock. Retries: at most five
+//! attempts, backoff from 500 ms doubling to 16 s with ±20 % jitter, for connection errors, timeouts,
+//! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use reqwest::header::{CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::{Response, StatusCode};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::CancellationToken;
+
+/// The limits above, adjustable so tests need not wait 90 s for a stalled body.
+#[derive(Clone, Debug)]
+pub struct HttpPolicy {
+    pub attempts: usize,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub retry_after_cap: Duration,
+    pub connect_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(16),
+            retry_after_cap: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Where a download's bytes go. Implementations keep and hash exactly the bytes appended, so a
+/// restart must drop both the kept bytes and the hash state.
+pub trait BodySink: Send {
+    /// Bytes kept so far; a resumed request asks for the rest from here.
+    fn kept(&self) -> u64;
+    fn append(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Forget everything kept: the server is sending the body from the start again.
+    fn restart(&mut self) -> Result<()>;
+}
+
+/// The outcome of one attempt that failed, and whether another attempt may help.
+#[derive(Debug)]
+struct Failed {
+    error: Error,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failed {
+    fn fatal(error: Error) -> Self {
+        Self {
+            error,
+            retry: false,
+            retry_after: None,
+        }
+    }
+
+    fn transient(error: Error) -> Self {
+        Self {
+            error,
+            retry: true,
+            retry_after: None,
+        }
+    }
+}
+
+pub struct Http {
+    client: reqwest::Client,
+    policy: HttpPolicy,
+}
+
+impl Http {
+    pub fn new(policy: HttpPolicy) -> Result<Self> {
+        // reqwest reads HTTP(S)_PROXY / NO_PROXY from the environment by default. No `.timeout()`:
+        // a total timeout would cut long downloads off by clock.
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("labflash/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(policy.connect_timeout)
+            .build()
+            .map_err(|e| Error::Network {
+                url: String::new(),
+                detail: error_chain(&e),
+            })?;
+        Ok(Self { client, policy })
+    }
+
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    /// GETs a small text document (at most 1 MiB), such as a checksum file.
+    pub async fn get_text(&self, url: &Url, cancel: &CancellationToken) -> Result<String> {
+        const LIMIT: usize = 1 << 20;
+        self.with_retries(cancel, || async {
+            let resp = self.send(url, None).await?;
+            let mut body = Vec::new();
+            let mut resp = resp;
+            while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > LIMIT {
+                    return Err(Failed::fatal(Error::Network {
+                        url: url.to_string(),
+                        detail: format!("the document is larger than {LIMIT} bytes"),
+                    }));
+                }
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        })
+        .await
+    }
+
+    /// Downloads `url` into `sink`. A body cut off mid-transfer continues with a `Range` request
+    /// when the server answers 206, and starts over when it answers 200.
+    pub async fn download(
+        &self,
+        url: &Url,
+        sink: &mut dyn BodySink,
+        cancel: &CancellationToken,
+        progress: &dyn ProgressSink,
+    ) -> Result<()> {
+        let reporter = Reporter::new(progress, Stage::Download, None);
+        let state = Mutex::new((sink, reporter));
+        self.with_retries(cancel, || async {
+            let mut guard = state.lock().await;
+            let (sink, reporter) = &mut *guard;
+            self.download_attempt(url, &mut **sink, reporter).await
+        })
+        .await?;
+        let (sink, mut reporter) = state.into_inner();
+        reporter.finish(sink.kept());
+        Ok(())
+    }
+
+    async fn download_attempt(
+        &self,
+        url: &Url,
+        sink: &mut dyn BodySink,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<(), Failed> {
+        let offset = sink.kept();
+        let mut resp = self.send(url, (offset > 0).then_some(offset)).await?;
+        let start = match resp.status() {
+            StatusCode::PARTIAL_CONTENT if resume_offset(&resp) == Some(offset) => offset,
+            StatusCode::PARTIAL_CONTENT => {
+                sink.restart().map_err(Failed::fatal)?;
+                return Err(Failed::transient(Error::Network {
+                    url: url.to_string(),
+                    detail: format!("the server resumed at a different offset than {offset}"),
+                }));
+            }
+            _ => {
+                if offset > 0 {
+                    tracing::info!(%url, "the server does not resume downloads; starting over");
+                    sink.restart().map_err(Failed::fatal)?;
+                }
+                0
+            }
+        };
+        let total = resp.content_length().map(|len| start + len);
+        reporter.set_total(total);
+        while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
+            sink.append(&chunk).map_err(Failed::fatal)?;
+            reporter.update(sink.kept());
+        }
+        match total {
+            Some(total) if sink.kept() < total => Err(Failed::transient(Error::Network {
+                url: url.to_string(),
+                detail: format!("the body ended after {} of {total} bytes", sink.kept()),
+            })),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends a GET (from `offset` if given) and sorts the status: success, retryable, or final.
+    async fn send(&self, url: &Url, offset: Option<u64>) -> Result<Response, Failed> {
+        let mut req = self.client.get(url.clone());
+        if let Some(offset) = offset {
+            req = req.header(RANGE, format!("bytes={offset}-"));
+        }
+        let resp = match tokio::time::timeout(self.policy.header_timeout, req.send()).await {
+            Err(_) => {
+                return Err(Failed::transient(Error::Timeout {
+                    url: url.to_string(),
+                    secs: self.policy.header_timeout.as_secs(),
+                    during: "waiting for the response headers",
+                }))
+            }
+            Ok(Err(e)) => return Err(transport_failure(url, &e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let error = Error::HttpStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+            reason: status.canonical_reason(),
+        };
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(Failed {
+                error,
+                retry: true,
+                retry_after,
+            });
+        }
+        Err(Failed::fatal(error))
+    }
+
+    /// The next body chunk, or a timeout after the idle limit of silence.
+    async fn next_chunk(
+        &self,
+        url: &Url,
+        resp: &mut Response,
+    ) -> Result<Option<bytes::Bytes>, Failed> {
+        match tokio::time::timeout(self.policy.idle_timeout, resp.chunk()).await {
+            Err(_) => Err(Failed::transient(Error::Timeout {
+                url: url.to_string(),
+                secs: self.policy.idle_timeout.as_secs(),
+                during: "sending the body",
+            })),
+            Ok(Err(e)) => Err(transport_failure(url, &e)),
+            Ok(Ok(chunk)) => Ok(chunk),
+        }
+    }
+
+    /// Runs `op` under the retry policy; cancellation stops it at once, sleeping or not.
+    async fn with_retries<T, F, Fut>(&self, cancel: &CancellationToken, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failed>>,
+    {
+        let cap = self.policy.retry_after_cap;
+        let retried = op
+            .retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|f: &Failed| f.retry)
+            .adjust(move |f: &Failed, delay| {
+                delay.map(|d| f.retry_after.map_or(d, |ra| ra.min(cap)))
+            })
+            .notify(|f: &Failed, delay: Duration| {
+                tracing::warn!("{}; retrying in {:.1} s", f.error, delay.as_secs_f64())
+            });
+        tokio::select! {
+            result = retried => result.map_err(|f| f.error),
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+        }
+    }
+
+    /// The delays between attempts: exponential, capped, each scaled by a random 0.8–1.2.
+    fn backoff(&self) -> impl Iterator<Item = Duration> + Send + Sync + Unpin {
+        fn jitter(d: Duration) -> Duration {
+            d.mul_f64(0.8 + 0.4 * fastrand::f64())
+        }
+        ExponentialBuilder::default()
+            .with_min_delay(self.policy.first_delay)
+            .with_factor(2.0)
+            .with_max_delay(self.policy.max_delay)
+            .with_max_times(self.policy.attempts.saturating_sub(1))
+            .build()
+            .map(jitter as fn(Duration) -> Duration)
+    }
+}
+
+/// The start offset a 206 response's `Content-Range: bytes START-END/TOTAL` announces.
+fn resume_offset(resp: &Response) -> Option<u64> {
+    let value = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// Transport errors (connect, reset, cut body) are worth another attempt; a redirect loop or a bad
+/// request is not.
+fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
+    let error = Error::Network {
+        url: url.to_string(),
+        detail: error_chain(e),
+    };
+    if e.is_redirect() || e.is_builder() {
+        Failed::fatal(error)
+    } else {
+        Failed::transient(error)
+    }
+}
+
+/// reqwest's own message is terse ("error sending request"); the cause is in the source chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_policy() {
+        let http = Http::new(HttpPolicy::default()).unwrap();
+        let delays: Vec<Duration> = http.backoff().collect();
+        assert_eq!(delays.len(), 4, "five attempts means four waits");
+        for (d, nominal) in delays.iter().zip([0.5, 1.0, 2.0, 4.0]) {
+            let s = d.as_secs_f64();
+            assert!(
+                s >= nominal * 0.8 - 1e-9 && s <= nominal * 1.2 + 1e-9,
+                "{s} vs {nominal}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let policy = HttpPolicy {
+            attempts: 10,
+            ..HttpPolicy::default()
+        };
+        let http = Http::new(policy).unwrap();
+        let last = http.backoff().last().unwrap();
+        assert!(last.as_secs_f64() <= 16.0 * 1.2 + 1e-9);
+        assert!(last.as_secs_f64() >= 16.0 * 0.8 - 1e-9);
+    }
+}

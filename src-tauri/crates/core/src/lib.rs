@@ -1,0 +1,21 @@
+//! labflash-core: the engine behind the `labflash` CLI and the desktop app. It knows nothing of
+//! terminals or windows: every operation takes a cancel token and a progress sink and returns a
+//! typed result or an [`Error`].
+//!
+//! The flow of a fetch, top to bottom, is in [`fetch`]; each step has its own module:
+//! [`http`] (retries, timeouts, resume), [`digest`] (SHA-256, sidecars), [`cache`] (layout, locks,
+//! atomic files), [`decompress`] (xz, gzip, zstd, raw; bounded).
+
+pub mod cache;
+pub mod decompress;
+pub mod digest;
+pub mod error;
+pub mod fetch;
+pub mod http;
+pub mod progress;
+
+pub use error::{Error, ErrorKind, Result};
+pub use tokio_util::sync::CancellationToken;
+
+/// Buffer size for file reads, hashing and decoded output.
+pub(crate) const IO_CHUNK: usize = 1 << 20;

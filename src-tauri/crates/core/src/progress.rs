@@ -1,0 +1,108 @@
+//! Progress reporting: the engine reports through a sink the front end supplies, at most ten
+//! times a second per stage, plus each stage's final count.
+
+use std::time::{Duration, Instant};
+
+/// The stage a report belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stage {
+    /// Downloading the archive (bytes received and kept).
+    Download,
+    /// Re-hashing a cached archive against the expected digest.
+    CheckCache,
+    /// Decompressing the archive into the image (bytes of image written).
+    Decompress,
+    /// Re-hashing a cached image.
+    CheckImage,
+}
+
+impl Stage {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Download => "downloading",
+            Stage::CheckCache => "checking cached archive",
+            Stage::Decompress => "decompressing",
+            Stage::CheckImage => "checking cached image",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub stage: Stage,
+    pub done: u64,
+    /// Unknown when the server sends no length.
+    pub total: Option<u64>,
+}
+
+/// Where progress goes. Called from engine threads; must be cheap and must not block.
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, progress: Progress);
+}
+
+impl<F: Fn(Progress) + Send + Sync> ProgressSink for F {
+    fn report(&self, progress: Progress) {
+        self(progress)
+    }
+}
+
+/// A sink that drops every report.
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _: Progress) {}
+}
+
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Throttles one stage's reports so a fast loop does not flood a GUI channel.
+pub(crate) struct Reporter<'a> {
+    sink: &'a dyn ProgressSink,
+    stage: Stage,
+    total: Option<u64>,
+    last: Option<Instant>,
+}
+
+impl<'a> Reporter<'a> {
+    pub(crate) fn new(sink: &'a dyn ProgressSink, stage: Stage, total: Option<u64>) -> Self {
+        let r = Self {
+            sink,
+            stage,
+            total,
+            last: None,
+        };
+        // Announce the stage; the first bytes are then reported without waiting out the interval.
+        r.emit(0);
+        r
+    }
+
+    pub(crate) fn set_total(&mut self, total: Option<u64>) {
+        self.total = total;
+    }
+
+    pub(crate) fn update(&mut self, done: u64) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < MIN_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        self.emit(done);
+    }
+
+    pub(crate) fn finish(&mut self, done: u64) {
+        self.emit(done);
+    }
+
+    fn emit(&self, done: u64) {
+        self.sink.report(Progress {
+            stage: self.stage,
+            done,
+            total: self.total,
+        });
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything labflash needs on a Debian or Ubuntu machine, then builds the web UI:
+# system packages (apt), Rust (rustup, if cargo is missing), Node.js (if missing), the UI's npm
+# packages. Safe to run again: it installs only what is missing. `--tests` adds what the test
+# suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+packages=(
+  build-essential pkg-config curl file ca-certificates
+  libwebkit2gtk-4.1-dev libssl-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
+  xz-utils zstd
+)
+if [[ ${1:-} == --tests ]]; then
+  packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux)
+fi
+command -v npm >/dev/null || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  echo "setup: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  [[ -x $HOME/.cargo/bin/cargo ]] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  export PATH=$HOME/.cargo/bin:$PATH
+fi
+if command -v rustup >/dev/null; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+fi
+
+cd "$repo/ui"
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent

@@ -1,0 +1,163 @@
+//! Shared test support: the scripted HTTP server, the `labflash` binary, archives of every format.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+pub mod server;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Deterministic bytes that compress poorly (xorshift), so sizes on the wire are realistic.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A disk-image-like mix: noise, text and zeros.
+pub fn image_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = noise(len / 3, seed);
+    let text = b"talos machine config: cluster endpoint https://10.0.0.1:6443\n";
+    while out.len() < 2 * len / 3 {
+        out.extend_from_slice(text);
+    }
+    out.resize(len, 0);
+    out
+}
+
+/// One xz stream, written in blocks of `block_size` so the decoder can use threads.
+pub fn xz_blocks(data: &[u8], block_size: u64) -> Vec<u8> {
+    let stream = liblzma::stream::MtStreamBuilder::new()
+        .threads(2)
+        .block_size(block_size)
+        .preset(1)
+        .check(liblzma::stream::Check::Crc64)
+        .encoder()
+        .unwrap();
+    let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// One xz stream in a single block, as `xz` without threads writes it.
+pub fn xz_single(data: &[u8]) -> Vec<u8> {
+    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}
+
+/// The `labflash` binary, built by `cargo build` beside this test executable.
+pub fn labflash_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("labflash");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --workspace), as tests/run does",
+        bin.display()
+    );
+    bin
+}
+
+/// A `labflash` command with a clean environment: no proxy, no cache variable, no colours.
+pub fn labflash(args: &[&str]) -> Command {
+    let mut cmd = Command::new(labflash_bin());
+    cmd.args(args)
+        .env_remove("LABFLASH_CACHE_DIR")
+        .env_remove("RUST_LOG")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY");
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as the one JSON value `--json` promises.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON value ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn run(args: &[&str]) -> Run {
+    labflash(args).output().expect("run labflash").into()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Temp files (`.<name>.<random>.part`) under `dir`.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect()
+}
+
+/// Files under `dir` other than lock files.
+pub fn cached_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+        .collect()
+}

@@ -1,0 +1,553 @@
+//! `labflash fetch` end to end: the real binary against a real HTTP server on 127.0.0.1 with
+//! scripted faults, and a real cache folder.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::server::{Reply, Serve, Server};
+use common::*;
+
+const ASSET: &str = "/image/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.13.0/nocloud-amd64.raw.xz";
+
+struct Fixture {
+    server: Server,
+    cache: tempfile::TempDir,
+    image: Vec<u8>,
+    archive: Vec<u8>,
+}
+
+/// A stand-in Image Factory serving one xz image and its sidecar.
+fn factory() -> Fixture {
+    let image = image_like(3 << 20, 7);
+    let archive = xz_blocks(&image, 1 << 20);
+    let server = Server::start();
+    server.put_with_sidecar(ASSET, archive.clone());
+    Fixture {
+        server,
+        cache: tempfile::tempdir().unwrap(),
+        image,
+        archive,
+    }
+}
+
+impl Fixture {
+    fn cache_dir(&self) -> &str {
+        self.cache.path().to_str().unwrap()
+    }
+
+    fn fetch(&self, extra: &[&str]) -> Run {
+        let url = self.server.url(ASSET);
+        let mut args = vec![
+            "fetch",
+            url.as_str(),
+            "--cache-dir",
+            self.cache_dir(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    fn assert_fetched(&self, run: &Run) -> serde_json::Value {
+        assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+        let json = run.json();
+        assert_eq!(json["archiveSHA256"], sha256_hex(&self.archive));
+        assert_eq!(json["imageSHA256"], sha256_hex(&self.image));
+        assert_eq!(json["imageSize"], self.image.len() as u64);
+        let image_path = json["imagePath"].as_str().unwrap();
+        assert_eq!(std::fs::read(image_path).unwrap(), self.image);
+        assert!(temp_files(self.cache.path()).is_empty());
+        json
+    }
+
+    fn assert_cache_empty(&self) {
+        let left = cached_files(self.cache.path());
+        assert!(left.is_empty(), "left in the cache: {left:?}");
+    }
+}
+
+#[test]
+fn fetch_verifies_against_the_sidecar_and_reports_every_field() {
+    let f = factory();
+    let run = f.fetch(&[]);
+    let json = f.assert_fetched(&run);
+    assert_eq!(json["digestSource"], "sidecar");
+    assert_eq!(json["sourceURL"], f.server.url(ASSET));
+    let archive_path = json["archivePath"].as_str().unwrap();
+    assert!(
+        archive_path.contains("/downloads/127.0.0.1_"),
+        "{archive_path}"
+    );
+    assert!(archive_path.ends_with("/v1.13.0/nocloud-amd64.raw.xz"));
+    assert_eq!(std::fs::read(archive_path).unwrap(), f.archive);
+    assert!(json["imagePath"]
+        .as_str()
+        .unwrap()
+        .ends_with("/nocloud-amd64.raw"));
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert!(
+        run.stderr.is_empty(),
+        "nothing on stderr when it is not a terminal: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn human_output_without_json() {
+    let f = factory();
+    let url = f.server.url(ASSET);
+    let run = run(&["fetch", &url, "--cache-dir", f.cache_dir()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(&sha256_hex(&f.image)));
+    assert!(run.stdout.contains("matches the publisher's .sha256 file"));
+}
+
+#[test]
+fn transient_502_and_429_with_retry_after_are_retried() {
+    let f = factory();
+    f.server
+        .script(ASSET, vec![Reply::Status(502), Reply::RetryAfter(429, 2)]);
+    let started = Instant::now();
+    let run = f.fetch(&[]);
+    f.assert_fetched(&run);
+    assert_eq!(f.server.gets(ASSET).len(), 3, "502, 429, then 200");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After: 2 was not honoured"
+    );
+}
+
+#[test]
+fn not_found_is_final_after_one_request() {
+    let f = factory();
+    f.server.script(ASSET, vec![Reply::Status(404)]);
+    let run = f.fetch(&[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(f.server.gets(ASSET).len(), 1);
+    assert!(run.json()["error"].as_str().unwrap().contains("HTTP 404"));
+    assert_eq!(run.json()["exitCode"], 3);
+    f.assert_cache_empty();
+}
+
+#[test]
+fn server_errors_give_up_after_five_attempts() {
+    let f = factory();
+    f.server.script(ASSET, vec![Reply::Status(503); 6]);
+    let run = f.fetch(&[]);
+    assert_eq!(run.code, 3);
+    assert_eq!(f.server.gets(ASSET).len(), 5);
+    assert!(run.stderr.contains("HTTP 503"), "{}", run.stderr);
+    f.assert_cache_empty();
+}
+
+#[test]
+fn a_cut_body_resumes_with_range_when_the_server_allows() {
+    let f = factory();
+    let cut = f.archive.len() / 3;
+    f.server.set_default_serve(Serve {
+        ranges: true,
+        ..Serve::default()
+    });
+    f.server.script(
+        ASSET,
+        vec![Reply::Body(Serve {
+            ranges: true,
+            cut_after: Some(cut),
+            ..Serve::default()
+        })],
+    );
+    f.assert_fetched(&f.fetch(&[]));
+    let gets = f.server.gets(ASSET);
+    assert_eq!(gets.len(), 2);
+    assert_eq!(gets[0].range, None);
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={cut}-").as_str())
+    );
+}
+
+#[test]
+fn a_cut_body_starts_over_when_the_server_ignores_range() {
+    let f = factory();
+    let cut = f.archive.len() / 2;
+    f.server.script(
+        ASSET,
+        vec![Reply::Body(Serve {
+            cut_after: Some(cut),
+            ..Serve::default()
+        })],
+    );
+    f.assert_fetched(&f.fetch(&[]));
+    let gets = f.server.gets(ASSET);
+    assert_eq!(gets.len(), 2);
+    assert!(gets[1].range.is_some(), "it asked to resume");
+}
+
+#[test]
+fn a_wrong_sidecar_fails_with_exit_1_and_keeps_nothing() {
+    let f = factory();
+    let other = sha256_hex(b"something else");
+    f.server.put(
+        &format!("{ASSET}.sha256"),
+        format!("{other}  nocloud-amd64.raw.xz\n").into_bytes(),
+    );
+    let run = f.fetch(&[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("does not match") && error.contains(&other),
+        "{error}"
+    );
+    f.assert_cache_empty();
+}
+
+#[test]
+fn a_wrong_sha256_flag_fails_with_exit_1() {
+    let f = factory();
+    let run = f.fetch(&["--sha256", &sha256_hex(b"not it")]);
+    assert_eq!(run.code, 1);
+    f.assert_cache_empty();
+}
+
+#[test]
+fn malformed_and_empty_sidecars_are_named_and_refused() {
+    let cases: [(&str, &str); 4] = [
+        ("", "is empty"),
+        ("\n  \n", "is empty"),
+        ("   \nabc\n", "no digest on its first line"),
+        (
+            "<html>Payment required</html>\n",
+            "not a 64-digit hex SHA-256",
+        ),
+    ];
+    for (body, expected) in cases {
+        let f = factory();
+        f.server
+            .put(&format!("{ASSET}.sha256"), body.as_bytes().to_vec());
+        let run = f.fetch(&[]);
+        assert_eq!(run.code, 3, "{body:?}: {}", run.stderr);
+        let error = run.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(expected), "{body:?}: {error}");
+        assert!(
+            f.server.gets(ASSET).is_empty(),
+            "no download without an expected digest"
+        );
+        f.assert_cache_empty();
+    }
+}
+
+#[test]
+fn no_sidecar_402_fails_unless_unverified_is_allowed() {
+    let f = factory();
+    f.server
+        .script(&format!("{ASSET}.sha256"), vec![Reply::Status(402); 2]);
+    let run = f.fetch(&[]);
+    assert_eq!(run.code, 3);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("HTTP 402") && error.contains("--allow-unverified"),
+        "{error}"
+    );
+    assert!(f.server.gets(ASSET).is_empty());
+
+    let run = f.fetch(&["--allow-unverified"]);
+    let json = f.assert_fetched(&run);
+    assert_eq!(json["digestSource"], "unverified");
+    assert!(run.stderr.contains("UNVERIFIED"), "{}", run.stderr);
+}
+
+#[test]
+fn the_sha256_flag_replaces_the_sidecar() {
+    let f = factory();
+    f.server
+        .script(&format!("{ASSET}.sha256"), vec![Reply::Status(402)]);
+    let digest = sha256_hex(&f.archive).to_uppercase();
+    let json = f.assert_fetched(&f.fetch(&["--sha256", &digest]));
+    assert_eq!(json["digestSource"], "flag");
+    assert!(f.server.gets(&format!("{ASSET}.sha256")).is_empty());
+}
+
+#[test]
+fn bad_flag_values_exit_2_with_one_json_object() {
+    let f = factory();
+    for args in [
+        vec!["--sha256", "abc"],
+        vec!["--sha256", &"g".repeat(64)],
+        vec!["--max-image-size", "lots"],
+        vec![
+            "--sha256",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "--allow-unverified",
+        ],
+    ] {
+        let run = f.fetch(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.json()["exitCode"], 2, "{args:?}");
+        assert!(!run.stderr.is_empty());
+    }
+    let run = run(&[
+        "fetch",
+        "ftp://example.invalid/x.xz",
+        "--json",
+        "--cache-dir",
+        f.cache_dir(),
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unsupported scheme"));
+    assert!(f.server.requests().is_empty());
+    f.assert_cache_empty();
+}
+
+#[test]
+fn a_good_cache_is_reused_without_any_request() {
+    let f = factory();
+    let digest = sha256_hex(&f.archive);
+    f.assert_fetched(&f.fetch(&["--sha256", &digest]));
+    f.server.clear_log();
+    let json = f.assert_fetched(&f.fetch(&["--sha256", &digest]));
+    assert_eq!(json["digestSource"], "flag");
+    assert!(f.server.requests().is_empty(), "{:?}", f.server.requests());
+
+    // With the sidecar, only the sidecar is asked for.
+    let run = f.fetch(&[]);
+    f.assert_fetched(&run);
+    assert_eq!(f.server.requests().len(), 1);
+    assert!(f.server.gets(ASSET).is_empty());
+}
+
+#[test]
+fn a_corrupt_cached_archive_is_downloaded_again_exactly_once() {
+    let f = factory();
+    let json = f.assert_fetched(&f.fetch(&[]));
+    let archive_path = json["archivePath"].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(&archive_path).unwrap();
+    bytes[1000] ^= 0xFF;
+    std::fs::write(&archive_path, bytes).unwrap();
+    f.server.clear_log();
+    f.assert_fetched(&f.fetch(&[]));
+    assert_eq!(f.server.gets(ASSET).len(), 1);
+    assert_eq!(std::fs::read(&archive_path).unwrap(), f.archive);
+}
+
+#[test]
+fn a_tampered_cached_image_is_decoded_again() {
+    let f = factory();
+    let json = f.assert_fetched(&f.fetch(&[]));
+    let image_path = json["imagePath"].as_str().unwrap().to_string();
+    std::fs::write(&image_path, b"tampered").unwrap();
+    f.server.clear_log();
+    f.assert_fetched(&f.fetch(&[]));
+    assert!(
+        f.server.gets(ASSET).is_empty(),
+        "the archive was still good"
+    );
+}
+
+#[test]
+fn ctrl_c_mid_body_leaves_no_temp_file() {
+    let f = factory();
+    f.server.script(
+        ASSET,
+        vec![Reply::Body(Serve {
+            stall_after: Some(f.archive.len() / 2),
+            ..Serve::default()
+        })],
+    );
+    let url = f.server.url(ASSET);
+    let child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| !temp_files(f.cache.path()).is_empty() && f.server.gets(ASSET).len() == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.json()["error"], "cancelled");
+    assert!(temp_files(f.cache.path()).is_empty());
+    f.assert_cache_empty();
+}
+
+#[test]
+fn a_stale_temp_file_from_a_killed_run_is_swept() {
+    let f = factory();
+    f.server.script(
+        ASSET,
+        vec![Reply::Body(Serve {
+            stall_after: Some(f.archive.len() / 2),
+            ..Serve::default()
+        })],
+    );
+    let url = f.server.url(ASSET);
+    let mut child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "-q"])
+        .spawn()
+        .unwrap();
+    wait_for(|| !temp_files(f.cache.path()).is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        temp_files(f.cache.path()).len(),
+        1,
+        "SIGKILL leaves the temp file"
+    );
+    f.assert_fetched(&f.fetch(&[]));
+}
+
+#[test]
+fn an_image_over_the_size_cap_is_refused_and_nothing_is_left() {
+    let f = factory();
+    let zeros = vec![0u8; 96 << 20];
+    let archive = xz_single(&zeros);
+    f.server.put_with_sidecar("/zeros.raw.xz", archive);
+    let url = f.server.url("/zeros.raw.xz");
+    let run = run(&[
+        "fetch",
+        &url,
+        "--cache-dir",
+        f.cache_dir(),
+        "--max-image-size",
+        "67108864",
+        "--json",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("larger than the limit of 67108864 bytes"),
+        "{error}"
+    );
+    let images = f.cache.path().join("images");
+    assert!(
+        files_under(&images).is_empty(),
+        "{:?}",
+        files_under(&images)
+    );
+    assert!(temp_files(f.cache.path()).is_empty());
+}
+
+#[test]
+fn multi_stream_xz_decodes_every_stream() {
+    let f = factory();
+    let (a, b) = (image_like(1 << 20, 1), noise(700_000, 2));
+    let mut archive = xz_blocks(&a, 256 << 10);
+    archive.extend_from_slice(&[0u8; 8]); // stream padding between streams is legal
+    archive.extend_from_slice(&xz_single(&b));
+    f.server.put_with_sidecar("/multi.img.xz", archive);
+    let url = f.server.url("/multi.img.xz");
+    let run = run(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    let expected = [a, b].concat();
+    assert_eq!(json["imageSize"], expected.len() as u64);
+    assert_eq!(json["imageSHA256"], sha256_hex(&expected));
+    assert!(json["imagePath"].as_str().unwrap().ends_with("/multi.img"));
+}
+
+#[test]
+fn truncated_xz_is_reported_as_corrupt() {
+    let f = factory();
+    let archive = xz_single(&noise(500_000, 3));
+    let cut = archive[..archive.len() - 100].to_vec();
+    f.server.put_with_sidecar("/cut.img.xz", cut);
+    let url = f.server.url("/cut.img.xz");
+    let run = run(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be decompressed"));
+    assert!(files_under(&f.cache.path().join("images")).is_empty());
+}
+
+#[test]
+fn gzip_zstd_and_raw_are_recognised_by_their_bytes() {
+    let f = factory();
+    let image = image_like(2 << 20, 9);
+    let mut two_members = gzip(&image[..1 << 20]);
+    two_members.extend_from_slice(&gzip(&image[1 << 20..]));
+    // Names that lie: the format comes from the magic bytes.
+    let cases = [
+        ("/os.img.gz", two_members),
+        ("/os.img.zst", zstd(&image)),
+        ("/os-gz-named-xz.img.xz", gzip(&image)),
+        ("/os.raw", image.clone()),
+    ];
+    for (path, archive) in cases {
+        f.server.put_with_sidecar(path, archive);
+        let url = f.server.url(path);
+        let run = run(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"]);
+        assert_eq!(run.code, 0, "{path}: {}", run.stderr);
+        let json = run.json();
+        assert_eq!(json["imageSHA256"], sha256_hex(&image), "{path}");
+        let image_path = json["imagePath"].as_str().unwrap();
+        assert_eq!(std::fs::read(image_path).unwrap(), image, "{path}");
+        if path == "/os.raw" {
+            assert_eq!(json["imagePath"], json["archivePath"], "raw needs no copy");
+        }
+    }
+}
+
+#[test]
+fn two_processes_fetching_one_asset_download_it_once() {
+    let f = factory();
+    // Slow enough that the second starts while the first downloads.
+    f.server.set_default_serve(Serve {
+        rate: Some(2 << 20),
+        ..Serve::default()
+    });
+    let url = f.server.url(ASSET);
+    let spawn = || {
+        labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    wait_for(|| f.server.gets(ASSET).len() == 1);
+    let second = spawn();
+    let (a, b): (Run, Run) = (
+        first.wait_with_output().unwrap().into(),
+        second.wait_with_output().unwrap().into(),
+    );
+    let (ja, jb) = (f.assert_fetched(&a), f.assert_fetched(&b));
+    assert_eq!(ja, jb);
+    assert_eq!(
+        f.server.gets(ASSET).len(),
+        1,
+        "the second reused the first's download"
+    );
+}
+
+#[test]
+fn the_cache_folder_comes_from_the_environment_when_no_flag_is_given() {
+    let f = factory();
+    let url = f.server.url(ASSET);
+    let out: Run = labflash(&["fetch", &url, "--json"])
+        .env("LABFLASH_CACHE_DIR", f.cache.path())
+        .output()
+        .unwrap()
+        .into();
+    let json = f.assert_fetched(&out);
+    assert!(Path::new(json["archivePath"].as_str().unwrap()).starts_with(f.cache.path()));
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
