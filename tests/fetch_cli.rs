@@ -350,35 +350,30 @@ fn a_tampered_cached_image_is_decoded_again() {
 }
 
 #[test]
-fn ctrl_c_mid_body_leaves_no_temp_file() {
-    let f = factory();
-    f.server.script(
-        ASSET,
-        vec![Reply::Body(Serve {
-            stall_after: Some(f.archive.len() / 2),
-            ..Serve::default()
-        })],
-    );
-    let url = f.server.url(ASSET);
-    let child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(|| !temp_files(f.cache.path()).is_empty() && f.server.gets(ASSET).len() == 1);
-    std::thread::sleep(Duration::from_millis(300));
-    let interrupted = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let run: Run = child.wait_with_output().unwrap().into();
-    assert!(
-        interrupted.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        interrupted.elapsed()
-    );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(run.json()["error"], "cancelled");
-    assert!(temp_files(f.cache.path()).is_empty());
-    f.assert_cache_empty();
+fn ctrl_c_or_sigterm_mid_body_leaves_no_temp_file() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let f = factory();
+        f.server.script(
+            ASSET,
+            vec![Reply::Body(Serve { stall_after: Some(f.archive.len() / 2), ..Serve::default() })],
+        );
+        let url = f.server.url(ASSET);
+        let child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(|| !temp_files(f.cache.path()).is_empty() && f.server.gets(ASSET).len() == 1);
+        std::thread::sleep(Duration::from_millis(300));
+        let interrupted = Instant::now();
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let run: Run = child.wait_with_output().unwrap().into();
+        assert!(interrupted.elapsed() < Duration::from_secs(2), "took {:?}", interrupted.elapsed());
+        assert_eq!(run.code, 3, "signal {signal}: {}", run.stderr);
+        assert_eq!(run.json()["error"], "cancelled");
+        assert!(temp_files(f.cache.path()).is_empty());
+        f.assert_cache_empty();
+    }
 }
 
 #[test]

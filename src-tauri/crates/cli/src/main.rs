@@ -57,17 +57,26 @@ fn main() -> ExitCode {
     };
     let cancel = CancellationToken::new();
     runtime.block_on(async {
-        let on_ctrl_c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted; stopping and cleaning up");
-                on_ctrl_c.cancel();
-            }
-        });
+        tokio::spawn(cancel_on_signals(cancel.clone()));
         match cli.command {
             Command::Fetch(args) => fetch::run(args, &out, &cancel).await,
         }
     })
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM trip the cancel token; the engine then stops and cleans up.
+async fn cancel_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tracing::warn!("interrupted; stopping and cleaning up");
+    cancel.cancel();
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
