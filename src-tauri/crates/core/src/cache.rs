@@ -239,7 +239,7 @@ mod tests {
         let url = Url::parse("http://127.0.0.1:8080/a/%2E%2E/b%20c/.hidden/os.img?tok=1").unwrap();
         let path = cache().archive_path(&url);
         assert!(
-            path.starts_with("/c/downloads/127.0.0.1_8080/a"),
+            path.starts_with("/c/downloads/127.0.0.1_8080/b_20c/"),
             "{path:?}"
         );
         assert!(
