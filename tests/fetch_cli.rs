@@ -355,7 +355,10 @@ fn ctrl_c_or_sigterm_mid_body_leaves_no_temp_file() {
         let f = factory();
         f.server.script(
             ASSET,
-            vec![Reply::Body(Serve { stall_after: Some(f.archive.len() / 2), ..Serve::default() })],
+            vec![Reply::Body(Serve {
+                stall_after: Some(f.archive.len() / 2),
+                ..Serve::default()
+            })],
         );
         let url = f.server.url(ASSET);
         let child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"])
@@ -368,7 +371,11 @@ fn ctrl_c_or_sigterm_mid_body_leaves_no_temp_file() {
         let interrupted = Instant::now();
         unsafe { libc::kill(child.id() as i32, signal) };
         let run: Run = child.wait_with_output().unwrap().into();
-        assert!(interrupted.elapsed() < Duration::from_secs(2), "took {:?}", interrupted.elapsed());
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            interrupted.elapsed()
+        );
         assert_eq!(run.code, 3, "signal {signal}: {}", run.stderr);
         assert_eq!(run.json()["error"], "cancelled");
         assert!(temp_files(f.cache.path()).is_empty());

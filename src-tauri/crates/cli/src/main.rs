@@ -67,8 +67,10 @@ fn main() -> ExitCode {
 /// Ctrl-C (SIGINT) and SIGTERM trip the cancel token; the engine then stops and cleans up.
 async fn cancel_on_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::select! {
