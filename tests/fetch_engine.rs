@@ -143,7 +143,7 @@ async fn progress_covers_every_stage_and_ends_at_the_full_size() {
             .iter()
             .rev()
             .find(|p| p.stage == stage)
-            .copied()
+            .cloned()
             .unwrap()
     };
     assert_eq!(last(Stage::Download).done, archive.len() as u64);

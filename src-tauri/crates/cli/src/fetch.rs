@@ -18,6 +18,13 @@ pub struct FetchArgs {
     /// The archive's URL (http or https); its `<URL>.sha256` is the expected digest by default.
     pub url: String,
 
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// How a source is verified, bounded and cached: shared by `fetch` and `flash`.
+#[derive(Args)]
+pub struct SourceArgs {
     /// The expected SHA-256 of the archive as served (64 hex digits); replaces the sidecar.
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     pub sha256: Option<Sha256Digest>,
@@ -35,6 +42,12 @@ pub struct FetchArgs {
     pub max_image_size: u64,
 }
 
+impl SourceArgs {
+    pub fn cache(&self) -> Result<Cache, Failure> {
+        Ok(Cache::open(Cache::resolve_dir(self.cache_dir.as_deref())?)?)
+    }
+}
+
 pub async fn run(args: FetchArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match fetch(args, out, cancel).await {
         Ok(fetched) => out.success(&fetched, || human(&fetched)),
@@ -48,13 +61,13 @@ async fn fetch(
     cancel: &CancellationToken,
 ) -> Result<Fetched, Failure> {
     let url = parse_url(&args.url)?;
-    let cache = Cache::open(Cache::resolve_dir(args.cache_dir.as_deref())?)?;
+    let cache = args.source.cache()?;
     let http = Http::new(HttpPolicy::default())?;
     let request = FetchRequest {
         url,
-        sha256: args.sha256,
-        allow_unverified: args.allow_unverified,
-        max_image_size: args.max_image_size,
+        sha256: args.source.sha256,
+        allow_unverified: args.source.allow_unverified,
+        max_image_size: args.source.max_image_size,
     };
     let progress = crate::progress::sink(out.show_progress());
     let fetched = fetch::fetch(&http, &cache, &request, cancel, &progress).await?;
@@ -94,7 +107,7 @@ pub fn parse_url(text: &str) -> Result<Url, Failure> {
     }
 }
 
-fn parse_sha256(text: &str) -> Result<Sha256Digest, String> {
+pub fn parse_sha256(text: &str) -> Result<Sha256Digest, String> {
     digest::parse_typed(text).map_err(|e| e.to_string())
 }
 

@@ -2,9 +2,13 @@
 //! engine's cancel token and a terminal progress bar to its progress sink, and turns results into
 //! human text or one JSON object, and errors into the exit codes of the CLI contract.
 
+mod confirm;
+mod drives;
 mod fetch;
+mod flash;
 mod output;
 mod progress;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -41,6 +45,12 @@ struct Cli {
 enum Command {
     /// Download an image, verify it against its published SHA-256 and decompress it into the cache.
     Fetch(fetch::FetchArgs),
+    /// List the drives that can be flashed.
+    Drives(drives::DrivesArgs),
+    /// Write an image to drives or files and prove each by reading it back.
+    Flash(flash::FlashArgs),
+    /// Check that a drive or image file holds exactly the expected image. Writes nothing.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,9 @@ fn main() -> ExitCode {
         tokio::spawn(cancel_on_signals(cancel.clone()));
         match cli.command {
             Command::Fetch(args) => fetch::run(args, &out, &cancel).await,
+            Command::Drives(args) => drives::run(args, &out),
+            Command::Flash(args) => flash::run(args, &out, &cancel).await,
+            Command::Verify(args) => verify::run(args, &out, &cancel).await,
         }
     })
 }

@@ -76,6 +76,16 @@ impl Output {
         value: &T,
         human: impl FnOnce() -> String,
     ) -> ExitCode {
+        self.result(value, human, 0)
+    }
+
+    /// Prints a result that carries its own exit code (a verify mismatch, a failed target).
+    pub fn result<T: serde::Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+        code: u8,
+    ) -> ExitCode {
         if self.json {
             println!(
                 "{}",
@@ -84,7 +94,7 @@ impl Output {
         } else {
             print!("{}", human());
         }
-        ExitCode::SUCCESS
+        ExitCode::from(code)
     }
 
     pub fn fail(&self, failure: Failure) -> ExitCode {

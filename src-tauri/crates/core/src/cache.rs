@@ -74,6 +74,13 @@ impl Cache {
         self.root.join("images").join(rel.with_file_name(stem))
     }
 
+    /// Where the image decompressed from a local archive is kept, by the archive's digest.
+    pub fn local_image_path(&self, archive_sha256: &crate::digest::Sha256Digest) -> PathBuf {
+        self.root
+            .join("images/local")
+            .join(format!("{archive_sha256}.img"))
+    }
+
     /// Takes the asset's lock, waiting (cancellably) while another process holds it.
     pub async fn lock(&self, asset: &Path, cancel: &CancellationToken) -> Result<AssetLock> {
         let dir = self.root.join("locks");

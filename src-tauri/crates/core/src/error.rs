@@ -28,6 +28,17 @@ pub enum Error {
     #[error("{0}")]
     BadInput(String),
 
+    #[error("refusing to write to {target}: {reason}")]
+    Refused { target: String, reason: String },
+
+    #[error("{target} does not hold the image: read back SHA-256 {actual}, expected {expected}; the first difference is in MiB {first_bad_mib}")]
+    ReadBackMismatch {
+        target: String,
+        expected: String,
+        actual: String,
+        first_bad_mib: u64,
+    },
+
     #[error("the checksum file {url} is empty")]
     SidecarEmpty { url: String },
 
@@ -85,8 +96,12 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
-            Error::BadInput(_) | Error::ImageTooLarge { .. } => ErrorKind::BadInput,
+            Error::DigestMismatch { .. } | Error::ReadBackMismatch { .. } => {
+                ErrorKind::DigestMismatch
+            }
+            Error::BadInput(_) | Error::Refused { .. } | Error::ImageTooLarge { .. } => {
+                ErrorKind::BadInput
+            }
             Error::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Failure,
         }

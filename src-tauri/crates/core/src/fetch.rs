@@ -114,7 +114,7 @@ pub async fn fetch(
 
     let (image_path, image_sha256, image_size) = image(
         cache,
-        &req.url,
+        cache.image_path(&req.url),
         &archive_path,
         archive_sha256,
         req.max_image_size,
@@ -268,9 +268,9 @@ struct ImageRecord {
 
 /// The verified archive's image: the archive itself when it is not compressed, else a cached
 /// image decoded from this same archive (re-hashed), else a fresh decode.
-async fn image(
+pub(crate) async fn image(
     cache: &Cache,
-    url: &Url,
+    image_path: PathBuf,
     archive_path: &Path,
     archive_sha256: Sha256Digest,
     limit: u64,
@@ -289,7 +289,6 @@ async fn image(
         return Ok((archive_path.to_path_buf(), archive_sha256, size));
     }
 
-    let image_path = cache.image_path(url);
     let record_path = record_path(&image_path);
     if let Some(record) = read_record(&record_path) {
         if record.archive_sha256 == archive_sha256.hex() && record.image_size <= limit {
@@ -354,7 +353,7 @@ fn read_record(path: &Path) -> Option<ImageRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
-async fn blocking_hash(
+pub(crate) async fn blocking_hash(
     path: &Path,
     stage: Stage,
     cancel: &CancellationToken,

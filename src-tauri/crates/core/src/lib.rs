@@ -8,11 +8,19 @@
 
 pub mod cache;
 pub mod decompress;
+pub mod device;
 pub mod digest;
+pub mod drives;
 pub mod error;
 pub mod fetch;
+pub mod flash;
 pub mod http;
+pub mod mounts;
 pub mod progress;
+pub mod source;
+pub mod target;
+pub mod verify;
+pub mod write;
 
 pub use error::{Error, ErrorKind, Result};
 pub use tokio_util::sync::CancellationToken;

@@ -15,6 +15,12 @@ pub enum Stage {
     Decompress,
     /// Re-hashing a cached image.
     CheckImage,
+    /// Hashing a local image before writing it.
+    HashImage,
+    /// Writing the image to a target (bytes the device has accepted).
+    Write,
+    /// Reading a target back to prove it holds the image.
+    ReadBack,
 }
 
 impl Stage {
@@ -24,17 +30,23 @@ impl Stage {
             Stage::CheckCache => "checking cached archive",
             Stage::Decompress => "decompressing",
             Stage::CheckImage => "checking cached image",
+            Stage::HashImage => "hashing image",
+            Stage::Write => "writing",
+            Stage::ReadBack => "reading back",
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub stage: Stage,
     pub done: u64,
     /// Unknown when the server sends no length.
     pub total: Option<u64>,
+    /// The drive or file a write or read-back report is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Where progress goes. Called from engine threads; must be cheap and must not block.
@@ -62,6 +74,7 @@ pub(crate) struct Reporter<'a> {
     sink: &'a dyn ProgressSink,
     stage: Stage,
     total: Option<u64>,
+    target: Option<String>,
     last: Option<Instant>,
 }
 
@@ -71,11 +84,19 @@ impl<'a> Reporter<'a> {
             sink,
             stage,
             total,
+            target: None,
             last: None,
         };
         // Announce the stage; the first bytes are then reported without waiting out the interval.
         r.emit(0);
         r
+    }
+
+    /// The same reporter, its reports naming `target` (announced again with the name).
+    pub(crate) fn for_target(mut self, target: &std::path::Path) -> Self {
+        self.target = Some(target.display().to_string());
+        self.emit(0);
+        self
     }
 
     pub(crate) fn set_total(&mut self, total: Option<u64>) {
@@ -103,6 +124,7 @@ impl<'a> Reporter<'a> {
             stage: self.stage,
             done,
             total: self.total,
+            target: self.target.clone(),
         });
     }
 }

@@ -1,0 +1,153 @@
+//! `labflash flash SOURCE --to TARGET…`: write an image to drives or files and read each back.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use labflash_core::drives::SystemRoots;
+use labflash_core::flash;
+use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::source::{self, SourceRequest};
+use labflash_core::target::TargetOptions;
+use labflash_core::write::{FlashOptions, TargetReport};
+use labflash_core::{CancellationToken, ErrorKind};
+
+use crate::fetch::SourceArgs;
+use crate::output::{Failure, Output, EXIT_FAILURE, EXIT_MISMATCH};
+
+#[derive(Args)]
+pub struct FlashArgs {
+    /// The image: a local file (raw, xz, gz, zst) or an http(s) URL, verified as `fetch` does.
+    pub source: String,
+
+    /// A drive (/dev/sdX, /dev/mmcblkN, /dev/loopN) or an image file to write; repeat for more.
+    #[arg(long = "to", value_name = "TARGET", required = true)]
+    pub to: Vec<PathBuf>,
+
+    /// Unmount the targets' mounted filesystems instead of refusing them.
+    #[arg(long)]
+    pub unmount: bool,
+
+    /// Allow fixed (non-removable) disks; on a terminal you will also type the disk's path.
+    #[arg(long)]
+    pub allow_fixed: bool,
+
+    /// Skip reading the targets back; results then say unverified (verifiedSHA256 null).
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub source_args: SourceArgs,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FlashResult {
+    #[serde(rename = "imageSHA256")]
+    image_sha256: String,
+    image_size: u64,
+    targets: Vec<TargetReport>,
+}
+
+pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    match flash(args, out, cancel).await {
+        Ok(result) => {
+            let code = exit_code(&result.targets);
+            out.result(&result, || human(&result), code)
+        }
+        Err(failure) => out.fail(failure),
+    }
+}
+
+/// 1 when any read-back mismatched, 3 when any target failed otherwise.
+fn exit_code(targets: &[TargetReport]) -> u8 {
+    if targets
+        .iter()
+        .any(|t| t.error_kind == Some(ErrorKind::DigestMismatch))
+    {
+        EXIT_MISMATCH
+    } else if targets.iter().any(|t| !t.ok) {
+        EXIT_FAILURE
+    } else {
+        0
+    }
+}
+
+async fn flash(
+    args: FlashArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<FlashResult, Failure> {
+    let cache = args.source_args.cache()?;
+    let http = Http::new(HttpPolicy::default())?;
+    let request = SourceRequest {
+        source: args.source.clone(),
+        sha256: args.source_args.sha256,
+        allow_unverified: args.source_args.allow_unverified,
+        max_image_size: args.source_args.max_image_size,
+    };
+    let prepared = {
+        let progress = crate::progress::sink(out.show_progress());
+        source::prepare(&request, &http, &cache, cancel, &progress).await?
+    };
+
+    let local_source = (!source::is_url(&args.source)).then(|| PathBuf::from(&args.source));
+    let mut protected: Vec<&Path> = vec![prepared.image.path.as_path(), cache.root()];
+    protected.extend(local_source.as_deref());
+    let roots = SystemRoots::default();
+    let options = TargetOptions {
+        unmount: args.unmount,
+        allow_fixed: args.allow_fixed,
+    };
+    let plan = flash::plan(
+        prepared.image.clone(),
+        &args.to,
+        &options,
+        &protected,
+        &roots,
+    )?;
+    crate::confirm::ask(&plan, args.yes, args.allow_fixed)?;
+
+    let flash_options = FlashOptions {
+        verify: !args.no_verify,
+    };
+    let progress = crate::progress::sink(out.show_progress());
+    let cancel = cancel.clone();
+    let targets = tokio::task::spawn_blocking(move || {
+        flash::execute(
+            &plan,
+            &flash_options,
+            &roots,
+            &cancel,
+            Arc::as_ref(&progress),
+        )
+    })
+    .await
+    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
+    Ok(FlashResult {
+        image_sha256: prepared.image.sha256.hex(),
+        image_size: prepared.image.size,
+        targets,
+    })
+}
+
+fn human(result: &FlashResult) -> String {
+    let mut text = format!(
+        "image {} bytes, SHA-256 {}\n",
+        result.image_size, result.image_sha256
+    );
+    for t in &result.targets {
+        let line = match (&t.error, &t.verified_sha256) {
+            (Some(e), _) => format!("FAILED    {}: {e}\n", t.path),
+            (None, Some(d)) => format!("verified  {}: read back SHA-256 {d}\n", t.path),
+            (None, None) => format!("written   {} (UNVERIFIED: not read back)\n", t.path),
+        };
+        text.push_str(&line);
+    }
+    text
+}

@@ -1,0 +1,91 @@
+//! `labflash verify FILE|DEVICE`: does it hold the expected image? Writes nothing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args};
+use labflash_core::digest::Sha256Digest;
+use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::verify::{self, Expected, Verification};
+use labflash_core::CancellationToken;
+
+use crate::fetch::{parse_sha256, parse_size};
+use crate::output::{Failure, Output, EXIT_MISMATCH};
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("expected").required(true).args(["sha256", "image", "sidecar"])))]
+pub struct VerifyArgs {
+    /// The image file or drive to check.
+    pub path: PathBuf,
+
+    /// The expected SHA-256 (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub sha256: Option<Sha256Digest>,
+
+    /// How many bytes to hash (the image's size); required for a drive unless --image gives it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub size: Option<u64>,
+
+    /// Take the expected digest and size from this image file.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+
+    /// Take the expected digest from a .sha256 checksum file (URL or path).
+    #[arg(long, value_name = "URL|FILE")]
+    pub sidecar: Option<String>,
+}
+
+pub async fn run(args: VerifyArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    match verify(args, out, cancel).await {
+        Ok(v) => {
+            let code = if v.matches { 0 } else { EXIT_MISMATCH };
+            out.result(&v, || human(&v), code)
+        }
+        Err(failure) => out.fail(failure),
+    }
+}
+
+async fn verify(
+    args: VerifyArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<Verification, Failure> {
+    let expected = match (args.sha256, args.image, args.sidecar) {
+        (Some(d), _, _) => Expected::Digest(d),
+        (_, Some(image), _) => Expected::Image(image),
+        (_, _, Some(sidecar)) => Expected::Sidecar(sidecar),
+        _ => unreachable!("clap requires one of them"),
+    };
+    if !args.path.exists() {
+        return Err(Failure::usage(format!(
+            "{} does not exist",
+            args.path.display()
+        )));
+    }
+    let http = Http::new(HttpPolicy::default())?;
+    let progress = crate::progress::sink(out.show_progress());
+    let (digest, size) =
+        verify::resolve_expected(&expected, &args.path, args.size, &http, cancel, &progress)
+            .await?;
+    let (path, cancel) = (args.path.clone(), cancel.clone());
+    let v = tokio::task::spawn_blocking(move || {
+        verify::verify(&path, size, digest, &cancel, progress.as_ref())
+    })
+    .await
+    .map_err(|e| Failure::other(format!("the reader stopped: {e}")))??;
+    Ok(v)
+}
+
+fn human(v: &Verification) -> String {
+    if v.matches {
+        format!(
+            "MATCH     {} ({} bytes): SHA-256 {}\n",
+            v.path, v.size, v.sha256
+        )
+    } else {
+        format!(
+            "MISMATCH  {} ({} bytes): SHA-256 {}, expected {}\n",
+            v.path, v.size, v.sha256, v.expected_sha256
+        )
+    }
+}

@@ -1,0 +1,496 @@
+//! Drive discovery on Linux, from sysfs and /proc (both roots configurable, so tests read fixture
+//! trees): every whole-disk block device with what an operator needs to pick the right one, and
+//! whether it is a system drive.
+//!
+//! Not `sysinfo`: its disk list is built from mounted filesystems, so an unmounted stick (the usual
+//! target) is not in it, and it knows nothing of partitions, holders, buses or read-only flags.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{io_at, Result};
+use crate::mounts::{self, Mount};
+use crate::CancellationToken;
+
+/// Mount points that make the drive under them a system drive.
+const SYSTEM_MOUNTS: [&str; 6] = ["/", "/boot", "/boot/efi", "/usr", "/var", "/home"];
+
+/// Where to read the kernel's view from: `/sys` and `/proc`, or a fixture tree.
+#[derive(Clone, Debug)]
+pub struct SystemRoots {
+    pub sys: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl Default for SystemRoots {
+    fn default() -> Self {
+        Self {
+            sys: PathBuf::from("/sys"),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bus {
+    Usb,
+    Mmc,
+    Nvme,
+    Sata,
+    Virtual,
+    Loop,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Partition {
+    pub path: String,
+    pub mountpoints: Vec<String>,
+    pub holders: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drive {
+    pub path: String,
+    pub model: String,
+    pub vendor: String,
+    pub serial: String,
+    pub size: u64,
+    pub logical_block_size: u32,
+    pub physical_block_size: u32,
+    pub removable: bool,
+    pub bus: Bus,
+    pub read_only: bool,
+    /// Holds a mounted /, /boot, /boot/efi, /usr, /var, /home or active swap, directly or
+    /// through a holder (LVM, RAID, dm-crypt). Never a target.
+    pub system: bool,
+    /// Everything mounted from this drive: the disk, its partitions and their holders.
+    pub mountpoints: Vec<String>,
+    pub partitions: Vec<Partition>,
+    /// Devices stacked on the disk or its partitions (dm-0, md127, …).
+    pub holders: Vec<String>,
+    /// For loop devices: the file behind it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub name: String,
+    /// `major:minor` of the disk and of each partition, for matching files to drives.
+    #[serde(skip)]
+    pub devnums: Vec<String>,
+}
+
+impl Drive {
+    /// Media meant to be plugged in and out: what `labflash drives` lists by default.
+    pub fn is_removable_media(&self) -> bool {
+        self.removable || matches!(self.bus, Bus::Usb | Bus::Mmc)
+    }
+
+    /// A built-in disk: writing to one needs the operator's explicit say-so.
+    pub fn is_fixed(&self) -> bool {
+        !self.is_removable_media() && self.bus != Bus::Loop
+    }
+
+    /// A short human description: "SanDisk Ultra (usb, 30.8 GB)".
+    pub fn describe(&self) -> String {
+        let name = [self.vendor.as_str(), self.model.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let name = if name.is_empty() {
+            "unnamed drive".into()
+        } else {
+            name
+        };
+        format!(
+            "{name} ({}, {})",
+            serde_json::to_value(self.bus)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            human_size(self.size)
+        )
+    }
+}
+
+/// "30.8 GB", in the decimal units drive makers print on the label.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Every whole-disk block device worth showing (not RAM disks, optical drives, device-mapper or
+/// RAID nodes, or unattached loop devices).
+pub fn list(roots: &SystemRoots) -> Result<Vec<Drive>> {
+    let block = roots.sys.join("block");
+    let mounts = mounts::read_mountinfo(&roots.proc)?;
+    let swaps = mounts::read_swaps(&roots.proc)?;
+    let graph = Graph::read(&block, &mounts, &swaps)?;
+    let mut names: Vec<String> = graph.nodes.keys().cloned().collect();
+    names.sort();
+    let mut drives = Vec::new();
+    for name in names {
+        if skipped(&name) {
+            continue;
+        }
+        let dir = block.join(&name);
+        let size = read_u64(&dir.join("size")).unwrap_or(0) * 512;
+        let backing_file = read_str(&dir.join("loop/backing_file")).map(PathBuf::from);
+        if size == 0 || (name.starts_with("loop") && backing_file.is_none()) {
+            continue;
+        }
+        drives.push(graph.drive(&block, &name, size, backing_file));
+    }
+    Ok(drives)
+}
+
+fn skipped(name: &str) -> bool {
+    ["ram", "zram", "dm-", "md", "sr", "fd", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The block devices as a graph: each node's partitions, holders, mounts and swap use.
+struct Graph {
+    nodes: HashMap<String, Node>,
+}
+
+#[derive(Default)]
+struct Node {
+    devnum: String,
+    partitions: Vec<String>,
+    /// Holders of the disk itself; partitions have their own entries.
+    holders: Vec<String>,
+    mountpoints: Vec<String>,
+    swap: bool,
+}
+
+impl Graph {
+    fn read(block: &Path, mounts: &[Mount], swaps: &[String]) -> Result<Self> {
+        let mut nodes = HashMap::new();
+        let by_devnum: HashMap<&str, Vec<&Mount>> =
+            mounts.iter().fold(HashMap::new(), |mut acc, m| {
+                acc.entry(m.devnum.as_str()).or_default().push(m);
+                acc
+            });
+        let entries = fs::read_dir(block).map_err(io_at(block))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = block.join(&name);
+            let mut node = Node::for_dir(&dir, &name, &by_devnum, swaps);
+            for sub in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let sub_name = sub.file_name().to_string_lossy().into_owned();
+                let sub_dir = dir.join(&sub_name);
+                if sub_dir.join("partition").is_file() {
+                    node.partitions.push(sub_name.clone());
+                    nodes.insert(
+                        sub_name.clone(),
+                        Node::for_dir(&sub_dir, &sub_name, &by_devnum, swaps),
+                    );
+                }
+            }
+            node.partitions.sort();
+            nodes.insert(name, node);
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The node and everything stacked on it, transitively.
+    fn closure(&self, name: &str) -> Vec<&str> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut stack = vec![name];
+        let mut order = Vec::new();
+        while let Some(n) = stack.pop() {
+            let Some((key, node)) = self.nodes.get_key_value(n) else {
+                continue;
+            };
+            if !seen.insert(key.as_str()) {
+                continue;
+            }
+            order.push(key.as_str());
+            stack.extend(node.holders.iter().map(String::as_str));
+        }
+        order
+    }
+
+    fn drive(&self, block: &Path, name: &str, size: u64, backing_file: Option<PathBuf>) -> Drive {
+        let dir = block.join(name);
+        let node = &self.nodes[name];
+        let mut members = vec![name];
+        members.extend(node.partitions.iter().map(String::as_str));
+        let mut mountpoints = Vec::new();
+        let mut holders = Vec::new();
+        let mut system = false;
+        for member in &members {
+            for (depth, n) in self.closure(member).into_iter().enumerate() {
+                let stacked = &self.nodes[n];
+                if depth > 0 && !holders.contains(&n.to_string()) {
+                    holders.push(n.to_string());
+                }
+                system |= stacked.swap;
+                for mp in &stacked.mountpoints {
+                    system |= SYSTEM_MOUNTS.contains(&mp.as_str());
+                    if !mountpoints.contains(mp) {
+                        mountpoints.push(mp.clone());
+                    }
+                }
+            }
+        }
+        holders.sort();
+        let partitions = node
+            .partitions
+            .iter()
+            .map(|p| {
+                let closure = self.closure(p);
+                let mut stacked: Vec<String> = closure[1..].iter().map(|s| s.to_string()).collect();
+                stacked.sort();
+                Partition {
+                    path: format!("/dev/{p}"),
+                    mountpoints: closure
+                        .iter()
+                        .flat_map(|n| self.nodes[*n].mountpoints.iter().cloned())
+                        .collect(),
+                    holders: stacked,
+                }
+            })
+            .collect();
+        let mut devnums = vec![node.devnum.clone()];
+        devnums.extend(node.partitions.iter().map(|p| self.nodes[p].devnum.clone()));
+        Drive {
+            path: format!("/dev/{name}"),
+            model: attr(&dir, &["device/model", "device/name"]),
+            vendor: attr(&dir, &["device/vendor", "device/manfid"]),
+            serial: serial(&dir),
+            size,
+            logical_block_size: read_u64(&dir.join("queue/logical_block_size")).unwrap_or(512)
+                as u32,
+            physical_block_size: read_u64(&dir.join("queue/physical_block_size")).unwrap_or(512)
+                as u32,
+            removable: read_u64(&dir.join("removable")) == Some(1),
+            bus: bus(&dir, name),
+            read_only: read_u64(&dir.join("ro")) == Some(1),
+            system,
+            mountpoints,
+            partitions,
+            holders,
+            backing_file,
+            name: name.to_string(),
+            devnums,
+        }
+    }
+}
+
+impl Node {
+    fn for_dir(
+        dir: &Path,
+        name: &str,
+        mounts: &HashMap<&str, Vec<&Mount>>,
+        swaps: &[String],
+    ) -> Self {
+        let devnum = read_str(&dir.join("dev")).unwrap_or_default();
+        let mut holders: Vec<String> = fs::read_dir(dir.join("holders"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        holders.sort();
+        let mountpoints = mounts
+            .get(devnum.as_str())
+            .map(|ms| ms.iter().map(|m| m.mountpoint.clone()).collect())
+            .unwrap_or_default();
+        let dm_name = read_str(&dir.join("dm/name"));
+        let swap = swaps.iter().any(|s| {
+            s == name
+                || dm_name
+                    .as_deref()
+                    .is_some_and(|dm| s == &format!("mapper/{dm}"))
+        });
+        Node {
+            devnum,
+            partitions: Vec::new(),
+            holders,
+            mountpoints,
+            swap,
+        }
+    }
+}
+
+/// The bus, from where the device sits in the sysfs device tree.
+fn bus(dir: &Path, name: &str) -> Bus {
+    let real = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let path = real.to_string_lossy();
+    if name.starts_with("loop") {
+        Bus::Loop
+    } else if path.contains("/usb") {
+        Bus::Usb
+    } else if name.starts_with("mmcblk") || path.contains("/mmc_host/") {
+        Bus::Mmc
+    } else if name.starts_with("nvme") {
+        Bus::Nvme
+    } else if path.contains("/ata") {
+        Bus::Sata
+    } else if path.contains("/virtio") || path.contains("/devices/virtual/") {
+        Bus::Virtual
+    } else {
+        Bus::Other
+    }
+}
+
+/// The serial from the disk (NVMe, virtio), its device, or the USB device above it.
+fn serial(dir: &Path) -> String {
+    let direct = attr(dir, &["serial", "device/serial", "device/wwid"]);
+    if !direct.is_empty() {
+        return direct;
+    }
+    let Ok(mut at) = fs::canonicalize(dir.join("device")) else {
+        return String::new();
+    };
+    while at.pop() {
+        if let Some(s) = read_str(&at.join("serial")) {
+            if at.join("idVendor").is_file() {
+                return s;
+            }
+        }
+        if at.ends_with("devices") {
+            break;
+        }
+    }
+    String::new()
+}
+
+fn attr(dir: &Path, candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .find_map(|c| read_str(&dir.join(c)))
+        .unwrap_or_default()
+}
+
+fn read_str(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    read_str(path)?.parse().ok()
+}
+
+/// The drive a file lives on (for refusing to overwrite the source image or the cache), found by
+/// the file's device number among the drives' disks, partitions and what they hold.
+pub fn drive_holding(path: &Path, drives: &[Drive], roots: &SystemRoots) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(path).ok()?.dev();
+    let devnum = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let block = roots.sys.join("block");
+    // Walk down from the device the file is on (maybe dm-0) through its slaves to a disk.
+    let mut frontier = vec![devnum];
+    let mut seen = HashSet::new();
+    while let Some(num) = frontier.pop() {
+        if !seen.insert(num.clone()) {
+            continue;
+        }
+        if let Some(d) = drives.iter().find(|d| d.devnums.contains(&num)) {
+            return Some(d.path.clone());
+        }
+        let Some(name) = name_of_devnum(&block, &num) else {
+            continue;
+        };
+        for slave in fs::read_dir(block.join(&name).join("slaves"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Some(n) = read_str(&block.join(slave.file_name()).join("dev")) {
+                frontier.push(n);
+            }
+        }
+    }
+    None
+}
+
+fn name_of_devnum(block: &Path, devnum: &str) -> Option<String> {
+    fs::read_dir(block).ok()?.flatten().find_map(|e| {
+        (read_str(&e.path().join("dev")).as_deref() == Some(devnum))
+            .then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// A drive appearing or disappearing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum DriveEvent {
+    Added { drive: Box<Drive> },
+    Removed { path: String },
+    Changed { drive: Box<Drive> },
+}
+
+/// Polls the drive list every `interval` and sends the differences until cancelled. Polling is
+/// enough for a picker (sticks come and go at human speed) and needs no udev.
+pub async fn watch(
+    roots: SystemRoots,
+    interval: Duration,
+    cancel: CancellationToken,
+    events: tokio::sync::mpsc::Sender<DriveEvent>,
+) {
+    let mut known: Vec<Drive> = Vec::new();
+    let mut first = true;
+    loop {
+        if let Ok(now) = list(&roots) {
+            for event in diff(&known, &now, first) {
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            known = now;
+            first = false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+fn diff(before: &[Drive], after: &[Drive], initial: bool) -> Vec<DriveEvent> {
+    let mut events = Vec::new();
+    for old in before {
+        if !after.iter().any(|d| d.path == old.path) {
+            events.push(DriveEvent::Removed {
+                path: old.path.clone(),
+            });
+        }
+    }
+    for new in after {
+        match before.iter().find(|d| d.path == new.path) {
+            None => events.push(DriveEvent::Added {
+                drive: Box::new(new.clone()),
+            }),
+            Some(old) if old != new && !initial => events.push(DriveEvent::Changed {
+                drive: Box::new(new.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+#[path = "drives_tests.rs"]
+mod tests;

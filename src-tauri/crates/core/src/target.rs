@@ -1,0 +1,198 @@
+//! The target rules: which drives and files may be written, enforced here so every front end (and
+//! the privileged helper) obeys the same ones. A refusal writes nothing.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::device::TargetKind;
+use crate::drives::{self, Drive, SystemRoots};
+use crate::error::{Error, Result};
+use crate::mounts;
+
+#[derive(Clone, Debug, Default)]
+pub struct TargetOptions {
+    /// Unmount the drive's filesystems instead of refusing a mounted drive.
+    pub unmount: bool,
+    /// Accept a fixed, non-removable disk. Front ends ask the operator to confirm it first.
+    pub allow_fixed: bool,
+}
+
+/// A target that passed every rule.
+#[derive(Clone, Debug)]
+pub struct Approved {
+    pub path: PathBuf,
+    pub kind: TargetKind,
+    /// The drive, for block devices.
+    pub drive: Option<Drive>,
+    /// Mount points to unmount before writing (only with `TargetOptions::unmount`).
+    pub to_unmount: Vec<String>,
+}
+
+/// Checks `target` against the rules for writing an image of `image_size` bytes. `protected` are
+/// the files that must survive (the source image, the cache folder): their drives are refused.
+pub fn approve(
+    target: &Path,
+    image_size: u64,
+    protected: &[&Path],
+    options: &TargetOptions,
+    roots: &SystemRoots,
+) -> Result<Approved> {
+    let refuse = |reason: String| Error::Refused {
+        target: target.display().to_string(),
+        reason,
+    };
+    let meta = match std::fs::metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+            if target.starts_with("/dev") || parent.is_some_and(|p| !p.is_dir()) {
+                return Err(refuse("it does not exist".into()));
+            }
+            // A new image file, e.g. a VM disk.
+            return Ok(Approved {
+                path: target.to_path_buf(),
+                kind: TargetKind::File,
+                drive: None,
+                to_unmount: Vec::new(),
+            });
+        }
+        Err(e) => return Err(Error::io(target, e)),
+    };
+
+    if meta.is_file() {
+        for p in protected {
+            if let Ok(pm) = std::fs::metadata(p) {
+                if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
+                    return Err(refuse("it is the source image itself".into()));
+                }
+            }
+        }
+        return Ok(Approved {
+            path: target.to_path_buf(),
+            kind: TargetKind::File,
+            drive: None,
+            to_unmount: Vec::new(),
+        });
+    }
+    if !meta.file_type().is_block_device() {
+        return Err(refuse("it is neither a drive nor a regular file".into()));
+    }
+
+    // Follow /dev/disk/by-id/… links to the kernel's name.
+    let real = std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?;
+    let name = real
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let all = drives::list(roots)?;
+    let Some(drive) = all.iter().find(|d| d.name == name).cloned() else {
+        let partition = roots.sys.join("class/block").join(&name).join("partition");
+        return Err(refuse(if partition.is_file() {
+            "it is a partition; choose the whole drive".into()
+        } else {
+            "it is not a whole drive that can be flashed".into()
+        }));
+    };
+
+    if drive.system {
+        return Err(refuse(format!(
+            "it is a system drive (it holds {})",
+            describe_system_use(&drive)
+        )));
+    }
+    if drive.read_only {
+        return Err(refuse(
+            "it is read-only (check the card's lock switch)".into(),
+        ));
+    }
+    if drive.size < image_size {
+        return Err(refuse(format!(
+            "it holds {} bytes ({}), less than the image's {image_size} bytes ({})",
+            drive.size,
+            drives::human_size(drive.size),
+            drives::human_size(image_size)
+        )));
+    }
+    for p in protected {
+        if drives::drive_holding(p, &all, roots).as_deref() == Some(drive.path.as_str()) {
+            return Err(refuse(format!(
+                "it holds {}, which labflash is using",
+                p.display()
+            )));
+        }
+        if let (Some(backing), Ok(source)) = (&drive.backing_file, std::fs::canonicalize(p)) {
+            if *backing == source {
+                return Err(refuse(format!(
+                    "this loop device is backed by {}",
+                    p.display()
+                )));
+            }
+        }
+    }
+    if drive.is_fixed() && !options.allow_fixed {
+        return Err(refuse(format!(
+            "it is a fixed {} disk, not removable media; allow fixed disks explicitly to write to it",
+            serde_json::to_value(drive.bus).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        )));
+    }
+    if !drive.mountpoints.is_empty() && !options.unmount {
+        return Err(refuse(format!(
+            "it has mounted filesystems ({}); unmount them or let labflash unmount them",
+            drive.mountpoints.join(", ")
+        )));
+    }
+    Ok(Approved {
+        path: real,
+        kind: TargetKind::BlockDevice,
+        to_unmount: drive.mountpoints.clone(),
+        drive: Some(drive),
+    })
+}
+
+/// Unmounts what `approve` found mounted (plain, then lazy) and refuses if anything stays.
+pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
+    let Some(drive) = &approved.drive else {
+        return Ok(());
+    };
+    if approved.to_unmount.is_empty() {
+        return Ok(());
+    }
+    let failures = mounts::unmount_all(&approved.to_unmount);
+    let still: Vec<String> = drives::list(roots)?
+        .into_iter()
+        .find(|d| d.name == drive.name)
+        .map(|d| d.mountpoints)
+        .unwrap_or_default();
+    if !still.is_empty() {
+        let why = failures
+            .iter()
+            .map(|(mp, e)| format!("{mp}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Error::Refused {
+            target: approved.path.display().to_string(),
+            reason: format!(
+                "{} stayed mounted after unmounting ({why})",
+                still.join(", ")
+            ),
+        });
+    }
+    tracing::info!(drive = %drive.path, "unmounted {}", approved.to_unmount.join(", "));
+    Ok(())
+}
+
+fn describe_system_use(drive: &Drive) -> String {
+    const SYSTEM: [&str; 6] = ["/", "/boot", "/boot/efi", "/usr", "/var", "/home"];
+    let mounts: Vec<&str> = drive
+        .mountpoints
+        .iter()
+        .map(String::as_str)
+        .filter(|m| SYSTEM.contains(m))
+        .collect();
+    if mounts.is_empty() {
+        "active swap".into()
+    } else {
+        mounts.join(", ")
+    }
+}

@@ -1,0 +1,181 @@
+//! Reading a drive or file back and hashing exactly the image's length, from the device itself
+//! (O_DIRECT after dropping the page cache), and locating the first difference when it mismatches.
+
+use std::fs::File;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::device::{self, AlignedBuf, ALIGN};
+use crate::digest::Sha256Digest;
+use crate::error::{io_at, Error, Result};
+use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::CancellationToken;
+
+/// Read size for read-back: large enough for full device speed.
+pub const READ_CHUNK: usize = 4 << 20;
+const MIB: u64 = 1 << 20;
+
+/// Feeds bytes `[start, start + len)` of `file` into `hasher`. Reads are aligned for O_DIRECT;
+/// only the bytes inside the range are hashed.
+pub(crate) fn hash_range(
+    file: &File,
+    path: &Path,
+    start: u64,
+    len: u64,
+    hasher: &mut Sha256,
+    cancel: &CancellationToken,
+    reporter: &mut Reporter<'_>,
+) -> Result<()> {
+    debug_assert_eq!(start % ALIGN as u64, 0);
+    let mut buf = AlignedBuf::zeroed(READ_CHUNK);
+    let mut done = 0u64;
+    while done < len {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let want = (len - done).min(READ_CHUNK as u64);
+        let aligned = device::round_up(want, ALIGN as u64) as usize;
+        let got =
+            device::read_full_at(file, &mut buf[..aligned], start + done).map_err(io_at(path))?;
+        if (got as u64) < want {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "it ends after {} bytes, before the image's end",
+                        start + done + got as u64
+                    ),
+                ),
+            ));
+        }
+        hasher.update(&buf[..want as usize]);
+        done += want;
+        reporter.update(done);
+    }
+    Ok(())
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+    #[serde(rename = "expectedSHA256")]
+    pub expected_sha256: Sha256Digest,
+    #[serde(rename = "match")]
+    pub matches: bool,
+}
+
+/// Hashes exactly `size` bytes of a drive or file and compares them with `expected`.
+pub fn verify(
+    path: &Path,
+    size: u64,
+    expected: Sha256Digest,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<Verification> {
+    let (file, _direct) = device::open_for_read(path)?;
+    let available = device::size_of(&file).map_err(io_at(path))?;
+    if available < size {
+        return Err(Error::BadInput(format!(
+            "{} holds {available} bytes, fewer than the {size} to verify",
+            path.display()
+        )));
+    }
+    let mut reporter = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
+    let mut hasher = Sha256::new();
+    hash_range(&file, path, 0, size, &mut hasher, cancel, &mut reporter)?;
+    reporter.finish(size);
+    let sha256 = Sha256Digest::of_hasher(hasher);
+    Ok(Verification {
+        path: path.display().to_string(),
+        size,
+        sha256,
+        expected_sha256: expected,
+        matches: sha256 == expected,
+    })
+}
+
+/// The first MiB (counted from 0) in `[start, start + len)` where the target differs from the
+/// image, found by comparing them MiB by MiB.
+pub fn first_difference(
+    target: &File,
+    image: &File,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Option<u64>> {
+    let mut a = AlignedBuf::zeroed(MIB as usize);
+    let mut b = vec![0u8; MIB as usize];
+    let mut offset = start;
+    while offset < start + len {
+        let want = (start + len - offset).min(MIB) as usize;
+        let aligned = device::round_up(want as u64, ALIGN as u64) as usize;
+        let got = device::read_full_at(target, &mut a[..aligned], offset)?;
+        device::read_full_at(image, &mut b[..want], offset)?;
+        if got < want || a[..want] != b[..want] {
+            return Ok(Some(offset / MIB));
+        }
+        offset += want as u64;
+    }
+    Ok(None)
+}
+
+/// Where the expected digest of a verify comes from.
+#[derive(Clone, Debug)]
+pub enum Expected {
+    /// Typed or pasted.
+    Digest(Sha256Digest),
+    /// The digest and size of this image file.
+    Image(std::path::PathBuf),
+    /// A `.sha256` checksum file, by URL or path.
+    Sidecar(String),
+}
+
+/// The expected digest and the number of bytes to hash. Without an image file to take the size
+/// from, it is `size`, else the whole target when the target is a regular file.
+pub async fn resolve_expected(
+    expected: &Expected,
+    target: &Path,
+    size: Option<u64>,
+    http: &crate::http::Http,
+    cancel: &CancellationToken,
+    progress: &std::sync::Arc<dyn ProgressSink>,
+) -> Result<(Sha256Digest, u64)> {
+    let digest = match expected {
+        Expected::Digest(d) => *d,
+        Expected::Image(image) => {
+            let (digest, len) =
+                crate::fetch::blocking_hash(image, Stage::HashImage, cancel, progress).await?;
+            return Ok((digest, size.unwrap_or(len)));
+        }
+        Expected::Sidecar(source) if crate::source::is_url(source) => {
+            let url = url::Url::parse(source)
+                .map_err(|e| Error::BadInput(format!("{source:?} is not a valid URL: {e}")))?;
+            crate::digest::parse_sidecar(&http.get_text(&url, cancel).await?, source)?
+        }
+        Expected::Sidecar(source) => {
+            let text = std::fs::read_to_string(source).map_err(|e| {
+                Error::BadInput(format!("cannot read the checksum file {source}: {e}"))
+            })?;
+            crate::digest::parse_sidecar(&text, source)?
+        }
+    };
+    if let Some(size) = size {
+        return Ok((digest, size));
+    }
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_file() => Ok((digest, m.len())),
+        Ok(_) => Err(Error::BadInput(format!(
+            "{} is a device: give the number of bytes to verify (the image's size)",
+            target.display()
+        ))),
+        Err(e) => Err(Error::BadInput(format!(
+            "cannot read {}: {e}",
+            target.display()
+        ))),
+    }
+}

@@ -1,0 +1,318 @@
+//! Writing one image to several targets at once and proving each by reading it back.
+//!
+//! One reader feeds every target's writer thread through a small bounded queue. Per target:
+//! 1. wipe the first MiB, so a cut flash never leaves a drive that looks bootable or keeps its old
+//!    partition table;
+//! 2. write the rest of the image in large aligned writes (the last padded to the logical block
+//!    size when O_DIRECT is on), then fsync;
+//! 3. read the rest back from the device (O_DIRECT, page cache dropped) and check the image's
+//!    SHA-256 over the held first MiB followed by what the device returned;
+//! 4. only then write the first MiB, fsync, read it back and compare it byte for byte;
+//! 5. re-read the partition table.
+//!
+//! A failing target is dropped and reported while the others go on. Cancellation stops every
+//! target within one write and leaves its first MiB wiped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::device::{self, AlignedBuf, Target, TargetKind, ALIGN};
+use crate::digest::Sha256Digest;
+use crate::error::{io_at, Error, ErrorKind, Result};
+use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::verify;
+use crate::CancellationToken;
+
+/// Held back and written last.
+pub const HEAD: u64 = 1 << 20;
+/// Each write: large enough for full speed on USB sticks.
+const CHUNK: usize = 4 << 20;
+/// Chunks queued per target: bounds memory whatever the image size.
+const QUEUE: usize = 3;
+
+/// The image to write, with the digest the read-back must reproduce.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub path: PathBuf,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlashOptions {
+    /// Read every target back (the default); off, results say unverified.
+    pub verify: bool,
+}
+
+/// One target's outcome.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetReport {
+    pub path: String,
+    pub ok: bool,
+    pub bytes_written: u64,
+    /// The digest read back from the target; null when not verified or failed.
+    #[serde(rename = "verifiedSHA256")]
+    pub verified_sha256: Option<Sha256Digest>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
+}
+
+struct Chunk {
+    offset: u64,
+    len: usize,
+    buf: AlignedBuf,
+}
+
+enum Msg {
+    Data(Arc<Chunk>),
+    /// The whole image was sent; `Err` when it did not hash to the expected digest.
+    End(std::result::Result<(), String>),
+}
+
+/// Writes `image` to every target (blocking) and returns a report per target, in order.
+pub fn flash(
+    image: &Image,
+    targets: Vec<Target>,
+    options: &FlashOptions,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Vec<TargetReport> {
+    std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for target in targets {
+            let (tx, rx) = sync_channel::<Msg>(QUEUE);
+            senders.push(tx);
+            handles.push(scope.spawn(move || {
+                let mut written = 0u64;
+                let result =
+                    write_target(&target, image, rx, options, cancel, progress, &mut written);
+                report(&target.path, written, result)
+            }));
+        }
+        feed(image, senders, cancel);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a writer thread panicked"))
+            .collect()
+    })
+}
+
+fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> TargetReport {
+    let path = path.display().to_string();
+    match result {
+        Ok(verified) => TargetReport {
+            path,
+            ok: true,
+            bytes_written: written,
+            verified_sha256: verified,
+            error: None,
+            error_kind: None,
+        },
+        Err(e) => TargetReport {
+            path,
+            ok: false,
+            bytes_written: written,
+            verified_sha256: None,
+            error: Some(e.to_string()),
+            error_kind: Some(e.kind()),
+        },
+    }
+}
+
+/// Reads the image once and hands each chunk to every target still going. The image is hashed on
+/// the way: if it changed since its digest was taken, every target is told to fail.
+fn feed(image: &Image, mut senders: Vec<SyncSender<Msg>>, cancel: &CancellationToken) {
+    let end = match read_chunks(image, &mut senders, cancel) {
+        Ok(()) => Ok(()),
+        Err(Error::Cancelled) => return, // closing the queues without End tells writers to stop
+        Err(e) => Err(e.to_string()),
+    };
+    for tx in senders {
+        let _ = tx.send(Msg::End(end.clone()));
+    }
+}
+
+fn read_chunks(
+    image: &Image,
+    senders: &mut Vec<SyncSender<Msg>>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let file = File::open(&image.path).map_err(io_at(&image.path))?;
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    while offset < image.size {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let want = (image.size - offset).min(CHUNK as u64) as usize;
+        let mut buf = AlignedBuf::zeroed(CHUNK);
+        let got =
+            device::read_full_at(&file, &mut buf[..want], offset).map_err(io_at(&image.path))?;
+        if got < want {
+            return Err(Error::BadInput(format!(
+                "{} is shorter than its {} bytes",
+                image.path.display(),
+                image.size
+            )));
+        }
+        hasher.update(&buf[..want]);
+        let chunk = Arc::new(Chunk {
+            offset,
+            len: want,
+            buf,
+        });
+        senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
+        if senders.is_empty() {
+            return Ok(());
+        }
+        offset += want as u64;
+    }
+    let actual = Sha256Digest::of_hasher(hasher);
+    if actual != image.sha256 {
+        return Err(Error::DigestMismatch {
+            what: "image (it changed while being written)",
+            expected: image.sha256.hex(),
+            actual: actual.hex(),
+        });
+    }
+    Ok(())
+}
+
+fn write_target(
+    target: &Target,
+    image: &Image,
+    rx: Receiver<Msg>,
+    options: &FlashOptions,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+    written: &mut u64,
+) -> Result<Option<Sha256Digest>> {
+    let path = target.path.as_path();
+    let file = &target.file;
+    let lbs = u64::from(target.logical_block_size.max(512));
+    let head_len = image.size.min(HEAD) as usize;
+    let pad = |len: usize| {
+        if target.direct {
+            device::round_up(len as u64, lbs) as usize
+        } else {
+            len
+        }
+    };
+
+    // 1. Wipe what will be written last.
+    let zeros = AlignedBuf::zeroed(HEAD as usize);
+    let wipe = match target.kind {
+        TargetKind::BlockDevice => HEAD.min(device::size_of(file).map_err(io_at(path))?) as usize,
+        TargetKind::File => head_len,
+    };
+    device::write_all_at(file, &zeros[..pad(wipe).min(HEAD as usize)], 0).map_err(io_at(path))?;
+    file.sync_data().map_err(io_at(path))?;
+
+    // 2. Everything after the first MiB, as it arrives.
+    let mut head = AlignedBuf::zeroed(HEAD as usize);
+    let mut reporter = Reporter::new(progress, Stage::Write, Some(image.size)).for_target(path);
+    loop {
+        let msg = rx.recv().map_err(|_| {
+            if cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                Error::BadInput("the image could not be read".into())
+            }
+        })?;
+        let chunk = match msg {
+            Msg::Data(chunk) => chunk,
+            Msg::End(Ok(())) => break,
+            Msg::End(Err(reason)) => return Err(Error::BadInput(reason)),
+        };
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let held = (head_len as u64)
+            .saturating_sub(chunk.offset)
+            .min(chunk.len as u64) as usize;
+        if held > 0 {
+            let at = chunk.offset as usize;
+            head[at..at + held].copy_from_slice(&chunk.buf[..held]);
+        }
+        let skip = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
+        if skip < chunk.len {
+            let len = pad(chunk.len - skip);
+            device::write_all_at(
+                file,
+                &chunk.buf[skip..skip + len],
+                chunk.offset + skip as u64,
+            )
+            .map_err(io_at(path))?;
+        }
+        *written = chunk.offset + chunk.len as u64 - head_len as u64;
+        reporter.update(*written);
+    }
+    file.sync_all().map_err(io_at(path))?;
+
+    // 3. Read the rest back from the device and check the whole image's digest.
+    let mut hasher = Sha256::new();
+    hasher.update(&head[..head_len]);
+    let reader = if options.verify {
+        let (reader, _) = device::open_for_read(path)?;
+        let rest = image.size - head_len as u64;
+        let mut back = Reporter::new(progress, Stage::ReadBack, Some(image.size)).for_target(path);
+        verify::hash_range(&reader, path, HEAD, rest, &mut hasher, cancel, &mut back)?;
+        let actual = Sha256Digest::of_hasher(hasher.clone());
+        if actual != image.sha256 {
+            let source = File::open(&image.path).map_err(io_at(&image.path))?;
+            let bad = verify::first_difference(&reader, &source, head_len as u64, rest)
+                .map_err(io_at(path))?
+                .unwrap_or(0);
+            return Err(Error::ReadBackMismatch {
+                target: path.display().to_string(),
+                expected: image.sha256.hex(),
+                actual: actual.hex(),
+                first_bad_mib: bad,
+            });
+        }
+        Some(reader)
+    } else {
+        None
+    };
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+
+    // 4. The first MiB, last, then proven by reading it back.
+    device::write_all_at(file, &head[..pad(head_len)], 0).map_err(io_at(path))?;
+    file.sync_all().map_err(io_at(path))?;
+    *written = image.size;
+    reporter.finish(image.size);
+    let verified = match reader {
+        Some(reader) => {
+            device::drop_cache(&reader);
+            let mut back = AlignedBuf::zeroed(HEAD as usize);
+            let aligned = device::round_up(head_len as u64, ALIGN as u64) as usize;
+            let got =
+                device::read_full_at(&reader, &mut back[..aligned], 0).map_err(io_at(path))?;
+            if got < head_len || back[..head_len] != head[..head_len] {
+                return Err(Error::ReadBackMismatch {
+                    target: path.display().to_string(),
+                    expected: image.sha256.hex(),
+                    actual: "(differs in the first MiB)".into(),
+                    first_bad_mib: 0,
+                });
+            }
+            Some(Sha256Digest::of_hasher(hasher))
+        }
+        None => None,
+    };
+
+    // 5. Let the kernel see the new partitions.
+    if target.kind == TargetKind::BlockDevice {
+        device::reread_partitions(file);
+    }
+    Ok(verified)
+}

@@ -1,0 +1,519 @@
+//! `labflash flash`, `verify` and `drives` on real loop devices (root, as in CI): every success
+//! backed by a read-back digest, every refusal leaving the target byte for byte unchanged.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::loopdev::LoopDev;
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Self {
+        Bench {
+            dir: tempfile::tempdir_in("/var/tmp").unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    /// An image file of `len` bytes; returns its path and bytes.
+    fn image(&self, name: &str, len: usize, seed: u64) -> (String, Vec<u8>) {
+        let bytes = image_like(len, seed);
+        let path = self.path(name);
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    fn flash(&self, source: &str, extra: &[&str]) -> Run {
+        let cache = self.path("cache");
+        let mut args = vec!["flash", source, "--json", "--cache-dir", cache.as_str()];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    sha256_hex(bytes)
+}
+
+#[test]
+fn flash_reads_back_and_never_writes_past_the_image() {
+    require_root!();
+    let b = Bench::new();
+    let len = 10 * MIB as usize + 1234; // not a multiple of any block size
+    let (img, bytes) = b.image("os.img", len, 1);
+    let dev = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0xAA);
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    assert_eq!(json["imageSHA256"], sha(&bytes));
+    assert_eq!(json["imageSize"], len as u64);
+    let t = &json["targets"][0];
+    assert_eq!(t["ok"], true);
+    assert_eq!(t["path"], dev.path_str());
+    assert_eq!(t["bytesWritten"], len as u64);
+    assert_eq!(t["verifiedSHA256"], sha(&bytes));
+    assert!(t["error"].is_null());
+
+    assert_eq!(dev.read(0, len), bytes);
+    let padded_end = len.div_ceil(512);
+    let tail = dev.read(padded_end as u64 * 512, 4096);
+    assert!(
+        tail.iter().all(|b| *b == 0xAA),
+        "bytes past the padded image were written"
+    );
+}
+
+#[test]
+fn flash_to_a_4k_sector_device_pads_to_its_block_size() {
+    require_root!();
+    let b = Bench::new();
+    let len = 3 * MIB as usize + 100;
+    let (img, bytes) = b.image("os.img", len, 2);
+    let dev = LoopDev::new(b.dir.path(), 8 * MIB, 4096, 0xAA);
+    let drives = run(&["drives", "--all", "--json"]).json();
+    let listed = drives
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == dev.path_str())
+        .cloned();
+    assert_eq!(
+        listed.expect("the loop device is listed")["logicalBlockSize"],
+        4096
+    );
+
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(dev.read(0, len), bytes);
+    let padded_end = (len as u64).div_ceil(4096) * 4096;
+    assert!(dev
+        .read(len as u64, (padded_end - len as u64) as usize)
+        .iter()
+        .all(|b| *b == 0));
+    assert!(dev.read(padded_end, 4096).iter().all(|b| *b == 0xAA));
+}
+
+#[test]
+fn compressed_local_images_are_decompressed_then_written() {
+    require_root!();
+    let b = Bench::new();
+    let bytes = image_like(5 * MIB as usize, 3);
+    let xz = b.path("os.img.xz");
+    std::fs::write(&xz, xz_blocks(&bytes, MIB)).unwrap();
+    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
+    let run = b.flash(&xz, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["targets"][0]["verifiedSHA256"], sha(&bytes));
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+
+    let wrong = b.flash(
+        &xz,
+        &["--to", dev.path_str(), "--yes", "--sha256", &sha(b"other")],
+    );
+    assert_eq!(
+        wrong.code, 1,
+        "a local file that does not match --sha256: {}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_on_the_device_not_in_the_page_cache() {
+    require_root!();
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 6 * MIB as usize, 4);
+    let dev = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0);
+    assert_eq!(b.flash(&img, &["--to", dev.path_str(), "--yes"]).code, 0);
+
+    let good = run(&["verify", dev.path_str(), "--image", &img, "--json"]);
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    assert_eq!(good.json()["match"], true);
+
+    // Fill the page cache with the device's current (good) content, then change the medium
+    // underneath it: a verify that reads the cache would still say "match".
+    Command::new("dd")
+        .args([
+            &format!("if={}", dev.path_str()),
+            "of=/dev/null",
+            "bs=1M",
+            "status=none",
+        ])
+        .status()
+        .unwrap();
+    let at = 5 * MIB + 17;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dev.backing)
+            .unwrap();
+        f.write_all_at(&[bytes[at as usize] ^ 0x01], at).unwrap();
+        f.sync_all().unwrap();
+    }
+    let bad = run(&["verify", dev.path_str(), "--image", &img, "--json"]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    let json = bad.json();
+    assert_eq!(json["match"], false);
+    assert_eq!(json["expectedSHA256"], sha(&bytes));
+    assert_eq!(json["size"], bytes.len() as u64);
+    assert_eq!(json["path"], dev.path_str());
+
+    let size = bytes.len().to_string();
+    let by_digest = run(&[
+        "verify",
+        dev.path_str(),
+        "--sha256",
+        &sha(&bytes),
+        "--size",
+        &size,
+    ]);
+    assert_eq!(by_digest.code, 1);
+    assert!(by_digest.stdout.contains("MISMATCH"));
+    let sidecar = b.path("os.img.sha256");
+    std::fs::write(&sidecar, format!("{}  os.img\n", sha(&bytes))).unwrap();
+    let by_sidecar = run(&[
+        "verify",
+        dev.path_str(),
+        "--sidecar",
+        &sidecar,
+        "--size",
+        &size,
+        "--json",
+    ]);
+    assert_eq!(by_sidecar.code, 1);
+}
+
+#[test]
+fn verify_rejects_bad_input_with_exit_2() {
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 100_000, 5);
+    let ok = run(&["verify", &img, "--sha256", &sha(&bytes), "--json"]);
+    assert_eq!(
+        ok.code, 0,
+        "a file's size defaults to its length: {}",
+        ok.stderr
+    );
+    for args in [
+        vec!["verify", img.as_str()],
+        vec!["verify", img.as_str(), "--sha256", "xyz"],
+        vec![
+            "verify",
+            "/nonexistent/disk.img",
+            "--sha256",
+            &"0".repeat(64),
+        ],
+        vec![
+            "verify",
+            img.as_str(),
+            "--sha256",
+            &"0".repeat(64),
+            "--size",
+            "1G",
+        ],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    if common::loopdev::is_root() {
+        let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0);
+        let r = run(&["verify", dev.path_str(), "--sha256", &sha(&bytes), "--json"]);
+        assert_eq!(r.code, 2, "a device needs --size: {}", r.stderr);
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("number of bytes"));
+    }
+}
+
+#[test]
+fn a_too_small_target_is_refused_and_left_unchanged() {
+    require_root!();
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", 9 * MIB as usize, 6);
+    let dev = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("less than the image"));
+    assert!(dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA));
+}
+
+#[test]
+fn no_confirmation_without_a_terminal_refuses_and_writes_nothing() {
+    require_root!();
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", 2 * MIB as usize, 7);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let cache = b.path("cache");
+    let out: Run = labflash(&[
+        "flash",
+        &img,
+        "--to",
+        dev.path_str(),
+        "--json",
+        "--cache-dir",
+        &cache,
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .unwrap()
+    .into();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.json()["error"].as_str().unwrap().contains("--yes"));
+    assert!(dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA));
+}
+
+fn mkfs_and_mount(dev: &LoopDev, at: &Path) {
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&dev.path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::create_dir_all(at).unwrap();
+    let ok = Command::new("mount")
+        .arg(&dev.path)
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(at.join("keep.txt"), "precious").unwrap();
+}
+
+fn is_mounted(at: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let at = at.to_str().unwrap();
+    table.lines().any(|l| l.split(' ').nth(4) == Some(at))
+}
+
+#[test]
+fn a_mounted_target_is_refused_unless_unmount_is_given() {
+    require_root!();
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 3 * MIB as usize, 8);
+    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0);
+    let mnt = b.dir.path().join("mnt");
+    mkfs_and_mount(&dev, &mnt);
+
+    let refused = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let error = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("mounted") && error.contains(mnt.to_str().unwrap()),
+        "{error}"
+    );
+    assert!(is_mounted(&mnt));
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("keep.txt")).unwrap(),
+        "precious"
+    );
+
+    let flashed = b.flash(&img, &["--to", dev.path_str(), "--yes", "--unmount"]);
+    assert_eq!(flashed.code, 0, "{}", flashed.stderr);
+    assert!(!is_mounted(&mnt));
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+}
+
+#[test]
+fn a_device_another_program_holds_exclusively_is_refused() {
+    require_root!();
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", MIB as usize, 9);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    use std::os::unix::fs::OpenOptionsExt;
+    let _held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&dev.path)
+        .unwrap();
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.json()["error"].as_str().unwrap().contains("busy"));
+    assert!(dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA));
+}
+
+#[test]
+fn a_loop_device_backed_by_the_source_image_is_refused() {
+    require_root!();
+    let b = Bench::new();
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0x11);
+    let backing = dev.backing.to_str().unwrap().to_string();
+    let run = b.flash(&backing, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.json()["error"].as_str().unwrap().contains("backed by"));
+}
+
+#[test]
+fn a_file_target_is_written_and_verified() {
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 5 * MIB as usize + 7, 10);
+    let target = b.path("vm-disk.img");
+    let run = b.flash(&img, &["--to", &target, "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["targets"][0]["verifiedSHA256"], sha(&bytes));
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+
+    let same = b.flash(&img, &["--to", &img, "--yes"]);
+    assert_eq!(same.code, 2, "the source itself: {}", same.stderr);
+    let twice = b.flash(&img, &["--to", &target, "--to", &target, "--yes"]);
+    assert_eq!(twice.code, 2, "{}", twice.stderr);
+}
+
+#[test]
+fn no_verify_says_unverified() {
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", 2 * MIB as usize, 11);
+    let target = b.path("vm.img");
+    let run = b.flash(&img, &["--to", &target, "--yes", "--no-verify"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let t = &run.json()["targets"][0];
+    assert_eq!(t["ok"], true);
+    assert!(t["verifiedSHA256"].is_null());
+}
+
+#[test]
+fn two_targets_where_one_fails_the_other_finishes() {
+    require_root!();
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 24 * MIB as usize, 12);
+    let good = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0);
+    // A loop device over a sparse file on a 8 MiB tmpfs: writes fail once the tmpfs is full.
+    let small = b.dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap()
+        .success());
+    let sparse = small.join("sparse.img");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&sparse)
+        .output()
+        .unwrap();
+    let failing = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let run = b.flash(&img, &["--to", good.path_str(), "--to", &failing, "--yes"]);
+    let _ = Command::new("losetup").args(["-d", &failing]).status();
+    let _ = Command::new("umount").arg(&small).status();
+
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let json = run.json();
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets[0]["ok"], true, "{json}");
+    assert_eq!(targets[0]["verifiedSHA256"], sha(&bytes));
+    assert_eq!(targets[1]["ok"], false);
+    assert!(targets[1]["error"].as_str().unwrap().len() > 10);
+    assert!(targets[1]["verifiedSHA256"].is_null());
+    assert_eq!(good.read(0, bytes.len()), bytes);
+}
+
+#[test]
+fn cancel_mid_write_stops_promptly_and_leaves_the_first_mib_wiped() {
+    require_root!();
+    let b = Bench::new();
+    let len = 768 * MIB as usize;
+    let img = b.path("big.img");
+    {
+        // Mostly zeros (quick to create), but a recognisable first MiB.
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(len as u64).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&noise(MIB as usize, 13), 0).unwrap();
+    }
+    let dev = LoopDev::new(b.dir.path(), 800 * MIB, 512, 0xAA);
+    let cache = b.path("cache");
+    let child = labflash(&[
+        "flash",
+        &img,
+        "--to",
+        dev.path_str(),
+        "--yes",
+        "--json",
+        "--cache-dir",
+        &cache,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Writing has begun once bytes after the first MiB are no longer the fill pattern.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
+        assert!(Instant::now() < deadline, "writing never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupted = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let run: Run = child.wait_with_output().unwrap().into();
+    let took = interrupted.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.json()["targets"][0]["error"], "cancelled");
+    assert!(
+        dev.read(0, MIB as usize).iter().all(|b| *b == 0),
+        "the first MiB is not wiped"
+    );
+}
+
+#[test]
+fn drives_lists_loop_devices_only_with_all() {
+    require_root!();
+    let b = Bench::new();
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0);
+    let default = run(&["drives", "--json"]);
+    assert_eq!(default.code, 0);
+    assert!(!default
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["path"] == dev.path_str()));
+    let all = run(&["drives", "--all", "--json"]).json();
+    let d = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == dev.path_str())
+        .unwrap()
+        .clone();
+    assert_eq!(d["bus"], "loop");
+    assert_eq!(d["size"], 4 * MIB);
+    assert_eq!(d["system"], false);
+    for key in [
+        "path",
+        "model",
+        "vendor",
+        "serial",
+        "size",
+        "logicalBlockSize",
+        "removable",
+        "bus",
+        "readOnly",
+        "system",
+        "mountpoints",
+    ] {
+        assert!(d.get(key).is_some(), "missing {key}");
+    }
+    let human = run(&["drives", "--all"]);
+    assert!(human.stdout.contains(dev.path_str()) && human.stdout.contains("loop on"));
+}
