@@ -517,3 +517,80 @@ fn drives_lists_loop_devices_only_with_all() {
     let human = run(&["drives", "--all"]);
     assert!(human.stdout.contains(dev.path_str()) && human.stdout.contains("loop on"));
 }
+
+/// Runs `labflash helper` directly (as pkexec would) with a request line and image bytes.
+fn helper(request: serde_json::Value, image: &[u8]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = labflash(&["helper"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let body = image.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = writeln!(stdin, "{request}");
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON message a line"))
+        .collect()
+}
+
+#[test]
+fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
+    require_root!();
+    let b = Bench::new();
+    let bytes = image_like(3 * MIB as usize, 30);
+    let small = LoopDev::new(b.dir.path(), 2 * MIB, 512, 0xAA);
+    let request = |target: &str, digest: &str| {
+        serde_json::json!({
+            "sha256": digest, "size": bytes.len(), "targets": [target], "protected": [],
+            "unmount": false, "allowFixed": false, "verify": true
+        })
+    };
+    let refused = helper(request(small.path_str(), &sha(&bytes)), &bytes);
+    let last = refused.last().unwrap();
+    assert_eq!(last["type"], "failed", "{refused:?}");
+    assert!(last["message"]
+        .as_str()
+        .unwrap()
+        .contains("less than the image"));
+    assert!(small.read(0, 2 * MIB as usize).iter().all(|b| *b == 0xAA));
+
+    // Bytes that are not the image the digest names: the target fails and is left unbootable.
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let mut tampered = bytes.clone();
+    tampered[2 * MIB as usize] ^= 1;
+    let messages = helper(request(dev.path_str(), &sha(&bytes)), &tampered);
+    let done = messages.last().unwrap();
+    assert_eq!(done["type"], "done", "{messages:?}");
+    let t = &done["targets"][0];
+    assert_eq!(t["report"]["ok"], false);
+    assert!(
+        t["report"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{t}"
+    );
+    assert!(
+        dev.read(0, MIB as usize).iter().all(|b| *b == 0),
+        "the first MiB is wiped"
+    );
+    assert!(messages.iter().any(|m| m["type"] == "progress"));
+
+    let good = helper(request(dev.path_str(), &sha(&bytes)), &bytes);
+    let done = good.last().unwrap();
+    assert_eq!(
+        done["targets"][0]["report"]["verifiedSHA256"],
+        sha(&bytes),
+        "{good:?}"
+    );
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+}

@@ -13,7 +13,8 @@ packages=(
   xz-utils zstd
 )
 if [[ ${1:-} == --tests ]]; then
-  packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux)
+  packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux e2fsprogs
+    udisks2 dbus polkitd pkexec udev)
 fi
 command -v npm >/dev/null || packages+=(nodejs npm)
 

@@ -118,14 +118,17 @@ async fn flash(
     };
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
+    let protected: Vec<PathBuf> = protected.iter().map(|p| p.to_path_buf()).collect();
+    let helper = std::env::current_exe().ok();
     let targets = tokio::task::spawn_blocking(move || {
-        flash::execute(
-            &plan,
-            &flash_options,
-            &roots,
-            &cancel,
-            Arc::as_ref(&progress),
-        )
+        let protected: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
+        let privilege = flash::Privilege {
+            helper: helper.as_deref(),
+            protected: &protected,
+            options: &options,
+        };
+        let progress = Arc::as_ref(&progress);
+        flash::execute(&plan, &flash_options, &roots, &privilege, &cancel, progress)
     })
     .await
     .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;

@@ -51,6 +51,9 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Check that a drive or image file holds exactly the expected image. Writes nothing.
     Verify(verify::VerifyArgs),
+    /// The privileged helper, run by `flash` through pkexec; speaks over stdin/stdout only.
+    #[command(hide = true)]
+    Helper,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,13 @@ fn main() -> ExitCode {
             Command::Drives(args) => drives::run(args, &out),
             Command::Flash(args) => flash::run(args, &out, &cancel).await,
             Command::Verify(args) => verify::run(args, &out, &cancel).await,
+            Command::Helper => {
+                let served = labflash_core::helper::serve(std::io::stdin(), std::io::stdout());
+                match served {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => out.fail(e.into()),
+                }
+            }
         }
     })
 }

@@ -57,20 +57,13 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
             direct: false,
         });
     }
-    let open = |extra: libc::c_int| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_EXCL | libc::O_CLOEXEC | extra)
-            .open(path)
-    };
-    let (file, direct) = match open(libc::O_DIRECT) {
+    let (file, direct) = match open_block(path, true, libc::O_EXCL | libc::O_DIRECT) {
         Ok(f) => (f, true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(path = %path.display(), "the device rejects O_DIRECT; writing through the page cache");
-            (open(0).map_err(|e| open_error(path, e))?, false)
+            (open_block(path, true, libc::O_EXCL)?, false)
         }
-        Err(e) => return Err(open_error(path, e)),
+        Err(e) => return Err(e),
     };
     let logical_block_size = logical_block_size(&file).map_err(|e| Error::io(path, e))?;
     Ok(Target {
@@ -80,6 +73,23 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
         logical_block_size,
         direct,
     })
+}
+
+/// Opens a block device directly where this user may (root, the disk group), else through UDisks2,
+/// which asks polkit.
+fn open_block(path: &Path, write: bool, flags: libc::c_int) -> Result<File> {
+    let direct = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(flags | libc::O_CLOEXEC)
+        .open(path);
+    match direct {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
+            tracing::info!(path = %path.display(), "no direct access; asking UDisks2 to open it");
+            crate::udisks::open(path, write, flags | libc::O_CLOEXEC)
+        }
+        other => other.map_err(|e| open_error(path, e)),
+    }
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
@@ -97,22 +107,40 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 /// kernel told to drop what it cached of the file either way (Etcher #1523, Imager #414 verified
 /// from the cache).
 pub fn open_for_read(path: &Path) -> Result<(File, bool)> {
-    let open = |extra: libc::c_int| {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | extra)
-            .open(path)
+    let is_block = std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    let open = |flags: libc::c_int| {
+        if is_block {
+            open_block(path, false, flags)
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(flags | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| Error::io(path, e))
+        }
     };
     let (file, direct) = match open(libc::O_DIRECT) {
         Ok(f) => (f, true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             tracing::info!(path = %path.display(), "O_DIRECT is not supported here; reading after dropping the cache");
-            (open(0).map_err(|e| Error::io(path, e))?, false)
+            (open(0)?, false)
         }
-        Err(e) => return Err(Error::io(path, e)),
+        Err(e) => return Err(e),
     };
     drop_cache(&file);
     Ok((file, direct))
+}
+
+/// Whether this process may open `path` for writing itself (access(2) with the real ids).
+pub fn writable_by_me(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
 }
 
 /// Asks the kernel to forget cached pages of the whole file (best effort).

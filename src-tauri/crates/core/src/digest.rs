@@ -62,6 +62,14 @@ impl serde::Serialize for Sha256Digest {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom("not a 64-digit hex SHA-256"))
+    }
+}
+
 /// Parses a digest an operator typed; the error names the value.
 pub fn parse_typed(s: &str) -> Result<Sha256Digest> {
     s.trim().parse().map_err(|_| {

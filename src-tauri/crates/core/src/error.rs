@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 /// What sort of failure this is, for front ends deciding exit codes and wording.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum ErrorKind {
     /// A digest did not match: the bytes are not the ones that were published.
     DigestMismatch,
@@ -30,6 +31,12 @@ pub enum Error {
 
     #[error("refusing to write to {target}: {reason}")]
     Refused { target: String, reason: String },
+
+    #[error("permission denied for {target}: {detail}")]
+    Permission { target: String, detail: String },
+
+    #[error("no access to {target}: it cannot be opened directly and UDisks2 is not running")]
+    NoAccess { target: String },
 
     #[error("{target} does not hold the image: read back SHA-256 {actual}, expected {expected}; the first difference is in MiB {first_bad_mib}")]
     ReadBackMismatch {

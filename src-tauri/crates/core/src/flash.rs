@@ -2,11 +2,13 @@
 //! anything is touched (one refusal refuses all), let the front end confirm, unmount, open every
 //! target exclusively, then write and read back (see `write`).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::device;
 use crate::drives::SystemRoots;
 use crate::error::{Error, Result};
+use crate::helper;
 use crate::progress::ProgressSink;
 use crate::target::{self, Approved, TargetOptions};
 use crate::write::{self, FlashOptions, Image, TargetReport};
@@ -48,10 +50,48 @@ pub fn plan(
     })
 }
 
+/// Where the privileged helper comes from, when neither direct access nor UDisks2 is possible:
+/// the `labflash` binary to run under pkexec.
+pub struct Privilege<'a> {
+    pub helper: Option<&'a Path>,
+    /// The files the helper must protect too (the source, the cache folder).
+    pub protected: &'a [&'a Path],
+    pub options: &'a TargetOptions,
+}
+
 /// Unmounts and opens every target (a busy one refuses the flash, nothing written yet), then
-/// writes them all from one read of the image. Blocking.
+/// writes them all from one read of the image. Blocking. When this user can reach the targets
+/// neither directly nor through UDisks2, the whole flash goes to the privileged helper.
 pub fn execute(
     plan: &Plan,
+    options: &FlashOptions,
+    roots: &SystemRoots,
+    privilege: &Privilege,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<Vec<TargetReport>> {
+    if let Some(program) = privilege.helper {
+        if needs_helper(plan) {
+            return helper::run_privileged(
+                program,
+                plan,
+                privilege.protected,
+                privilege.options,
+                options,
+                cancel,
+                progress,
+            );
+        }
+    }
+    let mut source =
+        std::fs::File::open(&plan.image.path).map_err(|e| Error::io(&plan.image.path, e))?;
+    execute_from(plan, &mut source, options, roots, cancel, progress)
+}
+
+/// `execute` with the image read from `source`.
+pub fn execute_from(
+    plan: &Plan,
+    source: &mut (dyn Read + Send),
     options: &FlashOptions,
     roots: &SystemRoots,
     cancel: &CancellationToken,
@@ -62,5 +102,20 @@ pub fn execute(
         target::unmount(approved, roots)?;
         opened.push(device::open_for_write(&approved.path)?);
     }
-    Ok(write::flash(&plan.image, opened, options, cancel, progress))
+    Ok(write::flash(
+        &plan.image,
+        source,
+        opened,
+        options,
+        cancel,
+        progress,
+    ))
+}
+
+/// A drive this user may not write, with nobody (UDisks2) to ask.
+fn needs_helper(plan: &Plan) -> bool {
+    let denied = plan.targets.iter().any(|t| {
+        t.kind == crate::device::TargetKind::BlockDevice && !device::writable_by_me(&t.path)
+    });
+    denied && !crate::udisks::available()
 }

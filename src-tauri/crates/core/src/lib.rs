@@ -14,11 +14,13 @@ pub mod drives;
 pub mod error;
 pub mod fetch;
 pub mod flash;
+pub mod helper;
 pub mod http;
 pub mod mounts;
 pub mod progress;
 pub mod source;
 pub mod target;
+pub mod udisks;
 pub mod verify;
 pub mod write;
 

@@ -158,7 +158,26 @@ pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     if approved.to_unmount.is_empty() {
         return Ok(());
     }
-    let failures = mounts::unmount_all(&approved.to_unmount);
+    let mut failures = mounts::unmount_all(&approved.to_unmount);
+    if failures
+        .iter()
+        .any(|(_, e)| e.raw_os_error() == Some(libc::EPERM))
+    {
+        // Not root: ask UDisks2 (polkit) to unmount each mounted partition.
+        let mounted = drive
+            .partitions
+            .iter()
+            .filter(|p| !p.mountpoints.is_empty());
+        let mut devices: Vec<&str> = mounted.map(|p| p.path.as_str()).collect();
+        if devices.is_empty() {
+            devices.push(&drive.path);
+        }
+        for device in devices {
+            if let Err(e) = crate::udisks::unmount(Path::new(device)) {
+                failures.push((device.to_string(), std::io::Error::other(e.to_string())));
+            }
+        }
+    }
     let still: Vec<String> = drives::list(roots)?
         .into_iter()
         .find(|d| d.name == drive.name)

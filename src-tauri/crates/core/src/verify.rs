@@ -100,26 +100,28 @@ pub fn verify(
     })
 }
 
-/// The first MiB (counted from 0) in `[start, start + len)` where the target differs from the
-/// image, found by comparing them MiB by MiB.
-pub fn first_difference(
+/// The first MiB (counted from 0) in `[start, end)` whose content on the target does not hash to
+/// the image's digest of that MiB.
+pub(crate) fn first_different_mib(
     target: &File,
-    image: &File,
+    mib_digests: &[[u8; 32]],
     start: u64,
-    len: u64,
+    end: u64,
 ) -> std::io::Result<Option<u64>> {
-    let mut a = AlignedBuf::zeroed(MIB as usize);
-    let mut b = vec![0u8; MIB as usize];
-    let mut offset = start;
-    while offset < start + len {
-        let want = (start + len - offset).min(MIB) as usize;
+    let mut buf = AlignedBuf::zeroed(MIB as usize);
+    let mut mib = start / MIB;
+    while mib * MIB < end {
+        let offset = mib * MIB;
+        let want = (end - offset).min(MIB) as usize;
         let aligned = device::round_up(want as u64, ALIGN as u64) as usize;
-        let got = device::read_full_at(target, &mut a[..aligned], offset)?;
-        device::read_full_at(image, &mut b[..want], offset)?;
-        if got < want || a[..want] != b[..want] {
-            return Ok(Some(offset / MIB));
+        let got = device::read_full_at(target, &mut buf[..aligned], offset)?;
+        let same = got >= want
+            && mib_digests.get(mib as usize).map(|d| d.as_slice())
+                == Some(Sha256::digest(&buf[..want]).as_slice());
+        if !same {
+            return Ok(Some(mib));
         }
-        offset += want as u64;
+        mib += 1;
     }
     Ok(None)
 }
@@ -177,5 +179,42 @@ pub async fn resolve_expected(
             "cannot read {}: {e}",
             target.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_different_mib_is_found_from_per_mib_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let mut image = vec![7u8; 5 * MIB as usize + 300];
+        let digests: Vec<[u8; 32]> = image
+            .chunks(MIB as usize)
+            .map(|m| Sha256::digest(m).into())
+            .collect();
+        std::fs::write(&path, &image).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            first_different_mib(&file, &digests, MIB, image.len() as u64).unwrap(),
+            None
+        );
+        image[3 * MIB as usize + 5] ^= 1;
+        std::fs::write(&path, &image).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            first_different_mib(&file, &digests, MIB, image.len() as u64).unwrap(),
+            Some(3)
+        );
+        std::fs::write(&path, &image[..4 * MIB as usize]).unwrap();
+        let file = File::open(&path).unwrap();
+        let end = 5 * MIB + 300;
+        assert_eq!(
+            first_different_mib(&file, &digests, 4 * MIB, end).unwrap(),
+            Some(4),
+            "a short target"
+        );
     }
 }

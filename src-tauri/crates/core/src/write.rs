@@ -13,7 +13,7 @@
 //! A failing target is dropped and reported while the others go on. Cancellation stops every
 //! target within one write and leaves its first MiB wiped.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -27,8 +27,9 @@ use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::verify;
 use crate::CancellationToken;
 
+const MIB: u64 = 1 << 20;
 /// Held back and written last.
-pub const HEAD: u64 = 1 << 20;
+pub const HEAD: u64 = MIB;
 /// Each write: large enough for full speed on USB sticks.
 const CHUNK: usize = 4 << 20;
 /// Chunks queued per target: bounds memory whatever the image size.
@@ -42,6 +43,10 @@ pub struct Image {
     pub size: u64,
 }
 
+/// SHA-256 of each MiB of the image, taken as it is read: a mismatching read-back is located by
+/// re-reading the target MiB by MiB, without needing the image again.
+type MibDigests = Arc<Vec<[u8; 32]>>;
+
 #[derive(Clone, Debug)]
 pub struct FlashOptions {
     /// Read every target back (the default); off, results say unverified.
@@ -49,7 +54,7 @@ pub struct FlashOptions {
 }
 
 /// One target's outcome.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetReport {
     pub path: String,
@@ -63,6 +68,20 @@ pub struct TargetReport {
     pub error_kind: Option<ErrorKind>,
 }
 
+impl TargetReport {
+    /// A target that failed before any byte reached it.
+    pub fn failed(path: &Path, error: &Error) -> Self {
+        Self {
+            path: path.display().to_string(),
+            ok: false,
+            bytes_written: 0,
+            verified_sha256: None,
+            error: Some(error.to_string()),
+            error_kind: Some(error.kind()),
+        }
+    }
+}
+
 struct Chunk {
     offset: u64,
     len: usize,
@@ -72,12 +91,14 @@ struct Chunk {
 enum Msg {
     Data(Arc<Chunk>),
     /// The whole image was sent; `Err` when it did not hash to the expected digest.
-    End(std::result::Result<(), String>),
+    End(std::result::Result<MibDigests, String>),
 }
 
-/// Writes `image` to every target (blocking) and returns a report per target, in order.
+/// Writes `image`, read from `source` (its file, or the helper's stdin), to every target
+/// (blocking) and returns a report per target, in order.
 pub fn flash(
     image: &Image,
+    source: &mut (dyn Read + Send),
     targets: Vec<Target>,
     options: &FlashOptions,
     cancel: &CancellationToken,
@@ -96,7 +117,7 @@ pub fn flash(
                 report(&target.path, written, result)
             }));
         }
-        feed(image, senders, cancel);
+        feed(image, source, senders, cancel);
         handles
             .into_iter()
             .map(|h| h.join().expect("a writer thread panicked"))
@@ -127,10 +148,16 @@ fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> Ta
 }
 
 /// Reads the image once and hands each chunk to every target still going. The image is hashed on
-/// the way: if it changed since its digest was taken, every target is told to fail.
-fn feed(image: &Image, mut senders: Vec<SyncSender<Msg>>, cancel: &CancellationToken) {
-    let end = match read_chunks(image, &mut senders, cancel) {
-        Ok(()) => Ok(()),
+/// the way: if it is not the image the digest names, every target is told to fail. A source that
+/// ends early (the helper's client went away) counts as cancellation.
+fn feed(
+    image: &Image,
+    source: &mut (dyn Read + Send),
+    mut senders: Vec<SyncSender<Msg>>,
+    cancel: &CancellationToken,
+) {
+    let end = match read_chunks(image, source, &mut senders, cancel) {
+        Ok(digests) => Ok(digests),
         Err(Error::Cancelled) => return, // closing the queues without End tells writers to stop
         Err(e) => Err(e.to_string()),
     };
@@ -141,11 +168,12 @@ fn feed(image: &Image, mut senders: Vec<SyncSender<Msg>>, cancel: &CancellationT
 
 fn read_chunks(
     image: &Image,
+    source: &mut (dyn Read + Send),
     senders: &mut Vec<SyncSender<Msg>>,
     cancel: &CancellationToken,
-) -> Result<()> {
-    let file = File::open(&image.path).map_err(io_at(&image.path))?;
+) -> Result<MibDigests> {
     let mut hasher = Sha256::new();
+    let mut mib_digests = Vec::with_capacity(image.size.div_ceil(MIB) as usize);
     let mut offset = 0u64;
     while offset < image.size {
         if cancel.is_cancelled() {
@@ -153,16 +181,20 @@ fn read_chunks(
         }
         let want = (image.size - offset).min(CHUNK as u64) as usize;
         let mut buf = AlignedBuf::zeroed(CHUNK);
-        let got =
-            device::read_full_at(&file, &mut buf[..want], offset).map_err(io_at(&image.path))?;
+        let got = read_full(source, &mut buf[..want]).map_err(io_at(&image.path))?;
         if got < want {
             return Err(Error::BadInput(format!(
-                "{} is shorter than its {} bytes",
-                image.path.display(),
+                "the image ended after {} of its {} bytes",
+                offset + got as u64,
                 image.size
             )));
         }
         hasher.update(&buf[..want]);
+        mib_digests.extend(
+            buf[..want]
+                .chunks(MIB as usize)
+                .map(|m| <[u8; 32]>::from(Sha256::digest(m))),
+        );
         let chunk = Arc::new(Chunk {
             offset,
             len: want,
@@ -170,19 +202,32 @@ fn read_chunks(
         });
         senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
         if senders.is_empty() {
-            return Ok(());
+            return Err(Error::Cancelled);
         }
         offset += want as u64;
     }
     let actual = Sha256Digest::of_hasher(hasher);
     if actual != image.sha256 {
         return Err(Error::DigestMismatch {
-            what: "image (it changed while being written)",
+            what: "image (it is not the one whose digest was given, or it changed)",
             expected: image.sha256.hex(),
             actual: actual.hex(),
         });
     }
-    Ok(())
+    Ok(Arc::new(mib_digests))
+}
+
+fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn write_target(
@@ -218,7 +263,7 @@ fn write_target(
     // 2. Everything after the first MiB, as it arrives.
     let mut head = AlignedBuf::zeroed(HEAD as usize);
     let mut reporter = Reporter::new(progress, Stage::Write, Some(image.size)).for_target(path);
-    loop {
+    let mib_digests = loop {
         let msg = rx.recv().map_err(|_| {
             if cancel.is_cancelled() {
                 Error::Cancelled
@@ -228,7 +273,7 @@ fn write_target(
         })?;
         let chunk = match msg {
             Msg::Data(chunk) => chunk,
-            Msg::End(Ok(())) => break,
+            Msg::End(Ok(digests)) => break digests,
             Msg::End(Err(reason)) => return Err(Error::BadInput(reason)),
         };
         if cancel.is_cancelled() {
@@ -253,7 +298,7 @@ fn write_target(
         }
         *written = chunk.offset + chunk.len as u64 - head_len as u64;
         reporter.update(*written);
-    }
+    };
     file.sync_all().map_err(io_at(path))?;
 
     // 3. Read the rest back from the device and check the whole image's digest.
@@ -266,10 +311,10 @@ fn write_target(
         verify::hash_range(&reader, path, HEAD, rest, &mut hasher, cancel, &mut back)?;
         let actual = Sha256Digest::of_hasher(hasher.clone());
         if actual != image.sha256 {
-            let source = File::open(&image.path).map_err(io_at(&image.path))?;
-            let bad = verify::first_difference(&reader, &source, head_len as u64, rest)
-                .map_err(io_at(path))?
-                .unwrap_or(0);
+            let bad =
+                verify::first_different_mib(&reader, &mib_digests, head_len as u64, image.size)
+                    .map_err(io_at(path))?
+                    .unwrap_or(0);
             return Err(Error::ReadBackMismatch {
                 target: path.display().to_string(),
                 expected: image.sha256.hex(),

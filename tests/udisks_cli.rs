@@ -1,0 +1,337 @@
+//! The unprivileged path for real: a user who may not open a drive gets it through UDisks2 once
+//! polkit allows it, and is refused (nothing written) while it does not. Starts the system bus,
+//! udev, polkit and UDisks2 if they are not running, and stops what it started (by pid).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::loopdev::LoopDev;
+use common::*;
+
+const USER: &str = "labflash-test";
+const RULE: &str = "/etc/polkit-1/rules.d/49-labflash-test.rules";
+const MIB: u64 = 1 << 20;
+
+/// The daemons this test started, stopped on drop along with the rule and the user.
+struct Desktop {
+    children: Vec<Child>,
+    /// UDisks2, when this test started it (and so may stop it).
+    udisks: Option<Child>,
+    dbus_pid: Option<i32>,
+    created_user: bool,
+}
+
+impl Desktop {
+    fn start() -> Desktop {
+        let mut d = Desktop {
+            children: Vec::new(),
+            udisks: None,
+            dbus_pid: None,
+            created_user: false,
+        };
+        if !Path::new("/run/dbus/system_bus_socket").exists() {
+            std::fs::create_dir_all("/run/dbus").unwrap();
+            let out = Command::new("dbus-daemon")
+                .args(["--system", "--fork", "--print-pid"])
+                .output()
+                .expect("dbus-daemon (package dbus)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            d.dbus_pid = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        }
+        if !has_owner("org.freedesktop.UDisks2") {
+            d.spawn("/lib/systemd/systemd-udevd", &[]);
+            std::thread::sleep(Duration::from_millis(300));
+            run_ok(
+                "udevadm",
+                &["trigger", "--subsystem-match=block", "--action=add"],
+            );
+            run_ok("udevadm", &["settle", "-t", "10"]);
+            d.spawn("/usr/lib/polkit-1/polkitd", &["--no-debug"]);
+            d.spawn("/usr/libexec/udisks2/udisksd", &[]);
+            d.udisks = d.children.pop();
+            wait_until("UDisks2 on the system bus", || {
+                has_owner("org.freedesktop.UDisks2")
+            });
+        }
+        if Command::new("id").arg(USER).output().unwrap().status.code() != Some(0) {
+            run_ok(
+                "useradd",
+                &[
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    USER,
+                ],
+            );
+            d.created_user = true;
+        }
+        d
+    }
+
+    fn spawn(&mut self, program: &str, args: &[&str]) {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (packages udisks2 polkitd udev)"));
+        self.children.push(child);
+    }
+
+    /// Stops UDisks2 if this test started it; false when it belongs to the machine.
+    fn stop_udisks(&mut self) -> bool {
+        let Some(mut child) = self.udisks.take() else {
+            return false;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        wait_until("UDisks2 to leave the bus", || {
+            !has_owner("org.freedesktop.UDisks2")
+        });
+        true
+    }
+
+    fn allow(&self, allowed: bool) {
+        if allowed {
+            std::fs::write(
+                RULE,
+                format!(
+                    "polkit.addRule(function(action, subject) {{\n  if ((action.id.indexOf(\"org.freedesktop.udisks2.open-device\") == 0 || action.id == \"org.freedesktop.udisks2.filesystem-unmount-others\" || action.id == \"org.freedesktop.policykit.exec\") && subject.user == \"{USER}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+                ),
+            )
+            .unwrap();
+        } else {
+            let _ = std::fs::remove_file(RULE);
+        }
+        // polkitd reloads its rules when the folder changes.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(RULE);
+        self.stop_udisks();
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = self.dbus_pid {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_file("/run/dbus/pid");
+            let _ = std::fs::remove_file("/run/dbus/system_bus_socket");
+        }
+        if self.created_user {
+            let _ = Command::new("userdel").arg(USER).status();
+        }
+    }
+}
+
+fn has_owner(name: &str) -> bool {
+    Command::new("dbus-send")
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &format!("string:{name}"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+        .unwrap_or(false)
+}
+
+fn run_ok(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap();
+    assert!(status.success(), "{program} {args:?}");
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs labflash as the unprivileged test user.
+fn as_user(bin: &Path, args: &[&str]) -> Run {
+    Command::new("runuser")
+        .args(["-u", USER, "--"])
+        .arg(bin)
+        .args(args)
+        .env_remove("LABFLASH_CACHE_DIR")
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
+    require_root!();
+    let mut desktop = Desktop::start();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Everything the user needs, where the user can reach it.
+    let bin: PathBuf = dir.path().join("labflash");
+    std::fs::copy(labflash_bin(), &bin).unwrap();
+    let bytes = image_like(3 * MIB as usize + 99, 21);
+    let img = dir.path().join("os.img");
+    std::fs::write(&img, &bytes).unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    run_ok("chown", &[USER, cache.to_str().unwrap()]);
+    let dev = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
+    run_ok("udevadm", &["settle", "-t", "10"]);
+    let object = format!(
+        "/org/freedesktop/UDisks2/block_devices/{}",
+        dev.path.file_name().unwrap().to_string_lossy()
+    );
+    wait_until("UDisks2 to see the loop device", || {
+        Command::new("dbus-send")
+            .args([
+                "--system",
+                "--print-reply",
+                "--dest=org.freedesktop.UDisks2",
+                &object,
+                "org.freedesktop.DBus.Properties.Get",
+                "string:org.freedesktop.UDisks2.Block",
+                "string:Size",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    let flash = |bin: &Path| {
+        as_user(
+            bin,
+            &[
+                "flash",
+                img.to_str().unwrap(),
+                "--to",
+                dev.path_str(),
+                "--yes",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+    };
+
+    desktop.allow(false);
+    let refused = flash(&bin);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    let error = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("polkit did not authorize"), "{error}");
+    assert!(
+        dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA),
+        "a refused user wrote"
+    );
+
+    desktop.allow(true);
+    let flashed = flash(&bin);
+    assert_eq!(flashed.code, 0, "{}", flashed.stderr);
+    assert_eq!(
+        flashed.json()["targets"][0]["verifiedSHA256"],
+        sha256_hex(&bytes)
+    );
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+
+    let verified = as_user(
+        &bin,
+        &[
+            "verify",
+            dev.path_str(),
+            "--image",
+            img.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    assert_eq!(verified.json()["match"], true);
+
+    // A filesystem root mounted on the drive: the user cannot umount(2) it, UDisks2 can.
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run_ok("mkfs.ext4", &["-q", "-F", dev.path_str()]);
+    run_ok("udevadm", &["settle", "-t", "10"]);
+    run_ok("mount", &[dev.path_str(), mnt.to_str().unwrap()]);
+    wait_until("UDisks2 to see the mount", || {
+        Command::new("dbus-send")
+            .args([
+                "--system",
+                "--print-reply",
+                "--dest=org.freedesktop.UDisks2",
+                &object,
+                "org.freedesktop.DBus.Properties.Get",
+                "string:org.freedesktop.UDisks2.Filesystem",
+                "string:MountPoints",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("array of bytes"))
+            .unwrap_or(false)
+    });
+    let unmounted = as_user(
+        &bin,
+        &[
+            "flash",
+            img.to_str().unwrap(),
+            "--to",
+            dev.path_str(),
+            "--yes",
+            "--unmount",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let still_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(mnt.to_str().unwrap());
+    if still_mounted {
+        let _ = Command::new("umount").arg(&mnt).status();
+    }
+    assert_eq!(unmounted.code, 0, "{}", unmounted.stderr);
+    assert!(!still_mounted);
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+
+    // Without UDisks2, the flash goes to `pkexec labflash helper`, which polkit allows here.
+    if desktop.stop_udisks() {
+        let other = image_like(2 * MIB as usize + 5, 22);
+        std::fs::write(&img, &other).unwrap();
+        let helped = flash(&bin);
+        assert_eq!(helped.code, 0, "{}", helped.stderr);
+        assert_eq!(
+            helped.json()["targets"][0]["verifiedSHA256"],
+            sha256_hex(&other)
+        );
+        assert_eq!(dev.read(0, other.len()), other);
+
+        desktop.allow(false);
+        let denied = flash(&bin);
+        assert_eq!(denied.code, 3, "{}", denied.stderr);
+        assert!(
+            denied.json()["error"].as_str().unwrap().contains("pkexec"),
+            "{}",
+            denied.stdout
+        );
+        assert_eq!(dev.read(0, other.len()), other, "a denied helper wrote");
+    }
+    drop(dev);
+    drop(desktop);
+    assert!(!Path::new(RULE).exists());
+}
