@@ -594,3 +594,33 @@ fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     );
     assert_eq!(dev.read(0, bytes.len()), bytes);
 }
+
+#[test]
+fn a_url_source_is_fetched_verified_and_flashed() {
+    let b = Bench::new();
+    let bytes = image_like(3 * MIB as usize, 31);
+    let server = common::server::Server::start();
+    server.put_with_sidecar("/os.img.zst", zstd(&bytes));
+    let target = b.path("vm.img");
+    let url = server.url("/os.img.zst");
+    let run = b.flash(&url, &["--to", &target, "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["targets"][0]["verifiedSHA256"], sha(&bytes));
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+
+    let bad = b.flash(
+        &url,
+        &[
+            "--to",
+            &b.path("other.img"),
+            "--yes",
+            "--sha256",
+            &sha(b"x"),
+        ],
+    );
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(
+        !Path::new(&b.path("other.img")).exists(),
+        "nothing written for a bad download"
+    );
+}

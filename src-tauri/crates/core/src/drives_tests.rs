@@ -368,3 +368,33 @@ fn human_sizes() {
     assert_eq!(human_size(30_752_000_000), "30.8 GB");
     assert_eq!(human_size(2_000_000_000_000), "2.0 TB");
 }
+
+#[tokio::test]
+async fn watch_sends_drives_as_they_come_and_go() {
+    let f = laptop();
+    f.list(); // writes the fixture's mount table
+    let roots = SystemRoots {
+        sys: f.sys(),
+        proc: f.dir.path().join("proc"),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watch(roots, Duration::from_millis(20), cancel.clone(), tx));
+    let mut added = Vec::new();
+    while added.len() < 5 {
+        match rx.recv().await.unwrap() {
+            DriveEvent::Added { drive } => added.push(drive.path),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(added.contains(&"/dev/sdb".to_string()));
+    fs::remove_file(f.sys().join("block/sdb")).unwrap(); // the stick is pulled
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        DriveEvent::Removed {
+            path: "/dev/sdb".into()
+        }
+    );
+    cancel.cancel();
+    task.await.unwrap();
+}
