@@ -2,12 +2,14 @@
 //! engine's cancel token and a terminal progress bar to its progress sink, and turns results into
 //! human text or one JSON object, and errors into the exit codes of the CLI contract.
 
+mod cidata;
 mod confirm;
 mod drives;
 mod fetch;
 mod flash;
 mod output;
 mod progress;
+mod talos;
 mod verify;
 
 use std::process::ExitCode;
@@ -51,6 +53,11 @@ enum Command {
     Flash(flash::FlashArgs),
     /// Check that a drive or image file holds exactly the expected image. Writes nothing.
     Verify(verify::VerifyArgs),
+    /// Talos Linux images from an Image Factory.
+    #[command(subcommand)]
+    Talos(talos::TalosCommand),
+    /// Build the NoCloud config image (FAT, label CIDATA) holding a Talos machine config.
+    Cidata(cidata::CidataArgs),
     /// The privileged helper, run by `flash` through pkexec; speaks over stdin/stdout only.
     #[command(hide = true)]
     Helper,
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
             Command::Drives(args) => drives::run(args, &out),
             Command::Flash(args) => flash::run(args, &out, &cancel).await,
             Command::Verify(args) => verify::run(args, &out, &cancel).await,
+            Command::Cidata(args) => cidata::run(args, &out),
+            Command::Talos(command) => talos::run(command, &out, &cancel).await,
             Command::Helper => {
                 let served = labflash_core::helper::serve(std::io::stdin(), std::io::stdout());
                 match served {

@@ -7,6 +7,7 @@
 //! atomic files), [`decompress`] (xz, gzip, zstd, raw; bounded).
 
 pub mod cache;
+pub mod cidata;
 pub mod decompress;
 pub mod device;
 pub mod digest;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod mounts;
 pub mod progress;
 pub mod source;
+pub mod talos;
 pub mod target;
 pub mod udisks;
 pub mod verify;
