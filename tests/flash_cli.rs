@@ -73,6 +73,15 @@ fn flash_reads_back_and_never_writes_past_the_image() {
         tail.iter().all(|b| *b == 0xAA),
         "bytes past the padded image were written"
     );
+    // The drive's end was wiped: an old backup GPT there would bring back the old partitions.
+    assert!(dev
+        .read(32 * MIB - (64 << 10), 64 << 10)
+        .iter()
+        .all(|b| *b == 0));
+    assert!(dev
+        .read(32 * MIB - (128 << 10), 4096)
+        .iter()
+        .all(|b| *b == 0xAA));
 }
 
 #[test]

@@ -48,13 +48,21 @@ pub fn ask(plan: &Plan, yes: bool, allow_fixed: bool) -> Result<(), Failure> {
             }
         }
     }
+    let boot = plan.layout.as_ref().map_or(&plan.image, |l| l.boot());
     let _ = writeln!(
         err,
         "image: {} bytes ({}), SHA-256 {}",
-        plan.image.size,
-        human_size(plan.image.size),
-        plan.image.sha256
+        boot.size,
+        human_size(boot.size),
+        boot.sha256
     );
+    if let Some(layout) = &plan.layout {
+        let _ = writeln!(
+            err,
+            "config: SHA-256 {}, added as partition cidata on the same stick",
+            layout.config_sha256()
+        );
+    }
     if !yes && prompt("Type yes to write: ")? != "yes" {
         return Err(Failure::usage("not confirmed; nothing was written"));
     }

@@ -37,6 +37,11 @@ pub struct FlashArgs {
     #[arg(long)]
     pub no_verify: bool,
 
+    /// One stick for both: add a GPT partition named cidata holding this config image (from
+    /// `labflash cidata` or `talos build`) after the boot image's partitions. One target only.
+    #[arg(long, value_name = "CIDATA.img")]
+    pub config: Option<PathBuf>,
+
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -51,6 +56,14 @@ struct FlashResult {
     #[serde(rename = "imageSHA256")]
     image_sha256: String,
     image_size: u64,
+    /// One stick: the config image's digest, where its partition starts, and the digest of the
+    /// whole laid-out stream the targets' read-back must reproduce.
+    #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
+    config_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidata_offset: Option<u64>,
+    #[serde(rename = "stickSHA256", skip_serializing_if = "Option::is_none")]
+    stick_sha256: Option<String>,
     targets: Vec<TargetReport>,
 }
 
@@ -104,13 +117,38 @@ async fn flash(
         unmount: args.unmount,
         allow_fixed: args.allow_fixed,
     };
-    let plan = flash::plan(
-        prepared.image.clone(),
-        &args.to,
-        &options,
-        &protected,
-        &roots,
-    )?;
+    let plan = match &args.config {
+        None => flash::plan(
+            prepared.image.clone(),
+            &args.to,
+            &options,
+            &protected,
+            &roots,
+        )?,
+        Some(config) => {
+            let [target] = args.to.as_slice() else {
+                return Err(Failure::usage(
+                    "--config writes one stick at a time: give exactly one --to",
+                ));
+            };
+            flash::plan_one_stick(
+                prepared.image.clone(),
+                config,
+                target,
+                &options,
+                &protected,
+                &roots,
+                cancel,
+            )?
+        }
+    };
+    let one_stick = plan.layout.as_ref().map(|l| {
+        (
+            l.config_sha256().hex(),
+            l.cidata_offset(),
+            l.image.sha256.hex(),
+        )
+    });
     crate::confirm::ask(&plan, args.yes, args.allow_fixed)?;
 
     let flash_options = FlashOptions {
@@ -132,9 +170,16 @@ async fn flash(
     })
     .await
     .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
+    let (config_sha256, cidata_offset, stick_sha256) = match one_stick {
+        Some((c, o, s)) => (Some(c), Some(o), Some(s)),
+        None => (None, None, None),
+    };
     Ok(FlashResult {
         image_sha256: prepared.image.sha256.hex(),
         image_size: prepared.image.size,
+        config_sha256,
+        cidata_offset,
+        stick_sha256,
         targets,
     })
 }
@@ -144,6 +189,11 @@ fn human(result: &FlashResult) -> String {
         "image {} bytes, SHA-256 {}\n",
         result.image_size, result.image_sha256
     );
+    if let (Some(config), Some(offset)) = (&result.config_sha256, result.cidata_offset) {
+        text.push_str(&format!(
+            "config SHA-256 {config}, in partition cidata at byte {offset}\n"
+        ));
+    }
     for t in &result.targets {
         let line = match (&t.error, &t.verified_sha256) {
             (Some(e), _) => format!("FAILED    {}: {e}\n", t.path),

@@ -9,16 +9,31 @@ use crate::device;
 use crate::drives::SystemRoots;
 use crate::error::{Error, Result};
 use crate::helper;
+use crate::onestick::{self, Layout};
 use crate::progress::ProgressSink;
 use crate::target::{self, Approved, TargetOptions};
 use crate::write::{self, FlashOptions, Image, TargetReport};
 use crate::CancellationToken;
 
 /// What is about to happen, for the front end to show and confirm.
-#[derive(Clone, Debug)]
 pub struct Plan {
+    /// What is written: the boot image, or for one stick the whole laid-out stream.
     pub image: Image,
     pub targets: Vec<Approved>,
+    /// One stick for both: the boot image with a cidata partition added.
+    pub layout: Option<Layout>,
+}
+
+impl Plan {
+    fn open_source(&self) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(match &self.layout {
+            Some(layout) => Box::new(layout.reader()?),
+            None => Box::new(
+                std::fs::File::open(&self.image.path)
+                    .map_err(|e| Error::io(&self.image.path, e))?,
+            ),
+        })
+    }
 }
 
 /// Checks every target; any refusal refuses the whole flash, before a byte is written.
@@ -47,6 +62,38 @@ pub fn plan(
     Ok(Plan {
         image,
         targets: approved,
+        layout: None,
+    })
+}
+
+/// `plan` for one stick carrying the boot image and a cidata partition holding `config`.
+pub fn plan_one_stick(
+    boot: Image,
+    config: &Path,
+    target: &Path,
+    options: &TargetOptions,
+    protected: &[&Path],
+    roots: &SystemRoots,
+    cancel: &CancellationToken,
+) -> Result<Plan> {
+    let mut protected = protected.to_vec();
+    protected.push(config);
+    let approved = target::approve(target, boot.size, &protected, options, roots)?;
+    let (size, sector) = match &approved.drive {
+        Some(d) => (d.size, u64::from(d.logical_block_size)),
+        // A VM disk file: as large as it is, or just large enough.
+        None => {
+            let cidata_len = std::fs::metadata(config).map(|m| m.len()).unwrap_or(0);
+            let needed = (boot.size + cidata_len + (4 << 20)).div_ceil(1 << 20) << 20;
+            let existing = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+            (existing.max(needed), 512)
+        }
+    };
+    let layout = onestick::layout(&boot, config, size, sector, cancel)?;
+    Ok(Plan {
+        image: layout.image.clone(),
+        targets: vec![approved],
+        layout: Some(layout),
     })
 }
 
@@ -70,22 +117,21 @@ pub fn execute(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
+    let mut source = plan.open_source()?;
     if let Some(program) = privilege.helper {
         if needs_helper(plan) {
             return helper::run_privileged(
                 program,
                 plan,
-                privilege.protected,
-                privilege.options,
+                &mut *source,
+                privilege,
                 options,
                 cancel,
                 progress,
             );
         }
     }
-    let mut source =
-        std::fs::File::open(&plan.image.path).map_err(|e| Error::io(&plan.image.path, e))?;
-    execute_from(plan, &mut source, options, roots, cancel, progress)
+    execute_from(plan, &mut *source, options, roots, cancel, progress)
 }
 
 /// `execute` with the image read from `source`.

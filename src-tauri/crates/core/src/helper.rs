@@ -13,10 +13,10 @@ use std::sync::Mutex;
 use crate::digest::Sha256Digest;
 use crate::drives::SystemRoots;
 use crate::error::{Error, ErrorKind, Result};
-use crate::flash::{self, Plan};
+use crate::flash::{self, Plan, Privilege};
 use crate::progress::{Progress, ProgressSink};
 use crate::target::TargetOptions;
-use crate::write::{FlashOptions, Image, TargetReport};
+use crate::write::{FlashOptions, Image, Tail, TargetReport};
 use crate::CancellationToken;
 
 /// The subcommand the front end runs under pkexec.
@@ -33,6 +33,9 @@ pub struct Request {
     pub unmount: bool,
     pub allow_fixed: bool,
     pub verify: bool,
+    /// The backup GPT of a one-stick flash: where, and its bytes in hex.
+    pub tail_offset: Option<u64>,
+    pub tail_hex: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -61,7 +64,7 @@ pub fn serve(input: impl Read + Send, output: impl Write + Send) -> Result<()> {
     let mut input = BufReader::new(input);
     let mut line = String::new();
     (&mut input)
-        .take(64 * 1024)
+        .take(1 << 20)
         .read_line(&mut line)
         .map_err(|e| Error::BadInput(format!("no request: {e}")))?;
     let request: Request = serde_json::from_str(&line)
@@ -90,10 +93,19 @@ fn serve_request(
     image_bytes: &mut (dyn Read + Send),
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Vec<TargetReport>> {
+    let tail = match (request.tail_offset, &request.tail_hex) {
+        (Some(offset), Some(hex_bytes)) => Some(Tail {
+            offset,
+            bytes: hex::decode(hex_bytes)
+                .map_err(|e| Error::BadInput(format!("a malformed tail: {e}")))?,
+        }),
+        _ => None,
+    };
     let image = Image {
         path: PathBuf::from("(standard input)"),
         sha256: request.sha256,
         size: request.size,
+        tail,
     };
     let protected: Vec<&Path> = request.protected.iter().map(PathBuf::as_path).collect();
     let options = TargetOptions {
@@ -121,8 +133,8 @@ fn serve_request(
 pub fn run_privileged(
     program: &Path,
     plan: &Plan,
-    protected: &[&Path],
-    options: &TargetOptions,
+    image: &mut (dyn Read + Send),
+    privilege: &Privilege,
     flash_options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
@@ -131,10 +143,16 @@ pub fn run_privileged(
         sha256: plan.image.sha256,
         size: plan.image.size,
         targets: plan.targets.iter().map(|t| t.path.clone()).collect(),
-        protected: protected.iter().map(|p| p.to_path_buf()).collect(),
-        unmount: options.unmount,
-        allow_fixed: options.allow_fixed,
+        protected: privilege
+            .protected
+            .iter()
+            .map(|p| p.to_path_buf())
+            .collect(),
+        unmount: privilege.options.unmount,
+        allow_fixed: privilege.options.allow_fixed,
         verify: flash_options.verify,
+        tail_offset: plan.image.tail.as_ref().map(|t| t.offset),
+        tail_hex: plan.image.tail.as_ref().map(|t| hex::encode(&t.bytes)),
     };
     tracing::info!("no direct or UDisks2 access to the targets; asking pkexec to run the helper");
     let mut child = Command::new("pkexec")
@@ -150,8 +168,6 @@ pub fn run_privileged(
         })?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
-    let mut image =
-        std::fs::File::open(&plan.image.path).map_err(|e| Error::io(&plan.image.path, e))?;
     let request_line = serde_json::to_string(&request).expect("the request serializes");
 
     let result = std::thread::scope(|scope| {

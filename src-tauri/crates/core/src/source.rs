@@ -66,6 +66,7 @@ pub async fn prepare(
                 path: fetched.image_path,
                 sha256: fetched.image_sha256,
                 size: fetched.image_size,
+                tail: None,
             },
             archive_sha256: fetched.archive_sha256,
             digest_source: fetched.digest_source,
@@ -111,6 +112,7 @@ async fn local(
             path,
             sha256: archive_sha256,
             size,
+            tail: None,
         }
     } else {
         let image_path = cache.local_image_path(&archive_sha256);
@@ -125,7 +127,12 @@ async fn local(
             progress,
         )
         .await?;
-        Image { path, sha256, size }
+        Image {
+            path,
+            sha256,
+            size,
+            tail: None,
+        }
     };
     Ok(Prepared {
         image,

@@ -30,6 +30,9 @@ use crate::CancellationToken;
 const MIB: u64 = 1 << 20;
 /// Held back and written last.
 pub const HEAD: u64 = MIB;
+/// Wiped at a drive's end: a backup GPT (header and 128 entries) fits in 64 KiB for 512- and
+/// 4096-byte sectors alike.
+const END_WIPE: u64 = 64 << 10;
 /// Each write: large enough for full speed on USB sticks.
 const CHUNK: usize = 4 << 20;
 /// Chunks queued per target: bounds memory whatever the image size.
@@ -41,6 +44,15 @@ pub struct Image {
     pub path: PathBuf,
     pub sha256: Sha256Digest,
     pub size: u64,
+    /// Bytes that belong far past the image (a backup GPT at the target's end), written and read
+    /// back after the image, just before the first MiB.
+    pub tail: Option<Tail>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tail {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// SHA-256 of each MiB of the image, taken as it is read: a mismatching read-back is located by
@@ -258,6 +270,16 @@ fn write_target(
         TargetKind::File => head_len,
     };
     device::write_all_at(file, &zeros[..pad(wipe).min(HEAD as usize)], 0).map_err(io_at(path))?;
+    if target.kind == TargetKind::BlockDevice {
+        // An old backup GPT at the drive's end would let tools and firmware bring back the old
+        // partition table while the new one is missing.
+        let size = device::size_of(file).map_err(io_at(path))?;
+        let end_of_image = device::round_up(image.size, lbs);
+        if size >= END_WIPE && size - END_WIPE >= end_of_image {
+            device::write_all_at(file, &zeros[..END_WIPE as usize], size - END_WIPE)
+                .map_err(io_at(path))?;
+        }
+    }
     file.sync_data().map_err(io_at(path))?;
 
     // 2. Everything after the first MiB, as it arrives.
@@ -330,7 +352,28 @@ fn write_target(
         return Err(Error::Cancelled);
     }
 
-    // 4. The first MiB, last, then proven by reading it back.
+    // 4. Bytes past the image (a backup GPT), then the first MiB, each proven by reading back.
+    if let Some(tail) = &image.tail {
+        let mut buf =
+            AlignedBuf::zeroed(device::round_up(tail.bytes.len() as u64, ALIGN as u64) as usize);
+        buf[..tail.bytes.len()].copy_from_slice(&tail.bytes);
+        device::write_all_at(file, &buf[..pad(tail.bytes.len())], tail.offset)
+            .map_err(io_at(path))?;
+        file.sync_all().map_err(io_at(path))?;
+        if let Some(reader) = &reader {
+            device::drop_cache(reader);
+            let got = device::read_full_at(reader, &mut buf, tail.offset).map_err(io_at(path))?;
+            if got < tail.bytes.len() || buf[..tail.bytes.len()] != tail.bytes[..] {
+                return Err(Error::ReadBackMismatch {
+                    target: path.display().to_string(),
+                    expected: image.sha256.hex(),
+                    actual: "(the backup GPT at the end differs)".into(),
+                    first_bad_mib: tail.offset / MIB,
+                });
+            }
+        }
+    }
+
     device::write_all_at(file, &head[..pad(head_len)], 0).map_err(io_at(path))?;
     file.sync_all().map_err(io_at(path))?;
     *written = image.size;

@@ -1,0 +1,202 @@
+//! GPT surgery for "one stick for both": add a partition named `cidata` after a boot image's last
+//! partition, and move the backup GPT from the image's end to the target's end (an image's backup
+//! header sits where the image ends, not where the drive does).
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+
+const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// Microsoft basic data: what FAT data partitions carry.
+const BASIC_DATA: [u8; 16] = guid_bytes(
+    0xEBD0A0A2,
+    0xB9E5,
+    0x4433,
+    [0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7],
+);
+/// The new partition starts on a 1 MiB boundary, as partitioning tools align them.
+const ALIGN_BYTES: u64 = 1 << 20;
+
+/// GUIDs are stored with their first three fields little-endian.
+const fn guid_bytes(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
+    let a = a.to_le_bytes();
+    let b = b.to_le_bytes();
+    let c = c.to_le_bytes();
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
+        d[7],
+    ]
+}
+
+/// What to write for one stick: the image's first sectors with the new primary GPT, where the
+/// cidata partition starts, and the backup GPT for the target's last sectors.
+#[derive(Clone, Debug)]
+pub struct OneStick {
+    pub sector: u64,
+    /// Protective MBR, primary header and entries: replaces the image's first `head.len()` bytes.
+    pub head: Vec<u8>,
+    /// Byte offset of the cidata partition on the target.
+    pub cidata_offset: u64,
+    /// Backup entries followed by the backup header, written at `backup_offset`.
+    pub backup: Vec<u8>,
+    pub backup_offset: u64,
+    /// The image's own backup GPT (entries and header), to be blanked where it survives.
+    pub stale_backup: std::ops::Range<u64>,
+}
+
+struct Header {
+    alternate_lba: u64,
+    last_usable: u64,
+    entries_lba: u64,
+    entries: u32,
+    entry_size: u32,
+}
+
+impl Header {
+    fn parse(sector: &[u8]) -> Option<Self> {
+        if &sector[..8] != SIGNATURE {
+            return None;
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(sector[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(sector[o..o + 8].try_into().unwrap());
+        Some(Self {
+            alternate_lba: u64_at(32),
+            last_usable: u64_at(48),
+            entries_lba: u64_at(72),
+            entries: u32_at(80),
+            entry_size: u32_at(84),
+        })
+    }
+}
+
+/// Plans the one-stick layout. `image_start` holds at least the image's first 1 MiB,
+/// `image_size` is its length, `cidata` the config image, `target_size` and `sector` the target's.
+pub fn plan(
+    image_start: &[u8],
+    image_size: u64,
+    cidata: &[u8],
+    target_size: u64,
+    target_sector: u64,
+) -> Result<OneStick> {
+    let no_gpt = || {
+        Error::BadInput(
+            "the boot image has no GPT partition table, so no cidata partition can be added to it"
+                .into(),
+        )
+    };
+    let sector = [512u64, 4096]
+        .into_iter()
+        .find(|s| {
+            image_start.len() as u64 >= 2 * s
+                && &image_start[*s as usize..*s as usize + 8] == SIGNATURE
+        })
+        .ok_or_else(no_gpt)?;
+    if sector != target_sector {
+        return Err(Error::BadInput(format!(
+            "the boot image's GPT uses {sector}-byte sectors but the target's are {target_sector} bytes"
+        )));
+    }
+    let s = sector as usize;
+    let header = Header::parse(&image_start[s..2 * s]).ok_or_else(no_gpt)?;
+    if header.entry_size < 128 || header.entries == 0 || header.entries > 1024 {
+        return Err(Error::BadInput(
+            "the boot image's GPT header is malformed".into(),
+        ));
+    }
+    let table_len = header.entries as usize * header.entry_size as usize;
+    let table_sectors = (table_len as u64).div_ceil(sector);
+    let table_start = (header.entries_lba * sector) as usize;
+    if table_start + table_len > image_start.len() {
+        return Err(Error::BadInput(
+            "the boot image's GPT entries lie outside its first MiB".into(),
+        ));
+    }
+    let mut table = image_start[table_start..table_start + table_len].to_vec();
+
+    // The new partition: after the last one, 1 MiB aligned, in the first free slot.
+    let entry =
+        |i: usize| &table[i * header.entry_size as usize..(i + 1) * header.entry_size as usize];
+    let used = |i: usize| entry(i)[..16] != [0u8; 16];
+    let last_end = (0..header.entries as usize)
+        .filter(|i| used(*i))
+        .map(|i| u64::from_le_bytes(entry(i)[40..48].try_into().unwrap()))
+        .max()
+        .unwrap_or(header.entries_lba + table_sectors - 1);
+    let slot = (0..header.entries as usize)
+        .find(|i| !used(*i))
+        .ok_or_else(|| {
+            Error::BadInput("the boot image's GPT has no free partition entry".into())
+        })?;
+    let align = ALIGN_BYTES / sector;
+    let first = (last_end + 1).div_ceil(align) * align;
+    let sectors = (cidata.len() as u64).div_ceil(sector);
+    let last = first + sectors - 1;
+    let total = target_size / sector;
+    let last_usable = total.saturating_sub(1 + table_sectors + 1);
+    if last > last_usable {
+        let needed = (last + 1 + table_sectors + 1) * sector;
+        return Err(Error::BadInput(format!(
+            "the target has no room for the cidata partition: the boot image and the config need {needed} bytes, the target holds {target_size}"
+        )));
+    }
+
+    // Reproducible identifiers: the partition GUID comes from the config image's digest.
+    let digest = Sha256::digest(cidata);
+    let mut unique = [0u8; 16];
+    unique.copy_from_slice(&digest[..16]);
+    unique[7] = (unique[7] & 0x0F) | 0x40; // version 4 (stored little-endian in field 3)
+    unique[8] = (unique[8] & 0x3F) | 0x80; // RFC 4122 variant
+    let e = &mut table[slot * header.entry_size as usize..(slot + 1) * header.entry_size as usize];
+    e.fill(0);
+    e[..16].copy_from_slice(&BASIC_DATA);
+    e[16..32].copy_from_slice(&unique);
+    e[32..40].copy_from_slice(&first.to_le_bytes());
+    e[40..48].copy_from_slice(&last.to_le_bytes());
+    for (i, unit) in "cidata".encode_utf16().enumerate() {
+        e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+    }
+    let table_crc = crc32fast::hash(&table);
+
+    let header_bytes = |my_lba: u64, alternate: u64, entries_lba: u64| {
+        let mut h = image_start[s..s + 92].to_vec();
+        h[16..20].fill(0);
+        h[24..32].copy_from_slice(&my_lba.to_le_bytes());
+        h[32..40].copy_from_slice(&alternate.to_le_bytes());
+        h[48..56].copy_from_slice(&last_usable.to_le_bytes());
+        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        h[88..92].copy_from_slice(&table_crc.to_le_bytes());
+        let crc = crc32fast::hash(&h);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        h.resize(s, 0);
+        h
+    };
+
+    let head_len = table_start + table_sectors as usize * s;
+    let mut head = image_start[..head_len].to_vec();
+    // The protective MBR covers the whole target now.
+    let mbr_size = (total - 1).min(u32::MAX as u64) as u32;
+    if head[510..512] == [0x55, 0xAA] && head[446 + 4] == 0xEE {
+        head[446 + 12..446 + 16].copy_from_slice(&mbr_size.to_le_bytes());
+    }
+    head[s..2 * s].copy_from_slice(&header_bytes(1, total - 1, header.entries_lba));
+    head[table_start..table_start + table_len].copy_from_slice(&table);
+
+    let backup_entries_lba = total - 1 - table_sectors;
+    let mut backup = table.clone();
+    backup.resize(table_sectors as usize * s, 0);
+    backup.extend_from_slice(&header_bytes(total - 1, 1, backup_entries_lba));
+
+    let old_backup_start = header
+        .alternate_lba
+        .saturating_sub(table_sectors)
+        .max(header.last_usable + 1);
+    Ok(OneStick {
+        sector,
+        head,
+        cidata_offset: first * sector,
+        backup,
+        backup_offset: backup_entries_lba * sector,
+        stale_backup: (old_backup_start * sector).min(image_size)
+            ..((header.alternate_lba + 1) * sector).min(image_size),
+    })
+}
