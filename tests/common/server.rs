@@ -38,7 +38,11 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    pub body: Vec<u8>,
 }
+
+/// Answers a POST: status and body from the request body.
+pub type PostHandler = Arc<dyn Fn(&[u8]) -> (u16, String) + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -46,6 +50,7 @@ struct State {
     scripts: HashMap<String, VecDeque<Reply>>,
     /// How files are served once their script (if any) is used up.
     default_serve: Serve,
+    posts: HashMap<String, PostHandler>,
     log: Vec<Request>,
 }
 
@@ -102,6 +107,15 @@ impl Server {
             .insert(path.into(), replies.into());
     }
 
+    /// Answers POSTs to `path` with `handler`.
+    pub fn on_post(&self, path: &str, handler: PostHandler) {
+        self.state
+            .lock()
+            .unwrap()
+            .posts
+            .insert(path.into(), handler);
+    }
+
     pub fn set_default_serve(&self, serve: Serve) {
         self.state.lock().unwrap().default_serve = serve;
     }
@@ -137,6 +151,20 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     let (reply, file) = {
         let mut st = state.lock().unwrap();
         st.log.push(req.clone());
+        if req.method == "POST" {
+            let handler = st.posts.get(&req.path).cloned();
+            drop(st);
+            let (code, body) = handler.map_or((404, String::new()), |h| h(&req.body));
+            let head = format!(
+                "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                reason(code),
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body.as_bytes());
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
         let scripted = st.scripts.get_mut(&req.path).and_then(|q| q.pop_front());
         let file = st.files.get(&req.path).cloned();
         let reply = scripted.unwrap_or_else(|| match file {
@@ -166,6 +194,7 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
     let method = parts.next()?.to_string();
     let path = parts.next()?.to_string();
     let mut range = None;
+    let mut length = 0usize;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header.trim().is_empty() {
@@ -175,18 +204,25 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
             if name.eq_ignore_ascii_case("range") {
                 range = Some(value.trim().to_string());
             }
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
         }
     }
+    let mut body = vec![0u8; length];
+    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
     Some(Request {
         method,
         path,
         range,
+        body,
     })
 }
 
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        201 => "Created",
         206 => "Partial Content",
         402 => "Payment Required",
         404 => "Not Found",

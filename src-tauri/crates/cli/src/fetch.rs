@@ -66,6 +66,7 @@ async fn fetch(
     let request = FetchRequest {
         url,
         sha256: args.source.sha256,
+        sha256_source: DigestSource::Flag,
         allow_unverified: args.source.allow_unverified,
         max_image_size: args.source.max_image_size,
     };
@@ -83,6 +84,9 @@ async fn fetch(
 fn human(f: &Fetched) -> String {
     let source = match f.digest_source {
         DigestSource::Sidecar => "matches the publisher's .sha256 file",
+        DigestSource::Sha256sum => "matches the publisher's .sha256sum file",
+        DigestSource::Sha256sums => "matches the publisher's SHA256SUMS file",
+        DigestSource::Index => "matches the publisher's index",
         DigestSource::Flag => "matches the digest given with --sha256",
         DigestSource::Unverified => "UNVERIFIED",
     };

@@ -7,6 +7,7 @@ mod confirm;
 mod drives;
 mod fetch;
 mod flash;
+mod incus;
 mod output;
 mod progress;
 mod talos;
@@ -23,8 +24,7 @@ use crate::output::{Failure, Output};
 #[command(
     name = "labflash",
     version,
-    about = "Fetch, verify and flash OS images (Talos Linux, IncusOS, any image)",
-    propagate_version = true
+    about = "Fetch, verify and flash OS images (Talos Linux, IncusOS, any image)"
 )]
 struct Cli {
     /// Print exactly one JSON object on stdout and nothing else there.
@@ -56,6 +56,9 @@ enum Command {
     /// Talos Linux images from an Image Factory.
     #[command(subcommand)]
     Talos(talos::TalosCommand),
+    /// IncusOS images from its index.
+    #[command(subcommand)]
+    Incus(incus::IncusCommand),
     /// Build the NoCloud config image (FAT, label CIDATA) holding a Talos machine config.
     Cidata(cidata::CidataArgs),
     /// The privileged helper, run by `flash` through pkexec; speaks over stdin/stdout only.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args, &out, &cancel).await,
             Command::Cidata(args) => cidata::run(args, &out),
             Command::Talos(command) => talos::run(command, &out, &cancel).await,
+            Command::Incus(command) => incus::run(command, &out, &cancel).await,
             Command::Helper => {
                 let served = labflash_core::helper::serve(std::io::stdin(), std::io::stdout());
                 match served {
@@ -129,4 +133,14 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its own definitions (unique names, valid defaults) only when asked to.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

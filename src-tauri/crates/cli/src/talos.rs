@@ -5,17 +5,87 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use labflash_core::factory::{self, AssetRequest, Customization, Factory, FetchedAsset};
 use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::talos::{self, BuildRequest, Built};
 use labflash_core::CancellationToken;
 
-use crate::fetch::parse_size;
+use crate::fetch::{parse_size, SourceArgs};
 use crate::output::{Failure, Output};
 
 #[derive(Subcommand)]
 pub enum TalosCommand {
     /// Build the boot image and the cidata config image from a labctl ImageBuild config.
     Build(BuildArgs),
+    /// The Talos versions the factory offers, newest first, pre-releases marked.
+    Versions(FactoryArgs),
+    /// The official system extensions of a version.
+    Extensions(ExtensionsArgs),
+    /// Create (or look up) the schematic for extensions and kernel arguments; prints its ID.
+    Schematic(SchematicArgs),
+    /// Fetch and verify an image by version, extensions, platform, arch and format.
+    Fetch(TalosFetchArgs),
+}
+
+#[derive(Args)]
+pub struct FactoryArgs {
+    /// The Image Factory.
+    #[arg(long, value_name = "URL", default_value = factory::DEFAULT_FACTORY)]
+    pub factory_url: String,
+}
+
+#[derive(Args)]
+pub struct ExtensionsArgs {
+    /// The Talos version, e.g. v1.13.0.
+    #[arg(long, value_name = "V")]
+    pub version: String,
+    #[command(flatten)]
+    pub factory: FactoryArgs,
+}
+
+#[derive(Args)]
+pub struct CustomArgs {
+    /// An official extension (siderolabs/iscsi-tools or just iscsi-tools); repeat for more.
+    #[arg(long = "extension", value_name = "NAME")]
+    pub extensions: Vec<String>,
+    /// An extra kernel argument; repeat for more.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct SchematicArgs {
+    #[command(flatten)]
+    pub custom: CustomArgs,
+    #[command(flatten)]
+    pub factory: FactoryArgs,
+}
+
+#[derive(Args)]
+pub struct TalosFetchArgs {
+    /// The Talos version, e.g. v1.13.0.
+    #[arg(long, value_name = "V")]
+    pub version: String,
+    #[command(flatten)]
+    pub custom: CustomArgs,
+    /// A schematic ID instead of extensions and kernel arguments.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["extensions", "kernel_args"])]
+    pub schematic: Option<String>,
+    /// metal, nocloud, aws, …
+    #[arg(long, default_value = "metal")]
+    pub platform: String,
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    pub arch: String,
+    /// The secure boot variant of the asset.
+    #[arg(long)]
+    pub secureboot: bool,
+    /// raw.xz, raw.zst, iso, …
+    #[arg(long, default_value = "raw.xz")]
+    pub format: String,
+    #[command(flatten)]
+    pub factory: FactoryArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Args)]
@@ -38,7 +108,77 @@ pub struct BuildArgs {
 }
 
 pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    let http = match Http::new(HttpPolicy::default()) {
+        Ok(h) => h,
+        Err(e) => return out.fail(e.into()),
+    };
     match command {
+        TalosCommand::Versions(args) => {
+            let listed = async {
+                Factory::new(&http, &args.factory_url)?
+                    .versions(cancel)
+                    .await
+            }
+            .await;
+            match listed {
+                Ok(v) => out.success(&v, || {
+                    v.iter()
+                        .map(|v| {
+                            format!(
+                                "{}{}\n",
+                                v.version,
+                                if v.prerelease { "  (pre-release)" } else { "" }
+                            )
+                        })
+                        .collect()
+                }),
+                Err(e) => out.fail(e.into()),
+            }
+        }
+        TalosCommand::Extensions(args) => {
+            let listed = async {
+                Factory::new(&http, &args.factory.factory_url)?
+                    .extensions(&args.version, cancel)
+                    .await
+            }
+            .await;
+            match listed {
+                Ok(list) => out.success(&list, || {
+                    list.iter()
+                        .map(|e| format!("{:<40} {}\n", e.name, e.description))
+                        .collect()
+                }),
+                Err(e) => out.fail(e.into()),
+            }
+        }
+        TalosCommand::Schematic(args) => {
+            let custom = Customization {
+                extensions: args.custom.extensions,
+                kernel_args: args.custom.kernel_args,
+            };
+            let made = async {
+                Factory::new(&http, &args.factory.factory_url)?
+                    .schematic(&custom, cancel)
+                    .await
+            }
+            .await;
+            match made {
+                Ok(id) => out.success(&serde_json::json!({ "id": id }), || format!("{id}\n")),
+                Err(e) => out.fail(e.into()),
+            }
+        }
+        TalosCommand::Fetch(args) => match talos_fetch(args, &http, out, cancel).await {
+            Ok(f) => out.success(&f, || {
+                format!(
+                    "image          {}\nimage sha256   {}\nschematic      {}\nversion        {}\n",
+                    f.fetched.image_path.display(),
+                    f.fetched.image_sha256,
+                    f.schematic,
+                    f.version
+                )
+            }),
+            Err(failure) => out.fail(failure),
+        },
         TalosCommand::Build(args) => match build(args, out, cancel).await {
             Ok(b) => out.success(&b, || {
                 format!(
@@ -50,6 +190,33 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
             Err(f) => out.fail(f),
         },
     }
+}
+
+async fn talos_fetch(
+    args: TalosFetchArgs,
+    http: &Http,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<FetchedAsset, Failure> {
+    let cache = args.source.cache()?;
+    let request = AssetRequest {
+        factory_url: args.factory.factory_url,
+        version: args.version,
+        schematic: args.schematic,
+        customization: Customization {
+            extensions: args.custom.extensions,
+            kernel_args: args.custom.kernel_args,
+        },
+        platform: args.platform,
+        arch: args.arch,
+        secureboot: args.secureboot,
+        format: args.format,
+        sha256: args.source.sha256,
+        allow_unverified: args.source.allow_unverified,
+        max_image_size: args.source.max_image_size,
+    };
+    let progress = crate::progress::sink(out.show_progress());
+    Ok(factory::fetch_asset(http, &cache, &request, cancel, &progress).await?)
 }
 
 async fn build(

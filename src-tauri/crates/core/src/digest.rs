@@ -95,6 +95,25 @@ pub fn parse_sidecar(text: &str, url: &str) -> Result<Sha256Digest> {
     })
 }
 
+/// Finds `filename`'s digest in a SHA256SUMS file: GNU lines (`<hex>  name`, `<hex> *name`) and
+/// BSD lines (`SHA256 (name) = <hex>`). `None` when no line names the file.
+pub fn parse_sha256sums(text: &str, filename: &str) -> Option<Sha256Digest> {
+    text.lines().find_map(|line| {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("SHA256 (") {
+            let (name, hex) = rest.rsplit_once(") = ")?;
+            return (name == filename)
+                .then(|| hex.trim().parse().ok())
+                .flatten();
+        }
+        let (hex, name) = line.split_once(char::is_whitespace)?;
+        let name = name.trim_start();
+        let name = name.strip_prefix('*').unwrap_or(name);
+        let name = name.strip_prefix("./").unwrap_or(name);
+        (name == filename).then(|| hex.parse().ok()).flatten()
+    })
+}
+
 /// Hashes a whole file (blocking), reporting progress and stopping when cancelled.
 pub fn hash_file(
     path: &Path,
@@ -158,6 +177,20 @@ mod tests {
         assert_eq!(parse_sidecar(&upper, "u").unwrap().hex(), HEX);
         let bsd_star = format!("{HEX} *file.img\nnext line ignored\n");
         assert_eq!(parse_sidecar(&bsd_star, "u").unwrap().hex(), HEX);
+    }
+
+    #[test]
+    fn sha256sums_gnu_and_bsd() {
+        let other = "0".repeat(64);
+        let gnu = format!("{other}  other.img\n{HEX}  os.img.xz\n");
+        assert_eq!(parse_sha256sums(&gnu, "os.img.xz").unwrap().hex(), HEX);
+        assert_eq!(parse_sha256sums(&gnu, "os.img").map(|d| d.hex()), None);
+        let star = format!("{HEX} *os.img.xz\r\n");
+        assert_eq!(parse_sha256sums(&star, "os.img.xz").unwrap().hex(), HEX);
+        let bsd = format!("SHA256 (other.img) = {other}\nSHA256 (os.img.xz) = {HEX}\n");
+        assert_eq!(parse_sha256sums(&bsd, "os.img.xz").unwrap().hex(), HEX);
+        assert!(parse_sha256sums("garbage\n\n", "os.img.xz").is_none());
+        assert!(parse_sha256sums(&format!("{HEX}  ./os.img.xz"), "os.img.xz").is_some());
     }
 
     #[test]

@@ -55,12 +55,8 @@ pub enum Error {
     #[error("the checksum file {url} starts with {token:?}, which is not a 64-digit hex SHA-256")]
     SidecarMalformed { url: String, token: String },
 
-    #[error("no expected digest for {url}: the server publishes no checksum file ({sidecar} answered HTTP {status})")]
-    NoExpectedDigest {
-        url: String,
-        sidecar: String,
-        status: u16,
-    },
+    #[error("no expected digest for {url}: the server publishes no checksum for it ({tried})")]
+    NoExpectedDigest { url: String, tried: String },
 
     #[error("{url} answered HTTP {status}{}", reason.map(|r| format!(" {r}")).unwrap_or_default())]
     HttpStatus {

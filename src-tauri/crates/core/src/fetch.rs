@@ -37,6 +37,8 @@ pub struct FetchRequest {
     pub url: Url,
     /// The digest the caller vouches for; replaces the sidecar.
     pub sha256: Option<Sha256Digest>,
+    /// Where `sha256` came from (the CLI's flag, an index).
+    pub sha256_source: DigestSource,
     /// Accept a download no published digest covers, reporting its computed digest.
     pub allow_unverified: bool,
     pub max_image_size: u64,
@@ -47,6 +49,7 @@ impl FetchRequest {
         Self {
             url,
             sha256: None,
+            sha256_source: DigestSource::Flag,
             allow_unverified: false,
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
         }
@@ -59,6 +62,12 @@ impl FetchRequest {
 pub enum DigestSource {
     /// The `<url>.sha256` file the publisher serves beside the archive.
     Sidecar,
+    /// The `<url>.sha256sum` file.
+    Sha256sum,
+    /// The line naming the file in a `SHA256SUMS` file in the same folder.
+    Sha256sums,
+    /// The publisher's index (IncusOS `index.json`).
+    Index,
     /// Given by the caller (the CLI's `--sha256`).
     Flag,
     /// None was available and the caller accepted that.
@@ -134,43 +143,111 @@ pub async fn fetch(
     })
 }
 
-/// The caller's digest, else the sidecar's. A server that publishes no sidecar is an error unless
-/// the caller allows unverified downloads; a sidecar that exists but is unreadable always is.
+/// The caller's digest, else the first checksum the server publishes: `<url>.sha256`,
+/// `<url>.sha256sum`, then the line naming the file in `SHA256SUMS` beside it. A server that
+/// publishes none is an error unless the caller allows unverified downloads; a checksum file that
+/// exists but cannot be read always is.
 async fn expected_digest(
     http: &Http,
     req: &FetchRequest,
     cancel: &CancellationToken,
 ) -> Result<(Option<Sha256Digest>, DigestSource)> {
     if let Some(digest) = req.sha256 {
-        return Ok((Some(digest), DigestSource::Flag));
+        return Ok((Some(digest), req.sha256_source));
     }
-    let sidecar = sidecar_url(&req.url);
-    match http.get_text(&sidecar, cancel).await {
-        Ok(text) => {
-            let digest = digest::parse_sidecar(&text, sidecar.as_str())?;
-            Ok((Some(digest), DigestSource::Sidecar))
-        }
-        Err(Error::HttpStatus { status, .. }) if NO_SIDECAR_STATUSES.contains(&status) => {
-            if req.allow_unverified {
-                tracing::warn!(%sidecar, status, "no checksum file published; continuing unverified as asked");
-                Ok((None, DigestSource::Unverified))
-            } else {
-                Err(Error::NoExpectedDigest {
-                    url: req.url.to_string(),
-                    sidecar: sidecar.to_string(),
-                    status,
-                })
+    let mut tried = Vec::new();
+    for (suffix, source) in [
+        (".sha256", DigestSource::Sidecar),
+        (".sha256sum", DigestSource::Sha256sum),
+    ] {
+        let sidecar = with_suffix(&req.url, suffix);
+        match published(http, &sidecar, cancel).await? {
+            Ok(text) => {
+                return Ok((
+                    Some(digest::parse_sidecar(&text, sidecar.as_str())?),
+                    source,
+                ))
             }
+            Err(status) => tried.push(format!("{sidecar}: HTTP {status}")),
+        }
+    }
+    let name = file_name(&req.url);
+    let sums = req
+        .url
+        .join("SHA256SUMS")
+        .expect("a sibling of an http(s) URL");
+    match published(http, &sums, cancel).await? {
+        Ok(text) => match digest::parse_sha256sums(&text, &name) {
+            Some(digest) => return Ok((Some(digest), DigestSource::Sha256sums)),
+            None => tried.push(format!("{sums} has no line for {name}")),
+        },
+        Err(status) => tried.push(format!("{sums}: HTTP {status}")),
+    }
+    let mut tried = tried.join("; ");
+    if tried.contains("HTTP 402") {
+        tried.push_str("; HTTP 402 is how self-hosted community Image Factory builds answer: they serve no checksum files");
+    }
+    if req.allow_unverified {
+        tracing::warn!(url = %req.url, "no checksum published ({tried}); continuing unverified as asked");
+        return Ok((None, DigestSource::Unverified));
+    }
+    Err(Error::NoExpectedDigest {
+        url: req.url.to_string(),
+        tried,
+    })
+}
+
+/// A checksum document's text, or the status with which the server says it has none.
+async fn published(
+    http: &Http,
+    url: &Url,
+    cancel: &CancellationToken,
+) -> Result<std::result::Result<String, u16>> {
+    match http.get_text(url, cancel).await {
+        Ok(text) => Ok(Ok(text)),
+        Err(Error::HttpStatus { status, .. }) if NO_SIDECAR_STATUSES.contains(&status) => {
+            Ok(Err(status))
         }
         Err(e) => Err(e),
     }
 }
 
+fn with_suffix(url: &Url, suffix: &str) -> Url {
+    let mut u = url.clone();
+    u.set_path(&format!("{}{suffix}", url.path()));
+    u
+}
+
+/// The URL's last path segment, decoded: the name checksum files use.
+fn file_name(url: &Url) -> String {
+    let raw = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
+    percent_decode(raw)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `<url>.sha256`, with any query string kept after the new path.
 pub fn sidecar_url(url: &Url) -> Url {
-    let mut sidecar = url.clone();
-    sidecar.set_path(&format!("{}.sha256", url.path()));
-    sidecar
+    with_suffix(url, ".sha256")
 }
 
 /// Re-hashes a cached archive; a match is reused, a mismatch deleted so it is downloaded again.

@@ -69,6 +69,26 @@ impl Header {
     }
 }
 
+/// The byte offset and length of partition entry `index` (0-based) of the GPT in `start` (the
+/// image's first sectors), if it is in use.
+pub fn partition(start: &[u8], index: usize) -> Option<(u64, u64)> {
+    let sector = [512usize, 4096]
+        .into_iter()
+        .find(|s| start.len() >= 2 * s && &start[*s..*s + 8] == SIGNATURE)?;
+    let header = Header::parse(&start[sector..2 * sector])?;
+    if index >= header.entries as usize || header.entry_size < 128 {
+        return None;
+    }
+    let at = header.entries_lba as usize * sector + index * header.entry_size as usize;
+    let entry = start.get(at..at + 128)?;
+    if entry[..16] == [0u8; 16] {
+        return None;
+    }
+    let first = u64::from_le_bytes(entry[32..40].try_into().ok()?);
+    let last = u64::from_le_bytes(entry[40..48].try_into().ok()?);
+    (last >= first).then(|| (first * sector as u64, (last - first + 1) * sector as u64))
+}
+
 /// Plans the one-stick layout. `image_start` holds at least the image's first 1 MiB,
 /// `image_size` is its length, `cidata` the config image, `target_size` and `sector` the target's.
 pub fn plan(

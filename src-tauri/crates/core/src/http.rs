@@ -103,11 +103,38 @@ impl Http {
         &self.policy
     }
 
-    /// GETs a small text document (at most 1 MiB), such as a checksum file.
+    /// GETs a text document (at most 16 MiB): a checksum file, a catalog, an index.
     pub async fn get_text(&self, url: &Url, cancel: &CancellationToken) -> Result<String> {
-        const LIMIT: usize = 1 << 20;
+        self.text(url, None, cancel).await
+    }
+
+    /// POSTs a JSON body and returns the answer's text. Only for idempotent
+    /// requests: it is retried like a GET.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+        cancel: &CancellationToken,
+    ) -> Result<String> {
+        self.text(url, Some(body), cancel).await
+    }
+
+    async fn text(
+        &self,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        cancel: &CancellationToken,
+    ) -> Result<String> {
+        // Checksum files and schematics are tiny; indexes (IncusOS) grow with every release.
+        const LIMIT: usize = 16 << 20;
         self.with_retries(cancel, || async {
-            let resp = self.send(url, None).await?;
+            let resp = match body {
+                None => self.send(url, None).await?,
+                Some(body) => {
+                    self.send_request(url, self.client.post(url.clone()).json(body))
+                        .await?
+                }
+            };
             let mut body = Vec::new();
             let mut resp = resp;
             while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
@@ -192,6 +219,14 @@ impl Http {
         if let Some(offset) = offset {
             req = req.header(RANGE, format!("bytes={offset}-"));
         }
+        self.send_request(url, req).await
+    }
+
+    async fn send_request(
+        &self,
+        url: &Url,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Response, Failed> {
         let resp = match tokio::time::timeout(self.policy.header_timeout, req.send()).await {
             Err(_) => {
                 return Err(Failed::transient(Error::Timeout {

@@ -54,6 +54,7 @@ pub async fn prepare(
             &FetchRequest {
                 url,
                 sha256: req.sha256,
+                sha256_source: DigestSource::Flag,
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
             },

@@ -345,6 +345,7 @@ pub async fn build(
         &FetchRequest {
             url: url.clone(),
             sha256: None,
+            sha256_source: crate::fetch::DigestSource::Flag,
             allow_unverified: req.allow_unverified,
             max_image_size: req.max_image_size,
         },

@@ -1,0 +1,81 @@
+//! `labflash incus fetch`: an IncusOS image by channel and arch, verified against the index.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use labflash_core::cache::Cache;
+use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::incus::{self, IncusFetched, IncusRequest};
+use labflash_core::CancellationToken;
+
+use crate::fetch::parse_size;
+use crate::output::{Failure, Output};
+
+#[derive(Subcommand)]
+pub enum IncusCommand {
+    /// Fetch the newest IncusOS image of a channel (or an exact version), verified against the index.
+    Fetch(IncusFetchArgs),
+}
+
+#[derive(Args)]
+pub struct IncusFetchArgs {
+    /// The IncusOS index.
+    #[arg(long, value_name = "URL", default_value = incus::DEFAULT_INDEX)]
+    pub index_url: String,
+    /// Where the index's update paths are rooted.
+    #[arg(long, value_name = "URL", default_value = incus::DEFAULT_BASE)]
+    pub base_url: String,
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    #[arg(long, default_value = "x86_64", value_parser = ["x86_64", "aarch64"])]
+    pub arch: String,
+    /// An exact version, or latest.
+    #[arg(long, default_value = "latest")]
+    pub version: String,
+    /// Cache folder [default: $LABFLASH_CACHE_DIR, else the platform's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest decompressed image accepted, in bytes.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "4GiB")]
+    pub max_image_size: u64,
+    /// A folder of install seed files (install.yaml, incus.yaml, …) to write into the image.
+    #[arg(long, value_name = "DIR")]
+    pub seed: Option<PathBuf>,
+}
+
+pub async fn run(command: IncusCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    let IncusCommand::Fetch(args) = command;
+    match fetch(args, out, cancel).await {
+        Ok(f) => out.success(&f, || {
+            format!(
+                "image          {}\nimage sha256   {}\nversion        {}\narchive sha256 {} (matches the index)\n",
+                f.image_path.display(),
+                f.image_sha256,
+                f.source_version,
+                f.archive_sha256
+            )
+        }),
+        Err(failure) => out.fail(failure),
+    }
+}
+
+async fn fetch(
+    args: IncusFetchArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<IncusFetched, Failure> {
+    let cache = Cache::open(Cache::resolve_dir(args.cache_dir.as_deref())?)?;
+    let http = Http::new(HttpPolicy::default())?;
+    let request = IncusRequest {
+        index_url: args.index_url,
+        base_url: args.base_url,
+        channel: args.channel,
+        arch: args.arch,
+        version: (args.version != "latest").then_some(args.version),
+        max_image_size: args.max_image_size,
+        seed: args.seed,
+    };
+    let progress = crate::progress::sink(out.show_progress());
+    Ok(incus::fetch(&http, &cache, &request, cancel, &progress).await?)
+}

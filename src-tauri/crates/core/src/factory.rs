@@ -1,0 +1,447 @@
+//! Talos Image Factory as a catalog: its versions, the official extensions of a version, schematics
+//! made from extensions and kernel arguments, and asset URLs by platform, arch, secure boot and
+//! format, so operators pick "v1.13 with iscsi-tools for amd64" instead of typing a schematic ID.
+
+use std::cmp::Ordering;
+
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::http::Http;
+use crate::CancellationToken;
+
+pub use crate::talos::{DEFAULT_FACTORY, DEFAULT_SCHEMATIC};
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub version: String,
+    pub prerelease: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Extension {
+    pub name: String,
+    #[serde(rename = "ref", default)]
+    pub reference: String,
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub author: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// What a schematic customises.
+#[derive(Clone, Debug, Default)]
+pub struct Customization {
+    /// Official extension names (`siderolabs/iscsi-tools`; a bare `iscsi-tools` gets the prefix).
+    pub extensions: Vec<String>,
+    pub kernel_args: Vec<String>,
+}
+
+/// An asset of a schematic and version.
+#[derive(Clone, Debug)]
+pub struct Asset {
+    pub schematic: String,
+    pub version: String,
+    /// metal, nocloud, aws, …
+    pub platform: String,
+    /// amd64 or arm64
+    pub arch: String,
+    pub secureboot: bool,
+    /// raw.xz, raw.zst, iso, …
+    pub format: String,
+}
+
+pub struct Factory<'a> {
+    http: &'a Http,
+    base: Url,
+}
+
+impl<'a> Factory<'a> {
+    pub fn new(http: &'a Http, base: &str) -> Result<Self> {
+        let mut base = Url::parse(base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| Error::BadInput(format!("{base:?} is not an http(s) factory URL")))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Self { http, base })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("factory paths are relative")
+    }
+
+    /// `GET /versions`, newest first, pre-releases marked.
+    pub async fn versions(&self, cancel: &CancellationToken) -> Result<Vec<Version>> {
+        let url = self.url("versions");
+        let text = self.http.get_text(&url, cancel).await?;
+        let list: Vec<String> = serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))?;
+        let mut versions: Vec<Version> = list
+            .into_iter()
+            .map(|v| Version {
+                prerelease: v.contains('-'),
+                version: v,
+            })
+            .collect();
+        versions.sort_by(|a, b| compare_versions(&b.version, &a.version));
+        Ok(versions)
+    }
+
+    /// `GET /version/<v>/extensions/official`.
+    pub async fn extensions(
+        &self,
+        version: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Extension>> {
+        check_version(version)?;
+        let url = self.url(&format!("version/{version}/extensions/official"));
+        let text = self.http.get_text(&url, cancel).await?;
+        serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))
+    }
+
+    /// `POST /schematics`; the same customisation always gives the same ID (extensions sorted and
+    /// deduplicated, kernel arguments kept in order).
+    pub async fn schematic(
+        &self,
+        custom: &Customization,
+        cancel: &CancellationToken,
+    ) -> Result<String> {
+        if custom.extensions.is_empty() && custom.kernel_args.is_empty() {
+            return Ok(DEFAULT_SCHEMATIC.to_string());
+        }
+        let url = self.url("schematics");
+        let text = self
+            .http
+            .post_json(&url, &schematic_body(custom), cancel)
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Created {
+            id: String,
+        }
+        let created: Created = serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))?;
+        if created.id.len() != 64 || !created.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad_answer(
+                &url,
+                format!("{:?} is not a schematic ID", created.id),
+            ));
+        }
+        Ok(created.id.to_ascii_lowercase())
+    }
+
+    /// `/image/<schematic>/<version>/<platform>-<arch>[-secureboot].<format>`
+    pub fn asset_url(&self, a: &Asset) -> Result<Url> {
+        check_version(&a.version)?;
+        let safe = |field: &str, v: &str| {
+            if !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                Ok(())
+            } else {
+                Err(Error::BadInput(format!("{v:?} is not a valid {field}")))
+            }
+        };
+        safe("schematic", &a.schematic)?;
+        safe("platform", &a.platform)?;
+        safe("format", &a.format)?;
+        if !matches!(a.arch.as_str(), "amd64" | "arm64") {
+            return Err(Error::BadInput(format!(
+                "{:?} is not amd64 or arm64",
+                a.arch
+            )));
+        }
+        let sb = if a.secureboot { "-secureboot" } else { "" };
+        Ok(self.url(&format!(
+            "image/{}/{}/{}-{}{sb}.{}",
+            a.schematic, a.version, a.platform, a.arch, a.format
+        )))
+    }
+}
+
+/// The request body of `POST /schematics`.
+pub fn schematic_body(custom: &Customization) -> serde_json::Value {
+    let mut extensions: Vec<String> = custom
+        .extensions
+        .iter()
+        .map(|e| {
+            if e.contains('/') {
+                e.clone()
+            } else {
+                format!("siderolabs/{e}")
+            }
+        })
+        .collect();
+    extensions.sort();
+    extensions.dedup();
+    let mut customization = serde_json::Map::new();
+    if !custom.kernel_args.is_empty() {
+        customization.insert(
+            "extraKernelArgs".into(),
+            serde_json::json!(custom.kernel_args),
+        );
+    }
+    if !extensions.is_empty() {
+        customization.insert(
+            "systemExtensions".into(),
+            serde_json::json!({ "officialExtensions": extensions }),
+        );
+    }
+    serde_json::json!({ "customization": customization })
+}
+
+/// Checks wanted extensions against a version's official list; unknown ones are named.
+pub fn resolve_extensions(wanted: &[String], official: &[Extension]) -> Result<Vec<String>> {
+    wanted
+        .iter()
+        .map(|w| {
+            let full = if w.contains('/') {
+                w.clone()
+            } else {
+                format!("siderolabs/{w}")
+            };
+            if official.iter().any(|e| e.name == full) {
+                Ok(full)
+            } else {
+                let short = full.rsplit('/').next().unwrap_or(&full);
+                let near: Vec<&str> = official
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .filter(|n| {
+                        n.contains(short) || short.contains(n.rsplit('/').next().unwrap_or(n))
+                    })
+                    .take(5)
+                    .collect();
+                Err(Error::BadInput(if near.is_empty() {
+                    format!("{w:?} is not an official extension of this version")
+                } else {
+                    format!(
+                        "{w:?} is not an official extension of this version; did you mean {}?",
+                        near.join(", ")
+                    )
+                }))
+            }
+        })
+        .collect()
+}
+
+fn check_version(v: &str) -> Result<()> {
+    let ok = v.starts_with('v')
+        && v.len() > 1
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadInput(format!(
+            "{v:?} is not a Talos version such as v1.13.0"
+        )))
+    }
+}
+
+fn bad_answer(url: &Url, e: impl std::fmt::Display) -> Error {
+    Error::Network {
+        url: url.to_string(),
+        detail: format!("an unexpected answer: {e}"),
+    }
+}
+
+/// Semantic-version order: numbers numerically; a pre-release sorts before its release.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn split(v: &str) -> (Vec<u64>, Option<&str>) {
+        let v = v.trim_start_matches('v');
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p)),
+            None => (v, None),
+        };
+        (
+            core.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
+            pre,
+        )
+    }
+    let (ca, pa) = split(a);
+    let (cb, pb) = split(b);
+    ca.cmp(&cb).then_with(|| match (pa, pb) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => compare_prerelease(x, y),
+    })
+}
+
+fn compare_prerelease(a: &str, b: &str) -> Ordering {
+    for (x, y) in a.split('.').zip(b.split('.')) {
+        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(m), Ok(n)) => m.cmp(&n),
+            _ => x.cmp(y),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.split('.').count().cmp(&b.split('.').count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_newest_first_with_prereleases_below_their_release() {
+        let mut v = vec![
+            "v1.9.0",
+            "v1.10.0-alpha.2",
+            "v1.10.0",
+            "v1.10.0-alpha.10",
+            "v1.10.0-beta.0",
+            "v1.8.3",
+        ];
+        v.sort_by(|a, b| compare_versions(b, a));
+        assert_eq!(
+            v,
+            [
+                "v1.10.0",
+                "v1.10.0-beta.0",
+                "v1.10.0-alpha.10",
+                "v1.10.0-alpha.2",
+                "v1.9.0",
+                "v1.8.3"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_schematic_body_is_canonical() {
+        let a = Customization {
+            extensions: vec![
+                "iscsi-tools".into(),
+                "siderolabs/util-linux-tools".into(),
+                "siderolabs/iscsi-tools".into(),
+            ],
+            kernel_args: vec!["console=ttyS0".into()],
+        };
+        let b = Customization {
+            extensions: vec!["siderolabs/util-linux-tools".into(), "iscsi-tools".into()],
+            kernel_args: vec!["console=ttyS0".into()],
+        };
+        assert_eq!(schematic_body(&a), schematic_body(&b));
+        assert_eq!(
+            schematic_body(&a),
+            serde_json::json!({"customization": {"extraKernelArgs": ["console=ttyS0"], "systemExtensions": {"officialExtensions": ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]}}})
+        );
+    }
+
+    #[test]
+    fn unknown_extensions_are_named_with_suggestions() {
+        let official = vec![Extension {
+            name: "siderolabs/iscsi-tools".into(),
+            reference: String::new(),
+            digest: String::new(),
+            author: String::new(),
+            description: String::new(),
+        }];
+        assert_eq!(
+            resolve_extensions(&["iscsi-tools".into()], &official).unwrap(),
+            ["siderolabs/iscsi-tools"]
+        );
+        let err = resolve_extensions(&["iscsi".into()], &official)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean siderolabs/iscsi-tools"), "{err}");
+    }
+}
+
+/// An asset to fetch: by schematic, or by the extensions and kernel arguments that make one.
+#[derive(Clone, Debug)]
+pub struct AssetRequest {
+    pub factory_url: String,
+    pub version: String,
+    pub schematic: Option<String>,
+    pub customization: Customization,
+    pub platform: String,
+    pub arch: String,
+    pub secureboot: bool,
+    pub format: String,
+    pub sha256: Option<crate::digest::Sha256Digest>,
+    pub allow_unverified: bool,
+    pub max_image_size: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FetchedAsset {
+    #[serde(flatten)]
+    pub fetched: crate::fetch::Fetched,
+    #[serde(rename = "sourceVersion")]
+    pub version: String,
+    #[serde(rename = "sourceSchematicID")]
+    pub schematic: String,
+}
+
+/// From "v1.13.0 with iscsi-tools for amd64" to a verified image: the extensions are checked
+/// against the version's official list, the schematic is created, the asset fetched like `fetch`.
+pub async fn fetch_asset(
+    http: &Http,
+    cache: &crate::cache::Cache,
+    req: &AssetRequest,
+    cancel: &CancellationToken,
+    progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
+) -> Result<FetchedAsset> {
+    let factory = Factory::new(http, &req.factory_url)?;
+    let custom = &req.customization;
+    let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
+    let schematic = match &req.schematic {
+        Some(_) if customised => {
+            return Err(Error::BadInput(
+                "give either a schematic ID or extensions and kernel arguments, not both".into(),
+            ))
+        }
+        Some(id) => {
+            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::BadInput(format!(
+                    "{id:?} is not a 64-digit schematic ID"
+                )));
+            }
+            id.to_ascii_lowercase()
+        }
+        None if custom.extensions.is_empty() => factory.schematic(custom, cancel).await?,
+        None => {
+            let official = factory.extensions(&req.version, cancel).await?;
+            let extensions = resolve_extensions(&custom.extensions, &official)?;
+            let resolved = Customization {
+                extensions,
+                kernel_args: custom.kernel_args.clone(),
+            };
+            factory.schematic(&resolved, cancel).await?
+        }
+    };
+    let url = factory.asset_url(&Asset {
+        schematic: schematic.clone(),
+        version: req.version.clone(),
+        platform: req.platform.clone(),
+        arch: req.arch.clone(),
+        secureboot: req.secureboot,
+        format: req.format.clone(),
+    })?;
+    let fetched = crate::fetch::fetch(
+        http,
+        cache,
+        &crate::fetch::FetchRequest {
+            url,
+            sha256: req.sha256,
+            sha256_source: crate::fetch::DigestSource::Flag,
+            allow_unverified: req.allow_unverified,
+            max_image_size: req.max_image_size,
+        },
+        cancel,
+        progress,
+    )
+    .await?;
+    Ok(FetchedAsset {
+        fetched,
+        version: req.version.clone(),
+        schematic,
+    })
+}

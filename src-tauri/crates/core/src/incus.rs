@@ -1,0 +1,343 @@
+//! IncusOS images from its `index.json`: pick the newest update of a channel with an OS raw image
+//! for the arch (or an exact version), fetch it verified against the index's digest (through the
+//! same atomic, re-verified cache as every fetch), and optionally write an install seed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use url::Url;
+
+use crate::cache::{self, Cache};
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+use crate::fetch::{self, DigestSource, FetchRequest};
+use crate::http::Http;
+use crate::progress::ProgressSink;
+use crate::CancellationToken;
+
+pub const DEFAULT_INDEX: &str = "https://images.linuxcontainers.org/os/index.json";
+pub const DEFAULT_BASE: &str = "https://images.linuxcontainers.org/os";
+
+#[derive(Debug, serde::Deserialize)]
+struct Index {
+    updates: Vec<Update>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Update {
+    version: String,
+    url: String,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    files: Vec<IndexFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct IndexFile {
+    architecture: String,
+    component: String,
+    #[serde(rename = "type")]
+    kind: String,
+    filename: String,
+    sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct IncusRequest {
+    pub index_url: String,
+    pub base_url: String,
+    pub channel: String,
+    pub arch: String,
+    /// An exact version; `None` for the newest in the channel.
+    pub version: Option<String>,
+    pub max_image_size: u64,
+    /// A folder of install seed YAML files to write into the image's seed partition.
+    pub seed: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IncusFetched {
+    #[serde(rename = "sourceVersion")]
+    pub source_version: String,
+    #[serde(rename = "sourceURL")]
+    pub source_url: String,
+    #[serde(rename = "archivePath")]
+    pub archive_path: PathBuf,
+    #[serde(rename = "archiveSHA256")]
+    pub archive_sha256: Sha256Digest,
+    #[serde(rename = "imagePath")]
+    pub image_path: PathBuf,
+    #[serde(rename = "imageSHA256")]
+    pub image_sha256: Sha256Digest,
+    #[serde(rename = "imageSize")]
+    pub image_size: u64,
+}
+
+pub async fn fetch(
+    http: &Http,
+    cache: &Cache,
+    req: &IncusRequest,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<IncusFetched> {
+    let index_url = parse_url(&req.index_url, "index")?;
+    let base = parse_url(&req.base_url, "base")?;
+    // Seed problems are the operator's: find them before downloading anything.
+    let seed = req.seed.as_deref().map(seed_tar).transpose()?;
+    let text = http.get_text(&index_url, cancel).await?;
+    let index: Index = serde_json::from_str(&text).map_err(|e| Error::Network {
+        url: index_url.to_string(),
+        detail: format!("it is not an IncusOS index: {e}"),
+    })?;
+    let (update, file) = pick(&index, req)?;
+    let expected: Sha256Digest = file.sha256.parse().map_err(|_| Error::Network {
+        url: index_url.to_string(),
+        detail: format!(
+            "the digest of {} is not a SHA-256: {:?}",
+            file.filename, file.sha256
+        ),
+    })?;
+    let url = file_url(&base, &update.url, &file.filename)?;
+    let fetched = fetch::fetch(
+        http,
+        cache,
+        &FetchRequest {
+            url: url.clone(),
+            sha256: Some(expected),
+            sha256_source: DigestSource::Index,
+            allow_unverified: false,
+            max_image_size: req.max_image_size,
+        },
+        cancel,
+        progress,
+    )
+    .await?;
+    let (image_path, image_sha256, image_size) = match seed {
+        None => (fetched.image_path, fetched.image_sha256, fetched.image_size),
+        Some(tar) => {
+            let (src, cancel) = (fetched.image_path.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || seeded_copy(&src, &tar, &cancel))
+                .await
+                .expect("the seeding thread panicked")?
+        }
+    };
+    Ok(IncusFetched {
+        source_version: update.version.clone(),
+        source_url: url.to_string(),
+        archive_path: fetched.archive_path,
+        archive_sha256: fetched.archive_sha256,
+        image_path,
+        image_sha256,
+        image_size,
+    })
+}
+
+fn parse_url(text: &str, what: &str) -> Result<Url> {
+    Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| Error::BadInput(format!("{text:?} is not an http(s) {what} URL")))
+}
+
+/// The newest update (the index lists them newest first) in the channel, or the exact version,
+/// that has an OS raw image for the arch.
+fn pick<'a>(index: &'a Index, req: &IncusRequest) -> Result<(&'a Update, &'a IndexFile)> {
+    let found = index
+        .updates
+        .iter()
+        .filter(|u| u.channels.iter().any(|c| c == &req.channel))
+        .filter(|u| req.version.as_deref().is_none_or(|v| u.version == v))
+        .find_map(|u| {
+            u.files
+                .iter()
+                .find(|f| {
+                    f.architecture == req.arch && f.component == "os" && f.kind == "image-raw"
+                })
+                .map(|f| (u, f))
+        });
+    found.ok_or_else(|| {
+        let version = req
+            .version
+            .as_deref()
+            .map(|v| format!(" version {v}"))
+            .unwrap_or_default();
+        Error::BadInput(format!(
+            "no IncusOS update{version} in channel {:?} has an OS raw image for {}",
+            req.channel, req.arch
+        ))
+    })
+}
+
+/// base + update.url + "/" + filename, with no way to climb out of the base.
+fn file_url(base: &Url, update_path: &str, filename: &str) -> Result<Url> {
+    let unsafe_part = |p: &str| p.split('/').any(|s| s == "..") || filename.contains('/');
+    if unsafe_part(update_path) {
+        return Err(Error::BadInput(format!(
+            "the index names an unsafe path {update_path:?}/{filename:?}"
+        )));
+    }
+    let text = format!(
+        "{}/{}/{filename}",
+        base.as_str().trim_end_matches('/'),
+        update_path.trim_matches('/')
+    );
+    Url::parse(&text).map_err(|e| Error::BadInput(format!("{text:?}: {e}")))
+}
+
+/// A reproducible tar of the YAML files in `dir` (sorted, owner 0, mode 0644, time 0).
+fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::BadInput(format!(
+            "cannot read the seed folder {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::BadInput(format!(
+            "the seed folder {} holds no .yaml files",
+            dir.display()
+        )));
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for path in files {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, &name, bytes.as_slice())
+            .map_err(|e| {
+                Error::BadInput(format!("the seed file {name} cannot be archived: {e}"))
+            })?;
+    }
+    builder
+        .into_inner()
+        .map_err(|e| Error::BadInput(format!("the seed cannot be archived: {e}")))
+}
+
+/// Where the install seed goes: the image's second GPT partition.
+fn seed_partition(image: &Path) -> Result<(u64, u64)> {
+    let mut start = vec![0u8; 1 << 20];
+    let mut f = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
+    let n = f.read(&mut start).map_err(|e| Error::io(image, e))?;
+    start.truncate(n);
+    crate::gpt::partition(&start, 1).ok_or_else(|| {
+        Error::BadInput("the IncusOS image has no second GPT partition to hold a seed".into())
+    })
+}
+
+/// A copy of the cached image with the seed written at the start of its seed partition, kept
+/// beside it in the cache by the seed's digest; returns its path, digest and size.
+fn seeded_copy(
+    image: &Path,
+    tar: &[u8],
+    cancel: &CancellationToken,
+) -> Result<(PathBuf, Sha256Digest, u64)> {
+    let (offset, len) = seed_partition(image)?;
+    if tar.len() as u64 > len {
+        return Err(Error::BadInput(format!(
+            "the seed ({} bytes) does not fit the image's seed partition ({len} bytes)",
+            tar.len()
+        )));
+    }
+    let tag = hex::encode(&Sha256::digest(tar)[..6]);
+    let name = image
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let out = image.with_file_name(format!("{name}.seed-{tag}.img"));
+    let dir = out.parent().expect("cache paths have a folder");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let mut input = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; crate::IO_CHUNK];
+    let mut pos = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let n = input.read(&mut buf).map_err(|e| Error::io(image, e))?;
+        if n == 0 {
+            break;
+        }
+        // Overlay the seed where this buffer crosses it.
+        let (from, to) = (
+            pos.max(offset),
+            (pos + n as u64).min(offset + tar.len() as u64),
+        );
+        if from < to {
+            buf[(from - pos) as usize..(to - pos) as usize]
+                .copy_from_slice(&tar[(from - offset) as usize..(to - offset) as usize]);
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n])
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        pos += n as u64;
+    }
+    cache::commit(tmp, &out)?;
+    Ok((out, Sha256Digest::of_hasher(hasher), pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_urls_stay_under_the_base() {
+        let base = Url::parse("https://images.example/os").unwrap();
+        assert_eq!(
+            file_url(&base, "/202511250412", "IncusOS_202511250412.img.gz")
+                .unwrap()
+                .as_str(),
+            "https://images.example/os/202511250412/IncusOS_202511250412.img.gz"
+        );
+        assert!(file_url(&base, "/../etc", "x.gz").is_err());
+        assert!(file_url(&base, "/1", "../x.gz").is_err());
+    }
+
+    #[test]
+    fn seed_tars_are_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("install.yaml"), "target:\n  id: disk\n").unwrap();
+        std::fs::write(dir.path().join("incus.yaml"), "apply_defaults: true\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a seed file").unwrap();
+        let a = seed_tar(dir.path()).unwrap();
+        let b = seed_tar(dir.path()).unwrap();
+        assert_eq!(a, b);
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(a.as_slice()).entries().unwrap() {
+            names.push(
+                entry
+                    .unwrap()
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        assert_eq!(names, ["incus.yaml", "install.yaml"]);
+    }
+}
