@@ -1,7 +1,24 @@
 fn main() {
+    // Every app command gets a permission (allow-<command>), so the capability can grant exactly
+    // these to the main window and nothing else.
+    let commands = &[
+        "app_info",
+        "cancel",
+        "list_drives",
+        "watch_drives",
+        "prepare",
+        "flash",
+        "verify",
+        "cache_info",
+        "clear_cache",
+        "build_cidata",
+        "talos_versions",
+        "talos_extensions",
+    ];
     // The app package sits at the repository root (tauri-build reads tauri.conf.json there), but its
     // capabilities live with the rest of the app's sources.
-    let attrs =
-        tauri_build::Attributes::new().capabilities_path_pattern("./src-tauri/capabilities/**/*");
+    let attrs = tauri_build::Attributes::new()
+        .capabilities_path_pattern("./src-tauri/capabilities/**/*")
+        .app_manifest(tauri_build::AppManifest::new().commands(commands));
     tauri_build::try_build(attrs).expect("tauri-build failed");
 }

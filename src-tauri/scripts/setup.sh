@@ -38,6 +38,11 @@ if command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 fi
 
+# The app's end-to-end tests drive the real window through tauri-driver (WebDriver).
+if [[ ${1:-} == --tests ]] && ! command -v tauri-driver >/dev/null && [[ ! -x $HOME/.cargo/bin/tauri-driver ]]; then
+  cargo install tauri-driver --locked --version '^2'
+fi
+
 cd "$repo/ui"
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund

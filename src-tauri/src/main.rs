@@ -1,9 +1,45 @@
-// labflash desktop app. The GUI proper arrives with the app issue; this window proves the WebKitGTK
-// build and the bundled, remote-free front end from day one.
+//! labflash desktop app: a Tauri window over labflash-core. The command layer (commands.rs) only
+//! translates; the UI (ui/) only presents.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod commands;
+mod jobs;
+
 fn main() {
+    // A WebKitGTK window must not run as root (it breaks on Wayland, and a web view with root's
+    // rights is the wrong place for them). Drives are opened through UDisks2 or the helper.
+    if is_root() && std::env::var_os("LABFLASH_GUI_ALLOW_ROOT").is_none() {
+        eprintln!("labflash-gui: refusing to run as root; start it as yourself (drives are opened through UDisks2 or pkexec)");
+        std::process::exit(2);
+    }
+    let app = match commands::App::new() {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("labflash-gui: {e}");
+            std::process::exit(3);
+        }
+    };
     tauri::Builder::default()
+        .manage(app)
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::cancel,
+            commands::list_drives,
+            commands::watch_drives,
+            commands::prepare,
+            commands::flash,
+            commands::verify,
+            commands::cache_info,
+            commands::clear_cache,
+            commands::build_cidata,
+            commands::talos_versions,
+            commands::talos_extensions,
+        ])
         .run(tauri::generate_context!())
         .expect("labflash-gui failed to start");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }

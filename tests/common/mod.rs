@@ -3,6 +3,7 @@
 
 pub mod loopdev;
 pub mod server;
+pub mod webdriver;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

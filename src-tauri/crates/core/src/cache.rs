@@ -56,6 +56,36 @@ impl Cache {
         &self.root
     }
 
+    /// Bytes the cache holds (downloads and images).
+    pub fn size(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.root.join("downloads")) + walk(&self.root.join("images"))
+    }
+
+    /// Removes every download and image (not the folder itself).
+    pub fn clear(&self) -> Result<()> {
+        for sub in ["downloads", "images"] {
+            let dir = self.root.join(sub);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Where the archive served at `url` is kept.
     pub fn archive_path(&self, url: &Url) -> PathBuf {
         self.root.join("downloads").join(url_relative_path(url))

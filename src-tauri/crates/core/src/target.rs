@@ -95,24 +95,8 @@ pub fn approve(
         }));
     };
 
-    if drive.system {
-        return Err(refuse(format!(
-            "it is a system drive (it holds {})",
-            describe_system_use(&drive)
-        )));
-    }
-    if drive.read_only {
-        return Err(refuse(
-            "it is read-only (check the card's lock switch)".into(),
-        ));
-    }
-    if drive.size < image_size {
-        return Err(refuse(format!(
-            "it holds {} bytes ({}), less than the image's {image_size} bytes ({})",
-            drive.size,
-            drives::human_size(drive.size),
-            drives::human_size(image_size)
-        )));
+    if let Some(reason) = unsuitable(&drive, Some(image_size)) {
+        return Err(refuse(reason));
     }
     for p in protected {
         if drives::drive_holding(p, &all, roots).as_deref() == Some(drive.path.as_str()) {
@@ -148,6 +132,29 @@ pub fn approve(
         to_unmount: drive.mountpoints.clone(),
         drive: Some(drive),
     })
+}
+
+/// Why a drive can never take this image, whatever the options: a system drive, read-only, or
+/// too small. Front ends list such drives disabled with this reason.
+pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<String> {
+    if drive.system {
+        return Some(format!(
+            "it is a system drive (it holds {})",
+            describe_system_use(drive)
+        ));
+    }
+    if drive.read_only {
+        return Some("it is read-only (check the card's lock switch)".into());
+    }
+    match image_size {
+        Some(size) if drive.size < size => Some(format!(
+            "it holds {} bytes ({}), less than the image's {size} bytes ({})",
+            drive.size,
+            drives::human_size(drive.size),
+            drives::human_size(size)
+        )),
+        _ => None,
+    }
 }
 
 /// Unmounts what `approve` found mounted (plain, then lazy) and refuses if anything stays.

@@ -1,0 +1,532 @@
+//! The window's commands: each validates its arguments, calls labflash-core, and translates the
+//! result. No flashing logic lives here; progress goes out through a Channel, cancellation comes in
+//! through `cancel`, and long work runs off the main thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use labflash_core::cache::Cache;
+use labflash_core::cidata::{self, Cidata, CidataRequest};
+use labflash_core::digest::{self, Sha256Digest};
+use labflash_core::drives::{self, Drive, DriveEvent, SystemRoots};
+use labflash_core::factory::{self, AssetRequest, Customization, Extension, Factory, Version};
+use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
+use labflash_core::flash::{self, Privilege};
+use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::incus::{self, IncusRequest};
+use labflash_core::progress::{Progress, ProgressSink};
+use labflash_core::source::{self, SourceRequest};
+use labflash_core::target::{self, TargetOptions};
+use labflash_core::verify::{self, Expected, Verification};
+use labflash_core::write::{FlashOptions, Image, TargetReport};
+use labflash_core::{Error, ErrorKind};
+use tauri::ipc::Channel;
+use tauri::State;
+
+use crate::jobs::Jobs;
+
+pub struct App {
+    pub jobs: Jobs,
+    pub cache_dir: PathBuf,
+    pub http: Http,
+}
+
+impl App {
+    pub fn new() -> Result<Self, Error> {
+        Self::with_cache(Cache::resolve_dir(None)?)
+    }
+
+    pub fn with_cache(cache_dir: PathBuf) -> Result<Self, Error> {
+        Ok(Self {
+            jobs: Jobs::default(),
+            cache_dir,
+            http: Http::new(HttpPolicy::default())?,
+        })
+    }
+
+    fn cache(&self) -> Result<Cache, Error> {
+        Cache::open(self.cache_dir.clone())
+    }
+}
+
+/// A failure as the UI shows it: one sentence, and its kind for the wording around it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandError {
+    message: String,
+    kind: ErrorKind,
+}
+
+impl From<Error> for CommandError {
+    fn from(e: Error) -> Self {
+        Self {
+            message: e.to_string(),
+            kind: e.kind(),
+        }
+    }
+}
+
+type Reply<T> = Result<T, CommandError>;
+
+fn bad(message: impl Into<String>) -> CommandError {
+    Error::BadInput(message.into()).into()
+}
+
+fn digest_arg(text: &Option<String>) -> Reply<Option<Sha256Digest>> {
+    match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => Ok(Some(digest::parse_typed(t)?)),
+    }
+}
+
+fn absolute(path: &str, what: &str) -> Reply<PathBuf> {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(bad(format!("the {what} {path:?} is not an absolute path")))
+    }
+}
+
+/// Forwards progress to the window's channel; a closed window just stops listening.
+fn sink(channel: Channel<Progress>) -> Arc<dyn ProgressSink> {
+    Arc::new(move |p: Progress| {
+        let _ = channel.send(p);
+    })
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInfo {
+    version: &'static str,
+    cache_dir: PathBuf,
+}
+
+#[tauri::command]
+pub fn app_info(app: State<'_, App>) -> AppInfo {
+    AppInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        cache_dir: app.cache_dir.clone(),
+    }
+}
+
+#[tauri::command]
+pub fn cancel(app: State<'_, App>, job: u32) -> bool {
+    app.jobs.cancel(job)
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriveRow {
+    #[serde(flatten)]
+    drive: Drive,
+    /// Why this drive cannot take the image (listed disabled), if it cannot.
+    unsuitable: Option<String>,
+    fixed: bool,
+}
+
+/// The drives to offer: removable ones, or every drive when `show_all` (fixed disks and loop
+/// devices, marked).
+#[tauri::command]
+pub fn list_drives(show_all: bool, image_size: Option<u64>) -> Reply<Vec<DriveRow>> {
+    let all = drives::list(&SystemRoots::default())?;
+    Ok(all
+        .into_iter()
+        .filter(|d| show_all || d.is_removable_media())
+        .map(|d| DriveRow {
+            unsuitable: target::unsuitable(&d, image_size),
+            fixed: d.is_fixed(),
+            drive: d,
+        })
+        .collect())
+}
+
+/// Streams drive added/removed/changed events until the job is cancelled.
+#[tauri::command]
+pub async fn watch_drives(
+    app: State<'_, App>,
+    job: u32,
+    on_event: Channel<DriveEvent>,
+) -> Reply<()> {
+    let guard = app.jobs.start(job);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(32);
+    let watcher = tokio::spawn(drives::watch(
+        SystemRoots::default(),
+        std::time::Duration::from_secs(1),
+        guard.token.clone(),
+        tx,
+    ));
+    while let Some(event) = rx.recv().await {
+        if on_event.send(event).is_err() {
+            guard.token.cancel();
+        }
+    }
+    let _ = watcher.await;
+    Ok(())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum SourceSpec {
+    Url {
+        url: String,
+        sha256: Option<String>,
+        allow_unverified: bool,
+    },
+    File {
+        path: String,
+        sha256: Option<String>,
+    },
+    Talos {
+        factory_url: String,
+        version: String,
+        extensions: Vec<String>,
+        schematic: Option<String>,
+        platform: String,
+        arch: String,
+        secureboot: bool,
+        format: String,
+        sha256: Option<String>,
+        allow_unverified: bool,
+    },
+    Incus {
+        channel: String,
+        arch: String,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prepared {
+    image_path: PathBuf,
+    #[serde(rename = "imageSHA256")]
+    image_sha256: Sha256Digest,
+    image_size: u64,
+    #[serde(rename = "archiveSHA256")]
+    archive_sha256: Sha256Digest,
+    digest_source: DigestSource,
+}
+
+/// Download (or open), verify and decompress the chosen image.
+#[tauri::command]
+pub async fn prepare(
+    app: State<'_, App>,
+    job: u32,
+    source: SourceSpec,
+    on_progress: Channel<Progress>,
+) -> Reply<Prepared> {
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    let cache = app.cache()?;
+    let from_source =
+        |source: String, sha256: Option<Sha256Digest>, allow_unverified: bool| SourceRequest {
+            source,
+            sha256,
+            allow_unverified,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+        };
+    let prepared = match source {
+        SourceSpec::Url {
+            url,
+            sha256,
+            allow_unverified,
+        } => {
+            if !source::is_url(&url) {
+                return Err(bad(format!("{url:?} is not an http(s) URL")));
+            }
+            let req = from_source(url, digest_arg(&sha256)?, allow_unverified);
+            source::prepare(&req, &app.http, &cache, &cancel, &progress).await?
+        }
+        SourceSpec::File { path, sha256 } => {
+            let path = absolute(&path, "image file")?;
+            let req = from_source(path.display().to_string(), digest_arg(&sha256)?, false);
+            source::prepare(&req, &app.http, &cache, &cancel, &progress).await?
+        }
+        SourceSpec::Talos {
+            factory_url,
+            version,
+            extensions,
+            schematic,
+            platform,
+            arch,
+            secureboot,
+            format,
+            sha256,
+            allow_unverified,
+        } => {
+            let req = AssetRequest {
+                factory_url,
+                version,
+                schematic: schematic.filter(|s| !s.trim().is_empty()),
+                customization: Customization {
+                    extensions,
+                    kernel_args: Vec::new(),
+                },
+                platform,
+                arch,
+                secureboot,
+                format,
+                sha256: digest_arg(&sha256)?,
+                allow_unverified,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            };
+            let f = factory::fetch_asset(&app.http, &cache, &req, &cancel, &progress).await?;
+            return Ok(Prepared {
+                image_path: f.fetched.image_path,
+                image_sha256: f.fetched.image_sha256,
+                image_size: f.fetched.image_size,
+                archive_sha256: f.fetched.archive_sha256,
+                digest_source: f.fetched.digest_source,
+            });
+        }
+        SourceSpec::Incus { channel, arch } => {
+            let req = IncusRequest {
+                index_url: incus::DEFAULT_INDEX.into(),
+                base_url: incus::DEFAULT_BASE.into(),
+                channel,
+                arch,
+                version: None,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+                seed: None,
+            };
+            let f = incus::fetch(&app.http, &cache, &req, &cancel, &progress).await?;
+            return Ok(Prepared {
+                image_path: f.image_path,
+                image_sha256: f.image_sha256,
+                image_size: f.image_size,
+                archive_sha256: f.archive_sha256,
+                digest_source: DigestSource::Index,
+            });
+        }
+    };
+    Ok(Prepared {
+        image_path: prepared.image.path,
+        image_sha256: prepared.image.sha256,
+        image_size: prepared.image.size,
+        archive_sha256: prepared.archive_sha256,
+        digest_source: prepared.digest_source,
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlashSpec {
+    image_path: String,
+    #[serde(rename = "imageSHA256")]
+    image_sha256: String,
+    image_size: u64,
+    targets: Vec<String>,
+    unmount: bool,
+    allow_fixed: bool,
+    verify: bool,
+    /// One stick: a cidata image to add as a partition.
+    config: Option<String>,
+}
+
+/// Write the prepared image to the chosen drives and read each back. The engine re-checks every
+/// rule and re-hashes the image as it writes, so nothing here is taken on trust.
+#[tauri::command]
+pub async fn flash(
+    app: State<'_, App>,
+    job: u32,
+    spec: FlashSpec,
+    on_progress: Channel<Progress>,
+) -> Reply<Vec<TargetReport>> {
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    let image_path = absolute(&spec.image_path, "image file")?;
+    let actual = std::fs::metadata(&image_path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", image_path.display())))?
+        .len();
+    if actual != spec.image_size {
+        return Err(bad(format!(
+            "{} is {actual} bytes, not {}",
+            image_path.display(),
+            spec.image_size
+        )));
+    }
+    let image = Image {
+        path: image_path.clone(),
+        sha256: digest::parse_typed(&spec.image_sha256)?,
+        size: spec.image_size,
+        tail: None,
+    };
+    let targets = spec
+        .targets
+        .iter()
+        .map(|t| absolute(t, "target"))
+        .collect::<Reply<Vec<PathBuf>>>()?;
+    let config = spec
+        .config
+        .as_deref()
+        .map(|c| absolute(c, "config image"))
+        .transpose()?;
+    let options = TargetOptions {
+        unmount: spec.unmount,
+        allow_fixed: spec.allow_fixed,
+    };
+    let flash_options = FlashOptions {
+        verify: spec.verify,
+    };
+    let cache_dir = app.cache_dir.clone();
+    let helper = helper_program();
+    tokio::task::spawn_blocking(move || {
+        let roots = SystemRoots::default();
+        let protected: Vec<&Path> = vec![image_path.as_path(), cache_dir.as_path()];
+        let plan = match &config {
+            None => flash::plan(image, &targets, &options, &protected, &roots)?,
+            Some(config) => {
+                let [target] = targets.as_slice() else {
+                    return Err(Error::BadInput(
+                        "one stick for both takes exactly one drive".into(),
+                    ));
+                };
+                flash::plan_one_stick(image, config, target, &options, &protected, &roots, &cancel)?
+            }
+        };
+        let privilege = Privilege {
+            helper: helper.as_deref(),
+            protected: &protected,
+            options: &options,
+        };
+        flash::execute(
+            &plan,
+            &flash_options,
+            &roots,
+            &privilege,
+            &cancel,
+            progress.as_ref(),
+        )
+    })
+    .await
+    .map_err(|e| bad(format!("the writer stopped: {e}")))?
+    .map_err(CommandError::from)
+}
+
+/// The `labflash` command line installed beside this app: the privileged helper pkexec runs.
+fn helper_program() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.with_file_name("labflash");
+    candidate.is_file().then_some(candidate)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ExpectedSpec {
+    Digest { sha256: String },
+    Image { path: String },
+    Sidecar { location: String },
+}
+
+/// Does this drive or file hold the expected image? Writes nothing.
+#[tauri::command]
+pub async fn verify(
+    app: State<'_, App>,
+    job: u32,
+    path: String,
+    expected: ExpectedSpec,
+    size: Option<u64>,
+    on_progress: Channel<Progress>,
+) -> Reply<Verification> {
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    let path = absolute(&path, "drive or file")?;
+    if !path.exists() {
+        return Err(bad(format!("{} does not exist", path.display())));
+    }
+    let expected = match expected {
+        ExpectedSpec::Digest { sha256 } => Expected::Digest(digest::parse_typed(&sha256)?),
+        ExpectedSpec::Image { path } => Expected::Image(absolute(&path, "image file")?),
+        ExpectedSpec::Sidecar { location } => Expected::Sidecar(location),
+    };
+    let (digest, size) =
+        verify::resolve_expected(&expected, &path, size, &app.http, &cancel, &progress).await?;
+    tokio::task::spawn_blocking(move || {
+        verify::verify(&path, size, digest, &cancel, progress.as_ref())
+    })
+    .await
+    .map_err(|e| bad(format!("the reader stopped: {e}")))?
+    .map_err(CommandError::from)
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheInfo {
+    path: PathBuf,
+    bytes: u64,
+}
+
+#[tauri::command]
+pub async fn cache_info(app: State<'_, App>) -> Reply<CacheInfo> {
+    let cache = app.cache()?;
+    let bytes = tokio::task::spawn_blocking(move || cache.size())
+        .await
+        .unwrap_or(0);
+    Ok(CacheInfo {
+        path: app.cache_dir.clone(),
+        bytes,
+    })
+}
+
+#[tauri::command]
+pub async fn clear_cache(app: State<'_, App>) -> Reply<()> {
+    Ok(app.cache()?.clear()?)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CidataSpec {
+    user_data: String,
+    hostname: String,
+    instance_id: Option<String>,
+    network_config: Option<String>,
+    output: String,
+}
+
+/// The cidata config image for a Talos machine config.
+#[tauri::command]
+pub async fn build_cidata(spec: CidataSpec) -> Reply<Cidata> {
+    let request = CidataRequest {
+        user_data: absolute(&spec.user_data, "machine config")?,
+        hostname: spec.hostname,
+        instance_id: spec.instance_id.filter(|i| !i.trim().is_empty()),
+        network_config: spec
+            .network_config
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| absolute(&n, "network config"))
+            .transpose()?,
+        output: absolute(&spec.output, "config image")?,
+    };
+    tokio::task::spawn_blocking(move || cidata::build(&request))
+        .await
+        .map_err(|e| bad(format!("the builder stopped: {e}")))?
+        .map_err(CommandError::from)
+}
+
+#[tauri::command]
+pub async fn talos_versions(app: State<'_, App>, factory_url: String) -> Reply<Vec<Version>> {
+    let cancel = labflash_core::CancellationToken::new();
+    Ok(Factory::new(&app.http, &factory_url)?
+        .versions(&cancel)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn talos_extensions(
+    app: State<'_, App>,
+    factory_url: String,
+    version: String,
+) -> Reply<Vec<Extension>> {
+    let cancel = labflash_core::CancellationToken::new();
+    Ok(Factory::new(&app.http, &factory_url)?
+        .extensions(&version, &cancel)
+        .await?)
+}
+
+#[cfg(test)]
+#[path = "commands_tests.rs"]
+mod tests;

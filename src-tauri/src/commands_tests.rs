@@ -1,0 +1,189 @@
+//! The commands called as the window calls them: with the app's state and a Channel, on Tauri's
+//! mock runtime.
+
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
+use tauri::Manager;
+
+use super::*;
+
+fn app(cache: &Path) -> tauri::App<MockRuntime> {
+    mock_builder()
+        .manage(App::with_cache(cache.to_path_buf()).unwrap())
+        .build(mock_context(noop_assets()))
+        .unwrap()
+}
+
+/// A channel that keeps every message it is sent.
+fn recording<T>() -> (Channel<T>, Arc<Mutex<Vec<serde_json::Value>>>)
+where
+    T: serde::Serialize + Clone,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    let channel = Channel::new(move |body| {
+        if let InvokeResponseBody::Json(text) = body {
+            keep.lock()
+                .unwrap()
+                .push(serde_json::from_str(&text).unwrap());
+        }
+        Ok(())
+    });
+    (channel, seen)
+}
+
+#[tokio::test]
+async fn prepare_a_local_file_reports_its_digest_and_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let bytes = vec![7u8; 3 << 20];
+    let image = dir.path().join("os.img");
+    std::fs::write(&image, &bytes).unwrap();
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let (channel, seen) = recording::<Progress>();
+    let source = SourceSpec::File {
+        path: image.display().to_string(),
+        sha256: None,
+    };
+    let prepared = prepare(app.state(), 1, source, channel).await.unwrap();
+    assert_eq!(prepared.image_sha256.hex(), digest);
+    assert_eq!(prepared.image_size, bytes.len() as u64);
+    assert_eq!(prepared.digest_source, DigestSource::Unverified);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.first().unwrap()["stage"], "hashImage");
+        assert_eq!(seen.last().unwrap()["done"], bytes.len() as u64);
+    }
+
+    let (channel, _) = recording::<Progress>();
+    let wrong = SourceSpec::File {
+        path: image.display().to_string(),
+        sha256: Some("0".repeat(64)),
+    };
+    let err = prepare(app.state(), 2, wrong, channel).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DigestMismatch);
+}
+
+#[tokio::test]
+async fn arguments_are_validated_in_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let (channel, _) = recording::<Progress>();
+    let relative = SourceSpec::File {
+        path: "os.img".into(),
+        sha256: None,
+    };
+    let err = prepare(app.state(), 1, relative, channel)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
+    assert!(
+        err.message.contains("not an absolute path"),
+        "{}",
+        err.message
+    );
+
+    let (channel, _) = recording::<Progress>();
+    let bad_digest = SourceSpec::Url {
+        url: "https://example.invalid/os.img".into(),
+        sha256: Some("xyz".into()),
+        allow_unverified: false,
+    };
+    let err = prepare(app.state(), 2, bad_digest, channel)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("not a SHA-256 digest"),
+        "{}",
+        err.message
+    );
+
+    let image = dir.path().join("os.img");
+    std::fs::write(&image, b"12345").unwrap();
+    let (channel, _) = recording::<Progress>();
+    let spec = FlashSpec {
+        image_path: image.display().to_string(),
+        image_sha256: "0".repeat(64),
+        image_size: 999,
+        targets: vec![dir.path().join("vm.img").display().to_string()],
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+        config: None,
+    };
+    let err = flash(app.state(), 3, spec, channel).await.unwrap_err();
+    assert!(
+        err.message.contains("is 5 bytes, not 999"),
+        "{}",
+        err.message
+    );
+    assert!(!dir.path().join("vm.img").exists());
+}
+
+#[tokio::test]
+async fn flash_to_a_file_and_verify_it_through_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let image = dir.path().join("os.img");
+    std::fs::write(&image, &bytes).unwrap();
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let target = dir.path().join("vm.img");
+    let (channel, seen) = recording::<Progress>();
+    let spec = FlashSpec {
+        image_path: image.display().to_string(),
+        image_sha256: digest.clone(),
+        image_size: bytes.len() as u64,
+        targets: vec![target.display().to_string()],
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+        config: None,
+    };
+    let reports = flash(app.state(), 1, spec, channel).await.unwrap();
+    assert!(reports[0].ok, "{:?}", reports[0].error);
+    assert_eq!(reports[0].verified_sha256.unwrap().hex(), digest);
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p["stage"] == "readBack" && p["target"] == target.display().to_string()));
+
+    let (channel, _) = recording::<Progress>();
+    let expected = ExpectedSpec::Digest {
+        sha256: "0".repeat(64),
+    };
+    let v = verify(
+        app.state(),
+        2,
+        target.display().to_string(),
+        expected,
+        None,
+        channel,
+    )
+    .await
+    .unwrap();
+    assert!(!v.matches);
+    let (channel, _) = recording::<Progress>();
+    let expected = ExpectedSpec::Image {
+        path: image.display().to_string(),
+    };
+    let v = verify(
+        app.state(),
+        3,
+        target.display().to_string(),
+        expected,
+        None,
+        channel,
+    )
+    .await
+    .unwrap();
+    assert!(v.matches);
+
+    assert!(!cancel(app.state(), 99), "no such job");
+    let info = cache_info(app.state()).await.unwrap();
+    assert_eq!(info.path, dir.path().join("cache"));
+}

@@ -1,0 +1,30 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
+import { api, errorMessage } from "./api";
+
+afterEach(() => clearMocks());
+
+describe("the command layer", () => {
+  it("calls the app's commands with camelCase arguments", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      if (cmd === "list_drives") return [];
+      if (cmd === "cancel") return true;
+    });
+    await api.listDrives(true, 1234);
+    expect(await api.cancel(7)).toBe(true);
+    expect(calls).toEqual([
+      ["list_drives", { showAll: true, imageSize: 1234 }],
+      ["cancel", { job: 7 }],
+    ]);
+  });
+
+  it("turns command errors into one sentence", async () => {
+    mockIPC(() => {
+      throw { message: "refusing to write to /dev/sda: it is a system drive (it holds /)", kind: "badInput" };
+    });
+    const failure = await api.cacheInfo().catch((e) => errorMessage(e));
+    expect(failure).toBe("refusing to write to /dev/sda: it is a system drive (it holds /)");
+  });
+});

@@ -1,0 +1,163 @@
+// Typed wrappers over the app's commands. The Rust side validates every argument again.
+import { Channel, invoke } from "@tauri-apps/api/core";
+
+export type Stage =
+  | "download"
+  | "checkCache"
+  | "decompress"
+  | "checkImage"
+  | "hashImage"
+  | "write"
+  | "readBack";
+
+export interface Progress {
+  stage: Stage;
+  done: number;
+  total: number | null;
+  target?: string;
+}
+
+export interface CommandError {
+  message: string;
+  kind: "digestMismatch" | "badInput" | "cancelled" | "failure";
+}
+
+export type DigestSource = "sidecar" | "sha256sum" | "sha256sums" | "index" | "flag" | "unverified";
+
+export type SourceSpec =
+  | { kind: "file"; path: string; sha256: string | null }
+  | { kind: "url"; url: string; sha256: string | null; allowUnverified: boolean }
+  | {
+      kind: "talos";
+      factoryUrl: string;
+      version: string;
+      extensions: string[];
+      schematic: string | null;
+      platform: string;
+      arch: string;
+      secureboot: boolean;
+      format: string;
+      sha256: string | null;
+      allowUnverified: boolean;
+    }
+  | { kind: "incus"; channel: string; arch: string };
+
+export interface Prepared {
+  imagePath: string;
+  imageSHA256: string;
+  imageSize: number;
+  archiveSHA256: string;
+  digestSource: DigestSource;
+}
+
+export interface Drive {
+  path: string;
+  model: string;
+  vendor: string;
+  serial: string;
+  size: number;
+  bus: string;
+  removable: boolean;
+  readOnly: boolean;
+  system: boolean;
+  mountpoints: string[];
+  unsuitable: string | null;
+  fixed: boolean;
+}
+
+export type DriveEvent =
+  | { event: "added"; drive: Drive }
+  | { event: "removed"; path: string }
+  | { event: "changed"; drive: Drive };
+
+export interface TargetReport {
+  path: string;
+  ok: boolean;
+  bytesWritten: number;
+  verifiedSHA256: string | null;
+  error: string | null;
+}
+
+export interface Verification {
+  path: string;
+  size: number;
+  sha256: string;
+  expectedSHA256: string;
+  match: boolean;
+}
+
+export type Expected =
+  | { kind: "digest"; sha256: string }
+  | { kind: "image"; path: string }
+  | { kind: "sidecar"; location: string };
+
+export interface Cidata {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+let nextJob = 1;
+/** A fresh job id; `cancel(job)` stops that job. */
+export function newJob(): number {
+  return nextJob++;
+}
+
+function channel<T>(onMessage: (m: T) => void): Channel<T> {
+  const c = new Channel<T>();
+  c.onmessage = onMessage;
+  return c;
+}
+
+export const api = {
+  appInfo: () => invoke<{ version: string; cacheDir: string }>("app_info"),
+  cancel: (job: number) => invoke<boolean>("cancel", { job }),
+  listDrives: (showAll: boolean, imageSize: number | null) =>
+    invoke<Drive[]>("list_drives", { showAll, imageSize }),
+  watchDrives: (job: number, onEvent: (e: DriveEvent) => void) =>
+    invoke<void>("watch_drives", { job, onEvent: channel(onEvent) }),
+  prepare: (job: number, source: SourceSpec, onProgress: (p: Progress) => void) =>
+    invoke<Prepared>("prepare", { job, source, onProgress: channel(onProgress) }),
+  flash: (
+    job: number,
+    spec: {
+      imagePath: string;
+      imageSHA256: string;
+      imageSize: number;
+      targets: string[];
+      unmount: boolean;
+      allowFixed: boolean;
+      verify: boolean;
+      config: string | null;
+    },
+    onProgress: (p: Progress) => void,
+  ) => invoke<TargetReport[]>("flash", { job, spec, onProgress: channel(onProgress) }),
+  verify: (
+    job: number,
+    path: string,
+    expected: Expected,
+    size: number | null,
+    onProgress: (p: Progress) => void,
+  ) => invoke<Verification>("verify", { job, path, expected, size, onProgress: channel(onProgress) }),
+  cacheInfo: () => invoke<{ path: string; bytes: number }>("cache_info"),
+  clearCache: () => invoke<void>("clear_cache"),
+  buildCidata: (spec: {
+    userData: string;
+    hostname: string;
+    instanceId: string | null;
+    networkConfig: string | null;
+    output: string;
+  }) => invoke<Cidata>("build_cidata", { spec }),
+  talosVersions: (factoryUrl: string) =>
+    invoke<{ version: string; prerelease: boolean }[]>("talos_versions", { factoryUrl }),
+  talosExtensions: (factoryUrl: string, version: string) =>
+    invoke<{ name: string; description: string }[]>("talos_extensions", { factoryUrl, version }),
+};
+
+/** The one sentence to show for a failed command. */
+export function errorMessage(e: unknown): string {
+  if (e && typeof e === "object" && "message" in e) {
+    return String((e as CommandError).message);
+  }
+  return String(e);
+}

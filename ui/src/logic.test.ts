@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import type { Drive } from "./api";
+import { Meter, canFlash, checkDigest, confirmationText, describeSource, formatBytes, formatDuration } from "./logic";
+
+const HEX = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+
+const drive = (over: Partial<Drive> = {}): Drive => ({
+  path: "/dev/sdb",
+  model: "Ultra",
+  vendor: "SanDisk",
+  serial: "",
+  size: 30_752_000_000,
+  bus: "usb",
+  removable: true,
+  readOnly: false,
+  system: false,
+  mountpoints: [],
+  unsuitable: null,
+  fixed: false,
+  ...over,
+});
+
+describe("digests", () => {
+  it("match whatever the case and spacing", () => {
+    expect(checkDigest(` ${HEX.toUpperCase()} `, HEX)).toBe("match");
+  });
+  it("say mismatch, invalid or nothing", () => {
+    expect(checkDigest("0".repeat(64), HEX)).toBe("mismatch");
+    expect(checkDigest("abc", HEX)).toBe("invalid");
+    expect(checkDigest("   ", HEX)).toBe("empty");
+  });
+  it("warn when nothing vouches for the image", () => {
+    expect(describeSource("unverified").warn).toBe(true);
+    expect(describeSource("sidecar")).toEqual({ text: "the publisher's .sha256 file", warn: false });
+  });
+});
+
+describe("formatting", () => {
+  it("uses the units on drive labels", () => {
+    expect(formatBytes(999)).toBe("999 B");
+    expect(formatBytes(30_752_000_000)).toBe("30.8 GB");
+  });
+  it("says how long is left", () => {
+    expect(formatDuration(42)).toBe("42 s");
+    expect(formatDuration(125)).toBe("2 min 5 s");
+    expect(formatDuration(NaN)).toBe("");
+  });
+});
+
+describe("the meter", () => {
+  it("measures rate and time left per stage", () => {
+    const m = new Meter();
+    m.update({ stage: "write", done: 0, total: 1000 }, 0);
+    const r = m.update({ stage: "write", done: 500, total: 1000 }, 1000);
+    expect(r.percent).toBe(50);
+    expect(r.rate).toBe(500);
+    expect(r.eta).toBe(1);
+    const back = m.update({ stage: "readBack", done: 0, total: 1000 }, 2000);
+    expect(back.percent).toBe(0);
+    expect(back.rate).toBe(0);
+  });
+});
+
+describe("flashing", () => {
+  it("needs a prepared image, confirmed digests and a drive", () => {
+    const ready = { prepared: true, confirmed: true, selected: 1, busy: false };
+    expect(canFlash(ready)).toBe(true);
+    expect(canFlash({ ...ready, confirmed: false })).toBe(false);
+    expect(canFlash({ ...ready, selected: 0 })).toBe(false);
+    expect(canFlash({ ...ready, busy: true })).toBe(false);
+  });
+  it("names each drive and warns of unmounting", () => {
+    const text = confirmationText([drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
+    expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb");
+    expect(text).toContain("/dev/sdc");
+    expect(text).toContain("Mounted partitions will be unmounted first.");
+  });
+});

@@ -1,0 +1,116 @@
+// Presentation logic, free of the DOM and of Tauri so it can be unit-tested.
+import type { DigestSource, Drive, Progress, Stage } from "./api";
+
+/** "30.8 GB": decimal units, as printed on drive labels. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!isFinite(seconds) || seconds < 0) return "";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const STAGES: Record<Stage, string> = {
+  download: "Downloading",
+  checkCache: "Checking the cached download",
+  decompress: "Decompressing",
+  checkImage: "Checking the cached image",
+  hashImage: "Hashing the image",
+  write: "Writing",
+  readBack: "Reading back",
+};
+
+export function stageLabel(stage: Stage): string {
+  return STAGES[stage];
+}
+
+/** Lower-case hex without spaces: what digests are compared as. */
+export function normalizeDigest(text: string): string {
+  return text.replace(/\s+/g, "").toLowerCase();
+}
+
+export type DigestCheck = "empty" | "invalid" | "match" | "mismatch";
+
+/** What a pasted digest says about the shown one. */
+export function checkDigest(pasted: string, shown: string): DigestCheck {
+  const p = normalizeDigest(pasted);
+  if (p === "") return "empty";
+  if (!/^[0-9a-f]{64}$/.test(p)) return "invalid";
+  return p === normalizeDigest(shown) ? "match" : "mismatch";
+}
+
+/** Where the expected digest came from, in words; `warn` when nothing vouches for the image. */
+export function describeSource(source: DigestSource): { text: string; warn: boolean } {
+  switch (source) {
+    case "sidecar":
+      return { text: "the publisher's .sha256 file", warn: false };
+    case "sha256sum":
+      return { text: "the publisher's .sha256sum file", warn: false };
+    case "sha256sums":
+      return { text: "the publisher's SHA256SUMS file", warn: false };
+    case "index":
+      return { text: "the publisher's index", warn: false };
+    case "flag":
+      return { text: "the digest you typed", warn: false };
+    case "unverified":
+      return { text: "none: nothing the publisher published vouches for this image", warn: true };
+  }
+}
+
+/** One drive's line in the picker. */
+export function describeDrive(d: Drive): string {
+  const name = `${d.vendor} ${d.model}`.trim() || "Unnamed drive";
+  return `${name} — ${formatBytes(d.size)}, ${d.bus} — ${d.path}`;
+}
+
+/** Rate and time left from successive reports of one stage and target. */
+export class Meter {
+  private start: { t: number; done: number } | null = null;
+  private stage: Stage | null = null;
+
+  update(p: Progress, now: number): { percent: number | null; rate: number; eta: number } {
+    if (this.stage !== p.stage || this.start === null || p.done < this.start.done) {
+      this.stage = p.stage;
+      this.start = { t: now, done: p.done };
+    }
+    const seconds = (now - this.start.t) / 1000;
+    const rate = seconds > 0 ? (p.done - this.start.done) / seconds : 0;
+    const percent = p.total ? Math.min(100, (100 * p.done) / p.total) : null;
+    const eta = p.total && rate > 0 ? (p.total - p.done) / rate : NaN;
+    return { percent, rate, eta };
+  }
+}
+
+/** Whether the Flash button may be pressed. */
+export function canFlash(s: {
+  prepared: boolean;
+  confirmed: boolean;
+  selected: number;
+  busy: boolean;
+}): boolean {
+  return s.prepared && s.confirmed && s.selected > 0 && !s.busy;
+}
+
+/** The confirmation shown before writing: each drive's model, size and path. */
+export function confirmationText(drives: Drive[]): string {
+  const lines = drives.map((d) => `• ${describeDrive(d)}`);
+  const mounted = drives.some((d) => d.mountpoints.length > 0);
+  return [
+    `Everything on ${drives.length === 1 ? "this drive" : "these drives"} will be erased:`,
+    ...lines,
+    mounted ? "Mounted partitions will be unmounted first." : "",
+  ]
+    .filter(Boolean)
+    .join("\n");
+}
