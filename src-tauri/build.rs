@@ -20,5 +20,7 @@ fn main() {
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("./src-tauri/capabilities/**/*")
         .app_manifest(tauri_build::AppManifest::new().commands(commands));
+    // tauri-build watches its default capabilities folder only.
+    println!("cargo:rerun-if-changed=src-tauri/capabilities");
     tauri_build::try_build(attrs).expect("tauri-build failed");
 }

@@ -131,6 +131,12 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     let gui = Gui::start(&cache);
     let s = gui.s();
     gui.shot("0-start");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        s.text("#message"),
+        "",
+        "the window started without errors (drop listener, drive watch)"
+    );
 
     // 1–2. Pick the image, prepare it, check the digest.
     s.type_into("#file-path", image.to_str().unwrap());

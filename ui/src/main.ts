@@ -1,5 +1,7 @@
 // The window: four steps (image, check, drive, flash), a verify mode and settings. Every action is
 // a command of the app; this file only presents.
+import { open } from "@tauri-apps/plugin-dialog";
+import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { api, errorMessage, newJob, type Drive, type Prepared, type Progress, type SourceSpec } from "./api";
 import {
   Meter,
@@ -20,7 +22,7 @@ const optional = (id: string) => trimmed(id) || null;
 
 const state = {
   prepared: null as Prepared | null,
-  configImage: null as { path: string; sha256: string } | null,
+  configImage: null as { path: string; sha256: string; size: number } | null,
   drives: new Map<string, Drive>(),
   selected: new Set<string>(),
   busy: false,
@@ -42,7 +44,25 @@ for (const tab of ["flash", "verify", "settings"]) {
   });
 }
 
-// 1. Image
+// 1. Image: paths typed, chosen in the file chooser, or dropped on the window.
+for (const button of document.querySelectorAll<HTMLButtonElement>("[data-choose]")) {
+  button.addEventListener("click", async () => {
+    const chosen = await open({ multiple: false, directory: false }).catch((e) => {
+      say(errorMessage(e));
+      return null;
+    });
+    if (typeof chosen === "string") input(button.dataset.choose!).value = chosen;
+  });
+}
+void getCurrentWebview()
+  .onDragDropEvent((e) => {
+    if (e.payload.type === "drop" && e.payload.paths.length > 0) {
+      document.querySelector<HTMLInputElement>('input[name="kind"][value="file"]')!.click();
+      input("file-path").value = e.payload.paths[0];
+    }
+  })
+  .catch((e) => say(`Dropping files is unavailable: ${errorMessage(e)}`));
+
 function sourceKind(): string {
   return (document.querySelector<HTMLInputElement>('input[name="kind"]:checked')?.value) ?? "file";
 }
@@ -98,8 +118,10 @@ function sourceSpec(): SourceSpec {
         kind: "talos",
         factoryUrl: trimmed("factory-url"),
         version: $<HTMLSelectElement>("talos-version").value,
-        extensions: [...document.querySelectorAll<HTMLInputElement>("#talos-extensions input:checked")].map((c) => c.value),
-        schematic: null,
+        extensions: optional("talos-schematic")
+          ? []
+          : [...document.querySelectorAll<HTMLInputElement>("#talos-extensions input:checked")].map((c) => c.value),
+        schematic: optional("talos-schematic"),
         platform: $<HTMLSelectElement>("talos-platform").value,
         arch: $<HTMLSelectElement>("talos-arch").value,
         secureboot: input("talos-secureboot").checked,
@@ -163,9 +185,10 @@ $("prepare").addEventListener("click", async () => {
         networkConfig: optional("cfg-network"),
         output: `${info.cacheDir}/cidata-${hostname}.img`,
       });
-      state.configImage = { path: cidata.path, sha256: cidata.sha256 };
+      state.configImage = { path: cidata.path, sha256: cidata.sha256, size: cidata.size };
     }
     showDigests();
+    $("flash-config-button").hidden = !(state.configImage && !input("cfg-one-stick").checked);
     await refreshDrives();
   } catch (e) {
     say(errorMessage(e));
@@ -295,9 +318,25 @@ function ask(text: string): Promise<boolean> {
   });
 }
 
-$("flash-button").addEventListener("click", async () => {
-  const prepared = state.prepared!;
+$("flash-button").addEventListener("click", () => {
+  const p = state.prepared!;
+  const oneStick = state.configImage !== null && input("cfg-one-stick").checked;
+  void flashDrives(
+    { path: p.imagePath, sha256: p.imageSHA256, size: p.imageSize },
+    oneStick ? state.configImage!.path : null,
+  );
+});
+$("flash-config-button").addEventListener("click", () => {
+  const c = state.configImage!;
+  void flashDrives({ path: c.path, sha256: c.sha256, size: c.size }, null);
+});
+
+async function flashDrives(image: { path: string; sha256: string; size: number }, config: string | null) {
   const drives = [...state.selected].map((p) => state.drives.get(p)!);
+  if (drives.length === 0) {
+    say("Choose a drive first.");
+    return;
+  }
   if (!(await ask(confirmationText(drives)))) return;
   say("");
   state.busy = true;
@@ -307,20 +346,19 @@ $("flash-button").addEventListener("click", async () => {
   area.replaceChildren();
   $("results").replaceChildren();
   const views = new Map(drives.map((d) => [d.path, progressView(area, d.path)]));
-  const oneStick = state.configImage !== null && input("cfg-one-stick").checked;
   try {
     state.job = newJob();
     const reports = await api.flash(
       state.job,
       {
-        imagePath: prepared.imagePath,
-        imageSHA256: prepared.imageSHA256,
-        imageSize: prepared.imageSize,
+        imagePath: image.path,
+        imageSHA256: image.sha256,
+        imageSize: image.size,
         targets: drives.map((d) => d.path),
         unmount: true,
         allowFixed: drives.some((d) => d.fixed),
         verify: true,
-        config: oneStick ? state.configImage!.path : null,
+        config,
       },
       (p) => p.target && views.get(p.target)?.(p),
     );
@@ -350,7 +388,7 @@ $("flash-button").addEventListener("click", async () => {
     $("cancel-button").hidden = true;
     updateFlashButton();
   }
-});
+}
 $("cancel-button").addEventListener("click", () => void api.cancel(state.job));
 
 // Verify mode
