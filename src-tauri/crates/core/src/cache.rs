@@ -156,12 +156,62 @@ impl Cache {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".part")
-            .tempfile_in(dir)
-            .map_err(io_at(dir))
+        temp_file_beside(final_path)
     }
+}
+
+/// A temp file `.<name>.<random>.part` beside `final_path`: created O_EXCL with mode 0600 (never
+/// readable by others, not even briefly), removed on drop unless committed.
+pub fn temp_file_beside(final_path: &Path) -> Result<NamedTempFile> {
+    let dir = match final_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(final_path))
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(io_at(dir))
+}
+
+/// Copies `src` to `dst` atomically (0600 temp, fsync, rename), with `overlay` bytes written over
+/// the copy at their offset, and returns the copy's SHA-256 and size.
+pub fn copy_with_overlay(
+    src: &Path,
+    dst: &Path,
+    overlay: Option<(u64, &[u8])>,
+    cancel: &CancellationToken,
+) -> Result<(crate::digest::Sha256Digest, u64)> {
+    use std::io::Read;
+    let mut tmp = temp_file_beside(dst)?;
+    let mut input = File::open(src).map_err(io_at(src))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; crate::IO_CHUNK];
+    let mut pos = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let n = input.read(&mut buf).map_err(io_at(src))?;
+        if n == 0 {
+            break;
+        }
+        if let Some((offset, bytes)) = overlay {
+            let (from, to) = (
+                pos.max(offset),
+                (pos + n as u64).min(offset + bytes.len() as u64),
+            );
+            if from < to {
+                buf[(from - pos) as usize..(to - pos) as usize]
+                    .copy_from_slice(&bytes[(from - offset) as usize..(to - offset) as usize]);
+            }
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n]).map_err(io_at(tmp.path()))?;
+        pos += n as u64;
+    }
+    commit(tmp, dst)?;
+    Ok((crate::digest::Sha256Digest::of_hasher(hasher), pos))
 }
 
 /// Held while an asset is fetched; released on drop (or when the process dies).

@@ -186,17 +186,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
             dir.display()
         )));
     }
-    let name = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    // tempfile creates with O_EXCL and mode 0600: never readable by others, not even briefly.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    let mut tmp = crate::cache::temp_file_beside(path)?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     crate::cache::commit(tmp, path)
 }

@@ -2,7 +2,7 @@
 //! for the arch (or an exact version), fetch it verified against the index's digest (through the
 //! same atomic, re-verified cache as every fetch), and optionally write an install seed.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -259,46 +259,10 @@ fn seeded_copy(
         )));
     }
     let tag = hex::encode(&Sha256::digest(tar)[..6]);
-    let name = image
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    let name = image.file_name().unwrap_or_default().to_string_lossy();
     let out = image.with_file_name(format!("{name}.seed-{tag}.img"));
-    let dir = out.parent().expect("cache paths have a folder");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    let mut input = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; crate::IO_CHUNK];
-    let mut pos = 0u64;
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let n = input.read(&mut buf).map_err(|e| Error::io(image, e))?;
-        if n == 0 {
-            break;
-        }
-        // Overlay the seed where this buffer crosses it.
-        let (from, to) = (
-            pos.max(offset),
-            (pos + n as u64).min(offset + tar.len() as u64),
-        );
-        if from < to {
-            buf[(from - pos) as usize..(to - pos) as usize]
-                .copy_from_slice(&tar[(from - offset) as usize..(to - offset) as usize]);
-        }
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        pos += n as u64;
-    }
-    cache::commit(tmp, &out)?;
-    Ok((out, Sha256Digest::of_hasher(hasher), pos))
+    let (digest, size) = cache::copy_with_overlay(image, &out, Some((offset, tar)), cancel)?;
+    Ok((out, digest, size))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! the boot image (from an Image Factory, verified) and the cidata config image, with labctl's
 //! output names and JSON fields.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -388,41 +387,17 @@ fn copy_private(
     expected: Sha256Digest,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let dir = dst.parent().expect("artifact paths have a folder");
-    let name = dst
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    let mut input = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; crate::IO_CHUNK];
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let n = input.read(&mut buf).map_err(|e| Error::io(src, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .map_err(|e| Error::io(tmp.path(), e))?;
-    }
-    let actual = Sha256Digest::of_hasher(hasher);
+    let (actual, _) = cache::copy_with_overlay(src, dst, None, cancel)?;
     if actual != expected {
+        // The copy is already in place; it must not stay there under the artifact's name.
+        cache::discard(dst)?;
         return Err(Error::DigestMismatch {
             what: "cached image (it changed while being copied)",
             expected: expected.hex(),
             actual: actual.hex(),
         });
     }
-    cache::commit(tmp, dst)
+    Ok(())
 }
 
 #[cfg(test)]
