@@ -30,9 +30,15 @@ if ((${#missing[@]})); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! command -v cargo >/dev/null; then
-  [[ -x $HOME/.cargo/bin/cargo ]] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-  export PATH=$HOME/.cargo/bin:$PATH
+# Rust 1.89 or newer (distribution packages are often older): rustup's toolchain otherwise.
+export PATH=$HOME/.cargo/bin:$PATH
+rust_minor=$(cargo --version 2>/dev/null | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
+if [[ -z $rust_minor || $rust_minor -lt 89 ]]; then
+  if command -v rustup >/dev/null; then
+    rustup update stable
+  else
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  fi
 fi
 if command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
