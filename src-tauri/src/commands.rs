@@ -16,6 +16,7 @@ use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::incus::{self, IncusRequest};
 use labflash_core::progress::{Progress, ProgressSink};
 use labflash_core::source::{self, SourceRequest};
+use labflash_core::talos::{self, BuildRequest};
 use labflash_core::target::{self, TargetOptions};
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::write::{FlashOptions, Image, TargetReport};
@@ -185,6 +186,7 @@ pub enum SourceSpec {
         factory_url: String,
         version: String,
         extensions: Vec<String>,
+        kernel_args: Vec<String>,
         schematic: Option<String>,
         platform: String,
         arch: String,
@@ -194,9 +196,15 @@ pub enum SourceSpec {
         allow_unverified: bool,
     },
     Incus {
+        index_url: String,
+        base_url: String,
         channel: String,
         arch: String,
+        /// A folder of install seed files.
+        seed: Option<String>,
     },
+    /// A labctl ImageBuild config: the boot image and its cidata config image.
+    TalosBuild { config: String },
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -209,6 +217,8 @@ pub struct Prepared {
     #[serde(rename = "archiveSHA256")]
     archive_sha256: Sha256Digest,
     digest_source: DigestSource,
+    /// The cidata image a labctl build made beside the boot image.
+    config: Option<Cidata>,
 }
 
 /// Download (or open), verify and decompress the chosen image.
@@ -217,17 +227,23 @@ pub async fn prepare(
     app: State<'_, App>,
     job: u32,
     source: SourceSpec,
+    max_image_size: Option<u64>,
     on_progress: Channel<Progress>,
 ) -> Reply<Prepared> {
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let cache = app.cache()?;
+    let max_image_size = match max_image_size {
+        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
+        Some(n) => n,
+        None => DEFAULT_MAX_IMAGE_SIZE,
+    };
     let from_source =
         |source: String, sha256: Option<Sha256Digest>, allow_unverified: bool| SourceRequest {
             source,
             sha256,
             allow_unverified,
-            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            max_image_size,
         };
     let prepared = match source {
         SourceSpec::Url {
@@ -250,6 +266,7 @@ pub async fn prepare(
             factory_url,
             version,
             extensions,
+            kernel_args,
             schematic,
             platform,
             arch,
@@ -264,7 +281,7 @@ pub async fn prepare(
                 schematic: schematic.filter(|s| !s.trim().is_empty()),
                 customization: Customization {
                     extensions,
-                    kernel_args: Vec::new(),
+                    kernel_args,
                 },
                 platform,
                 arch,
@@ -272,7 +289,7 @@ pub async fn prepare(
                 format,
                 sha256: digest_arg(&sha256)?,
                 allow_unverified,
-                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+                max_image_size,
             };
             let f = factory::fetch_asset(&app.http, &cache, &req, &cancel, &progress).await?;
             return Ok(Prepared {
@@ -281,17 +298,27 @@ pub async fn prepare(
                 image_size: f.fetched.image_size,
                 archive_sha256: f.fetched.archive_sha256,
                 digest_source: f.fetched.digest_source,
+                config: None,
             });
         }
-        SourceSpec::Incus { channel, arch } => {
+        SourceSpec::Incus {
+            index_url,
+            base_url,
+            channel,
+            arch,
+            seed,
+        } => {
             let req = IncusRequest {
-                index_url: incus::DEFAULT_INDEX.into(),
-                base_url: incus::DEFAULT_BASE.into(),
+                index_url,
+                base_url,
                 channel,
                 arch,
                 version: None,
-                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
-                seed: None,
+                max_image_size,
+                seed: seed
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| absolute(&s, "seed folder"))
+                    .transpose()?,
             };
             let f = incus::fetch(&app.http, &cache, &req, &cancel, &progress).await?;
             return Ok(Prepared {
@@ -300,6 +327,38 @@ pub async fn prepare(
                 image_size: f.image_size,
                 archive_sha256: f.archive_sha256,
                 digest_source: DigestSource::Index,
+                config: None,
+            });
+        }
+        SourceSpec::TalosBuild { config } => {
+            let path = absolute(&config, "ImageBuild config")?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad(format!("cannot read the config {}: {e}", path.display())))?;
+            let request = BuildRequest {
+                build: talos::parse(&text)?,
+                base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+                cache_dir: None,
+                allow_unverified: false,
+                max_image_size,
+            };
+            let b = talos::build(&request, &app.http, &cancel, &progress).await?;
+            let boot_size = std::fs::metadata(&b.boot_artifact_path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let config_size = std::fs::metadata(&b.config_artifact_path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            return Ok(Prepared {
+                image_path: b.boot_artifact_path,
+                image_sha256: b.boot_artifact_sha256,
+                image_size: boot_size,
+                archive_sha256: b.boot_artifact_sha256,
+                digest_source: DigestSource::Sidecar,
+                config: Some(Cidata {
+                    path: b.config_artifact_path,
+                    sha256: b.config_artifact_sha256,
+                    size: config_size,
+                }),
             });
         }
     };
@@ -309,6 +368,7 @@ pub async fn prepare(
         image_size: prepared.image.size,
         archive_sha256: prepared.archive_sha256,
         digest_source: prepared.digest_source,
+        config: None,
     })
 }
 

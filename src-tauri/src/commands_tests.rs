@@ -48,7 +48,9 @@ async fn prepare_a_local_file_reports_its_digest_and_progress() {
         path: image.display().to_string(),
         sha256: None,
     };
-    let prepared = prepare(app.state(), 1, source, channel).await.unwrap();
+    let prepared = prepare(app.state(), 1, source, None, channel)
+        .await
+        .unwrap();
     assert_eq!(prepared.image_sha256.hex(), digest);
     assert_eq!(prepared.image_size, bytes.len() as u64);
     assert_eq!(prepared.digest_source, DigestSource::Unverified);
@@ -63,7 +65,9 @@ async fn prepare_a_local_file_reports_its_digest_and_progress() {
         path: image.display().to_string(),
         sha256: Some("0".repeat(64)),
     };
-    let err = prepare(app.state(), 2, wrong, channel).await.unwrap_err();
+    let err = prepare(app.state(), 2, wrong, None, channel)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::DigestMismatch);
 }
 
@@ -76,7 +80,7 @@ async fn arguments_are_validated_in_rust() {
         path: "os.img".into(),
         sha256: None,
     };
-    let err = prepare(app.state(), 1, relative, channel)
+    let err = prepare(app.state(), 1, relative, None, channel)
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadInput);
@@ -92,7 +96,7 @@ async fn arguments_are_validated_in_rust() {
         sha256: Some("xyz".into()),
         allow_unverified: false,
     };
-    let err = prepare(app.state(), 2, bad_digest, channel)
+    let err = prepare(app.state(), 2, bad_digest, None, channel)
         .await
         .unwrap_err();
     assert!(

@@ -32,6 +32,7 @@ export type SourceSpec =
       factoryUrl: string;
       version: string;
       extensions: string[];
+      kernelArgs: string[];
       schematic: string | null;
       platform: string;
       arch: string;
@@ -40,7 +41,8 @@ export type SourceSpec =
       sha256: string | null;
       allowUnverified: boolean;
     }
-  | { kind: "incus"; channel: string; arch: string };
+  | { kind: "incus"; indexUrl: string; baseUrl: string; channel: string; arch: string; seed: string | null }
+  | { kind: "talosBuild"; config: string };
 
 export interface Prepared {
   imagePath: string;
@@ -48,6 +50,8 @@ export interface Prepared {
   imageSize: number;
   archiveSHA256: string;
   digestSource: DigestSource;
+  /** The cidata image a labctl ImageBuild made beside the boot image. */
+  config: Cidata | null;
 }
 
 export interface Drive {
@@ -116,8 +120,8 @@ export const api = {
     invoke<Drive[]>("list_drives", { showAll, imageSize }),
   watchDrives: (job: number, onEvent: (e: DriveEvent) => void) =>
     invoke<void>("watch_drives", { job, onEvent: channel(onEvent) }),
-  prepare: (job: number, source: SourceSpec, onProgress: (p: Progress) => void) =>
-    invoke<Prepared>("prepare", { job, source, onProgress: channel(onProgress) }),
+  prepare: (job: number, source: SourceSpec, maxImageSize: number | null, onProgress: (p: Progress) => void) =>
+    invoke<Prepared>("prepare", { job, source, maxImageSize, onProgress: channel(onProgress) }),
   flash: (
     job: number,
     spec: {

@@ -121,6 +121,7 @@ function sourceSpec(): SourceSpec {
         extensions: optional("talos-schematic")
           ? []
           : [...document.querySelectorAll<HTMLInputElement>("#talos-extensions input:checked")].map((c) => c.value),
+        kernelArgs: optional("talos-schematic") ? [] : trimmed("talos-kernel-args").split(/\s+/).filter(Boolean),
         schematic: optional("talos-schematic"),
         platform: $<HTMLSelectElement>("talos-platform").value,
         arch: $<HTMLSelectElement>("talos-arch").value,
@@ -130,7 +131,16 @@ function sourceSpec(): SourceSpec {
         allowUnverified: false,
       };
     case "incus":
-      return { kind: "incus", channel: $<HTMLSelectElement>("incus-channel").value, arch: $<HTMLSelectElement>("incus-arch").value };
+      return {
+        kind: "incus",
+        indexUrl: trimmed("incus-index"),
+        baseUrl: trimmed("incus-base"),
+        channel: $<HTMLSelectElement>("incus-channel").value,
+        arch: $<HTMLSelectElement>("incus-arch").value,
+        seed: optional("incus-seed"),
+      };
+    case "talosBuild":
+      return { kind: "talosBuild", config: trimmed("build-config") };
     default:
       return { kind: "file", path: trimmed("file-path"), sha256 };
   }
@@ -173,9 +183,14 @@ $("prepare").addEventListener("click", async () => {
   updateFlashButton();
   try {
     state.job = newJob();
-    state.prepared = await api.prepare(state.job, sourceSpec(), progressView(progress, ""));
+    const gib = Number(trimmed("max-image-gib") || "4");
+    if (!(gib > 0)) throw new Error("the largest image size must be a number of GiB above 0");
+    const maxImageSize = Math.round(gib * 2 ** 30);
+    state.prepared = await api.prepare(state.job, sourceSpec(), maxImageSize, progressView(progress, ""));
     const userData = trimmed("cfg-user-data");
-    if (userData) {
+    if (state.prepared.config) {
+      state.configImage = state.prepared.config;
+    } else if (userData) {
       const info = await api.appInfo();
       const hostname = trimmed("cfg-hostname");
       const cidata = await api.buildCidata({
@@ -357,7 +372,7 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
         targets: drives.map((d) => d.path),
         unmount: true,
         allowFixed: drives.some((d) => d.fixed),
-        verify: true,
+        verify: input("read-back").checked,
         config,
       },
       (p) => p.target && views.get(p.target)?.(p),
@@ -368,7 +383,9 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
         li.className = r.ok ? "good" : "bad";
         li.dataset.path = r.path;
         if (r.ok) {
-          li.textContent = `${r.path}: done, read back SHA-256 ${r.verifiedSHA256}`;
+          li.textContent = r.verifiedSHA256
+            ? `${r.path}: done, read back SHA-256 ${r.verifiedSHA256}`
+            : `${r.path}: written, NOT read back (unverified)`;
         } else {
           const first = (r.error ?? "failed").split(": ").slice(-1)[0];
           li.textContent = `${r.path}: failed — ${first}`;
