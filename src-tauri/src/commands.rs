@@ -437,17 +437,15 @@ pub async fn flash(
     tokio::task::spawn_blocking(move || {
         let roots = SystemRoots::default();
         let protected: Vec<&Path> = vec![image_path.as_path(), cache_dir.as_path()];
-        let plan = match &config {
-            None => flash::plan(image, &targets, &options, &protected, &roots)?,
-            Some(config) => {
-                let [target] = targets.as_slice() else {
-                    return Err(Error::BadInput(
-                        "one stick for both takes exactly one drive".into(),
-                    ));
-                };
-                flash::plan_one_stick(image, config, target, &options, &protected, &roots, &cancel)?
-            }
-        };
+        let plan = flash::plan(
+            image,
+            &targets,
+            config.as_deref(),
+            &options,
+            &protected,
+            &roots,
+            &cancel,
+        )?;
         let privilege = Privilege {
             helper: helper.as_deref(),
             protected: &protected,

@@ -117,31 +117,20 @@ async fn flash(
         unmount: args.unmount,
         allow_fixed: args.allow_fixed,
     };
-    let plan = match &args.config {
-        None => flash::plan(
-            prepared.image.clone(),
-            &args.to,
-            &options,
-            &protected,
-            &roots,
-        )?,
-        Some(config) => {
-            let [target] = args.to.as_slice() else {
-                return Err(Failure::usage(
-                    "--config writes one stick at a time: give exactly one --to",
-                ));
-            };
-            flash::plan_one_stick(
-                prepared.image.clone(),
-                config,
-                target,
-                &options,
-                &protected,
-                &roots,
-                cancel,
-            )?
-        }
-    };
+    if args.config.is_some() && args.to.len() != 1 {
+        return Err(Failure::usage(
+            "--config writes one stick at a time: give exactly one --to",
+        ));
+    }
+    let plan = flash::plan(
+        prepared.image.clone(),
+        &args.to,
+        args.config.as_deref(),
+        &options,
+        &protected,
+        &roots,
+        cancel,
+    )?;
     let one_stick = plan.layout.as_ref().map(|l| {
         (
             l.config_sha256().hex(),

@@ -37,16 +37,27 @@ impl Plan {
 }
 
 /// Checks every target; any refusal refuses the whole flash, before a byte is written.
-/// `protected`: files that must survive (the source, the cache folder).
+/// `protected`: files that must survive (the source, the cache folder). With `config`, one stick
+/// for both: exactly one target, carrying the image and a cidata partition holding `config`.
 pub fn plan(
     image: Image,
     targets: &[PathBuf],
+    config: Option<&Path>,
     options: &TargetOptions,
     protected: &[&Path],
     roots: &SystemRoots,
+    cancel: &CancellationToken,
 ) -> Result<Plan> {
     if targets.is_empty() {
         return Err(Error::BadInput("no target given".into()));
+    }
+    if let Some(config) = config {
+        let [target] = targets else {
+            return Err(Error::BadInput(
+                "one stick for both takes exactly one target".into(),
+            ));
+        };
+        return plan_one_stick(image, config, target, options, protected, roots, cancel);
     }
     let mut approved: Vec<Approved> = Vec::new();
     for path in targets {
@@ -67,7 +78,7 @@ pub fn plan(
 }
 
 /// `plan` for one stick carrying the boot image and a cidata partition holding `config`.
-pub fn plan_one_stick(
+fn plan_one_stick(
     boot: Image,
     config: &Path,
     target: &Path,

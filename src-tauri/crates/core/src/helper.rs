@@ -114,7 +114,15 @@ fn serve_request(
     };
     let roots = SystemRoots::default();
     // The rules again, as root: the unprivileged side's checks are not trusted.
-    let plan = flash::plan(image, &request.targets, &options, &protected, &roots)?;
+    let plan = flash::plan(
+        image,
+        &request.targets,
+        None,
+        &options,
+        &protected,
+        &roots,
+        &CancellationToken::new(),
+    )?;
     let flash_options = FlashOptions {
         verify: request.verify,
     };
