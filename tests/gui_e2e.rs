@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,8 +31,9 @@ impl Drop for Gui {
         if let Some(s) = self.session.take() {
             s.quit();
         }
+        // Each child leads its own process group: tauri-driver's WebKitWebDriver goes with it.
         for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.wait();
         }
     }
@@ -73,6 +75,7 @@ impl Gui {
         std::fs::create_dir_all(&gui.shots).unwrap();
         gui.children.push(
             Command::new("Xvfb")
+                .process_group(0)
                 .args([
                     &format!(":{display}"),
                     "-screen",
@@ -89,6 +92,7 @@ impl Gui {
         let (port, native) = (free_port(), free_port());
         gui.children.push(
             Command::new(tauri_driver())
+                .process_group(0)
                 .args([
                     "--port",
                     &port.to_string(),
