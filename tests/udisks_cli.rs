@@ -164,6 +164,25 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A UDisks2 property of `object` as dbus-send prints it, or `None` while UDisks2 lacks it.
+fn udisks_property(object: &str, interface: &str, property: &str) -> Option<String> {
+    let out = Command::new("dbus-send")
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.UDisks2",
+            object,
+            "org.freedesktop.DBus.Properties.Get",
+            &format!("string:org.freedesktop.UDisks2.{interface}"),
+            &format!("string:{property}"),
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs labflash as the unprivileged test user.
 fn as_user(bin: &Path, args: &[&str]) -> Run {
     Command::new("runuser")
@@ -202,19 +221,7 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
         dev.path.file_name().unwrap().to_string_lossy()
     );
     wait_until("UDisks2 to see the loop device", || {
-        Command::new("dbus-send")
-            .args([
-                "--system",
-                "--print-reply",
-                "--dest=org.freedesktop.UDisks2",
-                &object,
-                "org.freedesktop.DBus.Properties.Get",
-                "string:org.freedesktop.UDisks2.Block",
-                "string:Size",
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        udisks_property(&object, "Block", "Size").is_some()
     });
     let flash = |bin: &Path| {
         as_user(
@@ -271,19 +278,8 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     run_ok("udevadm", &["settle", "-t", "10"]);
     run_ok("mount", &[dev.path_str(), mnt.to_str().unwrap()]);
     wait_until("UDisks2 to see the mount", || {
-        Command::new("dbus-send")
-            .args([
-                "--system",
-                "--print-reply",
-                "--dest=org.freedesktop.UDisks2",
-                &object,
-                "org.freedesktop.DBus.Properties.Get",
-                "string:org.freedesktop.UDisks2.Filesystem",
-                "string:MountPoints",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("array of bytes"))
-            .unwrap_or(false)
+        udisks_property(&object, "Filesystem", "MountPoints")
+            .is_some_and(|reply| reply.contains("array of bytes"))
     });
     let unmounted = as_user(
         &bin,
