@@ -3,14 +3,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::digest::Sha256Digest;
-use crate::error::{io_at, Error, Result};
+use crate::error::{self, io_at, Error, Result};
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::{CancellationToken, IO_CHUNK};
 
@@ -78,140 +78,149 @@ pub fn decompress(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<(Sha256Digest, u64)> {
-    let input = File::open(src).map_err(io_at(src))?;
+    let input = BufReader::with_capacity(IO_CHUNK, File::open(src).map_err(io_at(src))?);
+    let mut reader = decoder(input, format, src, limit)?;
     let out_path = out.path().to_path_buf();
-    let mut sink = Output {
-        file: out.as_file_mut(),
-        path: &out_path,
-        hasher: Sha256::new(),
-        written: 0,
-        limit,
-        reporter: Reporter::new(progress, Stage::Decompress, None),
-        cancel,
-    };
-    let corrupt = |detail: String| Error::Corrupt {
-        format: format.name(),
-        path: src.to_path_buf(),
-        detail,
-    };
-    match format {
-        Format::Xz => decode_xz(
-            BufReader::with_capacity(IO_CHUNK, input),
-            &mut sink,
-            corrupt,
-        )?,
-        Format::Gzip => {
-            let reader =
-                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(IO_CHUNK, input));
-            copy_reader(reader, &mut sink, corrupt)?
-        }
-        Format::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(input).map_err(io_at(src))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(io_at(src))?;
-            copy_reader(decoder, &mut sink, corrupt)?
-        }
-        Format::Raw => copy_reader(input, &mut sink, corrupt)?,
-    }
-    sink.reporter.finish(sink.written);
-    Ok((Sha256Digest::of_hasher(sink.hasher), sink.written))
-}
-
-/// The decoded bytes' destination: writes, hashes, counts against the limit, reports, and
-/// notices cancellation between buffers.
-struct Output<'a> {
-    file: &'a mut File,
-    path: &'a Path,
-    hasher: Sha256,
-    written: u64,
-    limit: u64,
-    reporter: Reporter<'a>,
-    cancel: &'a CancellationToken,
-}
-
-impl Output<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.cancel.is_cancelled() {
+    let file = out.as_file_mut();
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    let mut reporter = Reporter::new(progress, Stage::Decompress, None);
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        if self.written + bytes.len() as u64 > self.limit {
-            return Err(Error::ImageTooLarge { limit: self.limit });
-        }
-        self.file.write_all(bytes).map_err(io_at(self.path))?;
-        self.hasher.update(bytes);
-        self.written += bytes.len() as u64;
-        self.reporter.update(self.written);
-        Ok(())
-    }
-}
-
-fn copy_reader(
-    mut reader: impl Read,
-    out: &mut Output,
-    corrupt: impl Fn(String) -> Error,
-) -> Result<()> {
-    let mut buf = vec![0u8; IO_CHUNK];
-    loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(corrupt(e.to_string())),
+            Err(e) => return Err(error::from_io(src, e)),
         };
-        out.put(&buf[..n])?;
+        file.write_all(&buf[..n]).map_err(io_at(&out_path))?;
+        hasher.update(&buf[..n]);
+        written += n as u64;
+        reporter.update(written);
+    }
+    reporter.finish(written);
+    Ok((Sha256Digest::of_hasher(hasher), written))
+}
+
+/// The image decoded from `input` as it is read: a stream of `format` (xz with liblzma's threads)
+/// bounded by `limit`. Its read errors wrap an [`Error`] (see [`error::from_io`]): `Corrupt`,
+/// `ImageTooLarge`, or whatever `input` itself failed with.
+pub fn decoder<'a>(
+    input: impl BufRead + Send + 'a,
+    format: Format,
+    name: &Path,
+    limit: u64,
+) -> Result<Box<dyn Read + Send + 'a>> {
+    let inner: Box<dyn Read + Send + 'a> = match format {
+        Format::Xz => Box::new(XzReader {
+            input,
+            stream: None,
+            streams: 0,
+        }),
+        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Format::Zstd => {
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(io_at(name))?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(io_at(name))?;
+            Box::new(decoder)
+        }
+        Format::Raw => Box::new(input),
+    };
+    Ok(Box::new(Bounded {
+        inner,
+        format,
+        name: name.to_path_buf(),
+        produced: 0,
+        limit,
+    }))
+}
+
+/// Counts the decoded bytes against the limit and names the archive in decoding errors.
+struct Bounded<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    format: Format,
+    name: PathBuf,
+    produced: u64,
+    limit: u64,
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf).map_err(|e| {
+            if error::wraps(&e) {
+                e
+            } else {
+                error::into_io(Error::Corrupt {
+                    format: self.format.name(),
+                    path: self.name.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        })?;
+        self.produced += n as u64;
+        if self.produced > self.limit {
+            return Err(error::into_io(Error::ImageTooLarge { limit: self.limit }));
+        }
+        Ok(n)
     }
 }
 
-/// Decodes every xz stream in the file (xz files may be concatenated), each with liblzma's
+/// Decodes every xz stream in the input (xz files may be concatenated), each with liblzma's
 /// multi-threaded decoder, which runs blocks in parallel where the stream was written in blocks
 /// and falls back to one thread where it was not. Zero bytes between streams are stream padding.
-fn decode_xz(
-    mut input: impl BufRead,
-    out: &mut Output,
-    corrupt: impl Fn(String) -> Error,
-) -> Result<()> {
-    let read_err = |e: std::io::Error| corrupt(format!("reading failed: {e}"));
-    let mut buf = vec![0u8; IO_CHUNK];
-    let mut streams = 0usize;
-    loop {
-        // Skip padding; end cleanly only at end of file after at least one stream.
-        loop {
-            let data = input.fill_buf().map_err(read_err)?;
-            if data.is_empty() {
-                return if streams > 0 {
-                    Ok(())
-                } else {
-                    Err(corrupt("the file holds no xz stream".into()))
-                };
-            }
-            let zeros = data.iter().take_while(|b| **b == 0).count();
-            if zeros == 0 {
-                break;
-            }
-            input.consume(zeros);
+struct XzReader<R> {
+    input: R,
+    stream: Option<Stream>,
+    streams: usize,
+}
+
+impl<R: BufRead> Read for XzReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let corrupt = |detail: String| std::io::Error::new(std::io::ErrorKind::InvalidData, detail);
+        if out.is_empty() {
+            return Ok(0);
         }
-        let mut stream = xz_decoder().map_err(|e| corrupt(describe_xz(e)))?;
-        streams += 1;
         loop {
-            let data = input.fill_buf().map_err(read_err)?;
+            let Some(stream) = self.stream.as_mut() else {
+                // Skip padding; end cleanly only at the end after at least one stream.
+                let data = self.input.fill_buf()?;
+                if data.is_empty() {
+                    return match self.streams {
+                        0 => Err(corrupt("it holds no xz stream".into())),
+                        _ => Ok(0),
+                    };
+                }
+                let zeros = data.iter().take_while(|b| **b == 0).count();
+                if zeros > 0 {
+                    self.input.consume(zeros);
+                    continue;
+                }
+                self.stream = Some(xz_decoder().map_err(|e| corrupt(describe_xz(e)))?);
+                self.streams += 1;
+                continue;
+            };
+            let data = self.input.fill_buf()?;
             let eof = data.is_empty();
             let (in_before, out_before) = (stream.total_in(), stream.total_out());
             let action = if eof { Action::Finish } else { Action::Run };
             let status = stream
-                .process(data, &mut buf, action)
+                .process(data, out, action)
                 .map_err(|e| corrupt(describe_xz(e)))?;
             let consumed = (stream.total_in() - in_before) as usize;
             let produced = (stream.total_out() - out_before) as usize;
-            input.consume(consumed);
-            out.put(&buf[..produced])?;
+            self.input.consume(consumed);
             if status == Status::StreamEnd {
-                break;
+                self.stream = None;
+            } else if eof && consumed == 0 && produced == 0 {
+                return Err(corrupt("it ends in the middle of an xz stream".into()));
             }
-            if eof && consumed == 0 && produced == 0 {
-                return Err(corrupt(
-                    "the file ends in the middle of an xz stream".into(),
-                ));
+            if produced > 0 {
+                return Ok(produced);
             }
         }
     }

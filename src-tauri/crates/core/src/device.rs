@@ -31,6 +31,8 @@ pub struct Target {
     pub logical_block_size: u32,
     /// O_DIRECT is on: writes must be aligned and padded to the logical block size.
     pub direct: bool,
+    /// A file this flash created: removed again if the flash fails, so a failure leaves nothing.
+    pub created: bool,
 }
 
 /// Opens `path` for writing: a block device `O_RDWR|O_EXCL|O_DIRECT|O_CLOEXEC` (EBUSY is a
@@ -41,20 +43,22 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     if !is_block {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).custom_flags(libc::O_CLOEXEC);
+        let (file, created) = match options.clone().create_new(true).open(path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (options.open(path).map_err(|e| Error::io(path, e))?, false)
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
         return Ok(Target {
             file,
             path: path.to_path_buf(),
             kind: TargetKind::File,
             logical_block_size: 512,
             direct: false,
+            created,
         });
     }
     let (file, direct) = match open_block(path, true, libc::O_EXCL | libc::O_DIRECT) {
@@ -72,6 +76,7 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
         kind: TargetKind::BlockDevice,
         logical_block_size,
         direct,
+        created: false,
     })
 }
 

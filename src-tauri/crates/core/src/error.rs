@@ -92,6 +92,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An error that happened upstream of a target (the image failed its digest, the download
+    /// broke), as each target reports it.
+    #[error("{message}")]
+    Upstream { kind: ErrorKind, message: String },
+
     #[error("cancelled")]
     Cancelled,
 }
@@ -106,6 +111,7 @@ impl Error {
                 ErrorKind::BadInput
             }
             Error::Cancelled => ErrorKind::Cancelled,
+            Error::Upstream { kind, .. } => *kind,
             _ => ErrorKind::Failure,
         }
     }
@@ -123,4 +129,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Closure-friendly `Error::io` for `map_err`.
 pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
+}
+
+/// Carries an engine error through an `io::Read` (a decoder reading a verified stream), so the
+/// reader's caller gets it back with [`from_io`] and its kind intact.
+pub(crate) fn into_io(error: Error) -> std::io::Error {
+    std::io::Error::other(error)
+}
+
+/// Whether `e` carries an engine error.
+pub(crate) fn wraps(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Error>())
+}
+
+/// The engine error `e` carries, else an I/O error on `path`.
+pub(crate) fn from_io(path: &std::path::Path, e: std::io::Error) -> Error {
+    if wraps(&e) {
+        if let Some(Ok(error)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            return *error;
+        }
+        unreachable!("checked by wraps");
+    }
+    Error::io(path, e)
 }

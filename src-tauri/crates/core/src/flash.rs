@@ -59,9 +59,28 @@ pub fn plan(
         };
         return plan_one_stick(image, config, target, options, protected, roots, cancel);
     }
+    Ok(Plan {
+        targets: approve_all(targets, Some(image.size), options, protected, roots)?,
+        image,
+        layout: None,
+    })
+}
+
+/// Checks every target for an image of `size` bytes (unknown for a stream); any refusal refuses
+/// them all.
+pub fn approve_all(
+    targets: &[PathBuf],
+    size: Option<u64>,
+    options: &TargetOptions,
+    protected: &[&Path],
+    roots: &SystemRoots,
+) -> Result<Vec<Approved>> {
+    if targets.is_empty() {
+        return Err(Error::BadInput("no target given".into()));
+    }
     let mut approved: Vec<Approved> = Vec::new();
     for path in targets {
-        let a = target::approve(path, image.size, protected, options, roots)?;
+        let a = target::approve(path, size, protected, options, roots)?;
         if approved.iter().any(|b| b.path == a.path) {
             return Err(Error::Refused {
                 target: path.display().to_string(),
@@ -70,11 +89,7 @@ pub fn plan(
         }
         approved.push(a);
     }
-    Ok(Plan {
-        image,
-        targets: approved,
-        layout: None,
-    })
+    Ok(approved)
 }
 
 /// `plan` for one stick carrying the boot image and a cidata partition holding `config`.
@@ -89,7 +104,7 @@ fn plan_one_stick(
 ) -> Result<Plan> {
     let mut protected = protected.to_vec();
     protected.push(config);
-    let approved = target::approve(target, boot.size, &protected, options, roots)?;
+    let approved = target::approve(target, Some(boot.size), &protected, options, roots)?;
     let (size, sector) = match &approved.drive {
         Some(d) => (d.size, u64::from(d.logical_block_size)),
         // A VM disk file: as large as it is, or just large enough.
@@ -130,7 +145,7 @@ pub fn execute(
 ) -> Result<Vec<TargetReport>> {
     let mut source = plan.open_source()?;
     if let Some(program) = privilege.helper {
-        if needs_helper(plan) {
+        if needs_helper(&plan.targets) {
             return helper::run_privileged(
                 program,
                 plan,
@@ -154,11 +169,7 @@ pub fn execute_from(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
-    let mut opened = Vec::new();
-    for approved in &plan.targets {
-        target::unmount(approved, roots)?;
-        opened.push(device::open_for_write(&approved.path)?);
-    }
+    let opened = open_targets(&plan.targets, roots)?;
     Ok(write::flash(
         &plan.image,
         source,
@@ -169,9 +180,20 @@ pub fn execute_from(
     ))
 }
 
-/// A drive this user may not write, with nobody (UDisks2) to ask.
-fn needs_helper(plan: &Plan) -> bool {
-    let denied = plan.targets.iter().any(|t| {
+/// Unmounts and opens every target exclusively; a busy one refuses the flash before any byte.
+pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<device::Target>> {
+    let mut opened = Vec::new();
+    for approved in targets {
+        target::unmount(approved, roots)?;
+        opened.push(device::open_for_write(&approved.path)?);
+    }
+    Ok(opened)
+}
+
+/// A drive this user may not write, with nobody (UDisks2) to ask: only the privileged helper can
+/// write it.
+pub fn needs_helper(targets: &[Approved]) -> bool {
+    let denied = targets.iter().any(|t| {
         t.kind == crate::device::TargetKind::BlockDevice && !device::writable_by_me(&t.path)
     });
     denied && !crate::udisks::available()

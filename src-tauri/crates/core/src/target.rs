@@ -28,11 +28,12 @@ pub struct Approved {
     pub to_unmount: Vec<String>,
 }
 
-/// Checks `target` against the rules for writing an image of `image_size` bytes. `protected` are
-/// the files that must survive (the source image, the cache folder): their drives are refused.
+/// Checks `target` against the rules for writing an image of `image_size` bytes (unknown for a
+/// stream being decoded: the writer then stops at the drive's end). `protected` are the files
+/// that must survive (the source image, the cache folder): their drives are refused.
 pub fn approve(
     target: &Path,
-    image_size: u64,
+    image_size: Option<u64>,
     protected: &[&Path],
     options: &TargetOptions,
     roots: &SystemRoots,
@@ -95,7 +96,7 @@ pub fn approve(
         }));
     };
 
-    if let Some(reason) = unsuitable(&drive, Some(image_size)) {
+    if let Some(reason) = unsuitable(&drive, image_size) {
         return Err(refuse(reason));
     }
     for p in protected {

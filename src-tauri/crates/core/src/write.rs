@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::device::{self, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::digest::Sha256Digest;
-use crate::error::{io_at, Error, ErrorKind, Result};
+use crate::error::{self, io_at, Error, ErrorKind, Result};
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::verify;
 use crate::CancellationToken;
@@ -55,9 +55,37 @@ pub struct Tail {
     pub bytes: Vec<u8>,
 }
 
-/// SHA-256 of each MiB of the image, taken as it is read: a mismatching read-back is located by
-/// re-reading the target MiB by MiB, without needing the image again.
-type MibDigests = Arc<Vec<[u8; 32]>>;
+/// What the writers know before the first byte: everything for a file, and for a stream being
+/// decoded only its name. Unknown size and digest are taken from the bytes as they pass.
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// Names the source in errors.
+    pub name: PathBuf,
+    pub sha256: Option<Sha256Digest>,
+    pub size: Option<u64>,
+    pub tail: Option<Tail>,
+}
+
+impl From<&Image> for Expect {
+    fn from(image: &Image) -> Self {
+        Self {
+            name: image.path.clone(),
+            sha256: Some(image.sha256),
+            size: Some(image.size),
+            tail: image.tail.clone(),
+        }
+    }
+}
+
+/// The image as it was read: its digest and size, and a CRC-32 of each MiB. The CRCs only locate
+/// a difference once the read-back's SHA-256 has proven there is one; they cost a tenth of a
+/// second SHA-256 pass.
+#[derive(Debug)]
+pub struct Sent {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    mib_crcs: Vec<u32>,
+}
 
 #[derive(Clone, Debug)]
 pub struct FlashOptions {
@@ -102,8 +130,15 @@ struct Chunk {
 
 enum Msg {
     Data(Arc<Chunk>),
-    /// The whole image was sent; `Err` when it did not hash to the expected digest.
-    End(std::result::Result<MibDigests, String>),
+    /// The whole image was sent; `Err` when the source failed or the image did not hash to the
+    /// expected digest.
+    End(std::result::Result<Arc<Sent>, (ErrorKind, String)>),
+}
+
+/// What one flash did: the image as read (or why reading it failed) and each target's outcome.
+pub struct Outcome {
+    pub source: Result<Arc<Sent>>,
+    pub targets: Vec<TargetReport>,
 }
 
 /// Writes `image`, read from `source` (its file, or the helper's stdin), to every target
@@ -116,6 +151,19 @@ pub fn flash(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Vec<TargetReport> {
+    flash_stream(&image.into(), source, targets, options, cancel, progress).targets
+}
+
+/// `flash` for a source whose size or digest may be known only at its end (a stream being
+/// decoded). A source error that wraps an [`Error`] in its `io::Error` keeps its kind.
+pub fn flash_stream(
+    expect: &Expect,
+    source: &mut (dyn Read + Send),
+    targets: Vec<Target>,
+    options: &FlashOptions,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Outcome {
     std::thread::scope(|scope| {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
@@ -125,15 +173,19 @@ pub fn flash(
             handles.push(scope.spawn(move || {
                 let mut written = 0u64;
                 let result =
-                    write_target(&target, image, rx, options, cancel, progress, &mut written);
+                    write_target(&target, expect, rx, options, cancel, progress, &mut written);
+                if result.is_err() && target.created {
+                    let _ = std::fs::remove_file(&target.path);
+                }
                 report(&target.path, written, result)
             }));
         }
-        feed(image, source, senders, cancel);
-        handles
+        let source = feed(expect, source, senders, cancel);
+        let targets = handles
             .into_iter()
             .map(|h| h.join().expect("a writer thread panicked"))
-            .collect()
+            .collect();
+        Outcome { source, targets }
     })
 }
 
@@ -160,76 +212,98 @@ fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> Ta
 }
 
 /// Reads the image once and hands each chunk to every target still going. The image is hashed on
-/// the way: if it is not the image the digest names, every target is told to fail. A source that
-/// ends early (the helper's client went away) counts as cancellation.
+/// the way: if it is not the image the digest names, or the source fails, every target is told
+/// to fail. A source that ends early (the helper's client went away) counts as cancellation.
 fn feed(
-    image: &Image,
+    expect: &Expect,
     source: &mut (dyn Read + Send),
     mut senders: Vec<SyncSender<Msg>>,
     cancel: &CancellationToken,
-) {
-    let end = match read_chunks(image, source, &mut senders, cancel) {
-        Ok(digests) => Ok(digests),
-        Err(Error::Cancelled) => return, // closing the queues without End tells writers to stop
-        Err(e) => Err(e.to_string()),
+) -> Result<Arc<Sent>> {
+    let result = read_chunks(expect, source, &mut senders, cancel).map(Arc::new);
+    let end = match &result {
+        // Closing the queues without End tells writers to stop.
+        Err(Error::Cancelled) => return result,
+        Ok(sent) => Ok(sent.clone()),
+        Err(e) => Err((e.kind(), e.to_string())),
     };
     for tx in senders {
         let _ = tx.send(Msg::End(end.clone()));
     }
+    result
 }
 
 fn read_chunks(
-    image: &Image,
+    expect: &Expect,
     source: &mut (dyn Read + Send),
     senders: &mut Vec<SyncSender<Msg>>,
     cancel: &CancellationToken,
-) -> Result<MibDigests> {
+) -> Result<Sent> {
     let mut hasher = Sha256::new();
-    let mut mib_digests = Vec::with_capacity(image.size.div_ceil(MIB) as usize);
+    let mut mib_crcs = Vec::new();
     let mut offset = 0u64;
-    while offset < image.size {
+    loop {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let want = (image.size - offset).min(CHUNK as u64) as usize;
+        let want = match expect.size {
+            Some(size) => (size - offset).min(CHUNK as u64) as usize,
+            None => CHUNK,
+        };
+        if want == 0 {
+            break;
+        }
         let mut buf = AlignedBuf::zeroed(CHUNK);
-        let got = read_full(source, &mut buf[..want]).map_err(io_at(&image.path))?;
-        if got < want {
+        let got =
+            read_full(source, &mut buf[..want]).map_err(|e| error::from_io(&expect.name, e))?;
+        if let Some(size) = expect.size.filter(|_| got < want) {
             return Err(Error::BadInput(format!(
-                "the image ended after {} of its {} bytes",
+                "the image ended after {} of its {size} bytes",
                 offset + got as u64,
-                image.size
             )));
         }
-        hasher.update(&buf[..want]);
-        mib_digests.extend(
-            buf[..want]
-                .chunks(MIB as usize)
-                .map(|m| <[u8; 32]>::from(Sha256::digest(m))),
-        );
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        mib_crcs.extend(buf[..got].chunks(MIB as usize).map(crc32fast::hash));
         let chunk = Arc::new(Chunk {
             offset,
-            len: want,
+            len: got,
             buf,
         });
         senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
         if senders.is_empty() {
             return Err(Error::Cancelled);
         }
-        offset += want as u64;
+        offset += got as u64;
+        if got < want {
+            break;
+        }
+    }
+    if offset == 0 {
+        return Err(Error::BadInput(format!(
+            "the image {} is empty",
+            expect.name.display()
+        )));
     }
     let actual = Sha256Digest::of_hasher(hasher);
-    if actual != image.sha256 {
+    if let Some(expected) = expect.sha256.filter(|e| *e != actual) {
         return Err(Error::DigestMismatch {
             what: "image (it is not the one whose digest was given, or it changed)",
-            expected: image.sha256.hex(),
+            expected: expected.hex(),
             actual: actual.hex(),
         });
     }
-    Ok(Arc::new(mib_digests))
+    Ok(Sent {
+        sha256: actual,
+        size: offset,
+        mib_crcs,
+    })
 }
 
-fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buf` is full or the source ends.
+pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match source.read(&mut buf[filled..]) {
@@ -244,7 +318,7 @@ fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<
 
 fn write_target(
     target: &Target,
-    image: &Image,
+    expect: &Expect,
     rx: Receiver<Msg>,
     options: &FlashOptions,
     cancel: &CancellationToken,
@@ -254,7 +328,6 @@ fn write_target(
     let path = target.path.as_path();
     let file = &target.file;
     let lbs = u64::from(target.logical_block_size.max(512));
-    let head_len = image.size.min(HEAD) as usize;
     let pad = |len: usize| {
         if target.direct {
             device::round_up(len as u64, lbs) as usize
@@ -262,19 +335,20 @@ fn write_target(
             len
         }
     };
+    let capacity = match target.kind {
+        TargetKind::BlockDevice => Some(device::size_of(file).map_err(io_at(path))?),
+        TargetKind::File => None,
+    };
 
     // 1. Wipe what will be written last.
     let zeros = AlignedBuf::zeroed(HEAD as usize);
-    let wipe = match target.kind {
-        TargetKind::BlockDevice => HEAD.min(device::size_of(file).map_err(io_at(path))?) as usize,
-        TargetKind::File => head_len,
-    };
+    let wipe = capacity.or(expect.size).unwrap_or(HEAD).min(HEAD) as usize;
     device::write_all_at(file, &zeros[..pad(wipe).min(HEAD as usize)], 0).map_err(io_at(path))?;
-    if target.kind == TargetKind::BlockDevice {
+    if let Some(size) = capacity {
         // An old backup GPT at the drive's end would let tools and firmware bring back the old
-        // partition table while the new one is missing.
-        let size = device::size_of(file).map_err(io_at(path))?;
-        let end_of_image = device::round_up(image.size, lbs);
+        // partition table while the new one is missing. (An image that reaches that far
+        // overwrites the zeros.)
+        let end_of_image = device::round_up(expect.size.unwrap_or(0), lbs);
         if size >= END_WIPE && size - END_WIPE >= end_of_image {
             device::write_all_at(file, &zeros[..END_WIPE as usize], size - END_WIPE)
                 .map_err(io_at(path))?;
@@ -282,10 +356,11 @@ fn write_target(
     }
     file.sync_data().map_err(io_at(path))?;
 
-    // 2. Everything after the first MiB, as it arrives.
+    // 2. Everything after the first MiB, as it arrives. Progress counts bytes the device has
+    // accepted (O_DIRECT writes return when the device has them), not bytes queued.
     let mut head = AlignedBuf::zeroed(HEAD as usize);
-    let mut reporter = Reporter::new(progress, Stage::Write, Some(image.size)).for_target(path);
-    let mib_digests = loop {
+    let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(path);
+    let sent = loop {
         let msg = rx.recv().map_err(|_| {
             if cancel.is_cancelled() {
                 Error::Cancelled
@@ -295,51 +370,56 @@ fn write_target(
         })?;
         let chunk = match msg {
             Msg::Data(chunk) => chunk,
-            Msg::End(Ok(digests)) => break digests,
-            Msg::End(Err(reason)) => return Err(Error::BadInput(reason)),
+            Msg::End(Ok(sent)) => break sent,
+            Msg::End(Err((kind, message))) => return Err(Error::Upstream { kind, message }),
         };
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let held = (head_len as u64)
-            .saturating_sub(chunk.offset)
-            .min(chunk.len as u64) as usize;
+        let end = chunk.offset + chunk.len as u64;
+        if let Some(size) = capacity.filter(|size| end > *size) {
+            return Err(Error::BadInput(format!(
+                "the image does not fit: it is already {end} bytes and {} holds {size}",
+                path.display()
+            )));
+        }
+        let held = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
         if held > 0 {
             let at = chunk.offset as usize;
             head[at..at + held].copy_from_slice(&chunk.buf[..held]);
         }
-        let skip = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
-        if skip < chunk.len {
-            let len = pad(chunk.len - skip);
+        if held < chunk.len {
+            let len = pad(chunk.len - held);
             device::write_all_at(
                 file,
-                &chunk.buf[skip..skip + len],
-                chunk.offset + skip as u64,
+                &chunk.buf[held..held + len],
+                chunk.offset + held as u64,
             )
             .map_err(io_at(path))?;
         }
-        *written = chunk.offset + chunk.len as u64 - head_len as u64;
+        *written = end.saturating_sub(HEAD);
         reporter.update(*written);
     };
     file.sync_all().map_err(io_at(path))?;
+    let size = sent.size;
+    let head_len = size.min(HEAD) as usize;
 
     // 3. Read the rest back from the device and check the whole image's digest.
     let mut hasher = Sha256::new();
     hasher.update(&head[..head_len]);
     let reader = if options.verify {
         let (reader, _) = device::open_for_read(path)?;
-        let rest = image.size - head_len as u64;
-        let mut back = Reporter::new(progress, Stage::ReadBack, Some(image.size)).for_target(path);
+        let rest = size - head_len as u64;
+        let mut back = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
         verify::hash_range(&reader, path, HEAD, rest, &mut hasher, cancel, &mut back)?;
         let actual = Sha256Digest::of_hasher(hasher.clone());
-        if actual != image.sha256 {
-            let bad =
-                verify::first_different_mib(&reader, &mib_digests, head_len as u64, image.size)
-                    .map_err(io_at(path))?
-                    .unwrap_or(0);
+        if actual != sent.sha256 {
+            let bad = verify::first_different_mib(&reader, &sent.mib_crcs, head_len as u64, size)
+                .map_err(io_at(path))?
+                .unwrap_or(0);
             return Err(Error::ReadBackMismatch {
                 target: path.display().to_string(),
-                expected: image.sha256.hex(),
+                expected: sent.sha256.hex(),
                 actual: actual.hex(),
                 first_bad_mib: bad,
             });
@@ -353,7 +433,7 @@ fn write_target(
     }
 
     // 4. Bytes past the image (a backup GPT), then the first MiB, each proven by reading back.
-    if let Some(tail) = &image.tail {
+    if let Some(tail) = &expect.tail {
         let mut buf =
             AlignedBuf::zeroed(device::round_up(tail.bytes.len() as u64, ALIGN as u64) as usize);
         buf[..tail.bytes.len()].copy_from_slice(&tail.bytes);
@@ -366,7 +446,7 @@ fn write_target(
             if got < tail.bytes.len() || buf[..tail.bytes.len()] != tail.bytes[..] {
                 return Err(Error::ReadBackMismatch {
                     target: path.display().to_string(),
-                    expected: image.sha256.hex(),
+                    expected: sent.sha256.hex(),
                     actual: "(the backup GPT at the end differs)".into(),
                     first_bad_mib: tail.offset / MIB,
                 });
@@ -376,8 +456,8 @@ fn write_target(
 
     device::write_all_at(file, &head[..pad(head_len)], 0).map_err(io_at(path))?;
     file.sync_all().map_err(io_at(path))?;
-    *written = image.size;
-    reporter.finish(image.size);
+    *written = size;
+    reporter.finish(size);
     let verified = match reader {
         Some(reader) => {
             device::drop_cache(&reader);
@@ -388,7 +468,7 @@ fn write_target(
             if got < head_len || back[..head_len] != head[..head_len] {
                 return Err(Error::ReadBackMismatch {
                     target: path.display().to_string(),
-                    expected: image.sha256.hex(),
+                    expected: sent.sha256.hex(),
                     actual: "(differs in the first MiB)".into(),
                     first_bad_mib: 0,
                 });
