@@ -5,13 +5,36 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use labflash_core::drives::human_size;
 use labflash_core::flash::Plan;
+use labflash_core::target::Approved;
 
 use crate::output::Failure;
 
+/// What a planned flash writes, in lines for `ask`.
+pub fn describe_plan(plan: &Plan) -> Vec<String> {
+    let boot = plan.layout.as_ref().map_or(&plan.image, |l| l.boot());
+    let mut lines = vec![format!(
+        "image: {} bytes ({}), SHA-256 {}",
+        boot.size,
+        human_size(boot.size),
+        boot.sha256
+    )];
+    if let Some(layout) = &plan.layout {
+        lines.push(format!(
+            "config: SHA-256 {}, added as partition cidata on the same stick",
+            layout.config_sha256()
+        ));
+    }
+    lines
+}
+
 /// Shows what will be written where and asks; `Err` when the answer is not a yes.
-pub fn ask(plan: &Plan, yes: bool, allow_fixed: bool) -> Result<(), Failure> {
-    let fixed: Vec<&str> = plan
-        .targets
+pub fn ask(
+    targets: &[Approved],
+    what: &[String],
+    yes: bool,
+    allow_fixed: bool,
+) -> Result<(), Failure> {
+    let fixed: Vec<&str> = targets
         .iter()
         .filter_map(|t| t.drive.as_ref())
         .filter(|d| d.is_fixed())
@@ -28,7 +51,7 @@ pub fn ask(plan: &Plan, yes: bool, allow_fixed: bool) -> Result<(), Failure> {
     }
     let mut err = std::io::stderr();
     let _ = writeln!(err, "labflash will ERASE and write:");
-    for t in &plan.targets {
+    for t in targets {
         match &t.drive {
             Some(d) => {
                 let _ = writeln!(
@@ -48,20 +71,8 @@ pub fn ask(plan: &Plan, yes: bool, allow_fixed: bool) -> Result<(), Failure> {
             }
         }
     }
-    let boot = plan.layout.as_ref().map_or(&plan.image, |l| l.boot());
-    let _ = writeln!(
-        err,
-        "image: {} bytes ({}), SHA-256 {}",
-        boot.size,
-        human_size(boot.size),
-        boot.sha256
-    );
-    if let Some(layout) = &plan.layout {
-        let _ = writeln!(
-            err,
-            "config: SHA-256 {}, added as partition cidata on the same stick",
-            layout.config_sha256()
-        );
+    for line in what {
+        let _ = writeln!(err, "{line}");
     }
     if !yes && prompt("Type yes to write: ")? != "yes" {
         return Err(Failure::usage("not confirmed; nothing was written"));

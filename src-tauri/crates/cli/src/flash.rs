@@ -5,9 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use labflash_core::drives::SystemRoots;
+use labflash_core::cache::Cache;
+use labflash_core::drives::{human_size, SystemRoots};
+use labflash_core::fetch::{DigestSource, FetchRequest};
 use labflash_core::flash;
 use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::pipeline;
 use labflash_core::source::{self, SourceRequest};
 use labflash_core::target::TargetOptions;
 use labflash_core::write::{FlashOptions, TargetReport};
@@ -64,6 +67,11 @@ struct FlashResult {
     cidata_offset: Option<u64>,
     #[serde(rename = "stickSHA256", skip_serializing_if = "Option::is_none")]
     stick_sha256: Option<String>,
+    /// From a URL: the archive's verified digest and where the expected digest came from.
+    #[serde(rename = "archiveSHA256", skip_serializing_if = "Option::is_none")]
+    archive_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest_source: Option<DigestSource>,
     targets: Vec<TargetReport>,
 }
 
@@ -98,6 +106,21 @@ async fn flash(
 ) -> Result<FlashResult, Failure> {
     let cache = args.source_args.cache()?;
     let http = Http::new(HttpPolicy::default())?;
+    if args.config.is_some() && args.to.len() != 1 {
+        return Err(Failure::usage(
+            "--config writes one stick at a time: give exactly one --to",
+        ));
+    }
+    // A URL streams from the network to the targets in one pass, unless it must go through the
+    // privileged helper (which takes a file) or carries a config partition (laid out from a file).
+    let (cache, http) = if source::is_url(&args.source) && args.config.is_none() {
+        match stream(&args, cache, http, out, cancel).await? {
+            Streaming::Done(result) => return Ok(result),
+            Streaming::NotPossible(cache, http) => (cache, http),
+        }
+    } else {
+        (cache, http)
+    };
     let request = SourceRequest {
         source: args.source.clone(),
         sha256: args.source_args.sha256,
@@ -117,11 +140,6 @@ async fn flash(
         unmount: args.unmount,
         allow_fixed: args.allow_fixed,
     };
-    if args.config.is_some() && args.to.len() != 1 {
-        return Err(Failure::usage(
-            "--config writes one stick at a time: give exactly one --to",
-        ));
-    }
     let plan = flash::plan(
         prepared.image.clone(),
         &args.to,
@@ -138,7 +156,8 @@ async fn flash(
             l.image.sha256.hex(),
         )
     });
-    crate::confirm::ask(&plan, args.yes, args.allow_fixed)?;
+    let what = crate::confirm::describe_plan(&plan);
+    crate::confirm::ask(&plan.targets, &what, args.yes, args.allow_fixed)?;
 
     let flash_options = FlashOptions {
         verify: !args.no_verify,
@@ -169,8 +188,100 @@ async fn flash(
         config_sha256,
         cidata_offset,
         stick_sha256,
+        archive_sha256: Some(prepared.archive_sha256.hex()),
+        digest_source: Some(prepared.digest_source),
         targets,
     })
+}
+
+enum Streaming {
+    Done(FlashResult),
+    /// The targets need the privileged helper: prepare the image as a file instead.
+    NotPossible(Cache, Http),
+}
+
+/// URL → verified targets in one streaming pass (see labflash_core::pipeline).
+async fn stream(
+    args: &FlashArgs,
+    cache: Cache,
+    http: Http,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<Streaming, Failure> {
+    let url = url::Url::parse(&args.source)
+        .map_err(|e| Failure::usage(format!("{:?} is not a valid URL: {e}", args.source)))?;
+    let request = FetchRequest {
+        sha256: args.source_args.sha256,
+        allow_unverified: args.source_args.allow_unverified,
+        max_image_size: args.source_args.max_image_size,
+        ..FetchRequest::new(url)
+    };
+    let opened = pipeline::open(&http, &cache, &request, cancel).await?;
+    let roots = SystemRoots::default();
+    let options = TargetOptions {
+        unmount: args.unmount,
+        allow_fixed: args.allow_fixed,
+    };
+    let approved = flash::approve_all(
+        &args.to,
+        opened.image_size,
+        &options,
+        &[cache.root()],
+        &roots,
+    )?;
+    if flash::needs_helper(&approved) {
+        return Ok(Streaming::NotPossible(cache, http));
+    }
+    let what = vec![
+        format!("image: {}", opened.url),
+        match opened.expected {
+            Some(digest) => format!(
+                "archive SHA-256 {digest} (from {}), checked before any target is finished",
+                crate::fetch::digest_origin(opened.digest_source)
+            ),
+            None => "archive: UNVERIFIED (no published checksum; --allow-unverified)".into(),
+        },
+        match opened.image_size {
+            Some(size) => format!("image: {size} bytes ({}), cached", human_size(size)),
+            None => {
+                "image: size and SHA-256 known when decoded; every target is read back against them"
+                    .into()
+            }
+        },
+    ];
+    crate::confirm::ask(&approved, &what, args.yes, args.allow_fixed)?;
+
+    let flash_options = FlashOptions {
+        verify: !args.no_verify,
+    };
+    let progress = crate::progress::sink(out.show_progress());
+    let cancel = cancel.clone();
+    let rt = tokio::runtime::Handle::current();
+    let streamed = tokio::task::spawn_blocking(move || {
+        pipeline::run(
+            opened,
+            &approved,
+            &roots,
+            &http,
+            &cache,
+            &rt,
+            &flash_options,
+            &cancel,
+            Arc::as_ref(&progress),
+        )
+    })
+    .await
+    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
+    Ok(Streaming::Done(FlashResult {
+        image_sha256: streamed.image_sha256.hex(),
+        image_size: streamed.image_size,
+        config_sha256: None,
+        cidata_offset: None,
+        stick_sha256: None,
+        archive_sha256: Some(streamed.archive_sha256.hex()),
+        digest_source: Some(streamed.digest_source),
+        targets: streamed.targets,
+    }))
 }
 
 fn human(result: &FlashResult) -> String {
@@ -178,6 +289,12 @@ fn human(result: &FlashResult) -> String {
         "image {} bytes, SHA-256 {}\n",
         result.image_size, result.image_sha256
     );
+    if let (Some(archive), Some(source)) = (&result.archive_sha256, result.digest_source) {
+        text.push_str(&format!(
+            "archive SHA-256 {archive} (from {})\n",
+            crate::fetch::digest_origin(source)
+        ));
+    }
     if let (Some(config), Some(offset)) = (&result.config_sha256, result.cidata_offset) {
         text.push_str(&format!(
             "config SHA-256 {config}, in partition cidata at byte {offset}\n"

@@ -10,14 +10,24 @@ use std::sync::Mutex;
 /// Draws one bar that follows the current stage; cleared when dropped.
 pub struct Bar {
     bar: ProgressBar,
-    stage: Mutex<Option<Stage>>,
+    stage: Mutex<Option<Progress>>,
 }
 
 impl ProgressSink for Bar {
     fn report(&self, p: Progress) {
         let mut stage = self.stage.lock().expect("progress lock");
-        if *stage != Some(p.stage) {
-            *stage = Some(p.stage);
+        // While a stream is written, the download (whose size is known) tells more than the
+        // writes (whose total is not): the bar stays with the download until it ends.
+        if let Some(last) = stage.as_ref() {
+            let downloading = matches!(last.stage, Stage::Download | Stage::CheckCache)
+                && last.total.is_some_and(|t| last.done < t);
+            if downloading && p.stage == Stage::Write && p.total.is_none() {
+                return;
+            }
+        }
+        let changed = stage.as_ref().map(|s| s.stage) != Some(p.stage);
+        *stage = Some(p.clone());
+        if changed {
             self.bar.reset();
             self.bar.set_message(p.stage.describe());
         }

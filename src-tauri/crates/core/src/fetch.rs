@@ -147,7 +147,7 @@ pub async fn fetch(
 /// `<url>.sha256sum`, then the line naming the file in `SHA256SUMS` beside it. A server that
 /// publishes none is an error unless the caller allows unverified downloads; a checksum file that
 /// exists but cannot be read always is.
-async fn expected_digest(
+pub(crate) async fn expected_digest(
     http: &Http,
     req: &FetchRequest,
     cancel: &CancellationToken,
@@ -280,11 +280,7 @@ async fn download(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Sha256Digest> {
-    let mut sink = HashingFile {
-        tmp: cache.temp_beside(archive_path)?,
-        hasher: Sha256::new(),
-        kept: 0,
-    };
+    let mut sink = HashingFile::new(cache.temp_beside(archive_path)?);
     http.download(url, &mut sink, cancel, progress.as_ref())
         .await?;
     let actual = Sha256Digest::of_hasher(sink.hasher);
@@ -302,10 +298,20 @@ async fn download(
 }
 
 /// The download's temp file and the hash of exactly the bytes in it.
-struct HashingFile {
-    tmp: NamedTempFile,
-    hasher: Sha256,
-    kept: u64,
+pub(crate) struct HashingFile {
+    pub(crate) tmp: NamedTempFile,
+    pub(crate) hasher: Sha256,
+    pub(crate) kept: u64,
+}
+
+impl HashingFile {
+    pub(crate) fn new(tmp: NamedTempFile) -> Self {
+        Self {
+            tmp,
+            hasher: Sha256::new(),
+            kept: 0,
+        }
+    }
 }
 
 impl BodySink for HashingFile {
@@ -334,12 +340,12 @@ impl BodySink for HashingFile {
 /// What the cache records beside an image: the archive it was decoded from, and its own digest.
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
 #[serde(rename_all = "camelCase")]
-struct ImageRecord {
+pub(crate) struct ImageRecord {
     #[serde(rename = "archiveSHA256")]
-    archive_sha256: String,
+    pub(crate) archive_sha256: String,
     #[serde(rename = "imageSHA256")]
-    image_sha256: String,
-    image_size: u64,
+    pub(crate) image_sha256: String,
+    pub(crate) image_size: u64,
     format: Format,
 }
 
@@ -419,13 +425,13 @@ async fn reuse_image(
     Ok(None)
 }
 
-fn record_path(image_path: &Path) -> PathBuf {
+pub(crate) fn record_path(image_path: &Path) -> PathBuf {
     let mut name = image_path.file_name().unwrap_or_default().to_os_string();
     name.push(".meta.json");
     image_path.with_file_name(name)
 }
 
-fn read_record(path: &Path) -> Option<ImageRecord> {
+pub(crate) fn read_record(path: &Path) -> Option<ImageRecord> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -4,7 +4,8 @@
 //!
 //! The flow of a fetch, top to bottom, is in [`fetch`]; each step has its own module:
 //! [`http`] (retries, timeouts, resume), [`digest`] (SHA-256, sidecars), [`cache`] (layout, locks,
-//! atomic files), [`decompress`] (xz, gzip, zstd, raw; bounded).
+//! atomic files), [`decompress`] (xz, gzip, zstd, raw; bounded). A flash from a URL is one
+//! streaming pass through all of them and [`write`]: read [`pipeline`].
 
 pub mod cache;
 pub mod cidata;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod incus;
 pub mod mounts;
 pub mod onestick;
+pub mod pipeline;
 pub mod progress;
 pub mod source;
 pub mod talos;

@@ -1,0 +1,554 @@
+//! One streaming pass from a URL to verified drives, at the speed of the slowest stage:
+//!
+//! ```text
+//! network ─► archive SHA-256 + cache temp file ─► decoder (liblzma's threads)
+//!         ─► image SHA-256 ─► every target's writer ─► read-back
+//! ```
+//!
+//! Every stage runs at once, joined by bounded queues, so memory stays bounded whatever the
+//! image's size. Top to bottom:
+//! 1. [`open`]: settle the expected archive digest exactly as `fetch` does, before any byte of the
+//!    archive; take the asset's cache lock; choose where the bytes come from: the cached image
+//!    decoded from that very archive (its recorded digest is proven as it is written), the cached
+//!    archive (re-hashed as it streams), or the network (hashed and kept in a cache temp file as
+//!    it streams).
+//! 2. [`run`]: open the approved targets, run that origin on its own thread, decode what it
+//!    sends, and write it with `write::flash_stream`, which hashes the image on the way and reads
+//!    every target back.
+//!
+//! The archive's digest is checked when its last byte has arrived and before the writers learn
+//! that the image is complete. A mismatch fails every target and, the first MiB being written
+//! last, leaves none looking bootable. The cache ends as a plain `fetch` leaves its archive:
+//! verified, or absent. (The decoded image is not kept: `fetch` decodes it again when asked.)
+
+use std::fs::File;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use sha2::{Digest as _, Sha256};
+use tokio::runtime::Handle;
+use url::Url;
+
+use crate::cache::{self, AssetLock, Cache};
+use crate::decompress::{self, Format};
+use crate::digest::Sha256Digest;
+use crate::drives::SystemRoots;
+use crate::error::{self, io_at, Error, Result};
+use crate::fetch::{self, DigestSource, FetchRequest, HashingFile};
+use crate::flash;
+use crate::http::{BodySink, Http};
+use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::target::Approved;
+use crate::write::{self, Expect, FlashOptions, TargetReport};
+use crate::{CancellationToken, IO_CHUNK};
+
+/// Archive bytes in flight between the origin and the decoder, in packets of `IO_CHUNK`.
+const PACKETS: usize = 8;
+
+/// A stream ready to flash: what it will be checked against, and where its bytes come from.
+pub struct Opened {
+    pub url: Url,
+    /// The archive's published digest; `None` only when the caller accepted an unverified
+    /// download.
+    pub expected: Option<Sha256Digest>,
+    pub digest_source: DigestSource,
+    /// Known before writing only when the image is cached; a decoded stream's size is found at
+    /// its end.
+    pub image_size: Option<u64>,
+    origin: Origin,
+    archive_path: PathBuf,
+    max_image_size: u64,
+    _lock: AssetLock,
+}
+
+enum Origin {
+    /// The image decoded earlier from this archive, with the digest recorded then.
+    CachedImage {
+        path: PathBuf,
+        sha256: Sha256Digest,
+    },
+    /// The archive, kept by an earlier fetch; re-hashed as it streams.
+    CachedArchive,
+    Network,
+}
+
+/// What a streamed flash did.
+#[derive(Debug)]
+pub struct Streamed {
+    pub archive_sha256: Sha256Digest,
+    pub digest_source: DigestSource,
+    /// Where the verified archive is cached; `None` when keeping it failed (the flash did not).
+    pub archive_path: Option<PathBuf>,
+    pub image_sha256: Sha256Digest,
+    pub image_size: u64,
+    pub targets: Vec<TargetReport>,
+}
+
+pub async fn open(
+    http: &Http,
+    cache: &Cache,
+    req: &FetchRequest,
+    cancel: &CancellationToken,
+) -> Result<Opened> {
+    let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
+    let archive_path = cache.archive_path(&req.url);
+    let lock = cache.lock(&archive_path, cancel).await?;
+    let origin = match expected {
+        Some(expected) => cached(cache, &req.url, &archive_path, expected, req.max_image_size),
+        None => Origin::Network,
+    };
+    let image_size = match &origin {
+        Origin::CachedImage { path, .. } => std::fs::metadata(path).ok().map(|m| m.len()),
+        _ => None,
+    };
+    Ok(Opened {
+        url: req.url.clone(),
+        expected,
+        digest_source,
+        image_size,
+        origin,
+        archive_path,
+        max_image_size: req.max_image_size,
+        _lock: lock,
+    })
+}
+
+/// The cached image when its record says it was decoded from an archive with the expected
+/// digest, else the cached archive, else the network.
+fn cached(
+    cache: &Cache,
+    url: &Url,
+    archive_path: &std::path::Path,
+    expected: Sha256Digest,
+    limit: u64,
+) -> Origin {
+    let image_path = cache.image_path(url);
+    let record = fetch::read_record(&fetch::record_path(&image_path));
+    let size = std::fs::metadata(&image_path).ok().map(|m| m.len());
+    if let Some(record) = record {
+        let sha256 = record.image_sha256.parse::<Sha256Digest>();
+        if let (true, Some(size), Ok(sha256)) = (
+            record.archive_sha256 == expected.hex(),
+            size.filter(|s| *s == record.image_size && *s <= limit),
+            sha256,
+        ) {
+            tracing::info!(path = %image_path.display(), size, "writing the cached image decoded from this archive");
+            return Origin::CachedImage {
+                path: image_path,
+                sha256,
+            };
+        }
+    }
+    if archive_path.is_file() {
+        return Origin::CachedArchive;
+    }
+    Origin::Network
+}
+
+/// Opens the targets and streams the image to them (blocking; `rt` runs the download). Returns
+/// the source's error when the image could not be had whole and verified; every target has then
+/// failed with its first MiB wiped.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    opened: Opened,
+    targets: &[Approved],
+    roots: &SystemRoots,
+    http: &Http,
+    cache: &Cache,
+    rt: &Handle,
+    options: &FlashOptions,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<Streamed> {
+    let opened_targets = flash::open_targets(targets, roots)?;
+    if let Origin::CachedImage { path, sha256 } = &opened.origin {
+        let mut file = File::open(path).map_err(io_at(path))?;
+        let expect = Expect {
+            name: path.clone(),
+            sha256: Some(*sha256),
+            size: opened.image_size,
+            tail: None,
+        };
+        let outcome = write::flash_stream(
+            &expect,
+            &mut file,
+            opened_targets,
+            options,
+            cancel,
+            progress,
+        );
+        if let Err(Error::DigestMismatch { .. }) = &outcome.source {
+            // Changed since it was decoded: the next run decodes the archive again.
+            cache::discard(path)?;
+            cache::discard(&fetch::record_path(path))?;
+        }
+        let sent = outcome.source?;
+        return Ok(Streamed {
+            archive_sha256: opened
+                .expected
+                .expect("a cached image needs an expected digest"),
+            digest_source: opened.digest_source,
+            archive_path: opened.archive_path.is_file().then_some(opened.archive_path),
+            image_sha256: sent.sha256,
+            image_size: sent.size,
+            targets: outcome.targets,
+        });
+    }
+
+    // Stops the origin as soon as the writers are done, whatever the reason.
+    let stop = cancel.child_token();
+    let (tx, rx) = sync_channel::<Packet>(PACKETS);
+    std::thread::scope(|scope| {
+        let origin = scope.spawn(|| match &opened.origin {
+            Origin::Network => from_network(
+                rt,
+                http,
+                cache,
+                &opened.url,
+                &opened.archive_path,
+                opened.expected,
+                tx,
+                &stop,
+                progress,
+            ),
+            _ => from_cache(&opened.archive_path, opened.expected, tx, &stop, progress),
+        });
+        let mut input = Received::new(rx);
+        let mut outcome = decode_and_write(
+            &opened,
+            &mut input,
+            opened_targets,
+            options,
+            cancel,
+            progress,
+        );
+        if let Ok(write::Outcome {
+            source: source @ Err(Error::Corrupt { .. }),
+            ..
+        }) = &mut outcome
+        {
+            // Undecodable bytes are most often not the published ones: if the archive fails
+            // its digest, that is the cause to report (and a bad cached copy is deleted).
+            if let Err(mismatch) = input.drain() {
+                *source = Err(mismatch);
+            }
+        }
+        stop.cancel();
+        let produced = origin.join().expect("the download thread panicked");
+        let outcome = outcome?;
+        let sent = outcome.source?;
+        let produced =
+            produced.expect("the decoder ends only after the origin verified the archive");
+        Ok(Streamed {
+            archive_sha256: produced.sha256,
+            digest_source: opened.digest_source,
+            archive_path: produced.cached,
+            image_sha256: sent.sha256,
+            image_size: sent.size,
+            targets: outcome.targets,
+        })
+    })
+}
+
+/// Picks the decoder from the archive's first bytes and writes what it makes.
+fn decode_and_write(
+    opened: &Opened,
+    input: &mut Received,
+    targets: Vec<crate::device::Target>,
+    options: &FlashOptions,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<write::Outcome> {
+    let name = PathBuf::from(opened.url.as_str());
+    let format = Format::detect(input.fill_buf().map_err(|e| error::from_io(&name, e))?);
+    tracing::info!(
+        format = format.name(),
+        "streaming the archive through its decoder"
+    );
+    let mut decoded = decompress::decoder(input, format, &name, opened.max_image_size)?;
+    let expect = Expect {
+        name,
+        sha256: None,
+        size: None,
+        tail: None,
+    };
+    Ok(write::flash_stream(
+        &expect,
+        &mut decoded,
+        targets,
+        options,
+        cancel,
+        progress,
+    ))
+}
+
+/// What the origin sends the decoder.
+enum Packet {
+    Data(Vec<u8>),
+    /// The archive ended: verified (with its digest), or not.
+    End(Result<Sha256Digest>),
+}
+
+/// What the origin leaves when the archive was whole and verified.
+struct Produced {
+    sha256: Sha256Digest,
+    /// The archive's place in the cache, once it is there.
+    cached: Option<PathBuf>,
+}
+
+/// The decoder's input: the origin's packets, ending only at a verified end. Its read errors
+/// carry the origin's error (see `error::from_io`).
+struct Received {
+    rx: Receiver<Packet>,
+    buf: Vec<u8>,
+    pos: usize,
+    ended: bool,
+}
+
+impl Received {
+    fn new(rx: Receiver<Packet>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+            ended: false,
+        }
+    }
+}
+
+impl Received {
+    /// Reads to the archive's end; `Err` with the digest mismatch if it has one.
+    fn drain(&mut self) -> Result<(), Error> {
+        loop {
+            match self.fill_buf() {
+                Ok([]) => return Ok(()),
+                Ok(data) => {
+                    let n = data.len();
+                    self.consume(n);
+                }
+                Err(e) => match error::from_io(Path::new(""), e) {
+                    mismatch @ Error::DigestMismatch { .. } => return Err(mismatch),
+                    _ => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+impl Read for Received {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let data = self.fill_buf()?;
+        let n = data.len().min(out.len());
+        out[..n].copy_from_slice(&data[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Received {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos == self.buf.len() && !self.ended {
+            match self.rx.recv() {
+                Ok(Packet::Data(data)) => (self.buf, self.pos) = (data, 0),
+                Ok(Packet::End(Ok(_))) => self.ended = true,
+                Ok(Packet::End(Err(e))) => return Err(error::into_io(e)),
+                Err(_) => return Err(error::into_io(Error::Cancelled)),
+            }
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+/// Streams the cached archive, re-hashing it; a mismatch deletes it (the next run downloads it
+/// afresh) and fails the flash.
+fn from_cache(
+    path: &std::path::Path,
+    expected: Option<Sha256Digest>,
+    tx: SyncSender<Packet>,
+    stop: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Option<Produced> {
+    let result = (|| {
+        let mut file = File::open(path).map_err(io_at(path))?;
+        let total = file.metadata().map_err(io_at(path))?.len();
+        let mut reporter = Reporter::new(progress, Stage::CheckCache, Some(total));
+        let mut hasher = Sha256::new();
+        let mut done = 0u64;
+        loop {
+            if stop.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let mut buf = vec![0u8; IO_CHUNK];
+            let n = write::read_full(&mut file, &mut buf).map_err(io_at(path))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            tx.send(Packet::Data(buf)).map_err(|_| Error::Cancelled)?;
+            done += n as u64;
+            reporter.update(done);
+        }
+        reporter.finish(done);
+        let actual = Sha256Digest::of_hasher(hasher);
+        if let Some(expected) = expected.filter(|e| *e != actual) {
+            cache::discard(path)?;
+            return Err(Error::DigestMismatch {
+                what: "cached archive (it was deleted: run again to download it afresh)",
+                expected: expected.hex(),
+                actual: actual.hex(),
+            });
+        }
+        Ok((actual, ()))
+    })();
+    finish(&tx, result).map(|(sha256, ())| Produced {
+        sha256,
+        cached: Some(path.to_path_buf()),
+    })
+}
+
+/// Downloads the archive into a cache temp file and to the decoder at once; names it in the
+/// cache only once its digest matched.
+#[allow(clippy::too_many_arguments)]
+fn from_network(
+    rt: &Handle,
+    http: &Http,
+    cache: &Cache,
+    url: &Url,
+    archive_path: &std::path::Path,
+    expected: Option<Sha256Digest>,
+    tx: SyncSender<Packet>,
+    stop: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Option<Produced> {
+    let result = (|| {
+        let mut sink = Forward {
+            file: HashingFile::new(cache.temp_beside(archive_path)?),
+            tx: &tx,
+            pending: Vec::with_capacity(IO_CHUNK),
+            forwarded: 0,
+            replay: None,
+            url,
+        };
+        rt.block_on(http.download(url, &mut sink, stop, progress))?;
+        sink.flush()?;
+        if sink.replay.is_some() || sink.file.kept < sink.forwarded {
+            return Err(Error::Network {
+                url: url.to_string(),
+                detail: "the download started over and came back shorter".into(),
+            });
+        }
+        let actual = Sha256Digest::of_hasher(sink.file.hasher);
+        if let Some(expected) = expected.filter(|e| *e != actual) {
+            return Err(Error::DigestMismatch {
+                what: "download",
+                expected: expected.hex(),
+                actual: actual.hex(),
+            });
+        }
+        Ok((actual, sink.file.tmp))
+    })();
+    let (sha256, tmp) = finish(&tx, result)?;
+    // The flash no longer depends on the cache: a failure to keep the archive is only logged.
+    let cached = match cache::commit(tmp, archive_path) {
+        Ok(()) => Some(archive_path.to_path_buf()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the verified archive could not be kept in the cache");
+            None
+        }
+    };
+    Some(Produced { sha256, cached })
+}
+
+/// Tells the decoder how the archive ended; the error, if any, travels to it.
+fn finish<T>(
+    tx: &SyncSender<Packet>,
+    result: Result<(Sha256Digest, T)>,
+) -> Option<(Sha256Digest, T)> {
+    match result {
+        Ok((sha256, rest)) => {
+            let _ = tx.send(Packet::End(Ok(sha256)));
+            Some((sha256, rest))
+        }
+        Err(e) => {
+            let _ = tx.send(Packet::End(Err(e)));
+            None
+        }
+    }
+}
+
+/// The download's sink: the cache temp file and its hash, and the decoder's queue, in packets.
+/// A server that cannot resume starts the body over; bytes the decoder already has are then not
+/// sent again but must hash the same as before.
+struct Forward<'a> {
+    file: HashingFile,
+    tx: &'a SyncSender<Packet>,
+    pending: Vec<u8>,
+    forwarded: u64,
+    /// After a restart: the digest of the bytes already forwarded, and the hash of the same range
+    /// as sent again.
+    replay: Option<(Sha256Digest, Sha256)>,
+    url: &'a Url,
+}
+
+impl Forward<'_> {
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let packet = std::mem::replace(&mut self.pending, Vec::with_capacity(IO_CHUNK));
+        self.forwarded += packet.len() as u64;
+        self.tx
+            .send(Packet::Data(packet))
+            .map_err(|_| Error::Cancelled)
+    }
+}
+
+impl BodySink for Forward<'_> {
+    fn kept(&self) -> u64 {
+        self.file.kept()
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let start = self.file.kept();
+        self.file.append(bytes)?;
+        let mut fresh = bytes;
+        if let Some((before, again)) = &mut self.replay {
+            let overlap = (self.forwarded - start).min(bytes.len() as u64) as usize;
+            again.update(&bytes[..overlap]);
+            fresh = &bytes[overlap..];
+            if start + overlap as u64 == self.forwarded {
+                if Sha256Digest::of_hasher(again.clone()) != *before {
+                    return Err(Error::Network {
+                        url: self.url.to_string(),
+                        detail: "the server sent different bytes when the download started over"
+                            .into(),
+                    });
+                }
+                self.replay = None;
+            }
+        }
+        self.pending.extend_from_slice(fresh);
+        if self.pending.len() >= IO_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.forwarded > 0 {
+            let before = match self.replay.take() {
+                Some((before, _)) => before,
+                None => Sha256Digest::of_hasher(self.file.hasher.clone()),
+            };
+            self.replay = Some((before, Sha256::new()));
+        }
+        self.file.restart()
+    }
+}

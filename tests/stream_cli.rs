@@ -1,0 +1,292 @@
+//! `labflash flash URL`: one streaming pass from a server on 127.0.0.1 to loop devices. Each test
+//! checks what the pipeline promises: the targets hold exactly the image and were read back, a
+//! bad archive leaves no target bootable, and the cache ends as `fetch` leaves it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::loopdev::LoopDev;
+use common::server::{Reply, Serve, Server};
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Self {
+        Bench {
+            dir: tempfile::tempdir_in("/var/tmp").unwrap(),
+        }
+    }
+
+    fn cache(&self) -> String {
+        self.dir.path().join("cache").to_str().unwrap().to_string()
+    }
+
+    fn flash(&self, url: &str, targets: &[&LoopDev], extra: &[&str]) -> Run {
+        let cache = self.cache();
+        let mut args = vec![
+            "flash",
+            url,
+            "--json",
+            "--yes",
+            "--cache-dir",
+            cache.as_str(),
+        ];
+        for t in targets {
+            args.extend_from_slice(&["--to", t.path_str()]);
+        }
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    /// Files in the cache's downloads folder (archives and any temp file left behind).
+    fn downloads(&self) -> Vec<std::path::PathBuf> {
+        files_under(&self.dir.path().join("cache").join("downloads"))
+    }
+}
+
+fn head_is_wiped(dev: &LoopDev) -> bool {
+    dev.read(0, MIB as usize).iter().all(|b| *b == 0)
+}
+
+#[test]
+fn a_url_streams_to_every_target_and_each_is_read_back() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(12 * MIB as usize + 777, 41);
+    let archive = xz_blocks(&image, MIB);
+    let server = Server::start();
+    server.put_with_sidecar("/talos.raw.xz", archive.clone());
+    let devs = [
+        LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA),
+        LoopDev::new(b.dir.path(), 16 * MIB, 4096, 0xAA),
+    ];
+
+    let first = b.flash(&server.url("/talos.raw.xz"), &[&devs[0], &devs[1]], &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let json = first.json();
+    assert_eq!(json["archiveSHA256"], sha256_hex(&archive));
+    assert_eq!(json["digestSource"], "sidecar");
+    assert_eq!(json["imageSHA256"], sha256_hex(&image));
+    assert_eq!(json["imageSize"], image.len() as u64);
+    for (dev, report) in devs.iter().zip(json["targets"].as_array().unwrap()) {
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["verifiedSHA256"], sha256_hex(&image));
+        assert_eq!(report["bytesWritten"], image.len() as u64);
+        assert_eq!(dev.read(0, image.len()), image);
+    }
+    // Streamed once: one GET of the archive, and the verified archive is in the cache.
+    assert_eq!(server.gets("/talos.raw.xz").len(), 1);
+    let kept = b.downloads();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), archive);
+
+    // Again: the cached archive streams (re-hashed on the way), not the network.
+    let again = b.flash(&server.url("/talos.raw.xz"), &[&devs[0]], &["--no-verify"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json()["imageSHA256"], sha256_hex(&image));
+    assert!(again.json()["targets"][0]["verifiedSHA256"].is_null());
+    assert_eq!(server.gets("/talos.raw.xz").len(), 1, "downloaded again");
+
+    // After a plain fetch the decoded image is cached: it is written as it is, its recorded
+    // digest proven on the way; one that changed since fails the flash and is dropped.
+    let cache = b.cache();
+    let url = server.url("/talos.raw.xz");
+    let fetched = run(&["fetch", &url, "--json", "--cache-dir", &cache]);
+    assert_eq!(fetched.code, 0, "{}", fetched.stderr);
+    let cached_image = fetched.json()["imagePath"].as_str().unwrap().to_string();
+    let third = b.flash(&url, &[&devs[1]], &[]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(
+        third.json()["targets"][0]["verifiedSHA256"],
+        sha256_hex(&image)
+    );
+    let mut changed = image.clone();
+    changed[5 * MIB as usize] ^= 1;
+    std::fs::write(&cached_image, &changed).unwrap();
+    let tampered = b.flash(&url, &[&devs[1]], &[]);
+    assert_eq!(tampered.code, 1, "{}", tampered.stderr);
+    assert!(head_is_wiped(&devs[1]));
+    assert!(!Path::new(&cached_image).exists());
+    let fourth = b.flash(&url, &[&devs[1]], &[]);
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert_eq!(devs[1].read(0, image.len()), image);
+    assert_eq!(server.gets("/talos.raw.xz").len(), 1, "downloaded again");
+}
+
+#[test]
+fn an_archive_that_fails_its_digest_at_the_end_leaves_no_target_bootable() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(10 * MIB as usize, 42);
+    let archive = xz_blocks(&image, MIB);
+    let server = Server::start();
+    server.put("/os.raw.xz", archive.clone());
+    // The publisher's digest is of some other archive.
+    server.put(
+        "/os.raw.xz.sha256",
+        format!("{}  os.raw.xz\n", sha256_hex(b"another archive")).into_bytes(),
+    );
+    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
+
+    let run = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("download does not match its expected SHA-256"),
+        "{}",
+        run.stdout
+    );
+    assert!(head_is_wiped(&dev), "the first MiB must stay wiped");
+    // The image streamed to the target before the digest was known: proof the stages overlap.
+    assert_eq!(
+        dev.read(MIB, 4 * MIB as usize),
+        image[MIB as usize..5 * MIB as usize]
+    );
+    assert!(b.downloads().is_empty(), "{:?}", b.downloads());
+}
+
+#[test]
+fn a_corrupt_cached_archive_fails_the_flash_and_is_deleted() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(6 * MIB as usize, 43);
+    let archive = xz_blocks(&image, MIB);
+    let server = Server::start();
+    server.put_with_sidecar("/os.raw.xz", archive.clone());
+    let dev = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
+    assert_eq!(b.flash(&server.url("/os.raw.xz"), &[&dev], &[]).code, 0);
+
+    let cached = b.downloads().pop().unwrap();
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0x55;
+    std::fs::write(&cached, &bytes).unwrap();
+    let run = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.contains("cached archive"), "{}", run.stdout);
+    assert!(head_is_wiped(&dev));
+    assert!(!cached.exists(), "the corrupt archive was kept");
+
+    let fresh = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert_eq!(dev.read(0, image.len()), image);
+    assert_eq!(server.gets("/os.raw.xz").len(), 2);
+}
+
+#[test]
+fn a_download_that_starts_over_is_not_sent_to_the_decoder_twice() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(8 * MIB as usize, 44);
+    let archive = zstd(&image);
+    let server = Server::start();
+    server.put_with_sidecar("/os.img.zst", archive.clone());
+    // No Range support (like the Image Factory): the second attempt starts from byte 0.
+    server.script(
+        "/os.img.zst",
+        vec![Reply::Body(Serve {
+            cut_after: Some(archive.len() / 2),
+            ..Serve::default()
+        })],
+    );
+    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
+
+    let run = b.flash(&server.url("/os.img.zst"), &[&dev], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(server.gets("/os.img.zst").len(), 2);
+    assert_eq!(
+        run.json()["targets"][0]["verifiedSHA256"],
+        sha256_hex(&image)
+    );
+    assert_eq!(dev.read(0, image.len()), image);
+}
+
+#[test]
+fn an_image_larger_than_the_limit_or_the_drive_fails_every_target() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(12 * MIB as usize, 45);
+    let server = Server::start();
+    server.put_with_sidecar("/big.raw.gz", gzip(&image));
+
+    let dev = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0xAA);
+    let limited = b.flash(
+        &server.url("/big.raw.gz"),
+        &[&dev],
+        &["--max-image-size", "8388608"],
+    );
+    assert_eq!(limited.code, 2, "{}", limited.stderr);
+    assert!(limited.stdout.contains("larger than the limit"));
+    assert!(head_is_wiped(&dev));
+
+    let small = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
+    let run = b.flash(&server.url("/big.raw.gz"), &[&dev, &small], &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let targets = run.json()["targets"].clone();
+    assert_eq!(targets[0]["ok"], true, "{targets}");
+    assert_eq!(targets[1]["ok"], false);
+    assert!(
+        targets[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit"),
+        "{targets}"
+    );
+    assert!(head_is_wiped(&small));
+    assert_eq!(dev.read(0, image.len()), image);
+}
+
+#[test]
+fn cancelling_a_stream_stops_at_once_and_leaves_nothing() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(64 * MIB as usize, 46);
+    let archive = xz_blocks(&image, MIB);
+    let server = Server::start();
+    server.put_with_sidecar("/slow.raw.xz", archive);
+    server.set_default_serve(Serve {
+        rate: Some(4 << 20),
+        ..Serve::default()
+    });
+    let dev = LoopDev::new(b.dir.path(), 80 * MIB, 512, 0xAA);
+    let cache = b.cache();
+    let child = labflash(&[
+        "flash",
+        &server.url("/slow.raw.xz"),
+        "--to",
+        dev.path_str(),
+        "--yes",
+        "--json",
+        "--cache-dir",
+        &cache,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
+        assert!(Instant::now() < deadline, "writing never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupted = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let run: Run = child.wait_with_output().unwrap().into();
+    let took = interrupted.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.json()["error"], "cancelled");
+    assert!(head_is_wiped(&dev));
+    assert!(b.downloads().is_empty(), "{:?}", b.downloads());
+    assert!(!Path::new(&cache).join("downloads").join(".tmp").exists());
+}
