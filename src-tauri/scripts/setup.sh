@@ -10,11 +10,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 packages=(
   build-essential pkg-config curl file ca-certificates
   libwebkit2gtk-4.1-dev libssl-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
-  xz-utils zstd
+  xz-utils zstd liblzma-dev
 )
 if [[ ${1:-} == --tests ]]; then
   packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux e2fsprogs
-    udisks2 dbus polkitd pkexec udev)
+    udisks2 dbus polkitd pkexec udev python3 openssl)
 fi
 command -v npm >/dev/null || packages+=(nodejs npm)
 
