@@ -219,9 +219,12 @@ fn an_image_larger_than_the_limit_or_the_drive_fails_every_target() {
     let server = Server::start();
     server.put_with_sidecar("/big.raw.gz", gzip(&image));
 
+    // Incompressible, so most of the archive is still to come when the limit is hit: the
+    // download must stop too, not wait on a queue nobody reads.
+    server.put_with_sidecar("/noise.zst", zstd(&noise(48 * MIB as usize, 9)));
     let dev = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0xAA);
     let limited = b.flash(
-        &server.url("/big.raw.gz"),
+        &server.url("/noise.zst"),
         &[&dev],
         &["--max-image-size", "8388608"],
     );

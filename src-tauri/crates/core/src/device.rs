@@ -187,6 +187,7 @@ pub fn reread_partitions(file: &File) {
 }
 
 /// A heap buffer whose start is aligned to [`ALIGN`], as O_DIRECT requires.
+#[derive(Default)]
 pub struct AlignedBuf {
     storage: Vec<u8>,
     offset: usize,

@@ -43,8 +43,9 @@ use crate::target::Approved;
 use crate::write::{self, Expect, FlashOptions, TargetReport};
 use crate::{CancellationToken, IO_CHUNK};
 
-/// Archive bytes in flight between the origin and the decoder, in packets of `IO_CHUNK`.
-const PACKETS: usize = 8;
+/// Archive bytes in flight between the origin and the decoder, in packets of `IO_CHUNK`; the
+/// socket and the decoder's own input buffers hold more.
+const PACKETS: usize = 4;
 
 /// A stream ready to flash: what it will be checked against, and where its bytes come from.
 pub struct Opened {
@@ -234,6 +235,8 @@ pub fn run(
                 *source = Err(mismatch);
             }
         }
+        // Closing the queue and the token stops the origin wherever it waits.
+        drop(input);
         stop.cancel();
         let produced = origin.join().expect("the download thread panicked");
         let outcome = outcome?;

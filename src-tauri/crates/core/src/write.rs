@@ -126,6 +126,14 @@ struct Chunk {
     offset: u64,
     len: usize,
     buf: AlignedBuf,
+    /// Where the buffer goes when the last target is done with it.
+    home: SyncSender<AlignedBuf>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let _ = self.home.try_send(std::mem::take(&mut self.buf));
+    }
 }
 
 enum Msg {
@@ -242,6 +250,9 @@ fn read_chunks(
     let mut hasher = Sha256::new();
     let mut mib_crcs = Vec::new();
     let mut offset = 0u64;
+    // Buffers come back once written everywhere: memory stays at a few chunks and their pages
+    // are faulted in once.
+    let (home, pool) = sync_channel::<AlignedBuf>(QUEUE + 2);
     loop {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -253,9 +264,14 @@ fn read_chunks(
         if want == 0 {
             break;
         }
-        let mut buf = AlignedBuf::zeroed(CHUNK);
+        let mut buf = pool
+            .try_recv()
+            .unwrap_or_else(|_| AlignedBuf::zeroed(CHUNK));
         let got =
             read_full(source, &mut buf[..want]).map_err(|e| error::from_io(&expect.name, e))?;
+        // The last write is padded to the block size: with zeros, not a recycled chunk's bytes.
+        let padded = (device::round_up(got as u64, ALIGN as u64) as usize).min(CHUNK);
+        buf[got..padded].fill(0);
         if let Some(size) = expect.size.filter(|_| got < want) {
             return Err(Error::BadInput(format!(
                 "the image ended after {} of its {size} bytes",
@@ -271,6 +287,7 @@ fn read_chunks(
             offset,
             len: got,
             buf,
+            home: home.clone(),
         });
         senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
         if senders.is_empty() {
