@@ -1,0 +1,96 @@
+//! Runs one engine stage alone, for the benchmark (`tests/bench/stream.sh` times it against the
+//! standalone tool doing the same job):
+//!
+//! ```text
+//! stage hash FILE               SHA-256 of a file                   vs  openssl sha256
+//! stage decode ARCHIVE          the streaming decoder, output dropped  vs  xz -T0 -dc > /dev/null
+//! stage write IMAGE TARGET      the write engine, no read-back      vs  dd oflag=direct bs=4M
+//! stage readback TARGET SIZE    O_DIRECT read-back and SHA-256      vs  dd iflag=direct | sha256sum
+//! ```
+//!
+//! Each prints the digest or byte count it found, so a stage that did nothing cannot pass.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use labflash_core::decompress::{self, Format};
+use labflash_core::digest::{self, Sha256Digest};
+use labflash_core::progress::{NoProgress, Stage};
+use labflash_core::write::{self, Expect, FlashOptions};
+use labflash_core::{device, verify, CancellationToken, Error};
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cancel = CancellationToken::new();
+    let arg = |i: usize| -> &str {
+        args.get(i).map(String::as_str).unwrap_or_else(|| {
+            panic!("usage: stage hash|decode|write|readback ARGS (see the source)")
+        })
+    };
+    match arg(0) {
+        "hash" => {
+            let (digest, size) =
+                digest::hash_file(Path::new(arg(1)), Stage::HashImage, &cancel, &NoProgress)?;
+            println!("{digest}  {size}");
+        }
+        "decode" => {
+            let path = Path::new(arg(1));
+            let format = Format::of_file(path)?;
+            let input =
+                BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| io(path, e))?);
+            let mut decoded = decompress::decoder(input, format, path, u64::MAX)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                match decoded.read(&mut buf).map_err(|e| io(path, e))? {
+                    0 => break,
+                    n => total += n as u64,
+                }
+            }
+            println!("{total}");
+        }
+        "write" => {
+            let image = PathBuf::from(arg(1));
+            let mut source = File::open(&image).map_err(|e| io(&image, e))?;
+            let size = source.metadata().map_err(|e| io(&image, e))?.len();
+            let target = device::open_for_write(Path::new(arg(2)))?;
+            let expect = Expect {
+                name: image,
+                sha256: None,
+                size: Some(size),
+                tail: None,
+            };
+            let options = FlashOptions { verify: false };
+            let outcome = write::flash_stream(
+                &expect,
+                &mut source,
+                vec![target],
+                &options,
+                &cancel,
+                &NoProgress,
+            );
+            let sent = outcome.source?;
+            for t in &outcome.targets {
+                assert!(t.ok, "{:?}", t.error);
+            }
+            println!("{}  {}", sent.sha256, sent.size);
+        }
+        "readback" => {
+            let size: u64 = arg(2).parse().expect("SIZE in bytes");
+            // Any digest: the stage's work is the read and the hash; the found one is printed.
+            let expected: Sha256Digest = "0".repeat(64).parse().expect("a digest");
+            let found = verify::verify(Path::new(arg(1)), size, expected, &cancel, &NoProgress)?;
+            println!("{}  {}", found.sha256, found.size);
+        }
+        other => panic!("unknown stage {other:?}"),
+    }
+    Ok(())
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
