@@ -4,7 +4,7 @@
 //! ```text
 //! stage hash FILE               SHA-256 of a file                   vs  openssl sha256
 //! stage decode ARCHIVE          the streaming decoder, output dropped  vs  xz -T0 -dc > /dev/null
-//! stage write IMAGE TARGET      the write engine, no read-back      vs  dd oflag=direct bs=4M
+//! stage write IMAGE TARGET SHA  the write phase of a real flash     vs  dd oflag=direct bs=4M
 //! stage readback TARGET SIZE    O_DIRECT read-back and SHA-256      vs  dd iflag=direct | sha256sum
 //! ```
 //!
@@ -13,10 +13,12 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use labflash_core::decompress::{self, Format};
 use labflash_core::digest::{self, Sha256Digest};
-use labflash_core::progress::{NoProgress, Stage};
+use labflash_core::progress::{NoProgress, Progress, Stage};
 use labflash_core::write::{self, Expect, FlashOptions};
 use labflash_core::{device, verify, CancellationToken, Error};
 
@@ -51,30 +53,48 @@ fn main() -> Result<(), Error> {
             println!("{total}");
         }
         "write" => {
+            // A real flash (read-back on), timed from its start to the start of its read-back:
+            // the wipe, every write and the fsync, what `dd oflag=direct conv=fsync` does.
             let image = PathBuf::from(arg(1));
+            let sha256: Sha256Digest = arg(3).parse().expect("SHA256 of the image");
             let mut source = File::open(&image).map_err(|e| io(&image, e))?;
             let size = source.metadata().map_err(|e| io(&image, e))?.len();
             let target = device::open_for_write(Path::new(arg(2)))?;
             let expect = Expect {
                 name: image,
-                sha256: None,
+                sha256: Some(sha256),
+                check_source: false,
                 size: Some(size),
                 tail: None,
             };
-            let options = FlashOptions { verify: false };
+            let written = OnceLock::new();
+            let progress = |p: Progress| {
+                if p.stage == Stage::ReadBack {
+                    let _ = written.set(Instant::now());
+                }
+            };
+            let start = Instant::now();
+            let options = FlashOptions { verify: true };
             let outcome = write::flash_stream(
                 &expect,
                 &mut source,
                 vec![target],
                 &options,
                 &cancel,
-                &NoProgress,
+                &progress,
             );
-            let sent = outcome.source?;
-            for t in &outcome.targets {
-                assert!(t.ok, "{:?}", t.error);
-            }
-            println!("{}  {}", sent.sha256, sent.size);
+            let total = start.elapsed();
+            outcome.source?;
+            let report = &outcome.targets[0];
+            assert!(report.ok, "{:?}", report.error);
+            let written = written.get().expect("a read-back").duration_since(start);
+            println!(
+                "{:.2}  written in {:.2} s, read back by {:.2} s: {}",
+                written.as_secs_f64(),
+                written.as_secs_f64(),
+                total.as_secs_f64(),
+                report.verified_sha256.expect("verified")
+            );
         }
         "readback" => {
             let size: u64 = arg(2).parse().expect("SIZE in bytes");

@@ -168,6 +168,7 @@ pub fn run(
         let expect = Expect {
             name: path.clone(),
             sha256: Some(*sha256),
+            check_source: true,
             size: opened.image_size,
             tail: None,
         };
@@ -273,6 +274,7 @@ fn decode_and_write(
     let expect = Expect {
         name,
         sha256: None,
+        check_source: true,
         size: None,
         tail: None,
     };

@@ -62,6 +62,10 @@ pub struct Expect {
     /// Names the source in errors.
     pub name: PathBuf,
     pub sha256: Option<Sha256Digest>,
+    /// Hash the image as it is read and fail every target if it is not `sha256`, even when the
+    /// read-back would catch that too: the fault is then named as the source's (a cached image
+    /// that changed), not each target's.
+    pub check_source: bool,
     pub size: Option<u64>,
     pub tail: Option<Tail>,
 }
@@ -71,6 +75,7 @@ impl From<&Image> for Expect {
         Self {
             name: image.path.clone(),
             sha256: Some(image.sha256),
+            check_source: false,
             size: Some(image.size),
             tail: image.tail.clone(),
         }
@@ -188,7 +193,7 @@ pub fn flash_stream(
                 report(&target.path, written, result)
             }));
         }
-        let source = feed(expect, source, senders, cancel);
+        let source = feed(expect, source, senders, options, cancel);
         let targets = handles
             .into_iter()
             .map(|h| h.join().expect("a writer thread panicked"))
@@ -220,15 +225,21 @@ fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> Ta
 }
 
 /// Reads the image once and hands each chunk to every target still going. The image is hashed on
-/// the way: if it is not the image the digest names, or the source fails, every target is told
-/// to fail. A source that ends early (the helper's client went away) counts as cancellation.
+/// the way unless every target's read-back will prove the expected digest anyway (the hash
+/// would finish no earlier than the writes, so checking it first protects nothing more). If it
+/// is not the image the digest names, or the source fails, every target is told to fail. A
+/// source that ends early (the helper's client went away) counts as cancellation.
 fn feed(
     expect: &Expect,
     source: &mut (dyn Read + Send),
     mut senders: Vec<SyncSender<Msg>>,
+    options: &FlashOptions,
     cancel: &CancellationToken,
 ) -> Result<Arc<Sent>> {
-    let result = read_chunks(expect, source, &mut senders, cancel).map(Arc::new);
+    let trusted = expect
+        .sha256
+        .filter(|_| options.verify && !expect.check_source);
+    let result = read_chunks(expect, trusted, source, &mut senders, cancel).map(Arc::new);
     let end = match &result {
         // Closing the queues without End tells writers to stop.
         Err(Error::Cancelled) => return result,
@@ -241,18 +252,57 @@ fn feed(
     result
 }
 
+/// `trusted`: the digest the read-back will prove, so the image need not be hashed here.
 fn read_chunks(
     expect: &Expect,
+    trusted: Option<Sha256Digest>,
     source: &mut (dyn Read + Send),
     senders: &mut Vec<SyncSender<Msg>>,
     cancel: &CancellationToken,
 ) -> Result<Sent> {
-    let mut hasher = Sha256::new();
-    let mut mib_crcs = Vec::new();
+    std::thread::scope(|scope| {
+        // Hashing on its own thread: reading, hashing and writing overlap instead of the reader
+        // hashing between reads.
+        let (to_hasher, chunks) = sync_channel::<Arc<Chunk>>(QUEUE);
+        let hasher = scope.spawn(move || hash_chunks(chunks, trusted.is_none()));
+        let size = send_chunks(expect, source, senders, to_hasher, cancel);
+        let (hashed, mib_crcs) = hasher.join().expect("the hashing thread panicked");
+        let actual = hashed.or(trusted).expect("hashed unless trusted");
+        let size = size?;
+        if size == 0 {
+            return Err(Error::BadInput(format!(
+                "the image {} is empty",
+                expect.name.display()
+            )));
+        }
+        if let Some(expected) = expect.sha256.filter(|e| *e != actual) {
+            return Err(Error::DigestMismatch {
+                what: "image (it is not the one whose digest was given, or it changed)",
+                expected: expected.hex(),
+                actual: actual.hex(),
+            });
+        }
+        Ok(Sent {
+            sha256: actual,
+            size,
+            mib_crcs,
+        })
+    })
+}
+
+/// Reads the image in chunks and hands each to the hasher and every target still going;
+/// returns the image's size.
+fn send_chunks(
+    expect: &Expect,
+    source: &mut (dyn Read + Send),
+    senders: &mut Vec<SyncSender<Msg>>,
+    to_hasher: SyncSender<Arc<Chunk>>,
+    cancel: &CancellationToken,
+) -> Result<u64> {
     let mut offset = 0u64;
-    // Buffers come back once written everywhere: memory stays at a few chunks and their pages
-    // are faulted in once.
-    let (home, pool) = sync_channel::<AlignedBuf>(QUEUE + 2);
+    // Buffers come back once hashed and written everywhere: memory stays at a few chunks and
+    // their pages are faulted in once.
+    let (home, pool) = sync_channel::<AlignedBuf>(2 * QUEUE + 3);
     loop {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -262,7 +312,7 @@ fn read_chunks(
             None => CHUNK,
         };
         if want == 0 {
-            break;
+            return Ok(offset);
         }
         let mut buf = pool
             .try_recv()
@@ -279,44 +329,40 @@ fn read_chunks(
             )));
         }
         if got == 0 {
-            break;
+            return Ok(offset);
         }
-        hasher.update(&buf[..got]);
-        mib_crcs.extend(buf[..got].chunks(MIB as usize).map(crc32fast::hash));
         let chunk = Arc::new(Chunk {
             offset,
             len: got,
             buf,
             home: home.clone(),
         });
+        to_hasher
+            .send(chunk.clone())
+            .expect("the hashing thread outlives the reader");
         senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
         if senders.is_empty() {
             return Err(Error::Cancelled);
         }
         offset += got as u64;
         if got < want {
-            break;
+            return Ok(offset);
         }
     }
-    if offset == 0 {
-        return Err(Error::BadInput(format!(
-            "the image {} is empty",
-            expect.name.display()
-        )));
+}
+
+/// The image's SHA-256 (if asked) and the CRC-32 of each of its MiB, from the chunks in order.
+fn hash_chunks(chunks: Receiver<Arc<Chunk>>, sha256: bool) -> (Option<Sha256Digest>, Vec<u32>) {
+    let mut hasher = sha256.then(Sha256::new);
+    let mut mib_crcs = Vec::new();
+    for chunk in chunks {
+        let bytes = &chunk.buf[..chunk.len];
+        if let Some(hasher) = &mut hasher {
+            hasher.update(bytes);
+        }
+        mib_crcs.extend(bytes.chunks(MIB as usize).map(crc32fast::hash));
     }
-    let actual = Sha256Digest::of_hasher(hasher);
-    if let Some(expected) = expect.sha256.filter(|e| *e != actual) {
-        return Err(Error::DigestMismatch {
-            what: "image (it is not the one whose digest was given, or it changed)",
-            expected: expected.hex(),
-            actual: actual.hex(),
-        });
-    }
-    Ok(Sent {
-        sha256: actual,
-        size: offset,
-        mib_crcs,
-    })
+    (hasher.map(Sha256Digest::of_hasher), mib_crcs)
 }
 
 /// Reads until `buf` is full or the source ends.
@@ -432,13 +478,21 @@ fn write_target(
         let actual = Sha256Digest::of_hasher(hasher.clone());
         if actual != sent.sha256 {
             let bad = verify::first_different_mib(&reader, &sent.mib_crcs, head_len as u64, size)
-                .map_err(io_at(path))?
-                .unwrap_or(0);
-            return Err(Error::ReadBackMismatch {
-                target: path.display().to_string(),
-                expected: sent.sha256.hex(),
-                actual: actual.hex(),
-                first_bad_mib: bad,
+                .map_err(io_at(path))?;
+            return Err(match bad {
+                Some(bad) => Error::ReadBackMismatch {
+                    target: path.display().to_string(),
+                    expected: sent.sha256.hex(),
+                    actual: actual.hex(),
+                    first_bad_mib: bad,
+                },
+                // The target holds exactly the bytes that were read: they were not the image
+                // (an expected digest is trusted to the read-back, see `feed`).
+                None => Error::DigestMismatch {
+                    what: "image (it is not the one whose digest was given, or it changed)",
+                    expected: sent.sha256.hex(),
+                    actual: actual.hex(),
+                },
             });
         }
         Some(reader)
