@@ -25,6 +25,7 @@ pub mod mounts;
 pub mod onestick;
 pub mod pipeline;
 pub mod progress;
+mod readback;
 pub mod source;
 pub mod talos;
 pub mod target;

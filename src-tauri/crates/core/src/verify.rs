@@ -35,24 +35,36 @@ pub(crate) fn hash_range(
             return Err(Error::Cancelled);
         }
         let want = (len - done).min(READ_CHUNK as u64);
-        let aligned = device::round_up(want, ALIGN as u64) as usize;
-        let got =
-            device::read_full_at(file, &mut buf[..aligned], start + done).map_err(io_at(path))?;
-        if (got as u64) < want {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "it ends after {} bytes, before the image's end",
-                        start + done + got as u64
-                    ),
-                ),
-            ));
-        }
+        read_chunk(file, path, &mut buf, start + done, want)?;
         hasher.update(&buf[..want as usize]);
         done += want;
         reporter.update(done);
+    }
+    Ok(())
+}
+
+/// Reads `want` bytes at `offset` into `buf` (aligned for O_DIRECT); a device that ends first is
+/// an error.
+pub(crate) fn read_chunk(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    offset: u64,
+    want: u64,
+) -> Result<()> {
+    let aligned = device::round_up(want, ALIGN as u64) as usize;
+    let got = device::read_full_at(file, &mut buf[..aligned], offset).map_err(io_at(path))?;
+    if (got as u64) < want {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "it ends after {} bytes, before the image's end",
+                    offset + got as u64
+                ),
+            ),
+        ));
     }
     Ok(())
 }

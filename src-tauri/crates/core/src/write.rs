@@ -24,6 +24,7 @@ use crate::device::{self, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::digest::Sha256Digest;
 use crate::error::{self, io_at, Error, ErrorKind, Result};
 use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::readback::ReadBack;
 use crate::verify;
 use crate::CancellationToken;
 
@@ -177,16 +178,24 @@ pub fn flash_stream(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Outcome {
+    let readback = &ReadBack::new(targets.len());
     std::thread::scope(|scope| {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
-        for target in targets {
+        for (me, target) in targets.into_iter().enumerate() {
             let (tx, rx) = sync_channel::<Msg>(QUEUE);
             senders.push(tx);
             handles.push(scope.spawn(move || {
                 let mut written = 0u64;
-                let result =
-                    write_target(&target, expect, rx, options, cancel, progress, &mut written);
+                let mut job = Job {
+                    target: &target,
+                    me,
+                    readback,
+                    written: &mut written,
+                };
+                let result = write_target(&mut job, expect, rx, options, cancel, progress);
+                // Done or failed: the other targets' read-back no longer waits for this one.
+                readback.leave(me);
                 if result.is_err() && target.created {
                     let _ = std::fs::remove_file(&target.path);
                 }
@@ -379,15 +388,26 @@ pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::
     Ok(filled)
 }
 
+/// One target's part in a flash.
+struct Job<'a> {
+    target: &'a Target,
+    /// Its place in the shared read-back.
+    me: usize,
+    readback: &'a ReadBack,
+    /// Bytes written so far, for its report.
+    written: &'a mut u64,
+}
+
 fn write_target(
-    target: &Target,
+    job: &mut Job,
     expect: &Expect,
     rx: Receiver<Msg>,
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-    written: &mut u64,
 ) -> Result<Option<Sha256Digest>> {
+    let target = job.target;
+    let written = &mut *job.written;
     let path = target.path.as_path();
     let file = &target.file;
     let lbs = u64::from(target.logical_block_size.max(512));
@@ -467,15 +487,22 @@ fn write_target(
     let size = sent.size;
     let head_len = size.min(HEAD) as usize;
 
-    // 3. Read the rest back from the device and check the whole image's digest.
-    let mut hasher = Sha256::new();
-    hasher.update(&head[..head_len]);
+    // 3. Read the rest back from the device (with the other targets: see `readback`) and check
+    // the whole image's digest.
     let reader = if options.verify {
         let (reader, _) = device::open_for_read(path)?;
         let rest = size - head_len as u64;
         let mut back = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
-        verify::hash_range(&reader, path, HEAD, rest, &mut hasher, cancel, &mut back)?;
-        let actual = Sha256Digest::of_hasher(hasher.clone());
+        let actual = job.readback.hash_target(
+            job.me,
+            &head[..head_len],
+            &reader,
+            path,
+            HEAD,
+            rest,
+            cancel,
+            &mut back,
+        )?;
         if actual != sent.sha256 {
             let bad = verify::first_different_mib(&reader, &sent.mib_crcs, head_len as u64, size)
                 .map_err(io_at(path))?;
@@ -495,7 +522,7 @@ fn write_target(
                 },
             });
         }
-        Some(reader)
+        Some((reader, actual))
     } else {
         None
     };
@@ -511,7 +538,7 @@ fn write_target(
         device::write_all_at(file, &buf[..pad(tail.bytes.len())], tail.offset)
             .map_err(io_at(path))?;
         file.sync_all().map_err(io_at(path))?;
-        if let Some(reader) = &reader {
+        if let Some((reader, _)) = &reader {
             device::drop_cache(reader);
             let got = device::read_full_at(reader, &mut buf, tail.offset).map_err(io_at(path))?;
             if got < tail.bytes.len() || buf[..tail.bytes.len()] != tail.bytes[..] {
@@ -530,7 +557,7 @@ fn write_target(
     *written = size;
     reporter.finish(size);
     let verified = match reader {
-        Some(reader) => {
+        Some((reader, actual)) => {
             device::drop_cache(&reader);
             let mut back = AlignedBuf::zeroed(HEAD as usize);
             let aligned = device::round_up(head_len as u64, ALIGN as u64) as usize;
@@ -544,7 +571,7 @@ fn write_target(
                     first_bad_mib: 0,
                 });
             }
-            Some(Sha256Digest::of_hasher(hasher))
+            Some(actual)
         }
         None => None,
     };

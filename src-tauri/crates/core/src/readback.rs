@@ -1,0 +1,304 @@
+//! Reading several targets back at once, one SHA-256 for all that hold the same bytes.
+//!
+//! Each target's thread reads its own device (O_DIRECT, page cache dropped), chunk by chunk. When
+//! every target still reading has its chunk, the last one to arrive compares each target's bytes
+//! with those of the first target of its group and hashes only that first target's. Targets that
+//! hold the same bytes so share one hash: N sticks cost N reads and one SHA-256 instead of N. A
+//! target whose bytes differ leaves its group for a new one that starts from a copy of the hash so
+//! far, so every target still gets the digest of exactly what it holds. Each target reads its next
+//! chunk while the last one is being compared and hashed.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::device::{AlignedBuf, ALIGN};
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+use crate::progress::Reporter;
+use crate::verify::{read_chunk, READ_CHUNK};
+use crate::CancellationToken;
+
+/// The read-back shared by every target of one flash.
+pub(crate) struct ReadBack {
+    state: Mutex<State>,
+    turn: Condvar,
+}
+
+struct State {
+    /// Chunks compared and hashed so far.
+    round: u64,
+    /// Targets that have not left (finished, failed or never verified).
+    active: Vec<bool>,
+    /// This round's chunk from each target that has read it.
+    submitted: Vec<Option<(AlignedBuf, usize)>>,
+    /// Buffers given back after their round, per target.
+    returned: Vec<Vec<AlignedBuf>>,
+    /// Each target's group, and each group's hash so far.
+    group_of: Vec<usize>,
+    groups: Vec<Sha256>,
+    /// The bytes every read starts with were hashed.
+    started: bool,
+}
+
+impl ReadBack {
+    pub(crate) fn new(targets: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                round: 0,
+                active: vec![true; targets],
+                submitted: (0..targets).map(|_| None).collect(),
+                returned: (0..targets).map(|_| Vec::new()).collect(),
+                group_of: vec![0; targets],
+                groups: vec![Sha256::new()],
+                started: false,
+            }),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// Target `me` takes no further part (done, failed, or not verifying); the others go on.
+    pub(crate) fn leave(&self, me: usize) {
+        let mut state = self.state.lock().expect("read-back lock");
+        state.active[me] = false;
+        if state.complete() {
+            state.hash_round();
+            self.turn.notify_all();
+        }
+    }
+
+    /// Reads bytes `[start, start + len)` of target `me` from `file` and returns the SHA-256 of
+    /// `prefix` (the image's first MiB, held in memory) followed by them. Blocking; every active
+    /// target must call this with the same prefix and range, or leave.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hash_target(
+        &self,
+        me: usize,
+        prefix: &[u8],
+        file: &File,
+        path: &Path,
+        start: u64,
+        len: u64,
+        cancel: &CancellationToken,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<Sha256Digest> {
+        debug_assert_eq!(start % ALIGN as u64, 0);
+        {
+            let mut state = self.state.lock().expect("read-back lock");
+            if !state.started {
+                state.groups[0].update(prefix);
+                state.started = true;
+            }
+        }
+        let mut spare = vec![
+            AlignedBuf::zeroed(READ_CHUNK),
+            AlignedBuf::zeroed(READ_CHUNK),
+        ];
+        let mut done = 0u64;
+        let mut round = 0u64;
+        while done < len {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let mut buf = match spare.pop() {
+                Some(buf) => buf,
+                None => self.take_returned(me, cancel)?,
+            };
+            let want = (len - done).min(READ_CHUNK as u64);
+            read_chunk(file, path, &mut buf, start + done, want)?;
+            self.submit(me, round, buf, want as usize, cancel)?;
+            round += 1;
+            done += want;
+            reporter.update(done);
+        }
+        // Wait for the last chunk to be hashed, then finish this target's copy of its hash.
+        let state = self.wait(|s| s.round >= round, cancel)?;
+        Ok(Sha256Digest::of_hasher(
+            state.groups[state.group_of[me]].clone(),
+        ))
+    }
+
+    /// Hands in target `me`'s chunk for `round` once the previous round is hashed; the last
+    /// target to hand in hashes the round.
+    fn submit(
+        &self,
+        me: usize,
+        round: u64,
+        buf: AlignedBuf,
+        len: usize,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let mut state = self.wait(|s| s.round == round, cancel)?;
+        state.submitted[me] = Some((buf, len));
+        if state.complete() {
+            state.hash_round();
+            self.turn.notify_all();
+        }
+        Ok(())
+    }
+
+    fn take_returned(&self, me: usize, cancel: &CancellationToken) -> Result<AlignedBuf> {
+        let mut state = self.wait(|s| !s.returned[me].is_empty(), cancel)?;
+        Ok(state.returned[me].pop().expect("waited for it"))
+    }
+
+    /// Waits for `ready`, giving up when cancelled.
+    fn wait(
+        &self,
+        ready: impl Fn(&State) -> bool,
+        cancel: &CancellationToken,
+    ) -> Result<std::sync::MutexGuard<'_, State>> {
+        let mut state = self.state.lock().expect("read-back lock");
+        while !ready(&state) {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            state = self
+                .turn
+                .wait_timeout(state, Duration::from_millis(100))
+                .expect("read-back lock")
+                .0;
+        }
+        Ok(state)
+    }
+}
+
+impl State {
+    /// Every active target has handed in this round's chunk (and someone has).
+    fn complete(&self) -> bool {
+        let any = self.submitted.iter().any(Option::is_some);
+        let all = (0..self.active.len()).all(|t| !self.active[t] || self.submitted[t].is_some());
+        any && all
+    }
+
+    /// Splits groups whose targets' chunks differ, hashes one chunk per group, gives the
+    /// buffers back and starts the next round.
+    fn hash_round(&mut self) {
+        let chunks: Vec<(usize, AlignedBuf, usize)> = (0..self.submitted.len())
+            .filter_map(|t| self.submitted[t].take().map(|(buf, len)| (t, buf, len)))
+            .collect();
+        // Whose bytes each group hashes this round: (group before the round, group, chunk).
+        let mut firsts: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, (t, buf, len)) in chunks.iter().enumerate() {
+            let old = self.group_of[*t];
+            let same = firsts.iter().find(|(from, _, first)| {
+                let (_, fbuf, flen) = &chunks[*first];
+                *from == old && fbuf[..*flen] == buf[..*len]
+            });
+            let group = match same {
+                Some((_, g, _)) => *g,
+                None if !firsts.iter().any(|(_, g, _)| *g == old) => {
+                    firsts.push((old, old, i));
+                    old
+                }
+                None => {
+                    // Differs from its group's bytes: a new group from the hash so far (the
+                    // old group is not updated until below).
+                    self.groups.push(self.groups[old].clone());
+                    let g = self.groups.len() - 1;
+                    firsts.push((old, g, i));
+                    g
+                }
+            };
+            self.group_of[*t] = group;
+        }
+        for (_, g, first) in &firsts {
+            let (_, buf, len) = &chunks[*first];
+            self.groups[*g].update(&buf[..*len]);
+        }
+        for (t, buf, _) in chunks {
+            self.returned[t].push(buf);
+        }
+        self.round += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::{NoProgress, Stage};
+
+    const LEN: usize = 3 * READ_CHUNK + 1000;
+
+    fn sha(parts: &[&[u8]]) -> Sha256Digest {
+        let mut hasher = Sha256::new();
+        for p in parts {
+            hasher.update(p);
+        }
+        Sha256Digest::of_hasher(hasher)
+    }
+
+    /// Reads every file back together; `None` where the target left instead.
+    fn read_back(files: &[Option<&Path>], prefix: &[u8]) -> Vec<Option<Sha256Digest>> {
+        let shared = ReadBack::new(files.len());
+        let cancel = CancellationToken::new();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .iter()
+                .enumerate()
+                .map(|(me, path)| {
+                    let (shared, cancel) = (&shared, &cancel);
+                    scope.spawn(move || {
+                        let digest = path.map(|path| {
+                            let file = File::open(path).unwrap();
+                            let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
+                            shared
+                                .hash_target(
+                                    me,
+                                    prefix,
+                                    &file,
+                                    path,
+                                    0,
+                                    LEN as u64,
+                                    cancel,
+                                    &mut reporter,
+                                )
+                                .unwrap()
+                        });
+                        shared.leave(me);
+                        digest
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn each_target_gets_the_digest_of_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let image: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
+        let mut late = image.clone();
+        late[2 * READ_CHUNK + 5] ^= 1;
+        let mut early = image.clone();
+        early[10] ^= 1;
+        let paths: Vec<_> = ["a", "b", "late", "c", "early"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        for (path, bytes) in paths.iter().zip([&image, &image, &late, &image, &early]) {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let files: Vec<Option<&Path>> = paths.iter().map(|p| Some(p.as_path())).collect();
+        let got = read_back(&files, b"head");
+        let good = sha(&[b"head", &image]);
+        assert_eq!(got[0], Some(good));
+        assert_eq!(got[1], Some(good));
+        assert_eq!(got[2], Some(sha(&[b"head", &late])));
+        assert_eq!(got[3], Some(good));
+        assert_eq!(got[4], Some(sha(&[b"head", &early])));
+    }
+
+    #[test]
+    fn a_target_that_leaves_does_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = vec![9u8; LEN];
+        let path = dir.path().join("a");
+        std::fs::write(&path, &image).unwrap();
+        let got = read_back(&[None, Some(&path), None], b"");
+        assert_eq!(got, vec![None, Some(sha(&[&image])), None]);
+    }
+}
