@@ -1,12 +1,15 @@
 //! Writing one image to several targets at once and proving each by reading it back.
 //!
-//! One reader feeds every target's writer thread through a small bounded queue. Per target:
+//! One reader feeds every target's writer thread, and a hashing thread, through small bounded
+//! queues; the image's size and digest may be known only at its end (a stream being decoded).
+//! Per target:
 //! 1. wipe the first MiB, so a cut flash never leaves a drive that looks bootable or keeps its old
 //!    partition table;
 //! 2. write the rest of the image in large aligned writes (the last padded to the logical block
 //!    size when O_DIRECT is on), then fsync;
 //! 3. read the rest back from the device (O_DIRECT, page cache dropped) and check the image's
-//!    SHA-256 over the held first MiB followed by what the device returned;
+//!    SHA-256 over the held first MiB followed by what the device returned (targets holding the
+//!    same bytes share that hash: see `readback`);
 //! 4. only then write the first MiB, fsync, read it back and compare it byte for byte;
 //! 5. re-read the partition table.
 //!
