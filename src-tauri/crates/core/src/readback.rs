@@ -1,12 +1,12 @@
 //! Reading several targets back at once, one SHA-256 for all that hold the same bytes.
 //!
 //! Each target's thread reads its own device (O_DIRECT, page cache dropped), chunk by chunk. When
-//! every target still reading has its chunk, the last one to arrive compares each target's bytes
-//! with those of the first target of its group and hashes only that first target's. Targets that
-//! hold the same bytes so share one hash: N sticks cost N reads and one SHA-256 instead of N. A
-//! target whose bytes differ leaves its group for a new one that starts from a copy of the hash so
-//! far, so every target still gets the digest of exactly what it holds. Each target reads its next
-//! chunk while the last one is being compared and hashed.
+//! every target still reading has its chunk, a hashing thread compares each target's bytes with
+//! those of the first target of its group and hashes only that first target's. Targets that hold
+//! the same bytes so share one hash: N sticks cost N reads and one SHA-256 instead of N. A target
+//! whose bytes differ leaves its group for a new one that starts from a copy of the hash so far,
+//! so every target still gets the digest of exactly what it holds. The targets read their next
+//! chunk while the hashing thread works on the last one.
 
 use std::fs::File;
 use std::path::Path;
@@ -31,6 +31,8 @@ pub(crate) struct ReadBack {
 struct State {
     /// Chunks compared and hashed so far.
     round: u64,
+    /// The chunk being collected: the earlier ones are hashed or being hashed.
+    next: u64,
     /// Targets that have not left (finished, failed or never verified).
     active: Vec<bool>,
     /// This round's chunk from each target that has read it.
@@ -49,6 +51,7 @@ impl ReadBack {
         Self {
             state: Mutex::new(State {
                 round: 0,
+                next: 0,
                 active: vec![true; targets],
                 submitted: (0..targets).map(|_| None).collect(),
                 returned: (0..targets).map(|_| Vec::new()).collect(),
@@ -64,8 +67,42 @@ impl ReadBack {
     pub(crate) fn leave(&self, me: usize) {
         let mut state = self.state.lock().expect("read-back lock");
         state.active[me] = false;
-        if state.complete() {
-            state.hash_round();
+        self.turn.notify_all();
+    }
+
+    /// The hashing thread: hashes each chunk once every target still reading has handed it in,
+    /// until every target has left.
+    pub(crate) fn hash_rounds(&self) {
+        loop {
+            let (chunks, mut groups, mut group_of) = {
+                let mut state = self.state.lock().expect("read-back lock");
+                loop {
+                    if state.complete() {
+                        break;
+                    }
+                    if !state.active.iter().any(|a| *a) {
+                        return;
+                    }
+                    state = self.turn.wait(state).expect("read-back lock");
+                }
+                let chunks: Vec<(usize, AlignedBuf, usize)> = (0..state.submitted.len())
+                    .filter_map(|t| state.submitted[t].take().map(|(buf, len)| (t, buf, len)))
+                    .collect();
+                state.next += 1;
+                self.turn.notify_all();
+                (
+                    chunks,
+                    std::mem::take(&mut state.groups),
+                    std::mem::take(&mut state.group_of),
+                )
+            };
+            hash_round(&chunks, &mut groups, &mut group_of);
+            let mut state = self.state.lock().expect("read-back lock");
+            (state.groups, state.group_of) = (groups, group_of);
+            for (t, buf, _) in chunks {
+                state.returned[t].push(buf);
+            }
+            state.round += 1;
             self.turn.notify_all();
         }
     }
@@ -121,8 +158,7 @@ impl ReadBack {
         ))
     }
 
-    /// Hands in target `me`'s chunk for `round` once the previous round is hashed; the last
-    /// target to hand in hashes the round.
+    /// Hands in target `me`'s chunk for `round` once the previous round is taken for hashing.
     fn submit(
         &self,
         me: usize,
@@ -131,12 +167,9 @@ impl ReadBack {
         len: usize,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let mut state = self.wait(|s| s.round == round, cancel)?;
+        let mut state = self.wait(|s| s.next == round, cancel)?;
         state.submitted[me] = Some((buf, len));
-        if state.complete() {
-            state.hash_round();
-            self.turn.notify_all();
-        }
+        self.turn.notify_all();
         Ok(())
     }
 
@@ -173,46 +206,42 @@ impl State {
         let all = (0..self.active.len()).all(|t| !self.active[t] || self.submitted[t].is_some());
         any && all
     }
+}
 
-    /// Splits groups whose targets' chunks differ, hashes one chunk per group, gives the
-    /// buffers back and starts the next round.
-    fn hash_round(&mut self) {
-        let chunks: Vec<(usize, AlignedBuf, usize)> = (0..self.submitted.len())
-            .filter_map(|t| self.submitted[t].take().map(|(buf, len)| (t, buf, len)))
-            .collect();
-        // Whose bytes each group hashes this round: (group before the round, group, chunk).
-        let mut firsts: Vec<(usize, usize, usize)> = Vec::new();
-        for (i, (t, buf, len)) in chunks.iter().enumerate() {
-            let old = self.group_of[*t];
-            let same = firsts.iter().find(|(from, _, first)| {
-                let (_, fbuf, flen) = &chunks[*first];
-                *from == old && fbuf[..*flen] == buf[..*len]
-            });
-            let group = match same {
-                Some((_, g, _)) => *g,
-                None if !firsts.iter().any(|(_, g, _)| *g == old) => {
-                    firsts.push((old, old, i));
-                    old
-                }
-                None => {
-                    // Differs from its group's bytes: a new group from the hash so far (the
-                    // old group is not updated until below).
-                    self.groups.push(self.groups[old].clone());
-                    let g = self.groups.len() - 1;
-                    firsts.push((old, g, i));
-                    g
-                }
-            };
-            self.group_of[*t] = group;
-        }
-        for (_, g, first) in &firsts {
-            let (_, buf, len) = &chunks[*first];
-            self.groups[*g].update(&buf[..*len]);
-        }
-        for (t, buf, _) in chunks {
-            self.returned[t].push(buf);
-        }
-        self.round += 1;
+/// Splits groups whose targets' chunks differ and hashes one chunk per group.
+fn hash_round(
+    chunks: &[(usize, AlignedBuf, usize)],
+    groups: &mut Vec<Sha256>,
+    group_of: &mut [usize],
+) {
+    // Whose bytes each group hashes this round: (group before the round, group, chunk).
+    let mut firsts: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, (t, buf, len)) in chunks.iter().enumerate() {
+        let old = group_of[*t];
+        let same = firsts.iter().find(|(from, _, first)| {
+            let (_, fbuf, flen) = &chunks[*first];
+            *from == old && fbuf[..*flen] == buf[..*len]
+        });
+        let group = match same {
+            Some((_, g, _)) => *g,
+            None if !firsts.iter().any(|(_, g, _)| *g == old) => {
+                firsts.push((old, old, i));
+                old
+            }
+            None => {
+                // Differs from its group's bytes: a new group from the hash so far (the
+                // old group is not updated until below).
+                groups.push(groups[old].clone());
+                let g = groups.len() - 1;
+                firsts.push((old, g, i));
+                g
+            }
+        };
+        group_of[*t] = group;
+    }
+    for (_, g, first) in &firsts {
+        let (_, buf, len) = &chunks[*first];
+        groups[*g].update(&buf[..*len]);
     }
 }
 
@@ -236,6 +265,7 @@ mod tests {
         let shared = ReadBack::new(files.len());
         let cancel = CancellationToken::new();
         std::thread::scope(|scope| {
+            scope.spawn(|| shared.hash_rounds());
             let handles: Vec<_> = files
                 .iter()
                 .enumerate()

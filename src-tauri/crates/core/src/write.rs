@@ -185,6 +185,9 @@ pub fn flash_stream(
     std::thread::scope(|scope| {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
+        if options.verify {
+            scope.spawn(|| readback.hash_rounds());
+        }
         for (me, target) in targets.into_iter().enumerate() {
             let (tx, rx) = sync_channel::<Msg>(QUEUE);
             senders.push(tx);
