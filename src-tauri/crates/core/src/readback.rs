@@ -39,7 +39,8 @@ struct State {
     submitted: Vec<Option<(AlignedBuf, usize)>>,
     /// Buffers given back after their round, per target.
     returned: Vec<Vec<AlignedBuf>>,
-    /// Each target's group, and each group's hash so far.
+    /// Each target's group, and each group's hash so far (out with the hashing thread while it
+    /// hashes a round).
     group_of: Vec<usize>,
     groups: Vec<Sha256>,
     /// The bytes every read starts with were hashed.
