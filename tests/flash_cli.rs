@@ -5,9 +5,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::loopdev::LoopDev;
+use common::loopdev::{interrupt_while_writing, LoopDev};
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -451,30 +451,21 @@ fn cancel_mid_write_stops_promptly_and_leaves_the_first_mib_wiped() {
     }
     let dev = LoopDev::new(b.dir.path(), 800 * MIB, 512, 0xAA);
     let cache = b.path("cache");
-    let child = labflash(&[
-        "flash",
-        &img,
-        "--to",
-        dev.path_str(),
-        "--yes",
-        "--json",
-        "--cache-dir",
-        &cache,
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // Writing has begun once bytes after the first MiB are no longer the fill pattern.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
-        assert!(Instant::now() < deadline, "writing never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let interrupted = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let run: Run = child.wait_with_output().unwrap().into();
-    let took = interrupted.elapsed();
+    let (run, took) = interrupt_while_writing(
+        &[
+            "flash",
+            &img,
+            "--to",
+            dev.path_str(),
+            "--yes",
+            "--json",
+            "--cache-dir",
+            &cache,
+        ],
+        &dev,
+        0xAA,
+        libc::SIGINT,
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(run.json()["targets"][0]["error"], "cancelled");

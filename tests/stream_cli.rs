@@ -5,10 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::loopdev::LoopDev;
+use common::loopdev::{interrupt_while_writing, LoopDev};
 use common::server::{Reply, Serve, Server};
 use common::*;
 
@@ -263,29 +262,21 @@ fn cancelling_a_stream_stops_at_once_and_leaves_nothing() {
     });
     let dev = LoopDev::new(b.dir.path(), 80 * MIB, 512, 0xAA);
     let cache = b.cache();
-    let child = labflash(&[
-        "flash",
-        &server.url("/slow.raw.xz"),
-        "--to",
-        dev.path_str(),
-        "--yes",
-        "--json",
-        "--cache-dir",
-        &cache,
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
-        assert!(Instant::now() < deadline, "writing never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let interrupted = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let run: Run = child.wait_with_output().unwrap().into();
-    let took = interrupted.elapsed();
+    let (run, took) = interrupt_while_writing(
+        &[
+            "flash",
+            &server.url("/slow.raw.xz"),
+            "--to",
+            dev.path_str(),
+            "--yes",
+            "--json",
+            "--cache-dir",
+            &cache,
+        ],
+        &dev,
+        0xAA,
+        libc::SIGTERM,
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(run.json()["error"], "cancelled");

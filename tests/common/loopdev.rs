@@ -103,3 +103,29 @@ fn fastrand_name() -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Runs `labflash ARGS`, sends it `signal` once it has written past the first MiB of `dev`
+/// (whose fill byte is `fill`), and returns how it ended and how long it took to stop.
+pub fn interrupt_while_writing(
+    args: &[&str],
+    dev: &LoopDev,
+    fill: u8,
+    signal: i32,
+) -> (crate::common::Run, std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let child = crate::common::labflash(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Writing has begun once bytes after the first MiB are no longer the fill pattern.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while dev.read(1 << 20, 4096).iter().all(|b| *b == fill) {
+        assert!(Instant::now() < deadline, "writing never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let interrupted = Instant::now();
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let run = child.wait_with_output().unwrap().into();
+    (run, interrupted.elapsed())
+}
