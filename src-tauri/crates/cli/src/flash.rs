@@ -222,16 +222,9 @@ async fn stream(
         unmount: args.unmount,
         allow_fixed: args.allow_fixed,
     };
-    let approved = flash::approve_all(
-        &args.to,
-        opened.image_size,
-        &options,
-        &[cache.root()],
-        &roots,
-    )?;
-    if flash::needs_helper(&approved) {
+    let Some(approved) = pipeline::approve(&opened, &args.to, &options, &cache, &roots)? else {
         return Ok(Streaming::NotPossible(cache, http));
-    }
+    };
     let what = vec![
         format!("image: {}", opened.url),
         match opened.expected {

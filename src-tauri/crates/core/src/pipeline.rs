@@ -39,7 +39,7 @@ use crate::fetch::{self, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::http::{BodySink, Http};
 use crate::progress::{ProgressSink, Reporter, Stage};
-use crate::target::Approved;
+use crate::target::{Approved, TargetOptions};
 use crate::write::{self, Expect, FlashOptions, TargetReport};
 use crate::{CancellationToken, IO_CHUNK};
 
@@ -68,6 +68,7 @@ enum Origin {
     CachedImage {
         path: PathBuf,
         sha256: Sha256Digest,
+        size: u64,
     },
     /// The archive, kept by an earlier fetch; re-hashed as it streams.
     CachedArchive,
@@ -100,7 +101,7 @@ pub async fn open(
         None => Origin::Network,
     };
     let image_size = match &origin {
-        Origin::CachedImage { path, .. } => std::fs::metadata(path).ok().map(|m| m.len()),
+        Origin::CachedImage { size, .. } => Some(*size),
         _ => None,
     };
     Ok(Opened {
@@ -120,24 +121,22 @@ pub async fn open(
 fn cached(
     cache: &Cache,
     url: &Url,
-    archive_path: &std::path::Path,
+    archive_path: &Path,
     expected: Sha256Digest,
     limit: u64,
 ) -> Origin {
     let image_path = cache.image_path(url);
     let record = fetch::read_record(&fetch::record_path(&image_path));
     let size = std::fs::metadata(&image_path).ok().map(|m| m.len());
-    if let Some(record) = record {
+    if let (Some(record), Some(size)) = (record, size) {
         let sha256 = record.image_sha256.parse::<Sha256Digest>();
-        if let (true, Some(size), Ok(sha256)) = (
-            record.archive_sha256 == expected.hex(),
-            size.filter(|s| *s == record.image_size && *s <= limit),
-            sha256,
-        ) {
+        let same = record.archive_sha256 == expected.hex() && record.image_size == size;
+        if let (true, Ok(sha256)) = (same && size <= limit, sha256) {
             tracing::info!(path = %image_path.display(), size, "writing the cached image decoded from this archive");
             return Origin::CachedImage {
                 path: image_path,
                 sha256,
+                size,
             };
         }
     }
@@ -145,6 +144,20 @@ fn cached(
         return Origin::CachedArchive;
     }
     Origin::Network
+}
+
+/// Checks every target against the rules (one refusal refuses all; the cache's drive is
+/// protected). `None` when some target can only be written through the privileged helper, which
+/// takes the image as a file: prepare it with `source::prepare` and flash that instead.
+pub fn approve(
+    opened: &Opened,
+    targets: &[PathBuf],
+    options: &TargetOptions,
+    cache: &Cache,
+    roots: &SystemRoots,
+) -> Result<Option<Vec<Approved>>> {
+    let approved = flash::approve_all(targets, opened.image_size, options, &[cache.root()], roots)?;
+    Ok((!flash::needs_helper(&approved)).then_some(approved))
 }
 
 /// Opens the targets and streams the image to them (blocking; `rt` runs the download). Returns
@@ -163,13 +176,13 @@ pub fn run(
     progress: &dyn ProgressSink,
 ) -> Result<Streamed> {
     let opened_targets = flash::open_targets(targets, roots)?;
-    if let Origin::CachedImage { path, sha256 } = &opened.origin {
+    if let Origin::CachedImage { path, sha256, size } = &opened.origin {
         let mut file = File::open(path).map_err(io_at(path))?;
         let expect = Expect {
             name: path.clone(),
             sha256: Some(*sha256),
             check_source: true,
-            size: opened.image_size,
+            size: Some(*size),
             tail: None,
         };
         let outcome = write::flash_stream(
@@ -372,7 +385,7 @@ impl BufRead for Received {
 /// Streams the cached archive, re-hashing it; a mismatch deletes it (the next run downloads it
 /// afresh) and fails the flash.
 fn from_cache(
-    path: &std::path::Path,
+    path: &Path,
     expected: Option<Sha256Digest>,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
@@ -425,7 +438,7 @@ fn from_network(
     http: &Http,
     cache: &Cache,
     url: &Url,
-    archive_path: &std::path::Path,
+    archive_path: &Path,
     expected: Option<Sha256Digest>,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
