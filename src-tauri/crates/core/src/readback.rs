@@ -209,40 +209,63 @@ impl State {
     }
 }
 
-/// Splits groups whose targets' chunks differ and hashes one chunk per group.
+/// Hashes each group's bytes for one round and splits off the targets whose bytes differ from
+/// their group's. Comparing is cheaper than hashing but not free: a second thread compares while
+/// this one hashes, so a second and third stick do not slow the read-back down.
 fn hash_round(
     chunks: &[(usize, AlignedBuf, usize)],
     groups: &mut Vec<Sha256>,
     group_of: &mut [usize],
 ) {
-    // Whose bytes each group hashes this round: (group before the round, group, chunk).
-    let mut firsts: Vec<(usize, usize, usize)> = Vec::new();
-    for (i, (t, buf, len)) in chunks.iter().enumerate() {
-        let old = group_of[*t];
-        let same = firsts.iter().find(|(from, _, first)| {
-            let (_, fbuf, flen) = &chunks[*first];
-            *from == old && fbuf[..*flen] == buf[..*len]
+    let bytes = |i: usize| &chunks[i].1[..chunks[i].2];
+    // Each group's first chunk this round: its bytes are the group's.
+    let mut first_of: Vec<Option<usize>> = vec![None; groups.len()];
+    for (i, (t, _, _)) in chunks.iter().enumerate() {
+        first_of[group_of[*t]].get_or_insert(i);
+    }
+    let firsts = first_of.iter().flatten().count();
+    // A target that differs starts a new group from its group's hash before this round.
+    let before = if chunks.len() > firsts {
+        groups.clone()
+    } else {
+        Vec::new()
+    };
+    let differ: Vec<usize> = std::thread::scope(|scope| {
+        let compare = (chunks.len() > firsts).then(|| {
+            scope.spawn(|| {
+                (0..chunks.len())
+                    .filter(|&i| {
+                        let first = first_of[group_of[chunks[i].0]].expect("group has a first");
+                        first != i && bytes(first) != bytes(i)
+                    })
+                    .collect()
+            })
         });
-        let group = match same {
-            Some((_, g, _)) => *g,
-            None if !firsts.iter().any(|(_, g, _)| *g == old) => {
-                firsts.push((old, old, i));
-                old
+        for (g, first) in first_of.iter().enumerate() {
+            if let Some(first) = first {
+                groups[g].update(bytes(*first));
             }
+        }
+        compare.map_or_else(Vec::new, |c| c.join().expect("compare thread"))
+    });
+    // Targets that differ from their group the same way share their new group.
+    let mut split: Vec<(usize, usize, usize)> = Vec::new(); // (old group, new group, first chunk)
+    for i in differ {
+        let t = chunks[i].0;
+        let old = group_of[t];
+        group_of[t] = match split
+            .iter()
+            .find(|(o, _, f)| *o == old && bytes(*f) == bytes(i))
+        {
+            Some((_, g, _)) => *g,
             None => {
-                // Differs from its group's bytes: a new group from the hash so far (the
-                // old group is not updated until below).
-                groups.push(groups[old].clone());
-                let g = groups.len() - 1;
-                firsts.push((old, g, i));
-                g
+                let mut hasher = before[old].clone();
+                hasher.update(bytes(i));
+                groups.push(hasher);
+                split.push((old, groups.len() - 1, i));
+                groups.len() - 1
             }
         };
-        group_of[*t] = group;
-    }
-    for (_, g, first) in &firsts {
-        let (_, buf, len) = &chunks[*first];
-        groups[*g].update(&buf[..*len]);
     }
 }
 
@@ -306,11 +329,15 @@ mod tests {
         late[2 * READ_CHUNK + 5] ^= 1;
         let mut early = image.clone();
         early[10] ^= 1;
-        let paths: Vec<_> = ["a", "b", "late", "c", "early"]
+        // "late" and "late2" differ from the others the same way: they split off together.
+        let paths: Vec<_> = ["a", "b", "late", "c", "early", "late2"]
             .iter()
             .map(|n| dir.path().join(n))
             .collect();
-        for (path, bytes) in paths.iter().zip([&image, &image, &late, &image, &early]) {
+        for (path, bytes) in paths
+            .iter()
+            .zip([&image, &image, &late, &image, &early, &late])
+        {
             std::fs::write(path, bytes).unwrap();
         }
         let files: Vec<Option<&Path>> = paths.iter().map(|p| Some(p.as_path())).collect();
@@ -321,6 +348,7 @@ mod tests {
         assert_eq!(got[2], Some(sha(&[b"head", &late])));
         assert_eq!(got[3], Some(good));
         assert_eq!(got[4], Some(sha(&[b"head", &early])));
+        assert_eq!(got[5], got[2]);
     }
 
     #[test]
