@@ -14,7 +14,7 @@
 # write and read-back stages run on a loop device backed by a file on disk (a device whose writes
 # cost I/O, as a stick's do) and on a tmpfs-backed one (CPU-bound). The write stage is the
 # write phase of a real flash (read-back on), timed by examples/stage.rs up to its read-back.
-# Every figure is the median of three runs.
+# Every figure is the median of three runs, labflash's and its tool's taken in turn.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -97,12 +97,23 @@ once() {
   e=$(date +%s.%N)
   awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'
 }
-secs() { # the median of three runs
-  { once "$@"; echo; once "$@"; echo; once "$@"; echo; } | sort -n | sed -n 2p
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+# labflash and its tool, each a command line in a string, three runs each taken in turn (A B A B
+# A B) so both meet the same moments of a VM whose speed drifts; prints both medians. A command
+# starting with "said:" prints its own seconds first (a phase of a longer run). Its output is
+# left unquoted where used: two words, the row's labflash and tool columns.
+pair() {
+  local a=() b=() i
+  for i in 1 2 3; do a+=("$(run "$1")"); b+=("$(run "$2")"); done
+  echo "$(median "${a[@]}") $(median "${b[@]}")"
 }
-said() { # the median of the seconds a command prints first, over three runs
-  local i
-  for i in 1 2 3; do warm; "$@" | cut -d' ' -f1; done | sort -n | sed -n 2p
+run() {
+  if [[ $1 == said:* ]]; then
+    warm
+    eval "${1#said:}" | cut -d' ' -f1
+  else
+    once eval "$1"
+  fi
 }
 # Peak RSS (MiB) of a command.
 rss() {
@@ -140,31 +151,31 @@ for link in fast slow; do
   p=${!link}
   for a in multi single; do
     url=http://127.0.0.1:$p/$a.raw.xz
-    l=$(secs lf "$url" --to "$t1"); check "$t1" "labflash $a $link"
-    s=$(secs bash -c "shell_pipeline $url $t2")
+    times=$(pair "lf $url --to $t1" "shell_pipeline $url $t2")
+    check "$t1" "labflash $a $link"
     name="URL -> verified loop, $a-block xz, $([[ $link == fast ]] && echo "full speed" || echo "25 MB/s")"
-    row "$name" "$l" "$s" 1.0
+    row "$name" $times 1.0
   done
 done
 
 echo "bench: stages" >&2
 row "hash: SHA-256 of the 1 GiB image (vs openssl)" \
-  "$(secs "$stage" hash "$data/image.raw")" "$(secs openssl sha256 "$data/image.raw")" 1.11
+  $(pair "$stage hash $data/image.raw" "openssl sha256 $data/image.raw") 1.11
 for a in multi single; do
   row "decode: $a-block xz (vs xz -T0 -dc)" \
-    "$(secs "$stage" decode "$data/www/$a.raw.xz")" "$(secs xz -T0 -dc "$data/www/$a.raw.xz")" 1.11
+    $(pair "$stage decode $data/www/$a.raw.xz" "xz -T0 -dc $data/www/$a.raw.xz") 1.11
 done
 for where in disk tmpfs; do
   if [[ $where == disk ]]; then dev=$disk; else dev=$t1; fi
   # The write phase of a real flash (wipe, writes, fsync), up to the start of its read-back.
   row "write: O_DIRECT 4 MiB + fsync, $where loop (vs dd)" \
-    "$(said "$stage" write "$data/image.raw" "$dev" "$digest")" \
-    "$(secs dd if="$data/image.raw" of="$dev" oflag=direct bs=4M conv=fsync status=none)" 1.11
+    $(pair "said:$stage write $data/image.raw $dev $digest" \
+      "dd if=$data/image.raw of=$dev oflag=direct bs=4M conv=fsync status=none") 1.11
   "$stage" write "$data/image.raw" "$dev" "$digest" >/dev/null
   check "$dev" "the write stage"
   row "read-back: O_DIRECT + SHA-256, $where loop (vs dd | sha256sum)" \
-    "$(secs "$stage" readback "$dev" "$size")" \
-    "$(secs bash -c "dd if=$dev iflag=direct bs=4M count=$((size / 4 / mib)) status=none | sha256sum")" 1.11
+    $(pair "$stage readback $dev $size" \
+      "dd if=$dev iflag=direct bs=4M count=$((size / 4 / mib)) status=none | sha256sum") 1.11
 done
 
 echo "bench: targets" >&2
@@ -177,9 +188,8 @@ for i in 1 2 3 4 5; do
   threes+=("$(once lf "$fast_url" --to "$t1" --to "$t2" --to "$t3")")
 done
 for t in "$t1" "$t2" "$t3"; do check "$t" "three targets"; done
-median5() { printf '%s\n' "$@" | sort -n | sed -n 3p; }
 echo "bench: one target ${ones[*]}; three ${threes[*]}" >&2
-row "three targets vs one (full speed, multi-block)" "$(median5 "${threes[@]}")" "$(median5 "${ones[@]}")" 1.3
+row "three targets vs one (full speed, multi-block)" "$(median "${threes[@]}")" "$(median "${ones[@]}")" 1.3
 
 echo "bench: memory" >&2
 rss1=$(rss "$bin" flash "$fast_url" --yes -q --cache-dir "$(fresh_cache)" --to "$t1")
