@@ -115,30 +115,6 @@ fn flash_to_a_4k_sector_device_pads_to_its_block_size() {
 }
 
 #[test]
-fn compressed_local_images_are_decompressed_then_written() {
-    require_root!();
-    let b = Bench::new();
-    let bytes = image_like(5 * MIB as usize, 3);
-    let xz = b.path("os.img.xz");
-    std::fs::write(&xz, xz_blocks(&bytes, MIB)).unwrap();
-    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
-    let run = b.flash(&xz, &["--to", dev.path_str(), "--yes"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.json()["targets"][0]["verifiedSHA256"], sha(&bytes));
-    assert_eq!(dev.read(0, bytes.len()), bytes);
-
-    let wrong = b.flash(
-        &xz,
-        &["--to", dev.path_str(), "--yes", "--sha256", &sha(b"other")],
-    );
-    assert_eq!(
-        wrong.code, 1,
-        "a local file that does not match --sha256: {}",
-        wrong.stderr
-    );
-}
-
-#[test]
 fn verify_finds_a_flipped_byte_on_the_device_not_in_the_page_cache() {
     require_root!();
     let b = Bench::new();

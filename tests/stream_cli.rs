@@ -1,6 +1,7 @@
-//! `labflash flash URL`: one streaming pass from a server on 127.0.0.1 to loop devices. Each test
-//! checks what the pipeline promises: the targets hold exactly the image and were read back, a
-//! bad archive leaves no target bootable, and the cache ends as `fetch` leaves it.
+//! `labflash flash URL|FILE.xz`: one streaming pass from a server on 127.0.0.1 (or a compressed
+//! file) to loop devices. Each test checks what the pipeline promises: the targets hold exactly
+//! the image and were read back, a bad archive leaves no target bootable, and the cache ends as
+//! `fetch` leaves it.
 
 mod common;
 
@@ -152,6 +153,71 @@ fn an_archive_that_fails_its_digest_at_the_end_leaves_no_target_bootable() {
         image[MIB as usize..5 * MIB as usize]
     );
     assert!(b.downloads().is_empty(), "{:?}", b.downloads());
+}
+
+#[test]
+fn a_compressed_file_is_checked_first_then_streams_to_every_target() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(9 * MIB as usize + 333, 44);
+    let archive = xz_blocks(&image, MIB);
+    let path = b.dir.path().join("os.img.xz");
+    std::fs::write(&path, &archive).unwrap();
+    let file = path.to_str().unwrap();
+    let devs = [
+        LoopDev::new(b.dir.path(), 12 * MIB, 512, 0xAA),
+        LoopDev::new(b.dir.path(), 12 * MIB, 4096, 0xAA),
+    ];
+
+    // A file that does not match --sha256 is refused before any byte is written.
+    let wrong = b.flash(file, &[&devs[0]], &["--sha256", &sha256_hex(b"other")]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(
+        wrong.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("image file"),
+        "{}",
+        wrong.stdout
+    );
+    assert!(devs[0]
+        .read(0, 12 * MIB as usize)
+        .iter()
+        .all(|b| *b == 0xAA));
+
+    let good = b.flash(
+        file,
+        &[&devs[0], &devs[1]],
+        &["--sha256", &sha256_hex(&archive)],
+    );
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    let json = good.json();
+    assert_eq!(json["archiveSHA256"], sha256_hex(&archive));
+    assert_eq!(json["digestSource"], "flag");
+    assert_eq!(json["imageSHA256"], sha256_hex(&image));
+    assert_eq!(json["imageSize"], image.len() as u64);
+    for (dev, report) in devs.iter().zip(json["targets"].as_array().unwrap()) {
+        assert_eq!(report["verifiedSHA256"], sha256_hex(&image), "{report}");
+        assert_eq!(dev.read(0, image.len()), image);
+    }
+    // Streamed: nothing was decoded into the cache first.
+    let cache = Path::new(&b.cache()).join("images");
+    assert!(files_under(&cache).is_empty(), "{:?}", files_under(&cache));
+
+    // Undecodable bytes fail every target with its first MiB wiped; the operator's file stays.
+    let mut corrupt = archive.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0x55;
+    std::fs::write(&path, &corrupt).unwrap();
+    let bad = b.flash(file, &[&devs[0]], &[]);
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    assert!(
+        bad.json()["error"].as_str().unwrap().contains("corrupt"),
+        "{}",
+        bad.stdout
+    );
+    assert!(head_is_wiped(&devs[0]));
+    assert_eq!(std::fs::read(&path).unwrap(), corrupt);
 }
 
 #[test]

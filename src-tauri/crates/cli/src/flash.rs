@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use labflash_core::cache::Cache;
+use labflash_core::decompress::Format;
 use labflash_core::drives::{human_size, SystemRoots};
 use labflash_core::fetch::{DigestSource, FetchRequest};
 use labflash_core::flash;
@@ -111,9 +112,13 @@ async fn flash(
             "--config writes one stick at a time: give exactly one --to",
         ));
     }
-    // A URL streams from the network to the targets in one pass, unless it must go through the
-    // privileged helper (which takes a file) or carries a config partition (laid out from a file).
-    let (cache, http) = if source::is_url(&args.source) && args.config.is_none() {
+    // A URL or a compressed file streams to the targets in one pass, unless it must go through
+    // the privileged helper (which takes a file) or carries a config partition (laid out from a
+    // file). A raw file is written as it is.
+    let compressed =
+        || Format::of_file(Path::new(&args.source)).is_ok_and(|format| format != Format::Raw);
+    let streams = source::is_url(&args.source) || compressed();
+    let (cache, http) = if streams && args.config.is_none() {
         match stream(&args, cache, http, out, cancel).await? {
             Streaming::Done(result) => return Ok(result),
             Streaming::NotPossible(cache, http) => (cache, http),
@@ -200,7 +205,7 @@ enum Streaming {
     NotPossible(Cache, Http),
 }
 
-/// URL → verified targets in one streaming pass (see labflash_core::pipeline).
+/// URL or compressed file → verified targets in one streaming pass (see labflash_core::pipeline).
 async fn stream(
     args: &FlashArgs,
     cache: Cache,
@@ -208,15 +213,23 @@ async fn stream(
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<Streaming, Failure> {
-    let url = url::Url::parse(&args.source)
-        .map_err(|e| Failure::usage(format!("{:?} is not a valid URL: {e}", args.source)))?;
-    let request = FetchRequest {
-        sha256: args.source_args.sha256,
-        allow_unverified: args.source_args.allow_unverified,
-        max_image_size: args.source_args.max_image_size,
-        ..FetchRequest::new(url)
+    let sha256 = args.source_args.sha256;
+    let max_image_size = args.source_args.max_image_size;
+    let opened = if source::is_url(&args.source) {
+        let url = url::Url::parse(&args.source)
+            .map_err(|e| Failure::usage(format!("{:?} is not a valid URL: {e}", args.source)))?;
+        let request = FetchRequest {
+            sha256,
+            allow_unverified: args.source_args.allow_unverified,
+            max_image_size,
+            ..FetchRequest::new(url)
+        };
+        pipeline::open(&http, &cache, &request, cancel).await?
+    } else {
+        let progress = crate::progress::sink(out.show_progress());
+        let path = Path::new(&args.source);
+        pipeline::open_file(path, sha256, max_image_size, cancel, &progress).await?
     };
-    let opened = pipeline::open(&http, &cache, &request, cancel).await?;
     let roots = SystemRoots::default();
     let options = TargetOptions {
         unmount: args.unmount,
@@ -226,13 +239,16 @@ async fn stream(
         return Ok(Streaming::NotPossible(cache, http));
     };
     let what = vec![
-        format!("image: {}", opened.url),
-        match opened.expected {
-            Some(digest) => format!(
-                "archive SHA-256 {digest} (from {}), checked before any target is finished",
-                crate::fetch::digest_origin(opened.digest_source)
+        format!("image: {}", opened.source),
+        match (opened.expected, opened.digest_source) {
+            (Some(digest), DigestSource::Unverified) => format!(
+                "file SHA-256 {digest}: UNVERIFIED (compare it with the publisher's, or pass --sha256)"
             ),
-            None => "archive: UNVERIFIED (no published checksum; --allow-unverified)".into(),
+            (Some(digest), source) => format!(
+                "archive SHA-256 {digest} (from {}), checked before any target is finished",
+                crate::fetch::digest_origin(source)
+            ),
+            (None, _) => "archive: UNVERIFIED (no published checksum; --allow-unverified)".into(),
         },
         match opened.image_size {
             Some(size) => format!("image: {size} bytes ({}), cached", human_size(size)),

@@ -16,12 +16,14 @@ pub struct Bar {
 impl ProgressSink for Bar {
     fn report(&self, p: Progress) {
         let mut stage = self.stage.lock().expect("progress lock");
-        // While a stream is written, the download (whose size is known) tells more than the
-        // writes (whose total is not): the bar stays with the download until it ends.
+        // While a stream is written, the archive being read (whose size is known) tells more
+        // than the writes (whose total is not): the bar stays with it until it ends.
         if let Some(last) = stage.as_ref() {
-            let downloading = matches!(last.stage, Stage::Download | Stage::CheckCache)
-                && last.total.is_some_and(|t| last.done < t);
-            if downloading && p.stage == Stage::Write && p.total.is_none() {
+            let reading = matches!(
+                last.stage,
+                Stage::Download | Stage::CheckCache | Stage::Decompress
+            ) && last.total.is_some_and(|t| last.done < t);
+            if reading && p.stage == Stage::Write && p.total.is_none() {
                 return;
             }
         }

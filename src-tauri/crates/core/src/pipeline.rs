@@ -1,4 +1,5 @@
-//! One streaming pass from a URL to verified drives, at the speed of the slowest stage:
+//! One streaming pass from a URL (or a local compressed file) to verified drives, at the speed
+//! of the slowest stage:
 //!
 //! ```text
 //! network ─► archive SHA-256 + cache temp file ─► decoder (liblzma's threads)
@@ -11,7 +12,9 @@
 //!    archive; take the asset's cache lock; choose where the bytes come from: the cached image
 //!    decoded from that very archive (its recorded digest is proven as it is written), the cached
 //!    archive (re-hashed as it streams), or the network (hashed and kept in a cache temp file as
-//!    it streams).
+//!    it streams). [`open_file`] does the same for an operator's compressed file: hashed first,
+//!    so its digest can be checked and confirmed before any target is touched, then re-hashed
+//!    as it streams (it must not change meanwhile).
 //! 2. [`run`]: open the approved targets, run that origin on its own thread, decode what it
 //!    sends, and write it with `write::flash_stream`, which hashes the image on the way and reads
 //!    every target back.
@@ -25,6 +28,7 @@ use std::fs::File;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use tokio::runtime::Handle;
@@ -39,6 +43,7 @@ use crate::fetch::{self, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::http::{BodySink, Http};
 use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::source;
 use crate::target::{Approved, TargetOptions};
 use crate::write::{self, Expect, FlashOptions, TargetReport};
 use crate::{CancellationToken, IO_CHUNK};
@@ -49,18 +54,23 @@ const PACKETS: usize = 4;
 
 /// A stream ready to flash: what it will be checked against, and where its bytes come from.
 pub struct Opened {
-    pub url: Url,
-    /// The archive's published digest; `None` only when the caller accepted an unverified
-    /// download.
+    /// The URL or the local file, as named in messages.
+    pub source: String,
+    /// The archive's published digest (a local file's: as hashed when opened); `None` only when
+    /// the caller accepted an unverified download.
     pub expected: Option<Sha256Digest>,
     pub digest_source: DigestSource,
     /// Known before writing only when the image is cached; a decoded stream's size is found at
     /// its end.
     pub image_size: Option<u64>,
     origin: Origin,
+    /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
+    /// The operator's own file, which no target may overwrite and no failure may delete.
+    local: bool,
     max_image_size: u64,
-    _lock: AssetLock,
+    /// The cache's lock on a URL's asset.
+    _lock: Option<AssetLock>,
 }
 
 enum Origin {
@@ -70,9 +80,9 @@ enum Origin {
         sha256: Sha256Digest,
         size: u64,
     },
-    /// The archive, kept by an earlier fetch; re-hashed as it streams.
-    CachedArchive,
-    Network,
+    /// The archive file (cached by an earlier fetch, or the operator's); re-hashed as it streams.
+    Archive,
+    Network(Url),
 }
 
 /// What a streamed flash did.
@@ -96,54 +106,68 @@ pub async fn open(
     let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
     let archive_path = cache.archive_path(&req.url);
     let lock = cache.lock(&archive_path, cancel).await?;
-    let origin = match expected {
-        Some(expected) => cached(cache, &req.url, &archive_path, expected, req.max_image_size),
-        None => Origin::Network,
-    };
-    let image_size = match &origin {
-        Origin::CachedImage { size, .. } => Some(*size),
-        _ => None,
-    };
+    let cached = expected.and_then(|expected| {
+        cached_image(&cache.image_path(&req.url), expected, req.max_image_size)
+            .or_else(|| archive_path.is_file().then_some(Origin::Archive))
+    });
+    let origin = cached.unwrap_or_else(|| Origin::Network(req.url.clone()));
     Ok(Opened {
-        url: req.url.clone(),
+        source: req.url.to_string(),
         expected,
         digest_source,
-        image_size,
+        image_size: match &origin {
+            Origin::CachedImage { size, .. } => Some(*size),
+            _ => None,
+        },
         origin,
         archive_path,
+        local: false,
         max_image_size: req.max_image_size,
-        _lock: lock,
+        _lock: Some(lock),
     })
 }
 
-/// The cached image when its record says it was decoded from an archive with the expected
-/// digest, else the cached archive, else the network.
-fn cached(
-    cache: &Cache,
-    url: &Url,
-    archive_path: &Path,
-    expected: Sha256Digest,
-    limit: u64,
-) -> Origin {
-    let image_path = cache.image_path(url);
-    let record = fetch::read_record(&fetch::record_path(&image_path));
-    let size = std::fs::metadata(&image_path).ok().map(|m| m.len());
+/// Opens an operator's compressed image file: hashed and checked against `expected` (if given)
+/// now, so nothing is written from a file that does not match. The cache is not involved.
+pub async fn open_file(
+    path: &Path,
+    expected: Option<Sha256Digest>,
+    max_image_size: u64,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Opened> {
+    let file = source::hash_local(path, expected, cancel, progress).await?;
+    Ok(Opened {
+        source: file.path.display().to_string(),
+        expected: Some(file.sha256),
+        digest_source: file.digest_source,
+        image_size: None,
+        origin: Origin::Archive,
+        archive_path: file.path,
+        local: true,
+        max_image_size,
+        _lock: None,
+    })
+}
+
+/// The cached image at `image_path` when its record says it was decoded from an archive with
+/// the expected digest.
+fn cached_image(image_path: &Path, expected: Sha256Digest, limit: u64) -> Option<Origin> {
+    let record = fetch::read_record(&fetch::record_path(image_path));
+    let size = std::fs::metadata(image_path).ok().map(|m| m.len());
     if let (Some(record), Some(size)) = (record, size) {
         let sha256 = record.image_sha256.parse::<Sha256Digest>();
         let same = record.archive_sha256 == expected.hex() && record.image_size == size;
         if let (true, Ok(sha256)) = (same && size <= limit, sha256) {
             tracing::info!(path = %image_path.display(), size, "writing the cached image decoded from this archive");
-            return Origin::CachedImage {
-                path: image_path,
+            return Some(Origin::CachedImage {
+                path: image_path.to_path_buf(),
                 sha256,
                 size,
-            };
+            });
         }
     }
-    if archive_path.is_file() {
-        return Origin::CachedArchive;
-    }
-    Origin::Network
+    None
 }
 
 /// Checks every target against the rules (one refusal refuses all; the cache's drive is
@@ -156,7 +180,11 @@ pub fn approve(
     cache: &Cache,
     roots: &SystemRoots,
 ) -> Result<Option<Vec<Approved>>> {
-    let approved = flash::approve_all(targets, opened.image_size, options, &[cache.root()], roots)?;
+    let mut protected = vec![cache.root()];
+    if opened.local {
+        protected.push(&opened.archive_path);
+    }
+    let approved = flash::approve_all(targets, opened.image_size, options, &protected, roots)?;
     Ok((!flash::needs_helper(&approved)).then_some(approved))
 }
 
@@ -216,18 +244,18 @@ pub fn run(
     let (tx, rx) = sync_channel::<Packet>(PACKETS);
     std::thread::scope(|scope| {
         let origin = scope.spawn(|| match &opened.origin {
-            Origin::Network => from_network(
+            Origin::Network(url) => from_network(
                 rt,
                 http,
                 cache,
-                &opened.url,
+                url,
                 &opened.archive_path,
                 opened.expected,
                 tx,
                 &stop,
                 progress,
             ),
-            _ => from_cache(&opened.archive_path, opened.expected, tx, &stop, progress),
+            _ => from_file(&opened, tx, &stop, progress),
         });
         let mut input = Received::new(rx);
         let mut outcome = decode_and_write(
@@ -277,7 +305,7 @@ fn decode_and_write(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<write::Outcome> {
-    let name = PathBuf::from(opened.url.as_str());
+    let name = PathBuf::from(&opened.source);
     let format = Format::detect(input.fill_buf().map_err(|e| error::from_io(&name, e))?);
     tracing::info!(
         format = format.name(),
@@ -382,19 +410,25 @@ impl BufRead for Received {
     }
 }
 
-/// Streams the cached archive, re-hashing it; a mismatch deletes it (the next run downloads it
-/// afresh) and fails the flash.
-fn from_cache(
-    path: &Path,
-    expected: Option<Sha256Digest>,
+/// Streams the archive file, re-hashing it; a mismatch fails the flash and deletes a cached copy
+/// (the next run downloads it afresh), never the operator's file.
+fn from_file(
+    opened: &Opened,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Option<Produced> {
+    let (path, expected) = (opened.archive_path.as_path(), opened.expected);
     let result = (|| {
         let mut file = File::open(path).map_err(io_at(path))?;
         let total = file.metadata().map_err(io_at(path))?.len();
-        let mut reporter = Reporter::new(progress, Stage::CheckCache, Some(total));
+        // The operator's file is read as fast as it is decoded: that is what the bar shows.
+        let stage = if opened.local {
+            Stage::Decompress
+        } else {
+            Stage::CheckCache
+        };
+        let mut reporter = Reporter::new(progress, stage, Some(total));
         let mut hasher = Sha256::new();
         let mut done = 0u64;
         loop {
@@ -415,6 +449,13 @@ fn from_cache(
         reporter.finish(done);
         let actual = Sha256Digest::of_hasher(hasher);
         if let Some(expected) = expected.filter(|e| *e != actual) {
+            if opened.local {
+                return Err(Error::DigestMismatch {
+                    what: "image file (it changed while it was written)",
+                    expected: expected.hex(),
+                    actual: actual.hex(),
+                });
+            }
             cache::discard(path)?;
             return Err(Error::DigestMismatch {
                 what: "cached archive (it was deleted: run again to download it afresh)",
@@ -426,7 +467,7 @@ fn from_cache(
     })();
     finish(&tx, result).map(|(sha256, ())| Produced {
         sha256,
-        cached: Some(path.to_path_buf()),
+        cached: (!opened.local).then(|| path.to_path_buf()),
     })
 }
 

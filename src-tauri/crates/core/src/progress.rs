@@ -11,7 +11,8 @@ pub enum Stage {
     Download,
     /// Re-hashing a cached archive against the expected digest.
     CheckCache,
-    /// Decompressing the archive into the image (bytes of image written).
+    /// Decompressing the archive into the image (bytes of image written; when a local archive
+    /// streams to the targets, bytes of the archive decoded).
     Decompress,
     /// Re-hashing a cached image.
     CheckImage,

@@ -83,31 +83,12 @@ async fn local(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Prepared> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::BadInput(format!("cannot read the image {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(Error::BadInput(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    let path: PathBuf = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-    let (archive_sha256, size) =
-        fetch::blocking_hash(&path, Stage::HashImage, cancel, progress).await?;
-    let digest_source = match req.sha256 {
-        Some(expected) if expected != archive_sha256 => {
-            return Err(Error::DigestMismatch {
-                what: "image file",
-                expected: expected.hex(),
-                actual: archive_sha256.hex(),
-            })
-        }
-        Some(_) => DigestSource::Flag,
-        None => DigestSource::Unverified,
-    };
-    if size == 0 {
-        return Err(Error::BadInput(format!("{} is empty", path.display())));
-    }
+    let LocalFile {
+        path,
+        sha256: archive_sha256,
+        size,
+        digest_source,
+    } = hash_local(path, req.sha256, cancel, progress).await?;
     let image = if Format::of_file(&path)? == Format::Raw {
         Image {
             path,
@@ -138,6 +119,54 @@ async fn local(
     Ok(Prepared {
         image,
         archive_sha256,
+        digest_source,
+    })
+}
+
+/// A local image file, hashed and checked against the digest the operator gave, if any.
+pub(crate) struct LocalFile {
+    /// Canonical: what the targets are checked against.
+    pub path: PathBuf,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub digest_source: DigestSource,
+}
+
+/// Hashes a local image file (before any target is touched) and checks it against `expected`.
+pub(crate) async fn hash_local(
+    path: &Path,
+    expected: Option<Sha256Digest>,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<LocalFile> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::BadInput(format!("cannot read the image {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::BadInput(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let path: PathBuf = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let (sha256, size) = fetch::blocking_hash(&path, Stage::HashImage, cancel, progress).await?;
+    let digest_source = match expected {
+        Some(expected) if expected != sha256 => {
+            return Err(Error::DigestMismatch {
+                what: "image file",
+                expected: expected.hex(),
+                actual: sha256.hex(),
+            })
+        }
+        Some(_) => DigestSource::Flag,
+        None => DigestSource::Unverified,
+    };
+    if size == 0 {
+        return Err(Error::BadInput(format!("{} is empty", path.display())));
+    }
+    Ok(LocalFile {
+        path,
+        sha256,
+        size,
         digest_source,
     })
 }
