@@ -611,3 +611,65 @@ impl BodySink for Forward<'_> {
         self.file.restart()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn sha(bytes: &[u8]) -> Sha256Digest {
+        Sha256Digest::of_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    fn opened(path: &Path, local: bool, expected: Sha256Digest) -> Opened {
+        Opened {
+            source: path.display().to_string(),
+            expected: Some(expected),
+            digest_source: DigestSource::Flag,
+            image_size: None,
+            origin: Origin::Archive,
+            archive_path: path.to_path_buf(),
+            local,
+            max_image_size: u64::MAX,
+            _lock: None,
+        }
+    }
+
+    /// Streams an archive file as `run` does; returns the bytes sent and how the stream ended.
+    fn stream_file(opened: &Opened) -> (Vec<u8>, Result<Sha256Digest>) {
+        let (tx, rx) = sync_channel(PACKETS);
+        let stop = CancellationToken::new();
+        std::thread::scope(|scope| {
+            let stop = &stop;
+            scope.spawn(move || from_file(opened, tx, stop, &NoProgress));
+            let mut data = Vec::new();
+            for packet in rx {
+                match packet {
+                    Packet::Data(bytes) => data.extend(bytes),
+                    Packet::End(end) => return (data, end),
+                }
+            }
+            panic!("the stream ended without saying how");
+        })
+    }
+
+    #[test]
+    fn an_archive_file_that_changed_fails_and_only_a_cached_copy_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..3 * IO_CHUNK + 5).map(|i| (i % 251) as u8).collect();
+        for local in [true, false] {
+            let path = dir.path().join(format!("archive-{local}.xz"));
+            std::fs::write(&path, &bytes).unwrap();
+            let (sent, end) = stream_file(&opened(&path, local, sha(&bytes)));
+            assert_eq!(sent, bytes);
+            assert_eq!(end.unwrap(), sha(&bytes));
+
+            let (_, end) = stream_file(&opened(&path, local, sha(b"what was hashed before")));
+            let Err(Error::DigestMismatch { what, .. }) = end else {
+                panic!("not a digest mismatch: {end:?}");
+            };
+            // The operator's file is never deleted; a bad cached copy is.
+            assert_eq!(path.exists(), local, "{what}");
+        }
+    }
+}
