@@ -5,7 +5,8 @@
 # compresses them as multi-block (xz -T0) and single-block (xz -T1) xz with .sha256 sidecars,
 # serves them on 127.0.0.1 at full speed and throttled to 25 MB/s, and prints side by side:
 #   end to end   labflash flash URL (sidecar, cache, decode, write, read back) vs
-#                curl | xz -T0 -dc | dd oflag=direct bs=4M conv=fsync, then dd iflag=direct | sha256sum
+#                curl | xz -T0 -dc | dd oflag=direct bs=4M conv=fsync, then dd iflag=direct | sha256sum;
+#                and the same from a local .xz file (labflash hashes it first, then streams it)
 #   stages       each engine stage alone (examples/stage.rs) vs its standalone tool
 #   memory       labflash's peak RSS at 1 GiB and 4 GiB
 #   targets      one target vs three
@@ -129,7 +130,11 @@ shell_pipeline() {
   curl -sf "$1" | xz -T0 -dc | dd of="$2" oflag=direct bs=4M iflag=fullblock conv=fsync status=none
   dd if="$2" iflag=direct bs=4M count=$((size / 4 / mib)) status=none | sha256sum
 }
-export -f shell_pipeline
+shell_file_pipeline() { # the same from a local archive
+  xz -T0 -dc "$1" | dd of="$2" oflag=direct bs=4M iflag=fullblock conv=fsync status=none
+  dd if="$2" iflag=direct bs=4M count=$((size / 4 / mib)) status=none | sha256sum
+}
+export -f shell_pipeline shell_file_pipeline
 export size mib
 
 results=()
@@ -157,6 +162,11 @@ for link in fast slow; do
     row "$name" $times 1.0
   done
 done
+
+file=$data/www/multi.raw.xz
+times=$(pair "lf $file --to $t1" "shell_file_pipeline $file $t2")
+check "$t1" "labflash from a local file"
+row "local multi-block xz file -> verified loop" $times 1.0
 
 echo "bench: stages" >&2
 row "hash: SHA-256 of the 1 GiB image (vs openssl)" \
