@@ -56,6 +56,10 @@ pub fn sink(show: bool) -> Arc<dyn ProgressSink> {
         return Arc::new(NoProgress);
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    // Until the first report (a sidecar being fetched, a drive being opened): a spinner, not
+    // indicatif's default empty bar reading "0/0".
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+    bar.set_message("starting");
     bar.enable_steady_tick(Duration::from_millis(200));
     Arc::new(Bar {
         bar,
