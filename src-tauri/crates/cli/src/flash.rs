@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use clap::Args;
 use labflash_core::cache::Cache;
-use labflash_core::decompress::Format;
 use labflash_core::drives::{human_size, SystemRoots};
 use labflash_core::fetch::{DigestSource, FetchRequest};
 use labflash_core::flash;
@@ -115,10 +114,7 @@ async fn flash(
     // A URL or a compressed file streams to the targets in one pass, unless it must go through
     // the privileged helper (which takes a file) or carries a config partition (laid out from a
     // file). A raw file is written as it is.
-    let compressed =
-        || Format::of_file(Path::new(&args.source)).is_ok_and(|format| format != Format::Raw);
-    let streams = source::is_url(&args.source) || compressed();
-    let (cache, http) = if streams && args.config.is_none() {
+    let (cache, http) = if pipeline::streams(&args.source) && args.config.is_none() {
         match stream(&args, cache, http, out, cancel).await? {
             Streaming::Done(result) => return Ok(result),
             Streaming::NotPossible(cache, http) => (cache, http),

@@ -52,6 +52,13 @@ use crate::{CancellationToken, IO_CHUNK};
 /// socket and the decoder's own input buffers hold more.
 const PACKETS: usize = 4;
 
+/// Whether an image named by a URL or a local path can stream: a URL, or a compressed file. A
+/// raw file is written as it is; a path that cannot be read is left to the file path's errors.
+pub fn streams(image: &str) -> bool {
+    source::is_url(image)
+        || Format::of_file(Path::new(image)).is_ok_and(|format| format != Format::Raw)
+}
+
 /// A stream ready to flash: what it will be checked against, and where its bytes come from.
 pub struct Opened {
     /// The URL or the local file, as named in messages.
