@@ -342,22 +342,16 @@ pub async fn prepare(
                 max_image_size,
             };
             let b = talos::build(&request, &app.http, &cancel, &progress).await?;
-            let boot_size = std::fs::metadata(&b.boot_artifact_path)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let config_size = std::fs::metadata(&b.config_artifact_path)
-                .map(|m| m.len())
-                .unwrap_or(0);
             return Ok(Prepared {
                 image_path: b.boot_artifact_path,
                 image_sha256: b.boot_artifact_sha256,
-                image_size: boot_size,
+                image_size: b.boot_artifact_size,
                 archive_sha256: b.boot_artifact_sha256,
                 digest_source: DigestSource::Sidecar,
                 config: Some(Cidata {
                     path: b.config_artifact_path,
                     sha256: b.config_artifact_sha256,
-                    size: config_size,
+                    size: b.config_artifact_size,
                 }),
             });
         }

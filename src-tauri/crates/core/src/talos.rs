@@ -136,6 +136,11 @@ pub struct Built {
     pub config_artifact_path: PathBuf,
     #[serde(rename = "configArtifactSHA256")]
     pub config_artifact_sha256: Sha256Digest,
+    /// Sizes for the front ends; not in labctl's JSON.
+    #[serde(skip)]
+    pub boot_artifact_size: u64,
+    #[serde(skip)]
+    pub config_artifact_size: u64,
     #[serde(rename = "sourceVersion")]
     pub source_version: String,
     #[serde(rename = "sourceURL")]
@@ -371,6 +376,8 @@ pub async fn build(
         boot_artifact_sha256: fetched.image_sha256,
         config_artifact_path: config_path,
         config_artifact_sha256: Sha256Digest::of_hasher(Sha256::new_with_prefix(&config_image)),
+        boot_artifact_size: fetched.image_size,
+        config_artifact_size: config_image.len() as u64,
         source_version: b.source.version.clone(),
         source_url: url.to_string(),
         source_schematic_id: b.source.schematic_id.clone(),
