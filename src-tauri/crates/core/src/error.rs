@@ -68,6 +68,12 @@ pub enum Error {
     #[error("could not download {url}: {detail}")]
     Network { url: String, detail: String },
 
+    #[error("could not download {url}: {problem}")]
+    Certificate {
+        url: String,
+        problem: crate::tls::CertProblem,
+    },
+
     #[error("{url} sent nothing for {secs} s while {during}")]
     Timeout {
         url: String,

@@ -3,8 +3,10 @@
 //! Timeouts: 30 s to connect and to the response headers, 90 s of silence while reading a body, and
 //! no total timeout: a long download ends by cancellation, never by clock. Retries: at most five
 //! attempts, backoff from 500 ms doubling to 16 s with ±20 % jitter, for connection errors, timeouts,
-//! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final.
+//! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final, and so is a
+//! refused certificate (see [`crate::tls`]): another attempt would meet the same certificate.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
@@ -15,6 +17,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::progress::{ProgressSink, Reporter, Stage};
+use crate::tls::TlsFailure;
 use crate::CancellationToken;
 
 /// The limits above, adjustable so tests need not wait 90 s for a stalled body.
@@ -27,6 +30,8 @@ pub struct HttpPolicy {
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A PEM file of CA certificates trusted beside the platform's (`--ca-cert`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for HttpPolicy {
@@ -39,6 +44,7 @@ impl Default for HttpPolicy {
             connect_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
+            ca_cert: None,
         }
     }
 }
@@ -91,6 +97,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("labflash/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(policy.connect_timeout)
+            .use_preconfigured_tls(crate::tls::client_config(policy.ca_cert.as_deref())?)
             .build()
             .map_err(|e| Error::Network {
                 url: String::new(),
@@ -325,9 +332,24 @@ fn resume_offset(resp: &Response) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
-/// Transport errors (connect, reset, cut body) are worth another attempt; a redirect loop or a bad
-/// request is not.
+/// Transport errors (connect, reset, cut body) are worth another attempt; a refused certificate, a
+/// failed TLS handshake, a redirect loop or a bad request is not.
 fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
+    match crate::tls::problem_in(e) {
+        Some(TlsFailure::Certificate(problem)) => {
+            return Failed::fatal(Error::Certificate {
+                url: url.to_string(),
+                problem,
+            })
+        }
+        Some(TlsFailure::Handshake(detail)) => {
+            return Failed::fatal(Error::Network {
+                url: url.to_string(),
+                detail: format!("the TLS handshake failed: {detail}"),
+            })
+        }
+        None => {}
+    }
     let error = Error::Network {
         url: url.to_string(),
         detail: error_chain(e),

@@ -29,6 +29,7 @@ mod readback;
 pub mod source;
 pub mod talos;
 pub mod target;
+pub mod tls;
 pub mod udisks;
 pub mod verify;
 pub mod write;
