@@ -7,10 +7,10 @@ use clap::Args;
 use labflash_core::cache::Cache;
 use labflash_core::digest::{self, Sha256Digest};
 use labflash_core::fetch::{self, DigestSource, FetchRequest, Fetched};
-use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::CancellationToken;
 use url::Url;
 
+use crate::net::NetArgs;
 use crate::output::{Failure, Output};
 
 #[derive(Args)]
@@ -20,6 +20,9 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// How a source is verified, bounded and cached: shared by `fetch` and `flash`.
@@ -62,7 +65,7 @@ async fn fetch(
 ) -> Result<Fetched, Failure> {
     let url = parse_url(&args.url)?;
     let cache = args.source.cache()?;
-    let http = Http::new(HttpPolicy::default())?;
+    let http = args.net.http()?;
     let request = FetchRequest {
         url,
         sha256: args.source.sha256,

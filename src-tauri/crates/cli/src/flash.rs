@@ -9,7 +9,7 @@ use labflash_core::cache::Cache;
 use labflash_core::drives::{human_size, SystemRoots};
 use labflash_core::fetch::{DigestSource, FetchRequest};
 use labflash_core::flash;
-use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::http::Http;
 use labflash_core::pipeline;
 use labflash_core::source::{self, SourceRequest};
 use labflash_core::target::TargetOptions;
@@ -17,6 +17,7 @@ use labflash_core::write::{FlashOptions, TargetReport};
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;
+use crate::net::NetArgs;
 use crate::output::{Failure, Output, EXIT_FAILURE, EXIT_MISMATCH};
 
 #[derive(Args)]
@@ -51,6 +52,9 @@ pub struct FlashArgs {
 
     #[command(flatten)]
     pub source_args: SourceArgs,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -105,7 +109,7 @@ async fn flash(
     cancel: &CancellationToken,
 ) -> Result<FlashResult, Failure> {
     let cache = args.source_args.cache()?;
-    let http = Http::new(HttpPolicy::default())?;
+    let http = args.net.http()?;
     if args.config.is_some() && args.to.len() != 1 {
         return Err(Failure::usage(
             "--config writes one stick at a time: give exactly one --to",

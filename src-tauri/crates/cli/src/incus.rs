@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use labflash_core::cache::Cache;
-use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::incus::{self, IncusFetched, IncusRequest};
 use labflash_core::CancellationToken;
 
 use crate::fetch::parse_size;
+use crate::net::NetArgs;
 use crate::output::{Failure, Output};
 
 #[derive(Subcommand)]
@@ -42,6 +42,8 @@ pub struct IncusFetchArgs {
     /// A folder of install seed files (install.yaml, incus.yaml, …) to write into the image.
     #[arg(long, value_name = "DIR")]
     pub seed: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 pub async fn run(command: IncusCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
@@ -66,7 +68,7 @@ async fn fetch(
     cancel: &CancellationToken,
 ) -> Result<IncusFetched, Failure> {
     let cache = Cache::open(Cache::resolve_dir(args.cache_dir.as_deref())?)?;
-    let http = Http::new(HttpPolicy::default())?;
+    let http = args.net.http()?;
     let request = IncusRequest {
         index_url: args.index_url,
         base_url: args.base_url,

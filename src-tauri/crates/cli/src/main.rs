@@ -8,6 +8,7 @@ mod drives;
 mod fetch;
 mod flash;
 mod incus;
+mod net;
 mod output;
 mod progress;
 mod talos;
@@ -125,7 +126,10 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The platform verifier logs every refused certificate as an error of its own; labflash's
+    // error explains the refusal once, so its log is shown only when RUST_LOG asks for it.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},rustls_platform_verifier=off")));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use labflash_core::factory::{self, AssetRequest, Customization, Factory, FetchedAsset};
-use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::http::Http;
 use labflash_core::talos::{self, BuildRequest, Built};
 use labflash_core::CancellationToken;
 
 use crate::fetch::{parse_size, SourceArgs};
+use crate::net::NetArgs;
 use crate::output::{Failure, Output};
 
 #[derive(Subcommand)]
@@ -32,6 +33,8 @@ pub struct FactoryArgs {
     /// The Image Factory.
     #[arg(long, value_name = "URL", default_value = factory::DEFAULT_FACTORY)]
     pub factory_url: String,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Args)]
@@ -105,12 +108,23 @@ pub struct BuildArgs {
     /// Largest decompressed boot image accepted, in bytes.
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "4GiB")]
     pub max_image_size: u64,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
-    let http = match Http::new(HttpPolicy::default()) {
+    let net = match &command {
+        // A build's config may name a CA of its own: it makes its client after reading it.
+        TalosCommand::Build(args) => return build_command(args, out, cancel).await,
+        TalosCommand::Versions(a) => &a.net,
+        TalosCommand::Extensions(a) => &a.factory.net,
+        TalosCommand::Schematic(a) => &a.factory.net,
+        TalosCommand::Fetch(a) => &a.factory.net,
+    };
+    let http = match net.http() {
         Ok(h) => h,
-        Err(e) => return out.fail(e.into()),
+        Err(f) => return out.fail(f),
     };
     match command {
         TalosCommand::Versions(args) => {
@@ -179,16 +193,20 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
             }),
             Err(failure) => out.fail(failure),
         },
-        TalosCommand::Build(args) => match build(args, out, cancel).await {
-            Ok(b) => out.success(&b, || {
-                format!(
-                    "{}\n{}\n",
-                    b.boot_artifact_path.display(),
-                    b.config_artifact_path.display()
-                )
-            }),
-            Err(f) => out.fail(f),
-        },
+        TalosCommand::Build(_) => unreachable!("handled above"),
+    }
+}
+
+async fn build_command(args: &BuildArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    match build(args, out, cancel).await {
+        Ok(b) => out.success(&b, || {
+            format!(
+                "{}\n{}\n",
+                b.boot_artifact_path.display(),
+                b.config_artifact_path.display()
+            )
+        }),
+        Err(f) => out.fail(f),
     }
 }
 
@@ -220,7 +238,7 @@ async fn talos_fetch(
 }
 
 async fn build(
-    args: BuildArgs,
+    args: &BuildArgs,
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<Built, Failure> {
@@ -249,11 +267,11 @@ async fn build(
     let request = BuildRequest {
         build: talos::parse(&text)?,
         base_dir,
-        cache_dir: args.cache_dir,
+        cache_dir: args.cache_dir.clone(),
         allow_unverified: args.allow_unverified,
         max_image_size: args.max_image_size,
     };
-    let http = Http::new(HttpPolicy::default())?;
+    let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());
     Ok(talos::build(&request, &http, cancel, &progress).await?)
 }

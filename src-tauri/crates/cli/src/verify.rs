@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use labflash_core::digest::Sha256Digest;
-use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::CancellationToken;
 
 use crate::fetch::{parse_sha256, parse_size};
+use crate::net::NetArgs;
 use crate::output::{Failure, Output, EXIT_MISMATCH};
 
 #[derive(Args)]
@@ -33,6 +33,9 @@ pub struct VerifyArgs {
     /// Take the expected digest from a .sha256 checksum file (URL or path).
     #[arg(long, value_name = "URL|FILE")]
     pub sidecar: Option<String>,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 pub async fn run(args: VerifyArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
@@ -62,7 +65,7 @@ async fn verify(
             args.path.display()
         )));
     }
-    let http = Http::new(HttpPolicy::default())?;
+    let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());
     let (digest, size) =
         verify::resolve_expected(&expected, &args.path, args.size, &http, cancel, &progress)
