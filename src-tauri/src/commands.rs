@@ -3,7 +3,7 @@
 //! through `cancel`, and long work runs off the main thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use labflash_core::cache::Cache;
 use labflash_core::cidata::{self, Cidata, CidataRequest};
@@ -25,28 +25,47 @@ use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::jobs::Jobs;
+use crate::settings::Settings;
 
 pub struct App {
     pub jobs: Jobs,
     pub cache_dir: PathBuf,
-    pub http: Http,
+    settings: Settings,
+    /// Rebuilt when the trusted CA changes; jobs keep the client they started with.
+    http: RwLock<Arc<Http>>,
 }
 
 impl App {
-    pub fn new() -> Result<Self, Error> {
-        Self::with_cache(Cache::resolve_dir(None)?)
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        Self::with_cache(Cache::resolve_dir(None)?, settings)
     }
 
-    pub fn with_cache(cache_dir: PathBuf) -> Result<Self, Error> {
+    pub fn with_cache(cache_dir: PathBuf, settings: Settings) -> Result<Self, Error> {
+        // A CA file that has gone since it was chosen must not keep the app from starting:
+        // downloads then trust the system's store only, and Settings shows the file's error.
+        let http = Http::new(http_policy(settings.ca_cert()))
+            .or_else(|_| Http::new(HttpPolicy::default()))?;
         Ok(Self {
             jobs: Jobs::default(),
             cache_dir,
-            http: Http::new(HttpPolicy::default())?,
+            settings,
+            http: RwLock::new(Arc::new(http)),
         })
     }
 
     fn cache(&self) -> Result<Cache, Error> {
         Cache::open(self.cache_dir.clone())
+    }
+
+    fn http(&self) -> Arc<Http> {
+        self.http.read().expect("not poisoned").clone()
+    }
+}
+
+fn http_policy(ca_cert: Option<PathBuf>) -> HttpPolicy {
+    HttpPolicy {
+        ca_cert,
+        ..HttpPolicy::default()
     }
 }
 
@@ -101,6 +120,8 @@ fn sink(channel: Channel<Progress>) -> Arc<dyn ProgressSink> {
 pub struct AppInfo {
     version: &'static str,
     cache_dir: PathBuf,
+    /// The extra CA certificate file trusted beside the system's store, if one was chosen.
+    ca_cert: Option<PathBuf>,
 }
 
 #[tauri::command]
@@ -108,7 +129,22 @@ pub fn app_info(app: State<'_, App>) -> AppInfo {
     AppInfo {
         version: env!("CARGO_PKG_VERSION"),
         cache_dir: app.cache_dir.clone(),
+        ca_cert: app.settings.ca_cert(),
     }
+}
+
+/// Trusts the CA certificates of a PEM file beside the system's store (as `--ca-cert` does), or
+/// stops trusting the one chosen before (`None`). A file that holds no certificate is refused
+/// and the setting stays as it was.
+#[tauri::command]
+pub fn set_ca_cert(app: State<'_, App>, path: Option<String>) -> Reply<()> {
+    let path = path
+        .map(|p| absolute(&p, "CA certificate file"))
+        .transpose()?;
+    let http = Http::new(http_policy(path.clone()))?;
+    app.settings.set_ca_cert(path)?;
+    *app.http.write().expect("not poisoned") = Arc::new(http);
+    Ok(())
 }
 
 #[tauri::command]
@@ -255,12 +291,12 @@ pub async fn prepare(
                 return Err(bad(format!("{url:?} is not an http(s) URL")));
             }
             let req = from_source(url, digest_arg(&sha256)?, allow_unverified);
-            source::prepare(&req, &app.http, &cache, &cancel, &progress).await?
+            source::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
         }
         SourceSpec::File { path, sha256 } => {
             let path = absolute(&path, "image file")?;
             let req = from_source(path.display().to_string(), digest_arg(&sha256)?, false);
-            source::prepare(&req, &app.http, &cache, &cancel, &progress).await?
+            source::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
         }
         SourceSpec::Talos {
             factory_url,
@@ -291,7 +327,7 @@ pub async fn prepare(
                 allow_unverified,
                 max_image_size,
             };
-            let f = factory::fetch_asset(&app.http, &cache, &req, &cancel, &progress).await?;
+            let f = factory::fetch_asset(&app.http(), &cache, &req, &cancel, &progress).await?;
             return Ok(Prepared {
                 image_path: f.fetched.image_path,
                 image_sha256: f.fetched.image_sha256,
@@ -320,7 +356,7 @@ pub async fn prepare(
                     .map(|s| absolute(&s, "seed folder"))
                     .transpose()?,
             };
-            let f = incus::fetch(&app.http, &cache, &req, &cancel, &progress).await?;
+            let f = incus::fetch(&app.http(), &cache, &req, &cancel, &progress).await?;
             return Ok(Prepared {
                 image_path: f.image_path,
                 image_sha256: f.image_sha256,
@@ -341,7 +377,7 @@ pub async fn prepare(
                 allow_unverified: false,
                 max_image_size,
             };
-            let b = talos::build(&request, &app.http, &cancel, &progress).await?;
+            let b = talos::build(&request, &app.http(), &cancel, &progress).await?;
             return Ok(Prepared {
                 image_path: b.boot_artifact_path,
                 image_sha256: b.boot_artifact_sha256,
@@ -496,7 +532,7 @@ pub async fn verify(
         ExpectedSpec::Sidecar { location } => Expected::Sidecar(location),
     };
     let (digest, size) =
-        verify::resolve_expected(&expected, &path, size, &app.http, &cancel, &progress).await?;
+        verify::resolve_expected(&expected, &path, size, &app.http(), &cancel, &progress).await?;
     tokio::task::spawn_blocking(move || {
         verify::verify(&path, size, digest, &cancel, progress.as_ref())
     })
@@ -562,7 +598,7 @@ pub async fn build_cidata(spec: CidataSpec) -> Reply<Cidata> {
 #[tauri::command]
 pub async fn talos_versions(app: State<'_, App>, factory_url: String) -> Reply<Vec<Version>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http, &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url)?
         .versions(&cancel)
         .await?)
 }
@@ -574,7 +610,7 @@ pub async fn talos_extensions(
     version: String,
 ) -> Reply<Vec<Extension>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http, &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url)?
         .extensions(&version, &cancel)
         .await?)
 }

@@ -12,7 +12,7 @@ use super::*;
 
 fn app(cache: &Path) -> tauri::App<MockRuntime> {
     mock_builder()
-        .manage(App::with_cache(cache.to_path_buf()).unwrap())
+        .manage(App::with_cache(cache.to_path_buf(), Settings::in_memory()).unwrap())
         .build(mock_context(noop_assets()))
         .unwrap()
 }
@@ -190,4 +190,38 @@ async fn flash_to_a_file_and_verify_it_through_the_commands() {
     assert!(!cancel(app.state(), 99), "no such job");
     let info = cache_info(app.state()).await.unwrap();
     assert_eq!(info.path, dir.path().join("cache"));
+}
+
+#[test]
+fn a_ca_certificate_file_is_checked_then_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config/settings.json");
+    let app = mock_builder()
+        .manage(App::with_cache(dir.path().join("cache"), Settings::load(file.clone())).unwrap())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = set_ca_cert(app.state(), Some(empty.display().to_string())).unwrap_err();
+    assert!(
+        err.message.contains("holds no certificate"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        app_info(app.state()).ca_cert,
+        None,
+        "a refused file changes nothing"
+    );
+
+    let ca = rcgen::generate_simple_self_signed(vec!["lab.example".into()]).unwrap();
+    let pem = dir.path().join("lab-ca.pem");
+    std::fs::write(&pem, ca.cert.pem()).unwrap();
+    set_ca_cert(app.state(), Some(pem.display().to_string())).unwrap();
+    assert_eq!(app_info(app.state()).ca_cert, Some(pem.clone()));
+
+    let restarted = App::with_cache(dir.path().join("cache"), Settings::load(file)).unwrap();
+    assert_eq!(restarted.settings.ca_cert(), Some(pem));
+    set_ca_cert(app.state(), None).unwrap();
+    assert_eq!(app_info(app.state()).ca_cert, None);
 }

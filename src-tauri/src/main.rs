@@ -4,6 +4,7 @@
 
 mod commands;
 mod jobs;
+mod settings;
 
 fn main() {
     // A WebKitGTK window must not run as root (it breaks on Wayland, and a web view with root's
@@ -12,18 +13,26 @@ fn main() {
         eprintln!("labflash-gui: refusing to run as root; start it as yourself (drives are opened through UDisks2 or pkexec)");
         std::process::exit(2);
     }
-    let app = match commands::App::new() {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("labflash-gui: {e}");
-            std::process::exit(3);
-        }
-    };
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(app)
+        .setup(|app| {
+            use tauri::Manager;
+            // The platform's folder for this app's settings (XDG on Linux).
+            let file = app.path().app_config_dir()?.join("settings.json");
+            match commands::App::new(settings::Settings::load(file)) {
+                Ok(state) => {
+                    app.manage(state);
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("labflash-gui: {e}");
+                    std::process::exit(3);
+                }
+            }
+        })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
+            commands::set_ca_cert,
             commands::cancel,
             commands::list_drives,
             commands::watch_drives,

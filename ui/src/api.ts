@@ -114,7 +114,8 @@ function channel<T>(onMessage: (m: T) => void): Channel<T> {
 }
 
 export const api = {
-  appInfo: () => invoke<{ version: string; cacheDir: string }>("app_info"),
+  appInfo: () => invoke<{ version: string; cacheDir: string; caCert: string | null }>("app_info"),
+  setCaCert: (path: string | null) => invoke<void>("set_ca_cert", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
   listDrives: (showAll: boolean, imageSize: number | null) =>
     invoke<Drive[]>("list_drives", { showAll, imageSize }),

@@ -443,10 +443,27 @@ async function showSettings() {
     $("cache-path").textContent = cache.path;
     $("cache-size").textContent = formatBytes(cache.bytes);
     $("version").textContent = `labflash ${info.version}`;
+    $("ca-cert").textContent = info.caCert ?? "none: servers are trusted as this computer trusts them";
+    $("clear-ca-cert").hidden = info.caCert === null;
   } catch (e) {
     say(errorMessage(e));
   }
 }
+// A lab's own CA, trusted beside the system's certificates for every download.
+async function setCaCert(path: string | null) {
+  $("ca-cert-error").textContent = "";
+  try {
+    await api.setCaCert(path);
+  } catch (e) {
+    $("ca-cert-error").textContent = errorMessage(e);
+  }
+  await showSettings();
+}
+$("choose-ca-cert").addEventListener("click", async () => {
+  const chosen = await open({ multiple: false, directory: false }).catch(() => null);
+  if (typeof chosen === "string") await setCaCert(chosen);
+});
+$("clear-ca-cert").addEventListener("click", () => void setCaCert(null));
 $("clear-cache").addEventListener("click", async () => {
   await api.clearCache().catch((e) => say(errorMessage(e)));
   await showSettings();
