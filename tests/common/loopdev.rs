@@ -14,7 +14,7 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !$crate::common::loopdev::is_root() {
-            eprintln!("skipped: loop devices need root");
+            $crate::common::skip("loop devices need root");
             return;
         }
     };

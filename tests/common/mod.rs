@@ -3,6 +3,7 @@
 
 pub mod loopdev;
 pub mod server;
+pub mod tls;
 pub mod webdriver;
 
 use std::io::Write;
@@ -10,6 +11,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
+
+#[allow(unused_imports)] // not every test file checks for root
+pub use loopdev::is_root;
+
+/// Marks the calling test as not run here, where the run shows it: on stderr, and in
+/// `skipped.txt` under the tests' temp folder, which tests/run counts and prints at the end. CI
+/// must run every test, so under `CI=true` a skip fails the test instead.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} cannot run here ({reason}), and CI must run every test"
+    );
+    eprintln!("skipped: {test}: {reason}");
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(record)
+    {
+        let _ = writeln!(f, "{test}: {reason}");
+    }
+}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

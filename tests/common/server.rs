@@ -1,9 +1,10 @@
 //! A real HTTP/1.1 server on 127.0.0.1 that plays scripted faults per path: statuses, Retry-After,
 //! bodies cut off or stalled mid-transfer, throttled bodies, with or without Range support. It
-//! records every request so tests can count them.
+//! records every request so tests can count them. [`Server::start_tls`] serves the same over HTTPS
+//! with a certificate the test made (see `tls.rs`).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,16 +53,88 @@ struct State {
     default_serve: Serve,
     posts: HashMap<String, PostHandler>,
     log: Vec<Request>,
+    handshakes_failed: usize,
+}
+
+/// A client connection, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    /// Completes the handshake, so a refused certificate is seen here and not as a bad request.
+    fn accept_tls(mut tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> Option<Conn> {
+        let mut tls = rustls::ServerConnection::new(config).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).ok()?;
+        }
+        tcp.set_read_timeout(None).ok()?;
+        Some(Conn::Tls(Box::new(rustls::StreamOwned::new(tls, tcp))))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => &tls.sock,
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Conn::Tls(tls) = self {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.read(buf),
+            Conn::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => tcp.write(buf),
+            Conn::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(tcp) => tcp.flush(),
+            Conn::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 pub struct Server {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Server {
     pub fn start() -> Server {
+        Self::start_with(None)
+    }
+
+    /// The same server over HTTPS, presenting `config`'s certificate. Handshakes that fail (the
+    /// client refused the certificate) are counted in [`Server::handshakes_failed`].
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Server {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -71,19 +144,37 @@ impl Server {
         thread::spawn(move || {
             while !sp.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (st, sp) = (st.clone(), sp.clone());
-                        thread::spawn(move || handle(conn, &st, &sp));
+                    Ok((tcp, _)) => {
+                        let (st, sp, tls) = (st.clone(), sp.clone(), tls.clone());
+                        thread::spawn(move || {
+                            tcp.set_nonblocking(false).unwrap();
+                            let conn = match tls {
+                                None => Conn::Plain(tcp),
+                                Some(config) => match Conn::accept_tls(tcp, config) {
+                                    Some(conn) => conn,
+                                    None => {
+                                        st.lock().unwrap().handshakes_failed += 1;
+                                        return;
+                                    }
+                                },
+                            };
+                            handle(conn, &st, &sp)
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Server { addr, state, stop }
+        Server {
+            addr,
+            scheme,
+            state,
+            stop,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn put(&self, path: &str, bytes: Vec<u8>) {
@@ -132,6 +223,11 @@ impl Server {
             .collect()
     }
 
+    /// TLS connections whose handshake failed (the client refused the certificate).
+    pub fn handshakes_failed(&self) -> usize {
+        self.state.lock().unwrap().handshakes_failed
+    }
+
     pub fn clear_log(&self) {
         self.state.lock().unwrap().log.clear();
     }
@@ -143,11 +239,13 @@ impl Drop for Server {
     }
 }
 
-fn handle(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    conn.set_nonblocking(false).unwrap();
-    let Some(req) = read_request(&conn) else {
+fn handle(conn: Conn, state: &Mutex<State>, stop: &AtomicBool) {
+    // Requests are read byte-wise through a BufReader; responses written through it unbuffered.
+    let mut reader = BufReader::new(conn);
+    let Some(req) = read_request(&mut reader) else {
         return;
     };
+    let conn = reader.get_mut();
     let (reply, file) = {
         let mut st = state.lock().unwrap();
         st.log.push(req.clone());
@@ -162,7 +260,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             );
             let _ = conn.write_all(head.as_bytes());
             let _ = conn.write_all(body.as_bytes());
-            let _ = conn.shutdown(Shutdown::Both);
+            conn.shutdown();
             return;
         }
         let scripted = st.scripts.get_mut(&req.path).and_then(|q| q.pop_front());
@@ -174,20 +272,19 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         (reply, file)
     };
     match reply {
-        Reply::Status(code) => respond_empty(&mut conn, code, &[]),
+        Reply::Status(code) => respond_empty(conn, code, &[]),
         Reply::RetryAfter(code, secs) => {
-            respond_empty(&mut conn, code, &[format!("Retry-After: {secs}")])
+            respond_empty(conn, code, &[format!("Retry-After: {secs}")])
         }
         Reply::Body(serve) => match file {
-            Some(body) => serve_body(&mut conn, &req, &body, &serve, stop),
-            None => respond_empty(&mut conn, 404, &[]),
+            Some(body) => serve_body(conn, &req, &body, &serve, stop),
+            None => respond_empty(conn, 404, &[]),
         },
     }
-    let _ = conn.shutdown(Shutdown::Both);
+    conn.shutdown();
 }
 
-fn read_request(conn: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
+fn read_request(reader: &mut BufReader<Conn>) -> Option<Request> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -210,7 +307,7 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
         }
     }
     let mut body = vec![0u8; length];
-    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+    reader.read_exact(&mut body).ok()?;
     Some(Request {
         method,
         path,
@@ -224,8 +321,13 @@ fn reason(code: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         206 => "Partial Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
         402 => "Payment Required",
+        403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        410 => "Gone",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -234,7 +336,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn respond_empty(conn: &mut TcpStream, code: u16, extra: &[String]) {
+fn respond_empty(conn: &mut Conn, code: u16, extra: &[String]) {
     let mut head = format!(
         "HTTP/1.1 {code} {}\r\nContent-Length: 0\r\nConnection: close\r\n",
         reason(code)
@@ -247,7 +349,7 @@ fn respond_empty(conn: &mut TcpStream, code: u16, extra: &[String]) {
     let _ = conn.write_all(head.as_bytes());
 }
 
-fn serve_body(conn: &mut TcpStream, req: &Request, body: &[u8], serve: &Serve, stop: &AtomicBool) {
+fn serve_body(conn: &mut Conn, req: &Request, body: &[u8], serve: &Serve, stop: &AtomicBool) {
     let start = match (&req.range, serve.ranges) {
         (Some(range), true) => range
             .strip_prefix("bytes=")
@@ -295,10 +397,12 @@ fn serve_body(conn: &mut TcpStream, req: &Request, body: &[u8], serve: &Serve, s
         let _ = conn.flush();
         let until = Instant::now() + Duration::from_secs(60);
         // Silent until the client gives up (its read fails) or the test ends.
-        conn.set_read_timeout(Some(Duration::from_millis(50))).ok();
+        conn.tcp()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .ok();
         let mut probe = [0u8; 1];
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            match std::io::Read::read(conn, &mut probe) {
+            match conn.read(&mut probe) {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(e)
