@@ -397,7 +397,9 @@ fn a_stale_temp_file_from_a_killed_run_is_swept() {
     let mut child = labflash(&["fetch", &url, "--cache-dir", f.cache_dir(), "-q"])
         .spawn()
         .unwrap();
-    wait_for(|| !temp_files(f.cache.path()).is_empty());
+    // The temp file exists before the request is sent: wait for the stalled body too, or the
+    // next fetch would be the one the server stalls.
+    wait_for(|| !temp_files(f.cache.path()).is_empty() && !f.server.gets(ASSET).is_empty());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Shared test support: the scripted HTTP server, the `labflash` binary, archives of every format.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod factory;
 pub mod loopdev;
 pub mod server;
 pub mod tls;

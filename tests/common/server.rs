@@ -45,6 +45,9 @@ pub struct Request {
 /// Answers a POST: status and body from the request body.
 pub type PostHandler = Arc<dyn Fn(&[u8]) -> (u16, String) + Send + Sync>;
 
+/// The status for a path the test did not put (404 unless set).
+pub type MissingHandler = Arc<dyn Fn(&str) -> u16 + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     files: HashMap<String, Vec<u8>>,
@@ -52,6 +55,7 @@ struct State {
     /// How files are served once their script (if any) is used up.
     default_serve: Serve,
     posts: HashMap<String, PostHandler>,
+    missing: Option<MissingHandler>,
     log: Vec<Request>,
     handshakes_failed: usize,
 }
@@ -207,6 +211,11 @@ impl Server {
             .insert(path.into(), handler);
     }
 
+    /// How paths the test did not put are answered (an Image Factory answers 400, 402 or 404).
+    pub fn on_missing(&self, handler: MissingHandler) {
+        self.state.lock().unwrap().missing = Some(handler);
+    }
+
     pub fn set_default_serve(&self, serve: Serve) {
         self.state.lock().unwrap().default_serve = serve;
     }
@@ -267,7 +276,7 @@ fn handle(conn: Conn, state: &Mutex<State>, stop: &AtomicBool) {
         let file = st.files.get(&req.path).cloned();
         let reply = scripted.unwrap_or_else(|| match file {
             Some(_) => Reply::Body(st.default_serve.clone()),
-            None => Reply::Status(404),
+            None => Reply::Status(st.missing.as_ref().map_or(404, |h| h(&req.path))),
         });
         (reply, file)
     };

@@ -48,7 +48,7 @@ impl From<Error> for Failure {
         // Hints name CLI flags, so they belong here rather than in the engine.
         let hint = match &e {
             Error::NoExpectedDigest { .. } => {
-                "; give the expected digest with --sha256 HEX, or accept the download as is with --allow-unverified"
+                "; pass the digest you expect with --sha256 HEX, or accept the download unverified with --allow-unverified"
             }
             Error::ImageTooLarge { .. } => " (--max-image-size)",
             _ => "",
@@ -77,6 +77,33 @@ impl Output {
         human: impl FnOnce() -> String,
     ) -> ExitCode {
         self.result(value, human, 0)
+    }
+
+    /// Like `success`, with the JSON object on one line (labctl's `--json`).
+    pub fn success_line<T: serde::Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> ExitCode {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string(value).expect("results serialize")
+            );
+            ExitCode::SUCCESS
+        } else {
+            self.success(value, human)
+        }
+    }
+
+    /// Prints each warning on stderr (also with `--json`, whose object carries them too).
+    pub fn warn_then(&self, warnings: &[String]) -> &Self {
+        if !self.quiet {
+            for w in warnings {
+                eprintln!("labflash: warning: {w}");
+            }
+        }
+        self
     }
 
     /// Prints a result that carries its own exit code (a verify mismatch, a failed target).

@@ -55,8 +55,17 @@ pub enum Error {
     #[error("the checksum file {url} starts with {token:?}, which is not a 64-digit hex SHA-256")]
     SidecarMalformed { url: String, token: String },
 
-    #[error("no expected digest for {url}: the server publishes no checksum for it ({tried})")]
-    NoExpectedDigest { url: String, tried: String },
+    /// `why` is one clause: what the server answered instead of a checksum.
+    #[error("{url} has no published checksum: {why}")]
+    NoExpectedDigest { url: String, why: String },
+
+    #[error("{url} does not exist (the server answers HTTP 404 Not Found)")]
+    NotFound { url: String },
+
+    #[error(
+        "{url} answered HTTP {status}: the server wants credentials, which labflash does not send"
+    )]
+    Unauthorized { url: String, status: u16 },
 
     #[error("{url} answered HTTP {status}{}", reason.map(|r| format!(" {r}")).unwrap_or_default())]
     HttpStatus {

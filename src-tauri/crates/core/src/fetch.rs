@@ -28,9 +28,11 @@ use crate::CancellationToken;
 /// The default bound on a decompressed image.
 pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 4 << 30;
 
-/// Statuses that mean "this server publishes no checksum file here" rather than a failure:
-/// community Image Factory builds answer 402, plain servers 404 (S3 answers 403).
-const NO_SIDECAR_STATUSES: [u16; 4] = [402, 403, 404, 410];
+/// Statuses that mean "this server publishes no checksum file here" rather than a failure: a
+/// community Image Factory answers 402 for `.sha256` (an Enterprise feature since v1.1.0) and 400
+/// for any other name that is not an asset (and builds before v1.1.0 for `.sha256` too); plain
+/// servers 404, 405 or 410. 401 and 403 are authentication, 5xx and 429 are retried: both errors.
+const NO_SIDECAR_STATUSES: [u16; 5] = [400, 402, 404, 405, 410];
 
 #[derive(Clone, Debug)]
 pub struct FetchRequest {
@@ -42,9 +44,18 @@ pub struct FetchRequest {
     /// Accept a download no published digest covers, reporting its computed digest.
     pub allow_unverified: bool,
     pub max_image_size: u64,
+    /// Where to keep the archive instead of the cache's own layout (labctl's, for `talos build`).
+    pub archive_path: Option<PathBuf>,
 }
 
 impl FetchRequest {
+    /// Where the archive is kept: the request's own path, else the cache's layout.
+    pub fn archive_in(&self, cache: &Cache) -> PathBuf {
+        self.archive_path
+            .clone()
+            .unwrap_or_else(|| cache.archive_path(&self.url))
+    }
+
     pub fn new(url: Url) -> Self {
         Self {
             url,
@@ -52,6 +63,7 @@ impl FetchRequest {
             sha256_source: DigestSource::Flag,
             allow_unverified: false,
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            archive_path: None,
         }
     }
 }
@@ -98,7 +110,7 @@ pub async fn fetch(
 ) -> Result<Fetched> {
     let (expected, digest_source) = expected_digest(http, req, cancel).await?;
 
-    let archive_path = cache.archive_path(&req.url);
+    let archive_path = req.archive_in(cache);
     let _lock = cache.lock(&archive_path, cancel).await?;
 
     let cached = match expected {
@@ -156,6 +168,7 @@ pub(crate) async fn expected_digest(
         return Ok((Some(digest), req.sha256_source));
     }
     let mut tried = Vec::new();
+    let mut statuses = Vec::new();
     for (suffix, source) in [
         (".sha256", DigestSource::Sidecar),
         (".sha256sum", DigestSource::Sha256sum),
@@ -168,7 +181,10 @@ pub(crate) async fn expected_digest(
                     source,
                 ))
             }
-            Err(status) => tried.push(format!("{sidecar}: HTTP {status}")),
+            Err(status) => {
+                tried.push(format!("{sidecar}: HTTP {status}"));
+                statuses.push(status);
+            }
         }
     }
     let name = file_name(&req.url);
@@ -176,24 +192,39 @@ pub(crate) async fn expected_digest(
         .url
         .join("SHA256SUMS")
         .expect("a sibling of an http(s) URL");
+    let mut listed_elsewhere = false;
     match published(http, &sums, cancel).await? {
         Ok(text) => match digest::parse_sha256sums(&text, &name) {
             Some(digest) => return Ok((Some(digest), DigestSource::Sha256sums)),
-            None => tried.push(format!("{sums} has no line for {name}")),
+            None => {
+                tried.push(format!("{sums} has no line for {name}"));
+                listed_elsewhere = true;
+            }
         },
         Err(status) => tried.push(format!("{sums}: HTTP {status}")),
     }
-    let mut tried = tried.join("; ");
-    if tried.contains("HTTP 402") {
-        tried.push_str("; HTTP 402 is how self-hosted community Image Factory builds answer: they serve no checksum files");
-    }
+    let tried = tried.join("; ");
     if req.allow_unverified {
         tracing::warn!(url = %req.url, "no checksum published ({tried}); continuing unverified as asked");
         return Ok((None, DigestSource::Unverified));
     }
+    tracing::info!(url = %req.url, "no checksum published: {tried}");
+    // A server with no checksum for a file it does not have either: say that, not the former.
+    if http.is_missing(&req.url, cancel).await {
+        return Err(Error::NotFound {
+            url: req.url.to_string(),
+        });
+    }
+    let why = if statuses.contains(&402) {
+        "this Image Factory is a community build, which serves no checksum files (HTTP 402)".into()
+    } else if listed_elsewhere {
+        format!("the SHA256SUMS beside it has no line for {name}")
+    } else {
+        "its server serves no .sha256, .sha256sum or SHA256SUMS file beside it".into()
+    };
     Err(Error::NoExpectedDigest {
         url: req.url.to_string(),
-        tried,
+        why,
     })
 }
 

@@ -30,8 +30,8 @@ pub struct HttpPolicy {
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
-    /// A PEM file of CA certificates trusted beside the platform's (`--ca-cert`).
-    pub ca_cert: Option<PathBuf>,
+    /// PEM files of CA certificates trusted beside the platform's (`--ca-cert`, a config's).
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl Default for HttpPolicy {
@@ -44,7 +44,7 @@ impl Default for HttpPolicy {
             connect_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
-            ca_cert: None,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -97,7 +97,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("labflash/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(policy.connect_timeout)
-            .use_preconfigured_tls(crate::tls::client_config(policy.ca_cert.as_deref())?)
+            .use_preconfigured_tls(crate::tls::client_config(&policy.ca_certs)?)
             .build()
             .map_err(|e| Error::Network {
                 url: String::new(),
@@ -110,9 +110,29 @@ impl Http {
         &self.policy
     }
 
+    /// A client with the same policy that also trusts the CA certificates in `ca_cert`.
+    pub fn trusting(&self, ca_cert: PathBuf) -> Result<Self> {
+        let mut policy = self.policy.clone();
+        policy.ca_certs.push(ca_cert);
+        Self::new(policy)
+    }
+
     /// GETs a text document (at most 16 MiB): a checksum file, a catalog, an index.
     pub async fn get_text(&self, url: &Url, cancel: &CancellationToken) -> Result<String> {
         self.text(url, None, cancel).await
+    }
+
+    /// Whether the server says `url` is gone: one HEAD, at most 5 s, for wording an error; any
+    /// answer other than 404 or 410 (a timeout, a server that builds assets on request) is `false`.
+    pub async fn is_missing(&self, url: &Url, cancel: &CancellationToken) -> bool {
+        let head = self.send_request(url, self.client.head(url.clone()));
+        tokio::select! {
+            answer = tokio::time::timeout(Duration::from_secs(5), head) => matches!(
+                answer,
+                Ok(Err(Failed { error: Error::HttpStatus { status: 404 | 410, .. }, .. }))
+            ),
+            _ = cancel.cancelled() => false,
+        }
     }
 
     /// POSTs a JSON body and returns the answer's text. Only for idempotent
@@ -254,6 +274,12 @@ impl Http {
             status: status.as_u16(),
             reason: status.canonical_reason(),
         };
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(Failed::fatal(Error::Unauthorized {
+                url: url.to_string(),
+                status: status.as_u16(),
+            }));
+        }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = resp
                 .headers()

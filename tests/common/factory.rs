@@ -1,0 +1,63 @@
+//! How an Image Factory answers for files it does not serve, by edition, as its handlers do
+//! (siderolabs/image-factory `internal/frontend/http/image.go` `handleImage`, `http.go`
+//! `MatchError`, `internal/profile/profile.go` `ParseFromPath`; read at 26b95ca, v1.0.3 and
+//! v1.1.0):
+//! - the `.sha256` / `.sha512` checksum of an asset exists only in Enterprise builds since v1.1.0;
+//!   a community build answers 402 to it before it looks anything else up;
+//! - a name that is not an asset (`x.raw.xz.sha256sum`, `SHA256SUMS`, and `.sha256` itself before
+//!   v1.1.0) is 400 ("invalid profile path");
+//! - a schematic or version it does not have, 404.
+
+use std::sync::Arc;
+
+use super::server::Server;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Edition {
+    /// Since v1.1.0, without the Enterprise features: 402 for checksums.
+    Community,
+    /// Serves `<asset>.sha256`: put them with `Server::put_with_sidecar`.
+    Enterprise,
+    /// Before v1.1.0: no checksum route at all.
+    BeforeChecksums,
+}
+
+/// Makes `server` answer unknown paths as a factory of `edition` does.
+pub fn answer_like(server: &Server, edition: Edition) {
+    server.on_missing(Arc::new(move |path: &str| {
+        let Some(rest) = path.strip_prefix("/image/") else {
+            return 404;
+        };
+        let name = rest.rsplit('/').next().unwrap_or("");
+        let checksum = name.ends_with(".sha256") || name.ends_with(".sha512");
+        match edition {
+            Edition::Community if checksum => 402,
+            _ if !is_asset_name(name) => 400,
+            _ => 404,
+        }
+    }));
+}
+
+/// The names `ParseFromPath` accepts for disk images, ISOs and UKIs:
+/// `<platform>-<arch>[-secureboot]` then `.iso`, `-uki.efi`, or a disk format (`raw`, `qcow2`,
+/// `vhd`, `ova`) with an optional compression (`.tar.gz`, `.gz`, `.xz`, `.zst`).
+pub fn is_asset_name(name: &str) -> bool {
+    let stem = name
+        .strip_suffix(".iso")
+        .or_else(|| name.strip_suffix("-uki.efi"))
+        .or_else(|| {
+            let bare = [".tar.gz", ".gz", ".xz", ".zst"]
+                .iter()
+                .find_map(|c| name.strip_suffix(c))
+                .unwrap_or(name);
+            [".raw", ".qcow2", ".vhd", ".ova"]
+                .iter()
+                .find_map(|d| bare.strip_suffix(d))
+        });
+    let Some(stem) = stem else {
+        return false;
+    };
+    let stem = stem.strip_suffix("-secureboot").unwrap_or(stem);
+    stem.rsplit_once('-')
+        .is_some_and(|(platform, arch)| !platform.is_empty() && matches!(arch, "amd64" | "arm64"))
+}
