@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::factory::{answer_like, Edition};
 use common::server::Server;
 use common::*;
 
@@ -253,7 +254,7 @@ fn cidata_bad_inputs_exit_2_and_leave_no_file() {
                 "--hostname",
                 "cp-1",
                 "--instance-id",
-                "a b",
+                "",
             ],
             "instance id",
         ),
@@ -381,14 +382,11 @@ fn talos_build_makes_labctls_artifacts_and_json() {
     fsck(cfg_s);
     assert_eq!(mread(cfg_s, "user-data"), MACHINE_CONFIG.as_bytes());
     assert_eq!(mread(cfg_s, "network-config"), NETWORK.as_bytes());
-    // labctl's download cache layout.
-    let cached = files_under(&lab.dir.path().join("talos/.state/downloads/talos"));
-    assert!(
-        cached.iter().any(|p| p
-            .to_string_lossy()
-            .ends_with("v1.13.0/nocloud-amd64.raw.xz")),
-        "{cached:?}"
-    );
+    // labctl's download cache layout, exactly.
+    let cached = lab.dir.path().join(format!(
+        "talos/.state/downloads/talos/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"
+    ));
+    assert!(cached.is_file(), "{cached:?}");
 
     // Again, from standard input in the config's folder: the same config digest, no download.
     lab.server.clear_log();
@@ -458,4 +456,295 @@ fn talos_build_refuses_bad_configs_naming_the_field() {
     );
     assert!(!lab.dir.path().join("talos/.state/images").exists());
     let _: PathBuf = config;
+}
+
+/// labctl's own configs and files (tests/fixtures/labctl, taken from GilmanLab/platform's tests;
+/// each file names its source), copied into a fresh folder with the factory URL pointed at a
+/// stand-in Enterprise factory, the way labctl's `talos_image_build.txtar` runs them.
+fn labctl_folder(server: &Server, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
+    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(fixtures.join(config)).unwrap();
+    let factory = server.url("");
+    let text = match text.find("  factoryURL: ") {
+        Some(at) => {
+            let end = at + text[at..].find('\n').unwrap();
+            format!("{}  factoryURL: {factory}{}", &text[..at], &text[end..])
+        }
+        None => text.replace(
+            "  version: ",
+            &format!("  factoryURL: {factory}\n  version: "),
+        ),
+    };
+    std::fs::write(dir.path().join(config), text).unwrap();
+    dir
+}
+
+fn labctl_factory(image: &[u8]) -> Server {
+    let server = Server::start();
+    answer_like(&server, Edition::Enterprise);
+    server.put_with_sidecar(
+        &format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"),
+        xz_single(image),
+    );
+    server
+}
+
+fn build_in(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["talos", "build"];
+    all.extend_from_slice(args);
+    labflash(&all).current_dir(dir).output().unwrap().into()
+}
+
+#[test]
+fn labctls_own_configs_build_and_print_what_its_tests_expect() {
+    let image = image_like(2 << 20, 91);
+    let server = labctl_factory(&image);
+    let dir = labctl_folder(&server, "talos-valid.yaml");
+    let r = build_in(dir.path(), &["--json", "talos-valid.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr, "", "labctl's test wants nothing on stderr");
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "one compact line: {}",
+        r.stdout
+    );
+    let json = r.json();
+    // Every stdout pattern of talos_image_build.txtar (literal ones verbatim; the digest ones
+    // are `"…SHA256":"[0-9a-f]{64}"`).
+    let patterns =
+        std::fs::read_to_string(dir.path().join("talos-valid.json-stdout-patterns.txt")).unwrap();
+    for pattern in patterns.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(key) = pattern.strip_suffix(r#":"[0-9a-f]{64}""#) {
+            let key = key.trim_matches('"');
+            let digest = json[key].as_str().unwrap();
+            assert!(
+                digest.len() == 64
+                    && digest
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{key}"
+            );
+        } else {
+            assert!(r.stdout.contains(pattern), "{pattern} in {}", r.stdout);
+        }
+    }
+    let order = [
+        "name",
+        "bootArtifactPath",
+        "bootArtifactSHA256",
+        "configArtifactPath",
+        "configArtifactSHA256",
+        "sourceVersion",
+        "sourceURL",
+        "sourceSchematicID",
+        "platform",
+        "arch",
+        "format",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|k| {
+            r.stdout
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "labctl's keys in labctl's order: {}",
+        r.stdout
+    );
+    assert_eq!(json.as_object().unwrap().len(), order.len());
+    assert_eq!(json["bootArtifactSHA256"], sha256_hex(&image));
+    let here = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(
+        json["bootArtifactPath"],
+        here.join(".state/images/talos-boot.img").to_str().unwrap()
+    );
+    let cidata = here.join(".state/images/talos-cidata.img");
+    let cidata = cidata.to_str().unwrap();
+    fsck(cidata);
+    assert_eq!(
+        mread(cidata, "user-data"),
+        std::fs::read(dir.path().join("controlplane.yaml")).unwrap()
+    );
+    assert_eq!(
+        mread(cidata, "network-config"),
+        std::fs::read(dir.path().join("network-config.yaml")).unwrap()
+    );
+    // instance-id defaults to the hostname (labctl's schema), in labctl's key order.
+    assert_eq!(
+        mread(cidata, "meta-data"),
+        b"instance-id: bootstrap-controlplane-1\nlocal-hostname: bootstrap-controlplane-1\n"
+    );
+    // The txtar's `exists` for labctl's download cache.
+    assert!(here
+        .join(format!(
+            ".state/downloads/talos/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"
+        ))
+        .is_file());
+
+    // The full config (service_test.go's testConfig: every field set).
+    let full = labctl_folder(&server, "talos-full.yaml");
+    let r = build_in(full.path(), &["--json", "talos-full.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cidata = std::fs::canonicalize(full.path())
+        .unwrap()
+        .join(".state/images/talos-cidata.img");
+    let cidata = cidata.to_str().unwrap();
+    assert_eq!(
+        mread(cidata, "meta-data"),
+        b"instance-id: bootstrap-instance-1\nlocal-hostname: bootstrap-controlplane-1\n"
+    );
+    assert_eq!(
+        mread(cidata, "network-config"),
+        std::fs::read(full.path().join("network.yaml")).unwrap()
+    );
+}
+
+#[test]
+fn labctls_invalid_configs_are_refused_before_any_download() {
+    let server = labctl_factory(b"unused");
+    for (config, reason) in [
+        ("talos-invalid-format.yaml", "format"),
+        (
+            "talos-invalid-version-latest.yaml",
+            "exact release like v1.13.0",
+        ),
+        ("talos-invalid-platform-metal.yaml", "platform"),
+        ("talos-invalid-parent-path.yaml", "path must be relative"),
+    ] {
+        let dir = labctl_folder(&server, config);
+        let r = build_in(dir.path(), &["--json", config]);
+        assert_eq!(r.code, 2, "{config}: {}", r.stdout);
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(reason), "{config}: {error}");
+        assert!(
+            !dir.path().join(".state").exists(),
+            "{config}: nothing written"
+        );
+    }
+    assert!(server.requests().is_empty());
+}
+
+/// An operator moving between labctl and labflash downloads nothing twice: an archive labctl left
+/// in its cache is verified against the sidecar and used.
+#[test]
+fn an_archive_labctl_downloaded_is_reused() {
+    let image = image_like(1 << 20, 92);
+    let server = labctl_factory(&image);
+    let dir = labctl_folder(&server, "talos-valid.yaml");
+    let labctl_cache = dir
+        .path()
+        .join(format!(".state/downloads/talos/{SCHEMATIC}/v1.13.0"));
+    std::fs::create_dir_all(&labctl_cache).unwrap();
+    std::fs::write(labctl_cache.join("nocloud-amd64.raw.xz"), xz_single(&image)).unwrap();
+    let r = build_in(dir.path(), &["--json", "talos-valid.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(server
+        .gets(&format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"))
+        .is_empty());
+    assert_eq!(r.json()["bootArtifactSHA256"], sha256_hex(&image));
+}
+
+#[test]
+fn talos_1_12_0_to_1_12_2_warn_that_they_cannot_read_a_fat_cidata() {
+    let image = image_like(1 << 20, 93);
+    let server = Server::start();
+    server.put_with_sidecar(
+        &format!("/image/{SCHEMATIC}/v1.12.1/nocloud-amd64.raw.xz"),
+        xz_single(&image),
+    );
+    let dir = labctl_folder(&server, "talos-valid.yaml");
+    let config = dir.path().join("talos-valid.yaml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("v1.13.0", "v1.12.1");
+    std::fs::write(&config, text).unwrap();
+    let r = build_in(dir.path(), &["--json", "talos-valid.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("12647"),
+        "{}",
+        r.stderr
+    );
+    let warnings = r.json()["warnings"].as_array().unwrap().clone();
+    assert!(
+        warnings[0].as_str().unwrap().contains("v1.12.3"),
+        "{warnings:?}"
+    );
+}
+
+/// The README's examples in "Talos config", run as written from a fresh folder.
+#[test]
+fn readme_talos_config_examples_run_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let image = image_like(1 << 20, 94);
+    let server = labctl_factory(&image);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("controlplane.yaml"), MACHINE_CONFIG).unwrap();
+    let cidata = "labflash cidata --user-data controlplane.yaml --hostname cp-1 -o cidata.img";
+    assert!(
+        readme.contains(cidata.split(" -o").next().unwrap()) && readme.contains("-o cidata.img")
+    );
+    let args: Vec<&str> = cidata.split(' ').skip(1).collect();
+    let r: Run = labflash(&args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "a bare output name works: {}", r.stderr);
+    fsck(dir.path().join("cidata.img").to_str().unwrap());
+
+    let build = "labflash talos build talos/image.yaml --json";
+    assert!(readme.contains(build));
+    let talos = labctl_folder(&server, "talos-valid.yaml");
+    std::fs::rename(talos.path(), dir.path().join("talos")).unwrap();
+    std::fs::rename(
+        dir.path().join("talos/talos-valid.yaml"),
+        dir.path().join("talos/image.yaml"),
+    )
+    .unwrap();
+    let args: Vec<&str> = build.split(' ').skip(1).collect();
+    let r: Run = labflash(&args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir
+        .path()
+        .join("talos/.state/images/talos-boot.img")
+        .is_file());
+}
+
+/// `meta-data` is YAML: a hostname such as `123` (a valid DNS label) must reach the node as the
+/// string "123", not the number, and an instance ID as written.
+#[test]
+fn meta_data_values_read_back_as_the_strings_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ud = write(dir.path(), "cp.yaml", MACHINE_CONFIG);
+    let out = dir.path().join("c.img");
+    let r = run(&[
+        "cidata",
+        "--user-data",
+        &ud,
+        "--hostname",
+        "123",
+        "--instance-id",
+        "null",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        mread(out.to_str().unwrap(), "meta-data"),
+        b"instance-id: \"null\"\nlocal-hostname: \"123\"\n"
+    );
 }

@@ -202,6 +202,34 @@ fn a_vm_disk_file_gets_one_stick_too() {
     assert!(sgdisk_verify(disk.to_str().unwrap()).contains("No problems found"));
 }
 
+/// An image whose path names Talos v1.12.0-v1.12.2 (as labctl's and labflash's caches do) gets
+/// the warning that those releases cannot mount a FAT cidata.
+#[test]
+fn a_release_that_cannot_read_fat_cidata_is_warned_about() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let release = dir.path().join("v1.12.1");
+    std::fs::create_dir(&release).unwrap();
+    let (image, _) = boot_image(&release, 16 * MIB, false);
+    let config = cidata(dir.path());
+    let disk = dir.path().join("vm.img");
+    let r = flash(dir.path(), &image, &config, &[disk.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("12647"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.json()["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("v1.12.1"));
+
+    let (image, _) = boot_image(dir.path(), 16 * MIB, false);
+    let r = flash(dir.path(), &image, &config, &[disk.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json().get("warnings").is_none());
+}
+
 #[test]
 fn one_stick_refusals_write_nothing() {
     require_root!();

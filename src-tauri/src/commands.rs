@@ -64,7 +64,7 @@ impl App {
 
 fn http_policy(ca_cert: Option<PathBuf>) -> HttpPolicy {
     HttpPolicy {
-        ca_cert,
+        ca_certs: ca_cert.into_iter().collect(),
         ..HttpPolicy::default()
     }
 }

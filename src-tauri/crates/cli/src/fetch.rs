@@ -72,6 +72,7 @@ async fn fetch(
         sha256_source: DigestSource::Flag,
         allow_unverified: args.source.allow_unverified,
         max_image_size: args.source.max_image_size,
+        archive_path: None,
     };
     let progress = crate::progress::sink(out.show_progress());
     let fetched = fetch::fetch(&http, &cache, &request, cancel, &progress).await?;

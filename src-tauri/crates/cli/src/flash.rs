@@ -77,6 +77,8 @@ struct FlashResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     digest_source: Option<DigestSource>,
     targets: Vec<TargetReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
@@ -161,6 +163,15 @@ async fn flash(
             l.image.sha256.hex(),
         )
     });
+    // Where the image names its Talos release, a cidata that release cannot read is said first.
+    let warnings: Vec<String> = args
+        .config
+        .as_ref()
+        .and_then(|_| labflash_core::talos::release_named_in(&args.source))
+        .and_then(labflash_core::talos::fat_cidata_warning)
+        .into_iter()
+        .collect();
+    out.warn_then(&warnings);
     let what = crate::confirm::describe_plan(&plan);
     crate::confirm::ask(&plan.targets, &what, args.yes, args.allow_fixed)?;
 
@@ -196,6 +207,7 @@ async fn flash(
         archive_sha256: Some(prepared.archive_sha256.hex()),
         digest_source: Some(prepared.digest_source),
         targets,
+        warnings,
     })
 }
 
@@ -290,6 +302,7 @@ async fn stream(
         archive_sha256: Some(streamed.archive_sha256.hex()),
         digest_source: Some(streamed.digest_source),
         targets: streamed.targets,
+        warnings: Vec::new(),
     }))
 }
 

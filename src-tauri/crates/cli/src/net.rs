@@ -17,7 +17,7 @@ pub struct NetArgs {
 impl NetArgs {
     pub fn http(&self) -> Result<Http, Failure> {
         Ok(Http::new(HttpPolicy {
-            ca_cert: self.ca_cert.clone(),
+            ca_certs: self.ca_cert.iter().cloned().collect(),
             ..HttpPolicy::default()
         })?)
     }

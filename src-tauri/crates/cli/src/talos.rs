@@ -199,7 +199,8 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
 
 async fn build_command(args: &BuildArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match build(args, out, cancel).await {
-        Ok(b) => out.success(&b, || {
+        // labctl prints one compact line, and its users match it line by line.
+        Ok(b) => out.warn_then(&b.warnings).success_line(&b, || {
             format!(
                 "{}\n{}\n",
                 b.boot_artifact_path.display(),
@@ -242,27 +243,20 @@ async fn build(
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<Built, Failure> {
+    // Relative paths in the config are the config file's (labctl: its folder, or the current
+    // folder for standard input); the engine makes them absolute and clean.
     let (text, base_dir) = if args.config == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).map_err(|e| {
             Failure::usage(format!("cannot read the config from standard input: {e}"))
         })?;
-        (
-            text,
-            std::env::current_dir().map_err(|e| Failure::other(e.to_string()))?,
-        )
+        (text, PathBuf::from("."))
     } else {
         let path = PathBuf::from(&args.config);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Failure::usage(format!("cannot read the config {}: {e}", path.display()))
         })?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let dir = std::fs::canonicalize(&dir).map_err(|e| Failure::other(e.to_string()))?;
-        (text, dir)
+        (text, labflash_core::cache::folder_of(&path).to_path_buf())
     };
     let request = BuildRequest {
         build: talos::parse(&text)?,

@@ -48,21 +48,21 @@ pub struct Contents {
 
 impl Contents {
     /// Reads and checks the inputs: the hostname a lowercase DNS label, the files present and YAML.
+    /// An empty network-config is left out, as labctl does.
     pub fn read(req: &CidataRequest) -> Result<Self> {
         check_hostname(&req.hostname)?;
         let instance_id = req.instance_id.as_deref().unwrap_or(&req.hostname);
-        check_instance_id(instance_id)?;
+        if instance_id.is_empty() {
+            return Err(Error::BadInput("the instance id must not be empty".into()));
+        }
         let user_data = read_yaml(&req.user_data, "user-data")?;
         let network_config = req
             .network_config
             .as_deref()
             .map(|p| read_yaml(p, "network-config"))
-            .transpose()?;
-        let meta_data = format!(
-            "instance-id: {instance_id}\nlocal-hostname: {}\n",
-            req.hostname
-        )
-        .into_bytes();
+            .transpose()?
+            .filter(|bytes| !bytes.is_empty());
+        let meta_data = meta_data(instance_id, &req.hostname).into_bytes();
         Ok(Self {
             user_data,
             meta_data,
@@ -176,10 +176,7 @@ impl fatfs::TimeProvider for FixedTime {
 /// Writes `bytes` to `path` through a temp file that is 0600 from its creation, fsynced and
 /// renamed into place.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::cache::folder_of(path);
     if !dir.is_dir() {
         return Err(Error::BadInput(format!(
             "the folder {} does not exist",
@@ -191,10 +188,39 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::cache::commit(tmp, path)
 }
 
-/// A hostname Talos and cloud-init accept: one lowercase DNS label.
+/// `meta-data` as YAML: `instance-id`, then `local-hostname` (labctl's order), each value written
+/// so that it reads back as that string: `null`, `yes`, `123` or `1e3` are quoted.
+pub fn meta_data(instance_id: &str, hostname: &str) -> String {
+    format!(
+        "instance-id: {}\nlocal-hostname: {}\n",
+        yaml_string(instance_id),
+        yaml_string(hostname)
+    )
+}
+
+/// A YAML scalar that any YAML 1.1 or 1.2 reader takes as exactly `value`, as a string: plain when
+/// it starts with a letter, holds only letters, digits, `-`, `_` and `.`, and is no YAML word
+/// (booleans, null); otherwise double-quoted, whose escapes are JSON's.
+fn yaml_string(value: &str) -> String {
+    const WORDS: [&str; 11] = [
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf",
+    ];
+    let plain = value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !WORDS.contains(&value.to_ascii_lowercase().as_str());
+    if plain {
+        value.to_string()
+    } else {
+        serde_json::to_string(value).expect("a string serializes")
+    }
+}
+
+/// A hostname as labctl takes it: one lowercase DNS label (a-z, 0-9 and '-', not starting or
+/// ending with '-'). labctl sets no length limit, so neither does this; `talos build` warns over 63.
 pub fn check_hostname(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 63
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -204,22 +230,7 @@ pub fn check_hostname(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::BadInput(format!(
-            "the hostname {name:?} is not a lowercase DNS label (1 to 63 of a-z, 0-9 and '-', not starting or ending with '-')"
-        )))
-    }
-}
-
-fn check_instance_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 255
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadInput(format!(
-            "the instance id {id:?} must be 1 to 255 of A-Z, a-z, 0-9, '-', '_' and '.'"
+            "the hostname {name:?} is not a lowercase DNS label (a-z, 0-9 and '-', not starting or ending with '-')"
         )))
     }
 }
@@ -260,20 +271,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn meta_data_reads_back_as_the_strings_given() {
+        assert_eq!(
+            meta_data("bootstrap-instance-1", "bootstrap-controlplane-1"),
+            "instance-id: bootstrap-instance-1\nlocal-hostname: bootstrap-controlplane-1\n"
+        );
+        for tricky in [
+            "null",
+            "yes",
+            "No",
+            "ON",
+            "y",
+            "123",
+            "1e3",
+            "0x1f",
+            "0o17",
+            "1_000",
+            "12:30",
+            "2024-01-02",
+            ".inf",
+            "-1",
+            "~",
+            "a: b",
+            "#x",
+            "it's",
+            "line\nbreak",
+            "",
+        ] {
+            #[derive(serde::Deserialize)]
+            struct Meta {
+                #[serde(rename = "instance-id")]
+                instance_id: String,
+                #[serde(rename = "local-hostname")]
+                hostname: String,
+            }
+            let text = meta_data(tricky, tricky);
+            let read: Meta =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                (read.instance_id.as_str(), read.hostname.as_str()),
+                (tricky, tricky),
+                "{text}"
+            );
+            if tricky.parse::<f64>().is_ok()
+                || ["null", "yes", "No", "ON", "y", "~"].contains(&tricky)
+            {
+                assert!(text.contains(&format!("\"{tricky}\"")), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn hostnames() {
-        for good in ["cp-1", "a", "node01", &"x".repeat(63)] {
+        for good in ["cp-1", "a", "node01", &"x".repeat(63), &"x".repeat(64)] {
             assert!(check_hostname(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "CP-1",
-            "-cp",
-            "cp-",
-            "cp_1",
-            "cp.lab",
-            "cp 1",
-            &"x".repeat(64),
-        ] {
+        for bad in ["", "CP-1", "-cp", "cp-", "cp_1", "cp.lab", "cp 1"] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
     }

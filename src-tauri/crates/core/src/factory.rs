@@ -54,13 +54,13 @@ pub struct Asset {
     pub format: String,
 }
 
-pub struct Factory<'a> {
-    http: &'a Http,
+/// A factory's address, and the URLs of its API and assets.
+pub struct FactoryUrl {
     base: Url,
 }
 
-impl<'a> Factory<'a> {
-    pub fn new(http: &'a Http, base: &str) -> Result<Self> {
+impl FactoryUrl {
+    pub fn parse(base: &str) -> Result<Self> {
         let mut base = Url::parse(base)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -68,11 +68,69 @@ impl<'a> Factory<'a> {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        Ok(Self { http, base })
+        Ok(Self { base })
     }
 
     fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("factory paths are relative")
+    }
+
+    /// `image/<schematic>/<version>/<platform>-<arch>[-secureboot].<format>`; the UKI is
+    /// `<platform>-<arch>[-secureboot]-uki.efi` (image-factory's `ParseFromPath`).
+    pub fn asset_url(&self, a: &Asset) -> Result<Url> {
+        check_exact_version(&a.version).map_err(Error::BadInput)?;
+        let safe = |field: &str, v: &str| {
+            if !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                Ok(())
+            } else {
+                Err(Error::BadInput(format!("{v:?} is not a valid {field}")))
+            }
+        };
+        if !is_schematic_id(&a.schematic) {
+            return Err(Error::BadInput(format!(
+                "{:?} is not a schematic ID (64 lowercase hex digits)",
+                a.schematic
+            )));
+        }
+        safe("platform", &a.platform)?;
+        safe("format", &a.format)?;
+        if !matches!(a.arch.as_str(), "amd64" | "arm64") {
+            return Err(Error::BadInput(format!(
+                "{:?} is not amd64 or arm64",
+                a.arch
+            )));
+        }
+        let sb = if a.secureboot { "-secureboot" } else { "" };
+        let dot = if a.format == "uki.efi" { '-' } else { '.' };
+        Ok(self.url(&format!(
+            "image/{}/{}/{}-{}{sb}{dot}{}",
+            a.schematic, a.version, a.platform, a.arch, a.format
+        )))
+    }
+}
+
+pub struct Factory<'a> {
+    http: &'a Http,
+    at: FactoryUrl,
+}
+
+impl<'a> Factory<'a> {
+    pub fn new(http: &'a Http, base: &str) -> Result<Self> {
+        Ok(Self {
+            http,
+            at: FactoryUrl::parse(base)?,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.at.url(path)
+    }
+
+    pub fn asset_url(&self, a: &Asset) -> Result<Url> {
+        self.at.asset_url(a)
     }
 
     /// `GET /versions`, newest first, pre-releases marked.
@@ -130,35 +188,6 @@ impl<'a> Factory<'a> {
             ));
         }
         Ok(created.id.to_ascii_lowercase())
-    }
-
-    /// `/image/<schematic>/<version>/<platform>-<arch>[-secureboot].<format>`
-    pub fn asset_url(&self, a: &Asset) -> Result<Url> {
-        check_version(&a.version)?;
-        let safe = |field: &str, v: &str| {
-            if !v.is_empty()
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                Ok(())
-            } else {
-                Err(Error::BadInput(format!("{v:?} is not a valid {field}")))
-            }
-        };
-        safe("schematic", &a.schematic)?;
-        safe("platform", &a.platform)?;
-        safe("format", &a.format)?;
-        if !matches!(a.arch.as_str(), "amd64" | "arm64") {
-            return Err(Error::BadInput(format!(
-                "{:?} is not amd64 or arm64",
-                a.arch
-            )));
-        }
-        let sb = if a.secureboot { "-secureboot" } else { "" };
-        Ok(self.url(&format!(
-            "image/{}/{}/{}-{}{sb}.{}",
-            a.schematic, a.version, a.platform, a.arch, a.format
-        )))
     }
 }
 
@@ -229,17 +258,49 @@ pub fn resolve_extensions(wanted: &[String], official: &[Extension]) -> Result<V
 }
 
 fn check_version(v: &str) -> Result<()> {
-    let ok = v.starts_with('v')
-        && v.len() > 1
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+    check_exact_version(v).map_err(Error::BadInput)
+}
+
+/// An exact Talos release, by labctl's `#TalosVersion`:
+/// `^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$` (never `latest`).
+pub fn check_exact_version(v: &str) -> std::result::Result<(), String> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+    };
+    let ok = v.strip_prefix('v').is_some_and(|rest| {
+        let (rest, build) = match rest.split_once('+') {
+            Some((r, b)) => (r, Some(b)),
+            None => (rest, None),
+        };
+        let (core, pre) = match rest.split_once('-') {
+            Some((c, p)) => (c, Some(p)),
+            None => (rest, None),
+        };
+        let parts: Vec<&str> = core.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && pre.is_none_or(ident)
+            && build.is_none_or(ident)
+    });
     if ok {
         Ok(())
     } else {
-        Err(Error::BadInput(format!(
-            "{v:?} is not a Talos version such as v1.13.0"
-        )))
+        Err(format!(
+            "{v:?}: Talos version must be an exact release like v1.13.0"
+        ))
     }
+}
+
+/// 64 lowercase hex digits: the SHA-256 the factory names a schematic by.
+pub fn is_schematic_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn bad_answer(url: &Url, e: impl std::fmt::Display) -> Error {
@@ -288,6 +349,51 @@ fn compare_prerelease(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_versions_follow_labctl_s_pattern() {
+        for good in [
+            "v1.13.0",
+            "v1.9.12",
+            "v1.13.0-beta.1",
+            "v2.0.0-rc.0",
+            "v1.13.0-alpha-1",
+            "v1.13.0+x",
+        ] {
+            assert!(check_exact_version(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "latest", "1.13.0", "v1.13", "v1.13.x", "v1.13.0-", "v1.13.0+", "",
+        ] {
+            assert!(check_exact_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_uki_is_named_with_a_hyphen() {
+        let at = FactoryUrl::parse("https://factory.example").unwrap();
+        let mut asset = Asset {
+            schematic: "0".repeat(64),
+            version: "v1.13.0".into(),
+            platform: "metal".into(),
+            arch: "amd64".into(),
+            secureboot: true,
+            format: "uki.efi".into(),
+        };
+        let url = at.asset_url(&asset).unwrap();
+        assert!(
+            url.as_str()
+                .ends_with("/v1.13.0/metal-amd64-secureboot-uki.efi"),
+            "{url}"
+        );
+        asset.format = "raw.xz".into();
+        asset.secureboot = false;
+        let url = at.asset_url(&asset).unwrap();
+        assert!(
+            url.as_str().ends_with("/v1.13.0/metal-amd64.raw.xz"),
+            "{url}"
+        );
+    }
 
     #[test]
     fn versions_sort_newest_first_with_prereleases_below_their_release() {
@@ -398,14 +504,8 @@ pub async fn fetch_asset(
                 "give either a schematic ID or extensions and kernel arguments, not both".into(),
             ))
         }
-        Some(id) => {
-            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::BadInput(format!(
-                    "{id:?} is not a 64-digit schematic ID"
-                )));
-            }
-            id.to_ascii_lowercase()
-        }
+        // The factory knows IDs in lower case only; asset_url checks the rest.
+        Some(id) => id.to_ascii_lowercase(),
         None if custom.extensions.is_empty() => factory.schematic(custom, cancel).await?,
         None => {
             let official = factory.extensions(&req.version, cancel).await?;
@@ -434,6 +534,7 @@ pub async fn fetch_asset(
             sha256_source: crate::fetch::DigestSource::Flag,
             allow_unverified: req.allow_unverified,
             max_image_size: req.max_image_size,
+            archive_path: None,
         },
         cancel,
         progress,

@@ -111,7 +111,7 @@ pub async fn open(
     cancel: &CancellationToken,
 ) -> Result<Opened> {
     let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
-    let archive_path = cache.archive_path(&req.url);
+    let archive_path = req.archive_in(cache);
     let lock = cache.lock(&archive_path, cancel).await?;
     let cached = expected.and_then(|expected| {
         cached_image(&cache.image_path(&req.url), expected, req.max_image_size)

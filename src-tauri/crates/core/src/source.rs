@@ -57,6 +57,7 @@ pub async fn prepare(
                 sha256_source: DigestSource::Flag,
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
+                archive_path: None,
             },
             cancel,
             progress,

@@ -1,6 +1,12 @@
 //! labctl-compatible Talos image builds: the `ImageBuild` YAML labctl reads, unchanged, turned into
 //! the boot image (from an Image Factory, verified) and the cidata config image, with labctl's
-//! output names and JSON fields.
+//! output names, JSON fields and download cache.
+//!
+//! The fields, their defaults and their rules are labctl's schema (GilmanLab/platform
+//! `schemas/lab/talos/schema.cue`): a config labctl accepts is accepted here with the same
+//! meaning. Two deliberate differences, both refusals of a config that would build a broken
+//! stick: `user-data` must be YAML (labctl copies any bytes), and the two artifacts must not share
+//! a name (the config image would overwrite the boot image). One addition: `source.caCert`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +18,7 @@ use crate::cache::{self, Cache};
 use crate::cidata::{self, CidataRequest, Contents};
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::factory::{self, Asset, FactoryUrl};
 use crate::fetch::{self, FetchRequest};
 use crate::http::Http;
 use crate::progress::ProgressSink;
@@ -42,9 +49,14 @@ pub struct Source {
     pub schematic_id: String,
     #[serde(default = "default_platform")]
     pub platform: String,
+    #[serde(default = "default_arch")]
     pub arch: String,
     #[serde(default = "default_artifact")]
     pub artifact: String,
+    /// labflash's own: a PEM file of CA certificates the factory's certificate is checked against,
+    /// beside the system's (a lab's self-hosted factory). labctl does not know this field.
+    #[serde(rename = "caCert")]
+    pub ca_cert: Option<PathRef>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -105,6 +117,9 @@ fn default_schematic() -> String {
 fn default_platform() -> String {
     "nocloud".into()
 }
+fn default_arch() -> String {
+    "amd64".into()
+}
 fn default_artifact() -> String {
     "raw.xz".into()
 }
@@ -150,6 +165,10 @@ pub struct Built {
     pub platform: String,
     pub arch: String,
     pub format: String,
+    /// What the operator should know before flashing (absent when there is nothing: labctl's
+    /// keys stay exactly its keys).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Parses and checks an ImageBuild document; every error names the field.
@@ -172,140 +191,172 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
 }
 
 impl ImageBuild {
+    /// labctl's rules, field by field, in its words where it has them.
     fn check(&self) -> Result<()> {
-        if self.name.trim().is_empty() {
-            return Err(invalid("name", "must not be empty"));
+        if self.name.is_empty() {
+            return Err(invalid("name", "must be a non-empty string"));
         }
         let s = &self.source;
-        match Url::parse(&s.factory_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "source.factoryURL",
-                    format!("{:?} is not an http(s) URL", s.factory_url),
-                ))
-            }
-        }
-        if !is_exact_release(&s.version) {
+        let http = s.factory_url.starts_with("http://") || s.factory_url.starts_with("https://");
+        if !http || Url::parse(&s.factory_url).is_err() {
             return Err(invalid(
-                "source.version",
-                format!("{:?} is not an exact release such as v1.13.0", s.version),
+                "source.factoryURL",
+                format!("{:?} must be an HTTP or HTTPS URL", s.factory_url),
             ));
         }
-        if s.schematic_id.len() != 64
-            || !s
-                .schematic_id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        factory::check_exact_version(&s.version).map_err(|e| invalid("source.version", e))?;
+        if !factory::is_schematic_id(&s.schematic_id) {
             return Err(invalid(
                 "source.schematicID",
-                format!("{:?} is not 64 lowercase hex digits", s.schematic_id),
-            ));
-        }
-        if s.platform != "nocloud" {
-            return Err(invalid(
-                "source.platform",
                 format!(
-                    "{:?} is not supported; cidata delivery needs nocloud",
-                    s.platform
+                    "{:?}: schematic ID must be a 64-character lowercase hex string",
+                    s.schematic_id
                 ),
             ));
         }
-        if !matches!(s.arch.as_str(), "amd64" | "arm64") {
+        let one_of = |field: &str, value: &str, allowed: &[&str]| {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field,
+                    format!("{value:?} must be {}", allowed.join(" or ")),
+                ))
+            }
+        };
+        one_of("source.platform", &s.platform, &["nocloud"])?;
+        one_of("source.arch", &s.arch, &["amd64", "arm64"])?;
+        // raw.zst is labflash's addition (the factory serves it; labctl decodes only xz).
+        one_of("source.artifact", &s.artifact, &["raw.xz", "raw.zst"])?;
+        if let Some(ca) = &s.ca_cert {
+            relative_path("source.caCert.path", &ca.path)?;
+        }
+        let c = &self.config;
+        one_of("config.delivery", &c.delivery, &["nocloud-cidata"])?;
+        relative_path("config.userData.path", &c.user_data.path)?;
+        if let Some(n) = &c.network_config {
+            relative_path("config.networkConfig.path", &n.path)?;
+        }
+        let host = &c.meta_data.local_hostname;
+        if cidata::check_hostname(host).is_err() {
             return Err(invalid(
-                "source.arch",
-                format!("{:?} is not amd64 or arm64", s.arch),
+                "config.metaData.localHostname",
+                format!("{host:?}: hostname must be a lowercase DNS label"),
             ));
         }
-        if !matches!(s.artifact.as_str(), "raw.xz" | "raw.zst") {
+        if c.meta_data.instance_id.as_deref() == Some("") {
             return Err(invalid(
-                "source.artifact",
-                format!("{:?} is not raw.xz or raw.zst", s.artifact),
+                "config.metaData.instanceID",
+                "must be a non-empty string",
             ));
         }
-        if self.config.delivery != "nocloud-cidata" {
-            return Err(invalid(
-                "config.delivery",
-                format!("{:?} is not nocloud-cidata", self.config.delivery),
-            ));
-        }
-        cidata::check_hostname(&self.config.meta_data.local_hostname)
-            .map_err(|e| invalid("config.metaData.localHostname", e))?;
         let o = &self.output;
-        if o.dir.is_absolute()
-            || o.dir
-                .components()
-                .any(|c| c == std::path::Component::ParentDir)
-        {
-            return Err(invalid(
-                "output.dir",
-                format!(
-                    "{} must be a relative path inside the config's folder",
-                    o.dir.display()
-                ),
-            ));
-        }
-        if o.format != "img" {
-            return Err(invalid(
-                "output.format",
-                format!("{:?} is not img", o.format),
-            ));
-        }
+        relative_path("output.dir", &o.dir)?;
+        one_of("output.format", &o.format, &["img"])?;
         for (field, name) in [
             ("output.bootArtifactName", &o.boot_artifact_name),
             ("output.configArtifactName", &o.config_artifact_name),
         ] {
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(invalid(field, format!("{name:?} is not a file name")));
+            if name.contains(['/', '\\']) || !name.ends_with(".img") || name == ".img" {
+                return Err(invalid(
+                    field,
+                    format!("{name:?}: artifact name must be an .img filename"),
+                ));
             }
         }
         if o.boot_artifact_name == o.config_artifact_name {
             return Err(invalid(
                 "output.configArtifactName",
-                "must differ from bootArtifactName",
+                "must differ from bootArtifactName (the config image would overwrite the boot image)",
             ));
         }
         Ok(())
     }
 
+    /// What the operator should know before flashing what this config builds.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = fat_cidata_warning(&self.source.version)
+            .into_iter()
+            .collect();
+        let host = &self.config.meta_data.local_hostname;
+        if host.len() > 63 {
+            warnings.push(format!(
+                "the hostname {host:?} is longer than 63 characters, the most a DNS label and a Linux hostname can hold"
+            ));
+        }
+        warnings
+    }
+
     /// `<factory>/image/<schematic>/<version>/<platform>-<arch>.<artifact>`
     pub fn source_url(&self) -> Result<Url> {
         let s = &self.source;
-        let base = s.factory_url.trim_end_matches('/');
-        let text = format!(
-            "{base}/image/{}/{}/{}-{}.{}",
-            s.schematic_id, s.version, s.platform, s.arch, s.artifact
-        );
-        Url::parse(&text).map_err(|e| invalid("source.factoryURL", e))
+        FactoryUrl::parse(&s.factory_url)?.asset_url(&Asset {
+            schematic: s.schematic_id.clone(),
+            version: s.version.clone(),
+            platform: s.platform.clone(),
+            arch: s.arch.clone(),
+            secureboot: false,
+            format: s.artifact.clone(),
+        })
+    }
+
+    /// labctl's download cache: `<output dir's parent>/downloads/talos`, holding the archive at
+    /// `<schematic>/<version>/<platform>-<arch>.<artifact>`, so either tool reuses the other's.
+    fn labctl_archive(&self, downloads: &Path) -> PathBuf {
+        let s = &self.source;
+        downloads
+            .join(&s.schematic_id)
+            .join(&s.version)
+            .join(format!("{}-{}.{}", s.platform, s.arch, s.artifact))
     }
 }
 
-/// `v1.13.0`, or a pre-release such as `v1.13.0-beta.1`; never `latest`.
-fn is_exact_release(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else {
-        return false;
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        && pre.is_none_or(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
-        })
+/// labctl's `#RelativePath`: not empty, no leading `/`, no `..` segment, no backslash.
+fn relative_path(field: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    let ok = !text.is_empty()
+        && !text.starts_with('/')
+        && !text.contains('\\')
+        && !text.split('/').any(|segment| segment == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{text:?}: path must be relative and use forward slashes"),
+        ))
+    }
+}
+
+/// The Talos release an image's URL or path names in one of its segments
+/// (`…/image/<schematic>/v1.12.1/nocloud-amd64.raw.xz`), if any.
+pub fn release_named_in(source: &str) -> Option<&str> {
+    source
+        .split(['/', '?', '#'])
+        .find(|segment| factory::check_exact_version(segment).is_ok())
+}
+
+/// Talos v1.12.0 to v1.12.2 cannot mount a FAT cidata volume (siderolabs/talos issue 12647, fixed
+/// in v1.12.3); the stick would boot without its machine config.
+pub fn fat_cidata_warning(version: &str) -> Option<String> {
+    let affected = ["v1.12.0", "v1.12.1", "v1.12.2"].iter().any(|v| {
+        version == *v
+            || version.starts_with(&format!("{v}-"))
+            || version.starts_with(&format!("{v}+"))
+    });
+    affected.then(|| {
+        format!(
+            "Talos {version} cannot mount a FAT cidata volume (siderolabs/talos issue 12647): a node booted from it will not find its machine config; use v1.12.3 or later"
+        )
+    })
 }
 
 pub struct BuildRequest {
     pub build: ImageBuild,
     /// Relative paths in the config are taken from here (the config's folder, or the current
-    /// folder for stdin).
+    /// folder for stdin); made absolute and cleaned as labctl does (symlinks are kept).
     pub base_dir: PathBuf,
-    /// Defaults to labctl's `<output dir's parent>/downloads/talos`.
+    /// A labflash cache folder; by default labctl's download cache (see `labctl_archive`).
     pub cache_dir: Option<PathBuf>,
     pub allow_unverified: bool,
     pub max_image_size: u64,
@@ -318,31 +369,44 @@ pub async fn build(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Built> {
     let b = &req.build;
-    let out_dir = req.base_dir.join(&b.output.dir);
+    let base_dir = absolute_clean(&req.base_dir)?;
+    let out_dir = clean(&base_dir.join(&b.output.dir));
     let boot_path = out_dir.join(&b.output.boot_artifact_name);
     let config_path = out_dir.join(&b.output.config_artifact_name);
     // Bad config input fails before any download.
     let contents = Contents::read(&CidataRequest {
-        user_data: req.base_dir.join(&b.config.user_data.path),
+        user_data: clean(&base_dir.join(&b.config.user_data.path)),
         hostname: b.config.meta_data.local_hostname.clone(),
         instance_id: b.config.meta_data.instance_id.clone(),
         network_config: b
             .config
             .network_config
             .as_ref()
-            .map(|n| req.base_dir.join(&n.path)),
+            .map(|n| clean(&base_dir.join(&n.path))),
         output: config_path.clone(),
     })?;
     let config_image = cidata::image(&contents)?;
 
     let url = b.source_url()?;
-    let cache_dir = req.cache_dir.clone().unwrap_or_else(|| {
-        out_dir
-            .parent()
-            .unwrap_or(&req.base_dir)
-            .join("downloads/talos")
-    });
-    let cache = Cache::open(cache_dir)?;
+    let (cache, archive_path) = match &req.cache_dir {
+        Some(dir) => (Cache::open(dir.clone())?, None),
+        None => {
+            let downloads = out_dir
+                .parent()
+                .unwrap_or(&base_dir)
+                .join("downloads/talos");
+            let archive = b.labctl_archive(&downloads);
+            (Cache::open(downloads)?, Some(archive))
+        }
+    };
+    let trusting;
+    let http = match &b.source.ca_cert {
+        Some(ca) => {
+            trusting = http.trusting(clean(&base_dir.join(&ca.path)))?;
+            &trusting
+        }
+        None => http,
+    };
     let fetched = fetch::fetch(
         http,
         &cache,
@@ -352,6 +416,7 @@ pub async fn build(
             sha256_source: crate::fetch::DigestSource::Flag,
             allow_unverified: req.allow_unverified,
             max_image_size: req.max_image_size,
+            archive_path,
         },
         cancel,
         progress,
@@ -384,7 +449,33 @@ pub async fn build(
         platform: b.source.platform.clone(),
         arch: b.source.arch.clone(),
         format: b.output.format.clone(),
+        warnings: b.warnings(),
     })
+}
+
+/// `path` made absolute against the current folder, and cleaned.
+fn absolute_clean(path: &Path) -> Result<PathBuf> {
+    let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    Ok(clean(&path))
+}
+
+/// `path` without `.` segments and with `..` taken back lexically (Go's `filepath.Clean`, which
+/// labctl's paths go through): `/a/./b/../c` is `/a/c`.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// Copies the verified image to its artifact path (0600, atomic), checking the copy's digest.
@@ -411,18 +502,31 @@ fn copy_private(
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "name: cp-1\nsource:\n  version: v1.13.0\n  arch: amd64\nconfig:\n  userData:\n    path: cp.yaml\n  metaData:\n    localHostname: cp-1\n";
+    /// labctl's own configs (GilmanLab/platform; sources named in each fixture's header).
+    const MINIMAL: &str = include_str!("../../../../tests/fixtures/labctl/talos-minimal.yaml");
+    const FULL: &str = include_str!("../../../../tests/fixtures/labctl/talos-full.yaml");
+    const VALID: &str = include_str!("../../../../tests/fixtures/labctl/talos-valid.yaml");
 
     #[test]
-    fn defaults_follow_labctl() {
+    fn labctl_minimal_config_gets_labctl_defaults() {
         let b = parse(MINIMAL).unwrap();
         assert_eq!(b.source.factory_url, DEFAULT_FACTORY);
         assert_eq!(b.source.schematic_id, DEFAULT_SCHEMATIC);
         assert_eq!(
-            (b.source.platform.as_str(), b.source.artifact.as_str()),
-            ("nocloud", "raw.xz")
+            (
+                b.source.platform.as_str(),
+                b.source.arch.as_str(),
+                b.source.artifact.as_str()
+            ),
+            ("nocloud", "amd64", "raw.xz")
+        );
+        assert_eq!(b.config.delivery, "nocloud-cidata");
+        assert_eq!(
+            b.config.meta_data.instance_id, None,
+            "defaults to the hostname"
         );
         assert_eq!(b.output.dir, Path::new(".state/images"));
+        assert_eq!(b.output.format, "img");
         assert_eq!(b.output.boot_artifact_name, "talos-boot.img");
         assert_eq!(b.output.config_artifact_name, "talos-cidata.img");
         assert_eq!(
@@ -431,31 +535,103 @@ mod tests {
                 "https://factory.talos.dev/image/{DEFAULT_SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"
             )
         );
+        assert!(b.warnings().is_empty());
     }
 
     #[test]
-    fn errors_name_the_field() {
-        let cases = [
-            (MINIMAL.replace("v1.13.0", "latest"), "source.version"),
-            (MINIMAL.replace("amd64", "riscv64"), "source.arch"),
+    fn labctl_full_and_valid_configs_parse_with_their_values() {
+        let b = parse(FULL).unwrap();
+        // service_test.go expects exactly this source URL for testConfig().
+        assert_eq!(
+            b.source_url().unwrap().as_str(),
+            format!("https://factory.example.test/image/{DEFAULT_SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz")
+        );
+        assert_eq!(
+            b.config.meta_data.instance_id.as_deref(),
+            Some("bootstrap-instance-1")
+        );
+        assert_eq!(
+            b.config.network_config.unwrap().path,
+            Path::new("network.yaml")
+        );
+        assert!(parse(VALID).is_ok());
+    }
+
+    #[test]
+    fn labctl_downloads_layout() {
+        let b = parse(MINIMAL).unwrap();
+        assert_eq!(
+            b.labctl_archive(Path::new("/w/.state/downloads/talos")),
+            Path::new(&format!(
+                "/w/.state/downloads/talos/{DEFAULT_SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"
+            ))
+        );
+    }
+
+    /// Each rule of labctl's schema, with the field it names. The invalid fixtures are rejected
+    /// for the reason labctl gives (validator_test.go, talos_image_build.txtar).
+    #[test]
+    fn invalid_configs_name_the_field_and_labctl_s_reason() {
+        let fixtures = [
             (
-                MINIMAL.replace("localHostname: cp-1", "localHostname: CP_1"),
-                "config.metaData.localHostname",
-            ),
-            (format!("{MINIMAL}output:\n  dir: /abs\n"), "output.dir"),
-            (
-                format!("{MINIMAL}output:\n  format: iso\n"),
+                include_str!("../../../../tests/fixtures/labctl/talos-invalid-format.yaml"),
                 "output.format",
             ),
             (
-                MINIMAL.replace("  arch: amd64\n", "  arch: amd64\n  schematicID: xyz\n"),
-                "source.schematicID",
+                include_str!("../../../../tests/fixtures/labctl/talos-invalid-version-latest.yaml"),
+                "exact release like v1.13.0",
             ),
             (
-                MINIMAL.replace("  arch: amd64\n", "  arch: amd64\n  surprise: 1\n"),
-                "surprise",
+                include_str!("../../../../tests/fixtures/labctl/talos-invalid-platform-metal.yaml"),
+                "source.platform",
             ),
-            (MINIMAL.replace("  version: v1.13.0\n", ""), "version"),
+            (
+                include_str!("../../../../tests/fixtures/labctl/talos-invalid-parent-path.yaml"),
+                "path must be relative and use forward slashes",
+            ),
+        ];
+        for (text, expected) in fixtures {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let with_source = |line: &str| {
+            MINIMAL.replace(
+                "  version: v1.13.0\n",
+                &format!("  version: v1.13.0\n{line}\n"),
+            )
+        };
+        let cases = [
+            (with_source("  arch: riscv64"), "source.arch"),
+            (with_source("  schematicID: ABC"), "source.schematicID"),
+            (
+                with_source(&format!(
+                    "  schematicID: {}",
+                    DEFAULT_SCHEMATIC.to_uppercase()
+                )),
+                "lowercase",
+            ),
+            (with_source("  factoryURL: ftp://x"), "source.factoryURL"),
+            (with_source("  surprise: 1"), "surprise"),
+            (
+                MINIMAL.replace(
+                    "localHostname: bootstrap-controlplane-1",
+                    "localHostname: CP_1",
+                ),
+                "config.metaData.localHostname",
+            ),
+            (format!("{MINIMAL}output:\n  dir: /abs\n"), "output.dir"),
+            (format!("{MINIMAL}output:\n  dir: a\\\\b\n"), "output.dir"),
+            (
+                format!("{MINIMAL}output:\n  bootArtifactName: boot.raw\n"),
+                ".img filename",
+            ),
+            (
+                format!(
+                    "{MINIMAL}output:\n  bootArtifactName: x.img\n  configArtifactName: x.img\n"
+                ),
+                "must differ",
+            ),
+            (FULL.replace("  version: v1.13.0\n", ""), "version"),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err().to_string();
@@ -464,12 +640,56 @@ mod tests {
     }
 
     #[test]
-    fn releases() {
-        for good in ["v1.13.0", "v1.9.12", "v1.13.0-beta.1", "v2.0.0-rc.0"] {
-            assert!(is_exact_release(good), "{good}");
+    fn what_labctl_accepts_is_accepted() {
+        let with_source =
+            |line: &str| MINIMAL.replace("  version: v1.13.0\n", &format!("{line}\n"));
+        for version in ["v1.13.0-alpha-1", "v1.13.0+build.5", "v2.0.0-rc.0"] {
+            assert!(
+                parse(&with_source(&format!("  version: {version}"))).is_ok(),
+                "{version}"
+            );
         }
-        for bad in ["latest", "1.13.0", "v1.13", "v1.13.x", "v1.13.0-", ""] {
-            assert!(!is_exact_release(bad), "{bad}");
+        let long = "x".repeat(70);
+        let b = parse(&MINIMAL.replace("bootstrap-controlplane-1", &long)).unwrap();
+        assert!(
+            b.warnings()[0].contains("longer than 63"),
+            "{:?}",
+            b.warnings()
+        );
+        let odd_id = MINIMAL.replace(
+            "    localHostname: bootstrap-controlplane-1\n",
+            "    localHostname: cp\n    instanceID: \"id with: spaces\"\n",
+        );
+        assert!(parse(&odd_id).is_ok());
+    }
+
+    #[test]
+    fn talos_1_12_0_to_1_12_2_warn_about_fat_cidata() {
+        for v in ["v1.12.0", "v1.12.1", "v1.12.2", "v1.12.2-rc.1"] {
+            assert!(
+                fat_cidata_warning(v).is_some_and(|w| w.contains("12647")),
+                "{v}"
+            );
         }
+        for v in ["v1.11.5", "v1.12.3", "v1.13.0", "v1.12.10"] {
+            assert_eq!(fat_cidata_warning(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn the_release_is_read_from_a_factory_url() {
+        let url =
+            format!("https://f.example/image/{DEFAULT_SCHEMATIC}/v1.12.1/nocloud-amd64.raw.xz");
+        assert_eq!(release_named_in(&url), Some("v1.12.1"));
+        assert_eq!(release_named_in("talos.raw.xz"), None);
+    }
+
+    #[test]
+    fn paths_are_cleaned_as_labctl_cleans_them() {
+        assert_eq!(clean(Path::new("/w/./cfg/../img")), Path::new("/w/img"));
+        assert_eq!(
+            clean(Path::new("/w/cfg/./.state/images")),
+            Path::new("/w/cfg/.state/images")
+        );
     }
 }

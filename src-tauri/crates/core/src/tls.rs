@@ -11,7 +11,7 @@
 //! the TLS error as a [`CertProblem`], which [`crate::http`] finds and reports without retrying.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,11 +23,11 @@ use rustls_platform_verifier::Verifier;
 use crate::error::{Error, Result};
 
 /// A rustls client configuration that verifies servers as described above.
-pub(crate) fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig> {
-    let extra = match extra_ca {
-        Some(path) => read_ca_file(path)?,
-        None => Vec::new(),
-    };
+pub(crate) fn client_config(extra_ca: &[PathBuf]) -> Result<rustls::ClientConfig> {
+    let mut extra = Vec::new();
+    for path in extra_ca {
+        extra.extend(read_ca_file(path)?);
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Verifier::new_with_extra_roots(extra, provider.clone()).map_err(|e| {
         Error::BadInput(format!(
