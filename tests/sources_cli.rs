@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::factory::{answer_like, Edition};
 use common::server::{Reply, Server};
 use common::*;
 
@@ -226,8 +227,7 @@ fn a_community_factory_without_sidecars_says_how_to_go_on() {
     let asset = format!("/image/{schematic}/v1.13.0/nocloud-arm64-secureboot.raw.zst");
     let image = image_like(1 << 20, 61);
     f.put(&asset, zstd(&image));
-    f.script(&format!("{asset}.sha256"), vec![Reply::Status(402)]);
-    f.script(&format!("{asset}.sha256sum"), vec![Reply::Status(402)]);
+    answer_like(&f, Edition::Community);
     let cache = tempfile::tempdir().unwrap();
     let (factory_url, cache_dir) = (url_of(&f), cache.path().to_str().unwrap().to_string());
     let fetch = |extra: &[&str]| {
@@ -263,9 +263,89 @@ fn a_community_factory_without_sidecars_says_how_to_go_on() {
         "{error}"
     );
     assert!(f.gets(&asset).is_empty());
+    // 402 for .sha256, 400 for .sha256sum and SHA256SUMS: all read as "no checksum here".
+    for probe in [".sha256", ".sha256sum"] {
+        assert_eq!(
+            f.gets(&format!("{asset}{probe}")).len(),
+            1,
+            "{probe}: not retried"
+        );
+    }
     let r = fetch(&["--sha256", &sha256_hex(&zstd(&image))]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["digestSource"], "flag");
+    std::fs::remove_dir_all(cache.path()).unwrap();
+    let r = fetch(&["--allow-unverified"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["digestSource"], "unverified");
+    assert_eq!(r.json()["imageSHA256"], sha256_hex(&image));
+}
+
+/// The other editions: before v1.1.0 a factory answers 400 to `.sha256` too; an Enterprise one
+/// serves it; one that wants credentials says so at once.
+#[test]
+fn factories_before_checksums_enterprise_and_with_credentials() {
+    let schematic = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+    let asset = format!("/image/{schematic}/v1.10.7/metal-amd64.raw.xz");
+    let image = image_like(1 << 20, 62);
+    let fetch = |f: &Server, extra: &[&str]| {
+        let cache = tempfile::tempdir().unwrap();
+        let url = f.url(&asset);
+        let mut a = vec![
+            "fetch",
+            &url,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+
+    let old = factory();
+    old.put(&asset, xz_single(&image));
+    answer_like(&old, Edition::BeforeChecksums);
+    let r = fetch(&old, &[]);
+    assert_eq!(r.code, 3);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("serves no .sha256") && error.contains("--allow-unverified"),
+        "{error}"
+    );
+    assert_eq!(fetch(&old, &["--allow-unverified"]).code, 0);
+
+    let enterprise = factory();
+    enterprise.put_with_sidecar(&asset, xz_single(&image));
+    answer_like(&enterprise, Edition::Enterprise);
+    let r = fetch(&enterprise, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["digestSource"], "sidecar");
+
+    let gone = factory();
+    answer_like(&gone, Edition::Enterprise);
+    let r = fetch(&gone, &[]);
+    assert_eq!(r.code, 3);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("does not exist"),
+        "a missing asset is named as such: {error}"
+    );
+
+    let private = factory();
+    private.put_with_sidecar(&asset, xz_single(&image));
+    private.script(&format!("{asset}.sha256"), vec![Reply::Status(401)]);
+    let r = fetch(&private, &[]);
+    assert_eq!(r.code, 3);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("HTTP 401") && error.contains("credentials"),
+        "{error}"
+    );
+    assert_eq!(
+        private.requests().len(),
+        1,
+        "not retried, nothing else asked"
+    );
 }
 
 #[test]
@@ -349,34 +429,50 @@ fn checksum_files_are_found_in_order_and_reported() {
 }
 
 /// A stand-in IncusOS server: updates newest first across channels and arches.
+/// IncusOS's `index.json` in its publisher's layout (arch folders in `filename`, several channels,
+/// update, secure boot and application files): tests/fixtures/incus, whose README names the
+/// lxc/incus-os sources it follows. Its digests are placeholders, so each file a test serves gets
+/// the digest and size of what is served.
+const INCUS_INDEX: &str = include_str!("fixtures/incus/index.json");
+const STABLE: &str = "202608190802";
+const TESTING: &str = "202608211430";
+
 fn incus(gz_stable: &[u8], gz_testing: &[u8]) -> Server {
+    let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
     let server = Server::start();
-    let file = |arch: &str, name: &str, digest: &str| serde_json::json!({"architecture": arch, "component": "os", "type": "image-raw", "filename": name, "sha256": digest, "size": 1});
-    let index = serde_json::json!({"updates": [
-        {"version": "202511250900", "url": "/202511250900", "channels": ["testing"],
-         "files": [file("x86_64", "IncusOS_202511250900.img.gz", &sha256_hex(gz_testing))]},
-        {"version": "202511200800", "url": "/202511200800", "channels": ["stable", "testing"],
-         "files": [file("aarch64", "IncusOS_202511200800.img.gz", &sha256_hex(b"arm"))]},
-        {"version": "202511100700", "url": "/202511100700", "channels": ["stable", "testing"],
-         "files": [
-            {"architecture": "x86_64", "component": "os", "type": "update-usr", "filename": "usr.img.gz", "sha256": sha256_hex(b"u"), "size": 1},
-            file("x86_64", "IncusOS_202511100700.img.gz", &sha256_hex(gz_stable))]},
-        {"version": "202511010600", "url": "/202511010600", "channels": ["stable"],
-         "files": [file("x86_64", "IncusOS_202511010600.img.gz", &sha256_hex(b"old"))]}
-    ]});
+    for (version, gz) in [(STABLE, gz_stable), (TESTING, gz_testing)] {
+        let filename = format!("x86_64/IncusOS_{version}.img.gz");
+        serve_index_file(&mut index, version, &filename, gz);
+        server.put(&format!("/os/{version}/{filename}"), gz.to_vec());
+    }
     server.put("/os/index.json", serde_json::to_vec(&index).unwrap());
-    server.put(
-        "/os/202511100700/IncusOS_202511100700.img.gz",
-        gz_stable.to_vec(),
-    );
-    server.put(
-        "/os/202511250900/IncusOS_202511250900.img.gz",
-        gz_testing.to_vec(),
-    );
     server
 }
 
+/// Gives the index entry of `filename` in `version` the digest and size of `bytes`.
+fn serve_index_file(index: &mut serde_json::Value, version: &str, filename: &str, bytes: &[u8]) {
+    let update = index["updates"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|u| u["version"] == version)
+        .expect("the fixture has the version");
+    let file = update["files"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["filename"] == filename)
+        .expect("the fixture has the file");
+    file["sha256"] = sha256_hex(bytes).into();
+    file["size"] = bytes.len().into();
+}
+
 fn incus_fetch(server: &Server, cache: &std::path::Path, extra: &[&str]) -> Run {
+    let args = incus_args(server, cache.to_str().unwrap(), extra);
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn incus_args(server: &Server, cache: &str, extra: &[&str]) -> Vec<String> {
     let (index, base) = (server.url("/os/index.json"), server.url("/os"));
     let mut args = vec![
         "incus",
@@ -386,11 +482,11 @@ fn incus_fetch(server: &Server, cache: &std::path::Path, extra: &[&str]) -> Run 
         "--base-url",
         &base,
         "--cache-dir",
-        cache.to_str().unwrap(),
+        cache,
         "--json",
     ];
     args.extend_from_slice(extra);
-    run(&args)
+    args.into_iter().map(String::from).collect()
 }
 
 /// An IncusOS-like image: GPT with an ESP and a seed partition (sgdisk).
@@ -432,10 +528,10 @@ fn incus_picks_the_newest_stable_image_for_the_arch_and_verifies_it() {
     let r = incus_fetch(&server, cache.path(), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let json = r.json();
-    assert_eq!(json["sourceVersion"], "202511100700");
+    assert_eq!(json["sourceVersion"], STABLE);
     assert_eq!(
         json["sourceURL"],
-        server.url("/os/202511100700/IncusOS_202511100700.img.gz")
+        server.url(&format!("/os/{STABLE}/x86_64/IncusOS_{STABLE}.img.gz"))
     );
     assert_eq!(json["archiveSHA256"], sha256_hex(&gz));
     assert_eq!(json["imageSHA256"], sha256_hex(&stable));
@@ -449,13 +545,13 @@ fn incus_picks_the_newest_stable_image_for_the_arch_and_verifies_it() {
     assert_eq!(server.requests().len(), 1);
 
     let testing = incus_fetch(&server, cache.path(), &["--channel", "testing"]);
-    assert_eq!(testing.json()["sourceVersion"], "202511250900");
+    assert_eq!(testing.json()["sourceVersion"], TESTING);
     let exact = incus_fetch(
         &server,
         cache.path(),
-        &["--version", "202511100700", "--channel", "testing"],
+        &["--version", STABLE, "--channel", "testing"],
     );
-    assert_eq!(exact.json()["sourceVersion"], "202511100700");
+    assert_eq!(exact.json()["sourceVersion"], STABLE);
 }
 
 #[test]
@@ -465,7 +561,7 @@ fn incus_refusals_and_failures() {
     let server = incus(&gzip(&stable), &gzip(b"t"));
     let cache = tempfile::tempdir().unwrap();
 
-    // aarch64 exists only in a newer update whose file is missing on the server: 404, exit 3.
+    // The aarch64 image is in the index but not on the server: 404, exit 3.
     let arm = incus_fetch(&server, cache.path(), &["--arch", "aarch64"]);
     assert_eq!(arm.code, 3, "{}", arm.stderr);
     let none = incus_fetch(&server, cache.path(), &["--version", "209901010000"]);
@@ -478,7 +574,7 @@ fn incus_refusals_and_failures() {
     // The index's digest does not match the file: exit 1, nothing cached.
     let tampered = incus(&gzip(&stable), &gzip(b"t"));
     tampered.put(
-        "/os/202511100700/IncusOS_202511100700.img.gz",
+        &format!("/os/{STABLE}/x86_64/IncusOS_{STABLE}.img.gz"),
         gzip(b"tampered"),
     );
     let clean = tempfile::tempdir().unwrap();
@@ -497,6 +593,41 @@ fn incus_refusals_and_failures() {
         .as_str()
         .unwrap()
         .contains("not an IncusOS index"));
+
+    // An index that names a path out of its base is refused before anything is fetched.
+    for hostile in [
+        "x86_64/../../../etc/passwd",
+        "/etc/passwd",
+        "x86_64//a.img.gz",
+    ] {
+        let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
+        serve_index_file(
+            &mut index,
+            STABLE,
+            &format!("x86_64/IncusOS_{STABLE}.img.gz"),
+            b"x",
+        );
+        for update in index["updates"].as_array_mut().unwrap() {
+            for file in update["files"].as_array_mut().unwrap() {
+                if file["filename"] == format!("x86_64/IncusOS_{STABLE}.img.gz") {
+                    file["filename"] = hostile.into();
+                }
+            }
+        }
+        let evil = Server::start();
+        evil.put("/os/index.json", serde_json::to_vec(&index).unwrap());
+        let r = incus_fetch(&evil, clean.path(), &[]);
+        assert_eq!(r.code, 3, "{hostile}: {}", r.stdout);
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("unsafe file name"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(evil.requests().len(), 1, "only the index was asked for");
+    }
 }
 
 #[test]
@@ -508,7 +639,8 @@ fn incus_seed_is_written_into_the_seed_partition() {
     let seed = dir.path().join("seed");
     std::fs::create_dir(&seed).unwrap();
     std::fs::write(seed.join("install.yaml"), "target:\n  id: nvme\n").unwrap();
-    std::fs::write(seed.join("incus.yaml"), "apply_defaults: true\n").unwrap();
+    std::fs::write(seed.join("incus.yml"), "apply_defaults: true\n").unwrap();
+    std::fs::write(seed.join("network.json"), "{}\n").unwrap();
     let r = incus_fetch(&server, cache.path(), &["--seed", seed.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let json = r.json();
@@ -524,7 +656,7 @@ fn incus_seed_is_written_into_the_seed_partition() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&listing.stdout),
-        "incus.yaml\ninstall.yaml\n"
+        "incus.yml\ninstall.yaml\nnetwork.json\n"
     );
     assert_eq!(
         &seeded[..3 << 20],
@@ -543,4 +675,55 @@ fn incus_seed_is_written_into_the_seed_partition() {
         .as_str()
         .unwrap()
         .contains("does not fit"));
+}
+
+/// Every command that writes a file takes a bare relative name, run from a fresh folder.
+#[test]
+fn bare_relative_names_work_for_every_writing_command() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let stable = incus_image(dir.path());
+    let server = incus(&gzip(&stable), &gzip(b"t"));
+    std::fs::create_dir(dir.path().join("seed")).unwrap();
+    std::fs::write(dir.path().join("seed/install.yaml"), "{}\n").unwrap();
+    let here = |args: &[&str]| -> Run {
+        labflash(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let incus = incus_args(&server, "cache", &["--seed", "seed"]);
+    let r = here(&incus.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir.path().join("cache/downloads").is_dir());
+    let image = r.json()["imagePath"].as_str().unwrap().to_string();
+    std::fs::copy(dir.path().join(&image), dir.path().join("os.img")).unwrap();
+    let r = here(&[
+        "flash",
+        "os.img",
+        "--to",
+        "copy.img",
+        "--yes",
+        "--cache-dir",
+        "cache",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(dir.path().join("copy.img")).unwrap(),
+        std::fs::read(dir.path().join("os.img")).unwrap()
+    );
+    let url = server.url(&format!("/os/{STABLE}/x86_64/IncusOS_{STABLE}.img.gz"));
+    let sha = sha256_hex(&gzip(&stable));
+    let r = here(&[
+        "fetch",
+        &url,
+        "--sha256",
+        &sha,
+        "--cache-dir",
+        "cache2",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(temp_files(dir.path()).is_empty());
 }

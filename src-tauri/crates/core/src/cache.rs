@@ -145,7 +145,7 @@ impl Cache {
     /// A fresh temp file beside `final_path`, removed on drop unless committed. Leftovers of
     /// earlier, killed runs for the same file are removed first (the caller holds the lock).
     pub fn temp_beside(&self, final_path: &Path) -> Result<NamedTempFile> {
-        let dir = final_path.parent().expect("cache paths have a parent");
+        let dir = folder_of(final_path);
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let prefix = temp_prefix(final_path);
         for entry in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
@@ -163,10 +163,7 @@ impl Cache {
 /// A temp file `.<name>.<random>.part` beside `final_path`: created O_EXCL with mode 0600 (never
 /// readable by others, not even briefly), removed on drop unless committed.
 pub fn temp_file_beside(final_path: &Path) -> Result<NamedTempFile> {
-    let dir = match final_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(final_path);
     tempfile::Builder::new()
         .prefix(&temp_prefix(final_path))
         .suffix(".part")
@@ -224,12 +221,19 @@ pub fn commit(tmp: NamedTempFile, final_path: &Path) -> Result<()> {
     tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
     tmp.persist(final_path)
         .map_err(|e| Error::io(final_path, e.error))?;
-    if let Some(dir) = final_path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(dir))?;
-    }
+    let dir = folder_of(final_path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
     Ok(())
+}
+
+/// The folder a file is in; `.` for a bare file name (whose `parent()` is the empty path).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Writes a small file atomically (temp, fsync, rename).

@@ -110,6 +110,7 @@ pub async fn fetch(
             sha256_source: DigestSource::Index,
             allow_unverified: false,
             max_image_size: req.max_image_size,
+            archive_path: None,
         },
         cancel,
         progress,
@@ -171,21 +172,62 @@ fn pick<'a>(index: &'a Index, req: &IncusRequest) -> Result<(&'a Update, &'a Ind
     })
 }
 
-/// base + update.url + "/" + filename, with no way to climb out of the base.
+/// base + update.url + "/" + filename, with no way to climb out of the base. The publisher
+/// writes `url` as `/<version>` and `filename` as `<arch>/<asset>` (lxc/incus-os
+/// `cmd/image-publisher`): both must be relative paths of plain segments.
 fn file_url(base: &Url, update_path: &str, filename: &str) -> Result<Url> {
-    let unsafe_part = |p: &str| p.split('/').any(|s| s == "..") || filename.contains('/');
-    if unsafe_part(update_path) {
-        return Err(Error::BadInput(format!(
-            "the index names an unsafe path {update_path:?}/{filename:?}"
-        )));
+    let update = update_path.strip_prefix('/').unwrap_or(update_path);
+    for (what, path) in [("update url", update), ("file name", filename)] {
+        if let Err(why) = safe_relative(path) {
+            return Err(Error::Network {
+                url: base.to_string(),
+                detail: format!("the index names an unsafe {what} {path:?}: {why}"),
+            });
+        }
     }
     let text = format!(
-        "{}/{}/{filename}",
-        base.as_str().trim_end_matches('/'),
-        update_path.trim_matches('/')
+        "{}/{update}/{filename}",
+        base.as_str().trim_end_matches('/')
     );
     Url::parse(&text).map_err(|e| Error::BadInput(format!("{text:?}: {e}")))
 }
+
+/// A relative path of plain segments: no leading `/`, no empty, `.` or `..` segment, no `\`,
+/// no control characters, and nothing a URL would read as a query or fragment.
+fn safe_relative(path: &str) -> std::result::Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("it is empty");
+    }
+    if path.starts_with('/') {
+        return Err("it starts with /");
+    }
+    if path.contains(|c: char| c == '\\' || c == '?' || c == '#' || c == '%' || c.is_control()) {
+        return Err("it holds a backslash, ?, #, % or a control character");
+    }
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("it has an empty, . or .. segment");
+    }
+    Ok(())
+}
+
+/// The seed files IncusOS reads (lxc/incus-os `incus-osd/internal/seed`), each as `.yaml`,
+/// `.yml` or `.json`.
+const SEED_NAMES: [&str; 11] = [
+    "applications",
+    "incus",
+    "install",
+    "kernel",
+    "migration-manager",
+    "network",
+    "operations-center",
+    "provider",
+    "security",
+    "services",
+    "update",
+];
 
 /// A reproducible tar of the YAML files in `dir` (sorted, owner 0, mode 0644, time 0).
 fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
@@ -198,14 +240,36 @@ fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+        })
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(Error::BadInput(format!(
-            "the seed folder {} holds no .yaml files",
+            "the seed folder {} holds no .yaml, .yml or .json files",
             dir.display()
         )));
+    }
+    // A misspelt name would be archived and never read; two spellings of one, ambiguous.
+    let mut seen = std::collections::BTreeSet::new();
+    for path in &files {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        if !SEED_NAMES.contains(&stem.as_ref()) {
+            return Err(Error::BadInput(format!(
+                "the seed file {} is not one IncusOS reads (those are {}, as .yaml, .yml or .json)",
+                path.display(),
+                SEED_NAMES.join(", ")
+            )));
+        }
+        if !seen.insert(stem.to_string()) {
+            return Err(Error::BadInput(format!(
+                "the seed folder {} holds {stem} twice, with two extensions",
+                dir.display()
+            )));
+        }
     }
     let mut builder = tar::Builder::new(Vec::new());
     for path in files {
@@ -278,8 +342,28 @@ mod tests {
                 .as_str(),
             "https://images.example/os/202511250412/IncusOS_202511250412.img.gz"
         );
-        assert!(file_url(&base, "/../etc", "x.gz").is_err());
-        assert!(file_url(&base, "/1", "../x.gz").is_err());
+        // The publisher's layout: the arch folder is part of the file name.
+        assert_eq!(
+            file_url(&base, "/202608190802", "x86_64/IncusOS_202608190802.img.gz")
+                .unwrap()
+                .as_str(),
+            "https://images.example/os/202608190802/x86_64/IncusOS_202608190802.img.gz"
+        );
+        for (update, file) in [
+            ("/../etc", "x.gz"),
+            ("/1", "../x.gz"),
+            ("/1", "x86_64/../../x.gz"),
+            ("/1", "/etc/passwd"),
+            ("/1", "x86_64//x.gz"),
+            ("/1", "./x.gz"),
+            ("/1", "x86_64\\x.gz"),
+            ("/1", "x.gz?a=b"),
+            ("/1", "x\u{7}.gz"),
+            ("/1", ""),
+            ("//1", "x.gz"),
+        ] {
+            assert!(file_url(&base, update, file).is_err(), "{update} {file}");
+        }
     }
 
     #[test]
@@ -287,6 +371,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("install.yaml"), "target:\n  id: disk\n").unwrap();
         std::fs::write(dir.path().join("incus.yaml"), "apply_defaults: true\n").unwrap();
+        std::fs::write(dir.path().join("network.yml"), "dns: {}\n").unwrap();
+        std::fs::write(dir.path().join("applications.json"), "{}").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a seed file").unwrap();
         let a = seed_tar(dir.path()).unwrap();
         let b = seed_tar(dir.path()).unwrap();
@@ -302,6 +388,25 @@ mod tests {
                     .into_owned(),
             );
         }
-        assert_eq!(names, ["incus.yaml", "install.yaml"]);
+        assert_eq!(
+            names,
+            [
+                "applications.json",
+                "incus.yaml",
+                "install.yaml",
+                "network.yml"
+            ]
+        );
+
+        std::fs::write(dir.path().join("instal.yaml"), "").unwrap();
+        let err = seed_tar(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("instal.yaml") && err.contains("not one IncusOS reads"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("instal.yaml")).unwrap();
+        std::fs::write(dir.path().join("install.json"), "{}").unwrap();
+        let err = seed_tar(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("install twice"), "{err}");
     }
 }
