@@ -327,7 +327,9 @@ fn a_device_another_program_holds_exclusively_is_refused() {
         .unwrap();
     let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.json()["error"].as_str().unwrap().contains("busy"));
+    // Found among the openers first (this test process), before O_EXCL would say busy.
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("another program is using it"), "{error}");
     assert!(dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA));
 }
 
@@ -494,10 +496,17 @@ fn drives_lists_loop_devices_only_with_all() {
     assert!(human.stdout.contains(dev.path_str()) && human.stdout.contains("loop on"));
 }
 
-/// Runs `labflash helper` directly (as pkexec would) with a request line and image bytes.
+/// Runs `labflash helper --target …` directly (as pkexec would), the command line naming the
+/// request's targets, with a request line and image bytes.
 fn helper(request: serde_json::Value, image: &[u8]) -> Vec<serde_json::Value> {
     use std::io::Write;
-    let mut child = labflash(&["helper"])
+    let mut args = vec!["helper".to_string()];
+    for t in request["targets"].as_array().unwrap() {
+        args.push("--target".into());
+        args.push(t["path"].as_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = labflash(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -518,6 +527,23 @@ fn helper(request: serde_json::Value, image: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A drive as `labflash drives --all --json` lists it: what the app hands the flash.
+fn listed(path: &str) -> serde_json::Value {
+    let drives = run(&["drives", "--all", "--json"]).json();
+    drives
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == path)
+        .unwrap_or_else(|| panic!("{path} is not listed"))
+        .clone()
+}
+
+/// A target as the front end sends it to the helper: its path and listed identity.
+fn by_identity(path: &str) -> serde_json::Value {
+    serde_json::json!({"path": path, "identity": listed(path)["identity"]})
+}
+
 #[test]
 fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     require_root!();
@@ -526,8 +552,8 @@ fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     let small = LoopDev::new(b.dir.path(), 2 * MIB, 512, 0xAA);
     let request = |target: &str, digest: &str| {
         serde_json::json!({
-            "sha256": digest, "size": bytes.len(), "targets": [target], "protected": [],
-            "unmount": false, "allowFixed": false, "verify": true
+            "sha256": digest, "size": bytes.len(), "targets": [by_identity(target)],
+            "protected": [], "unmount": false, "allowFixed": false, "verify": true
         })
     };
     let refused = helper(request(small.path_str(), &sha(&bytes)), &bytes);
@@ -599,4 +625,261 @@ fn a_url_source_is_fetched_verified_and_flashed() {
         !Path::new(&b.path("other.img")).exists(),
         "nothing written for a bad download"
     );
+}
+
+/// The helper runs as root on an unprivileged process's word: it writes whole drives it can
+/// match by identity and nothing else, whatever the request says.
+#[test]
+fn the_helper_writes_only_whole_drives_matched_by_identity() {
+    require_root!();
+    let b = Bench::new();
+    let bytes = image_like(MIB as usize, 31);
+    let request = |targets: serde_json::Value| {
+        serde_json::json!({
+            "sha256": sha(&bytes), "size": bytes.len(), "targets": targets, "protected": [],
+            "unmount": false, "allowFixed": false, "verify": true
+        })
+    };
+    let refused = |targets: serde_json::Value, why: &str| {
+        let messages = helper(request(targets.clone()), &bytes);
+        let last = messages.last().unwrap();
+        assert_eq!(last["type"], "failed", "{targets}: {messages:?}");
+        let message = last["message"].as_str().unwrap();
+        assert!(message.contains(why), "{targets}: {message}");
+    };
+
+    // A regular file (/etc/cron.d/x in the review), a path that does not exist, a symlink.
+    let file = b.path("cron-job");
+    std::fs::write(&file, "keep").unwrap();
+    refused(
+        serde_json::json!([{"path": file, "identity": null}]),
+        "by identity",
+    );
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let mut identity = listed(dev.path_str())["identity"].clone();
+    refused(
+        serde_json::json!([{"path": file, "identity": identity}]),
+        "not a drive",
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    let missing = b.path("missing");
+    refused(
+        serde_json::json!([{"path": missing, "identity": identity}]),
+        "does not exist",
+    );
+    assert!(!Path::new(&missing).exists());
+    let link = b.path("link");
+    std::os::unix::fs::symlink(&dev.path, &link).unwrap();
+    refused(
+        serde_json::json!([{"path": link, "identity": identity}]),
+        "symbolic link",
+    );
+
+    // A partition of a drive (partx makes its node; there is no udev).
+    let parted = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0);
+    let ok = Command::new("sgdisk")
+        .args(["-o", "-n", "1:2048:+2M"])
+        .arg(&parted.path)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let ok = Command::new("partx")
+        .arg("-a")
+        .arg(&parted.path)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let partition = format!("{}p1", parted.path_str());
+    refused(
+        serde_json::json!([{"path": partition, "identity": identity}]),
+        "partition",
+    );
+    let _ = Command::new("partx").arg("-d").arg(&parted.path).output();
+
+    // Another drive's identity under this path: the drive changed.
+    identity["diskseq"] = serde_json::json!(identity["diskseq"].as_u64().unwrap_or(0) + 1000);
+    refused(
+        serde_json::json!([{"path": dev.path_str(), "identity": identity}]),
+        "changed since you chose it",
+    );
+    assert!(
+        dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA),
+        "nothing written"
+    );
+
+    // A command line (what polkit showed) that names another target than the request.
+    let other = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let mut child = labflash(&["helper", "--target", other.path_str()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = writeln!(
+            stdin,
+            "{}",
+            request(serde_json::json!([by_identity(dev.path_str())]))
+        );
+    }
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    assert!(out.contains("other targets than the command line"), "{out}");
+
+    // Positive control: the whole drive, matched, is written and read back.
+    let good = helper(
+        request(serde_json::json!([by_identity(dev.path_str())])),
+        &bytes,
+    );
+    let done = good.last().unwrap();
+    assert_eq!(
+        done["targets"][0]["report"]["verifiedSHA256"],
+        sha(&bytes),
+        "{good:?}"
+    );
+    assert_eq!(dev.read(0, bytes.len()), bytes);
+}
+
+/// Between the plan (and its confirmation) and the open, the loop device is detached and its
+/// number attached to another file: the flash is refused and neither file changes.
+#[test]
+fn a_drive_that_changed_after_it_was_planned_is_refused() {
+    require_root!();
+    use labflash_core::drives::SystemRoots;
+    use labflash_core::flash;
+    use labflash_core::target::{Chosen, TargetOptions};
+    use labflash_core::write::Image;
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", MIB as usize, 32);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let image = Image {
+        path: img.clone().into(),
+        sha256: sha(&bytes).parse().unwrap(),
+        size: bytes.len() as u64,
+        tail: None,
+    };
+    let roots = SystemRoots::default();
+    let cancel = labflash_core::CancellationToken::new();
+    let plan = flash::plan_writing(
+        image,
+        &[Chosen::path(dev.path_str())],
+        None,
+        &TargetOptions::default(),
+        &[Path::new(&img)],
+        &roots,
+        &cancel,
+    )
+    .unwrap();
+
+    // The stick is pulled during the prompt and another takes its number.
+    let other = b.path("other.img");
+    std::fs::write(&other, vec![0x55u8; 4 * MIB as usize]).unwrap();
+    let detach = Command::new("losetup")
+        .arg("-d")
+        .arg(&dev.path)
+        .status()
+        .unwrap();
+    assert!(detach.success());
+    let attach = Command::new("losetup")
+        .arg(&dev.path)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(attach.success());
+
+    let err = flash::open_targets(&plan.targets, &roots)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("changed since you chose it"),
+        "{err}"
+    );
+    let _ = Command::new("losetup").arg("-d").arg(&dev.path).status();
+    assert!(std::fs::read(&other).unwrap().iter().all(|b| *b == 0x55));
+    assert!(std::fs::read(&dev.backing)
+        .unwrap()
+        .iter()
+        .all(|b| *b == 0xAA));
+}
+
+/// When every target fails, each one's own error is what the flash reports, not "cancelled".
+#[test]
+fn when_every_target_fails_their_errors_are_reported() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(16 * MIB as usize, 33);
+    let archive = b.path("big.raw.xz");
+    std::fs::write(&archive, xz_single(&image)).unwrap();
+    let small = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let run = b.flash(&archive, &["--to", small.path_str(), "--yes"]);
+    assert_ne!(run.code, 0);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(!error.contains("cancelled"), "{error}");
+    assert!(
+        error.contains(small.path_str()) && error.contains("does not fit"),
+        "{error}"
+    );
+}
+
+/// A process with its working folder in the stick's filesystem keeps it busy: the flash refuses
+/// before unmounting anything, and names the process.
+#[test]
+fn a_busy_filesystem_is_refused_and_stays_mounted() {
+    require_root!();
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", MIB as usize, 34);
+    let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0);
+    let mnt = b.dir.path().join("mnt");
+    mkfs_and_mount(&dev, &mnt);
+    let mut shell = Command::new("sleep")
+        .arg("30")
+        .current_dir(&mnt)
+        .spawn()
+        .unwrap();
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes", "--unmount"]);
+    let _ = shell.kill();
+    let _ = shell.wait();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("sleep") && error.contains(&shell.id().to_string()),
+        "{error}"
+    );
+    assert!(is_mounted(&mnt), "still mounted, not lazily detached");
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("keep.txt")).unwrap(),
+        "precious"
+    );
+}
+
+/// A plain (non-exclusive) opener is not kept out by O_EXCL: the flash finds and names it.
+#[test]
+fn a_second_opener_of_the_drive_is_refused_and_named() {
+    require_root!();
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", MIB as usize, 35);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let mut holder = Command::new("bash")
+        .args(["-c", &format!("exec 3<>{}; exec sleep 30", dev.path_str())])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let fd3 = format!("/proc/{}/fd/3", holder.id());
+    while std::fs::read_link(&fd3).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("another program is using it") && error.contains("sleep"),
+        "{error}"
+    );
+    assert!(dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA));
 }

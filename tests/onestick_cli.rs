@@ -270,5 +270,5 @@ fn one_stick_refusals_write_nothing() {
     assert!(two.json()["error"]
         .as_str()
         .unwrap()
-        .contains("exactly one --to"));
+        .contains("exactly one target"));
 }

@@ -1,6 +1,8 @@
 //! The unprivileged path for real: a user who may not open a drive gets it through UDisks2 once
-//! polkit allows it, and is refused (nothing written) while it does not. Starts the system bus,
-//! udev, polkit and UDisks2 if they are not running, and stops what it started (by pid).
+//! polkit allows it, and is refused (nothing written) while it does not; one authorization per
+//! drive through UDisks2 and one per flash through pkexec (the polkit rule logs every request);
+//! UDisks2 installed but not running is started by the bus. Starts the system bus, udev, polkit
+//! and UDisks2 if they are not running, and stops what it started (by pid).
 
 mod common;
 
@@ -13,6 +15,12 @@ use common::*;
 
 const USER: &str = "labflash-test";
 const RULE: &str = "/etc/polkit-1/rules.d/49-labflash-test.rules";
+/// Every authorization polkit is asked for, one action id a line (written by the rule).
+const ASKED: &str = "/tmp/labflash-test-polkit.log";
+/// The bus starts UDisks2 from this file when someone asks for it.
+const ACTIVATION: &str = "/usr/share/dbus-1/system-services/org.freedesktop.UDisks2.service";
+/// The helper as the package installs it: root's, in a folder only root may write.
+const HELPER_DIR: &str = "/run/labflash-test-helper";
 const MIB: u64 = 1 << 20;
 
 /// The daemons this test started, stopped on drop along with the rule and the user.
@@ -104,7 +112,7 @@ impl Desktop {
             std::fs::write(
                 RULE,
                 format!(
-                    "polkit.addRule(function(action, subject) {{\n  if ((action.id.indexOf(\"org.freedesktop.udisks2.open-device\") == 0 || action.id == \"org.freedesktop.udisks2.filesystem-unmount-others\" || action.id == \"org.freedesktop.policykit.exec\") && subject.user == \"{USER}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+                    "polkit.addRule(function(action, subject) {{\n  if (subject.user == \"{USER}\") {{\n    polkit.spawn([\"/bin/sh\", \"-c\", \"echo \" + action.id + \" >> {ASKED}\"]);\n  }}\n  if ((action.id.indexOf(\"org.freedesktop.udisks2.open-device\") == 0 || action.id == \"org.freedesktop.udisks2.filesystem-unmount-others\" || action.id == \"org.freedesktop.policykit.exec\") && subject.user == \"{USER}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
                 ),
             )
             .unwrap();
@@ -116,9 +124,22 @@ impl Desktop {
     }
 }
 
+/// The authorizations polkit was asked for since the log was last taken, by action id.
+fn asked() -> Vec<String> {
+    let text = std::fs::read_to_string(ASKED).unwrap_or_default();
+    std::fs::write(ASKED, "").unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
 impl Drop for Desktop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(RULE);
+        let _ = std::fs::remove_file(ASKED);
+        let _ = std::fs::remove_dir_all(HELPER_DIR);
+        let hidden = format!("{ACTIVATION}.labflash-test");
+        if Path::new(&hidden).exists() {
+            let _ = std::fs::rename(&hidden, ACTIVATION);
+        }
         self.stop_udisks();
         for child in self.children.iter_mut().rev() {
             let _ = child.kill();
@@ -190,6 +211,7 @@ fn as_user(bin: &Path, args: &[&str]) -> Run {
         .arg(bin)
         .args(args)
         .env_remove("LABFLASH_CACHE_DIR")
+        .env("LABFLASH_HELPER", format!("{HELPER_DIR}/labflash"))
         .output()
         .unwrap()
         .into()
@@ -215,7 +237,12 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     std::fs::create_dir(&cache).unwrap();
     run_ok("chown", &[USER, cache.to_str().unwrap()]);
     let dev = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
+    let second = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
     run_ok("udevadm", &["settle", "-t", "10"]);
+    std::fs::write(ASKED, "").unwrap();
+    std::fs::set_permissions(ASKED, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    std::fs::create_dir_all(HELPER_DIR).unwrap();
+    std::fs::copy(labflash_bin(), format!("{HELPER_DIR}/labflash")).unwrap();
     let object = format!(
         "/org/freedesktop/UDisks2/block_devices/{}",
         dev.path.file_name().unwrap().to_string_lossy()
@@ -250,13 +277,50 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     );
 
     desktop.allow(true);
+    asked();
     let flashed = flash(&bin);
     assert_eq!(flashed.code, 0, "{}", flashed.stderr);
     assert_eq!(
         flashed.json()["targets"][0]["verifiedSHA256"],
         sha256_hex(&bytes)
     );
+    assert_eq!(flashed.json()["targets"][0]["access"], "udisks2");
     assert_eq!(dev.read(0, bytes.len()), bytes);
+
+    let flash_both = || {
+        as_user(
+            &bin,
+            &[
+                "flash",
+                img.to_str().unwrap(),
+                "--to",
+                dev.path_str(),
+                "--to",
+                second.path_str(),
+                "--yes",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+    };
+    // Two drives: one authorization each (written and read back through one descriptor).
+    let second_object = format!(
+        "/org/freedesktop/UDisks2/block_devices/{}",
+        second.path.file_name().unwrap().to_string_lossy()
+    );
+    wait_until("UDisks2 to see the second loop device", || {
+        udisks_property(&second_object, "Block", "Size").is_some()
+    });
+    asked();
+    let both = flash_both();
+    assert_eq!(both.code, 0, "{}", both.stderr);
+    let opens: Vec<String> = asked()
+        .into_iter()
+        .filter(|a| a.starts_with("org.freedesktop.udisks2.open-device"))
+        .collect();
+    assert_eq!(opens.len(), 2, "one authorization per drive: {opens:?}");
+    assert_eq!(second.read(0, bytes.len()), bytes);
 
     let verified = as_user(
         &bin,
@@ -305,17 +369,82 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     assert!(!still_mounted);
     assert_eq!(dev.read(0, bytes.len()), bytes);
 
-    // Without UDisks2, the flash goes to `pkexec labflash helper`, which polkit allows here.
-    if desktop.stop_udisks() {
+    // UDisks2 installed but not running: the bus starts it when labflash asks for it.
+    if desktop.stop_udisks() && Path::new(ACTIVATION).exists() {
+        let started = flash(&bin);
+        assert_eq!(started.code, 0, "{}", started.stderr);
+        assert_eq!(
+            started.json()["targets"][0]["access"],
+            "udisks2",
+            "not the helper"
+        );
+        assert!(has_owner("org.freedesktop.UDisks2"));
+        let _ = Command::new("pkill").args(["-x", "udisksd"]).status();
+        wait_until("the activated UDisks2 to stop", || {
+            !has_owner("org.freedesktop.UDisks2")
+        });
+    }
+
+    // Without UDisks2 at all, the flash goes to `pkexec <installed helper> helper`, which polkit
+    // allows here: one authorization for the whole flash.
+    if !has_owner("org.freedesktop.UDisks2") {
+        let hidden = format!("{ACTIVATION}.labflash-test");
+        if Path::new(ACTIVATION).exists() {
+            std::fs::rename(ACTIVATION, &hidden).unwrap();
+            run_ok(
+                "dbus-send",
+                &[
+                    "--system",
+                    "--type=method_call",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.ReloadConfig",
+                ],
+            );
+        }
         let other = image_like(2 * MIB as usize + 5, 22);
         std::fs::write(&img, &other).unwrap();
-        let helped = flash(&bin);
+        asked();
+        let helped = flash_both();
         assert_eq!(helped.code, 0, "{}", helped.stderr);
         assert_eq!(
             helped.json()["targets"][0]["verifiedSHA256"],
             sha256_hex(&other)
         );
+        assert_eq!(helped.json()["targets"][1]["access"], "helper");
+        let execs: Vec<String> = asked()
+            .into_iter()
+            .filter(|a| a == "org.freedesktop.policykit.exec")
+            .collect();
+        assert_eq!(execs.len(), 1, "one pkexec for the flash");
         assert_eq!(dev.read(0, other.len()), other);
+        assert_eq!(second.read(0, other.len()), other);
+
+        // A helper that is not root's alone is never run: no password is asked for it.
+        let unsafe_helper = as_user_env(
+            &bin,
+            &[
+                "flash",
+                img.to_str().unwrap(),
+                "--to",
+                dev.path_str(),
+                "--yes",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+            bin.to_str().unwrap(),
+        );
+        assert_eq!(unsafe_helper.code, 3);
+        assert!(
+            unsafe_helper.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("install the labflash package"),
+            "{}",
+            unsafe_helper.stdout
+        );
+        assert!(asked().is_empty(), "nothing was asked of polkit");
 
         desktop.allow(false);
         let denied = flash(&bin);
@@ -328,6 +457,24 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
         assert_eq!(dev.read(0, other.len()), other, "a denied helper wrote");
     }
     drop(dev);
+    drop(second);
     drop(desktop);
     assert!(!Path::new(RULE).exists());
+    assert!(
+        Path::new(ACTIVATION).exists()
+            || !Path::new(&format!("{ACTIVATION}.labflash-test")).exists()
+    );
+}
+
+/// `as_user` with another helper path (one the user could have replaced).
+fn as_user_env(bin: &Path, args: &[&str], helper: &str) -> Run {
+    Command::new("runuser")
+        .args(["-u", USER, "--"])
+        .arg(bin)
+        .args(args)
+        .env_remove("LABFLASH_CACHE_DIR")
+        .env("LABFLASH_HELPER", helper)
+        .output()
+        .unwrap()
+        .into()
 }

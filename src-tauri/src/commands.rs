@@ -11,15 +11,15 @@ use labflash_core::digest::{self, Sha256Digest};
 use labflash_core::drives::{self, Drive, DriveEvent, SystemRoots};
 use labflash_core::factory::{self, AssetRequest, Customization, Extension, Factory, Version};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
-use labflash_core::flash::{self, Privilege};
+use labflash_core::flash;
 use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::incus::{self, IncusRequest};
 use labflash_core::progress::{Progress, ProgressSink};
 use labflash_core::source::{self, SourceRequest};
 use labflash_core::talos::{self, BuildRequest};
-use labflash_core::target::{self, TargetOptions};
+use labflash_core::target::{self, Chosen, TargetOptions};
 use labflash_core::verify::{self, Expected, Verification};
-use labflash_core::write::{FlashOptions, Image, TargetReport};
+use labflash_core::write::TargetReport;
 use labflash_core::{Error, ErrorKind};
 use tauri::ipc::Channel;
 use tauri::State;
@@ -409,7 +409,8 @@ pub struct FlashSpec {
     #[serde(rename = "imageSHA256")]
     image_sha256: String,
     image_size: u64,
-    targets: Vec<String>,
+    /// Drives as the list gave them: path and identity (a drive that changed is refused).
+    targets: Vec<Chosen>,
     unmount: bool,
     allow_fixed: bool,
     verify: bool,
@@ -417,8 +418,9 @@ pub struct FlashSpec {
     config: Option<String>,
 }
 
-/// Write the prepared image to the chosen drives and read each back. The engine re-checks every
-/// rule and re-hashes the image as it writes, so nothing here is taken on trust.
+/// Write the image the window confirmed to the chosen drives and read each back, through the
+/// engine's one plan: it re-hashes the image against the confirmed digest, re-checks every rule
+/// and each drive's identity, so nothing here is taken on trust.
 #[tauri::command]
 pub async fn flash(
     app: State<'_, App>,
@@ -439,67 +441,36 @@ pub async fn flash(
             spec.image_size
         )));
     }
-    let image = Image {
-        path: image_path.clone(),
-        sha256: digest::parse_typed(&spec.image_sha256)?,
-        size: spec.image_size,
-        tail: None,
-    };
-    let targets = spec
-        .targets
-        .iter()
-        .map(|t| absolute(t, "target"))
-        .collect::<Reply<Vec<PathBuf>>>()?;
-    let config = spec
-        .config
-        .as_deref()
-        .map(|c| absolute(c, "config image"))
-        .transpose()?;
-    let options = TargetOptions {
-        unmount: spec.unmount,
-        allow_fixed: spec.allow_fixed,
-    };
-    let flash_options = FlashOptions {
+    for t in &spec.targets {
+        absolute(&t.path.to_string_lossy(), "target")?;
+    }
+    let request = flash::Request {
+        source: image_path.display().to_string(),
+        sha256: Some(digest::parse_typed(&spec.image_sha256)?),
+        allow_unverified: false,
+        max_image_size: u64::MAX,
+        targets: spec.targets,
+        config: spec
+            .config
+            .as_deref()
+            .map(|c| absolute(c, "config image"))
+            .transpose()?,
+        options: TargetOptions {
+            unmount: spec.unmount,
+            allow_fixed: spec.allow_fixed,
+            ..TargetOptions::default()
+        },
         verify: spec.verify,
     };
-    let cache_dir = app.cache_dir.clone();
-    let helper = helper_program();
-    tokio::task::spawn_blocking(move || {
-        let roots = SystemRoots::default();
-        let protected: Vec<&Path> = vec![image_path.as_path(), cache_dir.as_path()];
-        let plan = flash::plan(
-            image,
-            &targets,
-            config.as_deref(),
-            &options,
-            &protected,
-            &roots,
-            &cancel,
-        )?;
-        let privilege = Privilege {
-            helper: helper.as_deref(),
-            protected: &protected,
-            options: &options,
-        };
-        flash::execute(
-            &plan,
-            &flash_options,
-            &roots,
-            &privilege,
-            &cancel,
-            progress.as_ref(),
-        )
+    let (http, cache) = (app.http(), app.cache()?);
+    let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
+    let rt = tokio::runtime::Handle::current();
+    let flashed = tokio::task::spawn_blocking(move || {
+        flash::run(plan, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
-    .map_err(|e| bad(format!("the writer stopped: {e}")))?
-    .map_err(CommandError::from)
-}
-
-/// The `labflash` command line installed beside this app: the privileged helper pkexec runs.
-fn helper_program() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.with_file_name("labflash");
-    candidate.is_file().then_some(candidate)
+    .map_err(|e| bad(format!("the writer stopped: {e}")))??;
+    Ok(flashed.targets)
 }
 
 #[derive(Debug, serde::Deserialize)]

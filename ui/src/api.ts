@@ -67,6 +67,15 @@ export interface Drive {
   mountpoints: string[];
   unsuitable: string | null;
   fixed: boolean;
+  /** What the flash checks the drive against: a drive that changed since it was listed is refused. */
+  identity: DriveIdentity;
+}
+
+export interface DriveIdentity {
+  devnum: string;
+  diskseq: number | null;
+  serial: string;
+  size: number;
 }
 
 export type DriveEvent =
@@ -129,7 +138,7 @@ export const api = {
       imagePath: string;
       imageSHA256: string;
       imageSize: number;
-      targets: string[];
+      targets: { path: string; identity: DriveIdentity }[];
       unmount: boolean;
       allowFixed: boolean;
       verify: boolean;

@@ -369,7 +369,7 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
         imagePath: image.path,
         imageSHA256: image.sha256,
         imageSize: image.size,
-        targets: drives.map((d) => d.path),
+        targets: drives.map((d) => ({ path: d.path, identity: d.identity })),
         unmount: true,
         allowFixed: drives.some((d) => d.fixed),
         verify: input("read-back").checked,

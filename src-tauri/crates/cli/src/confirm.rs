@@ -3,29 +3,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use labflash_core::drives::human_size;
-use labflash_core::flash::Plan;
 use labflash_core::target::Approved;
 
 use crate::output::Failure;
-
-/// What a planned flash writes, in lines for `ask`.
-pub fn describe_plan(plan: &Plan) -> Vec<String> {
-    let boot = plan.layout.as_ref().map_or(&plan.image, |l| l.boot());
-    let mut lines = vec![format!(
-        "image: {} bytes ({}), SHA-256 {}",
-        boot.size,
-        human_size(boot.size),
-        boot.sha256
-    )];
-    if let Some(layout) = &plan.layout {
-        lines.push(format!(
-            "config: SHA-256 {}, added as partition cidata on the same stick",
-            layout.config_sha256()
-        ));
-    }
-    lines
-}
 
 /// Shows what will be written where and asks; `Err` when the answer is not a yes.
 pub fn ask(

@@ -85,22 +85,10 @@ async fn fetch(
     Ok(fetched)
 }
 
-/// Where an expected digest came from, for people.
-pub fn digest_origin(source: DigestSource) -> &'static str {
-    match source {
-        DigestSource::Sidecar => "the publisher's .sha256 file",
-        DigestSource::Sha256sum => "the publisher's .sha256sum file",
-        DigestSource::Sha256sums => "the publisher's SHA256SUMS file",
-        DigestSource::Index => "the publisher's index",
-        DigestSource::Flag => "the digest given with --sha256",
-        DigestSource::Unverified => "nothing: UNVERIFIED",
-    }
-}
-
 fn human(f: &Fetched) -> String {
     let source = match f.digest_source {
         DigestSource::Unverified => "UNVERIFIED".to_string(),
-        other => format!("matches {}", digest_origin(other)),
+        other => format!("matches {}", other.origin()),
     };
     format!(
         "image          {}\nimage sha256   {}\nimage size     {} bytes\narchive        {}\narchive sha256 {} ({source})\n",

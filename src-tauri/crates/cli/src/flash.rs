@@ -1,19 +1,13 @@
 //! `labflash flash SOURCE --to TARGET…`: write an image to drives or files and read each back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use labflash_core::cache::Cache;
-use labflash_core::drives::{human_size, SystemRoots};
-use labflash_core::fetch::{DigestSource, FetchRequest};
-use labflash_core::flash;
-use labflash_core::http::Http;
-use labflash_core::pipeline;
-use labflash_core::source::{self, SourceRequest};
-use labflash_core::target::TargetOptions;
-use labflash_core::write::{FlashOptions, TargetReport};
+use labflash_core::flash::{self, Flashed};
+use labflash_core::target::{Chosen, TargetOptions};
+use labflash_core::write::TargetReport;
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;
@@ -57,30 +51,6 @@ pub struct FlashArgs {
     pub net: NetArgs,
 }
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FlashResult {
-    #[serde(rename = "imageSHA256")]
-    image_sha256: String,
-    image_size: u64,
-    /// One stick: the config image's digest, where its partition starts, and the digest of the
-    /// whole laid-out stream the targets' read-back must reproduce.
-    #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
-    config_sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cidata_offset: Option<u64>,
-    #[serde(rename = "stickSHA256", skip_serializing_if = "Option::is_none")]
-    stick_sha256: Option<String>,
-    /// From a URL: the archive's verified digest and where the expected digest came from.
-    #[serde(rename = "archiveSHA256", skip_serializing_if = "Option::is_none")]
-    archive_sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest_source: Option<DigestSource>,
-    targets: Vec<TargetReport>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-}
-
 pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match flash(args, out, cancel).await {
         Ok(result) => {
@@ -105,218 +75,56 @@ fn exit_code(targets: &[TargetReport]) -> u8 {
     }
 }
 
+/// Builds the request, shows the engine's plan, confirms and runs it: every decision (stream or
+/// prepare, protected files, helper) is the engine's.
 async fn flash(
     args: FlashArgs,
     out: &Output,
     cancel: &CancellationToken,
-) -> Result<FlashResult, Failure> {
+) -> Result<Flashed, Failure> {
     let cache = args.source_args.cache()?;
     let http = args.net.http()?;
-    if args.config.is_some() && args.to.len() != 1 {
-        return Err(Failure::usage(
-            "--config writes one stick at a time: give exactly one --to",
-        ));
-    }
-    // A URL or a compressed file streams to the targets in one pass, unless it must go through
-    // the privileged helper (which takes a file) or carries a config partition (laid out from a
-    // file). A raw file is written as it is.
-    let (cache, http) = if pipeline::streams(&args.source) && args.config.is_none() {
-        match stream(&args, cache, http, out, cancel).await? {
-            Streaming::Done(result) => return Ok(result),
-            Streaming::NotPossible(cache, http) => (cache, http),
-        }
-    } else {
-        (cache, http)
-    };
-    let request = SourceRequest {
+    let request = flash::Request {
         source: args.source.clone(),
         sha256: args.source_args.sha256,
         allow_unverified: args.source_args.allow_unverified,
         max_image_size: args.source_args.max_image_size,
-    };
-    let prepared = {
-        let progress = crate::progress::sink(out.show_progress());
-        source::prepare(&request, &http, &cache, cancel, &progress).await?
-    };
-
-    let local_source = (!source::is_url(&args.source)).then(|| PathBuf::from(&args.source));
-    let mut protected: Vec<&Path> = vec![prepared.image.path.as_path(), cache.root()];
-    protected.extend(local_source.as_deref());
-    let roots = SystemRoots::default();
-    let options = TargetOptions {
-        unmount: args.unmount,
-        allow_fixed: args.allow_fixed,
-    };
-    let plan = flash::plan(
-        prepared.image.clone(),
-        &args.to,
-        args.config.as_deref(),
-        &options,
-        &protected,
-        &roots,
-        cancel,
-    )?;
-    let one_stick = plan.layout.as_ref().map(|l| {
-        (
-            l.config_sha256().hex(),
-            l.cidata_offset(),
-            l.image.sha256.hex(),
-        )
-    });
-    // Where the image names its Talos release, a cidata that release cannot read is said first.
-    let warnings: Vec<String> = args
-        .config
-        .as_ref()
-        .and_then(|_| labflash_core::talos::release_named_in(&args.source))
-        .and_then(labflash_core::talos::fat_cidata_warning)
-        .into_iter()
-        .collect();
-    out.warn_then(&warnings);
-    let what = crate::confirm::describe_plan(&plan);
-    crate::confirm::ask(&plan.targets, &what, args.yes, args.allow_fixed)?;
-
-    let flash_options = FlashOptions {
+        targets: args.to.iter().map(|p| Chosen::path(p.clone())).collect(),
+        config: args.config.clone(),
+        options: TargetOptions {
+            unmount: args.unmount,
+            allow_fixed: args.allow_fixed,
+            ..TargetOptions::default()
+        },
         verify: !args.no_verify,
     };
-    let progress = crate::progress::sink(out.show_progress());
-    let cancel = cancel.clone();
-    let protected: Vec<PathBuf> = protected.iter().map(|p| p.to_path_buf()).collect();
-    let helper = std::env::current_exe().ok();
-    let targets = tokio::task::spawn_blocking(move || {
-        let protected: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
-        let privilege = flash::Privilege {
-            helper: helper.as_deref(),
-            protected: &protected,
-            options: &options,
-        };
-        let progress = Arc::as_ref(&progress);
-        flash::execute(&plan, &flash_options, &roots, &privilege, &cancel, progress)
-    })
-    .await
-    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
-    let (config_sha256, cidata_offset, stick_sha256) = match one_stick {
-        Some((c, o, s)) => (Some(c), Some(o), Some(s)),
-        None => (None, None, None),
-    };
-    Ok(FlashResult {
-        image_sha256: prepared.image.sha256.hex(),
-        image_size: prepared.image.size,
-        config_sha256,
-        cidata_offset,
-        stick_sha256,
-        archive_sha256: Some(prepared.archive_sha256.hex()),
-        digest_source: Some(prepared.digest_source),
-        targets,
-        warnings,
-    })
-}
-
-enum Streaming {
-    Done(FlashResult),
-    /// The targets need the privileged helper: prepare the image as a file instead.
-    NotPossible(Cache, Http),
-}
-
-/// URL or compressed file → verified targets in one streaming pass (see labflash_core::pipeline).
-async fn stream(
-    args: &FlashArgs,
-    cache: Cache,
-    http: Http,
-    out: &Output,
-    cancel: &CancellationToken,
-) -> Result<Streaming, Failure> {
-    let sha256 = args.source_args.sha256;
-    let max_image_size = args.source_args.max_image_size;
-    let opened = if source::is_url(&args.source) {
-        let url = url::Url::parse(&args.source)
-            .map_err(|e| Failure::usage(format!("{:?} is not a valid URL: {e}", args.source)))?;
-        let request = FetchRequest {
-            sha256,
-            allow_unverified: args.source_args.allow_unverified,
-            max_image_size,
-            ..FetchRequest::new(url)
-        };
-        pipeline::open(&http, &cache, &request, cancel).await?
-    } else {
+    let plan = {
         let progress = crate::progress::sink(out.show_progress());
-        let path = Path::new(&args.source);
-        pipeline::open_file(path, sha256, max_image_size, cancel, &progress).await?
+        flash::plan(&request, &http, &cache, cancel, &progress).await?
     };
-    let roots = SystemRoots::default();
-    let options = TargetOptions {
-        unmount: args.unmount,
-        allow_fixed: args.allow_fixed,
-    };
-    let Some(approved) = pipeline::approve(&opened, &args.to, &options, &cache, &roots)? else {
-        return Ok(Streaming::NotPossible(cache, http));
-    };
-    let what = vec![
-        format!("image: {}", opened.source),
-        match (opened.expected, opened.digest_source) {
-            (Some(digest), DigestSource::Unverified) => format!(
-                "file SHA-256 {digest}: UNVERIFIED (compare it with the publisher's, or pass --sha256)"
-            ),
-            (Some(digest), source) => format!(
-                "archive SHA-256 {digest} (from {}), checked before any target is finished",
-                crate::fetch::digest_origin(source)
-            ),
-            (None, _) => "archive: UNVERIFIED (no published checksum; --allow-unverified)".into(),
-        },
-        match opened.image_size {
-            Some(size) => format!("image: {size} bytes ({}), cached", human_size(size)),
-            None => {
-                "image: size and SHA-256 known when decoded; every target is read back against them"
-                    .into()
-            }
-        },
-    ];
-    crate::confirm::ask(&approved, &what, args.yes, args.allow_fixed)?;
+    out.warn_then(&plan.warnings);
+    crate::confirm::ask(&plan.targets, &plan.describe(), args.yes, args.allow_fixed)?;
 
-    let flash_options = FlashOptions {
-        verify: !args.no_verify,
-    };
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
     let rt = tokio::runtime::Handle::current();
-    let streamed = tokio::task::spawn_blocking(move || {
-        pipeline::run(
-            opened,
-            &approved,
-            &roots,
-            &http,
-            &cache,
-            &rt,
-            &flash_options,
-            &cancel,
-            Arc::as_ref(&progress),
-        )
+    Ok(tokio::task::spawn_blocking(move || {
+        flash::run(plan, &http, &cache, &rt, &cancel, Arc::as_ref(&progress))
     })
     .await
-    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
-    Ok(Streaming::Done(FlashResult {
-        image_sha256: streamed.image_sha256.hex(),
-        image_size: streamed.image_size,
-        config_sha256: None,
-        cidata_offset: None,
-        stick_sha256: None,
-        archive_sha256: Some(streamed.archive_sha256.hex()),
-        digest_source: Some(streamed.digest_source),
-        targets: streamed.targets,
-        warnings: Vec::new(),
-    }))
+    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??)
 }
 
-fn human(result: &FlashResult) -> String {
+fn human(result: &Flashed) -> String {
     let mut text = format!(
         "image {} bytes, SHA-256 {}\n",
         result.image_size, result.image_sha256
     );
-    if let (Some(archive), Some(source)) = (&result.archive_sha256, result.digest_source) {
-        text.push_str(&format!(
-            "archive SHA-256 {archive} (from {})\n",
-            crate::fetch::digest_origin(source)
-        ));
-    }
+    text.push_str(&format!(
+        "archive SHA-256 {} (from {})\n",
+        result.archive_sha256,
+        result.digest_source.origin()
+    ));
     if let (Some(config), Some(offset)) = (&result.config_sha256, result.cidata_offset) {
         text.push_str(&format!(
             "config SHA-256 {config}, in partition cidata at byte {offset}\n"

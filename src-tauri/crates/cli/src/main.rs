@@ -64,7 +64,11 @@ enum Command {
     Cidata(cidata::CidataArgs),
     /// The privileged helper, run by `flash` through pkexec; speaks over stdin/stdout only.
     #[command(hide = true)]
-    Helper,
+    Helper {
+        /// A drive the request may write (shown in polkit's prompt); repeated for each.
+        #[arg(long = "target", value_name = "DRIVE")]
+        targets: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,8 +94,9 @@ fn main() -> ExitCode {
             Command::Cidata(args) => cidata::run(args, &out),
             Command::Talos(command) => talos::run(command, &out, &cancel).await,
             Command::Incus(command) => incus::run(command, &out, &cancel).await,
-            Command::Helper => {
-                let served = labflash_core::helper::serve(std::io::stdin(), std::io::stdout());
+            Command::Helper { targets } => {
+                let served =
+                    labflash_core::helper::serve(std::io::stdin(), std::io::stdout(), &targets);
                 match served {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => out.fail(e.into()),

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use labflash_core::decompress::{self, Format};
 use labflash_core::digest::{self, Sha256Digest};
+use labflash_core::drives::SystemRoots;
 use labflash_core::progress::{NoProgress, Progress, Stage};
+use labflash_core::target::{self, Chosen, TargetOptions};
 use labflash_core::write::{self, Expect, FlashOptions};
 use labflash_core::{device, verify, CancellationToken, Error};
 
@@ -59,7 +61,14 @@ fn main() -> Result<(), Error> {
             let sha256: Sha256Digest = arg(3).parse().expect("SHA256 of the image");
             let mut source = File::open(&image).map_err(|e| io(&image, e))?;
             let size = source.metadata().map_err(|e| io(&image, e))?.len();
-            let target = device::open_for_write(Path::new(arg(2)))?;
+            let approved = target::approve(
+                &Chosen::path(arg(2)),
+                Some(size),
+                &[image.as_path()],
+                &TargetOptions::default(),
+                &SystemRoots::default(),
+            )?;
+            let target = device::open_for_write(&approved.path, &approved.identity)?;
             let expect = Expect {
                 name: image,
                 sha256: Some(sha256),

@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::identity::{self, Identity};
 
 /// Buffers are aligned for O_DIRECT on any device (logical blocks are 512 or 4096 bytes).
 pub const ALIGN: usize = 4096;
@@ -23,6 +24,16 @@ pub enum TargetKind {
     File,
 }
 
+/// How a target was reached: opened by this process, through UDisks2 (polkit), or by the
+/// privileged helper (pkexec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Direct,
+    Udisks2,
+    Helper,
+}
+
 /// A target opened for writing.
 pub struct Target {
     pub file: File,
@@ -33,25 +44,33 @@ pub struct Target {
     pub direct: bool,
     /// A file this flash created: removed again if the flash fails, so a failure leaves nothing.
     pub created: bool,
+    pub access: Access,
 }
 
-/// Opens `path` for writing: a block device `O_RDWR|O_EXCL|O_DIRECT|O_CLOEXEC` (EBUSY is a
-/// refusal; O_DIRECT is dropped only where the device rejects it), a regular file as it is (or
-/// created). Going through another opener (UDisks2) is the privilege module's job.
-pub fn open_for_write(path: &Path) -> Result<Target> {
-    let is_block = std::fs::metadata(path)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    if !is_block {
+/// Opens `path` for writing and reading back, never following a symlink, and refuses it unless
+/// the descriptor is what `identity` recorded: a block device `O_RDWR|O_EXCL|O_DIRECT|O_CLOEXEC`
+/// (EBUSY is a refusal; O_DIRECT is dropped only where the device rejects it), directly or
+/// through UDisks2; a regular file as it is (or created).
+pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
+    if !matches!(identity, Identity::Drive(_)) {
         let mut options = OpenOptions::new();
-        options.read(true).write(true).custom_flags(libc::O_CLOEXEC);
-        let (file, created) = match options.clone().create_new(true).open(path) {
-            Ok(file) => (file, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                (options.open(path).map_err(|e| Error::io(path, e))?, false)
-            }
-            Err(e) => return Err(Error::io(path, e)),
+        options
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW);
+        let (file, created) = match identity {
+            Identity::NewFile => match options.clone().create_new(true).open(path) {
+                Ok(file) => (file, true),
+                Err(e) => return Err(open_error(path, e)),
+            },
+            _ => (options.open(path).map_err(|e| open_error(path, e))?, false),
         };
+        if let Err(e) = identity::check(&file, path, identity) {
+            if created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
         return Ok(Target {
             file,
             path: path.to_path_buf(),
@@ -59,9 +78,10 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
             logical_block_size: 512,
             direct: false,
             created,
+            access: Access::Direct,
         });
     }
-    let (file, direct) = match open_block(path, true, libc::O_EXCL | libc::O_DIRECT) {
+    let ((file, access), direct) = match open_block(path, true, libc::O_EXCL | libc::O_DIRECT) {
         Ok(f) => (f, true),
         Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(path = %path.display(), "the device rejects O_DIRECT; writing through the page cache");
@@ -69,6 +89,7 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
         }
         Err(e) => return Err(e),
     };
+    identity::check(&file, path, identity)?;
     let logical_block_size = logical_block_size(&file).map_err(|e| Error::io(path, e))?;
     Ok(Target {
         file,
@@ -77,28 +98,40 @@ pub fn open_for_write(path: &Path) -> Result<Target> {
         logical_block_size,
         direct,
         created: false,
+        access,
     })
 }
 
 /// Opens a block device directly where this user may (root, the disk group), else through UDisks2,
 /// which asks polkit.
-fn open_block(path: &Path, write: bool, flags: libc::c_int) -> Result<File> {
+fn open_block(path: &Path, write: bool, flags: libc::c_int) -> Result<(File, Access)> {
     let direct = OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(flags | libc::O_CLOEXEC)
+        .custom_flags(flags | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path);
     match direct {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
             tracing::info!(path = %path.display(), "no direct access; asking UDisks2 to open it");
-            crate::udisks::open(path, write, flags | libc::O_CLOEXEC)
+            let file = crate::udisks::open(path, write, flags | libc::O_CLOEXEC)?;
+            Ok((file, Access::Udisks2))
         }
-        other => other.map_err(|e| open_error(path, e)),
+        other => other
+            .map(|f| (f, Access::Direct))
+            .map_err(|e| open_error(path, e)),
     }
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
     match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::Refused {
+            target: path.display().to_string(),
+            reason: "it became a symbolic link since it was chosen".into(),
+        },
+        Some(libc::EEXIST) => Error::Refused {
+            target: path.display().to_string(),
+            reason: "a file appeared at its path since it was chosen".into(),
+        },
         Some(libc::EBUSY) => Error::Refused {
             target: path.display().to_string(),
             reason: "it is busy: a filesystem on it is mounted or another program has it open"
@@ -117,7 +150,7 @@ pub fn open_for_read(path: &Path) -> Result<(File, bool)> {
         .unwrap_or(false);
     let open = |flags: libc::c_int| {
         if is_block {
-            open_block(path, false, flags)
+            open_block(path, false, flags).map(|(f, _)| f)
         } else {
             OpenOptions::new()
                 .read(true)

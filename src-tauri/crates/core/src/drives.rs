@@ -11,11 +11,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{io_at, Result};
-use crate::mounts::{self, Mount};
+use crate::identity::DriveIdentity;
+use crate::mounts::{self, Mount, Swap};
 use crate::CancellationToken;
 
 /// Mount points that make the drive under them a system drive.
-const SYSTEM_MOUNTS: [&str; 6] = ["/", "/boot", "/boot/efi", "/usr", "/var", "/home"];
+pub(crate) const SYSTEM_MOUNTS: [&str; 10] = [
+    "/",
+    "/boot",
+    "/boot/efi",
+    "/efi",
+    "/boot/firmware",
+    "/usr",
+    "/var",
+    "/home",
+    "/nix",
+    "/opt",
+];
 
 /// Where to read the kernel's view from: `/sys` and `/proc`, or a fixture tree.
 #[derive(Clone, Debug)]
@@ -77,6 +89,8 @@ pub struct Drive {
     /// For loop devices: the file behind it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<PathBuf>,
+    /// What a flash checks the opened device against (see `identity`).
+    pub identity: DriveIdentity,
     #[serde(skip)]
     pub name: String,
     /// `major:minor` of the disk and of each partition, for matching files to drives.
@@ -141,7 +155,7 @@ pub fn list(roots: &SystemRoots) -> Result<Vec<Drive>> {
     let block = roots.sys.join("block");
     let mounts = mounts::read_mountinfo(&roots.proc)?;
     let swaps = mounts::read_swaps(&roots.proc)?;
-    let graph = Graph::read(&block, &mounts, &swaps)?;
+    let graph = Graph::read(&roots.sys, &mounts, &swaps)?;
     let mut names: Vec<String> = graph.nodes.keys().cloned().collect();
     names.sort();
     let mut drives = Vec::new();
@@ -179,11 +193,13 @@ struct Node {
     holders: Vec<String>,
     mountpoints: Vec<String>,
     swap: bool,
+    dm_name: Option<String>,
 }
 
 impl Graph {
-    fn read(block: &Path, mounts: &[Mount], swaps: &[String]) -> Result<Self> {
-        let mut nodes = HashMap::new();
+    fn read(sys: &Path, mounts: &[Mount], swaps: &[Swap]) -> Result<Self> {
+        let block = &sys.join("block");
+        let mut nodes: HashMap<String, Node> = HashMap::new();
         let by_devnum: HashMap<&str, Vec<&Mount>> =
             mounts.iter().fold(HashMap::new(), |mut acc, m| {
                 acc.entry(m.devnum.as_str()).or_default().push(m);
@@ -208,6 +224,26 @@ impl Graph {
             node.partitions.sort();
             nodes.insert(name, node);
         }
+        // A filesystem on an anonymous device (btrfs: `0:NN` in mountinfo) is found by its source,
+        // and a multi-device btrfs is on all its members (/sys/fs/btrfs/<uuid>/devices).
+        let btrfs = btrfs_members(sys);
+        for m in mounts.iter().filter(|m| m.devnum.starts_with("0:")) {
+            let Some(name) = node_of_source(&nodes, &m.source) else {
+                continue;
+            };
+            let members = btrfs
+                .iter()
+                .find(|group| group.contains(&name))
+                .cloned()
+                .unwrap_or_else(|| vec![name]);
+            for member in members {
+                if let Some(node) = nodes.get_mut(&member) {
+                    if !node.mountpoints.contains(&m.mountpoint) {
+                        node.mountpoints.push(m.mountpoint.clone());
+                    }
+                }
+            }
+        }
         Ok(Self { nodes })
     }
 
@@ -224,7 +260,11 @@ impl Graph {
                 continue;
             }
             order.push(key.as_str());
+            // What holds it, and the partitions of what holds it (a partitioned RAID: md126p1).
             stack.extend(node.holders.iter().map(String::as_str));
+            if key != name {
+                stack.extend(node.partitions.iter().map(String::as_str));
+            }
         }
         order
     }
@@ -270,13 +310,19 @@ impl Graph {
                 }
             })
             .collect();
+        let identity = DriveIdentity {
+            devnum: node.devnum.clone(),
+            diskseq: read_u64(&dir.join("diskseq")),
+            serial: serial(&dir),
+            size,
+        };
         let mut devnums = vec![node.devnum.clone()];
         devnums.extend(node.partitions.iter().map(|p| self.nodes[p].devnum.clone()));
         Drive {
             path: format!("/dev/{name}"),
             model: attr(&dir, &["device/model", "device/name"]),
             vendor: attr(&dir, &["device/vendor", "device/manfid"]),
-            serial: serial(&dir),
+            serial: identity.serial.clone(),
             size,
             logical_block_size: read_u64(&dir.join("queue/logical_block_size")).unwrap_or(512)
                 as u32,
@@ -290,6 +336,7 @@ impl Graph {
             partitions,
             holders,
             backing_file,
+            identity,
             name: name.to_string(),
             devnums,
         }
@@ -301,7 +348,7 @@ impl Node {
         dir: &Path,
         name: &str,
         mounts: &HashMap<&str, Vec<&Mount>>,
-        swaps: &[String],
+        swaps: &[Swap],
     ) -> Self {
         let devnum = read_str(&dir.join("dev")).unwrap_or_default();
         let mut holders: Vec<String> = fs::read_dir(dir.join("holders"))
@@ -316,11 +363,14 @@ impl Node {
             .map(|ms| ms.iter().map(|m| m.mountpoint.clone()).collect())
             .unwrap_or_default();
         let dm_name = read_str(&dir.join("dm/name"));
-        let swap = swaps.iter().any(|s| {
-            s == name
-                || dm_name
-                    .as_deref()
-                    .is_some_and(|dm| s == &format!("mapper/{dm}"))
+        let swap = swaps.iter().any(|s| match s {
+            Swap::Device(device) => {
+                device == name
+                    || dm_name
+                        .as_deref()
+                        .is_some_and(|dm| device == &format!("mapper/{dm}"))
+            }
+            Swap::FileOn(on) => *on == devnum,
         });
         Node {
             devnum,
@@ -328,8 +378,39 @@ impl Node {
             holders,
             mountpoints,
             swap,
+            dm_name,
         }
     }
+}
+
+/// The block device a mount source names: `/dev/sda2`, `/dev/dm-3` or `/dev/mapper/<dm name>`.
+fn node_of_source(nodes: &HashMap<String, Node>, source: &str) -> Option<String> {
+    let dev = source.strip_prefix("/dev/")?;
+    if let Some(dm) = dev.strip_prefix("mapper/") {
+        return nodes
+            .iter()
+            .find(|(_, n)| n.dm_name.as_deref() == Some(dm))
+            .map(|(k, _)| k.clone());
+    }
+    nodes.contains_key(dev).then(|| dev.to_string())
+}
+
+/// The member devices of each btrfs filesystem, by name.
+fn btrfs_members(sys: &Path) -> Vec<Vec<String>> {
+    fs::read_dir(sys.join("fs/btrfs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|fs_dir| {
+            fs::read_dir(fs_dir.path().join("devices"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|members| !members.is_empty())
+        .collect()
 }
 
 /// The bus, from where the device sits in the sysfs device tree.

@@ -83,9 +83,13 @@ impl Fixture {
     }
 
     fn mount(&mut self, devnum: &str, at: &str) {
+        self.mount_fs(devnum, at, "ext4", "/dev/x");
+    }
+
+    fn mount_fs(&mut self, devnum: &str, at: &str, fstype: &str, source: &str) {
         let n = self.mountinfo.lines().count() + 30;
         self.mountinfo.push_str(&format!(
-            "{n} 1 {devnum} / {at} rw,relatime - ext4 /dev/x rw\n"
+            "{n} 1 {devnum} / {at} rw,relatime - {fstype} {source} rw\n"
         ));
     }
 
@@ -332,6 +336,82 @@ fn a_mounted_lv_on_a_stick_counts_as_the_sticks_mount() {
         find(&f.list(), "/dev/sdb").system,
         "/var on the stick's LV makes it a system drive"
     );
+}
+
+/// Two SATA disks in a partitioned md RAID whose first partition holds `/`.
+#[test]
+fn disks_under_a_partitioned_md_raid_holding_root_are_system_drives() {
+    let mut f = Fixture::new();
+    for (name, devnum) in [("sda", "8:0"), ("sdb", "8:16")] {
+        let disk = f.disk(
+            &format!("pci0000:00/ata1/host0/{name}"),
+            name,
+            devnum,
+            2_000_000,
+            &[],
+        );
+        f.hold(&disk, "md126");
+    }
+    let md = f.disk("virtual", "md126", "9:126", 2_000_000, &[]);
+    f.partition(&md, "md126p1", "259:5");
+    f.mount("259:5", "/");
+    let drives = f.list();
+    assert!(
+        drives.iter().all(|d| d.name != "md126"),
+        "the array itself is not listed"
+    );
+    for disk in ["/dev/sda", "/dev/sdb"] {
+        assert!(find(&drives, disk).system, "{disk}");
+        assert!(find(&drives, disk).mountpoints.contains(&"/".to_string()));
+    }
+}
+
+/// A btrfs root shows an anonymous device (0:NN) in mountinfo: the source and the filesystem's
+/// member list name the disks.
+#[test]
+fn a_btrfs_root_over_two_disks_makes_both_system_drives() {
+    let mut f = Fixture::new();
+    let nvme = f.disk("pci0000:00/nvme/nvme0", "nvme0n1", "259:0", 2_000_000, &[]);
+    f.partition(&nvme, "nvme0n1p2", "259:2");
+    let sata = f.disk("pci0000:00/ata1/host0/sda", "sda", "8:0", 2_000_000, &[]);
+    f.partition(&sata, "sda1", "8:1");
+    let other = f.disk("pci0000:00/ata2/host1/sdc", "sdc", "8:32", 2_000_000, &[]);
+    let _ = other;
+    let members = f.sys().join("fs/btrfs/6c8e0b6c-1234/devices");
+    fs::create_dir_all(&members).unwrap();
+    fs::write(members.join("nvme0n1p2"), "").unwrap();
+    fs::write(members.join("sda1"), "").unwrap();
+    f.mount_fs("0:26", "/", "btrfs", "/dev/nvme0n1p2");
+    let drives = f.list();
+    assert!(find(&drives, "/dev/nvme0n1").system);
+    assert!(
+        find(&drives, "/dev/sda").system,
+        "the second member holds / too"
+    );
+    assert!(!find(&drives, "/dev/sdc").system);
+}
+
+#[test]
+fn efi_firmware_nix_and_opt_mounts_and_a_swap_file_make_system_drives() {
+    for at in ["/efi", "/boot/firmware", "/nix", "/opt"] {
+        let mut f = Fixture::new();
+        let disk = f.disk("pci0000:00/ata1/host0/sda", "sda", "8:0", 2_000_000, &[]);
+        f.partition(&disk, "sda1", "8:1");
+        f.mount("8:1", at);
+        assert!(find(&f.list(), "/dev/sda").system, "{at}");
+    }
+    // A swap file: the disk under the file's filesystem is in use.
+    use std::os::unix::fs::MetadataExt;
+    let mut f = Fixture::new();
+    let swapfile = f.dir.path().join("swapfile");
+    fs::write(&swapfile, b"").unwrap();
+    let dev = fs::metadata(&swapfile).unwrap().dev();
+    let devnum = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let disk = f.disk("pci0000:00/ata1/host0/sda", "sda", "8:0", 2_000_000, &[]);
+    f.partition(&disk, "sda2", &devnum);
+    f.swaps
+        .push_str(&format!("{} file 1024 0 -2\n", swapfile.display()));
+    assert!(find(&f.list(), "/dev/sda").system);
 }
 
 #[test]

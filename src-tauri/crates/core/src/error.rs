@@ -114,6 +114,16 @@ pub enum Error {
 
     #[error("cancelled")]
     Cancelled,
+
+    /// The writer's word that no target is left to write to (each failed); never reported as
+    /// such: the flash reports [`Error::EveryTargetFailed`] with their own errors.
+    #[error("no target is left to write to")]
+    NoTargetLeft,
+
+    #[error("every target failed: {}", targets.iter().map(|t| format!("{}: {}", t.path, t.error.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; "))]
+    EveryTargetFailed {
+        targets: Vec<crate::write::TargetReport>,
+    },
 }
 
 impl Error {
@@ -126,6 +136,17 @@ impl Error {
                 ErrorKind::BadInput
             }
             Error::Cancelled => ErrorKind::Cancelled,
+            // The most telling of the targets' kinds: a mismatch, else bad input if all were.
+            Error::EveryTargetFailed { targets } => {
+                let kinds: Vec<ErrorKind> = targets.iter().filter_map(|t| t.error_kind).collect();
+                if kinds.contains(&ErrorKind::DigestMismatch) {
+                    ErrorKind::DigestMismatch
+                } else if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::BadInput) {
+                    ErrorKind::BadInput
+                } else {
+                    ErrorKind::Failure
+                }
+            }
             Error::Upstream { kind, .. } => *kind,
             _ => ErrorKind::Failure,
         }

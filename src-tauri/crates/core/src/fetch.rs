@@ -86,6 +86,20 @@ pub enum DigestSource {
     Unverified,
 }
 
+impl DigestSource {
+    /// Where the expected digest came from, for people.
+    pub fn origin(self) -> &'static str {
+        match self {
+            DigestSource::Sidecar => "the publisher's .sha256 file",
+            DigestSource::Sha256sum => "the publisher's .sha256sum file",
+            DigestSource::Sha256sums => "the publisher's SHA256SUMS file",
+            DigestSource::Index => "the publisher's index",
+            DigestSource::Flag => "the digest you gave",
+            DigestSource::Unverified => "nothing: UNVERIFIED",
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fetched {

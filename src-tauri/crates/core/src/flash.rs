@@ -1,30 +1,309 @@
-//! A flash, top to bottom, for every front end: check every target against the rules before
-//! anything is touched (one refusal refuses all), let the front end confirm, unmount, open every
-//! target exclusively, then write and read back (see `write`).
+//! A flash, top to bottom, for every front end. A front end builds a [`Request`] (what to write,
+//! onto which drives, with which options), asks for its [`plan`], shows it and confirms, then
+//! [`run`]s it. Every decision is made here, once:
+//!
+//! 1. [`plan`]: a URL or a compressed file streams in one pass (see `pipeline`) unless a target
+//!    can only be reached through the privileged helper (it takes a file) or a config partition
+//!    is added (laid out from a file); otherwise the image is prepared as a file (`source`).
+//!    Every target is checked against the rules with the source and the cache protected (one
+//!    refusal refuses all) and recorded by identity.
+//! 2. [`run`]: check that no other process uses a target, unmount (never lazily), open every
+//!    target exclusively and compare it with its identity, then write and read back (see
+//!    `write`) directly, through UDisks2, or through the privileged helper (`helper`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::cache::Cache;
 use crate::device;
+use crate::digest::Sha256Digest;
 use crate::drives::SystemRoots;
 use crate::error::{Error, Result};
+use crate::fetch::{DigestSource, FetchRequest};
 use crate::helper;
+use crate::http::Http;
 use crate::onestick::{self, Layout};
+use crate::pipeline::{self, Opened};
 use crate::progress::ProgressSink;
-use crate::target::{self, Approved, TargetOptions};
+use crate::source::{self, Prepared, SourceRequest};
+use crate::target::{self, Approved, Chosen, TargetOptions};
 use crate::write::{self, FlashOptions, Image, TargetReport};
 use crate::CancellationToken;
 
-/// What is about to happen, for the front end to show and confirm.
+/// What the operator asks for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// An http(s) URL or a local image file (raw, xz, gz, zst).
+    pub source: String,
+    /// The digest the operator vouches for (of the archive as served, or of the file).
+    pub sha256: Option<Sha256Digest>,
+    pub allow_unverified: bool,
+    pub max_image_size: u64,
+    pub targets: Vec<Chosen>,
+    /// One stick for both: a cidata image added as a partition after the image's own.
+    pub config: Option<PathBuf>,
+    pub options: TargetOptions,
+    /// Read every target back (the default).
+    pub verify: bool,
+}
+
+/// What will be written where, for the front end to show and confirm, then to [`run`].
 pub struct Plan {
+    source: Planned,
+    /// Every target, approved and identified.
+    pub targets: Vec<Approved>,
+    /// What the operator should know first (a Talos release that cannot read a FAT cidata).
+    pub warnings: Vec<String>,
+    verify: bool,
+}
+
+enum Planned {
+    /// Downloaded or decoded as it is written.
+    Stream(Opened),
+    /// A prepared image file (or one-stick layout) written as it is.
+    Prepared(Box<PreparedWrite>),
+}
+
+struct PreparedWrite {
+    prepared: Prepared,
+    writing: Writing,
+    protected: Vec<PathBuf>,
+}
+
+/// What a flash did; the CLI prints it as `--json`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flashed {
+    #[serde(rename = "imageSHA256")]
+    pub image_sha256: Sha256Digest,
+    pub image_size: u64,
+    /// One stick: the config image's digest, where its partition starts, and the digest of the
+    /// whole laid-out stream the targets' read-back reproduces.
+    #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<Sha256Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidata_offset: Option<u64>,
+    #[serde(rename = "stickSHA256", skip_serializing_if = "Option::is_none")]
+    pub stick_sha256: Option<Sha256Digest>,
+    /// The archive's (or source file's) verified digest and where the expected one came from.
+    #[serde(rename = "archiveSHA256")]
+    pub archive_sha256: Sha256Digest,
+    pub digest_source: DigestSource,
+    pub targets: Vec<TargetReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Settles what will be written (its expected digest first) and approves every target.
+pub async fn plan(
+    req: &Request,
+    http: &Http,
+    cache: &Cache,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Plan> {
+    if req.config.is_some() && req.targets.len() != 1 {
+        return Err(Error::BadInput(
+            "one stick for both writes exactly one target at a time".into(),
+        ));
+    }
+    // Where the image names its Talos release, a cidata that release cannot read is said first.
+    let warnings = req
+        .config
+        .as_ref()
+        .and_then(|_| crate::talos::release_named_in(&req.source))
+        .and_then(crate::talos::fat_cidata_warning)
+        .into_iter()
+        .collect();
+    let roots = SystemRoots::default();
+    if pipeline::streams(&req.source) && req.config.is_none() {
+        let opened = if source::is_url(&req.source) {
+            let url = url::Url::parse(&req.source).map_err(|e| {
+                Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
+            })?;
+            let fetch = FetchRequest {
+                sha256: req.sha256,
+                allow_unverified: req.allow_unverified,
+                max_image_size: req.max_image_size,
+                ..FetchRequest::new(url)
+            };
+            pipeline::open(http, cache, &fetch, cancel).await?
+        } else {
+            let path = Path::new(&req.source);
+            pipeline::open_file(path, req.sha256, req.max_image_size, cancel, progress).await?
+        };
+        if let Some(targets) =
+            pipeline::approve(&opened, &req.targets, &req.options, cache, &roots)?
+        {
+            return Ok(Plan {
+                source: Planned::Stream(opened),
+                targets,
+                warnings,
+                verify: req.verify,
+            });
+        }
+        // A target needs the helper, which takes the image as a file: prepare it below.
+    }
+    let prepared = source::prepare(
+        &SourceRequest {
+            source: req.source.clone(),
+            sha256: req.sha256,
+            allow_unverified: req.allow_unverified,
+            max_image_size: req.max_image_size,
+        },
+        http,
+        cache,
+        cancel,
+        progress,
+    )
+    .await?;
+    let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
+    if !source::is_url(&req.source) {
+        protected.push(PathBuf::from(&req.source));
+    }
+    let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
+    let writing = plan_writing(
+        prepared.image.clone(),
+        &req.targets,
+        req.config.as_deref(),
+        &req.options,
+        &guarded,
+        &roots,
+        cancel,
+    )?;
+    Ok(Plan {
+        targets: writing.targets.clone(),
+        source: Planned::Prepared(Box::new(PreparedWrite {
+            prepared,
+            writing,
+            protected,
+        })),
+        warnings,
+        verify: req.verify,
+    })
+}
+
+impl Plan {
+    /// What will be written, in lines for the confirmation.
+    pub fn describe(&self) -> Vec<String> {
+        use crate::drives::human_size;
+        match &self.source {
+            Planned::Stream(opened) => vec![
+                format!("image: {}", opened.source),
+                match (opened.expected, opened.digest_source) {
+                    (Some(digest), DigestSource::Unverified) => format!(
+                        "file SHA-256 {digest}: UNVERIFIED (compare it with the publisher's)"
+                    ),
+                    (Some(digest), source) => format!(
+                        "archive SHA-256 {digest} (from {}), checked before any target is finished",
+                        source.origin()
+                    ),
+                    (None, _) => "archive: UNVERIFIED (no published checksum)".into(),
+                },
+                match opened.image_size {
+                    Some(size) => format!("image: {size} bytes ({}), cached", human_size(size)),
+                    None => "image: size and SHA-256 known when decoded; every target is read back against them".into(),
+                },
+            ],
+            Planned::Prepared(p) => {
+                let writing = &p.writing;
+                let boot = writing.layout.as_ref().map_or(&writing.image, |l| l.boot());
+                let mut lines = vec![format!(
+                    "image: {} bytes ({}), SHA-256 {}",
+                    boot.size,
+                    human_size(boot.size),
+                    boot.sha256
+                )];
+                if let Some(layout) = &writing.layout {
+                    lines.push(format!(
+                        "config: SHA-256 {}, added as partition cidata on the same stick",
+                        layout.config_sha256()
+                    ));
+                }
+                lines
+            }
+        }
+    }
+}
+
+/// Writes the plan onto its targets and reads each back (blocking; `rt` runs a download).
+pub fn run(
+    plan: Plan,
+    http: &Http,
+    cache: &Cache,
+    rt: &tokio::runtime::Handle,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<Flashed> {
+    let roots = SystemRoots::default();
+    let options = FlashOptions {
+        verify: plan.verify,
+    };
+    match plan.source {
+        Planned::Stream(opened) => {
+            let streamed = pipeline::run(
+                opened,
+                &plan.targets,
+                &roots,
+                http,
+                cache,
+                rt,
+                &options,
+                cancel,
+                progress,
+            )?;
+            Ok(Flashed {
+                image_sha256: streamed.image_sha256,
+                image_size: streamed.image_size,
+                config_sha256: None,
+                cidata_offset: None,
+                stick_sha256: None,
+                archive_sha256: streamed.archive_sha256,
+                digest_source: streamed.digest_source,
+                targets: streamed.targets,
+                warnings: plan.warnings,
+            })
+        }
+        Planned::Prepared(p) => {
+            let PreparedWrite {
+                prepared,
+                writing,
+                protected,
+            } = *p;
+            let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
+            let privilege = Privilege {
+                protected: &guarded,
+                options: &writing.options,
+            };
+            let targets = execute(&writing, &options, &roots, &privilege, cancel, progress)?;
+            let layout = writing.layout.as_ref();
+            Ok(Flashed {
+                image_sha256: prepared.image.sha256,
+                image_size: prepared.image.size,
+                config_sha256: layout.map(|l| l.config_sha256()),
+                cidata_offset: layout.map(|l| l.cidata_offset()),
+                stick_sha256: layout.map(|l| l.image.sha256),
+                archive_sha256: prepared.archive_sha256,
+                digest_source: prepared.digest_source,
+                targets,
+                warnings: plan.warnings,
+            })
+        }
+    }
+}
+
+/// A prepared image (or one-stick layout) and the approved targets it goes onto.
+pub struct Writing {
     /// What is written: the boot image, or for one stick the whole laid-out stream.
     pub image: Image,
     pub targets: Vec<Approved>,
     /// One stick for both: the boot image with a cidata partition added.
     pub layout: Option<Layout>,
+    options: TargetOptions,
 }
 
-impl Plan {
+impl Writing {
     fn open_source(&self) -> Result<Box<dyn Read + Send + '_>> {
         Ok(match &self.layout {
             Some(layout) => Box::new(layout.reader()?),
@@ -39,15 +318,15 @@ impl Plan {
 /// Checks every target; any refusal refuses the whole flash, before a byte is written.
 /// `protected`: files that must survive (the source, the cache folder). With `config`, one stick
 /// for both: exactly one target, carrying the image and a cidata partition holding `config`.
-pub fn plan(
+pub fn plan_writing(
     image: Image,
-    targets: &[PathBuf],
+    targets: &[Chosen],
     config: Option<&Path>,
     options: &TargetOptions,
     protected: &[&Path],
     roots: &SystemRoots,
     cancel: &CancellationToken,
-) -> Result<Plan> {
+) -> Result<Writing> {
     if targets.is_empty() {
         return Err(Error::BadInput("no target given".into()));
     }
@@ -59,17 +338,18 @@ pub fn plan(
         };
         return plan_one_stick(image, config, target, options, protected, roots, cancel);
     }
-    Ok(Plan {
+    Ok(Writing {
         targets: approve_all(targets, Some(image.size), options, protected, roots)?,
         image,
         layout: None,
+        options: options.clone(),
     })
 }
 
 /// Checks every target for an image of `size` bytes (unknown for a stream); any refusal refuses
 /// them all.
 pub fn approve_all(
-    targets: &[PathBuf],
+    targets: &[Chosen],
     size: Option<u64>,
     options: &TargetOptions,
     protected: &[&Path],
@@ -79,11 +359,11 @@ pub fn approve_all(
         return Err(Error::BadInput("no target given".into()));
     }
     let mut approved: Vec<Approved> = Vec::new();
-    for path in targets {
-        let a = target::approve(path, size, protected, options, roots)?;
+    for chosen in targets {
+        let a = target::approve(chosen, size, protected, options, roots)?;
         if approved.iter().any(|b| b.path == a.path) {
             return Err(Error::Refused {
-                target: path.display().to_string(),
+                target: chosen.path.display().to_string(),
                 reason: "it is named twice".into(),
             });
         }
@@ -92,16 +372,16 @@ pub fn approve_all(
     Ok(approved)
 }
 
-/// `plan` for one stick carrying the boot image and a cidata partition holding `config`.
+/// `plan_writing` for one stick carrying the boot image and a cidata partition holding `config`.
 fn plan_one_stick(
     boot: Image,
     config: &Path,
-    target: &Path,
+    target: &Chosen,
     options: &TargetOptions,
     protected: &[&Path],
     roots: &SystemRoots,
     cancel: &CancellationToken,
-) -> Result<Plan> {
+) -> Result<Writing> {
     let mut protected = protected.to_vec();
     protected.push(config);
     let approved = target::approve(target, Some(boot.size), &protected, options, roots)?;
@@ -111,22 +391,23 @@ fn plan_one_stick(
         None => {
             let cidata_len = std::fs::metadata(config).map(|m| m.len()).unwrap_or(0);
             let needed = (boot.size + cidata_len + (4 << 20)).div_ceil(1 << 20) << 20;
-            let existing = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+            let existing = std::fs::metadata(&target.path)
+                .map(|m| m.len())
+                .unwrap_or(0);
             (existing.max(needed), 512)
         }
     };
     let layout = onestick::layout(&boot, config, size, sector, cancel)?;
-    Ok(Plan {
+    Ok(Writing {
         image: layout.image.clone(),
         targets: vec![approved],
         layout: Some(layout),
+        options: options.clone(),
     })
 }
 
-/// Where the privileged helper comes from, when neither direct access nor UDisks2 is possible:
-/// the `labflash` binary to run under pkexec.
+/// What the privileged helper needs, when neither direct access nor UDisks2 is possible.
 pub struct Privilege<'a> {
-    pub helper: Option<&'a Path>,
     /// The files the helper must protect too (the source, the cache folder).
     pub protected: &'a [&'a Path],
     pub options: &'a TargetOptions,
@@ -136,7 +417,7 @@ pub struct Privilege<'a> {
 /// writes them all from one read of the image. Blocking. When this user can reach the targets
 /// neither directly nor through UDisks2, the whole flash goes to the privileged helper.
 pub fn execute(
-    plan: &Plan,
+    plan: &Writing,
     options: &FlashOptions,
     roots: &SystemRoots,
     privilege: &Privilege,
@@ -144,25 +425,15 @@ pub fn execute(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
     let mut source = plan.open_source()?;
-    if let Some(program) = privilege.helper {
-        if needs_helper(&plan.targets) {
-            return helper::run_privileged(
-                program,
-                plan,
-                &mut *source,
-                privilege,
-                options,
-                cancel,
-                progress,
-            );
-        }
+    if needs_helper(&plan.targets) {
+        return helper::run_privileged(plan, &mut *source, privilege, options, cancel, progress);
     }
     execute_from(plan, &mut *source, options, roots, cancel, progress)
 }
 
 /// `execute` with the image read from `source`.
 pub fn execute_from(
-    plan: &Plan,
+    plan: &Writing,
     source: &mut (dyn Read + Send),
     options: &FlashOptions,
     roots: &SystemRoots,
@@ -180,12 +451,16 @@ pub fn execute_from(
     ))
 }
 
-/// Unmounts and opens every target exclusively; a busy one refuses the flash before any byte.
+/// Unmounts and opens every target exclusively; a target another process uses refuses the flash
+/// before anything is unmounted, and a busy one before any byte.
 pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<device::Target>> {
+    for approved in targets {
+        target::check_unused(approved, roots)?;
+    }
     let mut opened = Vec::new();
     for approved in targets {
         target::unmount(approved, roots)?;
-        opened.push(device::open_for_write(&approved.path)?);
+        opened.push(device::open_for_write(&approved.path, &approved.identity)?);
     }
     Ok(opened)
 }

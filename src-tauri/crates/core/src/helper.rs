@@ -1,21 +1,29 @@
 //! The privileged helper, for machines where the user may neither open a drive nor reach UDisks2:
-//! the front end starts `pkexec labflash helper` and the two talk over the helper's stdin and
-//! stdout only, never a socket. First line in: the request (JSON); then the image's bytes. Lines
-//! out: progress, then the result. The helper applies the target rules itself and reads the image
-//! from its stdin, so it never opens a file on the user's behalf, and checks the bytes against the
-//! digest while writing them.
+//! the front end starts `pkexec /usr/libexec/labflash/labflash helper --target /dev/sdb …` and the
+//! two talk over the helper's stdin and stdout only, never a socket. First line in: the request
+//! (JSON); then the image's bytes. Lines out: progress, then the result.
+//!
+//! It runs as root on an unprivileged process's word, so it trusts nothing of it: it writes only
+//! whole-disk block devices named by their own path (no regular file, no missing path, no
+//! symlink, no partition), each matched by identity (device number, diskseq, serial, size) and
+//! re-approved with every rule; the targets on its command line (which polkit's prompt shows)
+//! must be the request's; it reads the image from its stdin, so it opens no file on the user's
+//! behalf, and checks the bytes against the digest while writing them. The front end starts it
+//! only from a root-owned path that neither group nor others can write (see [`installed`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use crate::device::Access;
 use crate::digest::Sha256Digest;
 use crate::drives::SystemRoots;
 use crate::error::{Error, ErrorKind, Result};
-use crate::flash::{self, Plan, Privilege};
+use crate::flash::{self, Privilege, Writing};
 use crate::progress::{Progress, ProgressSink};
-use crate::target::TargetOptions;
+use crate::target::{Chosen, TargetOptions};
 use crate::write::{FlashOptions, Image, Tail, TargetReport};
 use crate::CancellationToken;
 
@@ -27,7 +35,8 @@ pub const SUBCOMMAND: &str = "helper";
 pub struct Request {
     pub sha256: Sha256Digest,
     pub size: u64,
-    pub targets: Vec<PathBuf>,
+    /// Drives by identity: one that is not the drive the user chose is refused.
+    pub targets: Vec<Chosen>,
     /// Files whose drives must not be written (the source, the cache folder).
     pub protected: Vec<PathBuf>,
     pub unmount: bool,
@@ -52,8 +61,53 @@ struct Outcome {
     kind: Option<ErrorKind>,
 }
 
-/// The helper's side: serves one flash over `input`/`output` (its stdin and stdout).
-pub fn serve(input: impl Read + Send, output: impl Write + Send) -> Result<()> {
+/// Where the package installs the helper (the `labflash` binary), and the path its polkit action
+/// names.
+pub const INSTALLED: &str = "/usr/libexec/labflash/labflash";
+
+/// The helper to run under pkexec: `/usr/libexec/labflash/labflash` (or `$LABFLASH_HELPER`), only
+/// if it and every folder above it belong to root and neither group nor others can write them.
+/// Otherwise any process of the user could replace it before the next password prompt.
+pub fn installed() -> Result<PathBuf> {
+    let path = std::env::var_os("LABFLASH_HELPER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(INSTALLED));
+    let not_installed = |why: String| {
+        Error::Permission {
+        target: "the drives".into(),
+        detail: format!(
+            "labflash's privileged helper is not installed safely ({why}): install the labflash package, which puts it in {INSTALLED}, or run labflash as root"
+        ),
+    }
+    };
+    if !path.is_absolute() {
+        return Err(not_installed(format!(
+            "{} is not an absolute path",
+            path.display()
+        )));
+    }
+    let mut at = Some(path.as_path());
+    while let Some(p) = at {
+        let meta = std::fs::symlink_metadata(p)
+            .map_err(|e| not_installed(format!("{}: {e}", p.display())))?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.file_type().is_symlink() {
+            return Err(not_installed(format!(
+                "{} is not root's alone",
+                p.display()
+            )));
+        }
+        at = p.parent();
+    }
+    Ok(path)
+}
+
+/// The helper's side: serves one flash over `input`/`output` (its stdin and stdout). `argv_targets`
+/// are the targets on its command line: the request must name exactly those.
+pub fn serve(
+    input: impl Read + Send,
+    output: impl Write + Send,
+    argv_targets: &[PathBuf],
+) -> Result<()> {
     let output = Mutex::new(output);
     let send = |m: &Message| {
         let mut out = output.lock().expect("helper output");
@@ -69,7 +123,23 @@ pub fn serve(input: impl Read + Send, output: impl Write + Send) -> Result<()> {
         .map_err(|e| Error::BadInput(format!("no request: {e}")))?;
     let request: Request = serde_json::from_str(&line)
         .map_err(|e| Error::BadInput(format!("a malformed request: {e}")))?;
-    let result = serve_request(&request, &mut input, &|p| send(&Message::Progress(p)));
+    let named: Vec<&Path> = request.targets.iter().map(|t| t.path.as_path()).collect();
+    let result = if named
+        != argv_targets
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>()
+    {
+        Err(Error::BadInput(
+            "the request names other targets than the command line (which polkit showed)".into(),
+        ))
+    } else if request.targets.iter().any(|t| t.identity.is_none()) {
+        Err(Error::BadInput(
+            "the helper writes drives by identity only".into(),
+        ))
+    } else {
+        serve_request(&request, &mut input, &|p| send(&Message::Progress(p)))
+    };
     match result {
         Ok(reports) => send(&Message::Done {
             targets: reports
@@ -111,10 +181,11 @@ fn serve_request(
     let options = TargetOptions {
         unmount: request.unmount,
         allow_fixed: request.allow_fixed,
+        whole_drives_only: true,
     };
     let roots = SystemRoots::default();
     // The rules again, as root: the unprivileged side's checks are not trusted.
-    let plan = flash::plan(
+    let plan = flash::plan_writing(
         image,
         &request.targets,
         None,
@@ -136,21 +207,30 @@ fn serve_request(
     )
 }
 
-/// The front end's side: runs the helper through pkexec, feeds it the image file, relays its
-/// progress, and returns its reports. Cancelling stops feeding the image; the helper then stops.
+/// The front end's side: runs the installed helper through pkexec, feeds it the image file,
+/// relays its progress, and returns its reports. Cancelling stops feeding the image; the helper
+/// then stops.
 pub fn run_privileged(
-    program: &Path,
-    plan: &Plan,
+    plan: &Writing,
     image: &mut (dyn Read + Send),
     privilege: &Privilege,
     flash_options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
+    let program = installed()?;
+    let targets: Vec<Chosen> = plan
+        .targets
+        .iter()
+        .map(|t| Chosen {
+            path: t.path.clone(),
+            identity: t.drive.as_ref().map(|d| d.identity.clone()),
+        })
+        .collect();
     let request = Request {
         sha256: plan.image.sha256,
         size: plan.image.size,
-        targets: plan.targets.iter().map(|t| t.path.clone()).collect(),
+        targets: targets.clone(),
         protected: privilege
             .protected
             .iter()
@@ -163,12 +243,15 @@ pub fn run_privileged(
         tail_hex: plan.image.tail.as_ref().map(|t| hex::encode(&t.bytes)),
     };
     tracing::info!("no direct or UDisks2 access to the targets; asking pkexec to run the helper");
-    let mut child = Command::new("pkexec")
-        .arg(program)
-        .arg(SUBCOMMAND)
+    let mut command = Command::new("pkexec");
+    command.arg(&program).arg(SUBCOMMAND);
+    for t in &targets {
+        command.arg("--target").arg(&t.path);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::Permission {
             target: describe_targets(plan),
@@ -176,9 +259,16 @@ pub fn run_privileged(
         })?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
     let request_line = serde_json::to_string(&request).expect("the request serializes");
 
-    let result = std::thread::scope(|scope| {
+    let (result, said) = std::thread::scope(|scope| {
+        // pkexec's own words (no agent, dismissed prompt), kept for the error's details.
+        let said = scope.spawn(move || {
+            let mut text = String::new();
+            let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
+            text
+        });
         scope.spawn(move || {
             // A write error means the helper is gone; its own message says why.
             let _ = writeln!(stdin, "{request_line}");
@@ -204,6 +294,7 @@ pub fn run_privileged(
                         .into_iter()
                         .map(|o| TargetReport {
                             error_kind: o.kind,
+                            access: Some(Access::Helper),
                             ..o.report
                         })
                         .collect::<Vec<_>>()))
@@ -220,9 +311,12 @@ pub fn run_privileged(
                 Err(e) => tracing::warn!("unexpected helper output: {e}"),
             }
         }
-        outcome
+        (outcome, said.join().unwrap_or_default())
     });
-    let status = child.wait().map_err(|e| Error::io(program, e))?;
+    let status = child.wait().map_err(|e| Error::io(&program, e))?;
+    if !said.trim().is_empty() {
+        tracing::info!("pkexec and the helper said: {}", said.trim());
+    }
     match result {
         Some(Ok(mut reports)) => {
             if cancel.is_cancelled() {
@@ -236,14 +330,31 @@ pub fn run_privileged(
         Some(Err(e)) => Err(e),
         None => Err(Error::Permission {
             target: describe_targets(plan),
-            detail: format!(
-                "pkexec did not run the helper ({status}); it needs polkit's consent, usually a password prompt"
-            ),
+            detail: pkexec_failure(status.code(), said.trim()),
         }),
     }
 }
 
-fn describe_targets(plan: &Plan) -> String {
+/// What went wrong when pkexec did not run the helper, and what to do, from its exit status and
+/// its words (which follow, as details).
+fn pkexec_failure(code: Option<i32>, said: &str) -> String {
+    let what = if said.contains("authentication agent") {
+        "no polkit authentication agent is running, so nobody can be asked for the password: log in to a desktop session, or run labflash as root"
+    } else if code == Some(126) {
+        "the password prompt was dismissed or the password was wrong: try again"
+    } else if code == Some(127) {
+        "pkexec could not ask for authorization: log in to a desktop session, or run labflash as root"
+    } else {
+        "pkexec did not run the helper: it needs polkit's consent, usually a password prompt"
+    };
+    if said.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what} (pkexec: {})", said.lines().next().unwrap_or(said))
+    }
+}
+
+fn describe_targets(plan: &Writing) -> String {
     plan.targets
         .iter()
         .map(|t| t.path.display().to_string())

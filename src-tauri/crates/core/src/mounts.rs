@@ -8,9 +8,20 @@ use crate::error::{io_at, Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
     /// `major:minor` of the mounted device, which matches sysfs' `dev` files exactly (names in
-    /// the source column can be symlinks or mapper names).
+    /// the source column can be symlinks or mapper names). Major 0 is an anonymous device
+    /// (btrfs, overlay): then only `source` says which drive it is on.
     pub devnum: String,
     pub mountpoint: String,
+    pub fstype: String,
+    /// The mount source: `/dev/sda2`, `/dev/mapper/vg-root`, or a name (`tmpfs`).
+    pub source: String,
+}
+
+/// A use of swap: a device (`sda2`, `mapper/vg-swap`), or a swap file on the device `major:minor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swap {
+    Device(String),
+    FileOn(String),
 }
 
 /// Parses `<proc>/self/mountinfo`.
@@ -25,12 +36,20 @@ fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let mut fields = line.split(' ');
     let devnum = fields.nth(2)?.to_string();
     let mountpoint = unescape(fields.nth(1)?);
-    Some(Mount { devnum, mountpoint })
+    let mut rest = fields.skip_while(|f| *f != "-").skip(1);
+    let fstype = rest.next().unwrap_or_default().to_string();
+    let source = unescape(rest.next().unwrap_or_default());
+    Some(Mount {
+        devnum,
+        mountpoint,
+        fstype,
+        source,
+    })
 }
 
-/// Active swap devices from `<proc>/swaps`, as names under /dev (`sda2`, `dm-1`, `mapper/vg-swap`).
-/// Swap files are skipped: the filesystem holding them is mounted and judged by its mount point.
-pub fn read_swaps(proc: &Path) -> Result<Vec<String>> {
+/// Active swap from `<proc>/swaps`: devices by their names under /dev (`sda2`, `dm-1`,
+/// `mapper/vg-swap`), swap files by the device they live on.
+pub fn read_swaps(proc: &Path) -> Result<Vec<Swap>> {
     let path = proc.join("swaps");
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
@@ -42,10 +61,19 @@ pub fn read_swaps(proc: &Path) -> Result<Vec<String>> {
         .skip(1)
         .filter_map(|l| {
             let mut cols = l.split_whitespace();
-            let (name, kind) = (cols.next()?, cols.next()?);
-            (kind == "partition").then(|| unescape(name))
+            let (name, kind) = (unescape(cols.next()?), cols.next()?);
+            if kind == "file" {
+                use std::os::unix::fs::MetadataExt;
+                let dev = fs::metadata(&name).ok()?.dev();
+                return Some(Swap::FileOn(format!(
+                    "{}:{}",
+                    libc::major(dev),
+                    libc::minor(dev)
+                )));
+            }
+            name.strip_prefix("/dev/")
+                .map(|n| Swap::Device(n.to_owned()))
         })
-        .filter_map(|n| n.strip_prefix("/dev/").map(str::to_owned))
         .collect())
 }
 
@@ -72,18 +100,16 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Unmounts every mount point (deepest first), escalating to a lazy unmount where a plain one
-/// fails. The caller re-reads the mount table to check nothing stayed.
+/// Unmounts every mount point (deepest first). Never lazily: a detached filesystem that stays
+/// busy is gone from the mount table but still written to, and the flash would be refused anyway.
+/// The caller re-reads the mount table to check nothing stayed.
 pub fn unmount_all(mountpoints: &[String]) -> Vec<(String, std::io::Error)> {
     let mut ordered: Vec<&String> = mountpoints.iter().collect();
     ordered.sort_by_key(|m| std::cmp::Reverse(m.len()));
     let mut failures = Vec::new();
     for mp in ordered {
         if let Err(e) = umount(mp, 0) {
-            tracing::warn!(mountpoint = %mp, "unmount failed ({e}); trying a lazy unmount");
-            if let Err(e) = umount(mp, libc::MNT_DETACH) {
-                failures.push((mp.clone(), e));
-            }
+            failures.push((mp.clone(), e));
         }
     }
     failures
@@ -112,20 +138,40 @@ mod tests {
         .unwrap();
         assert_eq!(m.devnum, "8:17");
         assert_eq!(m.mountpoint, "/media/me/My Stick");
+        assert_eq!(
+            (m.fstype.as_str(), m.source.as_str()),
+            ("vfat", "/dev/sdb1")
+        );
+        let btrfs = parse_mountinfo_line(
+            "29 1 0:26 /@ / rw,relatime shared:1 - btrfs /dev/nvme0n1p2 rw,ssd,subvol=/@",
+        )
+        .unwrap();
+        assert_eq!(
+            (btrfs.devnum.as_str(), btrfs.source.as_str()),
+            ("0:26", "/dev/nvme0n1p2")
+        );
         assert!(parse_mountinfo_line("garbage").is_none());
     }
 
     #[test]
-    fn swaps_list_partitions_only() {
+    fn swaps_name_devices_and_the_device_of_a_swap_file() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
+        let swapfile = dir.path().join("swapfile");
+        fs::write(&swapfile, b"").unwrap();
+        let dev = fs::metadata(&swapfile).unwrap().dev();
         fs::write(
             dir.path().join("swaps"),
-            "Filename\tType\tSize\tUsed\tPriority\n/dev/nvme0n1p3 partition 8388604 0 -2\n/swapfile file 1024 0 -3\n/dev/mapper/vg-swap partition 1024 0 -4\n",
+            format!("Filename\tType\tSize\tUsed\tPriority\n/dev/nvme0n1p3 partition 8388604 0 -2\n{} file 1024 0 -3\n/dev/mapper/vg-swap partition 1024 0 -4\n", swapfile.display()),
         )
         .unwrap();
         assert_eq!(
             read_swaps(dir.path()).unwrap(),
-            vec!["nvme0n1p3", "mapper/vg-swap"]
+            vec![
+                Swap::Device("nvme0n1p3".into()),
+                Swap::FileOn(format!("{}:{}", libc::major(dev), libc::minor(dev))),
+                Swap::Device("mapper/vg-swap".into())
+            ]
         );
     }
 }

@@ -44,7 +44,7 @@ use crate::flash;
 use crate::http::{BodySink, Http};
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::source;
-use crate::target::{Approved, TargetOptions};
+use crate::target::{Approved, Chosen, TargetOptions};
 use crate::write::{self, Expect, FlashOptions, TargetReport};
 use crate::{CancellationToken, IO_CHUNK};
 
@@ -182,7 +182,7 @@ fn cached_image(image_path: &Path, expected: Sha256Digest, limit: u64) -> Option
 /// takes the image as a file: prepare it with `source::prepare` and flash that instead.
 pub fn approve(
     opened: &Opened,
-    targets: &[PathBuf],
+    targets: &[Chosen],
     options: &TargetOptions,
     cache: &Cache,
     roots: &SystemRoots,
@@ -233,7 +233,7 @@ pub fn run(
             cache::discard(path)?;
             cache::discard(&fetch::record_path(path))?;
         }
-        let sent = outcome.source?;
+        let (sent, targets) = outcome.sent()?;
         return Ok(Streamed {
             archive_sha256: opened
                 .expected
@@ -242,7 +242,7 @@ pub fn run(
             archive_path: opened.archive_path.is_file().then_some(opened.archive_path),
             image_sha256: sent.sha256,
             image_size: sent.size,
-            targets: outcome.targets,
+            targets,
         });
     }
 
@@ -288,8 +288,7 @@ pub fn run(
         drop(input);
         stop.cancel();
         let produced = origin.join().expect("the download thread panicked");
-        let outcome = outcome?;
-        let sent = outcome.source?;
+        let (sent, targets) = outcome?.sent()?;
         let produced =
             produced.expect("the decoder ends only after the origin verified the archive");
         Ok(Streamed {
@@ -298,7 +297,7 @@ pub fn run(
             archive_path: produced.cached,
             image_sha256: sent.sha256,
             image_size: sent.size,
-            targets: outcome.targets,
+            targets,
         })
     })
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::device::TargetKind;
 use crate::drives::{self, Drive, SystemRoots};
 use crate::error::{Error, Result};
+use crate::identity::{DriveIdentity, Identity};
 use crate::mounts;
 
 #[derive(Clone, Debug, Default)]
@@ -15,6 +16,27 @@ pub struct TargetOptions {
     pub unmount: bool,
     /// Accept a fixed, non-removable disk. Front ends ask the operator to confirm it first.
     pub allow_fixed: bool,
+    /// Whole-disk block devices only, named by their own path (no symlink): the privileged
+    /// helper's rule, since it writes as root what an unprivileged process asked for.
+    pub whole_drives_only: bool,
+}
+
+/// A target as the operator chose it: a path, and for a drive picked from a list, what that
+/// drive was then (the flash is refused if the path names another drive now).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chosen {
+    pub path: PathBuf,
+    pub identity: Option<DriveIdentity>,
+}
+
+impl Chosen {
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            identity: None,
+        }
+    }
 }
 
 /// A target that passed every rule.
@@ -26,22 +48,37 @@ pub struct Approved {
     pub drive: Option<Drive>,
     /// Mount points to unmount before writing (only with `TargetOptions::unmount`).
     pub to_unmount: Vec<String>,
+    /// What every open of it is checked against.
+    pub identity: Identity,
 }
 
 /// Checks `target` against the rules for writing an image of `image_size` bytes (unknown for a
 /// stream being decoded: the writer then stops at the drive's end). `protected` are the files
 /// that must survive (the source image, the cache folder): their drives are refused.
 pub fn approve(
-    target: &Path,
+    chosen: &Chosen,
     image_size: Option<u64>,
     protected: &[&Path],
     options: &TargetOptions,
     roots: &SystemRoots,
 ) -> Result<Approved> {
+    let target = chosen.path.as_path();
     let refuse = |reason: String| Error::Refused {
         target: target.display().to_string(),
         reason,
     };
+    if options.whole_drives_only {
+        match std::fs::symlink_metadata(target) {
+            Ok(m) if m.file_type().is_block_device() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refuse(
+                    "it is a symbolic link; name the drive itself".into(),
+                ))
+            }
+            Ok(_) => return Err(refuse("it is not a drive".into())),
+            Err(_) => return Err(refuse("it does not exist".into())),
+        }
+    }
     let meta = match std::fs::metadata(target) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -55,6 +92,7 @@ pub fn approve(
                 kind: TargetKind::File,
                 drive: None,
                 to_unmount: Vec::new(),
+                identity: Identity::NewFile,
             });
         }
         Err(e) => return Err(Error::io(target, e)),
@@ -73,6 +111,10 @@ pub fn approve(
             kind: TargetKind::File,
             drive: None,
             to_unmount: Vec::new(),
+            identity: Identity::File {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
         });
     }
     if !meta.file_type().is_block_device() {
@@ -96,6 +138,13 @@ pub fn approve(
         }));
     };
 
+    if let Some(listed) = &chosen.identity {
+        if *listed != drive.identity {
+            return Err(refuse(
+                "the drive changed since you chose it (another disk has its name now, or it was re-attached); choose it again".into(),
+            ));
+        }
+    }
     if let Some(reason) = unsuitable(&drive, image_size) {
         return Err(refuse(reason));
     }
@@ -131,6 +180,7 @@ pub fn approve(
         path: real,
         kind: TargetKind::BlockDevice,
         to_unmount: drive.mountpoints.clone(),
+        identity: Identity::Drive(drive.identity.clone()),
         drive: Some(drive),
     })
 }
@@ -158,7 +208,29 @@ pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<String> {
     }
 }
 
-/// Unmounts what `approve` found mounted (plain, then lazy) and refuses if anything stays.
+/// Refuses a drive another process uses: open on the disk or a partition, or holding a file or
+/// its working folder in one of the drive's filesystems (which would keep it from unmounting).
+pub fn check_unused(approved: &Approved, roots: &SystemRoots) -> Result<()> {
+    let Some(drive) = &approved.drive else {
+        return Ok(());
+    };
+    let mut devices = vec![drive.path.clone()];
+    devices.extend(drive.partitions.iter().map(|p| p.path.clone()));
+    let users = crate::openers::users(&roots.proc, &devices, &drive.mountpoints);
+    if users.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = users.iter().map(ToString::to_string).collect();
+    Err(Error::Refused {
+        target: approved.path.display().to_string(),
+        reason: format!(
+            "another program is using it ({}); close it and try again",
+            names.join("; ")
+        ),
+    })
+}
+
+/// Unmounts what `approve` found mounted, never lazily, and refuses if anything stays.
 pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     let Some(drive) = &approved.drive else {
         return Ok(());

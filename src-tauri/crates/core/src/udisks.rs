@@ -74,7 +74,8 @@ fn unavailable(path: &Path, e: zbus::Error) -> Error {
     }
 }
 
-/// Whether UDisks2 answers on the system bus.
+/// Whether UDisks2 answers on the system bus. It is D-Bus activatable: one that is installed but
+/// not running yet is started first (asking whether the name has an owner would not start it).
 pub fn available() -> bool {
     let Ok(conn) = zbus::blocking::Connection::system() else {
         return false;
@@ -82,9 +83,11 @@ pub fn available() -> bool {
     let Ok(proxy) = zbus::blocking::fdo::DBusProxy::new(&conn) else {
         return false;
     };
-    proxy
-        .name_has_owner(SERVICE.try_into().expect("a valid bus name"))
-        .unwrap_or(false)
+    let name = zbus::names::WellKnownName::from_static_str_unchecked(SERVICE);
+    if let Err(e) = proxy.start_service_by_name(name.clone(), 0) {
+        tracing::info!("UDisks2 could not be started: {e}");
+    }
+    proxy.name_has_owner(name.into()).unwrap_or(false)
 }
 
 fn refused_or_failed(path: &Path, e: zbus::Error) -> Error {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::device::{self, AlignedBuf, Target, TargetKind, ALIGN};
+use crate::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::digest::Sha256Digest;
 use crate::error::{self, io_at, Error, ErrorKind, Result};
 use crate::progress::{ProgressSink, Reporter, Stage};
@@ -115,6 +115,8 @@ pub struct TargetReport {
     pub error: Option<String>,
     #[serde(skip)]
     pub error_kind: Option<ErrorKind>,
+    /// How the target was reached; null when it was never opened.
+    pub access: Option<Access>,
 }
 
 impl TargetReport {
@@ -127,6 +129,7 @@ impl TargetReport {
             verified_sha256: None,
             error: Some(error.to_string()),
             error_kind: Some(error.kind()),
+            access: None,
         }
     }
 }
@@ -156,6 +159,20 @@ enum Msg {
 pub struct Outcome {
     pub source: Result<Arc<Sent>>,
     pub targets: Vec<TargetReport>,
+}
+
+impl Outcome {
+    /// The image as read, or the error to report: when every target failed before the image
+    /// was read whole, theirs (each named), not the reader's.
+    pub fn sent(self) -> Result<(Arc<Sent>, Vec<TargetReport>)> {
+        match self.source {
+            Ok(sent) => Ok((sent, self.targets)),
+            Err(Error::NoTargetLeft) => Err(Error::EveryTargetFailed {
+                targets: self.targets,
+            }),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Writes `image`, read from `source` (its file, or the helper's stdin), to every target
@@ -205,7 +222,7 @@ pub fn flash_stream(
                 if result.is_err() && target.created {
                     let _ = std::fs::remove_file(&target.path);
                 }
-                report(&target.path, written, result)
+                report(&target, written, result)
             }));
         }
         let source = feed(expect, source, senders, options, cancel);
@@ -217,8 +234,9 @@ pub fn flash_stream(
     })
 }
 
-fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> TargetReport {
-    let path = path.display().to_string();
+fn report(target: &Target, written: u64, result: Result<Option<Sha256Digest>>) -> TargetReport {
+    let path = target.path.display().to_string();
+    let access = Some(target.access);
     match result {
         Ok(verified) => TargetReport {
             path,
@@ -227,6 +245,7 @@ fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> Ta
             verified_sha256: verified,
             error: None,
             error_kind: None,
+            access,
         },
         Err(e) => TargetReport {
             path,
@@ -235,6 +254,7 @@ fn report(path: &Path, written: u64, result: Result<Option<Sha256Digest>>) -> Ta
             verified_sha256: None,
             error: Some(e.to_string()),
             error_kind: Some(e.kind()),
+            access,
         },
     }
 }
@@ -257,7 +277,7 @@ fn feed(
     let result = read_chunks(expect, trusted, source, &mut senders, cancel).map(Arc::new);
     let end = match &result {
         // Closing the queues without End tells writers to stop.
-        Err(Error::Cancelled) => return result,
+        Err(Error::Cancelled | Error::NoTargetLeft) => return result,
         Ok(sent) => Ok(sent.clone()),
         Err(e) => Err((e.kind(), e.to_string())),
     };
@@ -357,7 +377,7 @@ fn send_chunks(
             .expect("the hashing thread outlives the reader");
         senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
         if senders.is_empty() {
-            return Err(Error::Cancelled);
+            return Err(Error::NoTargetLeft);
         }
         offset += got as u64;
         if got < want {
@@ -494,15 +514,17 @@ fn write_target(
     let head_len = size.min(HEAD) as usize;
 
     // 3. Read the rest back from the device (with the other targets: see `readback`) and check
-    // the whole image's digest.
+    // the whole image's digest. Through the descriptor that wrote it (O_DIRECT, page cache
+    // dropped): a drive opened through UDisks2 or the helper is authorized once per flash.
     let reader = if options.verify {
-        let (reader, _) = device::open_for_read(path)?;
+        let reader = file;
+        device::drop_cache(reader);
         let rest = size - head_len as u64;
         let mut back = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
         let actual = job.readback.hash_target(
             job.me,
             &head[..head_len],
-            &reader,
+            reader,
             path,
             HEAD,
             rest,
@@ -510,7 +532,7 @@ fn write_target(
             &mut back,
         )?;
         if actual != sent.sha256 {
-            let bad = verify::first_different_mib(&reader, &sent.mib_crcs, head_len as u64, size)
+            let bad = verify::first_different_mib(reader, &sent.mib_crcs, head_len as u64, size)
                 .map_err(io_at(path))?;
             return Err(match bad {
                 Some(bad) => Error::ReadBackMismatch {
@@ -564,11 +586,10 @@ fn write_target(
     reporter.finish(size);
     let verified = match reader {
         Some((reader, actual)) => {
-            device::drop_cache(&reader);
+            device::drop_cache(reader);
             let mut back = AlignedBuf::zeroed(HEAD as usize);
             let aligned = device::round_up(head_len as u64, ALIGN as u64) as usize;
-            let got =
-                device::read_full_at(&reader, &mut back[..aligned], 0).map_err(io_at(path))?;
+            let got = device::read_full_at(reader, &mut back[..aligned], 0).map_err(io_at(path))?;
             if got < head_len || back[..head_len] != head[..head_len] {
                 return Err(Error::ReadBackMismatch {
                     target: path.display().to_string(),
