@@ -446,13 +446,16 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
         );
         assert!(asked().is_empty(), "nothing was asked of polkit");
 
+        // No rule allows it and no authentication agent runs here: pkexec cannot ask anyone.
         desktop.allow(false);
         let denied = flash(&bin);
         assert_eq!(denied.code, 3, "{}", denied.stderr);
+        let error = denied.json()["error"].as_str().unwrap().to_string();
         assert!(
-            denied.json()["error"].as_str().unwrap().contains("pkexec"),
-            "{}",
-            denied.stdout
+            error.contains("no polkit authentication agent is running")
+                && error.contains("log in to a desktop session")
+                && error.contains("(pkexec: "),
+            "one sentence saying what to do, pkexec's words after it: {error}"
         );
         assert_eq!(dev.read(0, other.len()), other, "a denied helper wrote");
     }

@@ -361,3 +361,37 @@ fn describe_targets(plan: &Writing) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkexec_failures_say_what_to_do_then_what_pkexec_said() {
+        let no_agent = pkexec_failure(
+            Some(127),
+            "Error creating textual authentication agent: Error opening current controlling terminal",
+        );
+        assert!(
+            no_agent.starts_with("no polkit authentication agent is running"),
+            "{no_agent}"
+        );
+        assert!(
+            no_agent.contains("(pkexec: Error creating textual"),
+            "{no_agent}"
+        );
+        let dismissed = pkexec_failure(Some(126), "");
+        assert!(dismissed.contains("dismissed"), "{dismissed}");
+    }
+
+    #[test]
+    fn a_helper_in_a_folder_others_can_write_is_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("labflash");
+        std::fs::write(&helper, b"").unwrap();
+        std::env::set_var("LABFLASH_HELPER", &helper);
+        let err = installed().unwrap_err().to_string();
+        std::env::remove_var("LABFLASH_HELPER");
+        assert!(err.contains("install the labflash package"), "{err}");
+    }
+}
