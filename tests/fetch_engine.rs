@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::server::{Reply, Serve, Server};
 use common::*;
-use labflash_core::cache::Cache;
+use labflash_core::fetch::cache::Cache;
+use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{fetch, FetchRequest};
-use labflash_core::http::{Http, HttpPolicy};
 use labflash_core::progress::{Progress, ProgressSink, Stage};
 use labflash_core::{CancellationToken, Error, ErrorKind};
 
@@ -184,7 +184,7 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
     };
     let http = Http::new(policy).unwrap();
     let mut req = FetchRequest::new(format!("http://{addr}/os.img.xz").parse().unwrap());
-    req.sha256 = Some(labflash_core::digest::parse_typed(&sha256_hex(b"x")).unwrap());
+    req.sha256 = Some(labflash_core::fetch::digest::parse_typed(&sha256_hex(b"x")).unwrap());
     let progress: Arc<dyn ProgressSink> = Arc::new(labflash_core::progress::NoProgress);
     let err = fetch(&http, &cache, &req, &CancellationToken::new(), &progress)
         .await

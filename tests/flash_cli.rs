@@ -749,10 +749,10 @@ fn the_helper_writes_only_whole_drives_matched_by_identity() {
 #[test]
 fn a_drive_that_changed_after_it_was_planned_is_refused() {
     require_root!();
-    use labflash_core::drives::SystemRoots;
     use labflash_core::flash;
-    use labflash_core::target::{Chosen, TargetOptions};
-    use labflash_core::write::Image;
+    use labflash_core::flash::rules::{Chosen, TargetOptions};
+    use labflash_core::flash::writer::Image;
+    use labflash_core::io::drives::SystemRoots;
     let b = Bench::new();
     let (img, bytes) = b.image("os.img", MIB as usize, 32);
     let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);

@@ -5,21 +5,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use labflash_core::cache::Cache;
-use labflash_core::cidata::{self, Cidata, CidataRequest};
-use labflash_core::digest::{self, Sha256Digest};
-use labflash_core::drives::{self, Drive, DriveEvent, SystemRoots};
-use labflash_core::factory::{self, AssetRequest, Customization, Extension, Factory, Version};
+use labflash_core::fetch::cache::Cache;
+use labflash_core::fetch::digest::{self, Sha256Digest};
+use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
 use labflash_core::flash;
-use labflash_core::http::{Http, HttpPolicy};
-use labflash_core::incus::{self, IncusRequest};
+use labflash_core::flash::rules::{self, Chosen, TargetOptions};
+use labflash_core::flash::writer::TargetReport;
+use labflash_core::io::drives::{self, Drive, DriveEvent, SystemRoots};
 use labflash_core::progress::{Progress, ProgressSink};
-use labflash_core::source::{self, SourceRequest};
-use labflash_core::talos::{self, BuildRequest};
-use labflash_core::target::{self, Chosen, TargetOptions};
+use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
+use labflash_core::sources::incus::{self, IncusRequest};
+use labflash_core::sources::talos_build::{self, BuildRequest};
+use labflash_core::sources::talos_factory::{
+    self, AssetRequest, Customization, Extension, Factory, Version,
+};
+use labflash_core::sources::{self, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
-use labflash_core::write::TargetReport;
 use labflash_core::{Error, ErrorKind};
 use tauri::ipc::Channel;
 use tauri::State;
@@ -171,7 +173,7 @@ pub fn list_drives(show_all: bool, image_size: Option<u64>) -> Reply<Vec<DriveRo
         .into_iter()
         .filter(|d| show_all || d.is_removable_media())
         .map(|d| DriveRow {
-            unsuitable: target::unsuitable(&d, image_size),
+            unsuitable: rules::unsuitable(&d, image_size),
             fixed: d.is_fixed(),
             drive: d,
         })
@@ -287,16 +289,16 @@ pub async fn prepare(
             sha256,
             allow_unverified,
         } => {
-            if !source::is_url(&url) {
+            if !sources::is_url(&url) {
                 return Err(bad(format!("{url:?} is not an http(s) URL")));
             }
             let req = from_source(url, digest_arg(&sha256)?, allow_unverified);
-            source::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
+            sources::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
         }
         SourceSpec::File { path, sha256 } => {
             let path = absolute(&path, "image file")?;
             let req = from_source(path.display().to_string(), digest_arg(&sha256)?, false);
-            source::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
+            sources::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
         }
         SourceSpec::Talos {
             factory_url,
@@ -327,7 +329,8 @@ pub async fn prepare(
                 allow_unverified,
                 max_image_size,
             };
-            let f = factory::fetch_asset(&app.http(), &cache, &req, &cancel, &progress).await?;
+            let f =
+                talos_factory::fetch_asset(&app.http(), &cache, &req, &cancel, &progress).await?;
             return Ok(Prepared {
                 image_path: f.fetched.image_path,
                 image_sha256: f.fetched.image_sha256,
@@ -371,13 +374,13 @@ pub async fn prepare(
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| bad(format!("cannot read the config {}: {e}", path.display())))?;
             let request = BuildRequest {
-                build: talos::parse(&text)?,
+                build: talos_build::parse(&text)?,
                 base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
                 cache_dir: None,
                 allow_unverified: false,
                 max_image_size,
             };
-            let b = talos::build(&request, &app.http(), &cancel, &progress).await?;
+            let b = talos_build::build(&request, &app.http(), &cancel, &progress).await?;
             return Ok(Prepared {
                 image_path: b.boot_artifact_path,
                 image_sha256: b.boot_artifact_sha256,

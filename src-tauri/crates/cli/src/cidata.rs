@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use labflash_core::cidata::{self, Cidata, CidataRequest};
+use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 
 use crate::output::Output;
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use labflash_core::target::Approved;
+use labflash_core::flash::rules::Approved;
 
 use crate::output::Failure;
 

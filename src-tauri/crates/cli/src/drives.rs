@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use labflash_core::drives::{self, Drive, SystemRoots};
+use labflash_core::io::drives::{self, Drive, SystemRoots};
 
 use crate::output::{Failure, Output};
 

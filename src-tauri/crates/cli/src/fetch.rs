@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use labflash_core::cache::Cache;
-use labflash_core::digest::{self, Sha256Digest};
+use labflash_core::fetch::cache::Cache;
+use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::{self, DigestSource, FetchRequest, Fetched};
 use labflash_core::CancellationToken;
 use url::Url;

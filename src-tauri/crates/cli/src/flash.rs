@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use labflash_core::flash::rules::{Chosen, TargetOptions};
+use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
-use labflash_core::target::{Chosen, TargetOptions};
-use labflash_core::write::TargetReport;
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;

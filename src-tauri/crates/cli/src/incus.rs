@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use labflash_core::cache::Cache;
-use labflash_core::incus::{self, IncusFetched, IncusRequest};
+use labflash_core::fetch::cache::Cache;
+use labflash_core::sources::incus::{self, IncusFetched, IncusRequest};
 use labflash_core::CancellationToken;
 
 use crate::fetch::parse_size;

@@ -95,8 +95,11 @@ fn main() -> ExitCode {
             Command::Talos(command) => talos::run(command, &out, &cancel).await,
             Command::Incus(command) => incus::run(command, &out, &cancel).await,
             Command::Helper { targets } => {
-                let served =
-                    labflash_core::helper::serve(std::io::stdin(), std::io::stdout(), &targets);
+                let served = labflash_core::flash::helper::serve(
+                    std::io::stdin(),
+                    std::io::stdout(),
+                    &targets,
+                );
                 match served {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => out.fail(e.into()),

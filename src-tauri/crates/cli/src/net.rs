@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use labflash_core::http::{Http, HttpPolicy};
+use labflash_core::fetch::http::{Http, HttpPolicy};
 
 use crate::output::Failure;
 

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use labflash_core::factory::{self, AssetRequest, Customization, Factory, FetchedAsset};
-use labflash_core::http::Http;
-use labflash_core::talos::{self, BuildRequest, Built};
+use labflash_core::fetch::http::Http;
+use labflash_core::sources::talos_build::{self, BuildRequest, Built};
+use labflash_core::sources::talos_factory::{
+    self, AssetRequest, Customization, Factory, FetchedAsset,
+};
 use labflash_core::CancellationToken;
 
 use crate::fetch::{parse_size, SourceArgs};
@@ -31,7 +33,7 @@ pub enum TalosCommand {
 #[derive(Args)]
 pub struct FactoryArgs {
     /// The Image Factory.
-    #[arg(long, value_name = "URL", default_value = factory::DEFAULT_FACTORY)]
+    #[arg(long, value_name = "URL", default_value = talos_factory::DEFAULT_FACTORY)]
     pub factory_url: String,
     #[command(flatten)]
     pub net: NetArgs,
@@ -235,7 +237,7 @@ async fn talos_fetch(
         max_image_size: args.source.max_image_size,
     };
     let progress = crate::progress::sink(out.show_progress());
-    Ok(factory::fetch_asset(http, &cache, &request, cancel, &progress).await?)
+    Ok(talos_factory::fetch_asset(http, &cache, &request, cancel, &progress).await?)
 }
 
 async fn build(
@@ -256,10 +258,13 @@ async fn build(
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Failure::usage(format!("cannot read the config {}: {e}", path.display()))
         })?;
-        (text, labflash_core::cache::folder_of(&path).to_path_buf())
+        (
+            text,
+            labflash_core::fetch::cache::folder_of(&path).to_path_buf(),
+        )
     };
     let request = BuildRequest {
-        build: talos::parse(&text)?,
+        build: talos_build::parse(&text)?,
         base_dir,
         cache_dir: args.cache_dir.clone(),
         allow_unverified: args.allow_unverified,
@@ -267,5 +272,5 @@ async fn build(
     };
     let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());
-    Ok(talos::build(&request, &http, cancel, &progress).await?)
+    Ok(talos_build::build(&request, &http, cancel, &progress).await?)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
-use labflash_core::digest::Sha256Digest;
+use labflash_core::fetch::digest::Sha256Digest;
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::CancellationToken;
 

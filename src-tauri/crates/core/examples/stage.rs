@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use labflash_core::decompress::{self, Format};
-use labflash_core::digest::{self, Sha256Digest};
-use labflash_core::drives::SystemRoots;
+use labflash_core::fetch::decompress::{self, Format};
+use labflash_core::fetch::digest::{self, Sha256Digest};
+use labflash_core::flash::rules::{self, Chosen, TargetOptions};
+use labflash_core::flash::writer::{self, Expect, FlashOptions};
+use labflash_core::io::device;
+use labflash_core::io::drives::SystemRoots;
 use labflash_core::progress::{NoProgress, Progress, Stage};
-use labflash_core::target::{self, Chosen, TargetOptions};
-use labflash_core::write::{self, Expect, FlashOptions};
-use labflash_core::{device, verify, CancellationToken, Error};
+use labflash_core::{verify, CancellationToken, Error};
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -61,7 +62,7 @@ fn main() -> Result<(), Error> {
             let sha256: Sha256Digest = arg(3).parse().expect("SHA256 of the image");
             let mut source = File::open(&image).map_err(|e| io(&image, e))?;
             let size = source.metadata().map_err(|e| io(&image, e))?.len();
-            let approved = target::approve(
+            let approved = rules::approve(
                 &Chosen::path(arg(2)),
                 Some(size),
                 &[image.as_path()],
@@ -84,7 +85,7 @@ fn main() -> Result<(), Error> {
             };
             let start = Instant::now();
             let options = FlashOptions { verify: true };
-            let outcome = write::flash_stream(
+            let outcome = writer::flash_stream(
                 &expect,
                 &mut source,
                 vec![target],

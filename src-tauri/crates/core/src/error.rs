@@ -80,7 +80,7 @@ pub enum Error {
     #[error("could not download {url}: {problem}")]
     Certificate {
         url: String,
-        problem: crate::tls::CertProblem,
+        problem: crate::fetch::tls::CertProblem,
     },
 
     #[error("{url} sent nothing for {secs} s while {during}")]
@@ -122,7 +122,7 @@ pub enum Error {
 
     #[error("every target failed: {}", targets.iter().map(|t| format!("{}: {}", t.path, t.error.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; "))]
     EveryTargetFailed {
-        targets: Vec<crate::write::TargetReport>,
+        targets: Vec<crate::flash::writer::TargetReport>,
     },
 }
 

@@ -1,40 +1,24 @@
 //! labflash-core: the engine behind the `labflash` CLI and the desktop app. It knows nothing of
 //! terminals or windows: every operation takes a cancel token and a progress sink and returns a
-//! typed result or an [`Error`].
+//! typed result or an [`Error`]. Its folders are its architecture:
 //!
-//! The flow of a fetch, top to bottom, is in [`fetch`]; each step has its own module:
-//! [`http`] (retries, timeouts, resume), [`digest`] (SHA-256, sidecars), [`cache`] (layout, locks,
-//! atomic files), [`decompress`] (xz, gzip, zstd, raw; bounded). A flash from a URL is one
-//! streaming pass through all of them and [`write`]: read [`pipeline`].
+//! - [`fetch`]: from a URL to a verified image in the cache: HTTP with retries and resume, the
+//!   trust store, digests and checksum files, the cache, decompression. Read `fetch/mod.rs`.
+//! - [`sources`]: what can be flashed: a URL or local file, a Talos Image Factory image, a labctl
+//!   `talos build`, an IncusOS release, a cidata config image.
+//! - [`flash`]: a flash from request to verified drives: the plan, the target rules, the writer,
+//!   the streaming pass, the shared read-back, the privileged helper. Read `flash/mod.rs`.
+//! - [`io`]: the machine: drives and their identities, mounts and openers, opening devices
+//!   (O_DIRECT, O_EXCL, UDisks2). The Linux-only code lives here.
+//! - [`verify`]: reading a drive or file back against a digest, without writing.
 
-pub mod cache;
-pub mod cidata;
-pub mod decompress;
-pub mod device;
-pub mod digest;
-pub mod drives;
 pub mod error;
-pub mod factory;
 pub mod fetch;
 pub mod flash;
-pub mod gpt;
-pub mod helper;
-pub mod http;
-pub mod identity;
-pub mod incus;
-pub mod mounts;
-pub mod onestick;
-pub mod openers;
-pub mod pipeline;
+pub mod io;
 pub mod progress;
-mod readback;
-pub mod source;
-pub mod talos;
-pub mod target;
-pub mod tls;
-pub mod udisks;
+pub mod sources;
 pub mod verify;
-pub mod write;
 
 pub use error::{Error, ErrorKind, Result};
 pub use tokio_util::sync::CancellationToken;

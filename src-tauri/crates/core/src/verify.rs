@@ -6,9 +6,9 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::device::{self, AlignedBuf, ALIGN};
-use crate::digest::Sha256Digest;
 use crate::error::{io_at, Error, Result};
+use crate::fetch::digest::Sha256Digest;
+use crate::io::device::{self, AlignedBuf, ALIGN};
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::CancellationToken;
 
@@ -154,7 +154,7 @@ pub async fn resolve_expected(
     expected: &Expected,
     target: &Path,
     size: Option<u64>,
-    http: &crate::http::Http,
+    http: &crate::fetch::http::Http,
     cancel: &CancellationToken,
     progress: &std::sync::Arc<dyn ProgressSink>,
 ) -> Result<(Sha256Digest, u64)> {
@@ -165,16 +165,16 @@ pub async fn resolve_expected(
                 crate::fetch::blocking_hash(image, Stage::HashImage, cancel, progress).await?;
             return Ok((digest, size.unwrap_or(len)));
         }
-        Expected::Sidecar(source) if crate::source::is_url(source) => {
+        Expected::Sidecar(source) if crate::sources::is_url(source) => {
             let url = url::Url::parse(source)
                 .map_err(|e| Error::BadInput(format!("{source:?} is not a valid URL: {e}")))?;
-            crate::digest::parse_sidecar(&http.get_text(&url, cancel).await?, source)?
+            crate::fetch::digest::parse_sidecar(&http.get_text(&url, cancel).await?, source)?
         }
         Expected::Sidecar(source) => {
             let text = std::fs::read_to_string(source).map_err(|e| {
                 Error::BadInput(format!("cannot read the checksum file {source}: {e}"))
             })?;
-            crate::digest::parse_sidecar(&text, source)?
+            crate::fetch::digest::parse_sidecar(&text, source)?
         }
     };
     if let Some(size) = size {

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::device::{AlignedBuf, ALIGN};
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fetch::digest::Sha256Digest;
+use crate::io::device::{AlignedBuf, ALIGN};
 use crate::progress::Reporter;
 use crate::verify::{read_chunk, READ_CHUNK};
 use crate::CancellationToken;

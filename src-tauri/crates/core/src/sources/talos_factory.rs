@@ -7,10 +7,10 @@ use std::cmp::Ordering;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::http::Http;
+use crate::fetch::http::Http;
 use crate::CancellationToken;
 
-pub use crate::talos::{DEFAULT_FACTORY, DEFAULT_SCHEMATIC};
+pub use crate::sources::talos_build::{DEFAULT_FACTORY, DEFAULT_SCHEMATIC};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -471,7 +471,7 @@ pub struct AssetRequest {
     pub arch: String,
     pub secureboot: bool,
     pub format: String,
-    pub sha256: Option<crate::digest::Sha256Digest>,
+    pub sha256: Option<crate::fetch::digest::Sha256Digest>,
     pub allow_unverified: bool,
     pub max_image_size: u64,
 }
@@ -490,7 +490,7 @@ pub struct FetchedAsset {
 /// against the version's official list, the schematic is created, the asset fetched like `fetch`.
 pub async fn fetch_asset(
     http: &Http,
-    cache: &crate::cache::Cache,
+    cache: &crate::fetch::cache::Cache,
     req: &AssetRequest,
     cancel: &CancellationToken,
     progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,

@@ -4,11 +4,11 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::device::TargetKind;
-use crate::drives::{self, Drive, SystemRoots};
 use crate::error::{Error, Result};
-use crate::identity::{DriveIdentity, Identity};
-use crate::mounts;
+use crate::io::device::TargetKind;
+use crate::io::drives::{self, Drive, SystemRoots};
+use crate::io::identity::{DriveIdentity, Identity};
+use crate::io::mounts;
 
 #[derive(Clone, Debug, Default)]
 pub struct TargetOptions {
@@ -52,7 +52,7 @@ pub struct Approved {
     pub identity: Identity,
 }
 
-/// Checks `target` against the rules for writing an image of `image_size` bytes (unknown for a
+/// Checks the chosen target against the rules for writing an image of `image_size` bytes (unknown for a
 /// stream being decoded: the writer then stops at the drive's end). `protected` are the files
 /// that must survive (the source image, the cache folder): their drives are refused.
 pub fn approve(
@@ -216,7 +216,17 @@ pub fn check_unused(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     };
     let mut devices = vec![drive.path.clone()];
     devices.extend(drive.partitions.iter().map(|p| p.path.clone()));
-    let users = crate::openers::users(&roots.proc, &devices, &drive.mountpoints);
+    // Tools probe drives for a moment (udev's blkid, losetup looking for a free loop device):
+    // only a process still holding it after half a second counts.
+    let mut users = crate::io::openers::users(&roots.proc, &devices, &drive.mountpoints);
+    for _ in 0..5 {
+        if users.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = crate::io::openers::users(&roots.proc, &devices, &drive.mountpoints);
+        users.retain(|u| now.contains(u));
+    }
     if users.is_empty() {
         return Ok(());
     }
@@ -253,7 +263,7 @@ pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
             devices.push(&drive.path);
         }
         for device in devices {
-            if let Err(e) = crate::udisks::unmount(Path::new(device)) {
+            if let Err(e) = crate::io::udisks::unmount(Path::new(device)) {
                 failures.push((device.to_string(), std::io::Error::other(e.to_string())));
             }
         }

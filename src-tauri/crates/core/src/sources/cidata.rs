@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fetch::digest::Sha256Digest;
 
 const MIB: u64 = 1 << 20;
 /// Room for FAT structures and directory entries beside the files.
@@ -176,16 +176,16 @@ impl fatfs::TimeProvider for FixedTime {
 /// Writes `bytes` to `path` through a temp file that is 0600 from its creation, fsynced and
 /// renamed into place.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = crate::cache::folder_of(path);
+    let dir = crate::fetch::cache::folder_of(path);
     if !dir.is_dir() {
         return Err(Error::BadInput(format!(
             "the folder {} does not exist",
             dir.display()
         )));
     }
-    let mut tmp = crate::cache::temp_file_beside(path)?;
+    let mut tmp = crate::fetch::cache::temp_file_beside(path)?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    crate::cache::commit(tmp, path)
+    crate::fetch::cache::commit(tmp, path)
 }
 
 /// `meta-data` as YAML: `instance-id`, then `local-hostname` (labctl's order), each value written

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{io_at, Result};
-use crate::identity::DriveIdentity;
-use crate::mounts::{self, Mount, Swap};
+use crate::io::identity::DriveIdentity;
+use crate::io::mounts::{self, Mount, Swap};
 use crate::CancellationToken;
 
 /// Mount points that make the drive under them a system drive.

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::identity::{self, Identity};
+use crate::io::identity::{self, Identity};
 
 /// Buffers are aligned for O_DIRECT on any device (logical blocks are 512 or 4096 bytes).
 pub const ALIGN: usize = 4096;
@@ -113,7 +113,7 @@ fn open_block(path: &Path, write: bool, flags: libc::c_int) -> Result<(File, Acc
     match direct {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
             tracing::info!(path = %path.display(), "no direct access; asking UDisks2 to open it");
-            let file = crate::udisks::open(path, write, flags | libc::O_CLOEXEC)?;
+            let file = crate::io::udisks::open(path, write, flags | libc::O_CLOEXEC)?;
             Ok((file, Access::Udisks2))
         }
         other => other

@@ -16,7 +16,7 @@
 //!    so its digest can be checked and confirmed before any target is touched, then re-hashed
 //!    as it streams (it must not change meanwhile).
 //! 2. [`run`]: open the approved targets, run that origin on its own thread, decode what it
-//!    sends, and write it with `write::flash_stream`, which hashes the image on the way and reads
+//!    sends, and write it with `writer::flash_stream`, which hashes the image on the way and reads
 //!    every target back.
 //!
 //! The archive's digest is checked when its last byte has arrived and before the writers learn
@@ -34,18 +34,18 @@ use sha2::{Digest as _, Sha256};
 use tokio::runtime::Handle;
 use url::Url;
 
-use crate::cache::{self, AssetLock, Cache};
-use crate::decompress::{self, Format};
-use crate::digest::Sha256Digest;
-use crate::drives::SystemRoots;
 use crate::error::{self, io_at, Error, Result};
+use crate::fetch::cache::{self, AssetLock, Cache};
+use crate::fetch::decompress::{self, Format};
+use crate::fetch::digest::Sha256Digest;
+use crate::fetch::http::{BodySink, Http};
 use crate::fetch::{self, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
-use crate::http::{BodySink, Http};
+use crate::flash::rules::{Approved, Chosen, TargetOptions};
+use crate::flash::writer::{self, Expect, FlashOptions, TargetReport};
+use crate::io::drives::SystemRoots;
 use crate::progress::{ProgressSink, Reporter, Stage};
-use crate::source;
-use crate::target::{Approved, Chosen, TargetOptions};
-use crate::write::{self, Expect, FlashOptions, TargetReport};
+use crate::sources;
 use crate::{CancellationToken, IO_CHUNK};
 
 /// Archive bytes in flight between the origin and the decoder, in packets of `IO_CHUNK`; the
@@ -55,7 +55,7 @@ const PACKETS: usize = 4;
 /// Whether an image named by a URL or a local path can stream: a URL, or a compressed file. A
 /// raw file is written as it is; a path that cannot be read is left to the file path's errors.
 pub fn streams(image: &str) -> bool {
-    source::is_url(image)
+    sources::is_url(image)
         || Format::of_file(Path::new(image)).is_ok_and(|format| format != Format::Raw)
 }
 
@@ -143,7 +143,7 @@ pub async fn open_file(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
-    let file = source::hash_local(path, expected, cancel, progress).await?;
+    let file = sources::hash_local(path, expected, cancel, progress).await?;
     Ok(Opened {
         source: file.path.display().to_string(),
         expected: Some(file.sha256),
@@ -179,7 +179,7 @@ fn cached_image(image_path: &Path, expected: Sha256Digest, limit: u64) -> Option
 
 /// Checks every target against the rules (one refusal refuses all; the cache's drive is
 /// protected). `None` when some target can only be written through the privileged helper, which
-/// takes the image as a file: prepare it with `source::prepare` and flash that instead.
+/// takes the image as a file: prepare it with `sources::prepare` and flash that instead.
 pub fn approve(
     opened: &Opened,
     targets: &[Chosen],
@@ -220,7 +220,7 @@ pub fn run(
             size: Some(*size),
             tail: None,
         };
-        let outcome = write::flash_stream(
+        let outcome = writer::flash_stream(
             &expect,
             &mut file,
             opened_targets,
@@ -273,7 +273,7 @@ pub fn run(
             cancel,
             progress,
         );
-        if let Ok(write::Outcome {
+        if let Ok(writer::Outcome {
             source: source @ Err(Error::Corrupt { .. }),
             ..
         }) = &mut outcome
@@ -306,11 +306,11 @@ pub fn run(
 fn decode_and_write(
     opened: &Opened,
     input: &mut Received,
-    targets: Vec<crate::device::Target>,
+    targets: Vec<crate::io::device::Target>,
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<write::Outcome> {
+) -> Result<writer::Outcome> {
     let name = PathBuf::from(&opened.source);
     let format = Format::detect(input.fill_buf().map_err(|e| error::from_io(&name, e))?);
     tracing::info!(
@@ -325,7 +325,7 @@ fn decode_and_write(
         size: None,
         tail: None,
     };
-    Ok(write::flash_stream(
+    Ok(writer::flash_stream(
         &expect,
         &mut decoded,
         targets,
@@ -442,7 +442,7 @@ fn from_file(
                 return Err(Error::Cancelled);
             }
             let mut buf = vec![0u8; IO_CHUNK];
-            let n = write::read_full(&mut file, &mut buf).map_err(io_at(path))?;
+            let n = writer::read_full(&mut file, &mut buf).map_err(io_at(path))?;
             if n == 0 {
                 break;
             }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::cache::{self, Cache};
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fetch::cache::{self, Cache};
+use crate::fetch::digest::Sha256Digest;
+use crate::fetch::http::Http;
 use crate::fetch::{self, DigestSource, FetchRequest};
-use crate::http::Http;
 use crate::progress::ProgressSink;
 use crate::CancellationToken;
 
@@ -303,7 +303,7 @@ fn seed_partition(image: &Path) -> Result<(u64, u64)> {
     let mut f = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
     let n = f.read(&mut start).map_err(|e| Error::io(image, e))?;
     start.truncate(n);
-    crate::gpt::partition(&start, 1).ok_or_else(|| {
+    crate::flash::gpt::partition(&start, 1).ok_or_else(|| {
         Error::BadInput("the IncusOS image has no second GPT partition to hold a seed".into())
     })
 }

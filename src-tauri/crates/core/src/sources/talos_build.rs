@@ -14,14 +14,14 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use crate::cache::{self, Cache};
-use crate::cidata::{self, CidataRequest, Contents};
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
-use crate::factory::{self, Asset, FactoryUrl};
+use crate::fetch::cache::{self, Cache};
+use crate::fetch::digest::Sha256Digest;
+use crate::fetch::http::Http;
 use crate::fetch::{self, FetchRequest};
-use crate::http::Http;
 use crate::progress::ProgressSink;
+use crate::sources::cidata::{self, CidataRequest, Contents};
+use crate::sources::talos_factory::{self, Asset, FactoryUrl};
 use crate::CancellationToken;
 
 pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
@@ -204,8 +204,8 @@ impl ImageBuild {
                 format!("{:?} must be an HTTP or HTTPS URL", s.factory_url),
             ));
         }
-        factory::check_exact_version(&s.version).map_err(|e| invalid("source.version", e))?;
-        if !factory::is_schematic_id(&s.schematic_id) {
+        talos_factory::check_exact_version(&s.version).map_err(|e| invalid("source.version", e))?;
+        if !talos_factory::is_schematic_id(&s.schematic_id) {
             return Err(invalid(
                 "source.schematicID",
                 format!(
@@ -333,7 +333,7 @@ fn relative_path(field: &str, path: &Path) -> Result<()> {
 pub fn release_named_in(source: &str) -> Option<&str> {
     source
         .split(['/', '?', '#'])
-        .find(|segment| factory::check_exact_version(segment).is_ok())
+        .find(|segment| talos_factory::check_exact_version(segment).is_ok())
 }
 
 /// Talos v1.12.0 to v1.12.2 cannot mount a FAT cidata volume (siderolabs/talos issue 12647, fixed
@@ -503,9 +503,9 @@ mod tests {
     use super::*;
 
     /// labctl's own configs (GilmanLab/platform; sources named in each fixture's header).
-    const MINIMAL: &str = include_str!("../../../../tests/fixtures/labctl/talos-minimal.yaml");
-    const FULL: &str = include_str!("../../../../tests/fixtures/labctl/talos-full.yaml");
-    const VALID: &str = include_str!("../../../../tests/fixtures/labctl/talos-valid.yaml");
+    const MINIMAL: &str = include_str!("../../../../../tests/fixtures/labctl/talos-minimal.yaml");
+    const FULL: &str = include_str!("../../../../../tests/fixtures/labctl/talos-full.yaml");
+    const VALID: &str = include_str!("../../../../../tests/fixtures/labctl/talos-valid.yaml");
 
     #[test]
     fn labctl_minimal_config_gets_labctl_defaults() {
@@ -574,19 +574,23 @@ mod tests {
     fn invalid_configs_name_the_field_and_labctl_s_reason() {
         let fixtures = [
             (
-                include_str!("../../../../tests/fixtures/labctl/talos-invalid-format.yaml"),
+                include_str!("../../../../../tests/fixtures/labctl/talos-invalid-format.yaml"),
                 "output.format",
             ),
             (
-                include_str!("../../../../tests/fixtures/labctl/talos-invalid-version-latest.yaml"),
+                include_str!(
+                    "../../../../../tests/fixtures/labctl/talos-invalid-version-latest.yaml"
+                ),
                 "exact release like v1.13.0",
             ),
             (
-                include_str!("../../../../tests/fixtures/labctl/talos-invalid-platform-metal.yaml"),
+                include_str!(
+                    "../../../../../tests/fixtures/labctl/talos-invalid-platform-metal.yaml"
+                ),
                 "source.platform",
             ),
             (
-                include_str!("../../../../tests/fixtures/labctl/talos-invalid-parent-path.yaml"),
+                include_str!("../../../../../tests/fixtures/labctl/talos-invalid-parent-path.yaml"),
                 "path must be relative and use forward slashes",
             ),
         ];

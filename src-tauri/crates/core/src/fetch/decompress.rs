@@ -9,8 +9,8 @@ use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::digest::Sha256Digest;
 use crate::error::{self, io_at, Error, Result};
+use crate::fetch::digest::Sha256Digest;
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::{CancellationToken, IO_CHUNK};
 

@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
-use crate::digest::Sha256Digest;
 use crate::error::{self, io_at, Error, ErrorKind, Result};
+use crate::fetch::digest::Sha256Digest;
+use crate::flash::readback::ReadBack;
+use crate::io::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::progress::{ProgressSink, Reporter, Stage};
-use crate::readback::ReadBack;
 use crate::verify;
 use crate::CancellationToken;
 

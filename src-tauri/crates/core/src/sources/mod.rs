@@ -1,19 +1,27 @@
 //! What to write: an image fetched from a URL (verified as `fetch` does), or a local file, hashed,
 //! checked against a digest if one is given, and decompressed into the cache if it is compressed.
+//! The named sources have their modules here: `talos_factory` (the Image Factory's catalog and
+//! assets), `talos_build` (labctl's ImageBuild), `incus` (IncusOS's index and install seed),
+//! `cidata` (the NoCloud config image).
+
+pub mod cidata;
+pub mod incus;
+pub mod talos_build;
+pub mod talos_factory;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use url::Url;
 
-use crate::cache::Cache;
-use crate::decompress::Format;
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::fetch::cache::Cache;
+use crate::fetch::decompress::Format;
+use crate::fetch::digest::Sha256Digest;
+use crate::fetch::http::Http;
 use crate::fetch::{self, DigestSource, FetchRequest};
-use crate::http::Http;
+use crate::flash::writer::Image;
 use crate::progress::{ProgressSink, Stage};
-use crate::write::Image;
 use crate::CancellationToken;
 
 #[derive(Clone, Debug)]

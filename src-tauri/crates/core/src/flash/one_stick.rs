@@ -1,6 +1,6 @@
 //! One stick for both: the boot image, then a GPT partition named `cidata` holding the config
 //! image, with the backup GPT moved to the end of the target. This module lays the stick out as one
-//! byte stream (what `write` writes and reads back) plus the backup GPT written at the target's end.
+//! byte stream (what the `writer` writes and reads back) plus the backup GPT written at the target's end.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -8,10 +8,10 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
-use crate::gpt::{self, OneStick};
-use crate::write::{Image, Tail};
+use crate::fetch::digest::Sha256Digest;
+use crate::flash::gpt::{self, OneStick};
+use crate::flash::writer::{Image, Tail};
 use crate::CancellationToken;
 
 /// The stick's bytes: the image with its new GPT, then the cidata partition.

@@ -65,7 +65,7 @@ pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
                     _ => {}
                 }
             }
-            let size = crate::device::size_of(file).map_err(|e| Error::io(path, e))?;
+            let size = crate::io::device::size_of(file).map_err(|e| Error::io(path, e))?;
             if size != expected.size {
                 return Err(changed(format!("{size} bytes, not {}", expected.size)));
             }

@@ -8,7 +8,7 @@
 //!
 //! When a certificate is refused, [`Explaining`] reads it once more to say why in terms an operator
 //! can act on: who issued it, when it expired, which names it is for. The explanation travels inside
-//! the TLS error as a [`CertProblem`], which [`crate::http`] finds and reports without retrying.
+//! the TLS error as a [`CertProblem`], which [`crate::fetch::http`] finds and reports without retrying.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

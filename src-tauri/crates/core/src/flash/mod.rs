@@ -2,34 +2,45 @@
 //! onto which drives, with which options), asks for its [`plan`], shows it and confirms, then
 //! [`run`]s it. Every decision is made here, once:
 //!
-//! 1. [`plan`]: a URL or a compressed file streams in one pass (see `pipeline`) unless a target
+//! 1. [`plan`]: a URL or a compressed file streams in one pass (see `stream`) unless a target
 //!    can only be reached through the privileged helper (it takes a file) or a config partition
-//!    is added (laid out from a file); otherwise the image is prepared as a file (`source`).
+//!    is added (laid out from a file); otherwise the image is prepared as a file (`crate::sources`).
 //!    Every target is checked against the rules with the source and the cache protected (one
 //!    refusal refuses all) and recorded by identity.
 //! 2. [`run`]: check that no other process uses a target, unmount (never lazily), open every
 //!    target exclusively and compare it with its identity, then write and read back (see
-//!    `write`) directly, through UDisks2, or through the privileged helper (`helper`).
+//!    `writer`) directly, through UDisks2, or through the privileged helper (`helper`).
+//!
+//! The rest of this folder: `rules` (which targets may be written), `writer` (wipe, write, read
+//! back, first MiB last), `readback` (several targets, one hash), `stream` (the one-pass download
+//! and decode), `helper` (pkexec's side and ours), `one_stick` and `gpt` (a cidata partition).
+
+pub mod gpt;
+pub mod helper;
+pub mod one_stick;
+mod readback;
+pub mod rules;
+pub mod stream;
+pub mod writer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::Cache;
-use crate::device;
-use crate::digest::Sha256Digest;
-use crate::drives::SystemRoots;
 use crate::error::{Error, Result};
+use crate::fetch::cache::Cache;
+use crate::fetch::digest::Sha256Digest;
+use crate::fetch::http::Http;
 use crate::fetch::{DigestSource, FetchRequest};
-use crate::helper;
-use crate::http::Http;
-use crate::onestick::{self, Layout};
-use crate::pipeline::{self, Opened};
+use crate::io::device;
+use crate::io::drives::SystemRoots;
 use crate::progress::ProgressSink;
-use crate::source::{self, Prepared, SourceRequest};
-use crate::target::{self, Approved, Chosen, TargetOptions};
-use crate::write::{self, FlashOptions, Image, TargetReport};
+use crate::sources::{self, Prepared, SourceRequest};
 use crate::CancellationToken;
+use one_stick::Layout;
+use rules::{Approved, Chosen, TargetOptions};
+use stream::Opened;
+use writer::{FlashOptions, Image, TargetReport};
 
 /// What the operator asks for.
 #[derive(Clone, Debug)]
@@ -112,13 +123,13 @@ pub async fn plan(
     let warnings = req
         .config
         .as_ref()
-        .and_then(|_| crate::talos::release_named_in(&req.source))
-        .and_then(crate::talos::fat_cidata_warning)
+        .and_then(|_| crate::sources::talos_build::release_named_in(&req.source))
+        .and_then(crate::sources::talos_build::fat_cidata_warning)
         .into_iter()
         .collect();
     let roots = SystemRoots::default();
-    if pipeline::streams(&req.source) && req.config.is_none() {
-        let opened = if source::is_url(&req.source) {
+    if stream::streams(&req.source) && req.config.is_none() {
+        let opened = if sources::is_url(&req.source) {
             let url = url::Url::parse(&req.source).map_err(|e| {
                 Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
             })?;
@@ -128,13 +139,12 @@ pub async fn plan(
                 max_image_size: req.max_image_size,
                 ..FetchRequest::new(url)
             };
-            pipeline::open(http, cache, &fetch, cancel).await?
+            stream::open(http, cache, &fetch, cancel).await?
         } else {
             let path = Path::new(&req.source);
-            pipeline::open_file(path, req.sha256, req.max_image_size, cancel, progress).await?
+            stream::open_file(path, req.sha256, req.max_image_size, cancel, progress).await?
         };
-        if let Some(targets) =
-            pipeline::approve(&opened, &req.targets, &req.options, cache, &roots)?
+        if let Some(targets) = stream::approve(&opened, &req.targets, &req.options, cache, &roots)?
         {
             return Ok(Plan {
                 source: Planned::Stream(opened),
@@ -145,7 +155,7 @@ pub async fn plan(
         }
         // A target needs the helper, which takes the image as a file: prepare it below.
     }
-    let prepared = source::prepare(
+    let prepared = sources::prepare(
         &SourceRequest {
             source: req.source.clone(),
             sha256: req.sha256,
@@ -159,7 +169,7 @@ pub async fn plan(
     )
     .await?;
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
-    if !source::is_url(&req.source) {
+    if !sources::is_url(&req.source) {
         protected.push(PathBuf::from(&req.source));
     }
     let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
@@ -187,7 +197,7 @@ pub async fn plan(
 impl Plan {
     /// What will be written, in lines for the confirmation.
     pub fn describe(&self) -> Vec<String> {
-        use crate::drives::human_size;
+        use crate::io::drives::human_size;
         match &self.source {
             Planned::Stream(opened) => vec![
                 format!("image: {}", opened.source),
@@ -242,7 +252,7 @@ pub fn run(
     };
     match plan.source {
         Planned::Stream(opened) => {
-            let streamed = pipeline::run(
+            let streamed = stream::run(
                 opened,
                 &plan.targets,
                 &roots,
@@ -360,7 +370,7 @@ pub fn approve_all(
     }
     let mut approved: Vec<Approved> = Vec::new();
     for chosen in targets {
-        let a = target::approve(chosen, size, protected, options, roots)?;
+        let a = rules::approve(chosen, size, protected, options, roots)?;
         if approved.iter().any(|b| b.path == a.path) {
             return Err(Error::Refused {
                 target: chosen.path.display().to_string(),
@@ -384,7 +394,7 @@ fn plan_one_stick(
 ) -> Result<Writing> {
     let mut protected = protected.to_vec();
     protected.push(config);
-    let approved = target::approve(target, Some(boot.size), &protected, options, roots)?;
+    let approved = rules::approve(target, Some(boot.size), &protected, options, roots)?;
     let (size, sector) = match &approved.drive {
         Some(d) => (d.size, u64::from(d.logical_block_size)),
         // A VM disk file: as large as it is, or just large enough.
@@ -397,7 +407,7 @@ fn plan_one_stick(
             (existing.max(needed), 512)
         }
     };
-    let layout = onestick::layout(&boot, config, size, sector, cancel)?;
+    let layout = one_stick::layout(&boot, config, size, sector, cancel)?;
     Ok(Writing {
         image: layout.image.clone(),
         targets: vec![approved],
@@ -441,7 +451,7 @@ pub fn execute_from(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
     let opened = open_targets(&plan.targets, roots)?;
-    Ok(write::flash(
+    Ok(writer::flash(
         &plan.image,
         source,
         opened,
@@ -455,11 +465,11 @@ pub fn execute_from(
 /// before anything is unmounted, and a busy one before any byte.
 pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<device::Target>> {
     for approved in targets {
-        target::check_unused(approved, roots)?;
+        rules::check_unused(approved, roots)?;
     }
     let mut opened = Vec::new();
     for approved in targets {
-        target::unmount(approved, roots)?;
+        rules::unmount(approved, roots)?;
         opened.push(device::open_for_write(&approved.path, &approved.identity)?);
     }
     Ok(opened)
@@ -469,7 +479,7 @@ pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<dev
 /// write it.
 pub fn needs_helper(targets: &[Approved]) -> bool {
     let denied = targets.iter().any(|t| {
-        t.kind == crate::device::TargetKind::BlockDevice && !device::writable_by_me(&t.path)
+        t.kind == crate::io::device::TargetKind::BlockDevice && !device::writable_by_me(&t.path)
     });
-    denied && !crate::udisks::available()
+    denied && !crate::io::udisks::available()
 }

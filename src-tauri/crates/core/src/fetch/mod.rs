@@ -8,6 +8,16 @@
 //!    file, hashing exactly the bytes kept, and give it its name only if the digest matches;
 //! 4. decompress it (format from magic bytes, size bounded) into a temp file, hashing the image,
 //!    and rename it into place, unless the cached image already came from this very archive.
+//!
+//! Each step has its module here: `http` (retries, timeouts, resume), `tls` (the trust store),
+//! `digest` (SHA-256, checksum files), `cache` (layout, locks, atomic files), `decompress` (xz,
+//! gzip, zstd, raw; bounded).
+
+pub mod cache;
+pub mod decompress;
+pub mod digest;
+pub mod http;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,13 +27,13 @@ use std::io::{Seek, Write};
 use tempfile::NamedTempFile;
 use url::Url;
 
-use crate::cache::{self, Cache};
-use crate::decompress::{self, Format};
-use crate::digest::{self, Sha256Digest};
 use crate::error::{io_at, Error, Result};
-use crate::http::{BodySink, Http};
+use crate::fetch::http::{BodySink, Http};
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
+use cache::Cache;
+use decompress::Format;
+use digest::Sha256Digest;
 
 /// The default bound on a decompressed image.
 pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 4 << 30;

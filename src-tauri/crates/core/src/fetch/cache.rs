@@ -105,7 +105,7 @@ impl Cache {
     }
 
     /// Where the image decompressed from a local archive is kept, by the archive's digest.
-    pub fn local_image_path(&self, archive_sha256: &crate::digest::Sha256Digest) -> PathBuf {
+    pub fn local_image_path(&self, archive_sha256: &crate::fetch::digest::Sha256Digest) -> PathBuf {
         self.root
             .join("images/local")
             .join(format!("{archive_sha256}.img"))
@@ -178,7 +178,7 @@ pub fn copy_with_overlay(
     dst: &Path,
     overlay: Option<(u64, &[u8])>,
     cancel: &CancellationToken,
-) -> Result<(crate::digest::Sha256Digest, u64)> {
+) -> Result<(crate::fetch::digest::Sha256Digest, u64)> {
     use std::io::Read;
     let mut tmp = temp_file_beside(dst)?;
     let mut input = File::open(src).map_err(io_at(src))?;
@@ -208,7 +208,7 @@ pub fn copy_with_overlay(
         pos += n as u64;
     }
     commit(tmp, dst)?;
-    Ok((crate::digest::Sha256Digest::of_hasher(hasher), pos))
+    Ok((crate::fetch::digest::Sha256Digest::of_hasher(hasher), pos))
 }
 
 /// Held while an asset is fetched; released on drop (or when the process dies).

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use crate::device::Access;
-use crate::digest::Sha256Digest;
-use crate::drives::SystemRoots;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::digest::Sha256Digest;
+use crate::flash::rules::{Chosen, TargetOptions};
+use crate::flash::writer::{FlashOptions, Image, Tail, TargetReport};
 use crate::flash::{self, Privilege, Writing};
+use crate::io::device::Access;
+use crate::io::drives::SystemRoots;
 use crate::progress::{Progress, ProgressSink};
-use crate::target::{Chosen, TargetOptions};
-use crate::write::{FlashOptions, Image, Tail, TargetReport};
 use crate::CancellationToken;
 
 /// The subcommand the front end runs under pkexec.

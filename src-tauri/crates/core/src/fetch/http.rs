@@ -4,7 +4,7 @@
 //! no total timeout: a long download ends by cancellation, never by clock. Retries: at most five
 //! attempts, backoff from 500 ms doubling to 16 s with ±20 % jitter, for connection errors, timeouts,
 //! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final, and so is a
-//! refused certificate (see [`crate::tls`]): another attempt would meet the same certificate.
+//! refused certificate (see [`crate::fetch::tls`]): another attempt would meet the same certificate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::fetch::tls::TlsFailure;
 use crate::progress::{ProgressSink, Reporter, Stage};
-use crate::tls::TlsFailure;
 use crate::CancellationToken;
 
 /// The limits above, adjustable so tests need not wait 90 s for a stalled body.
@@ -97,7 +97,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("labflash/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(policy.connect_timeout)
-            .use_preconfigured_tls(crate::tls::client_config(&policy.ca_certs)?)
+            .use_preconfigured_tls(crate::fetch::tls::client_config(&policy.ca_certs)?)
             .build()
             .map_err(|e| Error::Network {
                 url: String::new(),
@@ -361,7 +361,7 @@ fn resume_offset(resp: &Response) -> Option<u64> {
 /// Transport errors (connect, reset, cut body) are worth another attempt; a refused certificate, a
 /// failed TLS handshake, a redirect loop or a bad request is not.
 fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
-    match crate::tls::problem_in(e) {
+    match crate::fetch::tls::problem_in(e) {
         Some(TlsFailure::Certificate(problem)) => {
             return Failed::fatal(Error::Certificate {
                 url: url.to_string(),
