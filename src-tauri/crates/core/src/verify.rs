@@ -1,7 +1,6 @@
 //! Reading a drive or file back and hashing exactly the image's length, from the device itself
 //! (O_DIRECT after dropping the page cache), and locating the first difference when it mismatches.
 
-use std::fs::File;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
@@ -9,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{io_at, Error, Result};
 use crate::fetch::digest::Sha256Digest;
 use crate::io::device::{self, AlignedBuf, ALIGN};
+use crate::io::medium::Medium;
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::CancellationToken;
 
@@ -19,7 +19,7 @@ const MIB: u64 = 1 << 20;
 /// Feeds bytes `[start, start + len)` of `file` into `hasher`. Reads are aligned for O_DIRECT;
 /// only the bytes inside the range are hashed.
 pub(crate) fn hash_range(
-    file: &File,
+    file: &dyn Medium,
     path: &Path,
     start: u64,
     len: u64,
@@ -46,14 +46,16 @@ pub(crate) fn hash_range(
 /// Reads `want` bytes at `offset` into `buf` (aligned for O_DIRECT); a device that ends first is
 /// an error.
 pub(crate) fn read_chunk(
-    file: &File,
+    file: &dyn Medium,
     path: &Path,
     buf: &mut [u8],
     offset: u64,
     want: u64,
 ) -> Result<()> {
     let aligned = device::round_up(want, ALIGN as u64) as usize;
-    let got = device::read_full_at(file, &mut buf[..aligned], offset).map_err(io_at(path))?;
+    let got = file
+        .read_full_at(&mut buf[..aligned], offset)
+        .map_err(io_at(path))?;
     if (got as u64) < want {
         return Err(Error::io(
             path,
@@ -115,7 +117,7 @@ pub fn verify(
 /// The first MiB (counted from 0) in `[start, end)` whose content on the target does not match
 /// the image's CRC-32 of that MiB.
 pub(crate) fn first_different_mib(
-    target: &File,
+    target: &dyn Medium,
     mib_crcs: &[u32],
     start: u64,
     end: u64,
@@ -126,7 +128,7 @@ pub(crate) fn first_different_mib(
         let offset = mib * MIB;
         let want = (end - offset).min(MIB) as usize;
         let aligned = device::round_up(want as u64, ALIGN as u64) as usize;
-        let got = device::read_full_at(target, &mut buf[..aligned], offset)?;
+        let got = target.read_full_at(&mut buf[..aligned], offset)?;
         let same =
             got >= want && mib_crcs.get(mib as usize) == Some(&crc32fast::hash(&buf[..want]));
         if !same {
@@ -204,20 +206,20 @@ mod tests {
         let mut image = vec![7u8; 5 * MIB as usize + 300];
         let digests: Vec<u32> = image.chunks(MIB as usize).map(crc32fast::hash).collect();
         std::fs::write(&path, &image).unwrap();
-        let file = File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         assert_eq!(
             first_different_mib(&file, &digests, MIB, image.len() as u64).unwrap(),
             None
         );
         image[3 * MIB as usize + 5] ^= 1;
         std::fs::write(&path, &image).unwrap();
-        let file = File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         assert_eq!(
             first_different_mib(&file, &digests, MIB, image.len() as u64).unwrap(),
             Some(3)
         );
         std::fs::write(&path, &image[..4 * MIB as usize]).unwrap();
-        let file = File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         let end = 5 * MIB + 300;
         assert_eq!(
             first_different_mib(&file, &digests, 4 * MIB, end).unwrap(),

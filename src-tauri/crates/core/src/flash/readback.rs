@@ -8,7 +8,7 @@
 //! so every target still gets the digest of exactly what it holds. The targets read their next
 //! chunk while the hashing thread works on the last one.
 
-use std::fs::File;
+use crate::io::medium::Medium;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -116,7 +116,7 @@ impl ReadBack {
         &self,
         me: usize,
         prefix: &[u8],
-        file: &File,
+        file: &dyn Medium,
         path: &Path,
         start: u64,
         len: u64,
@@ -297,7 +297,7 @@ mod tests {
                     let (shared, cancel) = (&shared, &cancel);
                     scope.spawn(move || {
                         let digest = path.map(|path| {
-                            let file = File::open(path).unwrap();
+                            let file = std::fs::File::open(path).unwrap();
                             let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
                             shared
                                 .hash_target(

@@ -678,4 +678,102 @@ mod tests {
             assert_eq!(path.exists(), local, "{what}");
         }
     }
+
+    /// A download that starts over (a server without Range support) through `Forward`: what the
+    /// decoder already has is not sent again, what is sent again must be the same bytes, and the
+    /// cache file ends holding the body once.
+    mod replay {
+        use super::*;
+
+        fn body(len: usize) -> Vec<u8> {
+            (0..len)
+                .map(|i| (i % 253) as u8 ^ (i / 4096) as u8)
+                .collect()
+        }
+
+        /// Feeds `attempts` (each a prefix of the body as one server attempt sent it, in pieces
+        /// of `piece` bytes) through a Forward, restarting between them.
+        fn forward(attempts: &[&[u8]], piece: usize) -> (Result<()>, Vec<u8>, Vec<u8>) {
+            let dir = tempfile::tempdir().unwrap();
+            let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+            let (tx, rx) = sync_channel::<Packet>(1024);
+            let url = Url::parse("http://127.0.0.1/os.raw.xz").unwrap();
+            let mut sink = Forward {
+                file: HashingFile::new(tmp),
+                tx: &tx,
+                pending: Vec::new(),
+                forwarded: 0,
+                replay: None,
+                url: &url,
+            };
+            let mut result = Ok(());
+            'attempts: for (i, attempt) in attempts.iter().enumerate() {
+                if i > 0 {
+                    if let Err(e) = sink.restart() {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                for part in attempt.chunks(piece) {
+                    if let Err(e) = sink.append(part) {
+                        result = Err(e);
+                        break 'attempts;
+                    }
+                }
+            }
+            if result.is_ok() {
+                result = sink.flush();
+            }
+            let kept = std::fs::read(sink.file.tmp.path()).unwrap();
+            drop(sink);
+            drop(tx);
+            let mut decoded = Vec::new();
+            for packet in rx {
+                if let Packet::Data(data) = packet {
+                    decoded.extend(data);
+                }
+            }
+            (result, decoded, kept)
+        }
+
+        #[test]
+        fn bytes_the_decoder_has_are_not_sent_again() {
+            let full = body(3 * IO_CHUNK + 777);
+            for (cut, piece) in [
+                (IO_CHUNK / 2, 1000),
+                (IO_CHUNK + 1, 65536),
+                (2 * IO_CHUNK, IO_CHUNK),
+            ] {
+                let (result, decoded, kept) = forward(&[&full[..cut], &full], piece);
+                result.unwrap();
+                assert_eq!(decoded, full, "cut at {cut}, pieces of {piece}");
+                assert_eq!(kept, full);
+            }
+        }
+
+        #[test]
+        fn starting_over_twice_even_mid_replay_still_sends_each_byte_once() {
+            let full = body(3 * IO_CHUNK);
+            let (result, decoded, kept) =
+                forward(&[&full[..2 * IO_CHUNK], &full[..IO_CHUNK], &full], 4096);
+            result.unwrap();
+            assert_eq!(decoded, full);
+            assert_eq!(kept, full);
+        }
+
+        #[test]
+        fn different_bytes_sent_again_fail_the_download() {
+            let full = body(2 * IO_CHUNK);
+            let mut other = full.clone();
+            other[100] ^= 1;
+            let (result, decoded, _) = forward(&[&full[..IO_CHUNK + 5], &other], 4096);
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("sent different bytes"), "{err}");
+            assert_eq!(
+                decoded,
+                full[..IO_CHUNK + 5],
+                "nothing of the second body reached the decoder"
+            );
+        }
+    }
 }

@@ -2,16 +2,21 @@
 //!
 //! One reader feeds every target's writer thread, and a hashing thread, through small bounded
 //! queues; the image's size and digest may be known only at its end (a stream being decoded).
-//! Per target:
-//! 1. wipe the first MiB, so a cut flash never leaves a drive that looks bootable or keeps its old
-//!    partition table;
-//! 2. write the rest of the image in large aligned writes (the last padded to the logical block
-//!    size when O_DIRECT is on), then fsync;
-//! 3. read the rest back from the device (O_DIRECT, page cache dropped) and check the image's
+//! Per target, the phases of `Job`, in order (`write_target` runs them):
+//! 1. `wipe` the first MiB, so a cut flash never leaves a drive that looks bootable or keeps its
+//!    old partition table;
+//! 2. write the `body`, the rest of the image, in large aligned writes (the last padded to the
+//!    logical block size when O_DIRECT is on), then fsync;
+//! 3. `read_back` the rest from the device (O_DIRECT, page cache dropped) and check the image's
 //!    SHA-256 over the held first MiB followed by what the device returned (targets holding the
 //!    same bytes share that hash: see `readback`);
-//! 4. only then write the first MiB, fsync, read it back and compare it byte for byte;
-//! 5. re-read the partition table.
+//! 4. write the `tail` (bytes past the image: a one-stick backup GPT), proven the same way;
+//! 5. only then write the `head`, the first MiB, fsync, read it back and compare it byte for
+//!    byte; then re-read the partition table.
+//!
+//! The phases write through [`Medium`], so the unit tests below run them all on drives in
+//! memory: every size around the block, MiB and chunk boundaries, a failing write, a drive that
+//! reads back wrong or short, cancellation between phases.
 //!
 //! A failing target is dropped and reported while the others go on. Cancellation stops every
 //! target within one write and leaves its first MiB wiped.
@@ -27,6 +32,7 @@ use crate::error::{self, io_at, Error, ErrorKind, Result};
 use crate::fetch::digest::Sha256Digest;
 use crate::flash::readback::ReadBack;
 use crate::io::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
+use crate::io::medium::Medium;
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::verify;
 use crate::CancellationToken;
@@ -209,12 +215,12 @@ pub fn flash_stream(
             let (tx, rx) = sync_channel::<Msg>(QUEUE);
             senders.push(tx);
             handles.push(scope.spawn(move || {
-                let mut written = 0u64;
                 let mut job = Job {
                     target: &target,
                     me,
                     readback,
-                    written: &mut written,
+                    written: 0,
+                    head: AlignedBuf::zeroed(HEAD as usize),
                 };
                 let result = write_target(&mut job, expect, rx, options, cancel, progress);
                 // Done or failed: the other targets' read-back no longer waits for this one.
@@ -222,7 +228,7 @@ pub fn flash_stream(
                 if result.is_err() && target.created {
                     let _ = std::fs::remove_file(&target.path);
                 }
-                report(&target, written, result)
+                report(&target, job.written, result)
             }));
         }
         let source = feed(expect, source, senders, options, cancel);
@@ -414,14 +420,16 @@ pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::
     Ok(filled)
 }
 
-/// One target's part in a flash.
+/// One target's part in a flash: its phases, in order, as methods (see the module's doc).
 struct Job<'a> {
     target: &'a Target,
     /// Its place in the shared read-back.
     me: usize,
     readback: &'a ReadBack,
     /// Bytes written so far, for its report.
-    written: &'a mut u64,
+    written: u64,
+    /// The image's first MiB, held until everything else is written and proven.
+    head: AlignedBuf,
 }
 
 fn write_target(
@@ -432,180 +440,526 @@ fn write_target(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Option<Sha256Digest>> {
-    let target = job.target;
-    let written = &mut *job.written;
-    let path = target.path.as_path();
-    let file = &target.file;
-    let lbs = u64::from(target.logical_block_size.max(512));
-    let pad = |len: usize| {
-        if target.direct {
-            device::round_up(len as u64, lbs) as usize
-        } else {
-            len
-        }
-    };
-    let capacity = match target.kind {
-        TargetKind::BlockDevice => Some(device::size_of(file).map_err(io_at(path))?),
-        TargetKind::File => None,
-    };
-
-    // 1. Wipe what will be written last.
-    let zeros = AlignedBuf::zeroed(HEAD as usize);
-    let wipe = capacity.or(expect.size).unwrap_or(HEAD).min(HEAD) as usize;
-    device::write_all_at(file, &zeros[..pad(wipe).min(HEAD as usize)], 0).map_err(io_at(path))?;
-    if let Some(size) = capacity {
-        // An old backup GPT at the drive's end would let tools and firmware bring back the old
-        // partition table while the new one is missing. (An image that reaches that far
-        // overwrites the zeros.)
-        let end_of_image = device::round_up(expect.size.unwrap_or(0), lbs);
-        if size >= END_WIPE && size - END_WIPE >= end_of_image {
-            device::write_all_at(file, &zeros[..END_WIPE as usize], size - END_WIPE)
-                .map_err(io_at(path))?;
-        }
-    }
-    file.sync_data().map_err(io_at(path))?;
-
-    // 2. Everything after the first MiB, as it arrives. Progress counts bytes the device has
-    // accepted (O_DIRECT writes return when the device has them), not bytes queued.
-    let mut head = AlignedBuf::zeroed(HEAD as usize);
-    let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(path);
-    let sent = loop {
-        let msg = rx.recv().map_err(|_| {
-            if cancel.is_cancelled() {
-                Error::Cancelled
-            } else {
-                Error::BadInput("the image could not be read".into())
-            }
-        })?;
-        let chunk = match msg {
-            Msg::Data(chunk) => chunk,
-            Msg::End(Ok(sent)) => break sent,
-            Msg::End(Err((kind, message))) => return Err(Error::Upstream { kind, message }),
-        };
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let end = chunk.offset + chunk.len as u64;
-        if let Some(size) = capacity.filter(|size| end > *size) {
-            return Err(Error::BadInput(format!(
-                "the image does not fit: it is already {end} bytes and {} holds {size}",
-                path.display()
-            )));
-        }
-        let held = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
-        if held > 0 {
-            let at = chunk.offset as usize;
-            head[at..at + held].copy_from_slice(&chunk.buf[..held]);
-        }
-        if held < chunk.len {
-            let len = pad(chunk.len - held);
-            device::write_all_at(
-                file,
-                &chunk.buf[held..held + len],
-                chunk.offset + held as u64,
-            )
-            .map_err(io_at(path))?;
-        }
-        *written = end.saturating_sub(HEAD);
-        reporter.update(*written);
-    };
-    file.sync_all().map_err(io_at(path))?;
-    let size = sent.size;
-    let head_len = size.min(HEAD) as usize;
-
-    // 3. Read the rest back from the device (with the other targets: see `readback`) and check
-    // the whole image's digest. Through the descriptor that wrote it (O_DIRECT, page cache
-    // dropped): a drive opened through UDisks2 or the helper is authorized once per flash.
-    let reader = if options.verify {
-        let reader = file;
-        device::drop_cache(reader);
-        let rest = size - head_len as u64;
-        let mut back = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
-        let actual = job.readback.hash_target(
-            job.me,
-            &head[..head_len],
-            reader,
-            path,
-            HEAD,
-            rest,
-            cancel,
-            &mut back,
-        )?;
-        if actual != sent.sha256 {
-            let bad = verify::first_different_mib(reader, &sent.mib_crcs, head_len as u64, size)
-                .map_err(io_at(path))?;
-            return Err(match bad {
-                Some(bad) => Error::ReadBackMismatch {
-                    target: path.display().to_string(),
-                    expected: sent.sha256.hex(),
-                    actual: actual.hex(),
-                    first_bad_mib: bad,
-                },
-                // The target holds exactly the bytes that were read: they were not the image
-                // (an expected digest is trusted to the read-back, see `feed`).
-                None => Error::DigestMismatch {
-                    what: "image (it is not the one whose digest was given, or it changed)",
-                    expected: sent.sha256.hex(),
-                    actual: actual.hex(),
-                },
-            });
-        }
-        Some((reader, actual))
-    } else {
-        None
+    job.wipe(expect)?;
+    let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(job.path());
+    let sent = job.body(rx, cancel, &mut reporter)?;
+    let verified = match options.verify {
+        true => Some(job.read_back(&sent, cancel, progress)?),
+        false => None,
     };
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
-
-    // 4. Bytes past the image (a backup GPT), then the first MiB, each proven by reading back.
     if let Some(tail) = &expect.tail {
+        job.tail(tail, &sent, verified.is_some())?;
+    }
+    job.head(&sent, verified.is_some())?;
+    reporter.finish(sent.size);
+    if job.target.kind == TargetKind::BlockDevice {
+        job.medium().reread_partitions();
+    }
+    Ok(verified)
+}
+
+impl Job<'_> {
+    fn medium(&self) -> &dyn Medium {
+        self.target.medium.as_ref()
+    }
+
+    fn path(&self) -> &Path {
+        &self.target.path
+    }
+
+    /// A write's length: padded to the logical block size when O_DIRECT is on.
+    fn pad(&self, len: usize) -> usize {
+        let lbs = u64::from(self.target.logical_block_size.max(512));
+        if self.target.direct {
+            device::round_up(len as u64, lbs) as usize
+        } else {
+            len
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.medium()
+            .write_all_at(buf, offset)
+            .map_err(io_at(self.path()))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.medium().sync().map_err(io_at(self.path()))
+    }
+
+    /// Phase 1: wipes what will be written last (the first MiB), so a cut flash never leaves a
+    /// drive that looks bootable, and an old backup GPT at the drive's end, which tools and
+    /// firmware would otherwise use to bring back the old partition table.
+    fn wipe(&mut self, expect: &Expect) -> Result<()> {
+        let zeros = AlignedBuf::zeroed(HEAD as usize);
+        let capacity = self.target.capacity;
+        let wipe = capacity.or(expect.size).unwrap_or(HEAD).min(HEAD) as usize;
+        self.write_at(&zeros[..self.pad(wipe).min(HEAD as usize)], 0)?;
+        if let Some(size) = capacity {
+            // An image that reaches that far overwrites the zeros.
+            let lbs = u64::from(self.target.logical_block_size.max(512));
+            let end_of_image = device::round_up(expect.size.unwrap_or(0), lbs);
+            if size >= END_WIPE && size - END_WIPE >= end_of_image {
+                self.write_at(&zeros[..END_WIPE as usize], size - END_WIPE)?;
+            }
+        }
+        self.sync()
+    }
+
+    /// Phase 2: everything after the first MiB, as it arrives, then fsync. Progress counts bytes
+    /// the device has accepted (O_DIRECT writes return when the device has them), not bytes queued.
+    fn body(
+        &mut self,
+        rx: Receiver<Msg>,
+        cancel: &CancellationToken,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<Arc<Sent>> {
+        let sent = loop {
+            let msg = rx.recv().map_err(|_| {
+                if cancel.is_cancelled() {
+                    Error::Cancelled
+                } else {
+                    Error::BadInput("the image could not be read".into())
+                }
+            })?;
+            let chunk = match msg {
+                Msg::Data(chunk) => chunk,
+                Msg::End(Ok(sent)) => break sent,
+                Msg::End(Err((kind, message))) => return Err(Error::Upstream { kind, message }),
+            };
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let end = chunk.offset + chunk.len as u64;
+            if let Some(size) = self.target.capacity.filter(|size| end > *size) {
+                return Err(Error::BadInput(format!(
+                    "the image does not fit: it is already {end} bytes and {} holds {size}",
+                    self.path().display()
+                )));
+            }
+            let held = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
+            if held > 0 {
+                let at = chunk.offset as usize;
+                self.head[at..at + held].copy_from_slice(&chunk.buf[..held]);
+            }
+            if held < chunk.len {
+                let len = self.pad(chunk.len - held);
+                self.write_at(&chunk.buf[held..held + len], chunk.offset + held as u64)?;
+            }
+            self.written = end.saturating_sub(HEAD);
+            reporter.update(self.written);
+        };
+        self.sync()?;
+        Ok(sent)
+    }
+
+    /// Phase 3: reads the rest back from the device (with the other targets: see `readback`)
+    /// through the descriptor that wrote it (O_DIRECT, page cache dropped: a drive opened through
+    /// UDisks2 or the helper is authorized once per flash), and checks the whole image's digest
+    /// over the held first MiB followed by what the device returned.
+    fn read_back(
+        &mut self,
+        sent: &Sent,
+        cancel: &CancellationToken,
+        progress: &dyn ProgressSink,
+    ) -> Result<Sha256Digest> {
+        let (medium, path) = (self.medium(), self.path());
+        medium.drop_cache();
+        let size = sent.size;
+        let head_len = size.min(HEAD) as usize;
+        let mut back = Reporter::new(progress, Stage::ReadBack, Some(size)).for_target(path);
+        let actual = self.readback.hash_target(
+            self.me,
+            &self.head[..head_len],
+            medium,
+            path,
+            HEAD,
+            size - head_len as u64,
+            cancel,
+            &mut back,
+        )?;
+        if actual == sent.sha256 {
+            return Ok(actual);
+        }
+        let bad = verify::first_different_mib(medium, &sent.mib_crcs, head_len as u64, size)
+            .map_err(io_at(path))?;
+        Err(match bad {
+            Some(bad) => Error::ReadBackMismatch {
+                target: path.display().to_string(),
+                expected: sent.sha256.hex(),
+                actual: actual.hex(),
+                first_bad_mib: bad,
+            },
+            // The target holds exactly the bytes that were read: they were not the image (an
+            // expected digest is trusted to the read-back, see `feed`).
+            None => Error::DigestMismatch {
+                what: "image (it is not the one whose digest was given, or it changed)",
+                expected: sent.sha256.hex(),
+                actual: actual.hex(),
+            },
+        })
+    }
+
+    /// Phase 4: bytes past the image (a one-stick backup GPT at the drive's end), proven by reading
+    /// them back when verifying.
+    fn tail(&mut self, tail: &Tail, sent: &Sent, verify: bool) -> Result<()> {
         let mut buf =
             AlignedBuf::zeroed(device::round_up(tail.bytes.len() as u64, ALIGN as u64) as usize);
         buf[..tail.bytes.len()].copy_from_slice(&tail.bytes);
-        device::write_all_at(file, &buf[..pad(tail.bytes.len())], tail.offset)
-            .map_err(io_at(path))?;
-        file.sync_all().map_err(io_at(path))?;
-        if let Some((reader, _)) = &reader {
-            device::drop_cache(reader);
-            let got = device::read_full_at(reader, &mut buf, tail.offset).map_err(io_at(path))?;
+        self.write_at(&buf[..self.pad(tail.bytes.len())], tail.offset)?;
+        self.sync()?;
+        if verify {
+            self.medium().drop_cache();
+            let got = self
+                .medium()
+                .read_full_at(&mut buf, tail.offset)
+                .map_err(io_at(self.path()))?;
             if got < tail.bytes.len() || buf[..tail.bytes.len()] != tail.bytes[..] {
                 return Err(Error::ReadBackMismatch {
-                    target: path.display().to_string(),
+                    target: self.path().display().to_string(),
                     expected: sent.sha256.hex(),
                     actual: "(the backup GPT at the end differs)".into(),
                     first_bad_mib: tail.offset / MIB,
                 });
             }
         }
+        Ok(())
     }
 
-    device::write_all_at(file, &head[..pad(head_len)], 0).map_err(io_at(path))?;
-    file.sync_all().map_err(io_at(path))?;
-    *written = size;
-    reporter.finish(size);
-    let verified = match reader {
-        Some((reader, actual)) => {
-            device::drop_cache(reader);
-            let mut back = AlignedBuf::zeroed(HEAD as usize);
-            let aligned = device::round_up(head_len as u64, ALIGN as u64) as usize;
-            let got = device::read_full_at(reader, &mut back[..aligned], 0).map_err(io_at(path))?;
-            if got < head_len || back[..head_len] != head[..head_len] {
-                return Err(Error::ReadBackMismatch {
-                    target: path.display().to_string(),
-                    expected: sent.sha256.hex(),
-                    actual: "(differs in the first MiB)".into(),
-                    first_bad_mib: 0,
-                });
-            }
-            Some(actual)
+    /// Phase 5: the first MiB, last, then fsync; read back and compared byte for byte when
+    /// verifying.
+    fn head(&mut self, sent: &Sent, verify: bool) -> Result<()> {
+        let head_len = sent.size.min(HEAD) as usize;
+        self.write_at(&self.head[..self.pad(head_len)], 0)?;
+        self.sync()?;
+        self.written = sent.size;
+        if !verify {
+            return Ok(());
         }
-        None => None,
-    };
-
-    // 5. Let the kernel see the new partitions.
-    if target.kind == TargetKind::BlockDevice {
-        device::reread_partitions(file);
+        self.medium().drop_cache();
+        let mut back = AlignedBuf::zeroed(HEAD as usize);
+        let aligned = device::round_up(head_len as u64, ALIGN as u64) as usize;
+        let got = self
+            .medium()
+            .read_full_at(&mut back[..aligned], 0)
+            .map_err(io_at(self.path()))?;
+        if got < head_len || back[..head_len] != self.head[..head_len] {
+            return Err(Error::ReadBackMismatch {
+                target: self.path().display().to_string(),
+                expected: sent.sha256.hex(),
+                actual: "(differs in the first MiB)".into(),
+                first_bad_mib: 0,
+            });
+        }
+        Ok(())
     }
-    Ok(verified)
+}
+
+/// Every phase of a flash on targets in memory: no root, no device.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::io::device::Access;
+    use crate::io::medium::Medium;
+    use crate::progress::Progress;
+
+    /// A drive in memory that records every write and can fail, lie or end early.
+    #[derive(Default)]
+    struct Memory {
+        bytes: Mutex<Vec<u8>>,
+        writes: Mutex<Vec<(u64, usize)>>,
+        /// Writes reaching this offset fail (a stick pulled mid-write).
+        fail_at: Option<u64>,
+        /// Reads see this byte flipped (a stick that does not keep what it was given).
+        flip: Option<u64>,
+        /// Reads end here (a drive smaller than it says).
+        ends_at: Option<u64>,
+    }
+
+    impl Medium for Arc<Memory> {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            if self
+                .fail_at
+                .is_some_and(|at| offset + buf.len() as u64 > at)
+            {
+                return Err(std::io::Error::other("the stick went away"));
+            }
+            let mut bytes = self.bytes.lock().unwrap();
+            let end = offset as usize + buf.len();
+            if bytes.len() < end {
+                bytes.resize(end, 0xEE);
+            }
+            bytes[offset as usize..end].copy_from_slice(buf);
+            self.writes.lock().unwrap().push((offset, buf.len()));
+            Ok(())
+        }
+
+        fn read_full_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            let bytes = self.bytes.lock().unwrap();
+            let end = (bytes.len() as u64).min(self.ends_at.unwrap_or(u64::MAX));
+            let n = end.saturating_sub(offset).min(buf.len() as u64) as usize;
+            buf[..n].copy_from_slice(&bytes[offset as usize..offset as usize + n]);
+            if let Some(at) = self
+                .flip
+                .filter(|at| (offset..offset + n as u64).contains(at))
+            {
+                buf[(at - offset) as usize] ^= 0xFF;
+            }
+            Ok(n)
+        }
+
+        fn sync(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn drop_cache(&self) {}
+    }
+
+    fn drive(memory: &Arc<Memory>, size: u64, lbs: u32, direct: bool) -> Target {
+        memory.bytes.lock().unwrap().resize(size as usize, 0xEE);
+        Target {
+            medium: Box::new(memory.clone()),
+            capacity: Some(size),
+            path: PathBuf::from("memory"),
+            kind: TargetKind::BlockDevice,
+            logical_block_size: lbs,
+            direct,
+            created: false,
+            access: Access::Direct,
+        }
+    }
+
+    fn image(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    fn flash_memory(
+        bytes: &[u8],
+        targets: Vec<Target>,
+        cancel: &CancellationToken,
+        progress: &dyn ProgressSink,
+    ) -> Vec<TargetReport> {
+        let expect = Expect {
+            name: PathBuf::from("image"),
+            sha256: Some(Sha256Digest::of_hasher(Sha256::new_with_prefix(bytes))),
+            check_source: false,
+            size: Some(bytes.len() as u64),
+            tail: None,
+        };
+        let options = FlashOptions { verify: true };
+        flash_stream(
+            &expect,
+            &mut &bytes[..],
+            targets,
+            &options,
+            cancel,
+            progress,
+        )
+        .targets
+    }
+
+    /// Sizes around every boundary the writer has: the block size, the held first MiB, a chunk.
+    #[test]
+    fn any_size_is_written_whole_padded_to_the_block_and_proven() {
+        let sizes = [
+            1,
+            511,
+            4096,
+            4097,
+            MIB - 1,
+            MIB,
+            MIB + 1,
+            4 * MIB + 4095,
+            9 * MIB + 7,
+        ];
+        for size in sizes {
+            for (lbs, direct) in [(512, true), (4096, true), (512, false)] {
+                let bytes = image(size as usize);
+                let memory = Arc::new(Memory::default());
+                let capacity = 16 * MIB;
+                let report = &flash_memory(
+                    &bytes,
+                    vec![drive(&memory, capacity, lbs, direct)],
+                    &CancellationToken::new(),
+                    &crate::progress::NoProgress,
+                )[0];
+                let case = format!("{size} bytes, {lbs}-byte blocks, direct {direct}");
+                assert!(report.ok, "{case}: {:?}", report.error);
+                let expected = Sha256Digest::of_hasher(Sha256::new_with_prefix(&bytes));
+                assert_eq!(report.verified_sha256, Some(expected), "{case}");
+                let held = memory.bytes.lock().unwrap();
+                assert_eq!(&held[..bytes.len()], &bytes[..], "{case}");
+                // Nothing past the image but its padding to the block, and the end wipe.
+                let padded = if direct {
+                    device::round_up(size, u64::from(lbs))
+                } else {
+                    size
+                };
+                let written_past = memory
+                    .writes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(at, len)| {
+                        at + *len as u64 > padded.max(HEAD) && *at < capacity - END_WIPE
+                    })
+                    .count();
+                assert_eq!(written_past, 0, "{case}");
+                assert!(
+                    held[padded.max(HEAD) as usize..(capacity - END_WIPE) as usize]
+                        .iter()
+                        .all(|b| *b == 0xEE),
+                    "{case}"
+                );
+                assert!(
+                    held[(capacity - END_WIPE) as usize..]
+                        .iter()
+                        .all(|b| *b == 0),
+                    "{case}: an old backup GPT is wiped"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_mib_is_wiped_first_and_written_last() {
+        let bytes = image(3 * MIB as usize);
+        let memory = Arc::new(Memory::default());
+        let reports = flash_memory(
+            &bytes,
+            vec![drive(&memory, 8 * MIB, 512, true)],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        );
+        assert!(reports[0].ok);
+        let writes = memory.writes.lock().unwrap().clone();
+        assert_eq!(
+            writes.first(),
+            Some(&(0, HEAD as usize)),
+            "the wipe comes first"
+        );
+        assert_eq!(
+            writes.last(),
+            Some(&(0, HEAD as usize)),
+            "the head comes last"
+        );
+        assert!(writes[1..writes.len() - 1]
+            .iter()
+            .all(|(at, _)| *at >= HEAD));
+    }
+
+    #[test]
+    fn a_failing_write_fails_that_target_with_its_first_mib_wiped() {
+        let bytes = image(6 * MIB as usize);
+        let broken = Arc::new(Memory {
+            fail_at: Some(3 * MIB),
+            ..Memory::default()
+        });
+        let good = Arc::new(Memory::default());
+        let reports = flash_memory(
+            &bytes,
+            vec![
+                drive(&broken, 8 * MIB, 512, true),
+                drive(&good, 8 * MIB, 512, true),
+            ],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        );
+        assert!(!reports[0].ok);
+        assert!(reports[0].error.as_deref().unwrap().contains("went away"));
+        assert!(broken.bytes.lock().unwrap()[..HEAD as usize]
+            .iter()
+            .all(|b| *b == 0));
+        assert!(
+            reports[1].ok,
+            "the other target finishes: {:?}",
+            reports[1].error
+        );
+        assert_eq!(&good.bytes.lock().unwrap()[..bytes.len()], &bytes[..]);
+    }
+
+    #[test]
+    fn a_drive_that_reads_back_wrong_or_short_is_caught() {
+        let bytes = image(5 * MIB as usize);
+        let liar = Arc::new(Memory {
+            flip: Some(3 * MIB + 5),
+            ..Memory::default()
+        });
+        let short = Arc::new(Memory {
+            ends_at: Some(2 * MIB),
+            ..Memory::default()
+        });
+        let reports = flash_memory(
+            &bytes,
+            vec![
+                drive(&liar, 8 * MIB, 512, true),
+                drive(&short, 8 * MIB, 512, true),
+            ],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        );
+        let lie = reports[0].error.as_deref().unwrap();
+        assert!(
+            lie.contains("does not hold the image") && lie.contains("MiB 3"),
+            "{lie}"
+        );
+        let ended = reports[1].error.as_deref().unwrap();
+        assert!(ended.contains("ends after"), "{ended}");
+        for memory in [&liar, &short] {
+            assert!(memory.bytes.lock().unwrap()[..HEAD as usize]
+                .iter()
+                .all(|b| *b == 0));
+        }
+    }
+
+    /// Cancelled once the read-back starts: the target stops there, its first MiB still wiped.
+    #[test]
+    fn cancel_between_writing_and_reading_back_leaves_the_drive_unbootable() {
+        let bytes = image(6 * MIB as usize);
+        let memory = Arc::new(Memory::default());
+        let cancel = CancellationToken::new();
+        let trip = cancel.clone();
+        let progress = move |p: Progress| {
+            if p.stage == Stage::ReadBack {
+                trip.cancel();
+            }
+        };
+        let reports = flash_memory(
+            &bytes,
+            vec![drive(&memory, 8 * MIB, 512, true)],
+            &cancel,
+            &progress,
+        );
+        assert_eq!(reports[0].error_kind, Some(ErrorKind::Cancelled));
+        assert!(memory.bytes.lock().unwrap()[..HEAD as usize]
+            .iter()
+            .all(|b| *b == 0));
+    }
+
+    #[test]
+    fn an_image_that_does_not_fit_stops_at_the_drive_end() {
+        let bytes = image(6 * MIB as usize);
+        let memory = Arc::new(Memory::default());
+        let reports = flash_memory(
+            &bytes,
+            vec![drive(&memory, 4 * MIB, 512, true)],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        );
+        assert!(reports[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("does not fit"));
+        assert_eq!(
+            memory.bytes.lock().unwrap().len(),
+            4 * MIB as usize,
+            "nothing past the end"
+        );
+    }
 }

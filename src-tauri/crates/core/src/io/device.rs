@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::io::identity::{self, Identity};
+use crate::io::medium::Medium;
 
 /// Buffers are aligned for O_DIRECT on any device (logical blocks are 512 or 4096 bytes).
 pub const ALIGN: usize = 4096;
@@ -36,7 +37,10 @@ pub enum Access {
 
 /// A target opened for writing.
 pub struct Target {
-    pub file: File,
+    /// The open drive or file (memory in the writer's tests).
+    pub medium: Box<dyn Medium>,
+    /// A drive's size: the writer stops there. `None` for a file, which grows.
+    pub capacity: Option<u64>,
     pub path: PathBuf,
     pub kind: TargetKind,
     pub logical_block_size: u32,
@@ -72,7 +76,8 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
             return Err(e);
         }
         return Ok(Target {
-            file,
+            medium: Box::new(file),
+            capacity: None,
             path: path.to_path_buf(),
             kind: TargetKind::File,
             logical_block_size: 512,
@@ -91,8 +96,10 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
     };
     identity::check(&file, path, identity)?;
     let logical_block_size = logical_block_size(&file).map_err(|e| Error::io(path, e))?;
+    let capacity = Some(size_of(&file).map_err(|e| Error::io(path, e))?);
     Ok(Target {
-        file,
+        medium: Box::new(file),
+        capacity,
         path: path.to_path_buf(),
         kind: TargetKind::BlockDevice,
         logical_block_size,
@@ -325,7 +332,7 @@ pub fn round_up(n: u64, block: u64) -> u64 {
 
 /// Writes all of `buf` at `offset`.
 pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    file.write_all_at(buf, offset)
+    FileExt::write_all_at(file, buf, offset)
 }
 
 /// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the device.

@@ -6,6 +6,7 @@
 pub mod device;
 pub mod drives;
 pub mod identity;
+pub mod medium;
 pub mod mounts;
 pub mod openers;
 pub mod udisks;
