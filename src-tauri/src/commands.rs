@@ -8,19 +8,19 @@ use std::sync::{Arc, RwLock};
 use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
-use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
+use labflash_core::fetch::DEFAULT_MAX_IMAGE_SIZE;
 use labflash_core::flash;
 use labflash_core::flash::rules::{self, Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::io::drives::{self, Drive, DriveEvent, SystemRoots};
 use labflash_core::progress::{Progress, ProgressSink};
 use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
-use labflash_core::sources::incus::{self, IncusRequest};
+use labflash_core::sources::incus::IncusRequest;
 use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
-    self, AssetRequest, Customization, Extension, Factory, Version,
+    AssetRequest, Customization, Extension, Factory, Version,
 };
-use labflash_core::sources::{self, SourceRequest};
+use labflash_core::sources::{self, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::{Error, ErrorKind};
 use tauri::ipc::Channel;
@@ -245,20 +245,6 @@ pub enum SourceSpec {
     TalosBuild { config: String },
 }
 
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Prepared {
-    image_path: PathBuf,
-    #[serde(rename = "imageSHA256")]
-    image_sha256: Sha256Digest,
-    image_size: u64,
-    #[serde(rename = "archiveSHA256")]
-    archive_sha256: Sha256Digest,
-    digest_source: DigestSource,
-    /// The cidata image a labctl build made beside the boot image.
-    config: Option<Cidata>,
-}
-
 /// Download (or open), verify and decompress the chosen image.
 #[tauri::command]
 pub async fn prepare(
@@ -276,14 +262,21 @@ pub async fn prepare(
         Some(n) => n,
         None => DEFAULT_MAX_IMAGE_SIZE,
     };
-    let from_source =
-        |source: String, sha256: Option<Sha256Digest>, allow_unverified: bool| SourceRequest {
+    let source = source_of(source, max_image_size)?;
+    Ok(sources::prepare_source(&source, &app.http(), &cache, &cancel, &progress).await?)
+}
+
+/// The window's choice as the engine names it, every argument checked.
+fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
+    let image = |source: String, sha256: Option<Sha256Digest>, allow_unverified: bool| {
+        Source::Image(SourceRequest {
             source,
             sha256,
             allow_unverified,
             max_image_size,
-        };
-    let prepared = match source {
+        })
+    };
+    Ok(match spec {
         SourceSpec::Url {
             url,
             sha256,
@@ -292,13 +285,11 @@ pub async fn prepare(
             if !sources::is_url(&url) {
                 return Err(bad(format!("{url:?} is not an http(s) URL")));
             }
-            let req = from_source(url, digest_arg(&sha256)?, allow_unverified);
-            sources::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
+            image(url, digest_arg(&sha256)?, allow_unverified)
         }
         SourceSpec::File { path, sha256 } => {
             let path = absolute(&path, "image file")?;
-            let req = from_source(path.display().to_string(), digest_arg(&sha256)?, false);
-            sources::prepare(&req, &app.http(), &cache, &cancel, &progress).await?
+            image(path.display().to_string(), digest_arg(&sha256)?, false)
         }
         SourceSpec::Talos {
             factory_url,
@@ -312,96 +303,52 @@ pub async fn prepare(
             format,
             sha256,
             allow_unverified,
-        } => {
-            let req = AssetRequest {
-                factory_url,
-                version,
-                schematic: schematic.filter(|s| !s.trim().is_empty()),
-                customization: Customization {
-                    extensions,
-                    kernel_args,
-                },
-                platform,
-                arch,
-                secureboot,
-                format,
-                sha256: digest_arg(&sha256)?,
-                allow_unverified,
-                max_image_size,
-            };
-            let f =
-                talos_factory::fetch_asset(&app.http(), &cache, &req, &cancel, &progress).await?;
-            return Ok(Prepared {
-                image_path: f.fetched.image_path,
-                image_sha256: f.fetched.image_sha256,
-                image_size: f.fetched.image_size,
-                archive_sha256: f.fetched.archive_sha256,
-                digest_source: f.fetched.digest_source,
-                config: None,
-            });
-        }
+        } => Source::TalosFactory(AssetRequest {
+            factory_url,
+            version,
+            schematic: schematic.filter(|s| !s.trim().is_empty()),
+            customization: Customization {
+                extensions,
+                kernel_args,
+            },
+            platform,
+            arch,
+            secureboot,
+            format,
+            sha256: digest_arg(&sha256)?,
+            allow_unverified,
+            max_image_size,
+        }),
         SourceSpec::Incus {
             index_url,
             base_url,
             channel,
             arch,
             seed,
-        } => {
-            let req = IncusRequest {
-                index_url,
-                base_url,
-                channel,
-                arch,
-                version: None,
-                max_image_size,
-                seed: seed
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| absolute(&s, "seed folder"))
-                    .transpose()?,
-            };
-            let f = incus::fetch(&app.http(), &cache, &req, &cancel, &progress).await?;
-            return Ok(Prepared {
-                image_path: f.image_path,
-                image_sha256: f.image_sha256,
-                image_size: f.image_size,
-                archive_sha256: f.archive_sha256,
-                digest_source: DigestSource::Index,
-                config: None,
-            });
-        }
+        } => Source::Incus(IncusRequest {
+            index_url,
+            base_url,
+            channel,
+            arch,
+            version: None,
+            max_image_size,
+            seed: seed
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| absolute(&s, "seed folder"))
+                .transpose()?,
+        }),
         SourceSpec::TalosBuild { config } => {
             let path = absolute(&config, "ImageBuild config")?;
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| bad(format!("cannot read the config {}: {e}", path.display())))?;
-            let request = BuildRequest {
+            Source::TalosBuild(Box::new(BuildRequest {
                 build: talos_build::parse(&text)?,
                 base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
                 cache_dir: None,
                 allow_unverified: false,
                 max_image_size,
-            };
-            let b = talos_build::build(&request, &app.http(), &cancel, &progress).await?;
-            return Ok(Prepared {
-                image_path: b.boot_artifact_path,
-                image_sha256: b.boot_artifact_sha256,
-                image_size: b.boot_artifact_size,
-                archive_sha256: b.boot_artifact_sha256,
-                digest_source: DigestSource::Sidecar,
-                config: Some(Cidata {
-                    path: b.config_artifact_path,
-                    sha256: b.config_artifact_sha256,
-                    size: b.config_artifact_size,
-                }),
-            });
+            }))
         }
-    };
-    Ok(Prepared {
-        image_path: prepared.image.path,
-        image_sha256: prepared.image.sha256,
-        image_size: prepared.image.size,
-        archive_sha256: prepared.archive_sha256,
-        digest_source: prepared.digest_source,
-        config: None,
     })
 }
 

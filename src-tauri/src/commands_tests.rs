@@ -51,9 +51,12 @@ async fn prepare_a_local_file_reports_its_digest_and_progress() {
     let prepared = prepare(app.state(), 1, source, None, channel)
         .await
         .unwrap();
-    assert_eq!(prepared.image_sha256.hex(), digest);
-    assert_eq!(prepared.image_size, bytes.len() as u64);
-    assert_eq!(prepared.digest_source, DigestSource::Unverified);
+    assert_eq!(prepared.image.sha256.hex(), digest);
+    assert_eq!(prepared.image.size, bytes.len() as u64);
+    assert_eq!(
+        prepared.digest_source,
+        labflash_core::fetch::DigestSource::Unverified
+    );
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.first().unwrap()["stage"], "hashImage");

@@ -33,12 +33,112 @@ pub struct SourceRequest {
     pub max_image_size: u64,
 }
 
-/// The image ready to write, and how its digest was established.
+/// Everything that can be flashed, as a front end names it.
+#[derive(Debug)]
+pub enum Source {
+    /// A URL or a local image file.
+    Image(SourceRequest),
+    /// An Image Factory asset by version and extensions (or schematic).
+    TalosFactory(talos_factory::AssetRequest),
+    /// A labctl ImageBuild: the boot image and its cidata config image.
+    TalosBuild(Box<talos_build::BuildRequest>),
+    /// The newest IncusOS image of a channel, optionally with an install seed.
+    Incus(incus::IncusRequest),
+}
+
+/// The image ready to write, whatever its source, and how its digest was established.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub image: Image,
+    /// The archive as served (or the local file) and where its expected digest came from.
     pub archive_sha256: Sha256Digest,
     pub digest_source: DigestSource,
+    /// A labctl build's config image, written beside the boot image (or as its partition).
+    pub config: Option<cidata::Cidata>,
+}
+
+/// Front ends show a prepared image as `imagePath, imageSHA256, imageSize, archiveSHA256,
+/// digestSource, config`.
+impl serde::Serialize for Prepared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct View<'a> {
+            image_path: &'a Path,
+            #[serde(rename = "imageSHA256")]
+            image_sha256: Sha256Digest,
+            image_size: u64,
+            #[serde(rename = "archiveSHA256")]
+            archive_sha256: Sha256Digest,
+            digest_source: DigestSource,
+            config: Option<&'a cidata::Cidata>,
+        }
+        View {
+            image_path: &self.image.path,
+            image_sha256: self.image.sha256,
+            image_size: self.image.size,
+            archive_sha256: self.archive_sha256,
+            digest_source: self.digest_source,
+            config: self.config.as_ref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// Downloads (or opens), verifies and decompresses what `source` names: one entry point, one
+/// result, whatever the source.
+pub async fn prepare_source(
+    source: &Source,
+    http: &Http,
+    cache: &Cache,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Prepared> {
+    let image = |path, sha256, size| Image {
+        path,
+        sha256,
+        size,
+        tail: None,
+    };
+    Ok(match source {
+        Source::Image(req) => prepare(req, http, cache, cancel, progress).await?,
+        Source::TalosFactory(req) => {
+            let f = talos_factory::fetch_asset(http, cache, req, cancel, progress).await?;
+            let f = f.fetched;
+            Prepared {
+                image: image(f.image_path, f.image_sha256, f.image_size),
+                archive_sha256: f.archive_sha256,
+                digest_source: f.digest_source,
+                config: None,
+            }
+        }
+        Source::Incus(req) => {
+            let f = incus::fetch(http, cache, req, cancel, progress).await?;
+            Prepared {
+                image: image(f.image_path, f.image_sha256, f.image_size),
+                archive_sha256: f.archive_sha256,
+                digest_source: DigestSource::Index,
+                config: None,
+            }
+        }
+        Source::TalosBuild(req) => {
+            let b = talos_build::build(req, http, cancel, progress).await?;
+            Prepared {
+                image: image(
+                    b.boot_artifact_path,
+                    b.boot_artifact_sha256,
+                    b.boot_artifact_size,
+                ),
+                archive_sha256: b.archive_sha256,
+                digest_source: b.digest_source,
+                config: Some(cidata::Cidata {
+                    path: b.config_artifact_path,
+                    sha256: b.config_artifact_sha256,
+                    size: b.config_artifact_size,
+                }),
+            }
+        }
+    })
 }
 
 /// A URL when it says http(s)://, else a path.
@@ -80,6 +180,7 @@ pub async fn prepare(
             },
             archive_sha256: fetched.archive_sha256,
             digest_source: fetched.digest_source,
+            config: None,
         });
     }
     local(Path::new(&req.source), req, cache, cancel, progress).await
@@ -129,6 +230,7 @@ async fn local(
         image,
         archive_sha256,
         digest_source,
+        config: None,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::fetch::cache::{self, Cache};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
-use crate::fetch::{self, FetchRequest};
+use crate::fetch::{self, DigestSource, FetchRequest};
 use crate::progress::ProgressSink;
 use crate::sources::cidata::{self, CidataRequest, Contents};
 use crate::sources::talos_factory::{self, Asset, FactoryUrl};
@@ -156,6 +156,11 @@ pub struct Built {
     pub boot_artifact_size: u64,
     #[serde(skip)]
     pub config_artifact_size: u64,
+    /// The archive as downloaded and where its expected digest came from; not in labctl's JSON.
+    #[serde(skip)]
+    pub archive_sha256: Sha256Digest,
+    #[serde(skip)]
+    pub digest_source: DigestSource,
     #[serde(rename = "sourceVersion")]
     pub source_version: String,
     #[serde(rename = "sourceURL")]
@@ -351,6 +356,7 @@ pub fn fat_cidata_warning(version: &str) -> Option<String> {
     })
 }
 
+#[derive(Debug)]
 pub struct BuildRequest {
     pub build: ImageBuild,
     /// Relative paths in the config are taken from here (the config's folder, or the current
@@ -442,6 +448,8 @@ pub async fn build(
         config_artifact_path: config_path,
         config_artifact_sha256: Sha256Digest::of_hasher(Sha256::new_with_prefix(&config_image)),
         boot_artifact_size: fetched.image_size,
+        archive_sha256: fetched.archive_sha256,
+        digest_source: fetched.digest_source,
         config_artifact_size: config_image.len() as u64,
         source_version: b.source.version.clone(),
         source_url: url.to_string(),

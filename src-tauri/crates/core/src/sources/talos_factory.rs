@@ -346,6 +346,93 @@ fn compare_prerelease(a: &str, b: &str) -> Ordering {
     a.split('.').count().cmp(&b.split('.').count())
 }
 
+/// An asset to fetch: by schematic, or by the extensions and kernel arguments that make one.
+#[derive(Clone, Debug)]
+pub struct AssetRequest {
+    pub factory_url: String,
+    pub version: String,
+    pub schematic: Option<String>,
+    pub customization: Customization,
+    pub platform: String,
+    pub arch: String,
+    pub secureboot: bool,
+    pub format: String,
+    pub sha256: Option<crate::fetch::digest::Sha256Digest>,
+    pub allow_unverified: bool,
+    pub max_image_size: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FetchedAsset {
+    #[serde(flatten)]
+    pub fetched: crate::fetch::Fetched,
+    #[serde(rename = "sourceVersion")]
+    pub version: String,
+    #[serde(rename = "sourceSchematicID")]
+    pub schematic: String,
+}
+
+/// From "v1.13.0 with iscsi-tools for amd64" to a verified image: the extensions are checked
+/// against the version's official list, the schematic is created, the asset fetched like `fetch`.
+pub async fn fetch_asset(
+    http: &Http,
+    cache: &crate::fetch::cache::Cache,
+    req: &AssetRequest,
+    cancel: &CancellationToken,
+    progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
+) -> Result<FetchedAsset> {
+    let factory = Factory::new(http, &req.factory_url)?;
+    let custom = &req.customization;
+    let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
+    let schematic = match &req.schematic {
+        Some(_) if customised => {
+            return Err(Error::BadInput(
+                "give either a schematic ID or extensions and kernel arguments, not both".into(),
+            ))
+        }
+        // The factory knows IDs in lower case only; asset_url checks the rest.
+        Some(id) => id.to_ascii_lowercase(),
+        None if custom.extensions.is_empty() => factory.schematic(custom, cancel).await?,
+        None => {
+            let official = factory.extensions(&req.version, cancel).await?;
+            let extensions = resolve_extensions(&custom.extensions, &official)?;
+            let resolved = Customization {
+                extensions,
+                kernel_args: custom.kernel_args.clone(),
+            };
+            factory.schematic(&resolved, cancel).await?
+        }
+    };
+    let url = factory.asset_url(&Asset {
+        schematic: schematic.clone(),
+        version: req.version.clone(),
+        platform: req.platform.clone(),
+        arch: req.arch.clone(),
+        secureboot: req.secureboot,
+        format: req.format.clone(),
+    })?;
+    let fetched = crate::fetch::fetch(
+        http,
+        cache,
+        &crate::fetch::FetchRequest {
+            url,
+            sha256: req.sha256,
+            sha256_source: crate::fetch::DigestSource::Flag,
+            allow_unverified: req.allow_unverified,
+            max_image_size: req.max_image_size,
+            archive_path: None,
+        },
+        cancel,
+        progress,
+    )
+    .await?;
+    Ok(FetchedAsset {
+        fetched,
+        version: req.version.clone(),
+        schematic,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,91 +545,4 @@ mod tests {
             .to_string();
         assert!(err.contains("did you mean siderolabs/iscsi-tools"), "{err}");
     }
-}
-
-/// An asset to fetch: by schematic, or by the extensions and kernel arguments that make one.
-#[derive(Clone, Debug)]
-pub struct AssetRequest {
-    pub factory_url: String,
-    pub version: String,
-    pub schematic: Option<String>,
-    pub customization: Customization,
-    pub platform: String,
-    pub arch: String,
-    pub secureboot: bool,
-    pub format: String,
-    pub sha256: Option<crate::fetch::digest::Sha256Digest>,
-    pub allow_unverified: bool,
-    pub max_image_size: u64,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FetchedAsset {
-    #[serde(flatten)]
-    pub fetched: crate::fetch::Fetched,
-    #[serde(rename = "sourceVersion")]
-    pub version: String,
-    #[serde(rename = "sourceSchematicID")]
-    pub schematic: String,
-}
-
-/// From "v1.13.0 with iscsi-tools for amd64" to a verified image: the extensions are checked
-/// against the version's official list, the schematic is created, the asset fetched like `fetch`.
-pub async fn fetch_asset(
-    http: &Http,
-    cache: &crate::fetch::cache::Cache,
-    req: &AssetRequest,
-    cancel: &CancellationToken,
-    progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
-) -> Result<FetchedAsset> {
-    let factory = Factory::new(http, &req.factory_url)?;
-    let custom = &req.customization;
-    let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
-    let schematic = match &req.schematic {
-        Some(_) if customised => {
-            return Err(Error::BadInput(
-                "give either a schematic ID or extensions and kernel arguments, not both".into(),
-            ))
-        }
-        // The factory knows IDs in lower case only; asset_url checks the rest.
-        Some(id) => id.to_ascii_lowercase(),
-        None if custom.extensions.is_empty() => factory.schematic(custom, cancel).await?,
-        None => {
-            let official = factory.extensions(&req.version, cancel).await?;
-            let extensions = resolve_extensions(&custom.extensions, &official)?;
-            let resolved = Customization {
-                extensions,
-                kernel_args: custom.kernel_args.clone(),
-            };
-            factory.schematic(&resolved, cancel).await?
-        }
-    };
-    let url = factory.asset_url(&Asset {
-        schematic: schematic.clone(),
-        version: req.version.clone(),
-        platform: req.platform.clone(),
-        arch: req.arch.clone(),
-        secureboot: req.secureboot,
-        format: req.format.clone(),
-    })?;
-    let fetched = crate::fetch::fetch(
-        http,
-        cache,
-        &crate::fetch::FetchRequest {
-            url,
-            sha256: req.sha256,
-            sha256_source: crate::fetch::DigestSource::Flag,
-            allow_unverified: req.allow_unverified,
-            max_image_size: req.max_image_size,
-            archive_path: None,
-        },
-        cancel,
-        progress,
-    )
-    .await?;
-    Ok(FetchedAsset {
-        fetched,
-        version: req.version.clone(),
-        schematic,
-    })
 }
