@@ -751,7 +751,7 @@ fn a_drive_that_changed_after_it_was_planned_is_refused() {
     require_root!();
     use labflash_core::flash;
     use labflash_core::flash::rules::{Chosen, TargetOptions};
-    use labflash_core::flash::writer::Image;
+    use labflash_core::image::Image;
     use labflash_core::io::drives::SystemRoots;
     let b = Bench::new();
     let (img, bytes) = b.image("os.img", MIB as usize, 32);

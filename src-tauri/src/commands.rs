@@ -282,7 +282,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
             sha256,
             allow_unverified,
         } => {
-            if !sources::is_url(&url) {
+            if !labflash_core::fetch::is_url(&url) {
                 return Err(bad(format!("{url:?} is not an http(s) URL")));
             }
             image(url, digest_arg(&sha256)?, allow_unverified)

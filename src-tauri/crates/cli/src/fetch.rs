@@ -66,14 +66,12 @@ async fn fetch(
     let url = parse_url(&args.url)?;
     let cache = args.source.cache()?;
     let http = args.net.http()?;
-    let request = FetchRequest {
+    let request = FetchRequest::verified(
         url,
-        sha256: args.source.sha256,
-        sha256_source: DigestSource::Flag,
-        allow_unverified: args.source.allow_unverified,
-        max_image_size: args.source.max_image_size,
-        archive_path: None,
-    };
+        args.source.sha256,
+        args.source.allow_unverified,
+        args.source.max_image_size,
+    );
     let progress = crate::progress::sink(out.show_progress());
     let fetched = fetch::fetch(&http, &cache, &request, cancel, &progress).await?;
     if fetched.digest_source == DigestSource::Unverified && !out.quiet {

@@ -11,10 +11,12 @@
 //! - [`io`]: the machine: drives and their identities, mounts and openers, opening devices
 //!   (O_DIRECT, O_EXCL, UDisks2). The Linux-only code lives here.
 //! - [`verify`]: reading a drive or file back against a digest, without writing.
+//! - [`image`]: the image every source prepares and every flash writes.
 
 pub mod error;
 pub mod fetch;
 pub mod flash;
+pub mod image;
 pub mod io;
 pub mod progress;
 pub mod sources;

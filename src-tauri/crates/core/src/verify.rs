@@ -167,7 +167,7 @@ pub async fn resolve_expected(
                 crate::fetch::blocking_hash(image, Stage::HashImage, cancel, progress).await?;
             return Ok((digest, size.unwrap_or(len)));
         }
-        Expected::Sidecar(source) if crate::sources::is_url(source) => {
+        Expected::Sidecar(source) if crate::fetch::is_url(source) => {
             let url = url::Url::parse(source)
                 .map_err(|e| Error::BadInput(format!("{source:?} is not a valid URL: {e}")))?;
             crate::fetch::digest::parse_sidecar(&http.get_text(&url, cancel).await?, source)?

@@ -35,6 +35,11 @@ use cache::Cache;
 use decompress::Format;
 use digest::Sha256Digest;
 
+/// A URL when it says http(s)://, else a path.
+pub fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
 /// The default bound on a decompressed image.
 pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 4 << 30;
 
@@ -59,6 +64,22 @@ pub struct FetchRequest {
 }
 
 impl FetchRequest {
+    /// A request for `url` checked against the caller's digest (else the published one), or
+    /// accepted unverified if the caller allows it.
+    pub fn verified(
+        url: Url,
+        sha256: Option<Sha256Digest>,
+        allow_unverified: bool,
+        max_image_size: u64,
+    ) -> Self {
+        Self {
+            sha256,
+            allow_unverified,
+            max_image_size,
+            ..Self::new(url)
+        }
+    }
+
     /// Where the archive is kept: the request's own path, else the cache's layout.
     pub fn archive_in(&self, cache: &Cache) -> PathBuf {
         self.archive_path

@@ -32,6 +32,7 @@ use crate::fetch::cache::Cache;
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
 use crate::fetch::{DigestSource, FetchRequest};
+use crate::image::Image;
 use crate::io::device;
 use crate::io::drives::SystemRoots;
 use crate::progress::ProgressSink;
@@ -40,7 +41,7 @@ use crate::CancellationToken;
 use one_stick::Layout;
 use rules::{Approved, Chosen, TargetOptions};
 use stream::Opened;
-use writer::{FlashOptions, Image, TargetReport};
+use writer::{FlashOptions, TargetReport};
 
 /// What the operator asks for.
 #[derive(Clone, Debug)]
@@ -129,16 +130,12 @@ pub async fn plan(
         .collect();
     let roots = SystemRoots::default();
     if stream::streams(&req.source) && req.config.is_none() {
-        let opened = if sources::is_url(&req.source) {
+        let opened = if crate::fetch::is_url(&req.source) {
             let url = url::Url::parse(&req.source).map_err(|e| {
                 Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
             })?;
-            let fetch = FetchRequest {
-                sha256: req.sha256,
-                allow_unverified: req.allow_unverified,
-                max_image_size: req.max_image_size,
-                ..FetchRequest::new(url)
-            };
+            let fetch =
+                FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
             stream::open(http, cache, &fetch, cancel).await?
         } else {
             let path = Path::new(&req.source);
@@ -169,7 +166,7 @@ pub async fn plan(
     )
     .await?;
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
-    if !sources::is_url(&req.source) {
+    if !crate::fetch::is_url(&req.source) {
         protected.push(PathBuf::from(&req.source));
     }
     let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::fetch::digest::Sha256Digest;
 use crate::flash::gpt::{self, OneStick};
-use crate::flash::writer::{Image, Tail};
+use crate::image::{Image, Tail};
 use crate::CancellationToken;
 
 /// The stick's bytes: the image with its new GPT, then the cidata partition.

@@ -55,7 +55,7 @@ const PACKETS: usize = 4;
 /// Whether an image named by a URL or a local path can stream: a URL, or a compressed file. A
 /// raw file is written as it is; a path that cannot be read is left to the file path's errors.
 pub fn streams(image: &str) -> bool {
-    sources::is_url(image)
+    crate::fetch::is_url(image)
         || Format::of_file(Path::new(image)).is_ok_and(|format| format != Format::Raw)
 }
 

@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{self, io_at, Error, ErrorKind, Result};
 use crate::fetch::digest::Sha256Digest;
 use crate::flash::readback::ReadBack;
+use crate::image::{Image, Tail};
 use crate::io::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::io::medium::Medium;
 use crate::progress::{ProgressSink, Reporter, Stage};
@@ -47,23 +48,6 @@ const END_WIPE: u64 = 64 << 10;
 const CHUNK: usize = 4 << 20;
 /// Chunks queued per target: bounds memory whatever the image size.
 const QUEUE: usize = 3;
-
-/// The image to write, with the digest the read-back must reproduce.
-#[derive(Clone, Debug)]
-pub struct Image {
-    pub path: PathBuf,
-    pub sha256: Sha256Digest,
-    pub size: u64,
-    /// Bytes that belong far past the image (a backup GPT at the target's end), written and read
-    /// back after the image, just before the first MiB.
-    pub tail: Option<Tail>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Tail {
-    pub offset: u64,
-    pub bytes: Vec<u8>,
-}
 
 /// What the writers know before the first byte: everything for a file, and for a stream being
 /// decoded only its name. Unknown size and digest are taken from the bytes as they pass.

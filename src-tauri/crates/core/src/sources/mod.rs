@@ -19,8 +19,9 @@ use crate::fetch::cache::Cache;
 use crate::fetch::decompress::Format;
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
+use crate::fetch::is_url;
 use crate::fetch::{self, DigestSource, FetchRequest};
-use crate::flash::writer::Image;
+use crate::image::Image;
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
 
@@ -141,11 +142,6 @@ pub async fn prepare_source(
     })
 }
 
-/// A URL when it says http(s)://, else a path.
-pub fn is_url(source: &str) -> bool {
-    source.starts_with("http://") || source.starts_with("https://")
-}
-
 pub async fn prepare(
     req: &SourceRequest,
     http: &Http,
@@ -159,14 +155,7 @@ pub async fn prepare(
         let fetched = fetch::fetch(
             http,
             cache,
-            &FetchRequest {
-                url,
-                sha256: req.sha256,
-                sha256_source: DigestSource::Flag,
-                allow_unverified: req.allow_unverified,
-                max_image_size: req.max_image_size,
-                archive_path: None,
-            },
+            &FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size),
             cancel,
             progress,
         )

@@ -414,14 +414,12 @@ pub async fn fetch_asset(
     let fetched = crate::fetch::fetch(
         http,
         cache,
-        &crate::fetch::FetchRequest {
+        &crate::fetch::FetchRequest::verified(
             url,
-            sha256: req.sha256,
-            sha256_source: crate::fetch::DigestSource::Flag,
-            allow_unverified: req.allow_unverified,
-            max_image_size: req.max_image_size,
-            archive_path: None,
-        },
+            req.sha256,
+            req.allow_unverified,
+            req.max_image_size,
+        ),
         cancel,
         progress,
     )
