@@ -1,6 +1,8 @@
 //! The real app in the real webview under Xvfb, driven over WebDriver (tauri-driver with
 //! WebKitWebDriver): a local image flashed to a loop device and verified, verify mode reporting a
 //! mismatch, and Cancel mid-flash leaving the first MiB wiped. Screenshots of each step are saved.
+//! And the app as an unprivileged user whose only way to the drive is pkexec, with no
+//! authentication agent: the sentence that says what to do.
 //!
 //! Root (loop devices), as in CI. The app refuses root unless LABFLASH_GUI_ALLOW_ROOT is set,
 //! which this test does for its sandbox; on a desktop the app runs as the user (drives through
@@ -19,6 +21,9 @@ use common::webdriver::Session;
 use common::*;
 
 const MIB: u64 = 1 << 20;
+
+/// One app at a time: the no-agent test starts and stops a system bus the other app would use.
+static ONE_APP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Gui {
     children: Vec<Child>,
@@ -61,6 +66,11 @@ fn tauri_driver() -> PathBuf {
 
 impl Gui {
     fn start(cache: &Path) -> Gui {
+        Self::start_as(cache, None)
+    }
+
+    /// The app as `user` (its HOME and the helper given), or as root for the sandbox.
+    fn start_as(cache: &Path, user: Option<&User>) -> Gui {
         let display = (90..140)
             .find(|n| {
                 !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
@@ -90,8 +100,25 @@ impl Gui {
                 .expect("Xvfb (package xvfb)"),
         );
         let (port, native) = (free_port(), free_port());
+        let mut driver = match user {
+            None => {
+                let mut c = Command::new(tauri_driver());
+                c.env("LABFLASH_GUI_ALLOW_ROOT", "1");
+                c
+            }
+            Some(u) => {
+                // runuser sets HOME from the password database: give it explicitly.
+                let mut c = Command::new("runuser");
+                c.args(["-u", &u.name, "--", "env"])
+                    .arg(format!("HOME={}", u.home.display()))
+                    .arg(format!("XDG_RUNTIME_DIR={}", u.home.display()))
+                    .arg(format!("LABFLASH_HELPER={}", u.helper.display()))
+                    .arg(u.bin.join("tauri-driver"));
+                c
+            }
+        };
         gui.children.push(
-            Command::new(tauri_driver())
+            driver
                 .process_group(0)
                 .args([
                     "--port",
@@ -100,14 +127,16 @@ impl Gui {
                     &native.to_string(),
                 ])
                 .env("DISPLAY", format!(":{display}"))
-                .env("LABFLASH_GUI_ALLOW_ROOT", "1")
                 .env("LABFLASH_CACHE_DIR", cache)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("tauri-driver"),
         );
-        let app = labflash_bin().with_file_name("labflash-gui");
+        let app = match user {
+            Some(u) => u.bin.join("labflash-gui"),
+            None => labflash_bin().with_file_name("labflash-gui"),
+        };
         gui.session = Some(Session::new(port, app.to_str().unwrap()));
         gui
     }
@@ -124,6 +153,7 @@ impl Gui {
 #[test]
 fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let cache = dir.path().join("cache");
     let bytes = image_like(6 * MIB as usize + 4096, 70);
@@ -224,4 +254,225 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         big_dev.read(0, MIB as usize).iter().all(|b| *b == 0),
         "the first MiB is wiped"
     );
+}
+
+/// An unprivileged desktop user with no polkit authentication agent, on a machine where only the
+/// privileged helper can reach the drive (no UDisks2): the app says what happened and what to do
+/// in one sentence, keeping pkexec's own words after it. (No screenshots: WebKit run as another
+/// user under this Xvfb paints only the first frame, though the page itself works.)
+#[test]
+fn without_an_authentication_agent_the_app_says_what_to_do() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let bus = SystemBus::start();
+    let user = User::create("labflash-gui-test");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    Command::new("chown")
+        .arg(&user.name)
+        .arg(&cache)
+        .status()
+        .unwrap();
+    let bytes = image_like(2 * MIB as usize, 72);
+    let image = dir.path().join("talos.raw");
+    std::fs::write(&image, &bytes).unwrap();
+    let dev = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
+
+    let gui = Gui::start_as(&cache, Some(&user));
+    let s = gui.s();
+    s.type_into("#file-path", image.to_str().unwrap());
+    s.click("#prepare");
+    s.wait_text("#image-sha", 60, |t| t.len() == 64);
+    s.click("#confirm-digests");
+    s.click("#show-all");
+    let dev_path = dev.path_str();
+    s.wait_text("#drives", 10, |t| t.contains(dev_path));
+    s.click(&format!("#drives input[value=\"{dev_path}\"]"));
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 10, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    let said = s.wait_text("#message", 60, |t| !t.is_empty());
+    assert!(
+        said.contains("no polkit authentication agent is running")
+            && said.contains("log in to a desktop session, or run labflash as root"),
+        "{said}"
+    );
+    assert!(
+        said.contains("(pkexec: "),
+        "pkexec's own words follow: {said}"
+    );
+    assert!(
+        dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA),
+        "nothing written"
+    );
+    drop(gui);
+    drop(bus);
+}
+
+/// A system bus with polkit and without UDisks2 (its activation file hidden), stopped and
+/// restored on drop.
+struct SystemBus {
+    dbus_pid: Option<i32>,
+    polkitd: Option<Child>,
+    hidden: Option<PathBuf>,
+}
+
+const UDISKS_ACTIVATION: &str = "/usr/share/dbus-1/system-services/org.freedesktop.UDisks2.service";
+
+impl SystemBus {
+    fn start() -> SystemBus {
+        let mut bus = SystemBus {
+            dbus_pid: None,
+            polkitd: None,
+            hidden: None,
+        };
+        if Path::new(UDISKS_ACTIVATION).exists() {
+            let hidden = PathBuf::from(format!("{UDISKS_ACTIVATION}.labflash-gui-test"));
+            std::fs::rename(UDISKS_ACTIVATION, &hidden).unwrap();
+            bus.hidden = Some(hidden);
+        }
+        if !Path::new("/run/dbus/system_bus_socket").exists() {
+            std::fs::create_dir_all("/run/dbus").unwrap();
+            let out = Command::new("dbus-daemon")
+                .args(["--system", "--fork", "--print-pid"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            bus.dbus_pid = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        } else {
+            let _ = Command::new("dbus-send")
+                .args([
+                    "--system",
+                    "--type=method_call",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.ReloadConfig",
+                ])
+                .status();
+        }
+        let running = bus_has_owner;
+        assert!(
+            !running("org.freedesktop.UDisks2"),
+            "this test needs a machine without UDisks2 running"
+        );
+        if !running("org.freedesktop.PolicyKit1") {
+            bus.polkitd = Some(
+                Command::new("/usr/lib/polkit-1/polkitd")
+                    .arg("--no-debug")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("polkitd (package polkitd)"),
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !running("org.freedesktop.PolicyKit1") {
+                assert!(Instant::now() < deadline, "polkitd did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        bus
+    }
+}
+
+impl Drop for SystemBus {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.polkitd.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if let Some(pid) = self.dbus_pid {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_file("/run/dbus/pid");
+            let _ = std::fs::remove_file("/run/dbus/system_bus_socket");
+        }
+        if let Some(hidden) = self.hidden.take() {
+            let _ = std::fs::rename(hidden, UDISKS_ACTIVATION);
+        }
+    }
+}
+
+/// An unprivileged user with a home, copies of the app and tauri-driver it may run, and the
+/// helper where the package would put it (root's alone); removed on drop.
+struct User {
+    name: String,
+    home: PathBuf,
+    bin: PathBuf,
+    helper: PathBuf,
+    created: bool,
+}
+
+impl User {
+    fn create(name: &str) -> User {
+        let exists = Command::new("id")
+            .arg(name)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let ok = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let id = std::process::id();
+        let home = PathBuf::from(format!("/tmp/labflash-gui-home-{id}"));
+        std::fs::create_dir_all(&home).unwrap();
+        Command::new("chown").arg(name).arg(&home).status().unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let bin = PathBuf::from(format!("/tmp/labflash-gui-bin-{id}"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::copy(tauri_driver(), bin.join("tauri-driver")).unwrap();
+        std::fs::copy(
+            labflash_bin().with_file_name("labflash-gui"),
+            bin.join("labflash-gui"),
+        )
+        .unwrap();
+        let helper_dir = PathBuf::from(format!("/run/labflash-gui-helper-{id}"));
+        std::fs::create_dir_all(&helper_dir).unwrap();
+        std::fs::set_permissions(
+            &helper_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let helper = helper_dir.join("labflash");
+        std::fs::copy(labflash_bin(), &helper).unwrap();
+        User {
+            name: name.into(),
+            home,
+            bin,
+            helper,
+            created: !exists,
+        }
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+        let _ = std::fs::remove_dir_all(&self.bin);
+        if let Some(dir) = self.helper.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if self.created {
+            let _ = Command::new("userdel").arg(&self.name).status();
+        }
+    }
 }

@@ -53,7 +53,7 @@ impl Desktop {
             );
             d.dbus_pid = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
         }
-        if !has_owner("org.freedesktop.UDisks2") {
+        if !bus_has_owner("org.freedesktop.UDisks2") {
             d.spawn("/lib/systemd/systemd-udevd", &[]);
             std::thread::sleep(Duration::from_millis(300));
             run_ok(
@@ -65,7 +65,7 @@ impl Desktop {
             d.spawn("/usr/libexec/udisks2/udisksd", &[]);
             d.udisks = d.children.pop();
             wait_until("UDisks2 on the system bus", || {
-                has_owner("org.freedesktop.UDisks2")
+                bus_has_owner("org.freedesktop.UDisks2")
             });
         }
         if Command::new("id").arg(USER).output().unwrap().status.code() != Some(0) {
@@ -102,7 +102,7 @@ impl Desktop {
         let _ = child.kill();
         let _ = child.wait();
         wait_until("UDisks2 to leave the bus", || {
-            !has_owner("org.freedesktop.UDisks2")
+            !bus_has_owner("org.freedesktop.UDisks2")
         });
         true
     }
@@ -155,21 +155,6 @@ impl Drop for Desktop {
             let _ = Command::new("userdel").arg(USER).status();
         }
     }
-}
-
-fn has_owner(name: &str) -> bool {
-    Command::new("dbus-send")
-        .args([
-            "--system",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            &format!("string:{name}"),
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
-        .unwrap_or(false)
 }
 
 fn run_ok(program: &str, args: &[&str]) {
@@ -378,16 +363,16 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
             "udisks2",
             "not the helper"
         );
-        assert!(has_owner("org.freedesktop.UDisks2"));
+        assert!(bus_has_owner("org.freedesktop.UDisks2"));
         let _ = Command::new("pkill").args(["-x", "udisksd"]).status();
         wait_until("the activated UDisks2 to stop", || {
-            !has_owner("org.freedesktop.UDisks2")
+            !bus_has_owner("org.freedesktop.UDisks2")
         });
     }
 
     // Without UDisks2 at all, the flash goes to `pkexec <installed helper> helper`, which polkit
     // allows here: one authorization for the whole flash.
-    if !has_owner("org.freedesktop.UDisks2") {
+    if !bus_has_owner("org.freedesktop.UDisks2") {
         let hidden = format!("{ACTIVATION}.labflash-test");
         if Path::new(ACTIVATION).exists() {
             std::fs::rename(ACTIVATION, &hidden).unwrap();

@@ -39,6 +39,22 @@ pub fn skip(reason: &str) {
     }
 }
 
+/// Whether `name` has an owner on the system bus (dbus-send: no client library in the tests).
+pub fn bus_has_owner(name: &str) -> bool {
+    Command::new("dbus-send")
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &format!("string:{name}"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+        .unwrap_or(false)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
