@@ -1,5 +1,9 @@
 //! Progress reporting: the engine reports through a sink the front end supplies, at most ten
 //! times a second per stage, plus each stage's final count.
+//!
+//! The async steps (fetch, prepare a source, plan a flash) take `&Arc<dyn ProgressSink>`: they
+//! hand the sink to blocking tasks of their own, which need a handle that outlives the call. The
+//! blocking steps (write, read back, verify, hash) take `&dyn ProgressSink`.
 
 use std::time::{Duration, Instant};
 
