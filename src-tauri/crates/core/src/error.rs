@@ -178,13 +178,18 @@ pub(crate) fn wraps(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Error>())
 }
 
+/// The engine error `e` carries, if it carries one.
+pub(crate) fn carried(e: std::io::Error) -> Option<Error> {
+    if !wraps(&e) {
+        return None;
+    }
+    e.into_inner()?.downcast::<Error>().ok().map(|error| *error)
+}
+
 /// The engine error `e` carries, else an I/O error on `path`.
 pub(crate) fn from_io(path: &std::path::Path, e: std::io::Error) -> Error {
     if wraps(&e) {
-        if let Some(Ok(error)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
-            return *error;
-        }
-        unreachable!("checked by wraps");
+        return carried(e).expect("checked by wraps");
     }
     Error::io(path, e)
 }

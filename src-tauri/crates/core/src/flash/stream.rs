@@ -73,8 +73,6 @@ pub struct Opened {
     origin: Origin,
     /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
-    /// The operator's own file, which no target may overwrite and no failure may delete.
-    local: bool,
     max_image_size: u64,
     /// The cache's lock on a URL's asset.
     _lock: Option<AssetLock>,
@@ -87,9 +85,52 @@ enum Origin {
         sha256: Sha256Digest,
         size: u64,
     },
-    /// The archive file (cached by an earlier fetch, or the operator's); re-hashed as it streams.
-    Archive,
+    /// An archive file, re-hashed as it streams.
+    Archive(Archive),
     Network(Url),
+}
+
+/// Whose archive file streams: what that changes is said here, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Archive {
+    /// Cached by an earlier fetch: deleted if it no longer matches, so the next run downloads it.
+    Cached,
+    /// The operator's own file: no target may overwrite it and no failure deletes it.
+    Operators,
+}
+
+impl Archive {
+    /// What its progress bar shows: the operator's file is read as fast as it is decoded.
+    fn stage(self) -> Stage {
+        match self {
+            Archive::Cached => Stage::CheckCache,
+            Archive::Operators => Stage::Decompress,
+        }
+    }
+
+    /// The error for a file that no longer hashes to `expected`, after deleting a cached copy.
+    fn changed(self, path: &Path, expected: Sha256Digest, actual: Sha256Digest) -> Error {
+        let what = match self {
+            Archive::Operators => "image file (it changed while it was written)",
+            Archive::Cached => match cache::discard(path) {
+                Ok(()) => "cached archive (it was deleted: run again to download it afresh)",
+                Err(e) => return e,
+            },
+        };
+        Error::DigestMismatch {
+            what,
+            expected: expected.hex(),
+            actual: actual.hex(),
+        }
+    }
+}
+
+impl Opened {
+    /// The operator's file, which the targets must not include.
+    fn operators_file(&self) -> Option<&Path> {
+        matches!(self.origin, Origin::Archive(Archive::Operators))
+            .then_some(self.archive_path.as_path())
+    }
 }
 
 /// What a streamed flash did.
@@ -114,8 +155,11 @@ pub async fn open(
     let archive_path = req.archive_in(cache);
     let lock = cache.lock(&archive_path, cancel).await?;
     let cached = expected.and_then(|expected| {
-        cached_image(&cache.image_path(&req.url), expected, req.max_image_size)
-            .or_else(|| archive_path.is_file().then_some(Origin::Archive))
+        cached_image(&cache.image_path(&req.url), expected, req.max_image_size).or_else(|| {
+            archive_path
+                .is_file()
+                .then_some(Origin::Archive(Archive::Cached))
+        })
     });
     let origin = cached.unwrap_or_else(|| Origin::Network(req.url.clone()));
     Ok(Opened {
@@ -128,7 +172,6 @@ pub async fn open(
         },
         origin,
         archive_path,
-        local: false,
         max_image_size: req.max_image_size,
         _lock: Some(lock),
     })
@@ -149,9 +192,8 @@ pub async fn open_file(
         expected: Some(file.sha256),
         digest_source: file.digest_source,
         image_size: None,
-        origin: Origin::Archive,
+        origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
-        local: true,
         max_image_size,
         _lock: None,
     })
@@ -188,9 +230,7 @@ pub fn approve(
     roots: &SystemRoots,
 ) -> Result<Option<Vec<Approved>>> {
     let mut protected = vec![cache.root()];
-    if opened.local {
-        protected.push(&opened.archive_path);
-    }
+    protected.extend(opened.operators_file());
     let approved = flash::approve_all(targets, opened.image_size, options, &protected, roots)?;
     Ok((!flash::needs_helper(&approved)).then_some(approved))
 }
@@ -262,7 +302,8 @@ pub fn run(
                 &stop,
                 progress,
             ),
-            _ => from_file(&opened, tx, &stop, progress),
+            Origin::Archive(archive) => from_file(&opened, *archive, tx, &stop, progress),
+            Origin::CachedImage { .. } => unreachable!("written above"),
         });
         let mut input = Received::new(rx);
         let mut outcome = decode_and_write(
@@ -379,8 +420,8 @@ impl Received {
                     let n = data.len();
                     self.consume(n);
                 }
-                Err(e) => match error::from_io(Path::new(""), e) {
-                    mismatch @ Error::DigestMismatch { .. } => return Err(mismatch),
+                Err(e) => match error::carried(e) {
+                    Some(mismatch @ Error::DigestMismatch { .. }) => return Err(mismatch),
                     _ => return Ok(()),
                 },
             }
@@ -420,6 +461,7 @@ impl BufRead for Received {
 /// (the next run downloads it afresh), never the operator's file.
 fn from_file(
     opened: &Opened,
+    archive: Archive,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
     progress: &dyn ProgressSink,
@@ -428,13 +470,7 @@ fn from_file(
     let result = (|| {
         let mut file = File::open(path).map_err(io_at(path))?;
         let total = file.metadata().map_err(io_at(path))?.len();
-        // The operator's file is read as fast as it is decoded: that is what the bar shows.
-        let stage = if opened.local {
-            Stage::Decompress
-        } else {
-            Stage::CheckCache
-        };
-        let mut reporter = Reporter::new(progress, stage, Some(total));
+        let mut reporter = Reporter::new(progress, archive.stage(), Some(total));
         let mut hasher = Sha256::new();
         let mut done = 0u64;
         loop {
@@ -455,25 +491,13 @@ fn from_file(
         reporter.finish(done);
         let actual = Sha256Digest::of_hasher(hasher);
         if let Some(expected) = expected.filter(|e| *e != actual) {
-            if opened.local {
-                return Err(Error::DigestMismatch {
-                    what: "image file (it changed while it was written)",
-                    expected: expected.hex(),
-                    actual: actual.hex(),
-                });
-            }
-            cache::discard(path)?;
-            return Err(Error::DigestMismatch {
-                what: "cached archive (it was deleted: run again to download it afresh)",
-                expected: expected.hex(),
-                actual: actual.hex(),
-            });
+            return Err(archive.changed(path, expected, actual));
         }
         Ok((actual, ()))
     })();
     finish(&tx, result).map(|(sha256, ())| Produced {
         sha256,
-        cached: (!opened.local).then(|| path.to_path_buf()),
+        cached: (archive == Archive::Cached).then(|| path.to_path_buf()),
     })
 }
 
@@ -628,14 +652,18 @@ mod tests {
     }
 
     fn opened(path: &Path, local: bool, expected: Sha256Digest) -> Opened {
+        let archive = if local {
+            Archive::Operators
+        } else {
+            Archive::Cached
+        };
         Opened {
             source: path.display().to_string(),
             expected: Some(expected),
             digest_source: DigestSource::Flag,
             image_size: None,
-            origin: Origin::Archive,
+            origin: Origin::Archive(archive),
             archive_path: path.to_path_buf(),
-            local,
             max_image_size: u64::MAX,
             _lock: None,
         }
@@ -647,7 +675,10 @@ mod tests {
         let stop = CancellationToken::new();
         std::thread::scope(|scope| {
             let stop = &stop;
-            scope.spawn(move || from_file(opened, tx, stop, &NoProgress));
+            let Origin::Archive(archive) = opened.origin else {
+                unreachable!("an archive file")
+            };
+            scope.spawn(move || from_file(opened, archive, tx, stop, &NoProgress));
             let mut data = Vec::new();
             for packet in rx {
                 match packet {
