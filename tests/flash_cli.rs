@@ -358,6 +358,20 @@ fn a_file_target_is_written_and_verified() {
     assert_eq!(same.code, 2, "the source itself: {}", same.stderr);
     let twice = b.flash(&img, &["--to", &target, "--to", &target, "--yes"]);
     assert_eq!(twice.code, 2, "{}", twice.stderr);
+
+    // A VM disk named through a link is written (the file itself, opened without following);
+    // a link to nothing is refused, and nothing is created.
+    let link = b.path("current.img");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::fs::write(&target, b"old").unwrap();
+    let linked = b.flash(&img, &["--to", &link, "--yes"]);
+    assert_eq!(linked.code, 0, "{}", linked.stderr);
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    let dangling = b.path("dangling.img");
+    std::os::unix::fs::symlink(b.path("nowhere.img"), &dangling).unwrap();
+    let refused = b.flash(&img, &["--to", &dangling, "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(!Path::new(&b.path("nowhere.img")).exists());
 }
 
 #[test]

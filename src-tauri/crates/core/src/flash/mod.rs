@@ -464,10 +464,20 @@ pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<dev
     for approved in targets {
         rules::check_unused(approved, roots)?;
     }
-    let mut opened = Vec::new();
+    let mut opened: Vec<device::Target> = Vec::new();
     for approved in targets {
-        rules::unmount(approved, roots)?;
-        opened.push(device::open_for_write(&approved.path, &approved.identity)?);
+        let next = rules::unmount(approved, roots)
+            .and_then(|()| device::open_for_write(&approved.path, &approved.identity));
+        match next {
+            Ok(target) => opened.push(target),
+            Err(e) => {
+                // A refusal leaves nothing behind: not the image files this flash created.
+                for t in opened.iter().filter(|t| t.created) {
+                    let _ = std::fs::remove_file(&t.path);
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(opened)
 }

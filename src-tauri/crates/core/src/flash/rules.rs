@@ -86,6 +86,9 @@ pub fn approve(
             if target.starts_with("/dev") || parent.is_some_and(|p| !p.is_dir()) {
                 return Err(refuse("it does not exist".into()));
             }
+            if std::fs::symlink_metadata(target).is_ok() {
+                return Err(refuse("it is a symbolic link to nothing".into()));
+            }
             // A new image file, e.g. a VM disk.
             return Ok(Approved {
                 path: target.to_path_buf(),
@@ -106,8 +109,9 @@ pub fn approve(
                 }
             }
         }
+        // Opened without following links: name the file itself (a VM disk behind a link).
         return Ok(Approved {
-            path: target.to_path_buf(),
+            path: std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?,
             kind: TargetKind::File,
             drive: None,
             to_unmount: Vec::new(),
@@ -208,12 +212,24 @@ pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<String> {
     }
 }
 
-/// Refuses a drive another process uses: open on the disk or a partition, or holding a file or
-/// its working folder in one of the drive's filesystems (which would keep it from unmounting).
+/// Refuses a drive that is no longer the one approved (its name now another disk's: checked
+/// before anything is unmounted, from what the kernel lists, serial included), or that another
+/// process uses: open on the disk or a partition, or holding a file or its working folder in one
+/// of the drive's filesystems (which would keep it from unmounting).
 pub fn check_unused(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     let Some(drive) = &approved.drive else {
         return Ok(());
     };
+    let now = drives::list(roots)?
+        .into_iter()
+        .find(|d| d.name == drive.name)
+        .map(|d| d.identity);
+    if now.as_ref() != Some(&drive.identity) {
+        return Err(Error::Refused {
+            target: approved.path.display().to_string(),
+            reason: "the drive changed since you chose it (another disk has its name now, or it was re-attached); choose it again".into(),
+        });
+    }
     let mut devices = vec![drive.path.clone()];
     devices.extend(drive.partitions.iter().map(|p| p.path.clone()));
     // Tools probe drives for a moment (udev's blkid, losetup looking for a free loop device):

@@ -62,7 +62,10 @@ pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
                     Ok(now) if now != seq => {
                         return Err(changed(format!("disk sequence {now}, not {seq}")))
                     }
-                    _ => {}
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(changed(format!("its disk sequence cannot be read: {e}")))
+                    }
                 }
             }
             let size = crate::io::device::size_of(file).map_err(|e| Error::io(path, e))?;

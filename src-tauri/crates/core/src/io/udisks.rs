@@ -39,7 +39,9 @@ pub fn unmount(device: &Path) -> Result<(), Error> {
     let object = format!("/org/freedesktop/UDisks2/block_devices/{}", escape(&name));
     let proxy = zbus::blocking::Proxy::new(&conn, SERVICE, object.as_str(), FILESYSTEM)
         .map_err(|e| unavailable(device, e))?;
-    let options: HashMap<&str, Value> = HashMap::from([("force", Value::from(true))]);
+    // Not forced: UDisks2 forces with a lazy unmount, which detaches a busy filesystem that is
+    // still written to.
+    let options: HashMap<&str, Value> = HashMap::new();
     proxy
         .call::<_, _, ()>("Unmount", &(options,))
         .map_err(|e| refused_or_failed(device, e))
