@@ -191,15 +191,7 @@ fn udisks_property(object: &str, interface: &str, property: &str) -> Option<Stri
 
 /// Runs labflash as the unprivileged test user.
 fn as_user(bin: &Path, args: &[&str]) -> Run {
-    Command::new("runuser")
-        .args(["-u", USER, "--"])
-        .arg(bin)
-        .args(args)
-        .env_remove("LABFLASH_CACHE_DIR")
-        .env("LABFLASH_HELPER", format!("{HELPER_DIR}/labflash"))
-        .output()
-        .unwrap()
-        .into()
+    as_user_env(bin, args, &format!("{HELPER_DIR}/labflash"))
 }
 
 #[test]

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::io::device::TargetKind;
 use crate::io::drives::{self, Drive, SystemRoots};
-use crate::io::identity::{DriveIdentity, Identity};
+use crate::io::identity::{drive_changed, DriveIdentity, Identity};
+
+/// How a drive listed under the same name differs from the one chosen.
+const REATTACHED: &str = "another disk has its name now, or it was re-attached";
 use crate::io::mounts;
 
 #[derive(Clone, Debug, Default)]
@@ -144,9 +147,7 @@ pub fn approve(
 
     if let Some(listed) = &chosen.identity {
         if *listed != drive.identity {
-            return Err(refuse(
-                "the drive changed since you chose it (another disk has its name now, or it was re-attached); choose it again".into(),
-            ));
+            return Err(drive_changed(target, REATTACHED));
         }
     }
     if let Some(reason) = unsuitable(&drive, image_size) {
@@ -225,10 +226,7 @@ pub fn check_unused(approved: &Approved, roots: &SystemRoots) -> Result<()> {
         .find(|d| d.name == drive.name)
         .map(|d| d.identity);
     if now.as_ref() != Some(&drive.identity) {
-        return Err(Error::Refused {
-            target: approved.path.display().to_string(),
-            reason: "the drive changed since you chose it (another disk has its name now, or it was re-attached); choose it again".into(),
-        });
+        return Err(drive_changed(&approved.path, REATTACHED));
     }
     let mut devices = vec![drive.path.clone()];
     devices.extend(drive.partitions.iter().map(|p| p.path.clone()));

@@ -42,10 +42,7 @@ pub enum Identity {
 
 /// Refuses the open descriptor `file` of `path` unless it is what `identity` recorded.
 pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
-    let changed = |what: String| Error::Refused {
-        target: path.display().to_string(),
-        reason: format!("the drive changed since you chose it ({what}); choose it again"),
-    };
+    let changed = |what: String| drive_changed(path, &what);
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     match identity {
         Identity::Drive(expected) => {
@@ -94,6 +91,14 @@ pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// The refusal of a target that is no longer the drive the operator chose, saying how it differs.
+pub fn drive_changed(path: &Path, how: &str) -> Error {
+    Error::Refused {
+        target: path.display().to_string(),
+        reason: format!("the drive changed since you chose it ({how}); choose it again"),
     }
 }
 
