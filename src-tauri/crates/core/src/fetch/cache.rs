@@ -3,11 +3,12 @@
 //! ```text
 //! <cache>/downloads/<host>/<url path>       archives as served, verified before they got their name
 //! <cache>/images/<host>/<url path minus .xz|.gz|.zst>       decompressed images
-//! <cache>/images/…/<image>.meta.json        which archive digest an image came from, and its own
 //! <cache>/locks/<hash>.lock                 one per asset, held while it is fetched
 //! ```
-//! Files are written as `.<name>.<random>.part` beside their final name, fsynced, and renamed into
-//! place; a temp file left by a killed process is swept the next time the same asset is fetched.
+//! Files are written as `.<name>.<random>.part` beside their final name (a name too long for that
+//! is shortened and tagged with its hash), locked while they are written, fsynced, and renamed into
+//! place; a temp file left by a killed process is swept the next time the same file is written,
+//! and only then: never another file's, never one a live process holds.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -143,32 +144,64 @@ impl Cache {
     }
 
     /// A fresh temp file beside `final_path`, removed on drop unless committed. Leftovers of
-    /// earlier, killed runs for the same file are removed first (the caller holds the lock).
+    /// earlier, killed runs for the same file are removed first.
     pub fn temp_beside(&self, final_path: &Path) -> Result<NamedTempFile> {
         let dir = folder_of(final_path);
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let prefix = temp_prefix(final_path);
         for entry in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(&prefix) && name.ends_with(".part") {
-                tracing::info!(path = %entry.path().display(), "removing a temp file left by an interrupted run");
-                let _ = fs::remove_file(entry.path());
+            if is_temp_of(&name.to_string_lossy(), &prefix) {
+                remove_if_abandoned(&entry.path());
             }
         }
         temp_file_beside(final_path)
     }
 }
 
+/// Whether `name` is a temp file `temp_file_beside` made for the file whose prefix is `prefix`:
+/// `<prefix><6 random characters>.part` exactly, so `.os.raw.` never matches `.os.raw.xz.…`.
+fn is_temp_of(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(".part"))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes a temp file unless a live process holds its lock (every temp file is locked by the
+/// process writing it until it is renamed or removed).
+fn remove_if_abandoned(path: &Path) {
+    let Ok(file) = File::options().write(true).open(path) else {
+        return;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "removing a temp file left by an interrupted run");
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {
+            tracing::debug!(path = %path.display(), "a live process is writing this temp file")
+        }
+    }
+}
+
+/// Random characters in a temp file's name.
+const TEMP_RANDOM: usize = 6;
+
 /// A temp file `.<name>.<random>.part` beside `final_path`: created O_EXCL with mode 0600 (never
-/// readable by others, not even briefly), removed on drop unless committed.
+/// readable by others, not even briefly), locked for as long as it is open, removed on drop
+/// unless committed.
 pub fn temp_file_beside(final_path: &Path) -> Result<NamedTempFile> {
     let dir = folder_of(final_path);
-    tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(final_path))
+        .rand_bytes(TEMP_RANDOM)
         .suffix(".part")
         .tempfile_in(dir)
-        .map_err(io_at(dir))
+        .map_err(io_at(dir))?;
+    tmp.as_file().lock().map_err(io_at(tmp.path()))?;
+    Ok(tmp)
 }
 
 /// Copies `src` to `dst` atomically (0600 temp, fsync, rename), with `overlay` bytes written over
@@ -252,9 +285,23 @@ pub fn discard(path: &Path) -> Result<()> {
     }
 }
 
+/// Longest file name most filesystems take (ext4, xfs, btrfs, FAT's long names, NTFS).
+const NAME_MAX: usize = 255;
+
+/// `.<name>.`; a name too long to take the temp file's 13 extra bytes is cut (at a character
+/// boundary) and tagged with a hash of the whole name, so it stays unique to its file.
 fn temp_prefix(final_path: &Path) -> String {
     let name = final_path.file_name().unwrap_or_default().to_string_lossy();
-    format!(".{name}.")
+    let extra = ".".len() + ".".len() + TEMP_RANDOM + ".part".len();
+    if name.len() + extra <= NAME_MAX {
+        return format!(".{name}.");
+    }
+    let tag = hex::encode(&Sha256::digest(name.as_bytes())[..8]);
+    let mut keep = NAME_MAX - extra - tag.len() - 1;
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}~{tag}.", &name[..keep])
 }
 
 /// `https://factory.talos.dev:8443/image/abc/v1.13.0/nocloud-amd64.raw.xz?x=1` →
@@ -309,6 +356,42 @@ mod tests {
         Cache {
             root: PathBuf::from("/c"),
         }
+    }
+
+    #[test]
+    fn temp_files_of_one_name_never_match_another_name() {
+        assert!(is_temp_of(".os.raw.aB3x9Z.part", ".os.raw."));
+        assert!(!is_temp_of(".os.raw.xz.aB3x9Z.part", ".os.raw."));
+        assert!(!is_temp_of(".os.raw.aB3x9.part", ".os.raw."));
+        assert!(!is_temp_of(".os.raw.aB3x9Z.part.x", ".os.raw."));
+    }
+
+    #[test]
+    fn a_long_name_gets_a_shortened_hashed_temp_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("é".repeat(60) + &"x".repeat(133));
+        assert_eq!(long.file_name().unwrap().len(), 253);
+        let other = dir.path().join("é".repeat(60) + &"x".repeat(132) + "y");
+        let tmp = temp_file_beside(&long).unwrap();
+        let name = tmp.path().file_name().unwrap().len();
+        assert!(name <= NAME_MAX, "{name}");
+        assert_ne!(temp_prefix(&long), temp_prefix(&other));
+        commit(tmp, &long).unwrap();
+        assert!(long.is_file());
+    }
+
+    #[test]
+    fn a_live_temp_file_is_never_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().to_path_buf()).unwrap();
+        let target = dir.path().join("os.raw");
+        let live = cache.temp_beside(&target).unwrap();
+        // A killed run's leftover: same name pattern, nobody holds it.
+        let dead = dir.path().join(".os.raw.Zz9Zz9.part");
+        std::fs::write(&dead, b"old").unwrap();
+        let _second = cache.temp_beside(&target).unwrap();
+        assert!(live.path().exists(), "the live temp file was removed");
+        assert!(!dead.exists(), "the abandoned one was kept");
     }
 
     #[test]
