@@ -482,7 +482,7 @@ impl Job<'_> {
         let capacity = self.target.capacity;
         let wipe = capacity.or(expect.size).unwrap_or(HEAD).min(HEAD) as usize;
         self.write_at(&zeros[..self.pad(wipe).min(HEAD as usize)], 0)?;
-        if let Some(size) = capacity {
+        if let Some(size) = capacity.or(self.target.file_len) {
             // An image that reaches that far overwrites the zeros.
             let lbs = u64::from(self.target.logical_block_size.max(512));
             let end_of_image = device::round_up(expect.size.unwrap_or(0), lbs);
@@ -709,6 +709,7 @@ mod tests {
         Target {
             medium: Box::new(memory.clone()),
             capacity: Some(size),
+            file_len: None,
             path: PathBuf::from("memory"),
             kind: TargetKind::BlockDevice,
             logical_block_size: lbs,
@@ -745,6 +746,30 @@ mod tests {
             progress,
         )
         .targets
+    }
+
+    #[test]
+    fn an_existing_file_loses_its_old_end_and_keeps_its_length() {
+        let memory = Arc::new(Memory::default());
+        let mut file = drive(&memory, 8 * MIB, 512, false);
+        (file.capacity, file.file_len, file.kind) = (None, Some(8 * MIB), TargetKind::File);
+        let bytes = image(3 * MIB as usize + 5);
+        let report = &flash_memory(
+            &bytes,
+            vec![file],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        )[0];
+        assert!(report.ok, "{:?}", report.error);
+        let held = memory.bytes.lock().unwrap();
+        assert_eq!(held.len() as u64, 8 * MIB);
+        assert_eq!(&held[..bytes.len()], &bytes[..]);
+        assert!(held[(8 * MIB - END_WIPE) as usize..]
+            .iter()
+            .all(|b| *b == 0));
+        assert!(held[4 * MIB as usize..(8 * MIB - END_WIPE) as usize]
+            .iter()
+            .all(|b| *b == 0xEE));
     }
 
     /// Sizes around every boundary the writer has: the block size, the held first MiB, a chunk.

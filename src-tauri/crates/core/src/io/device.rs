@@ -41,6 +41,9 @@ pub struct Target {
     pub medium: Box<dyn Medium>,
     /// A drive's size: the writer stops there. `None` for a file, which grows.
     pub capacity: Option<u64>,
+    /// An existing file's length when it was opened: its last 64 KiB are wiped like a drive's
+    /// end (a VM disk larger than the image keeps its size, not its old backup GPT).
+    pub file_len: Option<u64>,
     pub path: PathBuf,
     pub kind: TargetKind,
     pub logical_block_size: u32,
@@ -75,9 +78,14 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
             }
             return Err(e);
         }
+        let file_len = (!created)
+            .then(|| file.metadata().map(|m| m.len()))
+            .transpose()
+            .map_err(|e| Error::io(path, e))?;
         return Ok(Target {
             medium: Box::new(file),
             capacity: None,
+            file_len,
             path: path.to_path_buf(),
             kind: TargetKind::File,
             logical_block_size: 512,
@@ -100,6 +108,7 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
     Ok(Target {
         medium: Box::new(file),
         capacity,
+        file_len: None,
         path: path.to_path_buf(),
         kind: TargetKind::BlockDevice,
         logical_block_size,
