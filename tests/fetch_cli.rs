@@ -340,13 +340,220 @@ fn a_tampered_cached_image_is_decoded_again() {
     let f = factory();
     let json = f.assert_fetched(&f.fetch(&[]));
     let image_path = json["imagePath"].as_str().unwrap().to_string();
-    std::fs::write(&image_path, b"tampered").unwrap();
+    // Four bytes changed in place, and a record beside the image vouching for the change, as
+    // earlier versions wrote one (`<image>.meta.json`) and trusted: only the archive vouches.
+    let mut changed = f.image.clone();
+    changed[1 << 20..(1 << 20) + 4].copy_from_slice(b"EVIL");
+    std::fs::write(&image_path, &changed).unwrap();
+    let record = serde_json::json!({
+        "archiveSHA256": sha256_hex(&f.archive),
+        "imageSHA256": sha256_hex(&changed),
+        "imageSize": changed.len(),
+        "format": "xz",
+    });
+    std::fs::write(format!("{image_path}.meta.json"), record.to_string()).unwrap();
     f.server.clear_log();
     f.assert_fetched(&f.fetch(&[]));
     assert!(
         f.server.gets(ASSET).is_empty(),
         "the archive was still good"
     );
+    std::fs::write(&image_path, b"short").unwrap();
+    f.assert_fetched(&f.fetch(&[]));
+}
+
+#[test]
+fn an_endless_body_puts_no_more_than_the_limit_on_disk() {
+    let f = factory();
+    f.server.script(
+        "/endless.raw.xz",
+        vec![Reply::Body(Serve {
+            endless: true,
+            ..Serve::default()
+        })],
+    );
+    let digest = "0".repeat(64);
+    // A 1 MiB limit, the digest given (so no checksum file is asked for).
+    let limited = |path: &str| {
+        let url = f.server.url(path);
+        labflash(&[
+            "fetch",
+            &url,
+            "--sha256",
+            &digest,
+            "--max-image-size",
+            "1MiB",
+            "--cache-dir",
+            f.cache_dir(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let child = limited("/endless.raw.xz");
+    // Watch the cache while it runs: the most it ever held.
+    let mut most = 0u64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let endless: Run = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let held: u64 = files_under(f.cache.path())
+                    .iter()
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum();
+                most = most.max(held);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        });
+        let run = child.wait_with_output().unwrap().into();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        most = watcher.join().unwrap();
+        run
+    });
+    assert_eq!(endless.code, 2, "{}", endless.stderr);
+    let error = endless.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("the download is larger than"), "{error}");
+    // 1 MiB, plus 0.1 % and 1 MiB of room for an archive's own overhead.
+    assert!(
+        most <= (2 << 20) + 1024 + 64 * 1024,
+        "the cache held {most} bytes"
+    );
+    assert!(temp_files(f.cache.path()).is_empty());
+    f.assert_cache_empty();
+
+    // A body announced larger than that is refused from its length, unread.
+    f.server.put("/big.raw.xz", noise(4 << 20, 3));
+    let big: Run = limited("/big.raw.xz").wait_with_output().unwrap().into();
+    assert_eq!(big.code, 2, "{}", big.stderr);
+    assert!(
+        big.stdout.contains("the download is larger than"),
+        "{}",
+        big.stdout
+    );
+    f.assert_cache_empty();
+}
+
+#[test]
+fn a_fetch_of_a_similar_name_leaves_a_live_download_alone() {
+    let f = factory();
+    // `os.raw.xz` downloads slowly; meanwhile `os.raw`, whose temp names share the prefix
+    // `.os.raw.`, is fetched into the same folder.
+    f.server.put_with_sidecar("/os.raw.xz", f.archive.clone());
+    f.server.put_with_sidecar("/os.raw", f.image.clone());
+    f.server.script(
+        "/os.raw.xz",
+        vec![Reply::Body(Serve {
+            rate: Some(f.archive.len() as u64 / 2),
+            ..Serve::default()
+        })],
+    );
+    let slow_url = f.server.url("/os.raw.xz");
+    let slow = labflash(&["fetch", &slow_url, "--cache-dir", f.cache_dir(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| !temp_files(f.cache.path()).is_empty() && f.server.gets("/os.raw.xz").len() == 1);
+    let other = run(&[
+        "fetch",
+        &f.server.url("/os.raw"),
+        "--cache-dir",
+        f.cache_dir(),
+        "--json",
+    ]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert_eq!(
+        temp_files(f.cache.path()).len(),
+        1,
+        "the live download's temp file is gone"
+    );
+    let slow: Run = slow.wait_with_output().unwrap().into();
+    f.assert_fetched(&slow);
+}
+
+/// A publisher's checksum is of the compressed archive: verify proves the archive with it and
+/// compares the drive (here a file larger than the image, as a drive is) with the image inside.
+#[test]
+fn verify_with_an_archive_checksum_compares_the_image_inside() {
+    let f = factory();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("stick.img");
+    let mut held = f.image.clone();
+    held.extend_from_slice(&noise(1 << 20, 5));
+    std::fs::write(&disk, &held).unwrap();
+    let disk = disk.to_str().unwrap();
+    let sidecar = format!("{}.sha256", f.server.url(ASSET));
+    let check = |run: &Run| {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let json = run.json();
+        assert_eq!(json["match"], true, "{json}");
+        assert_eq!(json["size"], f.image.len() as u64);
+        assert_eq!(json["expectedSHA256"], sha256_hex(&f.image));
+        assert_eq!(json["archiveSHA256"], sha256_hex(&f.archive));
+        json
+    };
+    let by_url = run(&[
+        "verify",
+        disk,
+        "--sidecar",
+        &sidecar,
+        "--cache-dir",
+        f.cache_dir(),
+        "--json",
+    ]);
+    let json = check(&by_url);
+    let from = json["expectedFrom"].as_str().unwrap();
+    assert!(
+        from.contains("whose SHA-256 matches") && from.contains(&sidecar),
+        "{from}"
+    );
+
+    // The archive itself as --image, and a checksum file beside a local archive.
+    let local = dir.path().join("nocloud-amd64.raw.xz");
+    std::fs::write(&local, &f.archive).unwrap();
+    let local = local.to_str().unwrap();
+    check(&run(&["verify", disk, "--image", local, "--json"]));
+    let checksum = format!("{local}.sha256");
+    std::fs::write(
+        &checksum,
+        format!("{}  nocloud-amd64.raw.xz\n", sha256_hex(&f.archive)),
+    )
+    .unwrap();
+    check(&run(&["verify", disk, "--sidecar", &checksum, "--json"]));
+
+    // A checksum that is not of the archive beside it: a mismatch, exit 1.
+    std::fs::write(
+        &checksum,
+        format!("{}  nocloud-amd64.raw.xz\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["verify", disk, "--sidecar", &checksum, "--json"]).code,
+        1
+    );
+    // A checksum of an archive that is not there: say what to give instead, exit 2.
+    std::fs::remove_file(local).unwrap();
+    let missing = run(&["verify", disk, "--sidecar", &checksum, "--json"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stdout.contains("--image"), "{}", missing.stdout);
+}
+
+#[test]
+fn a_file_name_near_the_limit_is_fetched() {
+    let f = factory();
+    // 253 bytes: the archive's temp name would pass 255 unless shortened.
+    let name = format!("/{}.raw.xz", "n".repeat(246));
+    f.server.put_with_sidecar(&name, f.archive.clone());
+    let url = f.server.url(&name);
+    let run = run(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"]);
+    let json = f.assert_fetched(&run);
+    let archive = json["archivePath"].as_str().unwrap();
+    assert_eq!(Path::new(archive).file_name().unwrap().len(), 253);
 }
 
 #[test]

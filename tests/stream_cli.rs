@@ -83,7 +83,7 @@ fn a_url_streams_to_every_target_and_each_is_read_back() {
         assert_eq!(dev.read(0, image.len()), image);
     }
     // Streamed once: one GET of the archive, and the verified archive is in the cache.
-    assert_eq!(server.gets("/talos.raw.xz").len(), 1);
+    assert_eq!(server.body_gets("/talos.raw.xz"), 1);
     let kept = b.downloads();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(std::fs::read(&kept[0]).unwrap(), archive);
@@ -93,32 +93,103 @@ fn a_url_streams_to_every_target_and_each_is_read_back() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.json()["imageSHA256"], sha256_hex(&image));
     assert!(again.json()["targets"][0]["verifiedSHA256"].is_null());
-    assert_eq!(server.gets("/talos.raw.xz").len(), 1, "downloaded again");
+    assert_eq!(server.body_gets("/talos.raw.xz"), 1, "downloaded again");
 
-    // After a plain fetch the decoded image is cached: it is written as it is, its recorded
-    // digest proven on the way; one that changed since fails the flash and is dropped.
+    // A decoded image in the cache is never what a flash writes: changed on disk (four bytes),
+    // it changes nothing; the flash writes what the verified archive decodes to.
     let cache = b.cache();
     let url = server.url("/talos.raw.xz");
     let fetched = run(&["fetch", &url, "--json", "--cache-dir", &cache]);
     assert_eq!(fetched.code, 0, "{}", fetched.stderr);
     let cached_image = fetched.json()["imagePath"].as_str().unwrap().to_string();
+    let mut changed = image.clone();
+    changed[5 * MIB as usize..5 * MIB as usize + 4].copy_from_slice(b"EVIL");
+    std::fs::write(&cached_image, &changed).unwrap();
     let third = b.flash(&url, &[&devs[1]], &[]);
     assert_eq!(third.code, 0, "{}", third.stderr);
-    assert_eq!(
-        third.json()["targets"][0]["verifiedSHA256"],
-        sha256_hex(&image)
-    );
-    let mut changed = image.clone();
-    changed[5 * MIB as usize] ^= 1;
-    std::fs::write(&cached_image, &changed).unwrap();
-    let tampered = b.flash(&url, &[&devs[1]], &[]);
-    assert_eq!(tampered.code, 1, "{}", tampered.stderr);
-    assert!(head_is_wiped(&devs[1]));
-    assert!(!Path::new(&cached_image).exists());
-    let fourth = b.flash(&url, &[&devs[1]], &[]);
-    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert_eq!(third.json()["imageSHA256"], sha256_hex(&image));
     assert_eq!(devs[1].read(0, image.len()), image);
-    assert_eq!(server.gets("/talos.raw.xz").len(), 1, "downloaded again");
+    assert_eq!(server.body_gets("/talos.raw.xz"), 1, "downloaded again");
+}
+
+/// Whether a drive still holds only its fill byte at its start and its end: nothing written.
+fn untouched(dev: &LoopDev, fill: u8) -> bool {
+    let end = dev.size - 64 * 1024;
+    dev.read(0, MIB as usize).iter().all(|b| *b == fill)
+        && dev.read(end, 64 * 1024).iter().all(|b| *b == fill)
+}
+
+#[test]
+fn a_drive_too_small_for_a_stream_is_refused_before_any_write() {
+    require_root!();
+    let b = Bench::new();
+    let image = image_like(12 * MIB as usize, 46);
+    let xz = xz_blocks(&image, MIB);
+    let server = Server::start();
+    server.put_with_sidecar("/talos.raw.xz", xz.clone());
+    server.put_with_sidecar("/incus.img.gz", gzip(&image));
+    let small = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
+    let refused = |run: &Run, what: &str| {
+        assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+        let error = run.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains("less than the image's"), "{what}: {error}");
+        assert!(untouched(&small, 0xAA), "{what}: the drive was written");
+    };
+
+    // A local .xz: its index is read before anything else.
+    let local = b.dir.path().join("talos.raw.xz");
+    std::fs::write(&local, &xz).unwrap();
+    refused(
+        &b.flash(local.to_str().unwrap(), &[&small], &[]),
+        "local .xz",
+    );
+
+    // A URL whose server takes ranges: one request for the archive's tail, no download.
+    server.set_default_serve(Serve {
+        ranges: true,
+        ..Default::default()
+    });
+    refused(
+        &b.flash(&server.url("/talos.raw.xz"), &[&small], &[]),
+        "URL .xz",
+    );
+    refused(
+        &b.flash(&server.url("/incus.img.gz"), &[&small], &[]),
+        "URL .gz",
+    );
+    let gets = server.gets("/talos.raw.xz");
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=-65536"));
+    assert!(b.downloads().is_empty(), "{:?}", b.downloads());
+
+    // The same limit bounds --max-image-size before any byte: the drive keeps its first MiB.
+    let limited = b.flash(
+        &server.url("/talos.raw.xz"),
+        &[&small],
+        &["--max-image-size", "4MiB"],
+    );
+    assert_eq!(limited.code, 2, "{}", limited.stderr);
+    assert!(
+        limited.stdout.contains("larger than the limit"),
+        "{}",
+        limited.stdout
+    );
+    assert!(untouched(&small, 0xAA));
+
+    // A cached archive tells its size even when the server no longer takes ranges.
+    let big = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
+    let first = b.flash(&server.url("/talos.raw.xz"), &[&big], &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    server.set_default_serve(Serve::default());
+    server.clear_log();
+    refused(
+        &b.flash(&server.url("/talos.raw.xz"), &[&small], &[]),
+        "cached .xz",
+    );
+    assert!(
+        server.gets("/talos.raw.xz").is_empty(),
+        "the cache should have answered"
+    );
 }
 
 #[test]
@@ -245,7 +316,7 @@ fn a_corrupt_cached_archive_fails_the_flash_and_is_deleted() {
     let fresh = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
     assert_eq!(fresh.code, 0, "{}", fresh.stderr);
     assert_eq!(dev.read(0, image.len()), image);
-    assert_eq!(server.gets("/os.raw.xz").len(), 2);
+    assert_eq!(server.body_gets("/os.raw.xz"), 2);
 }
 
 #[test]
@@ -256,19 +327,23 @@ fn a_download_that_starts_over_is_not_sent_to_the_decoder_twice() {
     let archive = zstd(&image);
     let server = Server::start();
     server.put_with_sidecar("/os.img.zst", archive.clone());
-    // No Range support (like the Image Factory): the second attempt starts from byte 0.
+    // No Range support (like the Image Factory): the size probe gets the whole body (unread),
+    // and the download's second attempt starts from byte 0.
     server.script(
         "/os.img.zst",
-        vec![Reply::Body(Serve {
-            cut_after: Some(archive.len() / 2),
-            ..Serve::default()
-        })],
+        vec![
+            Reply::Body(Serve::default()),
+            Reply::Body(Serve {
+                cut_after: Some(archive.len() / 2),
+                ..Serve::default()
+            }),
+        ],
     );
     let dev = LoopDev::new(b.dir.path(), 16 * MIB, 512, 0xAA);
 
     let run = b.flash(&server.url("/os.img.zst"), &[&dev], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(server.gets("/os.img.zst").len(), 2);
+    assert_eq!(server.body_gets("/os.img.zst"), 2);
     assert_eq!(
         run.json()["targets"][0]["verifiedSHA256"],
         sha256_hex(&image)

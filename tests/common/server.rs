@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 /// How to serve a path's body.
 #[derive(Clone, Debug, Default)]
 pub struct Serve {
-    /// Answer `Range: bytes=N-` with 206.
+    /// Answer `Range: bytes=N-`, `bytes=N-M` and `bytes=-N` with 206.
     pub ranges: bool,
+    /// Send noise without a length until the client leaves (the path's file is ignored).
+    pub endless: bool,
     /// Close the connection after this many body bytes (Content-Length still promises all).
     pub cut_after: Option<usize>,
     /// Send this many body bytes, then go silent until the client leaves or the server stops.
@@ -224,6 +226,19 @@ impl Server {
         self.state.lock().unwrap().log.clone()
     }
 
+    /// GET requests for `path`'s body: not the range requests that read an archive's records
+    /// (`bytes=-N`, `bytes=N-M`), but a resume (`bytes=N-`) counts.
+    pub fn body_gets(&self, path: &str) -> usize {
+        self.gets(path)
+            .iter()
+            .filter(|r| {
+                r.range
+                    .as_deref()
+                    .is_none_or(|r| r.ends_with('-') && !r.starts_with("bytes=-"))
+            })
+            .count()
+    }
+
     /// GET requests made for `path`.
     pub fn gets(&self, path: &str) -> Vec<Request> {
         self.requests()
@@ -285,6 +300,7 @@ fn handle(conn: Conn, state: &Mutex<State>, stop: &AtomicBool) {
         Reply::RetryAfter(code, secs) => {
             respond_empty(conn, code, &[format!("Retry-After: {secs}")])
         }
+        Reply::Body(serve) if serve.endless => serve_endless(conn, stop),
         Reply::Body(serve) => match file {
             Some(body) => serve_body(conn, &req, &body, &serve, stop),
             None => respond_empty(conn, 404, &[]),
@@ -358,20 +374,48 @@ fn respond_empty(conn: &mut Conn, code: u16, extra: &[String]) {
     let _ = conn.write_all(head.as_bytes());
 }
 
+/// The bytes `[start, end)` a `Range` header asks for, when it can be served.
+fn parse_range(range: &str, len: usize) -> Option<(usize, usize)> {
+    let (a, b) = range.strip_prefix("bytes=")?.split_once('-')?;
+    match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: usize = n.parse().ok()?;
+            (n > 0 && len > 0).then(|| (len.saturating_sub(n), len))
+        }
+        (a, "") => {
+            let a: usize = a.parse().ok()?;
+            (a < len).then_some((a, len))
+        }
+        (a, b) => {
+            let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b && a < len).then(|| (a, (b + 1).min(len)))
+        }
+    }
+}
+
+fn serve_endless(conn: &mut Conn, stop: &AtomicBool) {
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = super::noise(64 * 1024, 77);
+    while !stop.load(Ordering::Relaxed) {
+        if conn.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+}
+
 fn serve_body(conn: &mut Conn, req: &Request, body: &[u8], serve: &Serve, stop: &AtomicBool) {
-    let start = match (&req.range, serve.ranges) {
-        (Some(range), true) => range
-            .strip_prefix("bytes=")
-            .and_then(|r| r.strip_suffix('-'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n < body.len()),
+    let span = match (&req.range, serve.ranges) {
+        (Some(range), true) => parse_range(range, body.len()),
         _ => None,
     };
-    let head = match start {
-        Some(s) => format!(
+    let head = match span {
+        Some((s, e)) => format!(
             "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {s}-{}/{}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-            body.len() - s,
-            body.len() - 1,
+            e - s,
+            e - 1,
             body.len()
         ),
         None => format!(
@@ -382,7 +426,8 @@ fn serve_body(conn: &mut Conn, req: &Request, body: &[u8], serve: &Serve, stop: 
     if conn.write_all(head.as_bytes()).is_err() || req.method == "HEAD" {
         return;
     }
-    let rest = &body[start.unwrap_or(0)..];
+    let (s, e) = span.unwrap_or((0, body.len()));
+    let rest = &body[s..e];
     let limit = serve
         .cut_after
         .or(serve.stall_after)

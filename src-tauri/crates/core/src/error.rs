@@ -93,6 +93,9 @@ pub enum Error {
     #[error("the image is larger than the limit of {limit} bytes; raise the limit if this image is expected to be that large")]
     ImageTooLarge { limit: u64 },
 
+    #[error("the download is larger than {cap} bytes, more than any archive of an image within the size limit can be; raise the limit if this image is expected to be that large")]
+    ArchiveTooLarge { cap: u64 },
+
     #[error("the {format} archive {path} cannot be decompressed: {detail}")]
     Corrupt {
         format: &'static str,
@@ -132,9 +135,10 @@ impl Error {
             Error::DigestMismatch { .. } | Error::ReadBackMismatch { .. } => {
                 ErrorKind::DigestMismatch
             }
-            Error::BadInput(_) | Error::Refused { .. } | Error::ImageTooLarge { .. } => {
-                ErrorKind::BadInput
-            }
+            Error::BadInput(_)
+            | Error::Refused { .. }
+            | Error::ImageTooLarge { .. }
+            | Error::ArchiveTooLarge { .. } => ErrorKind::BadInput,
             Error::Cancelled => ErrorKind::Cancelled,
             // The most telling of the targets' kinds: a mismatch, else bad input if all were.
             Error::EveryTargetFailed { targets } => {

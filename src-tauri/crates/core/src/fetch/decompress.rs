@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
 use sha2::{Digest as _, Sha256};
-use tempfile::NamedTempFile;
 
 use crate::error::{self, io_at, Error, Result};
 use crate::fetch::digest::Sha256Digest;
@@ -71,20 +70,20 @@ impl Format {
     }
 }
 
-/// Decompresses `src` into `out` (blocking). Fails with `ImageTooLarge` as soon as the output
-/// would pass `limit`; the caller owns `out` and discards it on any error.
+/// Decompresses `src` into `out` (blocking; `out.1` names it in errors), hashing what it writes.
+/// Fails with `ImageTooLarge` as soon as the output would pass `limit`; the caller owns `out` and
+/// discards it on any error.
 pub fn decompress(
     src: &Path,
     format: Format,
-    out: &mut NamedTempFile,
+    out: (&mut dyn Write, &Path),
     limit: u64,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<(Sha256Digest, u64)> {
+    let (out, out_path) = out;
     let input = BufReader::with_capacity(IO_CHUNK, File::open(src).map_err(io_at(src))?);
     let mut reader = decoder(input, format, src, limit)?;
-    let out_path = out.path().to_path_buf();
-    let file = out.as_file_mut();
     let mut hasher = Sha256::new();
     let mut written = 0u64;
     let mut reporter = Reporter::new(progress, Stage::Decompress, None);
@@ -99,13 +98,69 @@ pub fn decompress(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(error::from_io(src, e)),
         };
-        file.write_all(&buf[..n]).map_err(io_at(&out_path))?;
+        out.write_all(&buf[..n]).map_err(io_at(out_path))?;
         hasher.update(&buf[..n]);
         written += n as u64;
         reporter.update(written);
     }
     reporter.finish(written);
     Ok((Sha256Digest::of_hasher(hasher), written))
+}
+
+/// A writer that only compares what it is given with a file's bytes, failing at the first
+/// difference (see [`SameAs::differed`]): proves a cached image without writing it again.
+pub struct SameAs {
+    file: BufReader<File>,
+    scratch: Vec<u8>,
+}
+
+/// The error a [`SameAs`] writer fails with.
+#[derive(Debug)]
+struct Differs;
+
+impl std::fmt::Display for Differs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the cached image differs from the archive's")
+    }
+}
+
+impl std::error::Error for Differs {}
+
+impl SameAs {
+    pub fn new(file: File) -> Self {
+        Self {
+            file: BufReader::with_capacity(IO_CHUNK, file),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether the file holds nothing more than what was compared.
+    pub fn at_end(&mut self) -> bool {
+        self.file.fill_buf().is_ok_and(|rest| rest.is_empty())
+    }
+
+    /// Whether `error` is a [`SameAs`] writer's "the bytes differ".
+    pub fn differed(error: &Error) -> bool {
+        matches!(error, Error::Io { source, .. } if source.get_ref().is_some_and(|e| e.is::<Differs>()))
+    }
+}
+
+impl Write for SameAs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.scratch.resize(buf.len(), 0);
+        match self.file.read_exact(&mut self.scratch) {
+            Ok(()) if self.scratch == buf => Ok(buf.len()),
+            Ok(()) => Err(std::io::Error::other(Differs)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(std::io::Error::other(Differs))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The image decoded from `input` as it is read: a stream of `format` (xz with liblzma's threads)

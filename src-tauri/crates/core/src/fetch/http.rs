@@ -54,9 +54,32 @@ impl Default for HttpPolicy {
 pub trait BodySink: Send {
     /// Bytes kept so far; a resumed request asks for the rest from here.
     fn kept(&self) -> u64;
+    /// The most bytes it takes: a larger body is refused from its announced length, unread.
+    fn cap(&self) -> Option<u64> {
+        None
+    }
     fn append(&mut self, bytes: &[u8]) -> Result<()>;
     /// Forget everything kept: the server is sending the body from the start again.
     fn restart(&mut self) -> Result<()>;
+}
+
+/// Which bytes of a body to ask for.
+#[derive(Clone, Copy, Debug)]
+pub enum Span {
+    /// The last n bytes.
+    Tail(u64),
+    /// The first n bytes.
+    Head(u64),
+    /// From the first offset up to (not including) the second.
+    Between(u64, u64),
+}
+
+/// A byte range a server sent: where it starts, its bytes, and the whole body's length.
+#[derive(Debug)]
+pub struct Ranged {
+    pub start: u64,
+    pub bytes: Vec<u8>,
+    pub total: u64,
 }
 
 /// The outcome of one attempt that failed, and whether another attempt may help.
@@ -132,6 +155,48 @@ impl Http {
                 Ok(Err(Failed { error: Error::HttpStatus { status: 404 | 410, .. }, .. }))
             ),
             _ = cancel.cancelled() => false,
+        }
+    }
+
+    /// GETs one byte range of `url` in one attempt (it only saves work: no retries), or `None`
+    /// when the server answers with the whole body (it takes no ranges), which is not read.
+    pub async fn get_range(
+        &self,
+        url: &Url,
+        span: Span,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Ranged>> {
+        const LIMIT: u64 = 16 << 20;
+        let range = match span {
+            Span::Tail(n) => format!("bytes=-{n}"),
+            Span::Head(n) => format!("bytes=0-{}", n.max(1) - 1),
+            Span::Between(from, to) => format!("bytes={from}-{}", to.max(from + 1) - 1),
+        };
+        let attempt = async {
+            let req = self.client.get(url.clone()).header(RANGE, range);
+            let mut resp = self.send_request(url, req).await.map_err(|f| f.error)?;
+            if resp.status() != StatusCode::PARTIAL_CONTENT {
+                return Ok(None);
+            }
+            let Some((start, total)) = content_range(&resp) else {
+                return Ok(None);
+            };
+            let mut bytes = Vec::new();
+            while let Some(chunk) = self.next_chunk(url, &mut resp).await.map_err(|f| f.error)? {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() as u64 > LIMIT {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(Ranged {
+                start,
+                bytes,
+                total,
+            }))
+        };
+        tokio::select! {
+            ranged = attempt => ranged,
+            _ = cancel.cancelled() => Err(Error::Cancelled),
         }
     }
 
@@ -226,6 +291,11 @@ impl Http {
             }
         };
         let total = resp.content_length().map(|len| start + len);
+        if let (Some(total), Some(cap)) = (total, sink.cap()) {
+            if total > cap {
+                return Err(Failed::fatal(Error::ArchiveTooLarge { cap }));
+            }
+        }
         reporter.set_total(total);
         while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
             sink.append(&chunk).map_err(Failed::fatal)?;
@@ -349,6 +419,16 @@ impl Http {
             .build()
             .map(jitter as fn(Duration) -> Duration)
     }
+}
+
+/// The start and the whole length a 206 response's `Content-Range: bytes START-END/TOTAL` names.
+fn content_range(resp: &Response) -> Option<(u64, u64)> {
+    let value = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    Some((
+        range.split('-').next()?.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
 }
 
 /// The start offset a 206 response's `Content-Range: bytes START-END/TOTAL` announces.

@@ -5,18 +5,22 @@
 //!    of the archive arrives;
 //! 2. lock the asset, so a second process waits and then reuses the first one's result;
 //! 3. reuse the cached archive if it re-hashes to the expected digest, else download it into a temp
-//!    file, hashing exactly the bytes kept, and give it its name only if the digest matches;
+//!    file (cut off when it grows past what an archive of an image within the size limit can
+//!    take), hashing exactly the bytes kept, and give it its name only if the digest matches;
+//!    an archive whose records say its image is over the limit is refused before decoding;
 //! 4. decompress it (format from magic bytes, size bounded) into a temp file, hashing the image,
-//!    and rename it into place, unless the cached image already came from this very archive.
+//!    and rename it into place. A cached image is kept only when decoding the verified archive
+//!    again yields it byte for byte: nothing beside it (no record) can vouch for it.
 //!
 //! Each step has its module here: `http` (retries, timeouts, resume), `tls` (the trust store),
 //! `digest` (SHA-256, checksum files), `cache` (layout, locks, atomic files), `decompress` (xz,
-//! gzip, zstd, raw; bounded).
+//! gzip, zstd, raw; bounded), `image_size` (an archive's records of its image's size).
 
 pub mod cache;
 pub mod decompress;
 pub mod digest;
 pub mod http;
+pub mod image_size;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -165,9 +169,13 @@ pub async fn fetch(
     let archive_sha256 = match cached {
         Some(digest) => digest,
         None => {
+            let sink = HashingFile::new(
+                cache.temp_beside(&archive_path)?,
+                archive_cap(req.max_image_size),
+            );
             download(
                 http,
-                cache,
+                sink,
                 &req.url,
                 &archive_path,
                 expected,
@@ -177,6 +185,8 @@ pub async fn fetch(
             .await?
         }
     };
+    let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
+    image_size::check_limit(size, req.max_image_size)?;
 
     let (image_path, image_sha256, image_size) = image(
         cache,
@@ -346,17 +356,23 @@ async fn reuse_archive(
     Ok(None)
 }
 
-/// Downloads into a temp file beside `archive_path`; renames it into place only if it matches.
+/// The most bytes an archive of an image of at most `limit` bytes can take: no format's overhead
+/// on incompressible data comes near 0.1 % (xz and gzip store such data in blocks of 64 KiB with
+/// a few bytes of header each, zstd in blocks of 128 KiB), plus room for headers and indexes.
+pub fn archive_cap(limit: u64) -> u64 {
+    limit.saturating_add(limit / 1024).saturating_add(1 << 20)
+}
+
+/// Downloads into `sink`'s temp file; renames it to `archive_path` only if it matches.
 async fn download(
     http: &Http,
-    cache: &Cache,
+    mut sink: HashingFile,
     url: &Url,
     archive_path: &Path,
     expected: Option<Sha256Digest>,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Sha256Digest> {
-    let mut sink = HashingFile::new(cache.temp_beside(archive_path)?);
     http.download(url, &mut sink, cancel, progress.as_ref())
         .await?;
     let actual = Sha256Digest::of_hasher(sink.hasher);
@@ -373,19 +389,22 @@ async fn download(
     Ok(actual)
 }
 
-/// The download's temp file and the hash of exactly the bytes in it.
+/// The download's temp file and the hash of exactly the bytes in it, which may not grow past
+/// `cap` (see [`archive_cap`]): an endless body fills no disk.
 pub(crate) struct HashingFile {
     pub(crate) tmp: NamedTempFile,
     pub(crate) hasher: Sha256,
     pub(crate) kept: u64,
+    cap: u64,
 }
 
 impl HashingFile {
-    pub(crate) fn new(tmp: NamedTempFile) -> Self {
+    pub(crate) fn new(tmp: NamedTempFile, cap: u64) -> Self {
         Self {
             tmp,
             hasher: Sha256::new(),
             kept: 0,
+            cap,
         }
     }
 }
@@ -395,7 +414,14 @@ impl BodySink for HashingFile {
         self.kept
     }
 
+    fn cap(&self) -> Option<u64> {
+        Some(self.cap)
+    }
+
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.kept + bytes.len() as u64 > self.cap {
+            return Err(Error::ArchiveTooLarge { cap: self.cap });
+        }
         self.tmp.write_all(bytes).map_err(io_at(self.tmp.path()))?;
         self.hasher.update(bytes);
         self.kept += bytes.len() as u64;
@@ -413,20 +439,9 @@ impl BodySink for HashingFile {
     }
 }
 
-/// What the cache records beside an image: the archive it was decoded from, and its own digest.
-#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ImageRecord {
-    #[serde(rename = "archiveSHA256")]
-    pub(crate) archive_sha256: String,
-    #[serde(rename = "imageSHA256")]
-    pub(crate) image_sha256: String,
-    pub(crate) image_size: u64,
-    format: Format,
-}
-
-/// The verified archive's image: the archive itself when it is not compressed, else a cached
-/// image decoded from this same archive (re-hashed), else a fresh decode.
+/// The verified archive's image: the archive itself when it is not compressed, else the cached
+/// image if decoding the archive again yields it byte for byte (no disk writes), else a fresh
+/// decode into a temp file renamed into place.
 pub(crate) async fn image(
     cache: &Cache,
     image_path: PathBuf,
@@ -442,74 +457,82 @@ pub(crate) async fn image(
             .map_err(io_at(archive_path))?
             .len();
         if size > limit {
-            cache::discard(archive_path)?;
             return Err(Error::ImageTooLarge { limit });
         }
         return Ok((archive_path.to_path_buf(), archive_sha256, size));
     }
-
-    let record_path = record_path(&image_path);
-    if let Some(record) = read_record(&record_path) {
-        if record.archive_sha256 == archive_sha256.hex() && record.image_size <= limit {
-            if let Some(hit) = reuse_image(&image_path, &record, cancel, progress).await? {
-                return Ok(hit);
-            }
-        }
+    if let Some(hit) =
+        reuse_image(&image_path, archive_path, format, limit, cancel, progress).await?
+    {
+        return Ok(hit);
     }
-    cache::discard(&record_path)?;
 
     let mut tmp = cache.temp_beside(&image_path)?;
-    let (digest, size) = {
-        let (src, dst) = (archive_path.to_path_buf(), image_path.clone());
-        let (cancel, progress) = (cancel.clone(), progress.clone());
-        // On any error `tmp` is dropped here, which removes it.
-        tokio::task::spawn_blocking(move || {
-            let decoded =
-                decompress::decompress(&src, format, &mut tmp, limit, &cancel, progress.as_ref())?;
-            cache::commit(tmp, &dst)?;
-            Ok::<_, Error>(decoded)
-        })
-        .await
-        .expect("the decompression thread panicked")?
-    };
-    let record = ImageRecord {
-        archive_sha256: archive_sha256.hex(),
-        image_sha256: digest.hex(),
-        image_size: size,
-        format,
-    };
-    let json = serde_json::to_vec_pretty(&record).expect("the record serializes");
-    cache::write_atomic(cache, &record_path, &json)?;
+    let (src, dst) = (archive_path.to_path_buf(), image_path.clone());
+    let (cancel, progress) = (cancel.clone(), progress.clone());
+    // On any error `tmp` is dropped here, which removes it.
+    let (digest, size) = tokio::task::spawn_blocking(move || {
+        let out = tmp.path().to_path_buf();
+        let decoded = decompress::decompress(
+            &src,
+            format,
+            (tmp.as_file_mut(), &out),
+            limit,
+            &cancel,
+            progress.as_ref(),
+        )?;
+        cache::commit(tmp, &dst)?;
+        Ok::<_, Error>(decoded)
+    })
+    .await
+    .expect("the decompression thread panicked")?;
+    tracing::info!(path = %image_path.display(), "decoded the verified archive");
     Ok((image_path, digest, size))
 }
 
+/// The cached image, when decoding the verified archive yields exactly its bytes.
 async fn reuse_image(
     image_path: &Path,
-    record: &ImageRecord,
+    archive_path: &Path,
+    format: Format,
+    limit: u64,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Option<(PathBuf, Sha256Digest, u64)>> {
-    if !image_path.is_file() {
+    let Ok(cached) = std::fs::File::open(image_path) else {
         return Ok(None);
+    };
+    let (src, path) = (archive_path.to_path_buf(), image_path.to_path_buf());
+    let (cancel, progress) = (cancel.clone(), progress.clone());
+    let proven = tokio::task::spawn_blocking(move || {
+        let mut same = decompress::SameAs::new(cached);
+        let decoded = decompress::decompress(
+            &src,
+            format,
+            (&mut same, &path),
+            limit,
+            &cancel,
+            progress.as_ref(),
+        );
+        match decoded {
+            Ok(decoded) if same.at_end() => Ok(Some(decoded)),
+            Ok(_) => Ok(None),
+            Err(e) if decompress::SameAs::differed(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .expect("the comparing thread panicked")?;
+    match proven {
+        Some((digest, size)) => {
+            tracing::info!(path = %image_path.display(), "reusing the cached image: the verified archive decodes to it");
+            Ok(Some((image_path.to_path_buf(), digest, size)))
+        }
+        None => {
+            tracing::warn!(path = %image_path.display(), "the cached image is not what the verified archive decodes to; decoding it again");
+            Ok(None)
+        }
     }
-    let (digest, size) = blocking_hash(image_path, Stage::CheckImage, cancel, progress).await?;
-    if digest.hex() == record.image_sha256 && size == record.image_size {
-        tracing::info!(path = %image_path.display(), "reusing the cached image decoded from this archive");
-        return Ok(Some((image_path.to_path_buf(), digest, size)));
-    }
-    tracing::warn!(path = %image_path.display(), "the cached image changed since it was decoded; decoding again");
-    Ok(None)
-}
-
-pub(crate) fn record_path(image_path: &Path) -> PathBuf {
-    let mut name = image_path.file_name().unwrap_or_default().to_os_string();
-    name.push(".meta.json");
-    image_path.with_file_name(name)
-}
-
-pub(crate) fn read_record(path: &Path) -> Option<ImageRecord> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 pub(crate) async fn blocking_hash(

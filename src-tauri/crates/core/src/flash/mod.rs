@@ -209,8 +209,15 @@ impl Plan {
                     (None, _) => "archive: UNVERIFIED (no published checksum)".into(),
                 },
                 match opened.image_size {
-                    Some(size) => format!("image: {size} bytes ({}), cached", human_size(size)),
-                    None => "image: size and SHA-256 known when decoded; every target is read back against them".into(),
+                    Some(size) if size.exact => format!(
+                        "image: {}, as its archive records; its SHA-256 is known when decoded and every target is read back against it",
+                        size.describe()
+                    ),
+                    Some(size) => format!(
+                        "image: {}; its whole size is known only when decoded: a drive smaller than it fails at its end, with its first MiB wiped",
+                        size.describe()
+                    ),
+                    None => "image: its size is known only when decoded (the archive does not record it where it can be read first): a drive smaller than the image fails at its end, with its first MiB wiped".into(),
                 },
             ],
             Planned::Prepared(p) => {

@@ -9,12 +9,15 @@
 //! Every stage runs at once, joined by bounded queues, so memory stays bounded whatever the
 //! image's size. Top to bottom:
 //! 1. [`open`]: settle the expected archive digest exactly as `fetch` does, before any byte of the
-//!    archive; take the asset's cache lock; choose where the bytes come from: the cached image
-//!    decoded from that very archive (its recorded digest is proven as it is written), the cached
-//!    archive (re-hashed as it streams), or the network (hashed and kept in a cache temp file as
-//!    it streams). [`open_file`] does the same for an operator's compressed file: hashed first,
-//!    so its digest can be checked and confirmed before any target is touched, then re-hashed
-//!    as it streams (it must not change meanwhile).
+//!    archive; take the asset's cache lock; choose where the bytes come from: the cached archive
+//!    (re-hashed as it streams) or the network (hashed and kept in a cache temp file as it
+//!    streams). A decoded image in the cache is never written: only bytes decoded from an archive
+//!    proven in this same run are (decoding is far faster than any drive). Read the image's size
+//!    from the archive's own records (`image_size`: from the file, or one `Range` request for a
+//!    URL) so a too-small drive, or an image over the size limit, is refused before anything is
+//!    written. [`open_file`] does the same for an operator's compressed file: hashed first, so
+//!    its digest can be checked and confirmed before any target is touched, then re-hashed as
+//!    it streams (it must not change meanwhile).
 //! 2. [`run`]: open the approved targets, run that origin on its own thread, decode what it
 //!    sends, and write it with `writer::flash_stream`, which hashes the image on the way and reads
 //!    every target back.
@@ -39,7 +42,8 @@ use crate::fetch::cache::{self, AssetLock, Cache};
 use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::{BodySink, Http};
-use crate::fetch::{self, DigestSource, FetchRequest, HashingFile};
+use crate::fetch::image_size::{self, ImageSize};
+use crate::fetch::{self, archive_cap, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::flash::rules::{Approved, Chosen, TargetOptions};
 use crate::flash::writer::{self, Expect, FlashOptions, TargetReport};
@@ -67,9 +71,9 @@ pub struct Opened {
     /// the caller accepted an unverified download.
     pub expected: Option<Sha256Digest>,
     pub digest_source: DigestSource,
-    /// Known before writing only when the image is cached; a decoded stream's size is found at
-    /// its end.
-    pub image_size: Option<u64>,
+    /// What the archive's records say of the image's size; `None` when they cannot tell before
+    /// decoding (no ranges, no recorded size): a too-small drive then fails at its end.
+    pub image_size: Option<ImageSize>,
     origin: Origin,
     /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
@@ -79,12 +83,6 @@ pub struct Opened {
 }
 
 enum Origin {
-    /// The image decoded earlier from this archive, with the digest recorded then.
-    CachedImage {
-        path: PathBuf,
-        sha256: Sha256Digest,
-        size: u64,
-    },
     /// An archive file, re-hashed as it streams.
     Archive(Archive),
     Network(Url),
@@ -154,22 +152,20 @@ pub async fn open(
     let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
     let archive_path = req.archive_in(cache);
     let lock = cache.lock(&archive_path, cancel).await?;
-    let cached = expected.and_then(|expected| {
-        cached_image(&cache.image_path(&req.url), expected, req.max_image_size).or_else(|| {
-            archive_path
-                .is_file()
-                .then_some(Origin::Archive(Archive::Cached))
-        })
-    });
-    let origin = cached.unwrap_or_else(|| Origin::Network(req.url.clone()));
+    // Only a published digest can prove a cached archive; an unverified one is downloaded again.
+    let (origin, image_size) = if expected.is_some() && archive_path.is_file() {
+        let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
+        (Origin::Archive(Archive::Cached), size)
+    } else {
+        let size = image_size::of_url(http, &req.url, cancel).await;
+        (Origin::Network(req.url.clone()), size)
+    };
+    image_size::check_limit(image_size, req.max_image_size)?;
     Ok(Opened {
         source: req.url.to_string(),
         expected,
         digest_source,
-        image_size: match &origin {
-            Origin::CachedImage { size, .. } => Some(*size),
-            _ => None,
-        },
+        image_size,
         origin,
         archive_path,
         max_image_size: req.max_image_size,
@@ -187,36 +183,18 @@ pub async fn open_file(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
     let file = sources::hash_local(path, expected, cancel, progress).await?;
+    let image_size = image_size::of_file(&file.path).map_err(io_at(&file.path))?;
+    image_size::check_limit(image_size, max_image_size)?;
     Ok(Opened {
         source: file.path.display().to_string(),
         expected: Some(file.sha256),
         digest_source: file.digest_source,
-        image_size: None,
+        image_size,
         origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
         max_image_size,
         _lock: None,
     })
-}
-
-/// The cached image at `image_path` when its record says it was decoded from an archive with
-/// the expected digest.
-fn cached_image(image_path: &Path, expected: Sha256Digest, limit: u64) -> Option<Origin> {
-    let record = fetch::read_record(&fetch::record_path(image_path));
-    let size = std::fs::metadata(image_path).ok().map(|m| m.len());
-    if let (Some(record), Some(size)) = (record, size) {
-        let sha256 = record.image_sha256.parse::<Sha256Digest>();
-        let same = record.archive_sha256 == expected.hex() && record.image_size == size;
-        if let (true, Ok(sha256)) = (same && size <= limit, sha256) {
-            tracing::info!(path = %image_path.display(), size, "writing the cached image decoded from this archive");
-            return Some(Origin::CachedImage {
-                path: image_path.to_path_buf(),
-                sha256,
-                size,
-            });
-        }
-    }
-    None
 }
 
 /// Checks every target against the rules (one refusal refuses all; the cache's drive is
@@ -231,7 +209,8 @@ pub fn approve(
 ) -> Result<Option<Vec<Approved>>> {
     let mut protected = vec![cache.root()];
     protected.extend(opened.operators_file());
-    let approved = flash::approve_all(targets, opened.image_size, options, &protected, roots)?;
+    let size = opened.image_size.map(|s| s.bytes);
+    let approved = flash::approve_all(targets, size, options, &protected, roots)?;
     Ok((!flash::needs_helper(&approved)).then_some(approved))
 }
 
@@ -251,41 +230,6 @@ pub fn run(
     progress: &dyn ProgressSink,
 ) -> Result<Streamed> {
     let opened_targets = flash::open_targets(targets, roots)?;
-    if let Origin::CachedImage { path, sha256, size } = &opened.origin {
-        let mut file = File::open(path).map_err(io_at(path))?;
-        let expect = Expect {
-            name: path.clone(),
-            sha256: Some(*sha256),
-            check_source: true,
-            size: Some(*size),
-            tail: None,
-        };
-        let outcome = writer::flash_stream(
-            &expect,
-            &mut file,
-            opened_targets,
-            options,
-            cancel,
-            progress,
-        );
-        if let Err(Error::DigestMismatch { .. }) = &outcome.source {
-            // Changed since it was decoded: the next run decodes the archive again.
-            cache::discard(path)?;
-            cache::discard(&fetch::record_path(path))?;
-        }
-        let (sent, targets) = outcome.sent()?;
-        return Ok(Streamed {
-            archive_sha256: opened
-                .expected
-                .expect("a cached image needs an expected digest"),
-            digest_source: opened.digest_source,
-            archive_path: opened.archive_path.is_file().then_some(opened.archive_path),
-            image_sha256: sent.sha256,
-            image_size: sent.size,
-            targets,
-        });
-    }
-
     // Stops the origin as soon as the writers are done, whatever the reason.
     let stop = cancel.child_token();
     let (tx, rx) = sync_channel::<Packet>(PACKETS);
@@ -298,12 +242,12 @@ pub fn run(
                 url,
                 &opened.archive_path,
                 opened.expected,
+                archive_cap(opened.max_image_size),
                 tx,
                 &stop,
                 progress,
             ),
             Origin::Archive(archive) => from_file(&opened, *archive, tx, &stop, progress),
-            Origin::CachedImage { .. } => unreachable!("written above"),
         });
         let mut input = Received::new(rx);
         let mut outcome = decode_and_write(
@@ -511,13 +455,14 @@ fn from_network(
     url: &Url,
     archive_path: &Path,
     expected: Option<Sha256Digest>,
+    cap: u64,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Option<Produced> {
     let result = (|| {
         let mut sink = Forward {
-            file: HashingFile::new(cache.temp_beside(archive_path)?),
+            file: HashingFile::new(cache.temp_beside(archive_path)?, cap),
             tx: &tx,
             pending: Vec::with_capacity(IO_CHUNK),
             forwarded: 0,
@@ -730,7 +675,7 @@ mod tests {
             let (tx, rx) = sync_channel::<Packet>(1024);
             let url = Url::parse("http://127.0.0.1/os.raw.xz").unwrap();
             let mut sink = Forward {
-                file: HashingFile::new(tmp),
+                file: HashingFile::new(tmp, u64::MAX),
                 tx: &tx,
                 pending: Vec::new(),
                 forwarded: 0,
