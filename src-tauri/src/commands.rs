@@ -452,10 +452,16 @@ pub async fn verify(
         ExpectedSpec::Image { path } => Expected::Image(absolute(&path, "image file")?),
         ExpectedSpec::Sidecar { location } => Expected::Sidecar(location),
     };
-    let (digest, size) =
-        verify::resolve_expected(&expected, &path, size, &app.http(), &cancel, &progress).await?;
+    let http = app.http();
+    let with = verify::Resolver {
+        http: &http,
+        cache_dir: Some(app.cache()?.root().to_path_buf()),
+        max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+    };
+    let expectation =
+        verify::resolve_expected(&expected, &path, size, &with, &cancel, &progress).await?;
     tokio::task::spawn_blocking(move || {
-        verify::verify(&path, size, digest, &cancel, progress.as_ref())
+        verify::verify(&path, &expectation, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the reader stopped: {e}")))?

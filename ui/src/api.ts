@@ -96,6 +96,9 @@ export interface Verification {
   size: number;
   sha256: string;
   expectedSHA256: string;
+  /** What vouches for the expected digest (an archive's checksum: the image inside it). */
+  expectedFrom: string;
+  archiveSHA256?: string;
   match: boolean;
 }
 

@@ -430,7 +430,7 @@ $("verify-button").addEventListener("click", async () => {
     const v = await api.verify(newJob(), trimmed("verify-path"), expected, size, progressView(area, ""));
     verdict.textContent = v.match ? "MATCH" : "MISMATCH";
     verdict.className = `verdict ${v.match ? "good" : "bad"}`;
-    $("verify-detail").textContent = `${v.path}, ${v.size} bytes: SHA-256 ${v.sha256}; expected ${v.expectedSHA256}`;
+    $("verify-detail").textContent = `${v.path}, ${v.size} bytes: SHA-256 ${v.sha256}; expected ${v.expectedSHA256}, from ${v.expectedFrom}`;
   } catch (e) {
     say(errorMessage(e));
   }

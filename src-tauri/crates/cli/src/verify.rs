@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use labflash_core::fetch::digest::Sha256Digest;
-use labflash_core::verify::{self, Expected, Verification};
+use labflash_core::verify::{self, Expected, Resolver, Verification};
 use labflash_core::CancellationToken;
 
 use crate::fetch::{parse_sha256, parse_size};
@@ -22,17 +22,30 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     pub sha256: Option<Sha256Digest>,
 
-    /// How many bytes to hash (the image's size); required for a drive unless --image gives it.
-    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    /// How many bytes to hash (the image's size); required for a drive unless --image or an
+    /// archive's checksum file gives it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, conflicts_with = "image")]
     pub size: Option<u64>,
 
-    /// Take the expected digest and size from this image file.
+    /// Take the expected digest and size from this image file (of the image inside it when it
+    /// is compressed: .xz, .gz, .zst).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
 
-    /// Take the expected digest from a .sha256 checksum file (URL or path).
+    /// Take the expected digest from a .sha256 checksum file (URL or path). A checksum of a
+    /// compressed archive (….raw.xz.sha256) proves the archive (fetched beside it, or found
+    /// beside the file), and the drive is compared with the image inside it.
     #[arg(long, value_name = "URL|FILE")]
     pub sidecar: Option<String>,
+
+    /// Cache folder for an archive fetched to verify against [default: $LABFLASH_CACHE_DIR,
+    /// else the platform's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Largest decompressed image accepted, in bytes (suffixes K, M, G, KiB, MiB, GiB allowed).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "4GiB")]
+    pub max_image_size: u64,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -67,12 +80,17 @@ async fn verify(
     }
     let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());
-    let (digest, size) =
-        verify::resolve_expected(&expected, &args.path, args.size, &http, cancel, &progress)
+    let with = Resolver {
+        http: &http,
+        cache_dir: args.cache_dir.clone(),
+        max_image_size: args.max_image_size,
+    };
+    let expectation =
+        verify::resolve_expected(&expected, &args.path, args.size, &with, cancel, &progress)
             .await?;
     let (path, cancel) = (args.path.clone(), cancel.clone());
     let v = tokio::task::spawn_blocking(move || {
-        verify::verify(&path, size, digest, &cancel, progress.as_ref())
+        verify::verify(&path, &expectation, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| Failure::other(format!("the reader stopped: {e}")))??;
@@ -80,7 +98,7 @@ async fn verify(
 }
 
 fn human(v: &Verification) -> String {
-    if v.matches {
+    let verdict = if v.matches {
         format!(
             "MATCH     {} ({} bytes): SHA-256 {}\n",
             v.path, v.size, v.sha256
@@ -90,5 +108,6 @@ fn human(v: &Verification) -> String {
             "MISMATCH  {} ({} bytes): SHA-256 {}, expected {}\n",
             v.path, v.size, v.sha256, v.expected_sha256
         )
-    }
+    };
+    format!("{verdict}          expected: {}\n", v.expected_from)
 }

@@ -109,8 +109,13 @@ fn main() -> Result<(), Error> {
         "readback" => {
             let size: u64 = arg(2).parse().expect("SIZE in bytes");
             // Any digest: the stage's work is the read and the hash; the found one is printed.
-            let expected: Sha256Digest = "0".repeat(64).parse().expect("a digest");
-            let found = verify::verify(Path::new(arg(1)), size, expected, &cancel, &NoProgress)?;
+            let expected = verify::Expectation {
+                sha256: "0".repeat(64).parse().expect("a digest"),
+                size,
+                from: "the benchmark".into(),
+                archive_sha256: None,
+            };
+            let found = verify::verify(Path::new(arg(1)), &expected, &cancel, &NoProgress)?;
             println!("{}  {}", found.sha256, found.size);
         }
         other => panic!("unknown stage {other:?}"),

@@ -1,5 +1,10 @@
 //! Reading a drive or file back and hashing exactly the image's length, from the device itself
 //! (O_DIRECT after dropping the page cache), and locating the first difference when it mismatches.
+//! `expected` settles what a verify-only check compares with.
+
+pub mod expected;
+
+pub use expected::{resolve_expected, Expectation, Expected, Resolver};
 
 use std::path::Path;
 
@@ -80,18 +85,23 @@ pub struct Verification {
     pub sha256: Sha256Digest,
     #[serde(rename = "expectedSHA256")]
     pub expected_sha256: Sha256Digest,
+    /// What vouches for the expected digest, for people.
+    pub expected_from: String,
+    /// The compressed archive whose image was expected: its verified digest.
+    #[serde(rename = "archiveSHA256", skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<Sha256Digest>,
     #[serde(rename = "match")]
     pub matches: bool,
 }
 
-/// Hashes exactly `size` bytes of a drive or file and compares them with `expected`.
+/// Hashes exactly the expected image's length of a drive or file and compares.
 pub fn verify(
     path: &Path,
-    size: u64,
-    expected: Sha256Digest,
+    expected: &Expectation,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Verification> {
+    let size = expected.size;
     let (file, _direct) = device::open_for_read(path)?;
     let available = device::size_of(&file).map_err(io_at(path))?;
     if available < size {
@@ -109,8 +119,10 @@ pub fn verify(
         path: path.display().to_string(),
         size,
         sha256,
-        expected_sha256: expected,
-        matches: sha256 == expected,
+        expected_sha256: expected.sha256,
+        expected_from: expected.from.clone(),
+        archive_sha256: expected.archive_sha256,
+        matches: sha256 == expected.sha256,
     })
 }
 
@@ -137,62 +149,6 @@ pub(crate) fn first_different_mib(
         mib += 1;
     }
     Ok(None)
-}
-
-/// Where the expected digest of a verify comes from.
-#[derive(Clone, Debug)]
-pub enum Expected {
-    /// Typed or pasted.
-    Digest(Sha256Digest),
-    /// The digest and size of this image file.
-    Image(std::path::PathBuf),
-    /// A `.sha256` checksum file, by URL or path.
-    Sidecar(String),
-}
-
-/// The expected digest and the number of bytes to hash. Without an image file to take the size
-/// from, it is `size`, else the whole target when the target is a regular file.
-pub async fn resolve_expected(
-    expected: &Expected,
-    target: &Path,
-    size: Option<u64>,
-    http: &crate::fetch::http::Http,
-    cancel: &CancellationToken,
-    progress: &std::sync::Arc<dyn ProgressSink>,
-) -> Result<(Sha256Digest, u64)> {
-    let digest = match expected {
-        Expected::Digest(d) => *d,
-        Expected::Image(image) => {
-            let (digest, len) =
-                crate::fetch::blocking_hash(image, Stage::HashImage, cancel, progress).await?;
-            return Ok((digest, size.unwrap_or(len)));
-        }
-        Expected::Sidecar(source) if crate::fetch::is_url(source) => {
-            let url = url::Url::parse(source)
-                .map_err(|e| Error::BadInput(format!("{source:?} is not a valid URL: {e}")))?;
-            crate::fetch::digest::parse_sidecar(&http.get_text(&url, cancel).await?, source)?
-        }
-        Expected::Sidecar(source) => {
-            let text = std::fs::read_to_string(source).map_err(|e| {
-                Error::BadInput(format!("cannot read the checksum file {source}: {e}"))
-            })?;
-            crate::fetch::digest::parse_sidecar(&text, source)?
-        }
-    };
-    if let Some(size) = size {
-        return Ok((digest, size));
-    }
-    match std::fs::metadata(target) {
-        Ok(m) if m.is_file() => Ok((digest, m.len())),
-        Ok(_) => Err(Error::BadInput(format!(
-            "{} is a device: give the number of bytes to verify (the image's size)",
-            target.display()
-        ))),
-        Err(e) => Err(Error::BadInput(format!(
-            "cannot read {}: {e}",
-            target.display()
-        ))),
-    }
 }
 
 #[cfg(test)]
