@@ -2,7 +2,7 @@
 # Installs everything labflash needs on a Debian or Ubuntu machine, then builds the web UI:
 # system packages (apt), Rust (rustup, if cargo is missing), Node.js (if missing), the UI's npm
 # packages. Safe to run again: it installs only what is missing. `--tests` adds what the test
-# suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools).
+# suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools, tauri-driver, cargo-nextest).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -47,6 +47,10 @@ fi
 # The app's end-to-end tests drive the real window through tauri-driver (WebDriver).
 if [[ ${1:-} == --tests ]] && ! command -v tauri-driver >/dev/null && [[ ! -x $HOME/.cargo/bin/tauri-driver ]]; then
   cargo install tauri-driver --locked --version '^2'
+fi
+# The tests run under cargo-nextest: each in its own process, with a time limit (.config/nextest.toml).
+if [[ ${1:-} == --tests ]] && ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
 fi
 
 cd "$repo/ui"
