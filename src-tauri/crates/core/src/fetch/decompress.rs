@@ -70,23 +70,34 @@ impl Format {
     }
 }
 
-/// Decompresses `src` into `out` (blocking; `out.1` names it in errors), hashing what it writes.
-/// Fails with `ImageTooLarge` as soon as the output would pass `limit`; the caller owns `out` and
-/// discards it on any error.
+/// Where decoded bytes go: a writer, the name errors give it, and the stage progress shows
+/// (decompressing, or checking a cached image against what the archive decodes to).
+pub struct Output<'a> {
+    pub to: &'a mut dyn Write,
+    pub path: &'a Path,
+    pub stage: Stage,
+}
+
+/// Decompresses `src` into `out` (blocking), hashing what it writes. Fails with `ImageTooLarge`
+/// as soon as the output would pass `limit`; the caller owns `out` and discards it on any error.
 pub fn decompress(
     src: &Path,
     format: Format,
-    out: (&mut dyn Write, &Path),
+    out: Output,
     limit: u64,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<(Sha256Digest, u64)> {
-    let (out, out_path) = out;
+    let Output {
+        to: out,
+        path: out_path,
+        stage,
+    } = out;
     let input = BufReader::with_capacity(IO_CHUNK, File::open(src).map_err(io_at(src))?);
     let mut reader = decoder(input, format, src, limit)?;
     let mut hasher = Sha256::new();
     let mut written = 0u64;
-    let mut reporter = Reporter::new(progress, Stage::Decompress, None);
+    let mut reporter = Reporter::new(progress, stage, None);
     let mut buf = vec![0u8; IO_CHUNK];
     loop {
         if cancel.is_cancelled() {

@@ -473,14 +473,13 @@ pub(crate) async fn image(
     // On any error `tmp` is dropped here, which removes it.
     let (digest, size) = tokio::task::spawn_blocking(move || {
         let out = tmp.path().to_path_buf();
-        let decoded = decompress::decompress(
-            &src,
-            format,
-            (tmp.as_file_mut(), &out),
-            limit,
-            &cancel,
-            progress.as_ref(),
-        )?;
+        let output = decompress::Output {
+            to: tmp.as_file_mut(),
+            path: &out,
+            stage: Stage::Decompress,
+        };
+        let decoded =
+            decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref())?;
         cache::commit(tmp, &dst)?;
         Ok::<_, Error>(decoded)
     })
@@ -506,14 +505,13 @@ async fn reuse_image(
     let (cancel, progress) = (cancel.clone(), progress.clone());
     let proven = tokio::task::spawn_blocking(move || {
         let mut same = decompress::SameAs::new(cached);
-        let decoded = decompress::decompress(
-            &src,
-            format,
-            (&mut same, &path),
-            limit,
-            &cancel,
-            progress.as_ref(),
-        );
+        let output = decompress::Output {
+            to: &mut same,
+            path: &path,
+            stage: Stage::CheckImage,
+        };
+        let decoded =
+            decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref());
         match decoded {
             Ok(decoded) if same.at_end() => Ok(Some(decoded)),
             Ok(_) => Ok(None),

@@ -166,16 +166,12 @@ async fn of_image(
     let (src, limit) = (image.to_path_buf(), with.max_image_size);
     let (cancel, progress) = (cancel.clone(), progress.clone());
     let (sha256, size) = tokio::task::spawn_blocking(move || {
-        let out = Path::new("the decoded image");
-        let mut sink = std::io::sink();
-        decompress::decompress(
-            &src,
-            format,
-            (&mut sink, out),
-            limit,
-            &cancel,
-            progress.as_ref(),
-        )
+        let output = decompress::Output {
+            to: &mut std::io::sink(),
+            path: Path::new("the decoded image"),
+            stage: Stage::Decompress,
+        };
+        decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref())
     })
     .await
     .expect("the decoding thread panicked")?;
