@@ -133,6 +133,37 @@ fn not_found_is_final_after_one_request() {
 }
 
 #[test]
+fn an_unreachable_server_is_named_in_words_an_operator_can_act_on() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/os.raw.xz");
+    let cache = tempfile::tempdir().unwrap();
+    let digest = "0".repeat(64);
+    let cache_dir = cache.path().to_str().unwrap();
+    let run = run(&[
+        "fetch",
+        &url,
+        "--sha256",
+        &digest,
+        "--cache-dir",
+        cache_dir,
+        "--json",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!(
+            "127.0.0.1 refused the connection (nothing answers on port {port})"
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("client error"), "{error}");
+}
+
+#[test]
 fn server_errors_give_up_after_five_attempts() {
     let f = factory();
     f.server.script(ASSET, vec![Reply::Status(503); 6]);

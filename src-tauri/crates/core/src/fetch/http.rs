@@ -458,7 +458,7 @@ fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
     }
     let error = Error::Network {
         url: url.to_string(),
-        detail: error_chain(e),
+        detail: transport_problem(url, e),
     };
     if e.is_redirect() || e.is_builder() {
         Failed::fatal(error)
@@ -468,6 +468,31 @@ fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
 }
 
 /// reqwest's own message is terse ("error sending request"); the cause is in the source chain.
+/// What went wrong on the way to the server, in words an operator can act on; the library's own
+/// chain of errors only where none of the common cases fits (it is logged either way).
+fn transport_problem(url: &Url, e: &reqwest::Error) -> String {
+    let chain = error_chain(e);
+    tracing::debug!(%url, "transport error: {chain}");
+    let host = url.host_str().unwrap_or("the server");
+    let io_kind = std::iter::successors(std::error::Error::source(e), |s| s.source())
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        format!(
+            "the name {host} does not resolve (is this machine offline, or the address mistyped?)"
+        )
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        let port = url.port_or_known_default().unwrap_or(0);
+        format!("{host} refused the connection (nothing answers on port {port})")
+    } else if e.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+        format!("{host} did not answer in time")
+    } else if e.is_connect() {
+        format!("cannot connect to {host} ({chain})")
+    } else {
+        chain
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
