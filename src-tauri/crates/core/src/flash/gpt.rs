@@ -79,14 +79,26 @@ pub fn partition(start: &[u8], index: usize) -> Option<(u64, u64)> {
     if index >= header.entries as usize || header.entry_size < 128 {
         return None;
     }
-    let at = header.entries_lba as usize * sector + index * header.entry_size as usize;
-    let entry = start.get(at..at + 128)?;
+    // Every field comes from the image: checked arithmetic, so a hostile table cannot wrap an
+    // offset around (found by fuzzing: src-tauri/fuzz/regressions/gpt).
+    let at = usize::try_from(header.entries_lba)
+        .ok()?
+        .checked_mul(sector)?
+        .checked_add(index.checked_mul(header.entry_size as usize)?)?;
+    let entry = start.get(at..at.checked_add(128)?)?;
     if entry[..16] == [0u8; 16] {
         return None;
     }
     let first = u64::from_le_bytes(entry[32..40].try_into().ok()?);
     let last = u64::from_le_bytes(entry[40..48].try_into().ok()?);
-    (last >= first).then(|| (first * sector as u64, (last - first + 1) * sector as u64))
+    let sector = sector as u64;
+    let offset = first.checked_mul(sector)?;
+    let len = last
+        .checked_sub(first)?
+        .checked_add(1)?
+        .checked_mul(sector)?;
+    offset.checked_add(len)?;
+    Some((offset, len))
 }
 
 /// Plans the one-stick layout. `image_start` holds at least the image's first 1 MiB,
@@ -118,14 +130,24 @@ pub fn plan(
     }
     let s = sector as usize;
     let header = Header::parse(&image_start[s..2 * s]).ok_or_else(no_gpt)?;
-    if header.entry_size < 128 || header.entries == 0 || header.entries > 1024 {
-        return Err(Error::BadInput(
-            "the boot image's GPT header is malformed".into(),
-        ));
+    // Every number below comes from the image: checked, so a hostile table is refused rather
+    // than wrapped around (found by fuzzing).
+    let malformed = || Error::BadInput("the boot image's GPT header is malformed".into());
+    if header.entry_size < 128
+        || header.entry_size > 4096
+        || header.entries == 0
+        || header.entries > 1024
+    {
+        return Err(malformed());
     }
     let table_len = header.entries as usize * header.entry_size as usize;
     let table_sectors = (table_len as u64).div_ceil(sector);
-    let table_start = (header.entries_lba * sector) as usize;
+    let table_start = header
+        .entries_lba
+        .checked_mul(sector)
+        .and_then(|start| usize::try_from(start).ok())
+        .filter(|start| start.checked_add(table_len).is_some())
+        .ok_or_else(malformed)?;
     if table_start + table_len > image_start.len() {
         return Err(Error::BadInput(
             "the boot image's GPT entries lie outside its first MiB".into(),
@@ -142,19 +164,31 @@ pub fn plan(
         .map(|i| u64::from_le_bytes(entry(i)[40..48].try_into().unwrap()))
         .max()
         .unwrap_or(header.entries_lba + table_sectors - 1);
+    // The image ends past its last partition only by its own backup GPT (overwritten below); a
+    // table that ends its partitions early would put the cidata partition over the image's data.
+    let partitions_end = last_end
+        .checked_add(1)
+        .and_then(|end| end.checked_mul(sector))
+        .ok_or_else(malformed)?;
+    let backup_len = (table_sectors + 1) * sector;
+    if partitions_end.saturating_add(backup_len) < image_size.saturating_sub(ALIGN_BYTES) {
+        return Err(Error::BadInput(format!(
+            "the boot image's GPT partitions end at byte {partitions_end}, long before the image's end at {image_size}: no cidata partition can be added after them without overwriting the image"
+        )));
+    }
     let slot = (0..header.entries as usize)
         .find(|i| !used(*i))
         .ok_or_else(|| {
             Error::BadInput("the boot image's GPT has no free partition entry".into())
         })?;
     let align = ALIGN_BYTES / sector;
-    let first = (last_end + 1).div_ceil(align) * align;
+    let first = (partitions_end / sector).div_ceil(align) * align;
     let sectors = (cidata.len() as u64).div_ceil(sector);
     let last = first + sectors - 1;
     let total = target_size / sector;
     let last_usable = total.saturating_sub(1 + table_sectors + 1);
     if last > last_usable {
-        let needed = (last + 1 + table_sectors + 1) * sector;
+        let needed = (last.saturating_add(2) + table_sectors).saturating_mul(sector);
         return Err(Error::BadInput(format!(
             "the target has no room for the cidata partition: the boot image and the config need {needed} bytes, the target holds {target_size}"
         )));
@@ -209,14 +243,62 @@ pub fn plan(
     let old_backup_start = header
         .alternate_lba
         .saturating_sub(table_sectors)
-        .max(header.last_usable + 1);
+        .max(header.last_usable.saturating_add(1));
     Ok(OneStick {
         sector,
         head,
         cidata_offset: first * sector,
         backup,
         backup_offset: backup_entries_lba * sector,
-        stale_backup: (old_backup_start * sector).min(image_size)
-            ..((header.alternate_lba + 1) * sector).min(image_size),
+        stale_backup: old_backup_start.saturating_mul(sector).min(image_size)
+            ..header
+                .alternate_lba
+                .saturating_add(1)
+                .saturating_mul(sector)
+                .min(image_size),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regressions(target: &str) -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/regressions")
+            .join(target);
+        let inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read(e.path()).unwrap())
+            .collect();
+        assert!(!inputs.is_empty(), "no regressions in {}", dir.display());
+        inputs
+    }
+
+    /// Every image the fuzzer ever crashed `plan` with is refused or laid out without wrapping:
+    /// one claimed a partition ending at LBA 2^64 - 1, which wrapped the cidata partition to LBA 0.
+    #[test]
+    fn fuzzer_found_images_are_laid_out_or_refused_without_overflow() {
+        for bytes in regressions("gpt_plan") {
+            for (target, sector) in [(64u64 << 20, 512u64), (u64::MAX, 512), (1 << 40, 4096)] {
+                if let Ok(stick) = plan(&bytes, bytes.len() as u64, &[7; 4096], target, sector) {
+                    assert!(stick.cidata_offset >= stick.head.len() as u64);
+                }
+            }
+        }
+    }
+
+    /// Every input the fuzzer ever crashed `partition` with (tests/fuzz.sh) reads as no partition
+    /// instead of overflowing (a panic in this debug build, a wrapped offset in release).
+    #[test]
+    fn fuzzer_found_tables_are_refused_without_overflow() {
+        for bytes in regressions("gpt") {
+            for index in [0, 1, 2, 127, usize::MAX / 2] {
+                if let Some((offset, len)) = partition(&bytes, index) {
+                    assert!(offset.checked_add(len).is_some());
+                }
+            }
+        }
+    }
 }
