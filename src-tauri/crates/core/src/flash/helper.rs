@@ -122,8 +122,7 @@ pub fn serve(
         .take(1 << 20)
         .read_line(&mut line)
         .map_err(|e| Error::BadInput(format!("no request: {e}")))?;
-    let request: Request = serde_json::from_str(&line)
-        .map_err(|e| Error::BadInput(format!("a malformed request: {e}")))?;
+    let request = parse_request(line.as_bytes())?;
     let named: Vec<&Path> = request.targets.iter().map(|t| t.path.as_path()).collect();
     let result = if named
         != argv_targets
@@ -157,6 +156,11 @@ pub fn serve(
         }),
     }
     Ok(())
+}
+
+/// The request line the front end sends first (JSON), as the helper reads it. Pure, so fuzzed.
+pub fn parse_request(bytes: &[u8]) -> Result<Request> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadInput(format!("a malformed request: {e}")))
 }
 
 fn serve_request(

@@ -88,19 +88,7 @@ pub async fn fetch(
     // Seed problems are the operator's: find them before downloading anything.
     let seed = req.seed.as_deref().map(seed_tar).transpose()?;
     let text = http.get_text(&index_url, cancel).await?;
-    let index: Index = serde_json::from_str(&text).map_err(|e| Error::Network {
-        url: index_url.to_string(),
-        detail: format!("it is not an IncusOS index: {e}"),
-    })?;
-    let (update, file) = pick(&index, req)?;
-    let expected: Sha256Digest = file.sha256.parse().map_err(|_| Error::Network {
-        url: index_url.to_string(),
-        detail: format!(
-            "the digest of {} is not a SHA-256: {:?}",
-            file.filename, file.sha256
-        ),
-    })?;
-    let url = file_url(&base, &update.url, &file.filename)?;
+    let (version, url, expected) = resolve_index(&text, &index_url, &base, req)?;
     let fetched = fetch::fetch(
         http,
         cache,
@@ -126,7 +114,7 @@ pub async fn fetch(
         }
     };
     Ok(IncusFetched {
-        source_version: update.version.clone(),
+        source_version: version,
         source_url: url.to_string(),
         archive_path: fetched.archive_path,
         archive_sha256: fetched.archive_sha256,
@@ -134,6 +122,31 @@ pub async fn fetch(
         image_sha256,
         image_size,
     })
+}
+
+/// Parses the index text and picks the update for `req`: its version, its image's URL and the
+/// digest the index gives it. Pure, so fuzzed.
+#[doc(hidden)]
+pub fn resolve_index(
+    text: &str,
+    index_url: &Url,
+    base: &Url,
+    req: &IncusRequest,
+) -> Result<(String, Url, Sha256Digest)> {
+    let index: Index = serde_json::from_str(text).map_err(|e| Error::Network {
+        url: index_url.to_string(),
+        detail: format!("it is not an IncusOS index: {e}"),
+    })?;
+    let (update, file) = pick(&index, req)?;
+    let expected: Sha256Digest = file.sha256.parse().map_err(|_| Error::Network {
+        url: index_url.to_string(),
+        detail: format!(
+            "the digest of {} is not a SHA-256: {:?}",
+            file.filename, file.sha256
+        ),
+    })?;
+    let url = file_url(base, &update.url, &file.filename)?;
+    Ok((update.version.clone(), url, expected))
 }
 
 fn parse_url(text: &str, what: &str) -> Result<Url> {
