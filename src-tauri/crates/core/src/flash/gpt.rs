@@ -142,13 +142,14 @@ pub fn plan(
     }
     let table_len = header.entries as usize * header.entry_size as usize;
     let table_sectors = (table_len as u64).div_ceil(sector);
-    let table_start = header
-        .entries_lba
-        .checked_mul(sector)
+    // The entries follow the header (LBA 2 on), whole sectors of them inside the first MiB.
+    let table_start = Some(header.entries_lba)
+        .filter(|lba| *lba >= 2)
+        .and_then(|lba| lba.checked_mul(sector))
         .and_then(|start| usize::try_from(start).ok())
-        .filter(|start| start.checked_add(table_len).is_some())
+        .filter(|start| start.checked_add(table_len + s).is_some())
         .ok_or_else(malformed)?;
-    if table_start + table_len > image_start.len() {
+    if table_start + table_sectors as usize * s > image_start.len() {
         return Err(Error::BadInput(
             "the boot image's GPT entries lie outside its first MiB".into(),
         ));
@@ -164,18 +165,12 @@ pub fn plan(
         .map(|i| u64::from_le_bytes(entry(i)[40..48].try_into().unwrap()))
         .max()
         .unwrap_or(header.entries_lba + table_sectors - 1);
-    // The image ends past its last partition only by its own backup GPT (overwritten below); a
-    // table that ends its partitions early would put the cidata partition over the image's data.
+    // Past its last partition an image holds only free space and its own backup GPT, which the
+    // cidata partition may take.
     let partitions_end = last_end
         .checked_add(1)
         .and_then(|end| end.checked_mul(sector))
         .ok_or_else(malformed)?;
-    let backup_len = (table_sectors + 1) * sector;
-    if partitions_end.saturating_add(backup_len) < image_size.saturating_sub(ALIGN_BYTES) {
-        return Err(Error::BadInput(format!(
-            "the boot image's GPT partitions end at byte {partitions_end}, long before the image's end at {image_size}: no cidata partition can be added after them without overwriting the image"
-        )));
-    }
     let slot = (0..header.entries as usize)
         .find(|i| !used(*i))
         .ok_or_else(|| {
