@@ -195,9 +195,14 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     // 4. Flash, confirm, and see the read-back digest.
     s.click("#flash-button");
     let question = s.wait_text("#confirm-text", 10, |t| !t.is_empty());
+    let short = format!("{}…{}", &digest[..8], &digest[56..]);
     assert!(
         question.contains(dev_path),
         "the confirmation names the drive: {question}"
+    );
+    assert!(
+        question.contains("talos.raw") && question.contains(&short),
+        "the confirmation names the image and its digest: {question}"
     );
     gui.shot("3-confirm");
     s.click("#confirm-yes");
@@ -208,6 +213,33 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     );
     gui.shot("4-flashed");
     assert_eq!(dev.read(0, bytes.len()), bytes);
+    // The drive's row ends as what happened, not "Writing · 100 %".
+    let rows = s.text("#flash-progress");
+    assert!(
+        rows.contains(&format!(
+            "{dev_path}: ✓ Verified — read back matches {short}"
+        )),
+        "{rows}"
+    );
+
+    // Another source disarms Flash and clears the old image's digests and results at once.
+    s.type_into("#file-path", "/nonexistent/other.raw");
+    assert!(
+        !s.enabled("#flash-button"),
+        "Flash stayed armed with the old image"
+    );
+    assert_eq!(s.text("#image-sha"), "");
+    assert_eq!(s.text("#results"), "");
+    // A failing Prepare says why inside the image step (not below the window), and the next
+    // action clears it.
+    s.click("#prepare");
+    let error = s.wait_text("#error-step-image", 20, |t| !t.is_empty());
+    assert!(error.contains("other.raw"), "{error}");
+    assert_eq!(s.text("#message"), "");
+    assert!(!s.enabled("#flash-button"));
+    gui.shot("4b-error-in-place");
+    s.type_into("#file-path", image.to_str().unwrap());
+    assert_eq!(s.text("#error-step-image"), "");
 
     // Verify mode: a wrong digest is a mismatch in large type; the right one a match.
     s.click("#tab-verify");
@@ -248,6 +280,8 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.click("#cancel-button");
     let result = s.wait_text("#results", 30, |t| !t.is_empty());
     assert!(result.contains("failed — cancelled"), "{result}");
+    let rows = s.text("#flash-progress");
+    assert!(rows.contains(&format!("{big_path}: Cancelled")), "{rows}");
     assert!(asked.elapsed() < Duration::from_secs(10));
     gui.shot("7-cancelled");
     assert!(
@@ -297,7 +331,8 @@ fn without_an_authentication_agent_the_app_says_what_to_do() {
     s.click("#flash-button");
     s.wait_text("#confirm-text", 10, |t| !t.is_empty());
     s.click("#confirm-yes");
-    let said = s.wait_text("#message", 60, |t| !t.is_empty());
+    // Said in the Flash step, where the button was pressed.
+    let said = s.wait_text("#error-step-flash", 60, |t| !t.is_empty());
     assert!(
         said.contains("no polkit authentication agent is running")
             && said.contains("log in to a desktop session, or run labflash as root"),

@@ -137,6 +137,14 @@ impl Session {
         );
     }
 
+    /// Whether the element can be used (a button not disabled).
+    pub fn enabled(&self, css: &str) -> bool {
+        let id = self.find(css);
+        self.call("GET", &format!("/element/{id}/enabled"), None)
+            .as_bool()
+            .unwrap_or(false)
+    }
+
     pub fn text(&self, css: &str) -> String {
         let id = self.find(css);
         self.call("GET", &format!("/element/{id}/text"), None)

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { Drive } from "./api";
-import { Meter, canFlash, checkDigest, confirmationText, describeSource, formatBytes, formatDuration } from "./logic";
+import {
+  Meter,
+  canFlash,
+  checkDigest,
+  confirmationText,
+  describeSource,
+  formatBytes,
+  formatDuration,
+  sentence,
+} from "./logic";
 
 const HEX = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
 
@@ -70,9 +79,21 @@ describe("flashing", () => {
     expect(canFlash({ ...ready, busy: true })).toBe(false);
   });
   it("names each drive and warns of unmounting", () => {
-    const text = confirmationText([drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
+    const image = { path: "/home/me/talos.raw", sha256: HEX, size: 1_306_525_696 };
+    const text = confirmationText(image, [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
+    expect(text).toContain("Write talos.raw (1.3 GB, SHA-256 37656798…d603b4ba)");
     expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb");
     expect(text).toContain("/dev/sdc");
     expect(text).toContain("Mounted partitions will be unmounted first.");
+  });
+});
+
+describe("sentence", () => {
+  it("starts with a capital, ends with a period and drops OS error numbers", () => {
+    expect(sentence("cannot read the image /x.raw: No such file or directory (os error 2)")).toBe(
+      "Cannot read the image /x.raw: No such file or directory.",
+    );
+    expect(sentence("the drive changed since you chose it.")).toBe("The drive changed since you chose it.");
+    expect(sentence("")).toBe("");
   });
 });

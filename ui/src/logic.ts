@@ -102,15 +102,39 @@ export function canFlash(s: {
   return s.prepared && s.confirmed && s.selected > 0 && !s.busy;
 }
 
-/** The confirmation shown before writing: each drive's model, size and path. */
-export function confirmationText(drives: Drive[]): string {
+/** "e2117a4c…41d0c5f9": a digest's first and last 8 characters, for saying which one. */
+export function shortDigest(hex: string): string {
+  return hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-8)}` : hex;
+}
+
+/** The image a flash writes, as the confirmation names it. */
+export interface ImageToWrite {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+/** The confirmation shown before writing: the image (name, size, short digest), then each
+ * drive's model, size and path. */
+export function confirmationText(image: ImageToWrite, drives: Drive[]): string {
   const lines = drives.map((d) => `• ${describeDrive(d)}`);
   const mounted = drives.some((d) => d.mountpoints.length > 0);
+  const name = image.path.split("/").pop() || image.path;
   return [
+    `Write ${name} (${formatBytes(image.size)}, SHA-256 ${shortDigest(image.sha256)}).`,
     `Everything on ${drives.length === 1 ? "this drive" : "these drives"} will be erased:`,
     ...lines,
     mounted ? "Mounted partitions will be unmounted first." : "",
   ]
     .filter(Boolean)
     .join("\n");
+}
+
+/** An engine message as a sentence for the window: capital first letter, final period, without
+ * the operating system's error numbers ("(os error 2)"). */
+export function sentence(text: string): string {
+  const t = text.replace(/ \(os error \d+\)/g, "").trim();
+  if (t === "") return "";
+  const capital = t[0].toUpperCase() + t.slice(1);
+  return /[.!?)]$/.test(capital) ? capital : `${capital}.`;
 }

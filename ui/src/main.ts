@@ -9,6 +9,8 @@ import {
   checkDigest,
   confirmationText,
   describeDrive,
+  sentence,
+  shortDigest,
   describeSource,
   formatBytes,
   formatDuration,
@@ -27,10 +29,19 @@ const state = {
   selected: new Set<string>(),
   busy: false,
   job: 0,
+  /** Bumped whenever the source changes: a Prepare started for an older source is discarded. */
+  source: 0,
 };
 
-function say(text: string) {
-  $("message").textContent = text;
+/** Shows an error inside the part of the window it belongs to (a step, a tab), where the
+ * button that was pressed is; `#message` only for the window itself (drive watch, start-up). */
+function say(text: string, place = "message") {
+  $(place === "message" ? "message" : `error-${place}`).textContent = sentence(text);
+}
+
+/** Clears every shown error: each action starts with a clean window. */
+function clearErrors() {
+  for (const el of document.querySelectorAll<HTMLElement>("[id^=error-]")) el.textContent = "";
 }
 
 // Tabs
@@ -40,6 +51,7 @@ for (const tab of ["flash", "verify", "settings"]) {
       $(`tab-${other}`).setAttribute("aria-selected", String(other === tab));
       $(other).hidden = other !== tab;
     }
+    clearErrors();
     if (tab === "settings") void showSettings();
   });
 }
@@ -47,11 +59,15 @@ for (const tab of ["flash", "verify", "settings"]) {
 // 1. Image: paths typed, chosen in the file chooser, or dropped on the window.
 for (const button of document.querySelectorAll<HTMLButtonElement>("[data-choose]")) {
   button.addEventListener("click", async () => {
+    const place = button.closest("fieldset, section")?.id ?? "message";
     const chosen = await open({ multiple: false, directory: false }).catch((e) => {
-      say(errorMessage(e));
+      say(errorMessage(e), place);
       return null;
     });
-    if (typeof chosen === "string") input(button.dataset.choose!).value = chosen;
+    if (typeof chosen === "string") {
+      input(button.dataset.choose!).value = chosen;
+      if (button.closest("#step-image")) sourceChanged();
+    }
   });
 }
 void getCurrentWebview()
@@ -59,6 +75,7 @@ void getCurrentWebview()
     if (e.payload.type === "drop" && e.payload.paths.length > 0) {
       document.querySelector<HTMLInputElement>('input[name="kind"][value="file"]')!.click();
       input("file-path").value = e.payload.paths[0];
+      sourceChanged();
     }
   })
   .catch((e) => say(`Dropping files is unavailable: ${errorMessage(e)}`));
@@ -77,22 +94,48 @@ for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="kin
   });
 }
 
+/** Forgets the prepared image whenever anything about the source changes, so Flash is never
+ * armed with an image other than the one the window shows; a Prepare under way is cancelled. */
+function sourceChanged() {
+  state.source++;
+  if (state.busy && !$("step-prepare").hidden) void api.cancel(state.job);
+  state.prepared = null;
+  state.configImage = null;
+  input("confirm-digests").checked = false;
+  input("paste-digest").value = "";
+  $("paste-result").textContent = "";
+  for (const id of ["image-sha", "archive-sha", "config-sha", "digest-source"]) $(id).textContent = "";
+  $("digests").hidden = true;
+  $("step-prepare").hidden = true;
+  $("prepare-progress").replaceChildren();
+  $("flash-progress").replaceChildren();
+  $("results").replaceChildren();
+  $("flash-config-button").hidden = true;
+  clearErrors();
+  updateFlashButton();
+}
+$("step-image").addEventListener("input", sourceChanged);
+$("step-image").addEventListener("change", sourceChanged);
+
 $("load-versions").addEventListener("click", async () => {
+  clearErrors();
   try {
     const versions = await api.talosVersions(trimmed("factory-url"));
-    const select = $<HTMLSelectElement>("talos-version");
-    select.replaceChildren(
+    // Suggestions only: a version can always be typed (offline, or one the list lacks).
+    $("talos-versions").replaceChildren(
       ...versions.map((v) => new Option(v.prerelease ? `${v.version} (pre-release)` : v.version, v.version)),
     );
+    const newest = versions.find((v) => !v.prerelease);
+    if (!trimmed("talos-version") && newest) input("talos-version").value = newest.version;
     await loadExtensions();
   } catch (e) {
-    say(errorMessage(e));
+    say(errorMessage(e), "step-image");
   }
 });
-$("talos-version").addEventListener("change", () => void loadExtensions());
+$("talos-version").addEventListener("change", () => void loadExtensions().catch((e) => say(errorMessage(e), "step-image")));
 
 async function loadExtensions() {
-  const version = $<HTMLSelectElement>("talos-version").value;
+  const version = trimmed("talos-version");
   if (!version) return;
   const list = await api.talosExtensions(trimmed("factory-url"), version);
   const box = $("talos-extensions");
@@ -117,7 +160,7 @@ function sourceSpec(): SourceSpec {
       return {
         kind: "talos",
         factoryUrl: trimmed("factory-url"),
-        version: $<HTMLSelectElement>("talos-version").value,
+        version: trimmed("talos-version"),
         extensions: optional("talos-schematic")
           ? []
           : [...document.querySelectorAll<HTMLInputElement>("#talos-extensions input:checked")].map((c) => c.value),
@@ -146,8 +189,13 @@ function sourceSpec(): SourceSpec {
   }
 }
 
-function progressView(container: HTMLElement, key: string): (p: Progress) => void {
+/** A progress line: updated by reports, then ended with what happened, after which late
+ * reports no longer move it. */
+type ProgressView = ((p: Progress) => void) & { end: (text: string, outcome: "good" | "bad") => void };
+
+function progressView(container: HTMLElement, key: string): ProgressView {
   const meter = new Meter();
+  let ended = false;
   const line = document.createElement("div");
   line.dataset.key = key;
   const label = document.createElement("span");
@@ -155,7 +203,8 @@ function progressView(container: HTMLElement, key: string): (p: Progress) => voi
   bar.max = 100;
   line.append(label, bar);
   container.append(line);
-  return (p) => {
+  const view = (p: Progress) => {
+    if (ended) return;
     const { percent, rate, eta } = meter.update(p, performance.now());
     if (percent === null) bar.removeAttribute("value");
     else bar.value = percent;
@@ -166,10 +215,20 @@ function progressView(container: HTMLElement, key: string): (p: Progress) => voi
     label.textContent = `${key ? key + ": " : ""}${parts.join(" · ")} `;
     line.dataset.stage = p.stage;
   };
+  view.end = (text: string, outcome: "good" | "bad") => {
+    ended = true;
+    if (outcome === "good") bar.value = 100;
+    else bar.hidden = true;
+    label.textContent = `${key ? key + ": " : ""}${text} `;
+    line.dataset.stage = "done";
+    line.className = outcome;
+  };
+  return view;
 }
 
 $("prepare").addEventListener("click", async () => {
-  say("");
+  clearErrors();
+  const source = state.source;
   state.prepared = null;
   state.configImage = null;
   input("confirm-digests").checked = false;
@@ -181,12 +240,15 @@ $("prepare").addEventListener("click", async () => {
   progress.replaceChildren();
   state.busy = true;
   updateFlashButton();
+  const view = progressView(progress, "");
   try {
     state.job = newJob();
     const gib = Number(trimmed("max-image-gib") || "4");
-    if (!(gib > 0)) throw new Error("the largest image size must be a number of GiB above 0");
+    if (!(gib > 0)) throw new Error("The largest image size must be a number of GiB above 0.");
     const maxImageSize = Math.round(gib * 2 ** 30);
-    state.prepared = await api.prepare(state.job, sourceSpec(), maxImageSize, progressView(progress, ""));
+    const prepared = await api.prepare(state.job, sourceSpec(), maxImageSize, view);
+    if (source !== state.source) return;
+    state.prepared = prepared;
     const userData = trimmed("cfg-user-data");
     if (state.prepared.config) {
       state.configImage = state.prepared.config;
@@ -202,11 +264,17 @@ $("prepare").addEventListener("click", async () => {
       });
       state.configImage = { path: cidata.path, sha256: cidata.sha256, size: cidata.size };
     }
+    if (source !== state.source) return;
     showDigests();
+    view.end(`Checked · ${formatBytes(state.prepared.imageSize)}`, "good");
     $("flash-config-button").hidden = !(state.configImage && !input("cfg-one-stick").checked);
     await refreshDrives();
   } catch (e) {
-    say(errorMessage(e));
+    if (source !== state.source) return;
+    state.prepared = null;
+    const message = errorMessage(e);
+    view.end(message === "cancelled" ? "Cancelled" : "Failed", "bad");
+    say(message, "step-image");
   } finally {
     state.busy = false;
     updateFlashButton();
@@ -262,12 +330,18 @@ async function refreshDrives() {
   try {
     const list = await api.listDrives(input("show-all").checked, state.prepared?.imageSize ?? null);
     state.drives = new Map(list.map((d) => [d.path, d]));
+    const dropped: string[] = [];
     for (const path of [...state.selected]) {
-      if (!state.drives.has(path) || state.drives.get(path)!.unsuitable) state.selected.delete(path);
+      const now = state.drives.get(path);
+      if (!now || now.unsuitable) {
+        state.selected.delete(path);
+        dropped.push(now ? `${path} was unticked: ${now.unsuitable}` : `${path} was unplugged`);
+      }
     }
     renderDrives();
+    if (dropped.length > 0) say(dropped.join("; ") + ".", "step-drive");
   } catch (e) {
-    say(errorMessage(e));
+    say(errorMessage(e), "step-drive");
   }
 }
 
@@ -347,13 +421,13 @@ $("flash-config-button").addEventListener("click", () => {
 });
 
 async function flashDrives(image: { path: string; sha256: string; size: number }, config: string | null) {
+  clearErrors();
   const drives = [...state.selected].map((p) => state.drives.get(p)!);
   if (drives.length === 0) {
-    say("Choose a drive first.");
+    say("Choose a drive first.", "step-drive");
     return;
   }
-  if (!(await ask(confirmationText(drives)))) return;
-  say("");
+  if (!(await ask(confirmationText(image, drives)))) return;
   state.busy = true;
   updateFlashButton();
   $("cancel-button").hidden = false;
@@ -377,6 +451,12 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
       },
       (p) => p.target && views.get(p.target)?.(p),
     );
+    for (const r of reports) {
+      const view = views.get(r.path);
+      if (!r.ok) view?.end(r.error === "cancelled" ? "Cancelled" : "Failed", "bad");
+      else if (r.verifiedSHA256) view?.end(`✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}`, "good");
+      else view?.end("Written, not read back", "good");
+    }
     $("results").replaceChildren(
       ...reports.map((r) => {
         const li = document.createElement("li");
@@ -399,7 +479,9 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
       }),
     );
   } catch (e) {
-    say(errorMessage(e));
+    const message = errorMessage(e);
+    for (const view of views.values()) view.end(message === "cancelled" ? "Cancelled" : "Failed", "bad");
+    say(message, "step-flash");
   } finally {
     state.busy = false;
     $("cancel-button").hidden = true;
@@ -410,6 +492,7 @@ $("cancel-button").addEventListener("click", () => void api.cancel(state.job));
 
 // Verify mode
 $("verify-button").addEventListener("click", async () => {
+  clearErrors();
   const kind = document.querySelector<HTMLInputElement>('input[name="expected"]:checked')!.value;
   const value = trimmed("verify-expected");
   const expected =
@@ -426,13 +509,13 @@ $("verify-button").addEventListener("click", async () => {
   const area = $("verify-progress");
   area.replaceChildren();
   try {
-    if (size !== null && !Number.isSafeInteger(size)) throw new Error("the size must be a number of bytes");
+    if (size !== null && !Number.isSafeInteger(size)) throw new Error("The size must be a number of bytes.");
     const v = await api.verify(newJob(), trimmed("verify-path"), expected, size, progressView(area, ""));
     verdict.textContent = v.match ? "MATCH" : "MISMATCH";
     verdict.className = `verdict ${v.match ? "good" : "bad"}`;
     $("verify-detail").textContent = `${v.path}, ${v.size} bytes: SHA-256 ${v.sha256}; expected ${v.expectedSHA256}, from ${v.expectedFrom}`;
   } catch (e) {
-    say(errorMessage(e));
+    say(errorMessage(e), "verify");
   }
 });
 
@@ -446,7 +529,7 @@ async function showSettings() {
     $("ca-cert").textContent = info.caCert ?? "none: servers are trusted as this computer trusts them";
     $("clear-ca-cert").hidden = info.caCert === null;
   } catch (e) {
-    say(errorMessage(e));
+    say(errorMessage(e), "settings");
   }
 }
 // A lab's own CA, trusted beside the system's certificates for every download.
@@ -465,7 +548,7 @@ $("choose-ca-cert").addEventListener("click", async () => {
 });
 $("clear-ca-cert").addEventListener("click", () => void setCaCert(null));
 $("clear-cache").addEventListener("click", async () => {
-  await api.clearCache().catch((e) => say(errorMessage(e)));
+  await api.clearCache().catch((e) => say(errorMessage(e), "settings"));
   await showSettings();
 });
 
