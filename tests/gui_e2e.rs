@@ -64,6 +64,27 @@ fn tauri_driver() -> PathBuf {
         .expect("tauri-driver is missing: cargo install tauri-driver --locked --version ^2 (tests/run does)")
 }
 
+/// Whether display `n` is free: no lock, or the lock of an X server that is gone (one killed
+/// with its test leaves its lock and socket; Xvfb takes such a display over).
+fn x_display_free(n: u32) -> bool {
+    let lock = format!("/tmp/.X{n}-lock");
+    match std::fs::read_to_string(&lock) {
+        // A socket without a lock is a dead server's too: X servers lock before they listen.
+        Err(_) => true,
+        Ok(pid) => {
+            let alive = pid
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if !alive {
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
+            }
+            !alive
+        }
+    }
+}
+
 impl Gui {
     fn start(cache: &Path) -> Gui {
         Self::start_as(cache, None)
@@ -72,10 +93,7 @@ impl Gui {
     /// The app as `user` (its HOME and the helper given), or as root for the sandbox.
     fn start_as(cache: &Path, user: Option<&User>) -> Gui {
         let display = (90..140)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
+            .find(|n| x_display_free(*n))
             .expect("a free X display");
         let mut gui = Gui {
             children: Vec::new(),
@@ -222,21 +240,28 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "{rows}"
     );
 
-    // Another source disarms Flash and clears the old image's digests and results at once.
+    // Another source forgets the old image at once (its digests and results go), and Flash
+    // now means the new source: here a file that does not exist, which Flash then names.
     s.type_into("#file-path", "/nonexistent/other.raw");
-    assert!(
-        !s.enabled("#flash-button"),
-        "Flash stayed armed with the old image"
-    );
     assert_eq!(s.text("#image-sha"), "");
     assert_eq!(s.text("#results"), "");
+    s.click("#flash-button");
+    let error = s.wait_text("#error-step-flash", 20, |t| !t.is_empty());
+    assert!(
+        error.contains("other.raw"),
+        "Flash was armed with the old image: {error}"
+    );
     // A failing Prepare says why inside the image step (not below the window), and the next
     // action clears it.
     s.click("#prepare");
     let error = s.wait_text("#error-step-image", 20, |t| !t.is_empty());
     assert!(error.contains("other.raw"), "{error}");
     assert_eq!(s.text("#message"), "");
-    assert!(!s.enabled("#flash-button"));
+    assert_eq!(
+        s.text("#error-step-flash"),
+        "",
+        "the new action cleared the old error"
+    );
     gui.shot("4b-error-in-place");
     s.type_into("#file-path", image.to_str().unwrap());
     assert_eq!(s.text("#error-step-image"), "");
@@ -287,6 +312,71 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     assert!(
         big_dev.read(0, MIB as usize).iter().all(|b| *b == 0),
         "the first MiB is wiped"
+    );
+}
+
+/// The default: a URL flashed straight from the server to two drives, with no Prepare step. The
+/// confirmation shows the publisher's digest of the download and where it came from; the result
+/// each drive's read-back digest and the image's.
+#[test]
+fn a_url_streams_to_two_drives_from_the_app() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let cache = dir.path().join("cache");
+    let image = image_like(5 * MIB as usize + 512, 73);
+    let archive = xz_blocks(&image, MIB);
+    let server = common::server::Server::start();
+    server.put_with_sidecar("/talos.raw.xz", archive.clone());
+    let devs = [
+        LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA),
+        LoopDev::new(dir.path(), 8 * MIB, 4096, 0xAA),
+    ];
+
+    let gui = Gui::start(&cache);
+    let s = gui.s();
+    s.click("input[name=\"kind\"][value=\"url\"]");
+    s.type_into("#url", &server.url("/talos.raw.xz"));
+    s.click("#show-all");
+    for dev in &devs {
+        let path = dev.path_str();
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        s.click(&format!("#drives input[value=\"{path}\"]"));
+    }
+    assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
+    s.click("#flash-button");
+    let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    assert!(
+        question.contains(&sha256_hex(&archive))
+            && question.contains("the publisher's .sha256 file"),
+        "the confirmation shows the digest that vouches for the download: {question}"
+    );
+    for dev in &devs {
+        assert!(question.contains(dev.path_str()), "{question}");
+    }
+    gui.shot("9-stream-confirm");
+    s.click("#confirm-yes");
+    let results = s.wait_text("#results", 60, |t| {
+        t.matches("read back SHA-256").count() == 2 || t.contains("failed")
+    });
+    let digest = sha256_hex(&image);
+    for dev in &devs {
+        assert!(
+            results.contains(&format!(
+                "{}: done, read back SHA-256 {digest}",
+                dev.path_str()
+            )),
+            "{results}"
+        );
+        assert_eq!(dev.read(0, image.len()), image);
+    }
+    assert!(s.text("#stream-result").contains(&digest));
+    assert_eq!(s.text("#image-sha"), "", "no Prepare step was needed");
+    gui.shot("10-streamed");
+    assert_eq!(
+        server.body_gets("/talos.raw.xz"),
+        1,
+        "downloaded once for both drives"
     );
 }
 

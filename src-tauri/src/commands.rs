@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
-use labflash_core::fetch::DEFAULT_MAX_IMAGE_SIZE;
+use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
 use labflash_core::flash;
 use labflash_core::flash::rules::{self, Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
@@ -31,6 +31,8 @@ use crate::settings::Settings;
 
 pub struct App {
     pub jobs: Jobs,
+    /// Flashes planned and shown, waiting for the operator's answer, by job id.
+    plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
     pub cache_dir: PathBuf,
     settings: Settings,
     /// Rebuilt when the trusted CA changes; jobs keep the client they started with.
@@ -49,6 +51,7 @@ impl App {
             .or_else(|_| Http::new(HttpPolicy::default()))?;
         Ok(Self {
             jobs: Jobs::default(),
+            plans: Default::default(),
             cache_dir,
             settings,
             http: RwLock::new(Arc::new(http)),
@@ -354,6 +357,108 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct StreamSpec {
+    source: SourceSpec,
+    max_image_size: Option<u64>,
+    /// Drives as the list gave them: path and identity (a drive that changed is refused).
+    targets: Vec<Chosen>,
+    unmount: bool,
+    allow_fixed: bool,
+    verify: bool,
+}
+
+/// What a planned flash will write, for the confirmation: the engine's own lines (the source,
+/// the digest that vouches for it and where from, the image's size or why it is not known yet)
+/// and its warnings.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    lines: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Plans a flash straight from the source, as the command line's `flash URL|FILE` does: the
+/// digest is settled and every drive checked now (nothing written); the plan waits under the
+/// job's id for `run_flash` or `drop_plan`. A labctl build or an IncusOS seed is refused here:
+/// those are checked as files first (`prepare`).
+#[tauri::command]
+pub async fn plan_flash(
+    app: State<'_, App>,
+    job: u32,
+    spec: StreamSpec,
+    on_progress: Channel<Progress>,
+) -> Reply<PlanView> {
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    for t in &spec.targets {
+        absolute(&t.path.to_string_lossy(), "target")?;
+    }
+    let max_image_size = match spec.max_image_size {
+        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
+        Some(n) => n,
+        None => DEFAULT_MAX_IMAGE_SIZE,
+    };
+    let source = source_of(spec.source, max_image_size)?;
+    let (http, cache) = (app.http(), app.cache()?);
+    let Some(located) = sources::locate(&source, &http, &cancel).await? else {
+        return Err(bad(
+            "this image is checked before it is written: prepare it first",
+        ));
+    };
+    let request = flash::Request {
+        source: located.source,
+        sha256: located.sha256,
+        sha256_source: located.sha256_source,
+        allow_unverified: located.allow_unverified,
+        max_image_size: located.max_image_size,
+        targets: spec.targets,
+        config: None,
+        options: TargetOptions {
+            unmount: spec.unmount,
+            allow_fixed: spec.allow_fixed,
+            ..TargetOptions::default()
+        },
+        verify: spec.verify,
+    };
+    let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
+    let view = PlanView {
+        lines: plan.describe(),
+        warnings: plan.warnings.clone(),
+    };
+    app.plans.lock().expect("plans lock").insert(job, plan);
+    Ok(view)
+}
+
+/// Runs the flash planned under `plan` (see `plan_flash`), with `job` for its progress and cancel.
+#[tauri::command]
+pub async fn run_flash(
+    app: State<'_, App>,
+    job: u32,
+    plan: u32,
+    on_progress: Channel<Progress>,
+) -> Reply<flash::Flashed> {
+    let planned = app.plans.lock().expect("plans lock").remove(&plan);
+    let planned = planned.ok_or_else(|| bad("this flash was not planned, or was already run"))?;
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    let (http, cache) = (app.http(), app.cache()?);
+    let rt = tokio::runtime::Handle::current();
+    let flashed = tokio::task::spawn_blocking(move || {
+        flash::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
+    })
+    .await
+    .map_err(|e| bad(format!("the writer stopped: {e}")))??;
+    Ok(flashed)
+}
+
+/// Forgets a planned flash the operator did not confirm (releasing its hold on the cache).
+#[tauri::command]
+pub fn drop_plan(app: State<'_, App>, plan: u32) {
+    app.plans.lock().expect("plans lock").remove(&plan);
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlashSpec {
     image_path: String,
     #[serde(rename = "imageSHA256")]
@@ -397,6 +502,7 @@ pub async fn flash(
     let request = flash::Request {
         source: image_path.display().to_string(),
         sha256: Some(digest::parse_typed(&spec.image_sha256)?),
+        sha256_source: DigestSource::Flag,
         allow_unverified: false,
         max_image_size: u64::MAX,
         targets: spec.targets,

@@ -107,6 +107,22 @@ export type Expected =
   | { kind: "image"; path: string }
   | { kind: "sidecar"; location: string };
 
+/** What a planned flash will write, in the engine's words, for the confirmation. */
+export interface PlanView {
+  lines: string[];
+  warnings: string[];
+}
+
+/** What a flash straight from the source did. */
+export interface Flashed {
+  imageSHA256: string;
+  imageSize: number;
+  archiveSHA256: string;
+  digestSource: DigestSource;
+  targets: TargetReport[];
+  warnings?: string[];
+}
+
 export interface Cidata {
   path: string;
   sha256: string;
@@ -149,6 +165,22 @@ export const api = {
     },
     onProgress: (p: Progress) => void,
   ) => invoke<TargetReport[]>("flash", { job, spec, onProgress: channel(onProgress) }),
+  /** Plans a flash straight from the source (streamed), nothing written; run or drop it. */
+  planFlash: (
+    job: number,
+    spec: {
+      source: SourceSpec;
+      maxImageSize: number | null;
+      targets: { path: string; identity: DriveIdentity }[];
+      unmount: boolean;
+      allowFixed: boolean;
+      verify: boolean;
+    },
+    onProgress: (p: Progress) => void,
+  ) => invoke<PlanView>("plan_flash", { job, spec, onProgress: channel(onProgress) }),
+  runFlash: (job: number, plan: number, onProgress: (p: Progress) => void) =>
+    invoke<Flashed>("run_flash", { job, plan, onProgress: channel(onProgress) }),
+  dropPlan: (plan: number) => invoke<void>("drop_plan", { plan }),
   verify: (
     job: number,
     path: string,

@@ -7,7 +7,9 @@ import {
   confirmationText,
   describeSource,
   formatBytes,
+  flashBlocker,
   formatDuration,
+  imageLine,
   sentence,
 } from "./logic";
 
@@ -72,7 +74,7 @@ describe("the meter", () => {
 
 describe("flashing", () => {
   it("needs a prepared image, confirmed digests and a drive", () => {
-    const ready = { prepared: true, confirmed: true, selected: 1, busy: false };
+    const ready = { prepared: true, confirmed: true, streams: false, selected: 1, busy: false };
     expect(canFlash(ready)).toBe(true);
     expect(canFlash({ ...ready, confirmed: false })).toBe(false);
     expect(canFlash({ ...ready, selected: 0 })).toBe(false);
@@ -80,7 +82,7 @@ describe("flashing", () => {
   });
   it("names each drive and warns of unmounting", () => {
     const image = { path: "/home/me/talos.raw", sha256: HEX, size: 1_306_525_696 };
-    const text = confirmationText(image, [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
+    const text = confirmationText([imageLine(image)], [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
     expect(text).toContain("Write talos.raw (1.3 GB, SHA-256 37656798…d603b4ba)");
     expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb");
     expect(text).toContain("/dev/sdc");
@@ -95,5 +97,16 @@ describe("sentence", () => {
     );
     expect(sentence("the drive changed since you chose it.")).toBe("The drive changed since you chose it.");
     expect(sentence("")).toBe("");
+  });
+});
+
+describe("flashBlocker", () => {
+  const ready = { prepared: false, confirmed: false, streams: true, selected: 1, busy: false };
+  it("says the one thing still missing", () => {
+    expect(flashBlocker(ready)).toBeNull();
+    expect(flashBlocker({ ...ready, streams: false })).toContain("Prepare");
+    expect(flashBlocker({ ...ready, prepared: true })).toContain("I have checked these digests");
+    expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
+    expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");
   });
 });

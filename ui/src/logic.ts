@@ -92,14 +92,31 @@ export class Meter {
   }
 }
 
-/** Whether the Flash button may be pressed. */
-export function canFlash(s: {
+/** What the Flash button knows of the window. */
+export interface FlashState {
+  /** An image was checked and its digests shown. */
   prepared: boolean;
+  /** "I have checked these digests" is ticked. */
   confirmed: boolean;
+  /** The image can be flashed straight from its source (its digest is confirmed in the
+   * confirmation instead), and enough of the source is given to try. */
+  streams: boolean;
   selected: number;
   busy: boolean;
-}): boolean {
-  return s.prepared && s.confirmed && s.selected > 0 && !s.busy;
+}
+
+/** Why Flash cannot be pressed yet, in one line; `null` when it can. */
+export function flashBlocker(s: FlashState): string | null {
+  if (s.busy) return "Busy: wait for the current step to finish, or cancel it.";
+  if (!s.prepared && !s.streams) return "Choose an image, then check it (Prepare).";
+  if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I have checked these digests”.";
+  if (s.selected === 0) return "Choose a drive.";
+  return null;
+}
+
+/** Whether the Flash button may be pressed. */
+export function canFlash(s: FlashState): boolean {
+  return flashBlocker(s) === null;
 }
 
 /** "e2117a4c…41d0c5f9": a digest's first and last 8 characters, for saying which one. */
@@ -114,14 +131,19 @@ export interface ImageToWrite {
   size: number;
 }
 
-/** The confirmation shown before writing: the image (name, size, short digest), then each
- * drive's model, size and path. */
-export function confirmationText(image: ImageToWrite, drives: Drive[]): string {
+/** The line naming a checked image: name, size and short digest. */
+export function imageLine(image: ImageToWrite): string {
+  const name = image.path.split("/").pop() || image.path;
+  return `Write ${name} (${formatBytes(image.size)}, SHA-256 ${shortDigest(image.sha256)}).`;
+}
+
+/** The confirmation shown before writing: what is written (`what`: a checked image's line, or
+ * the engine's plan), then each drive's model, size and path. */
+export function confirmationText(what: string[], drives: Drive[]): string {
   const lines = drives.map((d) => `• ${describeDrive(d)}`);
   const mounted = drives.some((d) => d.mountpoints.length > 0);
-  const name = image.path.split("/").pop() || image.path;
   return [
-    `Write ${name} (${formatBytes(image.size)}, SHA-256 ${shortDigest(image.sha256)}).`,
+    ...what,
     `Everything on ${drives.length === 1 ? "this drive" : "these drives"} will be erased:`,
     ...lines,
     mounted ? "Mounted partitions will be unmounted first." : "",

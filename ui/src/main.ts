@@ -2,10 +2,21 @@
 // a command of the app; this file only presents.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorMessage, newJob, type Drive, type Prepared, type Progress, type SourceSpec } from "./api";
+import {
+  api,
+  errorMessage,
+  newJob,
+  type Drive,
+  type Prepared,
+  type Progress,
+  type SourceSpec,
+  type TargetReport,
+} from "./api";
 import {
   Meter,
   canFlash,
+  flashBlocker,
+  imageLine,
   checkDigest,
   confirmationText,
   describeDrive,
@@ -110,6 +121,7 @@ function sourceChanged() {
   $("prepare-progress").replaceChildren();
   $("flash-progress").replaceChildren();
   $("results").replaceChildren();
+  $("stream-result").textContent = "";
   $("flash-config-button").hidden = true;
   clearErrors();
   updateFlashButton();
@@ -149,6 +161,41 @@ async function loadExtensions() {
     label.append(check, ` ${ext.name.replace(/^siderolabs\//, "")}`);
     box.append(label);
   }
+}
+
+/** The Settings choice "Check the image's digest before writing": download and decompress
+ * first (Prepare) instead of flashing straight from the source. Kept in this window's storage. */
+const CHECK_FIRST = "labflash.checkFirst";
+input("check-first").checked = localStorage.getItem(CHECK_FIRST) === "1";
+input("check-first").addEventListener("change", () => {
+  localStorage.setItem(CHECK_FIRST, input("check-first").checked ? "1" : "0");
+  updateFlashButton();
+});
+
+/** Whether the chosen source can be flashed straight from where it is (the CLI's `flash
+ * URL|FILE`): not with "check first" set, not a labctl build, an IncusOS seed or a Talos config
+ * (those are files made before writing), and only once enough of it is given. */
+function streams(): boolean {
+  if (input("check-first").checked || trimmed("cfg-user-data")) return false;
+  switch (sourceKind()) {
+    case "file":
+      return trimmed("file-path") !== "";
+    case "url":
+      return trimmed("url") !== "";
+    case "talos":
+      return trimmed("talos-version") !== "";
+    case "incus":
+      return trimmed("incus-seed") === "";
+    default:
+      return false;
+  }
+}
+
+/** The largest image accepted, in bytes, from the GiB field. */
+function maxImageSize(): number {
+  const gib = Number(trimmed("max-image-gib") || "4");
+  if (!(gib > 0)) throw new Error("The largest image size must be a number of GiB above 0.");
+  return Math.round(gib * 2 ** 30);
 }
 
 function sourceSpec(): SourceSpec {
@@ -243,10 +290,7 @@ $("prepare").addEventListener("click", async () => {
   const view = progressView(progress, "");
   try {
     state.job = newJob();
-    const gib = Number(trimmed("max-image-gib") || "4");
-    if (!(gib > 0)) throw new Error("The largest image size must be a number of GiB above 0.");
-    const maxImageSize = Math.round(gib * 2 ** 30);
-    const prepared = await api.prepare(state.job, sourceSpec(), maxImageSize, view);
+    const prepared = await api.prepare(state.job, sourceSpec(), maxImageSize(), view);
     if (source !== state.source) return;
     state.prepared = prepared;
     const userData = trimmed("cfg-user-data");
@@ -381,12 +425,15 @@ function renderDrives() {
 }
 
 function updateFlashButton() {
-  $<HTMLButtonElement>("flash-button").disabled = !canFlash({
+  const now = {
     prepared: state.prepared !== null,
     confirmed: input("confirm-digests").checked,
+    streams: streams(),
     selected: state.selected.size,
     busy: state.busy,
-  });
+  };
+  $<HTMLButtonElement>("flash-button").disabled = !canFlash(now);
+  $("flash-reason").textContent = flashBlocker(now) ?? "";
 }
 
 // 4. Flash
@@ -408,7 +455,11 @@ function ask(text: string): Promise<boolean> {
 }
 
 $("flash-button").addEventListener("click", () => {
-  const p = state.prepared!;
+  if (state.prepared === null) {
+    void flashStream();
+    return;
+  }
+  const p = state.prepared;
   const oneStick = state.configImage !== null && input("cfg-one-stick").checked;
   void flashDrives(
     { path: p.imagePath, sha256: p.imageSHA256, size: p.imageSize },
@@ -420,20 +471,33 @@ $("flash-config-button").addEventListener("click", () => {
   void flashDrives({ path: c.path, sha256: c.sha256, size: c.size }, null);
 });
 
-async function flashDrives(image: { path: string; sha256: string; size: number }, config: string | null) {
+/** The ticked drives, errors cleared; `null` (and said) when none is ticked. */
+function chosenDrives(): Drive[] | null {
   clearErrors();
   const drives = [...state.selected].map((p) => state.drives.get(p)!);
   if (drives.length === 0) {
     say("Choose a drive first.", "step-drive");
-    return;
+    return null;
   }
-  if (!(await ask(confirmationText(image, drives)))) return;
+  return drives;
+}
+
+/** Busy, Cancel shown, the last flash's rows and results cleared; returns the progress area. */
+function startFlashing(): HTMLElement {
   state.busy = true;
   updateFlashButton();
   $("cancel-button").hidden = false;
+  $("results").replaceChildren();
+  $("stream-result").textContent = "";
   const area = $("flash-progress");
   area.replaceChildren();
-  $("results").replaceChildren();
+  return area;
+}
+
+async function flashDrives(image: { path: string; sha256: string; size: number }, config: string | null) {
+  const drives = chosenDrives();
+  if (drives === null || !(await ask(confirmationText([imageLine(image)], drives)))) return;
+  const area = startFlashing();
   const views = new Map(drives.map((d) => [d.path, progressView(area, d.path)]));
   try {
     state.job = newJob();
@@ -451,33 +515,7 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
       },
       (p) => p.target && views.get(p.target)?.(p),
     );
-    for (const r of reports) {
-      const view = views.get(r.path);
-      if (!r.ok) view?.end(r.error === "cancelled" ? "Cancelled" : "Failed", "bad");
-      else if (r.verifiedSHA256) view?.end(`✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}`, "good");
-      else view?.end("Written, not read back", "good");
-    }
-    $("results").replaceChildren(
-      ...reports.map((r) => {
-        const li = document.createElement("li");
-        li.className = r.ok ? "good" : "bad";
-        li.dataset.path = r.path;
-        if (r.ok) {
-          li.textContent = r.verifiedSHA256
-            ? `${r.path}: done, read back SHA-256 ${r.verifiedSHA256}`
-            : `${r.path}: written, NOT read back (unverified)`;
-        } else {
-          const first = (r.error ?? "failed").split(": ").slice(-1)[0];
-          li.textContent = `${r.path}: failed — ${first}`;
-          const more = document.createElement("details");
-          const summary = document.createElement("summary");
-          summary.textContent = "Details";
-          more.append(summary, r.error ?? "");
-          li.append(more);
-        }
-        return li;
-      }),
-    );
+    showResults(reports, views);
   } catch (e) {
     const message = errorMessage(e);
     for (const view of views.values()) view.end(message === "cancelled" ? "Cancelled" : "Failed", "bad");
@@ -488,6 +526,89 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
     updateFlashButton();
   }
 }
+/** Ends each drive's progress row as what happened and lists each drive's result. */
+function showResults(reports: TargetReport[], views: Map<string, ProgressView>) {
+  for (const r of reports) {
+    const view = views.get(r.path);
+    if (!r.ok) view?.end(r.error === "cancelled" ? "Cancelled" : "Failed", "bad");
+    else if (r.verifiedSHA256) view?.end(`✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}`, "good");
+    else view?.end("Written, not read back", "good");
+  }
+  $("results").replaceChildren(
+    ...reports.map((r) => {
+      const li = document.createElement("li");
+      li.className = r.ok ? "good" : "bad";
+      li.dataset.path = r.path;
+      if (r.ok) {
+        li.textContent = r.verifiedSHA256
+          ? `${r.path}: done, read back SHA-256 ${r.verifiedSHA256}`
+          : `${r.path}: written, NOT read back (unverified)`;
+      } else {
+        const first = (r.error ?? "failed").split(": ").slice(-1)[0];
+        li.textContent = `${r.path}: failed — ${first}`;
+        const more = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = "Details";
+        more.append(summary, r.error ?? "");
+        li.append(more);
+      }
+      return li;
+    }),
+  );
+}
+
+/** Flashes straight from the source, as the command line does: the engine settles the digest
+ * that vouches for the archive and checks every drive (the plan), the confirmation shows that
+ * plan, and the run decodes, writes and reads back in one pass. */
+async function flashStream() {
+  const drives = chosenDrives();
+  if (drives === null) return;
+  const source = state.source;
+  const area = startFlashing();
+  const plan = newJob();
+  state.job = plan;
+  try {
+    const planned = await api.planFlash(
+      plan,
+      {
+        source: sourceSpec(),
+        maxImageSize: maxImageSize(),
+        targets: drives.map((d) => ({ path: d.path, identity: d.identity })),
+        unmount: true,
+        allowFixed: drives.some((d) => d.fixed),
+        verify: input("read-back").checked,
+      },
+      progressView(area, ""),
+    );
+    area.replaceChildren();
+    const what = [...planned.warnings.map((w) => `Warning: ${w}`), ...planned.lines.map(sentence)];
+    if (source !== state.source || !(await ask(confirmationText(what, drives)))) {
+      void api.dropPlan(plan);
+      return;
+    }
+    const views = new Map(drives.map((d) => [d.path, progressView(area, d.path)]));
+    state.job = newJob();
+    try {
+      const flashed = await api.runFlash(state.job, plan, (p) => p.target && views.get(p.target)?.(p));
+      showResults(flashed.targets, views);
+      $("stream-result").textContent =
+        `Image SHA-256 ${flashed.imageSHA256} (${formatBytes(flashed.imageSize)}), decoded from the ` +
+        `download with SHA-256 ${flashed.archiveSHA256}, which ${describeSource(flashed.digestSource).text} vouches for.`;
+    } catch (e) {
+      const message = errorMessage(e);
+      for (const view of views.values()) view.end(message === "cancelled" ? "Cancelled" : "Failed", "bad");
+      say(message, "step-flash");
+    }
+  } catch (e) {
+    area.replaceChildren();
+    say(errorMessage(e), "step-flash");
+  } finally {
+    state.busy = false;
+    $("cancel-button").hidden = true;
+    updateFlashButton();
+  }
+}
+
 $("cancel-button").addEventListener("click", () => void api.cancel(state.job));
 
 // Verify mode

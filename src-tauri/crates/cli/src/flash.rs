@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use labflash_core::fetch::DigestSource;
 use labflash_core::flash::rules::{Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
@@ -87,6 +88,7 @@ async fn flash(
     let request = flash::Request {
         source: args.source.clone(),
         sha256: args.source_args.sha256,
+        sha256_source: DigestSource::Flag,
         allow_unverified: args.source_args.allow_unverified,
         max_image_size: args.source_args.max_image_size,
         targets: args.to.iter().map(|p| Chosen::path(p.clone())).collect(),

@@ -50,6 +50,8 @@ pub struct Request {
     pub source: String,
     /// The digest the operator vouches for (of the archive as served, or of the file).
     pub sha256: Option<Sha256Digest>,
+    /// Where `sha256` came from: the operator (`Flag`), or a publisher's index.
+    pub sha256_source: DigestSource,
     pub allow_unverified: bool,
     pub max_image_size: u64,
     pub targets: Vec<Chosen>,
@@ -134,8 +136,9 @@ pub async fn plan(
             let url = url::Url::parse(&req.source).map_err(|e| {
                 Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
             })?;
-            let fetch =
+            let mut fetch =
                 FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
+            fetch.sha256_source = req.sha256_source;
             stream::open(http, cache, &fetch, cancel).await?
         } else {
             let path = Path::new(&req.source);

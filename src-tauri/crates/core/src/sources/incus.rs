@@ -83,12 +83,9 @@ pub async fn fetch(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<IncusFetched> {
-    let index_url = parse_url(&req.index_url, "index")?;
-    let base = parse_url(&req.base_url, "base")?;
     // Seed problems are the operator's: find them before downloading anything.
     let seed = req.seed.as_deref().map(seed_tar).transpose()?;
-    let text = http.get_text(&index_url, cancel).await?;
-    let (version, url, expected) = resolve_index(&text, &index_url, &base, req)?;
+    let (version, url, expected) = locate(http, req, cancel).await?;
     let fetched = fetch::fetch(
         http,
         cache,
@@ -122,6 +119,19 @@ pub async fn fetch(
         image_sha256,
         image_size,
     })
+}
+
+/// The version, image URL and index digest of the release `req` names: the index is read,
+/// nothing is downloaded.
+pub async fn locate(
+    http: &Http,
+    req: &IncusRequest,
+    cancel: &CancellationToken,
+) -> Result<(String, Url, Sha256Digest)> {
+    let index_url = parse_url(&req.index_url, "index")?;
+    let base = parse_url(&req.base_url, "base")?;
+    let text = http.get_text(&index_url, cancel).await?;
+    resolve_index(&text, &index_url, &base, req)
 }
 
 /// Parses the index text and picks the update for `req`: its version, its image's URL and the

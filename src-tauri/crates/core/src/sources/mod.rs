@@ -86,6 +86,59 @@ impl serde::Serialize for Prepared {
     }
 }
 
+/// Where a source's archive is and what vouches for it, found without downloading it: what a
+/// streaming flash starts from.
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// A URL or a local file.
+    pub source: String,
+    pub sha256: Option<Sha256Digest>,
+    /// Where `sha256` came from: the caller, or the publisher's index.
+    pub sha256_source: DigestSource,
+    pub allow_unverified: bool,
+    pub max_image_size: u64,
+}
+
+/// Locates what `source` names (a factory schematic is created, an index read). `None` for
+/// what must be prepared as files before writing: a labctl build (two artifacts) and an IncusOS
+/// image with an install seed (written into a copy).
+pub async fn locate(
+    source: &Source,
+    http: &Http,
+    cancel: &CancellationToken,
+) -> Result<Option<Located>> {
+    Ok(match source {
+        Source::Image(req) => Some(Located {
+            source: req.source.clone(),
+            sha256: req.sha256,
+            sha256_source: DigestSource::Flag,
+            allow_unverified: req.allow_unverified,
+            max_image_size: req.max_image_size,
+        }),
+        Source::TalosFactory(req) => {
+            let (url, _) = talos_factory::locate_asset(http, req, cancel).await?;
+            Some(Located {
+                source: url.to_string(),
+                sha256: req.sha256,
+                sha256_source: DigestSource::Flag,
+                allow_unverified: req.allow_unverified,
+                max_image_size: req.max_image_size,
+            })
+        }
+        Source::Incus(req) if req.seed.is_none() => {
+            let (_, url, sha256) = incus::locate(http, req, cancel).await?;
+            Some(Located {
+                source: url.to_string(),
+                sha256: Some(sha256),
+                sha256_source: DigestSource::Index,
+                allow_unverified: false,
+                max_image_size: req.max_image_size,
+            })
+        }
+        Source::Incus(_) | Source::TalosBuild(_) => None,
+    })
+}
+
 /// Downloads (or opens), verifies and decompresses what `source` names: one entry point, one
 /// result, whatever the source.
 pub async fn prepare_source(

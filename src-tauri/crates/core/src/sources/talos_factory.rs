@@ -372,15 +372,13 @@ pub struct FetchedAsset {
     pub schematic: String,
 }
 
-/// From "v1.13.0 with iscsi-tools for amd64" to a verified image: the extensions are checked
-/// against the version's official list, the schematic is created, the asset fetched like `fetch`.
-pub async fn fetch_asset(
+/// The asset's URL and its schematic ID: the schematic is created on the factory (or the given
+/// one used), nothing is downloaded.
+pub async fn locate_asset(
     http: &Http,
-    cache: &crate::fetch::cache::Cache,
     req: &AssetRequest,
     cancel: &CancellationToken,
-    progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
-) -> Result<FetchedAsset> {
+) -> Result<(Url, String)> {
     let factory = Factory::new(http, &req.factory_url)?;
     let custom = &req.customization;
     let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
@@ -411,6 +409,19 @@ pub async fn fetch_asset(
         secureboot: req.secureboot,
         format: req.format.clone(),
     })?;
+    Ok((url, schematic))
+}
+
+/// From "v1.13.0 with iscsi-tools for amd64" to a verified image: the extensions are checked
+/// against the version's official list, the schematic is created, the asset fetched like `fetch`.
+pub async fn fetch_asset(
+    http: &Http,
+    cache: &crate::fetch::cache::Cache,
+    req: &AssetRequest,
+    cancel: &CancellationToken,
+    progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
+) -> Result<FetchedAsset> {
+    let (url, schematic) = locate_asset(http, req, cancel).await?;
     let fetched = crate::fetch::fetch(
         http,
         cache,
