@@ -557,6 +557,27 @@ fn verify_with_an_archive_checksum_compares_the_image_inside() {
     .unwrap();
     check(&run(&["verify", disk, "--sidecar", &checksum, "--json"]));
 
+    // Whatever the checksum file is called, the file its line names is what it vouches for; a
+    // size typed as well is refused, not ignored.
+    let named = dir.path().join("CHECKSUM");
+    std::fs::write(
+        &named,
+        format!("{} *nocloud-amd64.raw.xz\n", sha256_hex(&f.archive)),
+    )
+    .unwrap();
+    let named = named.to_str().unwrap();
+    check(&run(&["verify", disk, "--sidecar", named, "--json"]));
+    let sized = run(&[
+        "verify",
+        disk,
+        "--sidecar",
+        named,
+        "--size",
+        "1000",
+        "--json",
+    ]);
+    assert_eq!(sized.code, 2, "{}", sized.stderr);
+
     // A checksum that is not of the archive beside it: a mismatch, exit 1.
     std::fs::write(
         &checksum,
@@ -677,6 +698,20 @@ fn an_image_over_the_size_cap_is_refused_and_nothing_is_left() {
         files_under(&images)
     );
     assert!(temp_files(f.cache.path()).is_empty());
+}
+
+/// `pzstd` starts its files with a skippable frame: still zstd, decoded, never written as it is.
+#[test]
+fn a_zstd_file_that_starts_with_a_skippable_frame_is_decoded() {
+    let f = factory();
+    let mut archive = vec![0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+    archive.extend_from_slice(&zstd(&f.image));
+    f.server.put_with_sidecar("/pzstd.raw.zst", archive);
+    let url = f.server.url("/pzstd.raw.zst");
+    let run = run(&["fetch", &url, "--cache-dir", f.cache_dir(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["imageSHA256"], sha256_hex(&f.image));
+    assert_eq!(run.json()["imageSize"], f.image.len() as u64);
 }
 
 #[test]

@@ -292,7 +292,7 @@ fn a_compressed_file_is_checked_first_then_streams_to_every_target() {
 }
 
 #[test]
-fn a_corrupt_cached_archive_fails_the_flash_and_is_deleted() {
+fn a_corrupt_cached_archive_is_downloaded_again_before_anything_is_written() {
     require_root!();
     let b = Bench::new();
     let image = image_like(6 * MIB as usize, 43);
@@ -302,21 +302,23 @@ fn a_corrupt_cached_archive_fails_the_flash_and_is_deleted() {
     let dev = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
     assert_eq!(b.flash(&server.url("/os.raw.xz"), &[&dev], &[]).code, 0);
 
+    // Damaged where its index lies, so its records would claim an image far too large for the
+    // drive: it is proven first, deleted, and downloaded again; the drive is never refused.
     let cached = b.downloads().pop().unwrap();
     let mut bytes = std::fs::read(&cached).unwrap();
     let last = bytes.len() - 100;
     bytes[last] ^= 0x55;
     std::fs::write(&cached, &bytes).unwrap();
-    let run = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stdout.contains("cached archive"), "{}", run.stdout);
-    assert!(head_is_wiped(&dev));
-    assert!(!cached.exists(), "the corrupt archive was kept");
-
-    let fresh = b.flash(&server.url("/os.raw.xz"), &[&dev], &[]);
-    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
-    assert_eq!(dev.read(0, image.len()), image);
+    let small = LoopDev::new(b.dir.path(), 7 * MIB, 512, 0xAA);
+    let run = b.flash(&server.url("/os.raw.xz"), &[&small], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(small.read(0, image.len()), image);
     assert_eq!(server.body_gets("/os.raw.xz"), 2);
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        archive,
+        "the cache holds the good archive again"
+    );
 }
 
 #[test]
@@ -359,18 +361,24 @@ fn an_image_larger_than_the_limit_or_the_drive_fails_every_target() {
     let server = Server::start();
     server.put_with_sidecar("/big.raw.gz", gzip(&image));
 
-    // Incompressible, so most of the archive is still to come when the limit is hit: the
-    // download must stop too, not wait on a queue nobody reads.
-    server.put_with_sidecar("/noise.zst", zstd(&noise(48 * MIB as usize, 9)));
+    // A zstd stream that records no size decodes past the limit: stopped there, first MiB wiped.
+    server.put_with_sidecar("/zeros.zst", zstd(&vec![0; 24 * MIB as usize]));
     let dev = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0xAA);
-    let limited = b.flash(
-        &server.url("/noise.zst"),
-        &[&dev],
-        &["--max-image-size", "8388608"],
-    );
+    let limit = ["--max-image-size", "8388608"];
+    let limited = b.flash(&server.url("/zeros.zst"), &[&dev], &limit);
     assert_eq!(limited.code, 2, "{}", limited.stderr);
     assert!(limited.stdout.contains("larger than the limit"));
     assert!(head_is_wiped(&dev));
+    // Incompressible and announced larger than any archive of an image within the limit: the
+    // download is refused from its length and must stop the flash, not wait on a queue.
+    server.put_with_sidecar("/noise.zst", zstd(&noise(48 * MIB as usize, 9)));
+    let refused = b.flash(&server.url("/noise.zst"), &[&dev], &limit);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stdout.contains("the download is larger than"),
+        "{}",
+        refused.stdout
+    );
 
     let small = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0xAA);
     let run = b.flash(&server.url("/big.raw.gz"), &[&dev, &small], &[]);

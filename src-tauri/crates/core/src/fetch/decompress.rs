@@ -40,7 +40,7 @@ impl Format {
             Format::Xz
         } else if header.starts_with(&[0x1F, 0x8B]) {
             Format::Gzip
-        } else if header.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        } else if header.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) || zstd_skippable(header) {
             Format::Zstd
         } else {
             Format::Raw
@@ -76,6 +76,12 @@ pub struct Output<'a> {
     pub to: &'a mut dyn Write,
     pub path: &'a Path,
     pub stage: Stage,
+}
+
+/// A zstd skippable frame (magic 0x184D2A50-5F, little-endian), as `pzstd` begins its files
+/// with: the zstd decoder skips it.
+fn zstd_skippable(header: &[u8]) -> bool {
+    header.len() >= 4 && header[0] & 0xF0 == 0x50 && header[1..4] == [0x2A, 0x4D, 0x18]
 }
 
 /// Decompresses `src` into `out` (blocking), hashing what it writes. Fails with `ImageTooLarge`
@@ -326,6 +332,11 @@ mod tests {
         assert_eq!(Format::detect(b"\xFD7zXZ\x00rest"), Format::Xz);
         assert_eq!(Format::detect(b"\x1F\x8B\x08"), Format::Gzip);
         assert_eq!(Format::detect(b"\x28\xB5\x2F\xFD"), Format::Zstd);
+        assert_eq!(
+            Format::detect(b"\x50\x2A\x4D\x18\x04\x00"),
+            Format::Zstd,
+            "pzstd's skippable frame first"
+        );
         assert_eq!(Format::detect(b"\xFD7zXZ"), Format::Raw, "truncated magic");
         assert_eq!(Format::detect(b""), Format::Raw);
         assert_eq!(

@@ -95,6 +95,15 @@ pub fn parse_sidecar(text: &str, url: &str) -> Result<Sha256Digest> {
     })
 }
 
+/// The file a `.sha256` sidecar's first line names (`"<hex>  name"` or `"<hex> *name"`), if any.
+pub fn sidecar_names(text: &str) -> Option<&str> {
+    let first_line = text.lines().next()?;
+    let mut tokens = first_line.split_whitespace();
+    tokens.next()?;
+    let name = tokens.next()?.trim_start_matches('*');
+    (!name.is_empty()).then_some(name)
+}
+
 /// Finds `filename`'s digest in a SHA256SUMS file: GNU lines (`<hex>  name`, `<hex> *name`) and
 /// BSD lines (`SHA256 (name) = <hex>`). `None` when no line names the file.
 pub fn parse_sha256sums(text: &str, filename: &str) -> Option<Sha256Digest> {

@@ -98,12 +98,17 @@ pub fn xz_walk(window: &[u8], window_start: u64) -> Result<XzWalk, String> {
     let mut end = window_start + window.len() as u64;
     let mut total = 0u64;
     loop {
-        // Stream padding: zero bytes in multiples of four between and after streams.
+        // Stream padding: zero bytes in multiples of four between and after streams. Padding
+        // that runs past the window asks for a window twice as large (not four bytes more: a
+        // walk per four bytes of padding would be quadratic).
         while end >= 4 {
             match at(end - 4, 4) {
                 Some([0, 0, 0, 0]) => end -= 4,
                 Some(_) => break,
-                None => return Ok(XzWalk::Need(end - 4)),
+                None => {
+                    let more = (window.len() as u64).max(TAIL);
+                    return Ok(XzWalk::Need(window_start.saturating_sub(more)));
+                }
             }
         }
         if end < 24 {
@@ -196,10 +201,16 @@ fn u32_le(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("four bytes"))
 }
 
+/// Deflate's densest coding: 258 bytes from about 2 bits, so at most 1032 bytes per byte.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
 /// gzip's ISIZE (the last 4 bytes): the last member's size modulo 2^32, so at most the image's.
-pub fn gzip_size(tail: &[u8]) -> Option<ImageSize> {
+/// `len` is the whole file's: an ISIZE no deflate stream of that length can reach is a cut or
+/// damaged file's, not a size.
+pub fn gzip_size(tail: &[u8], len: u64) -> Option<ImageSize> {
     let last = tail.len().checked_sub(4).map(|at| &tail[at..])?;
-    Some(ImageSize::at_least(u64::from(u32_le(last))))
+    let size = u64::from(u32_le(last));
+    (size <= len.saturating_mul(DEFLATE_MAX_RATIO)).then(|| ImageSize::at_least(size))
 }
 
 const ZSTD_MAGIC: u32 = 0xFD2F_B528;
@@ -312,7 +323,7 @@ pub fn of_file(path: &Path) -> std::io::Result<Option<ImageSize>> {
             let mut window = vec![0u8; (len - start) as usize];
             read_at(start, &mut window)?;
             if format == Format::Gzip {
-                return Ok(gzip_size(&window));
+                return Ok(gzip_size(&window, len));
             }
             loop {
                 match xz_walk(&window, start) {
@@ -368,7 +379,8 @@ pub async fn of_url(http: &Http, url: &Url, cancel: &CancellationToken) -> Optio
         Format::Zstd => {
             zstd_header(&window.bytes).map(|(size, _)| ImageSize::at_least(size.unwrap_or(0)))
         }
-        Format::Gzip => gzip_size(&window.bytes).ok_or_else(|| "it is too short".into()),
+        Format::Gzip => gzip_size(&window.bytes, window.total)
+            .ok_or_else(|| "its size field is not a size it could hold".into()),
         _ => {
             let mut requests = 1;
             loop {
@@ -489,6 +501,25 @@ mod tests {
     }
 
     #[test]
+    fn long_padding_is_walked_in_few_rounds() {
+        let data = noise(10_000);
+        let mut padded = xz(&data, None);
+        padded.extend_from_slice(&vec![0; 4 << 20]);
+        let len = padded.len() as u64;
+        let mut start = len - TAIL;
+        let mut rounds = 0;
+        let size = loop {
+            rounds += 1;
+            match xz_walk(&padded[start as usize..], start).unwrap() {
+                XzWalk::Size(size) => break size,
+                XzWalk::Need(from) => start = from,
+            }
+        };
+        assert_eq!(size, data.len() as u64);
+        assert!(rounds <= 10, "{rounds} rounds for 4 MiB of padding");
+    }
+
+    #[test]
     fn broken_xz_records_are_reasons_not_sizes() {
         let good = xz(b"hello", None);
         let mut flipped = good.clone();
@@ -508,8 +539,11 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&[7u8; 100_000]).unwrap();
         let one = gz.finish().unwrap();
-        assert_eq!(gzip_size(&one), Some(ImageSize::at_least(100_000)));
-        assert_eq!(gzip_size(&[1, 2]), None);
+        let len = one.len() as u64;
+        assert_eq!(gzip_size(&one, len), Some(ImageSize::at_least(100_000)));
+        assert_eq!(gzip_size(&[1, 2], 2), None);
+        // A cut file's last bytes are not its size: more than deflate could hold is none.
+        assert_eq!(gzip_size(&[0xff, 0xff, 0xff, 0x7f], 4), None);
     }
 
     #[test]

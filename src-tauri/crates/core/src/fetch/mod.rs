@@ -188,9 +188,13 @@ pub async fn fetch(
     let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
     image_size::check_limit(size, req.max_image_size)?;
 
+    // Archives of one image in several formats (`os.raw.xz`, `os.raw.gz`) decode to one path:
+    // its own lock keeps two fetches from decoding into it at once.
+    let image_path = cache.image_path(&req.url);
+    let _image_lock = cache.lock(&image_path, cancel).await?;
     let (image_path, image_sha256, image_size) = image(
         cache,
-        cache.image_path(&req.url),
+        image_path,
         &archive_path,
         archive_sha256,
         req.max_image_size,
@@ -337,7 +341,7 @@ pub fn sidecar_url(url: &Url) -> Url {
 }
 
 /// Re-hashes a cached archive; a match is reused, a mismatch deleted so it is downloaded again.
-async fn reuse_archive(
+pub(crate) async fn reuse_archive(
     path: &Path,
     expected: Sha256Digest,
     cancel: &CancellationToken,
@@ -498,7 +502,13 @@ async fn reuse_image(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Option<(PathBuf, Sha256Digest, u64)>> {
-    let Ok(cached) = std::fs::File::open(image_path) else {
+    // Only a regular file, not followed through a link (nor a FIFO, which would block): the
+    // decode then renames a fresh image over whatever is there.
+    let regular = std::fs::symlink_metadata(image_path).is_ok_and(|m| m.file_type().is_file());
+    let Some(cached) = regular
+        .then(|| std::fs::File::open(image_path).ok())
+        .flatten()
+    else {
         return Ok(None);
     };
     let (src, path) = (archive_path.to_path_buf(), image_path.to_path_buf());

@@ -139,7 +139,7 @@ pub async fn plan(
             let mut fetch =
                 FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
             fetch.sha256_source = req.sha256_source;
-            stream::open(http, cache, &fetch, cancel).await?
+            stream::open(http, cache, &fetch, cancel, progress).await?
         } else {
             let path = Path::new(&req.source);
             stream::open_file(path, req.sha256, req.max_image_size, cancel, progress).await?

@@ -148,12 +148,19 @@ pub async fn open(
     cache: &Cache,
     req: &FetchRequest,
     cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
     let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
     let archive_path = req.archive_in(cache);
     let lock = cache.lock(&archive_path, cancel).await?;
-    // Only a published digest can prove a cached archive; an unverified one is downloaded again.
-    let (origin, image_size) = if expected.is_some() && archive_path.is_file() {
+    // Only a published digest can prove a cached archive (an unverified one is downloaded
+    // again), and it is proven before its records are believed: a damaged copy must not refuse
+    // a drive, it is deleted and downloaded again. (It is re-hashed as it streams too.)
+    let proven = match expected {
+        Some(expected) => fetch::reuse_archive(&archive_path, expected, cancel, progress).await?,
+        None => None,
+    };
+    let (origin, image_size) = if proven.is_some() {
         let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
         (Origin::Archive(Archive::Cached), size)
     } else {
@@ -546,6 +553,10 @@ impl Forward<'_> {
 impl BodySink for Forward<'_> {
     fn kept(&self) -> u64 {
         self.file.kept()
+    }
+
+    fn cap(&self) -> Option<u64> {
+        self.file.cap()
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {

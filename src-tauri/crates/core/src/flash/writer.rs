@@ -483,11 +483,14 @@ impl Job<'_> {
         let wipe = capacity.or(expect.size).unwrap_or(HEAD).min(HEAD) as usize;
         self.write_at(&zeros[..self.pad(wipe).min(HEAD as usize)], 0)?;
         if let Some(size) = capacity.or(self.target.file_len) {
-            // An image that reaches that far overwrites the zeros.
+            // From 64 KiB before the end, or the image's end when that is later (a target only
+            // a little larger than the image still loses its old backup GPT). An image that
+            // reaches further overwrites the zeros.
             let lbs = u64::from(self.target.logical_block_size.max(512));
             let end_of_image = device::round_up(expect.size.unwrap_or(0), lbs);
-            if size >= END_WIPE && size - END_WIPE >= end_of_image {
-                self.write_at(&zeros[..END_WIPE as usize], size - END_WIPE)?;
+            let from = size.saturating_sub(END_WIPE).max(end_of_image).max(HEAD);
+            if from < size {
+                self.write_at(&zeros[..(size - from) as usize], from)?;
             }
         }
         self.sync()
@@ -746,6 +749,25 @@ mod tests {
             progress,
         )
         .targets
+    }
+
+    #[test]
+    fn a_target_a_little_larger_than_the_image_loses_its_old_end_too() {
+        let memory = Arc::new(Memory::default());
+        let bytes = image(4 * MIB as usize);
+        let report = &flash_memory(
+            &bytes,
+            vec![drive(&memory, 4 * MIB + 32 * 1024, 512, true)],
+            &CancellationToken::new(),
+            &crate::progress::NoProgress,
+        )[0];
+        assert!(report.ok, "{:?}", report.error);
+        let held = memory.bytes.lock().unwrap();
+        assert_eq!(&held[..bytes.len()], &bytes[..]);
+        assert!(
+            held[bytes.len()..].iter().all(|b| *b == 0),
+            "the old end survived"
+        );
     }
 
     #[test]

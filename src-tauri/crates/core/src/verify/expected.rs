@@ -1,8 +1,9 @@
 //! What a verify-only check compares a drive or file with: a digest typed, an image file's, or a
-//! publisher's checksum file's. A checksum of a compressed archive (`….raw.xz.sha256`) vouches
-//! for the archive, not for what a drive holds: the archive is then fetched (or taken from the
-//! cache, or from beside a local checksum file), proven against it, and decoded (hashing only),
-//! and its image's digest and size are what the drive is compared with.
+//! publisher's checksum file's. A checksum of a compressed archive (the file its line names, else
+//! its own name: `….raw.xz.sha256`) vouches for the archive, not for what a drive holds: the
+//! archive is then fetched into the cache as `fetch` does (or taken from there), or taken from
+//! beside a local checksum file and decoded hashing only, proven against it, and its image's
+//! digest and size are what the drive is compared with.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::cache::Cache;
+use crate::fetch::cache::{self, Cache};
 use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::{self, Sha256Digest};
 use crate::fetch::http::Http;
@@ -66,10 +67,15 @@ pub async fn resolve_expected(
         Expected::Sidecar(source) if crate::fetch::is_url(source) => {
             let url = Url::parse(source)
                 .map_err(|e| Error::BadInput(format!("{source:?} is not a valid URL: {e}")))?;
-            let sha256 = digest::parse_sidecar(&with.http.get_text(&url, cancel).await?, source)?;
-            if let Some(path) = archive_named_by(url.path()) {
-                let mut archive = url.clone();
-                archive.set_path(&path);
+            let text = with.http.get_text(&url, cancel).await?;
+            let sha256 = digest::parse_sidecar(&text, source)?;
+            if let Some(name) = archive_named(&text, url.path()) {
+                no_size(size)?;
+                let archive = url.join(&name).map_err(|e| {
+                    Error::BadInput(format!(
+                        "{source} names {name:?}, which is no file beside it: {e}"
+                    ))
+                })?;
                 return of_published_archive(archive, sha256, source, with, cancel, progress).await;
             }
             (sha256, format!("the checksum file {source}"))
@@ -79,7 +85,9 @@ pub async fn resolve_expected(
                 Error::BadInput(format!("cannot read the checksum file {source}: {e}"))
             })?;
             let sha256 = digest::parse_sidecar(&text, source)?;
-            if let Some(archive) = archive_named_by(source).map(PathBuf::from) {
+            if let Some(name) = archive_named(&text, source) {
+                no_size(size)?;
+                let archive = cache::folder_of(Path::new(source)).join(&name);
                 if !archive.is_file() {
                     return Err(Error::BadInput(format!(
                         "the checksum file {source} is of the compressed archive {}, which is not beside it: give that archive with --image, or the checksum file's URL",
@@ -100,16 +108,32 @@ pub async fn resolve_expected(
     })
 }
 
-/// The archive a checksum file's name is of, when that archive is compressed:
-/// `…/os.raw.xz.sha256` → `…/os.raw.xz`.
-fn archive_named_by(checksum: &str) -> Option<String> {
-    let archive = [".sha256", ".sha256sum"]
-        .iter()
-        .find_map(|ext| checksum.strip_suffix(ext))?;
+/// The compressed archive a checksum file is of, by file name: the one its line names, else its
+/// own name without `.sha256` / `.sha256sum` (`os.raw.xz.sha256` → `os.raw.xz`). `None` when
+/// that is no compressed archive's name (the checksum is then of the image itself).
+fn archive_named(text: &str, checksum: &str) -> Option<String> {
+    let own = checksum.rsplit('/').next().unwrap_or(checksum);
+    let name = match digest::sidecar_names(text) {
+        Some(named) => named.rsplit('/').next().unwrap_or(named).to_string(),
+        None => [".sha256", ".sha256sum"]
+            .iter()
+            .find_map(|ext| own.strip_suffix(ext))?
+            .to_string(),
+    };
     [".xz", ".gz", ".zst"]
         .iter()
-        .any(|ext| archive.ends_with(ext))
-        .then(|| archive.to_string())
+        .any(|ext| name.ends_with(ext))
+        .then_some(name)
+}
+
+/// An archive's image gives the size: one typed as well is refused, not ignored.
+fn no_size(size: Option<u64>) -> Result<()> {
+    match size {
+        Some(_) => Err(Error::BadInput(
+            "the checksum is of a compressed archive, whose image gives the size: leave out the size".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The image a published archive holds: fetched into the cache (or found there) and proven
@@ -214,15 +238,27 @@ mod tests {
 
     #[test]
     fn a_checksum_of_a_compressed_archive_names_it() {
+        let hex = "ab".repeat(32);
+        let bare = format!("{hex}\n");
         assert_eq!(
-            archive_named_by("/image/s/v1.13.0/nocloud-amd64.raw.xz.sha256").as_deref(),
-            Some("/image/s/v1.13.0/nocloud-amd64.raw.xz")
+            archive_named(&bare, "/image/s/v1.13.0/nocloud-amd64.raw.xz.sha256").as_deref(),
+            Some("nocloud-amd64.raw.xz")
         );
         assert_eq!(
-            archive_named_by("x86_64/IncusOS_1.img.gz.sha256sum").as_deref(),
-            Some("x86_64/IncusOS_1.img.gz")
+            archive_named(&bare, "x86_64/IncusOS_1.img.gz.sha256sum").as_deref(),
+            Some("IncusOS_1.img.gz")
         );
-        assert_eq!(archive_named_by("os.raw.sha256"), None);
-        assert_eq!(archive_named_by("os.raw.xz"), None);
+        assert_eq!(archive_named(&bare, "os.raw.sha256"), None);
+        assert_eq!(archive_named(&bare, "os.raw.xz"), None);
+        // The line's own name wins over the checksum file's name.
+        let named = format!("{hex} *img.raw.xz\n");
+        assert_eq!(
+            archive_named(&named, "CHECKSUM").as_deref(),
+            Some("img.raw.xz")
+        );
+        assert_eq!(
+            archive_named(&format!("{hex}  img.raw\n"), "img.raw.xz.sha256"),
+            None
+        );
     }
 }
