@@ -3,6 +3,7 @@ fn main() {
     // these to the main window and nothing else.
     let commands = &[
         "app_info",
+        "set_ca_cert",
         "cancel",
         "list_drives",
         "watch_drives",

@@ -266,6 +266,18 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.type_into("#file-path", image.to_str().unwrap());
     assert_eq!(s.text("#error-step-image"), "");
 
+    // Every command the window uses is granted to it: Settings' CA choice reaches the app (an
+    // unreadable file is the app's own refusal, not the permission system's).
+    let answer = s.execute_async(
+        "window.__TAURI_INTERNALS__.invoke('set_ca_cert', { path: '/nonexistent/lab-ca.pem' })\
+         .then(() => done('accepted'), (e) => done(JSON.stringify(e)));",
+    );
+    let answer = answer.as_str().unwrap_or_default().to_string();
+    assert!(
+        answer.contains("lab-ca.pem") && !answer.contains("not allowed"),
+        "{answer}"
+    );
+
     // Verify mode: a wrong digest is a mismatch in large type; the right one a match.
     s.click("#tab-verify");
     s.type_into("#verify-path", dev_path);

@@ -137,6 +137,17 @@ impl Session {
         );
     }
 
+    /// Runs `script` in the page; it ends by calling `done(value)` (the last argument), whose
+    /// value is returned.
+    pub fn execute_async(&self, script: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1]; {script}");
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     /// Whether the element can be used (a button not disabled).
     pub fn enabled(&self, css: &str) -> bool {
         let id = self.find(css);
