@@ -262,9 +262,27 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "",
         "the new action cleared the old error"
     );
+    assert_eq!(
+        s.attribute("#file-path", "aria-invalid").as_deref(),
+        Some("true")
+    );
     gui.shot("4b-error-in-place");
     s.type_into("#file-path", image.to_str().unwrap());
     assert_eq!(s.text("#error-step-image"), "");
+    assert_eq!(s.attribute("#file-path", "aria-invalid"), None);
+
+    // The tabs are one Tab stop; the arrow keys move between them.
+    s.keys("#tab-flash", "\u{E014}");
+    assert_eq!(
+        s.attribute("#tab-verify", "aria-selected").as_deref(),
+        Some("true")
+    );
+    assert_eq!(s.attribute("#tab-verify", "tabindex").as_deref(), Some("0"));
+    s.keys("#tab-verify", "\u{E012}");
+    assert_eq!(
+        s.attribute("#tab-flash", "aria-selected").as_deref(),
+        Some("true")
+    );
 
     // Every command the window uses is granted to it: Settings' CA choice reaches the app (an
     // unreadable file is the app's own refusal, not the permission system's).

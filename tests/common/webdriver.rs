@@ -148,6 +148,24 @@ impl Session {
         )
     }
 
+    /// An attribute of the element, if it has it.
+    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let id = self.find(css);
+        self.call("GET", &format!("/element/{id}/attribute/{name}"), None)
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Sends keys (W3C key codes such as "\u{E014}", ArrowRight) to the element.
+    pub fn keys(&self, css: &str, keys: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": keys})),
+        );
+    }
+
     /// Whether the element can be used (a button not disabled).
     pub fn enabled(&self, css: &str) -> bool {
         let id = self.find(css);

@@ -5,6 +5,7 @@ import {
   canFlash,
   checkDigest,
   confirmationText,
+  describeDrive,
   describeSource,
   formatBytes,
   flashBlocker,
@@ -97,6 +98,16 @@ describe("sentence", () => {
     );
     expect(sentence("the drive changed since you chose it.")).toBe("The drive changed since you chose it.");
     expect(sentence("")).toBe("");
+  });
+});
+
+describe("describeDrive", () => {
+  it("names drives by what a person knows", () => {
+    expect(describeDrive(drive())).toBe("SanDisk Ultra — 30.8 GB, usb — /dev/sdb");
+    expect(describeDrive(drive({ vendor: "0x1af4", model: "", bus: "virtual", path: "/dev/vda" }))).toBe(
+      "Virtual disk — 30.8 GB, virtual — /dev/vda",
+    );
+    expect(describeDrive(drive({ vendor: "", model: "", bus: "loop", path: "/dev/loop1" }))).toContain("Loop device");
   });
 });
 

@@ -70,7 +70,10 @@ export function describeSource(source: DigestSource): { text: string; warn: bool
 
 /** One drive's line in the picker. */
 export function describeDrive(d: Drive): string {
-  const name = `${d.vendor} ${d.model}`.trim() || "Unnamed drive";
+  // A vendor given only as a PCI/USB id ("0x1af4") names nothing a person knows.
+  const vendor = /^0x[0-9a-f]+$/i.test(d.vendor.trim()) ? "" : d.vendor;
+  const unnamed = { loop: "Loop device", virtual: "Virtual disk" }[d.bus] ?? "Unnamed drive";
+  const name = `${vendor} ${d.model}`.trim() || unnamed;
   return `${name} — ${formatBytes(d.size)}, ${d.bus} — ${d.path}`;
 }
 

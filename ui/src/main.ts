@@ -48,22 +48,43 @@ const state = {
  * button that was pressed is; `#message` only for the window itself (drive watch, start-up). */
 function say(text: string, place = "message") {
   $(place === "message" ? "message" : `error-${place}`).textContent = sentence(text);
+  // The field the step's error is about, for assistive technology and the eye.
+  const field = { "step-image": sourceField(), verify: "verify-path" }[place];
+  if (field) input(field).setAttribute("aria-invalid", "true");
 }
 
 /** Clears every shown error: each action starts with a clean window. */
 function clearErrors() {
   for (const el of document.querySelectorAll<HTMLElement>("[id^=error-]")) el.textContent = "";
+  for (const el of document.querySelectorAll<HTMLElement>("[aria-invalid]")) el.removeAttribute("aria-invalid");
 }
 
-// Tabs
-for (const tab of ["flash", "verify", "settings"]) {
-  $(`tab-${tab}`).addEventListener("click", () => {
-    for (const other of ["flash", "verify", "settings"]) {
-      $(`tab-${other}`).setAttribute("aria-selected", String(other === tab));
-      $(other).hidden = other !== tab;
-    }
-    clearErrors();
-    if (tab === "settings") void showSettings();
+/** The field that names the chosen source, if it has one. */
+function sourceField(): string | undefined {
+  return { file: "file-path", url: "url", talos: "talos-version", talosBuild: "build-config" }[sourceKind()];
+}
+
+// Tabs: one Tab stop for the tab list; the arrow keys move between tabs (WAI-ARIA tabs).
+const TABS = ["flash", "verify", "settings"];
+function selectTab(tab: string) {
+  for (const other of TABS) {
+    const button = $(`tab-${other}`);
+    button.setAttribute("aria-selected", String(other === tab));
+    button.tabIndex = other === tab ? 0 : -1;
+    $(other).hidden = other !== tab;
+  }
+  $(`tab-${tab}`).focus();
+  clearErrors();
+  if (tab === "settings") void showSettings();
+}
+for (const tab of TABS) {
+  const button = $(`tab-${tab}`);
+  button.addEventListener("click", () => selectTab(tab));
+  button.addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (step === undefined) return;
+    e.preventDefault();
+    selectTab(TABS[(TABS.indexOf(tab) + step + TABS.length) % TABS.length]);
   });
 }
 
@@ -248,6 +269,7 @@ function progressView(container: HTMLElement, key: string): ProgressView {
   const label = document.createElement("span");
   const bar = document.createElement("progress");
   bar.max = 100;
+  bar.setAttribute("aria-label", key ? `Progress of ${key}` : "Progress");
   line.append(label, bar);
   container.append(line);
   const view = (p: Progress) => {
