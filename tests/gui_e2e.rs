@@ -408,6 +408,14 @@ fn a_url_streams_to_two_drives_from_the_app() {
         1,
         "downloaded once for both drives"
     );
+
+    // Next: the same image onto other drives (the ticks go, the image stays), or a new start.
+    s.click("#flash-another");
+    assert_eq!(s.text("#results"), "");
+    assert_eq!(s.text("#flash-reason"), "Choose a drive.");
+    s.click("#start-over");
+    let reason = s.text("#flash-reason");
+    assert!(reason.starts_with("Choose an image"), "{reason}");
 }
 
 /// An unprivileged desktop user with no polkit authentication agent, on a machine where only the

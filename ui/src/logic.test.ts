@@ -115,7 +115,7 @@ describe("flashBlocker", () => {
   const ready = { prepared: false, confirmed: false, streams: true, selected: 1, busy: false };
   it("says the one thing still missing", () => {
     expect(flashBlocker(ready)).toBeNull();
-    expect(flashBlocker({ ...ready, streams: false })).toContain("Prepare");
+    expect(flashBlocker({ ...ready, streams: false })).toContain("Check the image first");
     expect(flashBlocker({ ...ready, prepared: true })).toContain("I have checked these digests");
     expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
     expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");

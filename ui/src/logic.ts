@@ -111,7 +111,7 @@ export interface FlashState {
 /** Why Flash cannot be pressed yet, in one line; `null` when it can. */
 export function flashBlocker(s: FlashState): string | null {
   if (s.busy) return "Busy: wait for the current step to finish, or cancel it.";
-  if (!s.prepared && !s.streams) return "Choose an image, then check it (Prepare).";
+  if (!s.prepared && !s.streams) return "Choose an image, then check it (Check the image first).";
   if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I have checked these digests”.";
   if (s.selected === 0) return "Choose a drive.";
   return null;

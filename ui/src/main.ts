@@ -143,6 +143,7 @@ function sourceChanged() {
   $("flash-progress").replaceChildren();
   $("results").replaceChildren();
   $("stream-result").textContent = "";
+  $("after-flash").hidden = true;
   $("flash-config-button").hidden = true;
   clearErrors();
   updateFlashButton();
@@ -504,8 +505,31 @@ function chosenDrives(): Drive[] | null {
   return drives;
 }
 
+// After a flash: the same image onto other drives (ticks cleared, the image kept), or a new start.
+$("flash-another").addEventListener("click", () => {
+  state.selected.clear();
+  renderDrives();
+  for (const id of ["flash-progress", "results"]) $(id).replaceChildren();
+  $("stream-result").textContent = "";
+  $("flash-another").hidden = true;
+  clearErrors();
+  updateFlashButton();
+  $("drives").querySelector<HTMLInputElement>("input:not(:disabled)")?.focus();
+});
+$("start-over").addEventListener("click", () => {
+  state.selected.clear();
+  for (const id of ["file-path", "url", "typed-digest", "incus-seed", "build-config", "cfg-user-data"]) {
+    input(id).value = "";
+  }
+  sourceChanged();
+  renderDrives();
+  $("after-flash").hidden = true;
+  input("file-path").focus();
+});
+
 /** Busy, Cancel shown, the last flash's rows and results cleared; returns the progress area. */
 function startFlashing(): HTMLElement {
+  $("after-flash").hidden = true;
   state.busy = true;
   updateFlashButton();
   $("cancel-button").hidden = false;
@@ -548,8 +572,11 @@ async function flashDrives(image: { path: string; sha256: string; size: number }
     updateFlashButton();
   }
 }
-/** Ends each drive's progress row as what happened and lists each drive's result. */
+/** Ends each drive's progress row as what happened and lists each drive's result; offers the
+ * next step. */
 function showResults(reports: TargetReport[], views: Map<string, ProgressView>) {
+  $("after-flash").hidden = false;
+  $("flash-another").hidden = false;
   for (const r of reports) {
     const view = views.get(r.path);
     if (!r.ok) view?.end(r.error === "cancelled" ? "Cancelled" : "Failed", "bad");
