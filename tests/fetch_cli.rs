@@ -697,6 +697,12 @@ fn an_image_over_the_size_cap_is_refused_and_nothing_is_left() {
         "{:?}",
         files_under(&images)
     );
+    let downloads = f.cache.path().join("downloads");
+    assert!(
+        files_under(&downloads).is_empty(),
+        "{:?}",
+        files_under(&downloads)
+    );
     assert!(temp_files(f.cache.path()).is_empty());
 }
 

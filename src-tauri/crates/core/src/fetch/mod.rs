@@ -186,7 +186,11 @@ pub async fn fetch(
         }
     };
     let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
-    image_size::check_limit(size, req.max_image_size)?;
+    if let Err(too_large) = image_size::check_limit(size, req.max_image_size) {
+        // Nothing is left behind by a fetch over the limit, as when decoding finds it.
+        cache::discard(&archive_path)?;
+        return Err(too_large);
+    }
 
     // Archives of one image in several formats (`os.raw.xz`, `os.raw.gz`) decode to one path:
     // its own lock keeps two fetches from decoding into it at once.
