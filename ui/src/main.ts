@@ -640,9 +640,11 @@ async function flashStream() {
     try {
       const flashed = await api.runFlash(state.job, plan, (p) => p.target && views.get(p.target)?.(p));
       showResults(flashed.targets, views);
+      const from = describeSource(flashed.digestSource);
       $("stream-result").textContent =
-        `Image SHA-256 ${flashed.imageSHA256} (${formatBytes(flashed.imageSize)}), decoded from the ` +
-        `download with SHA-256 ${flashed.archiveSHA256}, which ${describeSource(flashed.digestSource).text} vouches for.`;
+        `Image SHA-256 ${flashed.imageSHA256} (${formatBytes(flashed.imageSize)}), from the ` +
+        `download or file with SHA-256 ${flashed.archiveSHA256}` +
+        (from.warn ? ", which nothing the publisher published vouches for." : `, as ${from.text} vouches.`);
     } catch (e) {
       const message = errorMessage(e);
       for (const view of views.values()) view.end(message === "cancelled" ? "Cancelled" : "Failed", "bad");
