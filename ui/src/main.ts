@@ -682,7 +682,9 @@ $("verify-button").addEventListener("click", async () => {
   area.replaceChildren();
   try {
     if (size !== null && !Number.isSafeInteger(size)) throw new Error("The size must be a number of bytes.");
-    const v = await api.verify(newJob(), trimmed("verify-path"), expected, size, progressView(area, ""));
+    const view = progressView(area, "");
+    const v = await api.verify(newJob(), trimmed("verify-path"), expected, size, view);
+    view.end(`Read back ${formatBytes(v.size)}`, v.match ? "good" : "bad");
     verdict.textContent = v.match ? "MATCH" : "MISMATCH";
     verdict.className = `verdict ${v.match ? "good" : "bad"}`;
     $("verify-detail").textContent = `${v.path}, ${v.size} bytes: SHA-256 ${v.sha256}; expected ${v.expectedSHA256}, from ${v.expectedFrom}`;
