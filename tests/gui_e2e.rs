@@ -189,6 +189,11 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "",
         "the window started without errors (drop listener, drive watch)"
     );
+    assert!(!s.enabled("#flash-button"));
+    assert!(
+        s.text("#flash-reason") == "Choose an image.",
+        "a disabled Flash says why from the start"
+    );
 
     // 1–2. Pick the image, prepare it, check the digest.
     s.type_into("#file-path", image.to_str().unwrap());

@@ -75,7 +75,7 @@ describe("the meter", () => {
 
 describe("flashing", () => {
   it("needs a prepared image, confirmed digests and a drive", () => {
-    const ready = { prepared: true, confirmed: true, streams: false, selected: 1, busy: false };
+    const ready = { prepared: true, confirmed: true, streams: false, mustCheck: false, selected: 1, busy: false };
     expect(canFlash(ready)).toBe(true);
     expect(canFlash({ ...ready, confirmed: false })).toBe(false);
     expect(canFlash({ ...ready, selected: 0 })).toBe(false);
@@ -112,10 +112,11 @@ describe("describeDrive", () => {
 });
 
 describe("flashBlocker", () => {
-  const ready = { prepared: false, confirmed: false, streams: true, selected: 1, busy: false };
+  const ready = { prepared: false, confirmed: false, streams: true, mustCheck: false, selected: 1, busy: false };
   it("says the one thing still missing", () => {
     expect(flashBlocker(ready)).toBeNull();
-    expect(flashBlocker({ ...ready, streams: false })).toContain("Check the image first");
+    expect(flashBlocker({ ...ready, streams: false })).toBe("Choose an image.");
+    expect(flashBlocker({ ...ready, streams: false, mustCheck: true })).toContain("Check the image first");
     expect(flashBlocker({ ...ready, prepared: true })).toContain("I have checked these digests");
     expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
     expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");

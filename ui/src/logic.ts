@@ -104,6 +104,8 @@ export interface FlashState {
   /** The image can be flashed straight from its source (its digest is confirmed in the
    * confirmation instead), and enough of the source is given to try. */
   streams: boolean;
+  /** The image must be checked before writing (the setting, or a source made into files). */
+  mustCheck: boolean;
   selected: number;
   busy: boolean;
 }
@@ -111,7 +113,8 @@ export interface FlashState {
 /** Why Flash cannot be pressed yet, in one line; `null` when it can. */
 export function flashBlocker(s: FlashState): string | null {
   if (s.busy) return "Busy: wait for the current step to finish, or cancel it.";
-  if (!s.prepared && !s.streams) return "Choose an image, then check it (Check the image first).";
+  if (!s.prepared && s.mustCheck) return "Check the image first, then compare its digests.";
+  if (!s.prepared && !s.streams) return "Choose an image.";
   if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I have checked these digests”.";
   if (s.selected === 0) return "Choose a drive.";
   return null;

@@ -195,10 +195,9 @@ input("check-first").addEventListener("change", () => {
 });
 
 /** Whether the chosen source can be flashed straight from where it is (the CLI's `flash
- * URL|FILE`): not with "check first" set, not a labctl build, an IncusOS seed or a Talos config
- * (those are files made before writing), and only once enough of it is given. */
+ * URL|FILE`): unless it must be checked first, once enough of it is given. */
 function streams(): boolean {
-  if (input("check-first").checked || trimmed("cfg-user-data")) return false;
+  if (mustCheck()) return false;
   switch (sourceKind()) {
     case "file":
       return trimmed("file-path") !== "";
@@ -207,10 +206,21 @@ function streams(): boolean {
     case "talos":
       return trimmed("talos-version") !== "";
     case "incus":
-      return trimmed("incus-seed") === "";
+      return true;
     default:
       return false;
   }
+}
+
+/** Whether the image must be checked (prepared) before writing: the setting says so, or the
+ * source is made into files first (a labctl build, a Talos config, an IncusOS seed). */
+function mustCheck(): boolean {
+  return (
+    input("check-first").checked ||
+    trimmed("cfg-user-data") !== "" ||
+    sourceKind() === "talosBuild" ||
+    (sourceKind() === "incus" && trimmed("incus-seed") !== "")
+  );
 }
 
 /** The largest image accepted, in bytes, from the GiB field. */
@@ -418,6 +428,7 @@ function renderDrives() {
     const li = document.createElement("li");
     li.textContent = "No removable drives. Plug in a USB stick or SD card.";
     ul.replaceChildren(li);
+    updateFlashButton();
     return;
   }
   ul.replaceChildren(
@@ -452,6 +463,7 @@ function updateFlashButton() {
     prepared: state.prepared !== null,
     confirmed: input("confirm-digests").checked,
     streams: streams(),
+    mustCheck: mustCheck(),
     selected: state.selected.size,
     busy: state.busy,
   };
@@ -726,6 +738,8 @@ $("clear-cache").addEventListener("click", async () => {
   await showSettings();
 });
 
+// Flash says from the start why it cannot be pressed yet.
+updateFlashButton();
 // Drives come and go while the window is open.
 void refreshDrives();
 void api.watchDrives(newJob(), () => void refreshDrives()).catch((e) => say(errorMessage(e)));
