@@ -12,6 +12,7 @@ fn main() {
         "plan_flash",
         "run_flash",
         "drop_plan",
+        "eject",
         "verify",
         "cache_info",
         "clear_cache",

@@ -10,9 +10,10 @@ use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
 use labflash_core::flash;
-use labflash_core::flash::rules::{self, Chosen, TargetOptions};
+use labflash_core::flash::rules::{self, Chosen, TargetOptions, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::io::drives::{self, Drive, DriveEvent, SystemRoots};
+use labflash_core::io::eject::Ejected;
 use labflash_core::progress::{Progress, ProgressSink};
 use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 use labflash_core::sources::incus::IncusRequest;
@@ -163,22 +164,33 @@ pub struct DriveRow {
     #[serde(flatten)]
     drive: Drive,
     /// Why this drive cannot take the image (listed disabled), if it cannot.
-    unsuitable: Option<String>,
+    unsuitable: Option<Unsuitable>,
     fixed: bool,
 }
 
 /// The drives to offer: removable ones, or every drive when `show_all` (fixed disks and loop
-/// devices, marked).
+/// devices, marked). A drive holding `source` (the chosen image file) or the cache is marked too.
 #[tauri::command]
-pub fn list_drives(show_all: bool, image_size: Option<u64>) -> Reply<Vec<DriveRow>> {
-    let all = drives::list(&SystemRoots::default())?;
+pub fn list_drives(
+    app: State<'_, App>,
+    show_all: bool,
+    image_size: Option<u64>,
+    source: Option<String>,
+) -> Reply<Vec<DriveRow>> {
+    let roots = SystemRoots::default();
+    let all = drives::list(&roots)?;
+    let source = source.filter(|s| !s.is_empty()).map(PathBuf::from);
+    let cache = app.cache_dir.clone();
+    let mut protected: Vec<&Path> = vec![&cache];
+    protected.extend(source.as_deref());
     Ok(all
-        .into_iter()
+        .iter()
         .filter(|d| show_all || d.is_removable_media())
         .map(|d| DriveRow {
-            unsuitable: rules::unsuitable(&d, image_size),
+            unsuitable: rules::unsuitable(d, image_size)
+                .or_else(|| rules::holding(d, &protected, &all, &roots)),
             fixed: d.is_fixed(),
-            drive: d,
+            drive: d.clone(),
         })
         .collect())
 }
@@ -455,6 +467,16 @@ pub async fn run_flash(
 #[tauri::command]
 pub fn drop_plan(app: State<'_, App>, plan: u32) {
     app.plans.lock().expect("plans lock").remove(&plan);
+}
+
+/// Ejects a flashed drive so it can be pulled (powered off, or a loop device detached).
+#[tauri::command]
+pub async fn eject(path: String) -> Reply<Ejected> {
+    let path = absolute(&path, "drive")?;
+    let ejected = tokio::task::spawn_blocking(move || labflash_core::io::eject::eject(&path))
+        .await
+        .map_err(|e| bad(format!("ejecting stopped: {e}")))??;
+    Ok(ejected)
 }
 
 #[derive(Debug, serde::Deserialize)]

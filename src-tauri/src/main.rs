@@ -41,6 +41,7 @@ fn main() {
             commands::plan_flash,
             commands::run_flash,
             commands::drop_plan,
+            commands::eject,
             commands::verify,
             commands::cache_info,
             commands::clear_cache,

@@ -87,8 +87,35 @@ impl LoopDev {
     }
 }
 
+impl LoopDev {
+    /// Whether the device still is this loop device: ejecting detaches it, and its number may
+    /// then be another test's device.
+    /// Reads `len` bytes at `offset` from the backing file (after the device was detached).
+    pub fn read_backing(&self, offset: u64, len: usize) -> Vec<u8> {
+        let f = File::open(&self.backing).unwrap();
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).unwrap();
+        buf
+    }
+
+    pub fn attached(&self) -> bool {
+        let name = self
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"));
+        backing
+            .is_ok_and(|b| Path::new(b.trim()) == self.backing.canonicalize().unwrap_or_default())
+    }
+}
+
 impl Drop for LoopDev {
     fn drop(&mut self) {
+        if !self.attached() {
+            return;
+        }
         let _ = Command::new("umount").arg("-l").arg(&self.path).output();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
     }

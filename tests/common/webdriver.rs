@@ -68,6 +68,9 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// The W3C key under which an element reference is given.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 impl Session {
     pub fn new(port: u16, application: &str) -> Session {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -104,11 +107,7 @@ impl Session {
                 "/element",
                 Some(json!({"using": "css selector", "value": css})),
             );
-            if let Some(id) = v
-                .as_object()
-                .and_then(|o| o.values().next())
-                .and_then(|v| v.as_str())
-            {
+            if let Some(id) = v[ELEMENT].as_str() {
                 return id.to_string();
             }
             assert!(Instant::now() < deadline, "no element {css}: {v}");
@@ -116,9 +115,75 @@ impl Session {
         }
     }
 
+    /// Whether an element matches `css` now (no waiting).
+    pub fn exists(&self, css: &str) -> bool {
+        let v = self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    pub fn execute(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Sizes the window's outer frame, as a user would.
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Presses keys on the keyboard (W3C key codes: "\u{E004}" Tab, "\u{E007}" Enter,
+    /// " " Space), whatever has the focus: as a person at the keyboard does.
+    pub fn press(&self, keys: &str) {
+        let mut actions = Vec::new();
+        for c in keys.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// The id of the element that has the focus.
+    pub fn focused(&self) -> String {
+        self.execute("return document.activeElement ? document.activeElement.id : '';")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Presses Tab until the element with `id` has the focus (at most 40 times).
+    pub fn tab_to(&self, id: &str) {
+        for _ in 0..40 {
+            if self.focused() == id {
+                return;
+            }
+            self.press("\u{E004}");
+        }
+        panic!(
+            "Tab never reached #{id}; the focus is on #{}",
+            self.focused()
+        );
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.find(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let v = self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        assert!(v.get("error").is_none(), "clicking {css}: {v}");
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
@@ -130,11 +195,12 @@ impl Session {
             "/execute/sync",
             Some(json!({"script": "arguments[0].value = '';", "args": [element]})),
         );
-        self.call(
+        let v = self.call(
             "POST",
             &format!("/element/{id}/value"),
             Some(json!({"text": text})),
         );
+        assert!(v.get("error").is_none(), "typing into {css}: {v}");
     }
 
     /// Runs `script` in the page; it ends by calling `done(value)` (the last argument), whose
@@ -176,10 +242,23 @@ impl Session {
 
     pub fn text(&self, css: &str) -> String {
         let id = self.find(css);
-        self.call("GET", &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let v = self.call("GET", &format!("/element/{id}/text"), None);
+        match v.as_str() {
+            Some(t) => t.to_string(),
+            None => panic!("the text of {css}: {v}"),
+        }
+    }
+
+    /// The element's `textContent` (WebKitWebDriver reads an ellipsised line's text as "").
+    pub fn content(&self, css: &str) -> String {
+        self.find(css);
+        let css = serde_json::to_string(css).unwrap();
+        self.execute(&format!(
+            "return document.querySelector({css}).textContent;"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// Waits until `css`'s text satisfies `ok`, returning it.

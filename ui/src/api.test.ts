@@ -12,10 +12,10 @@ describe("the command layer", () => {
       if (cmd === "list_drives") return [];
       if (cmd === "cancel") return true;
     });
-    await api.listDrives(true, 1234);
+    await api.listDrives(true, 1234, "/home/me/talos.raw");
     expect(await api.cancel(7)).toBe(true);
     expect(calls).toEqual([
-      ["list_drives", { showAll: true, imageSize: 1234 }],
+      ["list_drives", { showAll: true, imageSize: 1234, source: "/home/me/talos.raw" }],
       ["cancel", { job: 7 }],
     ]);
   });

@@ -65,11 +65,24 @@ export interface Drive {
   readOnly: boolean;
   system: boolean;
   mountpoints: string[];
-  unsuitable: string | null;
-  fixed: boolean;
   /** What the flash checks the drive against: a drive that changed since it was listed is refused. */
   identity: DriveIdentity;
 }
+
+/** Why a drive cannot take the image: a badge for the list, and the reason as a clause. */
+export interface Unsuitable {
+  badge: string;
+  reason: string;
+}
+
+/** A drive as the list offers it. */
+export interface DriveRow extends Drive {
+  unsuitable: Unsuitable | null;
+  fixed: boolean;
+}
+
+/** What ejecting a drive did. */
+export type Ejected = { kind: "poweredOff" } | { kind: "detached" } | { kind: "kept"; why: string };
 
 export interface DriveIdentity {
   devnum: string;
@@ -82,6 +95,7 @@ export type DriveEvent =
   | { event: "added"; drive: Drive }
   | { event: "removed"; path: string }
   | { event: "changed"; drive: Drive };
+
 
 export interface TargetReport {
   path: string;
@@ -145,8 +159,10 @@ export const api = {
   appInfo: () => invoke<{ version: string; cacheDir: string; caCert: string | null }>("app_info"),
   setCaCert: (path: string | null) => invoke<void>("set_ca_cert", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
-  listDrives: (showAll: boolean, imageSize: number | null) =>
-    invoke<Drive[]>("list_drives", { showAll, imageSize }),
+  /** `source`: the chosen image file, so the drive holding it is marked. */
+  listDrives: (showAll: boolean, imageSize: number | null, source: string | null) =>
+    invoke<DriveRow[]>("list_drives", { showAll, imageSize, source }),
+  eject: (path: string) => invoke<Ejected>("eject", { path }),
   watchDrives: (job: number, onEvent: (e: DriveEvent) => void) =>
     invoke<void>("watch_drives", { job, onEvent: channel(onEvent) }),
   prepare: (job: number, source: SourceSpec, maxImageSize: number | null, onProgress: (p: Progress) => void) =>

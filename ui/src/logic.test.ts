@@ -27,8 +27,7 @@ const drive = (over: Partial<Drive> = {}): Drive => ({
   readOnly: false,
   system: false,
   mountpoints: [],
-  unsuitable: null,
-  fixed: false,
+  identity: { devnum: "8:16", diskseq: 12, serial: "4C53", size: 30_752_000_000 },
   ...over,
 });
 
@@ -85,7 +84,7 @@ describe("flashing", () => {
     const image = { path: "/home/me/talos.raw", sha256: HEX, size: 1_306_525_696 };
     const text = confirmationText([imageLine(image)], [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
     expect(text).toContain("Write talos.raw (1.3 GB, SHA-256 37656798…d603b4ba)");
-    expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb");
+    expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb (serial 4C53, device 8:16, disk sequence 12)");
     expect(text).toContain("/dev/sdc");
     expect(text).toContain("Mounted partitions will be unmounted first.");
   });
@@ -117,7 +116,7 @@ describe("flashBlocker", () => {
     expect(flashBlocker(ready)).toBeNull();
     expect(flashBlocker({ ...ready, streams: false })).toBe("Choose an image.");
     expect(flashBlocker({ ...ready, streams: false, mustCheck: true })).toContain("Check the image first");
-    expect(flashBlocker({ ...ready, prepared: true })).toContain("I have checked these digests");
+    expect(flashBlocker({ ...ready, prepared: true })).toContain("I compared these digests");
     expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
     expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");
   });

@@ -1,5 +1,6 @@
 // Presentation logic, free of the DOM and of Tauri so it can be unit-tested.
-import type { DigestSource, Drive, Progress, Stage } from "./api";
+import type { DigestSource, Drive, Ejected, Progress, Stage, TargetReport } from "./api";
+import type { Line } from "./store";
 
 /** "30.8 GB": decimal units, as printed on drive labels. */
 export function formatBytes(bytes: number): string {
@@ -68,13 +69,63 @@ export function describeSource(source: DigestSource): { text: string; warn: bool
   }
 }
 
-/** One drive's line in the picker. */
-export function describeDrive(d: Drive): string {
+/** What a person calls a drive: vendor and model, or what kind of device it is. */
+export function driveName(d: Drive): string {
   // A vendor given only as a PCI/USB id ("0x1af4") names nothing a person knows.
   const vendor = /^0x[0-9a-f]+$/i.test(d.vendor.trim()) ? "" : d.vendor;
   const unnamed = { loop: "Loop device", virtual: "Virtual disk" }[d.bus] ?? "Unnamed drive";
-  const name = `${vendor} ${d.model}`.trim() || unnamed;
-  return `${name} — ${formatBytes(d.size)}, ${d.bus} — ${d.path}`;
+  return `${vendor} ${d.model}`.trim() || unnamed;
+}
+
+/** One drive in a line: name, size, bus, path. */
+export function describeDrive(d: Drive): string {
+  return `${driveName(d)} — ${formatBytes(d.size)}, ${d.bus} — ${d.path}`;
+}
+
+/** What the flash checks the drive against, in words: serial, device number, disk sequence. */
+export function identityText(d: Drive): string {
+  const id = d.identity;
+  return [
+    id.serial ? `serial ${id.serial}` : "no serial",
+    `device ${id.devnum}`,
+    id.diskseq !== null ? `disk sequence ${id.diskseq}` : "",
+  ]
+    .filter(Boolean)
+    .join(", ");
+}
+
+/** A progress report as a line: stage, percent or bytes, rate, time left. */
+export function progressLine(meter: Meter, p: Progress, now: number): Line {
+  const { percent, rate, eta } = meter.update(p, now);
+  const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${percent.toFixed(0)} %`];
+  if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
+  const left = formatDuration(eta);
+  if (left) parts.push(`${left} left`);
+  return { text: parts.join(" · "), percent };
+}
+
+/** A drive's outcome as its row ends. */
+export function resultLine(r: TargetReport): Line {
+  if (!r.ok) {
+    if (r.error === "cancelled") return { text: "Cancelled", percent: null, outcome: "bad" };
+    return { text: `Failed — ${sentence((r.error ?? "failed").split(": ").slice(-1)[0])}`, percent: null, outcome: "bad" };
+  }
+  if (r.verifiedSHA256) {
+    return { text: `✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}`, percent: 100, outcome: "good" };
+  }
+  return { text: "Written, not read back", percent: 100, outcome: "good" };
+}
+
+/** What ejecting did, for the drive's row. */
+export function ejectText(e: Ejected): string {
+  switch (e.kind) {
+    case "poweredOff":
+      return "Ejected — you can unplug it.";
+    case "detached":
+      return "Detached — the loop device is gone; its file holds the image.";
+    case "kept":
+      return sentence(e.why);
+  }
 }
 
 /** Rate and time left from successive reports of one stage and target. */
@@ -115,7 +166,7 @@ export function flashBlocker(s: FlashState): string | null {
   if (s.busy) return "Busy: wait for the current step to finish, or cancel it.";
   if (!s.prepared && s.mustCheck) return "Check the image first, then compare its digests.";
   if (!s.prepared && !s.streams) return "Choose an image.";
-  if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I have checked these digests”.";
+  if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I compared these digests”.";
   if (s.selected === 0) return "Choose a drive.";
   return null;
 }
@@ -146,7 +197,7 @@ export function imageLine(image: ImageToWrite): string {
 /** The confirmation shown before writing: what is written (`what`: a checked image's line, or
  * the engine's plan), then each drive's model, size and path. */
 export function confirmationText(what: string[], drives: Drive[]): string {
-  const lines = drives.map((d) => `• ${describeDrive(d)}`);
+  const lines = drives.map((d) => `• ${describeDrive(d)} (${identityText(d)})`);
   const mounted = drives.some((d) => d.mountpoints.length > 0);
   return [
     ...what,

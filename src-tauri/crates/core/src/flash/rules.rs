@@ -150,24 +150,10 @@ pub fn approve(
             return Err(drive_changed(target, REATTACHED));
         }
     }
-    if let Some(reason) = unsuitable(&drive, image_size) {
-        return Err(refuse(reason));
-    }
-    for p in protected {
-        if drives::drive_holding(p, &all, roots).as_deref() == Some(drive.path.as_str()) {
-            return Err(refuse(format!(
-                "it holds {}, which labflash is using",
-                p.display()
-            )));
-        }
-        if let (Some(backing), Ok(source)) = (&drive.backing_file, std::fs::canonicalize(p)) {
-            if *backing == source {
-                return Err(refuse(format!(
-                    "this loop device is backed by {}",
-                    p.display()
-                )));
-            }
-        }
+    if let Some(why) =
+        unsuitable(&drive, image_size).or_else(|| holding(&drive, protected, &all, roots))
+    {
+        return Err(refuse(why.reason));
     }
     if drive.is_fixed() && !options.allow_fixed {
         return Err(refuse(format!(
@@ -190,27 +176,71 @@ pub fn approve(
     })
 }
 
+/// Why a drive cannot take an image: a short badge for a list of drives ("Too small — needs
+/// 1.3 GB") and the reason as a clause ("it holds …, less than the image's …").
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unsuitable {
+    pub badge: String,
+    pub reason: String,
+}
+
 /// Why a drive can never take this image, whatever the options: a system drive, read-only, or
 /// too small. Front ends list such drives disabled with this reason.
-pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<String> {
+pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<Unsuitable> {
     if drive.system {
-        return Some(format!(
-            "it is a system drive (it holds {})",
-            describe_system_use(drive)
-        ));
+        return Some(Unsuitable {
+            badge: "System drive".into(),
+            reason: format!(
+                "it is a system drive (it holds {})",
+                describe_system_use(drive)
+            ),
+        });
     }
     if drive.read_only {
-        return Some("it is read-only (check the card's lock switch)".into());
+        return Some(Unsuitable {
+            badge: "Read-only".into(),
+            reason: "it is read-only (check the card's lock switch)".into(),
+        });
     }
     match image_size {
-        Some(size) if drive.size < size => Some(format!(
-            "it holds {} bytes ({}), less than the image's {size} bytes ({})",
-            drive.size,
-            drives::human_size(drive.size),
-            drives::human_size(size)
-        )),
+        Some(size) if drive.size < size => Some(Unsuitable {
+            badge: format!("Too small — needs {}", drives::human_size(size)),
+            reason: format!(
+                "it holds {} bytes ({}), less than the image's {size} bytes ({})",
+                drive.size,
+                drives::human_size(drive.size),
+                drives::human_size(size)
+            ),
+        }),
         _ => None,
     }
+}
+
+/// Whether the drive holds one of the files the flash reads (the source image, the cache), or is
+/// a loop device backed by one: writing it would destroy what is being written.
+pub fn holding(
+    drive: &Drive,
+    protected: &[&Path],
+    all: &[Drive],
+    roots: &SystemRoots,
+) -> Option<Unsuitable> {
+    for p in protected {
+        if drives::drive_holding(p, all, roots).as_deref() == Some(drive.path.as_str()) {
+            return Some(Unsuitable {
+                badge: "Holds the source".into(),
+                reason: format!("it holds {}, which labflash is using", p.display()),
+            });
+        }
+        if let (Some(backing), Ok(source)) = (&drive.backing_file, std::fs::canonicalize(p)) {
+            if *backing == source {
+                return Some(Unsuitable {
+                    badge: "Holds the source".into(),
+                    reason: format!("this loop device is backed by {}", p.display()),
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Refuses a drive that is no longer the one approved (its name now another disk's: checked

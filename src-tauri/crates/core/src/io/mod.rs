@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod drives;
+pub mod eject;
 pub mod identity;
 pub mod medium;
 pub mod mounts;

@@ -57,7 +57,7 @@ fn device_name(path: &Path) -> Result<String, Error> {
 }
 
 /// UDisks2 object paths keep [A-Za-z0-9] and write every other byte as `_XX` (hex).
-fn escape(name: &str) -> String {
+pub(super) fn escape(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {

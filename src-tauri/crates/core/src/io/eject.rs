@@ -1,0 +1,197 @@
+//! Ejecting a flashed drive so it can be pulled: a USB drive is powered off (UDisks2's
+//! `Drive.PowerOff` for a desktop user; as root, the USB device's sysfs `remove`, which is what
+//! UDisks2 does itself), a loop device is detached (its backing file keeps the image). The flash
+//! has already synced every byte; ejecting only tells the machine the drive is going.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+use crate::error::Error;
+
+/// What ejecting did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "why")]
+pub enum Ejected {
+    /// The drive was powered off: it can be pulled.
+    PoweredOff,
+    /// The loop device was detached from its file.
+    Detached,
+    /// Nothing was done, and why (a drive that cannot be powered off from here).
+    Kept(String),
+}
+
+const SERVICE: &str = "org.freedesktop.UDisks2";
+/// `LOOP_CLR_FD` from linux/loop.h.
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+
+/// Ejects the whole-disk device at `path`: as root directly, otherwise through UDisks2 (polkit
+/// may ask the desktop user).
+pub fn eject(path: &Path) -> Result<Ejected, Error> {
+    let real = fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let name = real
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let is_block = fs::metadata(&real).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_block_device()
+    });
+    if !is_block {
+        return Ok(Ejected::Kept(format!(
+            "{} is a file, not a drive: there is nothing to eject",
+            real.display()
+        )));
+    }
+    if !Path::new("/sys/block").join(&name).exists() {
+        return Err(Error::BadInput(format!(
+            "{} is a partition, not a whole drive: eject the drive it is on",
+            real.display()
+        )));
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    if name.starts_with("loop") {
+        if root {
+            return detach_loop(&real);
+        }
+        return through_udisks(&real, &name, "org.freedesktop.UDisks2.Loop", "Delete")
+            .map(|()| Ejected::Detached);
+    }
+    if root {
+        return match usb_device_of(&Path::new("/sys/block").join(&name)) {
+            Some(usb) => {
+                fs::write(usb.join("remove"), "1").map_err(|e| Error::io(usb.join("remove"), e))?;
+                Ok(Ejected::PoweredOff)
+            }
+            None => Ok(Ejected::Kept(format!(
+                "{} is not a USB drive, so it cannot be powered off from here; it is safe to remove once the flash has finished",
+                real.display()
+            ))),
+        };
+    }
+    power_off_through_udisks(&real, &name)
+}
+
+fn detach_loop(dev: &Path) -> Result<Ejected, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .open(dev)
+        .map_err(|e| Error::io(dev, e))?;
+    if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_CLR_FD as _, 0) } != 0 {
+        return Err(Error::io(dev, std::io::Error::last_os_error()));
+    }
+    Ok(Ejected::Detached)
+}
+
+/// The USB device (the one with a vendor id and a `remove` switch) a block device hangs from,
+/// walking up its sysfs device path; `None` for a drive on another bus.
+pub fn usb_device_of(block: &Path) -> Option<PathBuf> {
+    let mut dir = fs::canonicalize(block.join("device")).ok()?;
+    loop {
+        if dir.join("idVendor").is_file() && dir.join("remove").is_file() {
+            return Some(dir);
+        }
+        if !dir.pop() || dir.as_os_str().len() <= 1 {
+            return None;
+        }
+    }
+}
+
+fn power_off_through_udisks(dev: &Path, name: &str) -> Result<Ejected, Error> {
+    let conn = zbus::blocking::Connection::system().map_err(|e| failed(dev, e))?;
+    let block = zbus::blocking::Proxy::new(
+        &conn,
+        SERVICE,
+        block_object(name),
+        "org.freedesktop.UDisks2.Block",
+    )
+    .map_err(|e| failed(dev, e))?;
+    let drive: OwnedObjectPath = block.get_property("Drive").map_err(|e| failed(dev, e))?;
+    if drive.as_str() == "/" {
+        return Ok(Ejected::Kept(format!(
+            "{} is not a drive UDisks2 can power off; it is safe to remove once the flash has finished",
+            dev.display()
+        )));
+    }
+    let proxy = zbus::blocking::Proxy::new(
+        &conn,
+        SERVICE,
+        drive.as_str(),
+        "org.freedesktop.UDisks2.Drive",
+    )
+    .map_err(|e| failed(dev, e))?;
+    let can: bool = proxy.get_property("CanPowerOff").unwrap_or(false);
+    if !can {
+        return Ok(Ejected::Kept(format!(
+            "{} cannot be powered off; it is safe to remove once the flash has finished",
+            dev.display()
+        )));
+    }
+    let options: HashMap<&str, Value> = HashMap::new();
+    proxy
+        .call::<_, _, ()>("PowerOff", &(options,))
+        .map_err(|e| failed(dev, e))?;
+    Ok(Ejected::PoweredOff)
+}
+
+fn through_udisks(dev: &Path, name: &str, interface: &str, method: &str) -> Result<(), Error> {
+    let conn = zbus::blocking::Connection::system().map_err(|e| failed(dev, e))?;
+    let proxy = zbus::blocking::Proxy::new(&conn, SERVICE, block_object(name), interface)
+        .map_err(|e| failed(dev, e))?;
+    let options: HashMap<&str, Value> = HashMap::new();
+    proxy
+        .call::<_, _, ()>(method, &(options,))
+        .map_err(|e| failed(dev, e))
+}
+
+fn block_object(name: &str) -> String {
+    format!(
+        "/org/freedesktop/UDisks2/block_devices/{}",
+        super::udisks::escape(name)
+    )
+}
+
+fn failed(dev: &Path, e: zbus::Error) -> Error {
+    let detail = match &e {
+        zbus::Error::MethodError(_, Some(message), _) => message.clone(),
+        other => other.to_string(),
+    };
+    Error::Permission {
+        target: dev.display().to_string(),
+        detail: format!("it could not be ejected ({detail})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sysfs-like tree: the block device's `device` link leads into a USB device's subtree.
+    #[test]
+    fn finds_the_usb_device_a_stick_hangs_from_and_none_for_other_buses() {
+        let t = tempfile::tempdir().unwrap();
+        let usb = t.path().join("devices/pci0000:00/usb2/2-1");
+        let scsi = usb.join("2-1:1.0/host6/target6:0:0/6:0:0:0");
+        fs::create_dir_all(&scsi).unwrap();
+        fs::write(usb.join("idVendor"), "0781\n").unwrap();
+        fs::write(usb.join("remove"), "").unwrap();
+        // The interface below the device has a `remove`-less idVendor-less dir: not it.
+        let sdb = t.path().join("block/sdb");
+        fs::create_dir_all(&sdb).unwrap();
+        std::os::unix::fs::symlink(&scsi, sdb.join("device")).unwrap();
+        assert_eq!(usb_device_of(&sdb), Some(fs::canonicalize(&usb).unwrap()));
+
+        let nvme = t.path().join("devices/pci0000:00/0000:00:04.0/nvme/nvme0");
+        fs::create_dir_all(&nvme).unwrap();
+        let disk = t.path().join("block/nvme0n1");
+        fs::create_dir_all(&disk).unwrap();
+        std::os::unix::fs::symlink(&nvme, disk.join("device")).unwrap();
+        assert_eq!(usb_device_of(&disk), None);
+        // A loop device has no `device` link at all.
+        assert_eq!(usb_device_of(&t.path().join("block/loop0")), None);
+    }
+}

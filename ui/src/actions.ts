@@ -1,0 +1,527 @@
+// Everything the window does: each action calls the app's commands and writes the store. The
+// engine decides; these only ask it and say what it answered.
+import { open } from "@tauri-apps/plugin-dialog";
+import { getCurrentWebview } from "@tauri-apps/api/webview";
+import { api, errorMessage, newJob, type Drive, type Progress, type TargetReport } from "./api";
+import {
+  Meter,
+  ejectText,
+  flashBlocker,
+  formatBytes,
+  imageLine,
+  progressLine,
+  resultLine,
+  sentence,
+  shortDigest,
+} from "./logic";
+import { maxImageSize, mustCheck, sourceField, sourceGiven, sourceSpec, sourceTitle } from "./source";
+import { createStore, emptyForm, initialState, type Form, type Kind, type Line, type Place, type State, type Tab } from "./store";
+
+const SETTINGS = { checkFirst: "labflash.checkFirst", readBack: "labflash.readBack", eject: "labflash.eject" };
+const stored = (key: string, fallback: boolean) => {
+  const v = localStorage.getItem(key);
+  return v === null ? fallback : v === "1";
+};
+
+export const store = createStore<State>(
+  initialState(stored(SETTINGS.checkFirst, false), stored(SETTINGS.readBack, true), stored(SETTINGS.eject, true)),
+);
+const get = store.get;
+const set = store.set;
+
+// Errors: one sentence in the tile or tab whose action failed, cleared by the next action.
+export function say(place: Place, text: string, field: string | null = null) {
+  set((s) => ({ errors: { ...s.errors, [place]: sentence(text) }, invalid: field ?? s.invalid }));
+}
+function clearErrors() {
+  set({ errors: {}, invalid: null });
+}
+
+/** Why Flash cannot be pressed now, in one line; `null` when it can. */
+export function flashReason(s: State): string | null {
+  const check = mustCheck(s.form, s.settings.checkFirst);
+  return flashBlocker({
+    prepared: s.prepared !== null,
+    confirmed: s.confirmed,
+    streams: !check && sourceGiven(s.form),
+    mustCheck: check,
+    selected: s.selected.length,
+    busy: s.job !== null || s.check !== null,
+  });
+}
+
+export function selectTab(tab: Tab) {
+  set({ tab });
+  clearErrors();
+  if (tab === "settings") void loadSettings();
+}
+
+// The source -----------------------------------------------------------------------------------
+
+/** Opens the source dialog on a copy of the form. */
+export function editSource(kind: Kind) {
+  // The image's error moves into the dialog, beside the field it is about.
+  set((s) => ({ draft: { ...s.form, kind }, errors: { source: s.errors.image } }));
+  if (kind === "talos" && get().versions.length === 0) void loadVersions();
+}
+export function editDraft(patch: Partial<Form>) {
+  set((s) => ({ draft: s.draft && { ...s.draft, ...patch } }));
+}
+export function closeSource() {
+  set({ draft: null, loadingVersions: false });
+}
+/** The dialog's answer: the drafted source becomes the chosen one. */
+export function useSource() {
+  const draft = get().draft;
+  if (!draft) return;
+  set({ draft: null, loadingVersions: false });
+  chooseSource(draft);
+}
+
+/** The native file chooser; the chosen file becomes the source. */
+export async function chooseImageFile() {
+  clearErrors();
+  const chosen = await open({ multiple: false, directory: false }).catch((e) => {
+    say("image", errorMessage(e));
+    return null;
+  });
+  if (typeof chosen === "string") chooseSource({ ...get().form, kind: "file", filePath: chosen });
+}
+
+/** A path chosen in the native file chooser for one of the draft's fields. */
+export async function chooseFor(field: "filePath" | "buildConfig" | "cfgUserData" | "cfgNetwork" | "incusSeed") {
+  const chosen = await open({ multiple: false, directory: field === "incusSeed" }).catch(() => null);
+  if (typeof chosen === "string") editDraft({ [field]: chosen });
+}
+
+/** A new source: everything known about the old one goes (Flash is never armed with an image
+ * the window no longer shows), and checking starts by itself when the image must be checked. */
+export function chooseSource(form: Form) {
+  const s = get();
+  if (s.check !== null && s.job !== null) void api.cancel(s.job);
+  set({
+    form,
+    gen: s.gen + 1,
+    check: null,
+    prepared: null,
+    config: null,
+    confirmed: false,
+    pasted: "",
+    run: null,
+    job: null,
+    errors: {},
+    invalid: null,
+  });
+  void refreshDrives();
+  if (sourceGiven(form) && mustCheck(form, get().settings.checkFirst)) void check();
+}
+
+export async function loadVersions() {
+  const factory = (get().draft ?? get().form).factoryUrl.trim();
+  set({ loadingVersions: true, errors: {} });
+  try {
+    const versions = await api.talosVersions(factory);
+    if (!get().loadingVersions) return; // cancelled: the answer is not wanted any more
+    set({ versions, loadingVersions: false });
+    const newest = versions.find((v) => !v.prerelease);
+    if (get().draft && !get().draft!.talosVersion && newest) editDraft({ talosVersion: newest.version });
+    await loadExtensions();
+  } catch (e) {
+    if (!get().loadingVersions) return;
+    set({ loadingVersions: false });
+    say("source", `${errorMessage(e)} You can still type a version.`, "talos-version");
+  }
+}
+export function cancelVersions() {
+  set({ loadingVersions: false });
+}
+
+export async function loadExtensions() {
+  const d = get().draft;
+  if (!d || !d.talosVersion.trim()) return;
+  try {
+    set({ extensions: await api.talosExtensions(d.factoryUrl.trim(), d.talosVersion.trim()) });
+  } catch (e) {
+    say("source", errorMessage(e));
+  }
+}
+
+/** Progress reports into a line of the store, each line with its own meter. */
+function lineSink(write: (line: Line) => void): (p: Progress) => void {
+  const meter = new Meter();
+  return (p) => write(progressLine(meter, p, performance.now()));
+}
+
+/** Check first: download, prove and decompress the image (and build its config image), then
+ * show its digests for the operator to compare. */
+export async function check() {
+  const gen = get().gen;
+  const form = get().form;
+  const job = newJob();
+  set({ check: { text: "Starting…", percent: null }, job, prepared: null, config: null, confirmed: false });
+  const current = () => get().gen === gen;
+  try {
+    const prepared = await api.prepare(job, sourceSpec(form), maxImageSize(get().settings.maxGiB), lineSink((check) => current() && set({ check })));
+    let config = prepared.config;
+    if (!config && form.kind === "talos" && form.cfgUserData.trim()) {
+      const hostname = form.cfgHostname.trim();
+      config = await api.buildCidata({
+        userData: form.cfgUserData.trim(),
+        hostname,
+        instanceId: null,
+        networkConfig: form.cfgNetwork.trim() || null,
+        output: `${get().settings.cachePath || (await api.appInfo()).cacheDir}/cidata-${hostname}.img`,
+      });
+    }
+    if (!current()) return;
+    set({ prepared, config, check: null, job: null });
+    await refreshDrives();
+  } catch (e) {
+    if (!current()) return;
+    set({ check: null, job: null });
+    const message = errorMessage(e);
+    if (message !== "cancelled") say("image", message, sourceField(form.kind));
+  }
+}
+
+export function cancelJob() {
+  const job = get().job;
+  if (job !== null) void api.cancel(job);
+}
+
+export function setPasted(pasted: string) {
+  set({ pasted });
+}
+export function setConfirmed(confirmed: boolean) {
+  set({ confirmed });
+}
+
+// Drives ---------------------------------------------------------------------------------------
+
+export async function refreshDrives() {
+  const s = get();
+  const source = s.form.kind === "file" ? s.form.filePath.trim() || null : null;
+  try {
+    const drives = await api.listDrives(s.showAll, s.prepared?.imageSize ?? null, source);
+    const dropped: string[] = [];
+    const selected = get().selected.filter((path) => {
+      const now = drives.find((d) => d.path === path);
+      if (now && !now.unsuitable) return true;
+      dropped.push(now ? `${path} was unticked: ${now.unsuitable!.reason}` : `${path} was unplugged`);
+      return false;
+    });
+    set({ drives, selected });
+    if (dropped.length > 0) say("drive", dropped.join("; "));
+  } catch (e) {
+    say("drive", errorMessage(e));
+  }
+}
+
+export function toggleDrive(path: string, on: boolean) {
+  clearErrors();
+  set((s) => ({ selected: on ? [...s.selected.filter((p) => p !== path), path] : s.selected.filter((p) => p !== path) }));
+}
+
+export function setShowAll(showAll: boolean) {
+  set({ showAll });
+  void refreshDrives();
+}
+
+// Flash ----------------------------------------------------------------------------------------
+
+let answer: ((yes: boolean) => void) | null = null;
+/** The confirmation before erasing; resolves with the operator's answer. */
+function ask(lines: string[], drives: Drive[]): Promise<boolean> {
+  set({ confirm: { lines, drives } });
+  return new Promise((resolve) => (answer = resolve));
+}
+export function answerConfirm(yes: boolean) {
+  set({ confirm: null });
+  answer?.(yes);
+  answer = null;
+}
+
+function chosenDrives(): Drive[] {
+  const s = get();
+  return s.selected.map((p) => s.drives.find((d) => d.path === p)!).filter(Boolean);
+}
+
+const targetsOf = (drives: Drive[]) => drives.map((d) => ({ path: d.path, identity: d.identity }));
+
+/** The flashing page: one row per drive. */
+function startRun(image: string, drives: Drive[], phase: "planning" | "writing") {
+  clearErrors();
+  set({
+    run: {
+      phase,
+      image,
+      plan: phase === "planning" ? { text: "Checking the image's source…", percent: null } : null,
+      drives: drives.map((drive) => ({ drive, line: { text: "Waiting", percent: 0 } })),
+      streamed: null,
+      askCancel: false,
+    },
+  });
+}
+function updateRun(patch: (r: NonNullable<State["run"]>) => Partial<NonNullable<State["run"]>>) {
+  set((s) => ({ run: s.run && { ...s.run, ...patch(s.run) } }));
+}
+function driveSinks(drives: Drive[]): (p: Progress) => void {
+  const meters = new Map(drives.map((d) => [d.path, new Meter()]));
+  return (p) => {
+    const meter = p.target ? meters.get(p.target) : undefined;
+    if (!meter) return;
+    const line = progressLine(meter, p, performance.now());
+    updateRun((r) => ({ drives: r.drives.map((d) => (d.drive.path === p.target && !d.report ? { ...d, line } : d)) }));
+  };
+}
+
+/** Ends each drive's row as what happened, then ejects the drives that were written. */
+async function finish(reports: TargetReport[]) {
+  updateRun((r) => ({
+    phase: "done",
+    askCancel: false,
+    drives: r.drives.map((d) => {
+      const report = reports.find((x) => x.path === d.drive.path);
+      return report ? { ...d, report, line: resultLine(report) } : d;
+    }),
+  }));
+  set({ job: null });
+  if (!get().settings.eject) return;
+  for (const report of reports.filter((r) => r.ok)) {
+    let eject: { text: string; ok: boolean };
+    try {
+      eject = { text: ejectText(await api.eject(report.path)), ok: true };
+    } catch (e) {
+      eject = { text: `Not ejected: ${sentence(errorMessage(e))}`, ok: false };
+    }
+    updateRun((r) => ({ drives: r.drives.map((d) => (d.drive.path === report.path ? { ...d, eject } : d)) }));
+  }
+  void refreshDrives();
+}
+
+/** Every drive's row ends as `text` (cancelled, or the flash as a whole failed). */
+function endAll(message: string) {
+  const cancelled = message === "cancelled";
+  updateRun((r) => ({
+    phase: "done",
+    askCancel: false,
+    drives: r.drives.map((d) => ({ ...d, line: { text: cancelled ? "Cancelled" : "Failed", percent: null, outcome: "bad" } })),
+  }));
+  set({ job: null });
+  if (!cancelled) say("flash", message);
+}
+
+export function flash() {
+  if (flashReason(get()) !== null) return;
+  const s = get();
+  if (s.prepared) void flashChecked(false);
+  else void flashStream();
+}
+
+/** Writes the checked image (with the config image as a partition, one stick), or the config
+ * image alone onto drives of its own (`configOnly`). */
+export async function flashChecked(configOnly: boolean) {
+  const s = get();
+  const drives = chosenDrives();
+  const p = s.prepared!;
+  const image = configOnly ? s.config! : { path: p.imagePath, sha256: p.imageSHA256, size: p.imageSize };
+  const oneStick = !configOnly && s.config !== null && s.form.cfgOneStick;
+  if (!(await ask([imageLine(image)], drives))) return;
+  const name = `${image.path.split("/").pop()} (${formatBytes(image.size)}, ${shortDigest(image.sha256)})`;
+  startRun(name, drives, "writing");
+  const job = newJob();
+  set({ job });
+  try {
+    const reports = await api.flash(
+      job,
+      {
+        imagePath: image.path,
+        imageSHA256: image.sha256,
+        imageSize: image.size,
+        targets: targetsOf(drives),
+        unmount: true,
+        allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
+        verify: s.settings.readBack,
+        config: oneStick ? s.config!.path : null,
+      },
+      driveSinks(drives),
+    );
+    await finish(reports);
+  } catch (e) {
+    endAll(errorMessage(e));
+  }
+}
+
+/** Flashes straight from the source, as the command line does: the engine settles the digest
+ * that vouches for the download and checks every drive (the plan), the confirmation shows that
+ * plan, and the run decodes, writes and reads back in one pass. */
+async function flashStream() {
+  const s = get();
+  const drives = chosenDrives();
+  const gen = s.gen;
+  const { name } = sourceTitle(s.form);
+  startRun(name, drives, "planning");
+  const plan = newJob();
+  set({ job: plan });
+  let planned;
+  try {
+    planned = await api.planFlash(
+      plan,
+      {
+        source: sourceSpec(s.form),
+        maxImageSize: maxImageSize(s.settings.maxGiB),
+        targets: targetsOf(drives),
+        unmount: true,
+        allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
+        verify: s.settings.readBack,
+      },
+      lineSink((line) => updateRun(() => ({ plan: line }))),
+    );
+  } catch (e) {
+    set({ run: null, job: null });
+    const message = errorMessage(e);
+    if (message !== "cancelled") say("flash", message);
+    return;
+  }
+  updateRun(() => ({ plan: null }));
+  const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
+  if (gen !== get().gen || !(await ask(lines, drives))) {
+    void api.dropPlan(plan);
+    set({ run: null, job: null });
+    return;
+  }
+  updateRun(() => ({ phase: "writing" }));
+  const job = newJob();
+  set({ job });
+  try {
+    const flashed = await api.runFlash(job, plan, driveSinks(drives));
+    updateRun(() => ({ streamed: flashed }));
+    await finish(flashed.targets);
+  } catch (e) {
+    endAll(errorMessage(e));
+  }
+}
+
+/** Cancel asks first: a cancelled flash leaves the drives unbootable. */
+export function askCancel(yes: boolean | null) {
+  if (yes === null) return updateRun(() => ({ askCancel: true }));
+  updateRun(() => ({ askCancel: false }));
+  if (yes) cancelJob();
+}
+
+/** The same image onto other drives: the ticks and the last run go, the image stays. */
+export function flashAnother() {
+  set({ run: null, selected: [], errors: {} });
+  void refreshDrives();
+}
+
+export function startOver() {
+  set({ selected: [] });
+  chooseSource({ ...emptyForm });
+}
+
+// Verify ---------------------------------------------------------------------------------------
+
+export function editVerify(patch: Partial<State["verify"]>) {
+  set((s) => ({ verify: { ...s.verify, ...patch } }));
+}
+
+export async function chooseVerifyFile() {
+  const chosen = await open({ multiple: false, directory: false }).catch(() => null);
+  if (typeof chosen === "string") editVerify({ path: chosen });
+}
+
+export async function verify() {
+  clearErrors();
+  const v = get().verify;
+  const value = v.expected.trim();
+  const expected =
+    v.kind === "image"
+      ? ({ kind: "image", path: value } as const)
+      : v.kind === "sidecar"
+        ? ({ kind: "sidecar", location: value } as const)
+        : ({ kind: "digest", sha256: value } as const);
+  const size = v.kind === "digest" && v.size.trim() ? Number(v.size.trim()) : null;
+  if (size !== null && !Number.isSafeInteger(size)) {
+    return say("verify", "The size must be a whole number of bytes.", "verify-size");
+  }
+  const job = newJob();
+  set({ job });
+  editVerify({ running: true, result: null, line: { text: "Starting…", percent: null } });
+  try {
+    const result = await api.verify(job, v.path.trim(), expected, size, lineSink((line) => editVerify({ line })));
+    editVerify({
+      running: false,
+      result,
+      line: { text: `Read ${formatBytes(result.size)}`, percent: 100, outcome: result.match ? "good" : "bad" },
+    });
+  } catch (e) {
+    const message = errorMessage(e);
+    editVerify({ running: false, line: message === "cancelled" ? { text: "Cancelled", percent: null, outcome: "bad" } : null });
+    if (message !== "cancelled") say("verify", message, "verify-path");
+  } finally {
+    set({ job: null });
+  }
+}
+
+// Settings -------------------------------------------------------------------------------------
+
+export function setSetting(key: "checkFirst" | "readBack" | "eject", on: boolean) {
+  localStorage.setItem(SETTINGS[key], on ? "1" : "0");
+  set((s) => ({ settings: { ...s.settings, [key]: on } }));
+}
+export function setMaxGiB(maxGiB: string) {
+  set((s) => ({ settings: { ...s.settings, maxGiB } }));
+}
+
+export async function loadSettings() {
+  try {
+    const [info, cache] = await Promise.all([api.appInfo(), api.cacheInfo()]);
+    set((s) => ({
+      settings: {
+        ...s.settings,
+        cachePath: cache.path,
+        cacheBytes: cache.bytes,
+        caCert: info.caCert,
+        version: info.version,
+      },
+    }));
+  } catch (e) {
+    say("settings", errorMessage(e));
+  }
+}
+
+/** A lab's own CA, trusted beside the system's certificates for every download. */
+export async function setCaCert(path: string | null) {
+  set((s) => ({ settings: { ...s.settings, caError: "" } }));
+  try {
+    await api.setCaCert(path);
+  } catch (e) {
+    const caError = sentence(errorMessage(e));
+    set((s) => ({ settings: { ...s.settings, caError } }));
+  }
+  await loadSettings();
+}
+export async function chooseCaCert() {
+  const chosen = await open({ multiple: false, directory: false }).catch(() => null);
+  if (typeof chosen === "string") await setCaCert(chosen);
+}
+export async function clearCache() {
+  await api.clearCache().catch((e) => say("settings", errorMessage(e)));
+  await loadSettings();
+}
+
+/** Start-up: drives now and as they come and go, files dropped on the window, the cache folder. */
+export function start() {
+  void refreshDrives();
+  void api.watchDrives(newJob(), () => void refreshDrives()).catch((e) => say("window", errorMessage(e)));
+  void getCurrentWebview()
+    .onDragDropEvent((e) => {
+      if (e.payload.type === "drop" && e.payload.paths.length > 0 && get().run === null) {
+        set({ tab: "flash" });
+        chooseSource({ ...get().form, kind: "file", filePath: e.payload.paths[0] });
+      }
+    })
+    .catch((e) => say("window", `Dropping files is unavailable: ${errorMessage(e)}`));
+  void loadSettings();
+}

@@ -1,0 +1,61 @@
+// The Drives tile: one card per drive (name, size, bus, path) to tick, with a badge saying why
+// a drive cannot take the image. Fixed disks and loop devices only behind "Show all drives".
+import * as act from "../actions";
+import type { DriveRow } from "../api";
+import { driveName, formatBytes } from "../logic";
+import type { State } from "../store";
+import { Check, ErrorText, Tile } from "./common";
+
+export function DrivesTile({ s }: { s: State }) {
+  return (
+    <Tile id="tile-drives" title="Drives">
+      <ul id="drives" aria-label="Drives">
+        {s.drives.length === 0 && <li class="empty">No removable drives. Plug in a USB stick or SD card.</li>}
+        {s.drives.map((d) => (
+          <DriveCard key={d.path} d={d} selected={s.selected.includes(d.path)} />
+        ))}
+      </ul>
+      <Check id="show-all" label="Show all drives" checked={s.showAll} onCheck={act.setShowAll} />
+      {s.showAll && (
+        <p id="show-all-warning" class="warning">
+          Fixed disks may hold your data. Choose with care.
+        </p>
+      )}
+      <ErrorText id="error-step-drive" text={s.errors.drive} />
+    </Tile>
+  );
+}
+
+function DriveCard({ d, selected }: { d: DriveRow; selected: boolean }) {
+  const id = `drive-${d.path.replace(/\W/g, "-")}`;
+  const badges = [d.unsuitable?.badge, d.fixed && !d.unsuitable ? "Fixed disk" : null].filter(Boolean);
+  return (
+    <li class={`card ${selected ? "selected" : ""} ${d.unsuitable ? "unsuitable" : ""}`}>
+      <input
+        type="checkbox"
+        id={id}
+        value={d.path}
+        checked={selected}
+        disabled={d.unsuitable !== null}
+        aria-describedby={d.unsuitable ? `${id}-why` : undefined}
+        onChange={(e) => act.toggleDrive(d.path, e.currentTarget.checked)}
+      />
+      <label for={id}>
+        <span class="name">{driveName(d)}</span>
+        <span class="meta">
+          {formatBytes(d.size)} · {d.bus} · {d.path}
+        </span>
+        {badges.map((b) => (
+          <span key={b} class={`badge ${d.unsuitable ? "bad" : "warn"}`}>
+            {b}
+          </span>
+        ))}
+      </label>
+      {d.unsuitable && (
+        <span id={`${id}-why`} class="sr-only">
+          {d.unsuitable.reason}
+        </span>
+      )}
+    </li>
+  );
+}

@@ -1,0 +1,60 @@
+// The Image tile: choose a file (or drop one), or one of the other sources; the chosen image's
+// name and origin; checking it, when it is checked first, with its bar and Cancel.
+import * as act from "../actions";
+import { sourceGiven, sourceTitle } from "../source";
+import type { Kind, State } from "../store";
+import { ErrorText, ProgressLine, Tile } from "./common";
+
+const OTHER: [Kind, string][] = [
+  ["file", "Path"],
+  ["url", "URL"],
+  ["talos", "Talos Factory"],
+  ["incus", "IncusOS"],
+  ["talosBuild", "labctl config"],
+];
+
+export function ImageTile({ s }: { s: State }) {
+  const given = sourceGiven(s.form);
+  const title = sourceTitle(s.form);
+  return (
+    <Tile id="tile-image" title="Image" busy={s.check !== null}>
+      {given ? (
+        <div class="chosen">
+          <p class="name" id="image-name" title={title.name}>
+            {title.name}
+          </p>
+          <p class="from" title={title.from}>
+            {title.from}
+          </p>
+          <button type="button" id="change-image" onClick={() => act.editSource(s.form.kind)}>
+            Change…
+          </button>
+        </div>
+      ) : (
+        <button type="button" id="choose-image" class="primary big" onClick={() => void act.chooseImageFile()}>
+          Choose image…
+        </button>
+      )}
+      <p class="links" aria-label="Other sources">
+        {OTHER.map(([kind, label], i) => (
+          <>
+            {i > 0 && " · "}
+            <button type="button" class="link" id={`source-${kind}`} onClick={() => act.editSource(kind)}>
+              {label}
+            </button>
+          </>
+        ))}
+      </p>
+      {!given && <p class="hint">or drop an image file on the window</p>}
+      {s.check && (
+        <div aria-live="polite">
+          <ProgressLine line={s.check} label="Progress of checking the image" id="check-progress" />
+          <button type="button" id="cancel-check" onClick={act.cancelJob}>
+            Cancel
+          </button>
+        </div>
+      )}
+      <ErrorText id="error-step-image" text={s.errors.image} />
+    </Tile>
+  );
+}

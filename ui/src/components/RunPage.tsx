@@ -1,0 +1,81 @@
+// The flash as it runs and as it ended: one row per drive (Writing → Reading back, bar, rate, time
+// left; then its outcome and what ejecting did), Cancel that asks first, the image's digests,
+// and what to do next.
+import { useLayoutEffect, useRef } from "preact/hooks";
+import * as act from "../actions";
+import { describeDrive } from "../logic";
+import type { Run, State } from "../store";
+import { Digest, ErrorText, ProgressLine, SourceBadge } from "./common";
+
+export function RunPage({ s, run }: { s: State; run: Run }) {
+  const heading = useRef<HTMLHeadingElement>(null);
+  const done = run.phase === "done";
+  // The outcome takes the focus, so it is read out and the next step is one Tab away.
+  useLayoutEffect(() => {
+    if (done) heading.current?.focus();
+  }, [done]);
+  const title = {
+    planning: "Getting ready…",
+    writing: `Flashing ${run.image}`,
+    done: run.drives.every((d) => d.report?.ok) ? "Done" : "Finished with problems",
+  }[run.phase];
+  return (
+    <section id="run" class="card-wide" aria-labelledby="run-title">
+      <h2 id="run-title" ref={heading} tabIndex={-1}>
+        {title}
+      </h2>
+      {run.plan && <ProgressLine line={run.plan} label="Progress of checking the source" id="plan-progress" />}
+      <ul id="flash-progress" aria-live="polite" aria-label="Drives being flashed">
+        {run.drives.map((d) => (
+          <li key={d.drive.path} data-path={d.drive.path} class={d.line.outcome ?? ""}>
+            <span class="name">{describeDrive(d.drive)}</span>
+            <ProgressLine line={d.line} label={`Progress of ${d.drive.path}`} />
+            {d.report?.error && d.report.error !== "cancelled" && (
+              <details>
+                <summary>Details</summary>
+                {d.report.error}
+              </details>
+            )}
+            {d.eject && <p class={`eject ${d.eject.ok ? "" : "bad"}`}>{d.eject.text}</p>}
+          </li>
+        ))}
+      </ul>
+      {run.streamed && (
+        <div id="stream-result">
+          <Digest id="result-image-sha" label="image SHA-256" hex={run.streamed.imageSHA256} />
+          {run.streamed.archiveSHA256 !== run.streamed.imageSHA256 && (
+            <Digest id="result-archive-sha" label="download SHA-256" hex={run.streamed.archiveSHA256} />
+          )}
+          <SourceBadge source={run.streamed.digestSource} />
+        </div>
+      )}
+      <ErrorText id="error-step-flash" text={s.errors.flash} />
+      {!done && run.phase === "writing" && !run.askCancel && (
+        <button type="button" id="cancel-button" onClick={() => act.askCancel(null)}>
+          Cancel
+        </button>
+      )}
+      {run.askCancel && (
+        <div class="ask" role="alertdialog" aria-labelledby="cancel-question">
+          <p id="cancel-question">Stop flashing? The drives will be left blank, not bootable.</p>
+          <button type="button" id="cancel-no" onClick={() => act.askCancel(false)}>
+            Keep flashing
+          </button>
+          <button type="button" id="cancel-yes" class="danger" onClick={() => act.askCancel(true)}>
+            Stop
+          </button>
+        </div>
+      )}
+      {done && (
+        <div id="after-flash" class="buttons">
+          <button type="button" id="flash-another" class="primary" onClick={act.flashAnother}>
+            Flash another drive with this image
+          </button>
+          <button type="button" id="start-over" onClick={act.startOver}>
+            Start over
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}

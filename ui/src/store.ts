@@ -1,0 +1,214 @@
+// The window's one state. Components render it; actions (actions.ts) are the only writers.
+// Updates are synchronous; the updates of one event are rendered once, right after it (a
+// microtask), so what a click changed is on screen before the next input is handled.
+import { useLayoutEffect, useReducer } from "preact/hooks";
+import type { Cidata, Drive, DriveRow, Flashed, Prepared, TargetReport, Verification } from "./api";
+
+export type Tab = "flash" | "verify" | "settings";
+export type Kind = "file" | "url" | "talos" | "incus" | "talosBuild";
+/** Where an error is shown: the tile or tab whose action failed, or the window itself. */
+export type Place = "image" | "source" | "drive" | "flash" | "verify" | "settings" | "window";
+
+/** Everything that says which image to flash, as typed or chosen. */
+export interface Form {
+  kind: Kind;
+  filePath: string;
+  url: string;
+  allowUnverified: boolean;
+  factoryUrl: string;
+  talosVersion: string;
+  extensions: string[];
+  kernelArgs: string;
+  schematic: string;
+  platform: string;
+  arch: string;
+  format: string;
+  secureboot: boolean;
+  incusIndex: string;
+  incusBase: string;
+  incusChannel: string;
+  incusArch: string;
+  incusSeed: string;
+  buildConfig: string;
+  typedDigest: string;
+  cfgUserData: string;
+  cfgHostname: string;
+  cfgNetwork: string;
+  cfgOneStick: boolean;
+}
+
+export const emptyForm: Form = {
+  kind: "file",
+  filePath: "",
+  url: "",
+  allowUnverified: false,
+  factoryUrl: "https://factory.talos.dev",
+  talosVersion: "",
+  extensions: [],
+  kernelArgs: "",
+  schematic: "",
+  platform: "metal",
+  arch: "amd64",
+  format: "raw.xz",
+  secureboot: false,
+  incusIndex: "https://images.linuxcontainers.org/os/index.json",
+  incusBase: "https://images.linuxcontainers.org/os",
+  incusChannel: "stable",
+  incusArch: "x86_64",
+  incusSeed: "",
+  buildConfig: "",
+  typedDigest: "",
+  cfgUserData: "",
+  cfgHostname: "",
+  cfgNetwork: "",
+  cfgOneStick: true,
+};
+
+/** A progress line: its text, its bar (`null`: size unknown), and once ended, how. */
+export interface Line {
+  text: string;
+  percent: number | null;
+  outcome?: "good" | "bad";
+}
+
+/** One drive in a flash: its progress, then its report and what ejecting it did. */
+export interface DriveRun {
+  drive: Drive;
+  line: Line;
+  report?: TargetReport;
+  eject?: { text: string; ok: boolean };
+}
+
+export interface Run {
+  phase: "planning" | "writing" | "done";
+  /** "talos.raw (5.2 MB, e211…c5f9)" once known. */
+  image: string;
+  plan: Line | null;
+  drives: DriveRun[];
+  /** A streamed flash's outcome: the image's digest and what vouched for the download. */
+  streamed: Flashed | null;
+  /** Cancel was pressed and waits for its confirmation. */
+  askCancel: boolean;
+}
+
+export interface Settings {
+  checkFirst: boolean;
+  readBack: boolean;
+  eject: boolean;
+  maxGiB: string;
+  cachePath: string;
+  cacheBytes: number | null;
+  caCert: string | null;
+  caError: string;
+  version: string;
+}
+
+export interface State {
+  tab: Tab;
+  form: Form;
+  /** The source dialog's copy of the form, while it is open. */
+  draft: Form | null;
+  versions: { version: string; prerelease: boolean }[];
+  extensions: { name: string; description: string }[];
+  loadingVersions: boolean;
+  /** Bumped whenever the source changes: work started for an older source is discarded. */
+  gen: number;
+  check: Line | null;
+  prepared: Prepared | null;
+  config: Cidata | null;
+  confirmed: boolean;
+  pasted: string;
+  drives: DriveRow[];
+  selected: string[];
+  showAll: boolean;
+  run: Run | null;
+  /** The confirmation before erasing: what is written, then each drive. */
+  confirm: { lines: string[]; drives: Drive[] } | null;
+  errors: Partial<Record<Place, string>>;
+  /** The field an error is about (`aria-invalid`). */
+  invalid: string | null;
+  /** The job Cancel stops, while one runs. */
+  job: number | null;
+  verify: {
+    path: string;
+    kind: "digest" | "sidecar" | "image";
+    expected: string;
+    size: string;
+    line: Line | null;
+    running: boolean;
+    result: Verification | null;
+  };
+  settings: Settings;
+}
+
+export function initialState(checkFirst: boolean, readBack: boolean, eject: boolean): State {
+  return {
+    tab: "flash",
+    form: emptyForm,
+    draft: null,
+    versions: [],
+    extensions: [],
+    loadingVersions: false,
+    gen: 0,
+    check: null,
+    prepared: null,
+    config: null,
+    confirmed: false,
+    pasted: "",
+    drives: [],
+    selected: [],
+    showAll: false,
+    run: null,
+    confirm: null,
+    errors: {},
+    invalid: null,
+    job: null,
+    verify: { path: "", kind: "digest", expected: "", size: "", line: null, running: false, result: null },
+    settings: {
+      checkFirst,
+      readBack,
+      eject,
+      maxGiB: "4",
+      cachePath: "",
+      cacheBytes: null,
+      caCert: null,
+      caError: "",
+      version: "",
+    },
+  };
+}
+
+export interface Store<S> {
+  get(): S;
+  set(update: Partial<S> | ((s: S) => Partial<S>)): void;
+  subscribe(listener: () => void): () => void;
+}
+
+export function createStore<S>(initial: S, schedule: (f: () => void) => void = queueMicrotask): Store<S> {
+  let state = initial;
+  let pending = false;
+  const listeners = new Set<() => void>();
+  return {
+    get: () => state,
+    set(update) {
+      state = { ...state, ...(typeof update === "function" ? update(state) : update) };
+      if (pending) return;
+      pending = true;
+      schedule(() => {
+        pending = false;
+        for (const l of listeners) l();
+      });
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+/** Re-renders the calling component whenever the store changes; returns the current state. */
+export function useStore<S>(store: Store<S>): S {
+  const [, redraw] = useReducer((n: number) => n + 1, 0);
+  useLayoutEffect(() => store.subscribe(() => redraw(undefined)), [store]);
+  return store.get();
+}
