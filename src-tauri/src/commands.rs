@@ -76,6 +76,7 @@ fn http_policy(ca_cert: Option<PathBuf>) -> HttpPolicy {
 }
 
 /// A failure as the UI shows it: one sentence, and its kind for the wording around it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandError {
@@ -121,6 +122,7 @@ fn sink(channel: Channel<Progress>) -> Arc<dyn ProgressSink> {
     })
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppInfo {
@@ -158,6 +160,7 @@ pub fn cancel(app: State<'_, App>, job: u32) -> bool {
     app.jobs.cancel(job)
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriveRow {
@@ -219,6 +222,7 @@ pub async fn watch_drives(
     Ok(())
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(
     tag = "kind",
@@ -367,6 +371,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
     })
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamSpec {
@@ -382,6 +387,7 @@ pub struct StreamSpec {
 /// What a planned flash will write, for the confirmation: the engine's own lines (the source,
 /// the digest that vouches for it and where from, the image's size or why it is not known yet)
 /// and its warnings.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
@@ -479,6 +485,7 @@ pub async fn eject(path: String) -> Reply<Ejected> {
     Ok(ejected)
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlashSpec {
@@ -551,6 +558,7 @@ pub async fn flash(
     Ok(flashed.targets)
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum ExpectedSpec {
@@ -596,6 +604,7 @@ pub async fn verify(
     .map_err(CommandError::from)
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheInfo {
@@ -620,6 +629,7 @@ pub async fn clear_cache(app: State<'_, App>) -> Reply<()> {
     Ok(app.cache()?.clear()?)
 }
 
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CidataSpec {

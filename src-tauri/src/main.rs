@@ -6,6 +6,10 @@ mod commands;
 mod jobs;
 mod settings;
 
+#[cfg(test)]
+#[path = "bindings_tests.rs"]
+mod bindings_tests;
+
 fn main() {
     // A WebKitGTK window must not run as root (it breaks on Wayland, and a web view with root's
     // rights is the wrong place for them). Drives are opened through UDisks2 or the helper.

@@ -1,5 +1,5 @@
 // Presentation logic, free of the DOM and of Tauri so it can be unit-tested.
-import type { DigestSource, Drive, Ejected, Progress, Stage, TargetReport } from "./api";
+import type { Bus, DigestSource, Drive, Ejected, Progress, Stage, TargetReport } from "./api";
 import type { Line } from "./store";
 
 /** "30.8 GB": decimal units, as printed on drive labels. */
@@ -73,7 +73,8 @@ export function describeSource(source: DigestSource): { text: string; warn: bool
 export function driveName(d: Drive): string {
   // A vendor given only as a PCI/USB id ("0x1af4") names nothing a person knows.
   const vendor = /^0x[0-9a-f]+$/i.test(d.vendor.trim()) ? "" : d.vendor;
-  const unnamed = { loop: "Loop device", virtual: "Virtual disk" }[d.bus] ?? "Unnamed drive";
+  const kinds: Partial<Record<Bus, string>> = { loop: "Loop device", virtual: "Virtual disk" };
+  const unnamed = kinds[d.bus] ?? "Unnamed drive";
   return `${vendor} ${d.model}`.trim() || unnamed;
 }
 

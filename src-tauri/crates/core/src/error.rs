@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 /// What sort of failure this is, for front ends deciding exit codes and wording.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorKind {

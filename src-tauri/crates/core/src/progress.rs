@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 /// The stage a report belongs to.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Stage {
@@ -42,6 +43,7 @@ impl Stage {
     }
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
@@ -51,6 +53,7 @@ pub struct Progress {
     pub total: Option<u64>,
     /// The drive or file a write or read-back report is about.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub target: Option<String>,
 }
 

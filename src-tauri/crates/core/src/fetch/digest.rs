@@ -14,6 +14,7 @@ use crate::CancellationToken;
 
 /// A SHA-256 digest. Displays as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(type = "string"))]
 pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {

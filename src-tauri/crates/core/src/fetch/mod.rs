@@ -104,6 +104,7 @@ impl FetchRequest {
 }
 
 /// Where the expected digest came from.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestSource {

@@ -86,6 +86,7 @@ struct PreparedWrite {
 }
 
 /// What a flash did; the CLI prints it as `--json`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Flashed {
@@ -95,10 +96,13 @@ pub struct Flashed {
     /// One stick: the config image's digest, where its partition starts, and the digest of the
     /// whole laid-out stream the targets' read-back reproduces.
     #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub config_sha256: Option<Sha256Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub cidata_offset: Option<u64>,
     #[serde(rename = "stickSHA256", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub stick_sha256: Option<Sha256Digest>,
     /// The archive's (or source file's) verified digest and where the expected one came from.
     #[serde(rename = "archiveSHA256")]
@@ -106,6 +110,7 @@ pub struct Flashed {
     pub digest_source: DigestSource,
     pub targets: Vec<TargetReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<String>>", optional))]
     pub warnings: Vec<String>,
 }
 

@@ -27,6 +27,7 @@ pub struct TargetOptions {
 /// A target as the operator chose it: a path, and for a drive picked from a list, what that
 /// drive was then (the flash is refused if the path names another drive now).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Chosen {
     pub path: PathBuf,
@@ -178,6 +179,7 @@ pub fn approve(
 
 /// Why a drive cannot take an image: a short badge for a list of drives ("Too small — needs
 /// 1.3 GB") and the reason as a clause ("it holds …, less than the image's …").
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Unsuitable {
     pub badge: String,

@@ -93,6 +93,7 @@ pub struct FlashOptions {
 }
 
 /// One target's outcome.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetReport {

@@ -27,6 +27,7 @@ pub enum TargetKind {
 
 /// How a target was reached: opened by this process, through UDisks2 (polkit), or by the
 /// privileged helper (pkexec).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {

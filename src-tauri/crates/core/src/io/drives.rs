@@ -45,6 +45,7 @@ impl Default for SystemRoots {
     }
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bus {
@@ -57,6 +58,7 @@ pub enum Bus {
     Other,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Partition {
@@ -65,6 +67,7 @@ pub struct Partition {
     pub holders: Vec<String>,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Drive {
@@ -88,6 +91,7 @@ pub struct Drive {
     pub holders: Vec<String>,
     /// For loop devices: the file behind it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub backing_file: Option<PathBuf>,
     /// What a flash checks the opened device against (see `identity`).
     pub identity: DriveIdentity,
@@ -514,6 +518,7 @@ fn name_of_devnum(block: &Path, devnum: &str) -> Option<String> {
 }
 
 /// A drive appearing or disappearing.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 pub enum DriveEvent {

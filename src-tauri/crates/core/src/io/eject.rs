@@ -13,6 +13,7 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use crate::error::Error;
 
 /// What ejecting did.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "why")]
 pub enum Ejected {

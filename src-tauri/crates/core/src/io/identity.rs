@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// What a drive is, as listed: enough to tell it from any drive that takes its name later.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriveIdentity {

@@ -32,6 +32,7 @@ pub struct CidataRequest {
     pub output: PathBuf,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Cidata {
     pub path: PathBuf,

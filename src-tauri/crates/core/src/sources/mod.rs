@@ -58,23 +58,25 @@ pub struct Prepared {
     pub config: Option<cidata::Cidata>,
 }
 
-/// Front ends show a prepared image as `imagePath, imageSHA256, imageSize, archiveSHA256,
-/// digestSource, config`.
+/// A prepared image as front ends receive it.
+#[derive(serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "Prepared"))]
+#[serde(rename_all = "camelCase")]
+pub struct PreparedView<'a> {
+    image_path: &'a Path,
+    #[serde(rename = "imageSHA256")]
+    image_sha256: Sha256Digest,
+    image_size: u64,
+    #[serde(rename = "archiveSHA256")]
+    archive_sha256: Sha256Digest,
+    digest_source: DigestSource,
+    /// A labctl build's config image.
+    config: Option<&'a cidata::Cidata>,
+}
+
 impl serde::Serialize for Prepared {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct View<'a> {
-            image_path: &'a Path,
-            #[serde(rename = "imageSHA256")]
-            image_sha256: Sha256Digest,
-            image_size: u64,
-            #[serde(rename = "archiveSHA256")]
-            archive_sha256: Sha256Digest,
-            digest_source: DigestSource,
-            config: Option<&'a cidata::Cidata>,
-        }
-        View {
+        PreparedView {
             image_path: &self.image.path,
             image_sha256: self.image.sha256,
             image_size: self.image.size,

@@ -12,6 +12,7 @@ use crate::CancellationToken;
 
 pub use crate::sources::talos_build::{DEFAULT_FACTORY, DEFAULT_SCHEMATIC};
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
@@ -19,6 +20,7 @@ pub struct Version {
     pub prerelease: bool,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extension {
     pub name: String,

@@ -77,6 +77,7 @@ pub(crate) fn read_chunk(
 }
 
 /// What `verify` found.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
@@ -89,6 +90,7 @@ pub struct Verification {
     pub expected_from: String,
     /// The compressed archive whose image was expected: its verified digest.
     #[serde(rename = "archiveSHA256", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub archive_sha256: Option<Sha256Digest>,
     #[serde(rename = "match")]
     pub matches: bool,

@@ -1,0 +1,86 @@
+//! ui/src/bindings.ts: the TypeScript declarations of every type the window sends or receives,
+//! generated from the Rust types (ts-rs), so the window's types cannot drift from the app's.
+//! This test fails when they differ; `LABFLASH_BLESS=1 cargo test --bin labflash-gui bindings`
+//! rewrites the file.
+
+use labflash_core::fetch::digest::Sha256Digest;
+use labflash_core::fetch::DigestSource;
+use labflash_core::flash::rules::{Chosen, Unsuitable};
+use labflash_core::flash::writer::TargetReport;
+use labflash_core::flash::Flashed;
+use labflash_core::io::device::Access;
+use labflash_core::io::drives::{Bus, Drive, DriveEvent, Partition};
+use labflash_core::io::eject::Ejected;
+use labflash_core::io::identity::DriveIdentity;
+use labflash_core::progress::{Progress, Stage};
+use labflash_core::sources::cidata::Cidata;
+use labflash_core::sources::talos_factory::{Extension, Version};
+use labflash_core::sources::PreparedView;
+use labflash_core::verify::Verification;
+use labflash_core::ErrorKind;
+use ts_rs::{Config, TS};
+
+use crate::commands::*;
+
+fn declarations() -> String {
+    // Sizes and offsets are JSON numbers (below 2^53), not bigint.
+    let cfg = Config::new().with_large_int("number");
+    let mut out = String::from(
+        "// Generated from the app's Rust types by src-tauri/src/bindings_tests.rs: do not edit.\n\
+         // `LABFLASH_BLESS=1 cargo test --bin labflash-gui bindings` rewrites it.\n",
+    );
+    macro_rules! declare {
+        ($($t:ty),* $(,)?) => {
+            $(out.push_str(&format!("\nexport {}\n", <$t>::decl(&cfg)));)*
+        };
+    }
+    declare!(
+        Sha256Digest,
+        Stage,
+        Progress,
+        ErrorKind,
+        CommandError,
+        DigestSource,
+        AppInfo,
+        Bus,
+        Partition,
+        DriveIdentity,
+        Drive,
+        Unsuitable,
+        DriveRow,
+        DriveEvent,
+        Ejected,
+        SourceSpec,
+        Cidata,
+        PreparedView<'static>,
+        Chosen,
+        StreamSpec,
+        FlashSpec,
+        PlanView,
+        Access,
+        TargetReport,
+        Flashed,
+        ExpectedSpec,
+        Verification,
+        CacheInfo,
+        CidataSpec,
+        Version,
+        Extension,
+    );
+    out
+}
+
+#[test]
+fn the_window_s_bindings_are_the_rust_types() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ui/src/bindings.ts");
+    let want = declarations();
+    if std::env::var_os("LABFLASH_BLESS").is_some() {
+        std::fs::write(path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "ui/src/bindings.ts differs from the Rust types; run `LABFLASH_BLESS=1 cargo test --bin labflash-gui bindings` and commit it"
+    );
+}

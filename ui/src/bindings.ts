@@ -1,0 +1,176 @@
+// Generated from the app's Rust types by src-tauri/src/bindings_tests.rs: do not edit.
+// `LABFLASH_BLESS=1 cargo test --bin labflash-gui bindings` rewrites it.
+
+export type Sha256Digest = string;
+
+export type Stage = "download" | "checkCache" | "decompress" | "checkImage" | "hashImage" | "write" | "readBack";
+
+export type Progress = { stage: Stage, done: number, 
+/**
+ * Unknown when the server sends no length.
+ */
+total: number | null, 
+/**
+ * The drive or file a write or read-back report is about.
+ */
+target?: string, };
+
+export type ErrorKind = "digestMismatch" | "badInput" | "cancelled" | "failure";
+
+export type CommandError = { message: string, kind: ErrorKind, };
+
+export type DigestSource = "sidecar" | "sha256sum" | "sha256sums" | "index" | "flag" | "unverified";
+
+export type AppInfo = { version: string, cacheDir: string, 
+/**
+ * The extra CA certificate file trusted beside the system's store, if one was chosen.
+ */
+caCert: string | null, };
+
+export type Bus = "usb" | "mmc" | "nvme" | "sata" | "virtual" | "loop" | "other";
+
+export type Partition = { path: string, mountpoints: Array<string>, holders: Array<string>, };
+
+export type DriveIdentity = { 
+/**
+ * `major:minor`.
+ */
+devnum: string, 
+/**
+ * The kernel's sequence number for this disk's media (Linux 5.15+): a new stick, or a loop
+ * device attached anew, gets a new one even under the same name and number.
+ */
+diskseq: number | null, serial: string, size: number, };
+
+export type Drive = { path: string, model: string, vendor: string, serial: string, size: number, logicalBlockSize: number, physicalBlockSize: number, removable: boolean, bus: Bus, readOnly: boolean, 
+/**
+ * Holds a mounted /, /boot, /boot/efi, /usr, /var, /home or active swap, directly or
+ * through a holder (LVM, RAID, dm-crypt). Never a target.
+ */
+system: boolean, 
+/**
+ * Everything mounted from this drive: the disk, its partitions and their holders.
+ */
+mountpoints: Array<string>, partitions: Array<Partition>, 
+/**
+ * Devices stacked on the disk or its partitions (dm-0, md127, …).
+ */
+holders: Array<string>, 
+/**
+ * For loop devices: the file behind it.
+ */
+backingFile?: string, 
+/**
+ * What a flash checks the opened device against (see `identity`).
+ */
+identity: DriveIdentity, };
+
+export type Unsuitable = { badge: string, reason: string, };
+
+export type DriveRow = { 
+/**
+ * Why this drive cannot take the image (listed disabled), if it cannot.
+ */
+unsuitable: Unsuitable | null, fixed: boolean, path: string, model: string, vendor: string, serial: string, size: number, logicalBlockSize: number, physicalBlockSize: number, removable: boolean, bus: Bus, readOnly: boolean, 
+/**
+ * Holds a mounted /, /boot, /boot/efi, /usr, /var, /home or active swap, directly or
+ * through a holder (LVM, RAID, dm-crypt). Never a target.
+ */
+system: boolean, 
+/**
+ * Everything mounted from this drive: the disk, its partitions and their holders.
+ */
+mountpoints: Array<string>, partitions: Array<Partition>, 
+/**
+ * Devices stacked on the disk or its partitions (dm-0, md127, …).
+ */
+holders: Array<string>, 
+/**
+ * For loop devices: the file behind it.
+ */
+backingFile?: string, 
+/**
+ * What a flash checks the opened device against (see `identity`).
+ */
+identity: DriveIdentity, };
+
+export type DriveEvent = { "event": "added", drive: Drive, } | { "event": "removed", path: string, } | { "event": "changed", drive: Drive, };
+
+export type Ejected = { "kind": "poweredOff" } | { "kind": "detached" } | { "kind": "kept", "why": string };
+
+export type SourceSpec = { "kind": "url", url: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "file", path: string, sha256: string | null, } | { "kind": "talos", factoryUrl: string, version: string, extensions: Array<string>, kernelArgs: Array<string>, schematic: string | null, platform: string, arch: string, secureboot: boolean, format: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "incus", indexUrl: string, baseUrl: string, channel: string, arch: string, 
+/**
+ * A folder of install seed files.
+ */
+seed: string | null, } | { "kind": "talosBuild", config: string, };
+
+export type Cidata = { path: string, sha256: Sha256Digest, size: number, };
+
+export type Prepared = { imagePath: string, imageSHA256: Sha256Digest, imageSize: number, archiveSHA256: Sha256Digest, digestSource: DigestSource, 
+/**
+ * A labctl build's config image.
+ */
+config: Cidata | null, };
+
+export type Chosen = { path: string, identity: DriveIdentity | null, };
+
+export type StreamSpec = { source: SourceSpec, maxImageSize: number | null, 
+/**
+ * Drives as the list gave them: path and identity (a drive that changed is refused).
+ */
+targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, };
+
+export type FlashSpec = { imagePath: string, imageSHA256: string, imageSize: number, 
+/**
+ * Drives as the list gave them: path and identity (a drive that changed is refused).
+ */
+targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, 
+/**
+ * One stick: a cidata image to add as a partition.
+ */
+config: string | null, };
+
+export type PlanView = { lines: Array<string>, warnings: Array<string>, };
+
+export type Access = "direct" | "udisks2" | "helper";
+
+export type TargetReport = { path: string, ok: boolean, bytesWritten: number, 
+/**
+ * The digest read back from the target; null when not verified or failed.
+ */
+verifiedSHA256: Sha256Digest | null, error: string | null, 
+/**
+ * How the target was reached; null when it was never opened.
+ */
+access: Access | null, };
+
+export type Flashed = { imageSHA256: Sha256Digest, imageSize: number, 
+/**
+ * One stick: the config image's digest, where its partition starts, and the digest of the
+ * whole laid-out stream the targets' read-back reproduces.
+ */
+configSHA256?: Sha256Digest, cidataOffset?: number, stickSHA256?: Sha256Digest, 
+/**
+ * The archive's (or source file's) verified digest and where the expected one came from.
+ */
+archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetReport>, warnings?: Array<string>, };
+
+export type ExpectedSpec = { "kind": "digest", sha256: string, } | { "kind": "image", path: string, } | { "kind": "sidecar", location: string, };
+
+export type Verification = { path: string, size: number, sha256: Sha256Digest, expectedSHA256: Sha256Digest, 
+/**
+ * What vouches for the expected digest, for people.
+ */
+expectedFrom: string, 
+/**
+ * The compressed archive whose image was expected: its verified digest.
+ */
+archiveSHA256?: Sha256Digest, match: boolean, };
+
+export type CacheInfo = { path: string, bytes: number, };
+
+export type CidataSpec = { userData: string, hostname: string, instanceId: string | null, networkConfig: string | null, output: string, };
+
+export type Version = { version: string, prerelease: boolean, };
+
+export type Extension = { name: string, ref: string, digest: string, author: string, description: string, };
