@@ -210,7 +210,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     let gui = Gui::start(&cache);
     let s = gui.s();
     std::thread::sleep(Duration::from_millis(500));
-    gui.shot("0-start");
+    gui.shot("start");
     assert!(fits(s), "the first screen fits 800x600");
     assert_eq!(
         s.text("#message"),
@@ -251,7 +251,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.click(&format!("#drives input[value=\"{dev_path}\"]"));
     assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
     assert!(fits(s), "tiles and digest card fit 800x600");
-    gui.shot("1-checked");
+    gui.shot("checked");
 
     // Flash, confirm (image, digest, drive and its identity), and see the read-back digest.
     s.click("#flash-button");
@@ -270,7 +270,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "the confirmation names the image and its digest: {question}"
     );
     assert_eq!(s.focused(), "confirm-no", "Enter alone never erases");
-    gui.shot("2-confirm");
+    gui.shot("confirm");
     s.click("#confirm-yes");
     let done = s.wait_text(&row(dev_path), 120, |t| {
         t.contains("Detached") || t.contains("Failed")
@@ -287,7 +287,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     assert_eq!(dev.read_backing(0, bytes.len()), bytes);
     assert_eq!(s.focused(), "run-title", "the outcome has the focus");
     assert!(fits(s));
-    gui.shot("3-flashed");
+    gui.shot("flashed");
 
     // The same image onto another drive: it stays checked; the detached drive is gone.
     s.click("#flash-another");
@@ -311,7 +311,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "{error}"
     );
     assert_eq!(s.text("#message"), "");
-    gui.shot("4-error-in-place");
+    gui.shot("error-in-place");
     s.click("#change-image");
     assert!(s.text("#error-source").contains("other.raw"));
     assert_eq!(
@@ -373,7 +373,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.type_into("#verify-expected", &"0".repeat(64));
     s.click("#verify-button");
     s.wait_text("#verify-result", 60, |t| t == "✗ Does not match");
-    gui.shot("5-verify-mismatch");
+    gui.shot("verify-mismatch");
 
     // Cancel mid-flash asks first; then the first MiB stays wiped.
     let big = dir.path().join("big.raw");
@@ -398,7 +398,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.wait_text(&row(big_path), 60, |t| {
         t.contains("Writing") && !t.contains("Writing · 0 %")
     });
-    gui.shot("6-writing");
+    gui.shot("writing");
     s.click("#cancel-button");
     s.click("#cancel-no");
     assert!(
@@ -412,6 +412,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     assert!(!ended.contains("Writing"), "{ended}");
     assert!(asked.elapsed() < Duration::from_secs(10));
     assert!(big_dev.attached(), "a cancelled drive is not ejected");
+    assert!(s.text("#run-title").starts_with("Cancelled"));
     assert!(
         big_dev.read(0, MIB as usize).iter().all(|b| *b == 0),
         "the first MiB is wiped"
@@ -467,7 +468,7 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     for dev in &devs {
         assert!(question.contains(dev.path_str()), "{question}");
     }
-    gui.shot("7-stream-confirm");
+    gui.shot("stream-confirm");
     s.tab_to("confirm-yes");
     s.press("\u{E007}");
     let digest = sha256_hex(&image);
@@ -485,12 +486,13 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
         assert_eq!(dev.read_backing(0, image.len()), image);
     }
     let took = started.elapsed();
+    assert_eq!(s.text("#run-title"), "Done — 2 drives verified");
     assert_eq!(s.text("#result-image-sha"), digest);
     assert!(s
         .text("#stream-result")
         .contains("The download matches the publisher's .sha256 file"));
     assert!(fits(s));
-    gui.shot("8-streamed");
+    gui.shot("streamed");
     assert_eq!(
         server.body_gets("/talos.raw.xz"),
         1,
@@ -547,7 +549,7 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     assert!(error.contains("127.0.0.1"), "{error}");
     assert!(!error.contains("client error (Connect)"), "{error}");
     assert!(fits(s), "a long error wraps inside its tile");
-    gui.shot("9-talos-offline");
+    gui.shot("talos-offline");
     assert!(spare.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA));
 }
 

@@ -34,6 +34,8 @@ pub struct App {
     pub jobs: Jobs,
     /// Flashes planned and shown, waiting for the operator's answer, by job id.
     plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
+    /// Drives this window flashed and may eject: the window cannot power off any other drive.
+    flashed: std::sync::Mutex<std::collections::HashSet<String>>,
     pub cache_dir: PathBuf,
     settings: Settings,
     /// Rebuilt when the trusted CA changes; jobs keep the client they started with.
@@ -53,10 +55,17 @@ impl App {
         Ok(Self {
             jobs: Jobs::default(),
             plans: Default::default(),
+            flashed: Default::default(),
             cache_dir,
             settings,
             http: RwLock::new(Arc::new(http)),
         })
+    }
+
+    /// Remembers the drives a flash wrote, so the window may eject them.
+    fn may_eject(&self, reports: &[TargetReport]) {
+        let mut flashed = self.flashed.lock().expect("flashed lock");
+        flashed.extend(reports.iter().filter(|r| r.ok).map(|r| r.path.clone()));
     }
 
     fn cache(&self) -> Result<Cache, Error> {
@@ -466,6 +475,7 @@ pub async fn run_flash(
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
+    app.may_eject(&flashed.targets);
     Ok(flashed)
 }
 
@@ -475,9 +485,15 @@ pub fn drop_plan(app: State<'_, App>, plan: u32) {
     app.plans.lock().expect("plans lock").remove(&plan);
 }
 
-/// Ejects a flashed drive so it can be pulled (powered off, or a loop device detached).
+/// Ejects a drive this window flashed so it can be pulled (powered off, or a loop device
+/// detached).
 #[tauri::command]
-pub async fn eject(path: String) -> Reply<Ejected> {
+pub async fn eject(app: State<'_, App>, path: String) -> Reply<Ejected> {
+    if !app.flashed.lock().expect("flashed lock").remove(&path) {
+        return Err(bad(format!(
+            "{path} was not flashed by this window, so it is not ejected from here"
+        )));
+    }
     let path = absolute(&path, "drive")?;
     let ejected = tokio::task::spawn_blocking(move || labflash_core::io::eject::eject(&path))
         .await
@@ -555,6 +571,7 @@ pub async fn flash(
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
+    app.may_eject(&flashed.targets);
     Ok(flashed.targets)
 }
 

@@ -228,3 +228,38 @@ fn a_ca_certificate_file_is_checked_then_kept_across_restarts() {
     set_ca_cert(app.state(), None).unwrap();
     assert_eq!(app_info(app.state()).ca_cert, None);
 }
+
+/// The window may eject only what it flashed: a path it passes for any other drive is refused
+/// before anything is asked of the machine, and a flashed drive is ejected once.
+#[tokio::test]
+async fn eject_refuses_a_drive_this_window_did_not_flash() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let refused = eject(app.state(), "/dev/sda".into()).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BadInput);
+    assert!(
+        refused.message.contains("was not flashed by this window"),
+        "{}",
+        refused.message
+    );
+    // A file the window "flashed" is kept, not ejected, and only once.
+    let file = dir.path().join("vm.img");
+    std::fs::write(&file, b"x").unwrap();
+    let path = file.display().to_string();
+    let state: State<'_, App> = app.state();
+    state.may_eject(&[TargetReport {
+        path: path.clone(),
+        ok: true,
+        bytes_written: 1,
+        verified_sha256: None,
+        error: None,
+        error_kind: None,
+        access: None,
+    }]);
+    let kept = eject(app.state(), path.clone()).await.unwrap();
+    assert!(
+        matches!(kept, Ejected::Kept(ref why) if why.contains("not a drive")),
+        "{kept:?}"
+    );
+    assert!(eject(app.state(), path).await.is_err(), "ejected once");
+}

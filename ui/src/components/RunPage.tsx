@@ -17,7 +17,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
   const title = {
     planning: "Getting ready…",
     writing: `Flashing ${run.image}`,
-    done: run.drives.every((d) => d.report?.ok) ? "Done" : "Finished with problems",
+    done: done ? outcome(run) : "",
   }[run.phase];
   return (
     <section id="run" class="card-wide" aria-labelledby="run-title">
@@ -40,6 +40,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
           </li>
         ))}
       </ul>
+      {done && !run.streamed && s.prepared && <Digest id="result-image-sha" label="image SHA-256" hex={s.prepared.imageSHA256} />}
       {run.streamed && (
         <div id="stream-result">
           <Digest id="result-image-sha" label="image SHA-256" hex={run.streamed.imageSHA256} />
@@ -78,4 +79,16 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
       )}
     </section>
   );
+}
+
+/** The run's outcome in a few words: how many drives are verified, and how many are not. */
+function outcome(run: Run): string {
+  const n = run.drives.length;
+  const verified = run.drives.filter((d) => d.report?.ok && d.report.verifiedSHA256).length;
+  const written = run.drives.filter((d) => d.report?.ok && !d.report.verifiedSHA256).length;
+  const drives = (k: number) => `${k} drive${k === 1 ? "" : "s"}`;
+  if (run.drives.every((d) => d.line.text === "Cancelled")) return "Cancelled — the drives are blank, not bootable";
+  if (verified === n) return `Done — ${drives(n)} verified`;
+  if (verified + written === n) return `Done — ${drives(written)} written, not read back`;
+  return `${drives(n - verified - written)} of ${n} failed`;
 }
