@@ -241,12 +241,17 @@ impl Session {
     }
 
     pub fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        let v = self.call("GET", &format!("/element/{id}/text"), None);
-        match v.as_str() {
-            Some(t) => t.to_string(),
-            None => panic!("the text of {css}: {v}"),
+        // A re-render may replace the element between finding it and reading it: find it again.
+        for _ in 0..20 {
+            let id = self.find(css);
+            let v = self.call("GET", &format!("/element/{id}/text"), None);
+            match v.as_str() {
+                Some(t) => return t.to_string(),
+                None if v["error"] == "stale element reference" => continue,
+                None => panic!("the text of {css}: {v}"),
+            }
         }
+        panic!("{css} kept being replaced while read")
     }
 
     /// The element's `textContent` (WebKitWebDriver reads an ellipsised line's text as "").
