@@ -12,6 +12,7 @@ fn main() {
         "plan_flash",
         "run_flash",
         "drop_plan",
+        "source_streams",
         "eject",
         "verify",
         "cache_info",

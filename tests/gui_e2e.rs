@@ -243,6 +243,12 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     );
     assert!(s.text("#flash-reason").contains("I compared these digests"));
     s.click("#confirm-digests");
+    // A pasted digest that is none of those shown takes the tick back.
+    s.type_into("#paste-digest", &"0".repeat(64));
+    assert!(s.text("#paste-result").contains("not one of the digests shown"));
+    assert!(s.text("#flash-reason").contains("I compared these digests"));
+    s.type_into("#paste-digest", &digest);
+    s.click("#confirm-digests");
 
     // The loop device shows once every drive is shown.
     s.click("#show-all");
@@ -400,7 +406,9 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     });
     gui.shot("writing");
     s.click("#cancel-button");
+    assert_eq!(s.focused(), "cancel-no", "the question has the focus on its safe answer");
     s.click("#cancel-no");
+    assert_eq!(s.focused(), "cancel-button");
     assert!(
         s.text(&row(big_path)).contains("Writing"),
         "Keep flashing keeps flashing"
@@ -504,6 +512,14 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     s.click("#start-over");
     s.wait_text("#flash-reason", 5, |t| t == "Choose an image.");
     assert!(s.exists("#choose-image"));
+
+    // A labctl config the engine cannot read is refused in the Image tile the moment it is
+    // chosen, in one sentence naming it.
+    s.click("#source-talosBuild");
+    s.type_into("#build-config", "/nonexistent/cp-1.yaml");
+    s.click("#use-source");
+    let error = s.wait_text("#error-step-image", 20, |t| !t.is_empty());
+    assert!(error.contains("cp-1.yaml"), "{error}");
 
     // A local .xz to one stick, as a first-time user does it (the path typed where the file
     // chooser would give it): Path, Use this image, the drive, Flash, Erase and flash.

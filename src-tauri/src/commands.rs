@@ -34,8 +34,9 @@ pub struct App {
     pub jobs: Jobs,
     /// Flashes planned and shown, waiting for the operator's answer, by job id.
     plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
-    /// Drives this window flashed and may eject: the window cannot power off any other drive.
-    flashed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Drives this window flashed and may eject, by path, with the device number they had: the
+    /// window cannot power off any other drive, nor one that changed since.
+    flashed: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     pub cache_dir: PathBuf,
     settings: Settings,
     /// Rebuilt when the trusted CA changes; jobs keep the client they started with.
@@ -62,10 +63,23 @@ impl App {
         })
     }
 
-    /// Remembers the drives a flash wrote, so the window may eject them.
+    /// Remembers the drives (block devices, not files) a flash wrote, so the window may eject
+    /// them.
     fn may_eject(&self, reports: &[TargetReport]) {
         let mut flashed = self.flashed.lock().expect("flashed lock");
-        flashed.extend(reports.iter().filter(|r| r.ok).map(|r| r.path.clone()));
+        for r in reports.iter().filter(|r| r.ok) {
+            if let Some(rdev) = device_number(Path::new(&r.path)) {
+                flashed.insert(r.path.clone(), rdev);
+            }
+        }
+    }
+
+    /// A flash starting on drives: they are not to be ejected by an earlier flash's end.
+    fn writing(&self, targets: &[Chosen]) {
+        let mut flashed = self.flashed.lock().expect("flashed lock");
+        for t in targets {
+            flashed.remove(&*t.path.to_string_lossy());
+        }
     }
 
     fn cache(&self) -> Result<Cache, Error> {
@@ -113,6 +127,13 @@ fn digest_arg(text: &Option<String>) -> Reply<Option<Sha256Digest>> {
         None => Ok(None),
         Some(t) => Ok(Some(digest::parse_typed(t)?)),
     }
+}
+
+/// The device number of a block device at `path`; `None` for anything else.
+fn device_number(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    meta.file_type().is_block_device().then(|| meta.rdev())
 }
 
 fn absolute(path: &str, what: &str) -> Reply<PathBuf> {
@@ -393,6 +414,13 @@ pub struct StreamSpec {
     verify: bool,
 }
 
+/// Whether the source can be flashed straight from where it is (the engine's rule), or must be
+/// checked as files first; a source that cannot be used at all is refused with its reason.
+#[tauri::command]
+pub fn source_streams(source: SourceSpec) -> Reply<bool> {
+    Ok(source_of(source, DEFAULT_MAX_IMAGE_SIZE)?.streams())
+}
+
 /// What a planned flash will write, for the confirmation: the engine's own lines (the source,
 /// the digest that vouches for it and where from, the image's size or why it is not known yet)
 /// and its warnings.
@@ -420,6 +448,7 @@ pub async fn plan_flash(
     for t in &spec.targets {
         absolute(&t.path.to_string_lossy(), "target")?;
     }
+    app.writing(&spec.targets);
     let max_image_size = match spec.max_image_size {
         Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
         Some(n) => n,
@@ -489,9 +518,14 @@ pub fn drop_plan(app: State<'_, App>, plan: u32) {
 /// detached).
 #[tauri::command]
 pub async fn eject(app: State<'_, App>, path: String) -> Reply<Ejected> {
-    if !app.flashed.lock().expect("flashed lock").remove(&path) {
+    let Some(rdev) = app.flashed.lock().expect("flashed lock").remove(&path) else {
         return Err(bad(format!(
             "{path} was not flashed by this window, so it is not ejected from here"
+        )));
+    };
+    if device_number(Path::new(&path)) != Some(rdev) {
+        return Err(bad(format!(
+            "{path} is another device than the one flashed (it was unplugged or replaced), so it is not ejected"
         )));
     }
     let path = absolute(&path, "drive")?;
@@ -544,6 +578,7 @@ pub async fn flash(
     for t in &spec.targets {
         absolute(&t.path.to_string_lossy(), "target")?;
     }
+    app.writing(&spec.targets);
     let request = flash::Request {
         source: image_path.display().to_string(),
         sha256: Some(digest::parse_typed(&spec.image_sha256)?),

@@ -229,8 +229,8 @@ fn a_ca_certificate_file_is_checked_then_kept_across_restarts() {
     assert_eq!(app_info(app.state()).ca_cert, None);
 }
 
-/// The window may eject only what it flashed: a path it passes for any other drive is refused
-/// before anything is asked of the machine, and a flashed drive is ejected once.
+/// The window may eject only drives it flashed: a path it passes for any other drive, or a file,
+/// is refused before anything is asked of the machine.
 #[tokio::test]
 async fn eject_refuses_a_drive_this_window_did_not_flash() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,7 +242,8 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
         "{}",
         refused.message
     );
-    // A file the window "flashed" is kept, not ejected, and only once.
+    // A file target is never ejectable (a root app must not follow a path swapped for a link
+    // to a device).
     let file = dir.path().join("vm.img");
     std::fs::write(&file, b"x").unwrap();
     let path = file.display().to_string();
@@ -256,10 +257,28 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
         error_kind: None,
         access: None,
     }]);
-    let kept = eject(app.state(), path.clone()).await.unwrap();
-    assert!(
-        matches!(kept, Ejected::Kept(ref why) if why.contains("not a drive")),
-        "{kept:?}"
-    );
-    assert!(eject(app.state(), path).await.is_err(), "ejected once");
+    assert!(eject(app.state(), path).await.is_err());
+}
+
+/// The window asks the engine which sources stream; an unusable one is refused with its reason.
+#[test]
+fn the_engine_says_which_sources_stream() {
+    let url = |u: &str| SourceSpec::Url {
+        url: u.into(),
+        sha256: None,
+        allow_unverified: false,
+    };
+    assert!(source_streams(url("https://example.test/os.raw.xz")).unwrap());
+    let incus = |seed: Option<&str>| SourceSpec::Incus {
+        index_url: "https://example.test/os/index.json".into(),
+        base_url: "https://example.test/os".into(),
+        channel: "stable".into(),
+        arch: "x86_64".into(),
+        seed: seed.map(Into::into),
+    };
+    assert!(source_streams(incus(None)).unwrap());
+    let seed = tempfile::tempdir().unwrap();
+    assert!(!source_streams(incus(Some(seed.path().to_str().unwrap()))).unwrap());
+    let refused = source_streams(url("ftp://example.test/os.raw.xz")).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BadInput);
 }

@@ -45,6 +45,7 @@ fn main() {
             commands::plan_flash,
             commands::run_flash,
             commands::drop_plan,
+            commands::source_streams,
             commands::eject,
             commands::verify,
             commands::cache_info,

@@ -5,6 +5,7 @@ import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { api, errorMessage, newJob, type Drive, type Progress, type TargetReport } from "./api";
 import {
   Meter,
+  checkDigest,
   ejectText,
   flashBlocker,
   formatBytes,
@@ -39,11 +40,11 @@ function clearErrors() {
 
 /** Why Flash cannot be pressed now, in one line; `null` when it can. */
 export function flashReason(s: State): string | null {
-  const check = mustCheck(s.form, s.settings.checkFirst);
+  const check = mustCheck(s.form, s.settings.checkFirst, s.streams);
   return flashBlocker({
     prepared: s.prepared !== null,
     confirmed: s.confirmed,
-    streams: !check && sourceGiven(s.form),
+    streams: !check && sourceGiven(s.form) && s.streams === true,
     mustCheck: check,
     selected: s.selected.length,
     busy: s.job !== null || s.check !== null,
@@ -75,7 +76,7 @@ export function useSource() {
   const draft = get().draft;
   if (!draft) return;
   set({ draft: null, loadingVersions: false });
-  chooseSource(draft);
+  void chooseSource(draft);
 }
 
 /** The native file chooser; the chosen file becomes the source. */
@@ -85,7 +86,7 @@ export async function chooseImageFile() {
     say("image", errorMessage(e));
     return null;
   });
-  if (typeof chosen === "string") chooseSource({ ...get().form, kind: "file", filePath: chosen });
+  if (typeof chosen === "string") void chooseSource({ ...get().form, kind: "file", filePath: chosen });
 }
 
 /** A path chosen in the native file chooser for one of the draft's fields. */
@@ -95,13 +96,17 @@ export async function chooseFor(field: "filePath" | "buildConfig" | "cfgUserData
 }
 
 /** A new source: everything known about the old one goes (Flash is never armed with an image
- * the window no longer shows), and checking starts by itself when the image must be checked. */
-export function chooseSource(form: Form) {
+ * the window no longer shows); the engine says whether it streams, and checking starts by
+ * itself when the image must be checked. */
+export async function chooseSource(form: Form) {
   const s = get();
   if (s.check !== null && s.job !== null) void api.cancel(s.job);
+  if (s.confirm) answerConfirm(false);
+  const gen = s.gen + 1;
   set({
     form,
-    gen: s.gen + 1,
+    gen,
+    streams: null,
     check: null,
     prepared: null,
     config: null,
@@ -113,7 +118,17 @@ export function chooseSource(form: Form) {
     invalid: null,
   });
   void refreshDrives();
-  if (sourceGiven(form) && mustCheck(form, get().settings.checkFirst)) void check();
+  if (!sourceGiven(form)) return;
+  let streams: boolean;
+  try {
+    streams = await api.sourceStreams(sourceSpec(form));
+  } catch (e) {
+    if (get().gen === gen) say("image", errorMessage(e), sourceField(form.kind));
+    return;
+  }
+  if (get().gen !== gen) return;
+  set({ streams });
+  if (mustCheck(form, get().settings.checkFirst, streams)) void check();
 }
 
 export async function loadVersions() {
@@ -189,8 +204,13 @@ export function cancelJob() {
   if (job !== null) void api.cancel(job);
 }
 
+/** A pasted digest that is none of those shown takes back "I compared these digests". */
 export function setPasted(pasted: string) {
-  set({ pasted });
+  const p = get().prepared;
+  const shown = [p?.imageSHA256, p?.archiveSHA256, get().config?.sha256].filter((d): d is string => !!d);
+  const checks = shown.map((d) => checkDigest(pasted, d));
+  const wrong = !checks.includes("match") && checks.some((c) => c === "mismatch" || c === "invalid");
+  set((s) => ({ pasted, confirmed: wrong ? false : s.confirmed }));
 }
 export function setConfirmed(confirmed: boolean) {
   set({ confirmed });
@@ -198,11 +218,14 @@ export function setConfirmed(confirmed: boolean) {
 
 // Drives ---------------------------------------------------------------------------------------
 
+let listed = 0;
 export async function refreshDrives() {
   const s = get();
+  const mine = ++listed;
   const source = s.form.kind === "file" ? s.form.filePath.trim() || null : null;
   try {
     const drives = await api.listDrives(s.showAll, s.prepared?.imageSize ?? null, source);
+    if (mine !== listed) return; // a newer list was asked for
     const dropped: string[] = [];
     const selected = get().selected.filter((path) => {
       const now = drives.find((d) => d.path === path);
@@ -277,8 +300,9 @@ function driveSinks(drives: Drive[]): (p: Progress) => void {
 
 /** Ends each drive's row as what happened, then ejects the drives that were written. */
 async function finish(reports: TargetReport[]) {
+  const ejecting = get().settings.eject && reports.some((r) => r.ok);
   updateRun((r) => ({
-    phase: "done",
+    phase: ejecting ? "ejecting" : "done",
     askCancel: false,
     drives: r.drives.map((d) => {
       const report = reports.find((x) => x.path === d.drive.path);
@@ -286,7 +310,7 @@ async function finish(reports: TargetReport[]) {
     }),
   }));
   set({ job: null });
-  if (!get().settings.eject) return;
+  if (!ejecting) return;
   for (const report of reports.filter((r) => r.ok)) {
     let eject: { text: string; ok: boolean };
     try {
@@ -296,6 +320,7 @@ async function finish(reports: TargetReport[]) {
     }
     updateRun((r) => ({ drives: r.drives.map((d) => (d.drive.path === report.path ? { ...d, eject } : d)) }));
   }
+  updateRun(() => ({ phase: "done" }));
   void refreshDrives();
 }
 
@@ -326,7 +351,8 @@ export async function flashChecked(configOnly: boolean) {
   const p = s.prepared!;
   const image = configOnly ? s.config! : { path: p.imagePath, sha256: p.imageSHA256, size: p.imageSize };
   const oneStick = !configOnly && s.config !== null && s.form.cfgOneStick;
-  if (!(await ask([imageLine(image)], drives))) return;
+  // Asked, then checked again: the answer counts only for the image still shown.
+  if (!(await ask([imageLine(image)], drives)) || get().gen !== s.gen) return;
   const name = `${image.path.split("/").pop()} (${formatBytes(image.size)}, ${shortDigest(image.sha256)})`;
   startRun(name, drives, "writing");
   const job = newJob();
@@ -385,7 +411,7 @@ async function flashStream() {
   }
   updateRun(() => ({ plan: null }));
   const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
-  if (gen !== get().gen || !(await ask(lines, drives))) {
+  if (gen !== get().gen || !(await ask(lines, drives)) || gen !== get().gen) {
     void api.dropPlan(plan);
     set({ run: null, job: null });
     return;
@@ -417,7 +443,7 @@ export function flashAnother() {
 
 export function startOver() {
   set({ selected: [] });
-  chooseSource({ ...emptyForm });
+  void chooseSource({ ...emptyForm });
 }
 
 // Verify ---------------------------------------------------------------------------------------
@@ -446,8 +472,7 @@ export async function verify() {
     return say("verify", "The size must be a whole number of bytes.", "verify-size");
   }
   const job = newJob();
-  set({ job });
-  editVerify({ running: true, result: null, line: { text: "Starting…", percent: null } });
+  editVerify({ job, running: true, result: null, line: { text: "Starting…", percent: null } });
   try {
     const result = await api.verify(job, v.path.trim(), expected, size, lineSink((line) => editVerify({ line })));
     editVerify({
@@ -460,8 +485,13 @@ export async function verify() {
     editVerify({ running: false, line: message === "cancelled" ? { text: "Cancelled", percent: null, outcome: "bad" } : null });
     if (message !== "cancelled") say("verify", message, "verify-path");
   } finally {
-    set({ job: null });
+    editVerify({ job: null });
   }
+}
+
+export function cancelVerify() {
+  const job = get().verify.job;
+  if (job !== null) void api.cancel(job);
 }
 
 // Settings -------------------------------------------------------------------------------------
@@ -469,6 +499,9 @@ export async function verify() {
 export function setSetting(key: "checkFirst" | "readBack" | "eject", on: boolean) {
   localStorage.setItem(SETTINGS[key], on ? "1" : "0");
   set((s) => ({ settings: { ...s.settings, [key]: on } }));
+  // Checking first, with an image already chosen: check it now, as choosing it would have.
+  const s = get();
+  if (key === "checkFirst" && on && s.streams !== null && !s.prepared && !s.check && !s.run) void check();
 }
 export function setMaxGiB(maxGiB: string) {
   set((s) => ({ settings: { ...s.settings, maxGiB } }));
@@ -517,9 +550,10 @@ export function start() {
   void api.watchDrives(newJob(), () => void refreshDrives()).catch((e) => say("window", errorMessage(e)));
   void getCurrentWebview()
     .onDragDropEvent((e) => {
-      if (e.payload.type === "drop" && e.payload.paths.length > 0 && get().run === null) {
+      const s = get();
+      if (e.payload.type === "drop" && e.payload.paths.length > 0 && !s.run && !s.confirm && !s.draft) {
         set({ tab: "flash" });
-        chooseSource({ ...get().form, kind: "file", filePath: e.payload.paths[0] });
+        void chooseSource({ ...get().form, kind: "file", filePath: e.payload.paths[0] });
       }
     })
     .catch((e) => say("window", `Dropping files is unavailable: ${errorMessage(e)}`));

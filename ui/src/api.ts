@@ -59,6 +59,8 @@ export const api = {
   runFlash: (job: number, plan: number, onProgress: (p: Progress) => void) =>
     invoke<Flashed>("run_flash", { job, plan, onProgress: channel(onProgress) }),
   dropPlan: (plan: number) => invoke<void>("drop_plan", { plan }),
+  /** Whether the engine streams this source, or has it checked first; refuses an unusable one. */
+  sourceStreams: (source: SourceSpec) => invoke<boolean>("source_streams", { source }),
   verify: (
     job: number,
     path: string,

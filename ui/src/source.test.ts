@@ -9,12 +9,11 @@ describe("the chosen source", () => {
     expect(sourceGiven({ ...emptyForm, kind: "incus" })).toBe(true);
     expect(sourceGiven({ ...emptyForm, kind: "talos" })).toBe(false);
   });
-  it("must be checked first when made into files, or when the setting says so", () => {
-    expect(mustCheck({ ...emptyForm, kind: "url" }, false)).toBe(false);
-    expect(mustCheck({ ...emptyForm, kind: "url" }, true)).toBe(true);
-    expect(mustCheck({ ...emptyForm, kind: "talosBuild" }, false)).toBe(true);
-    expect(mustCheck({ ...emptyForm, kind: "talos", cfgUserData: "/cp.yaml" }, false)).toBe(true);
-    expect(mustCheck({ ...emptyForm, kind: "incus", incusSeed: "/seed" }, false)).toBe(true);
+  it("must be checked first when the engine says it does not stream, for a machine config, or by the setting", () => {
+    expect(mustCheck({ ...emptyForm, kind: "url" }, false, true)).toBe(false);
+    expect(mustCheck({ ...emptyForm, kind: "url" }, true, true)).toBe(true);
+    expect(mustCheck({ ...emptyForm, kind: "talosBuild" }, false, false)).toBe(true);
+    expect(mustCheck({ ...emptyForm, kind: "talos", cfgUserData: "/cp.yaml" }, false, true)).toBe(true);
   });
   it("is named by its file or what it is", () => {
     expect(sourceTitle({ ...emptyForm, kind: "url", url: "https://h.example/a/talos.raw.xz?x=1" })).toEqual({

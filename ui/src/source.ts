@@ -21,16 +21,11 @@ export function sourceGiven(f: Form): boolean {
   }
 }
 
-/** Whether the image must be checked (prepared) before writing: the setting says so, or the
- * source is made into files first (a labctl build, a Talos machine config, an IncusOS seed).
- * The engine's `sources::locate` holds the same rule and refuses to stream these. */
-export function mustCheck(f: Form, checkFirst: boolean): boolean {
-  return (
-    checkFirst ||
-    f.kind === "talosBuild" ||
-    (f.kind === "talos" && f.cfgUserData.trim() !== "") ||
-    (f.kind === "incus" && f.incusSeed.trim() !== "")
-  );
+/** Whether the image must be checked (prepared) before writing: the setting says so, the
+ * engine says the source does not stream (`streams`, from `source_streams`: a labctl build, an
+ * IncusOS seed), or a Talos machine config is to be built into a config image beside it. */
+export function mustCheck(f: Form, checkFirst: boolean, streams: boolean | null): boolean {
+  return checkFirst || streams === false || (f.kind === "talos" && f.cfgUserData.trim() !== "");
 }
 
 /** The image's name and where it comes from, for the Image tile. */

@@ -80,7 +80,8 @@ export interface DriveRun {
 }
 
 export interface Run {
-  phase: "planning" | "writing" | "done";
+  /** Ejecting: written and read back, the drives being ejected (nothing else can start). */
+  phase: "planning" | "writing" | "ejecting" | "done";
   /** "talos.raw (5.2 MB, e211…c5f9)" once known. */
   image: string;
   plan: Line | null;
@@ -113,6 +114,9 @@ export interface State {
   loadingVersions: boolean;
   /** Bumped whenever the source changes: work started for an older source is discarded. */
   gen: number;
+  /** The engine's answer for the chosen source: it streams, or it is checked first (`null`:
+   * not asked yet, or refused). */
+  streams: boolean | null;
   check: Line | null;
   prepared: Prepared | null;
   config: Cidata | null;
@@ -130,6 +134,8 @@ export interface State {
   /** The job Cancel stops, while one runs. */
   job: number | null;
   verify: {
+    /** The running check's job, for its Cancel. */
+    job: number | null;
     path: string;
     kind: "digest" | "sidecar" | "image";
     expected: string;
@@ -150,6 +156,7 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
     extensions: [],
     loadingVersions: false,
     gen: 0,
+    streams: null,
     check: null,
     prepared: null,
     config: null,
@@ -163,7 +170,7 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
     errors: {},
     invalid: null,
     job: null,
-    verify: { path: "", kind: "digest", expected: "", size: "", line: null, running: false, result: null },
+    verify: { job: null, path: "", kind: "digest", expected: "", size: "", line: null, running: false, result: null },
     settings: {
       checkFirst,
       readBack,

@@ -10,13 +10,23 @@ import { Digest, ErrorText, ProgressLine, SourceBadge } from "./common";
 export function RunPage({ s, run }: { s: State; run: Run }) {
   const heading = useRef<HTMLHeadingElement>(null);
   const done = run.phase === "done";
-  // The outcome takes the focus, so it is read out and the next step is one Tab away.
+  // The page takes the focus when it opens (the Flash button it replaced is gone) and again with
+  // the outcome, so it is read out and the next step is one Tab away.
   useLayoutEffect(() => {
-    if (done) heading.current?.focus();
-  }, [done]);
+    if (run.phase !== "ejecting") heading.current?.focus();
+  }, [run.phase === "planning", done]);
+  // The question takes the focus on its safe answer; when it goes, Cancel has it back.
+  const asked = useRef(false);
+  useLayoutEffect(() => {
+    if (run.askCancel || asked.current) {
+      document.getElementById(run.askCancel ? "cancel-no" : "cancel-button")?.focus();
+    }
+    asked.current = run.askCancel;
+  }, [run.askCancel]);
   const title = {
     planning: "Getting ready…",
     writing: `Flashing ${run.image}`,
+    ejecting: "Ejecting…",
     done: done ? outcome(run) : "",
   }[run.phase];
   return (
@@ -51,7 +61,12 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
         </div>
       )}
       <ErrorText id="error-step-flash" text={s.errors.flash} />
-      {!done && run.phase === "writing" && !run.askCancel && (
+      {run.phase === "planning" && (
+        <button type="button" id="cancel-button" onClick={act.cancelJob}>
+          Cancel
+        </button>
+      )}
+      {run.phase === "writing" && !run.askCancel && (
         <button type="button" id="cancel-button" onClick={() => act.askCancel(null)}>
           Cancel
         </button>

@@ -40,7 +40,7 @@ export function VerifyTab({ s }: { s: State }) {
           Verify
         </button>
         {v.running && (
-          <button type="button" id="cancel-verify" onClick={act.cancelJob}>
+          <button type="button" id="cancel-verify" onClick={act.cancelVerify}>
             Cancel
           </button>
         )}

@@ -85,6 +85,15 @@ fn detach_loop(dev: &Path) -> Result<Ejected, Error> {
     if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_CLR_FD as _, 0) } != 0 {
         return Err(Error::io(dev, std::io::Error::last_os_error()));
     }
+    drop(file);
+    // A loop device in use elsewhere is only marked to detach when its last user closes it.
+    let name = dev.file_name().unwrap_or_default().to_string_lossy();
+    if Path::new(&format!("/sys/block/{name}/loop/backing_file")).exists() {
+        return Ok(Ejected::Kept(format!(
+            "{} is still in use by another program; it detaches when that program closes it",
+            dev.display()
+        )));
+    }
     Ok(Ejected::Detached)
 }
 

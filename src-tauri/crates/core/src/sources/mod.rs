@@ -101,14 +101,26 @@ pub struct Located {
     pub max_image_size: u64,
 }
 
+impl Source {
+    /// Whether it can be written straight from where it is (streamed): not what must be prepared
+    /// as files before writing, a labctl build (two artifacts) or an IncusOS image with an
+    /// install seed (written into a copy).
+    pub fn streams(&self) -> bool {
+        !matches!(self, Source::TalosBuild(_))
+            && !matches!(self, Source::Incus(req) if req.seed.is_some())
+    }
+}
+
 /// Locates what `source` names (a factory schematic is created, an index read). `None` for
-/// what must be prepared as files before writing: a labctl build (two artifacts) and an IncusOS
-/// image with an install seed (written into a copy).
+/// what does not stream (`Source::streams`).
 pub async fn locate(
     source: &Source,
     http: &Http,
     cancel: &CancellationToken,
 ) -> Result<Option<Located>> {
+    if !source.streams() {
+        return Ok(None);
+    }
     Ok(match source {
         Source::Image(req) => Some(Located {
             source: req.source.clone(),
