@@ -245,7 +245,9 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.click("#confirm-digests");
     // A pasted digest that is none of those shown takes the tick back.
     s.type_into("#paste-digest", &"0".repeat(64));
-    assert!(s.text("#paste-result").contains("not one of the digests shown"));
+    assert!(s
+        .text("#paste-result")
+        .contains("not one of the digests shown"));
     assert!(s.text("#flash-reason").contains("I compared these digests"));
     s.type_into("#paste-digest", &digest);
     s.click("#confirm-digests");
@@ -406,7 +408,11 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     });
     gui.shot("writing");
     s.click("#cancel-button");
-    assert_eq!(s.focused(), "cancel-no", "the question has the focus on its safe answer");
+    assert_eq!(
+        s.focused(),
+        "cancel-no",
+        "the question has the focus on its safe answer"
+    );
     s.click("#cancel-no");
     assert_eq!(s.focused(), "cancel-button");
     assert!(

@@ -34,8 +34,9 @@ const set = store.set;
 export function say(place: Place, text: string, field: string | null = null) {
   set((s) => ({ errors: { ...s.errors, [place]: sentence(text) }, invalid: field ?? s.invalid }));
 }
+/** Clears the shown errors (the window's own, such as a failed drive watch, stay). */
 function clearErrors() {
-  set({ errors: {}, invalid: null });
+  set((s) => ({ errors: s.errors.window ? { window: s.errors.window } : {}, invalid: null }));
 }
 
 /** Why Flash cannot be pressed now, in one line; `null` when it can. */
@@ -131,18 +132,22 @@ export async function chooseSource(form: Form) {
   if (mustCheck(form, get().settings.checkFirst, streams)) void check();
 }
 
+let versionsAsked = 0;
 export async function loadVersions() {
   const factory = (get().draft ?? get().form).factoryUrl.trim();
+  const mine = ++versionsAsked;
+  // An answer counts only for the latest request, not cancelled: `current()`.
+  const current = () => mine === versionsAsked && get().loadingVersions;
   set({ loadingVersions: true, errors: {} });
   try {
     const versions = await api.talosVersions(factory);
-    if (!get().loadingVersions) return; // cancelled: the answer is not wanted any more
+    if (!current()) return;
     set({ versions, loadingVersions: false });
     const newest = versions.find((v) => !v.prerelease);
     if (get().draft && !get().draft!.talosVersion && newest) editDraft({ talosVersion: newest.version });
     await loadExtensions();
   } catch (e) {
-    if (!get().loadingVersions) return;
+    if (!current()) return;
     set({ loadingVersions: false });
     say("source", `${errorMessage(e)} You can still type a version.`, "talos-version");
   }
@@ -241,7 +246,8 @@ export async function refreshDrives() {
 }
 
 export function toggleDrive(path: string, on: boolean) {
-  clearErrors();
+  // Ticking a drive answers the drive's and Flash's errors, not the image's.
+  set((s) => ({ errors: { ...s.errors, drive: undefined, flash: undefined } }));
   set((s) => ({ selected: on ? [...s.selected.filter((p) => p !== path), path] : s.selected.filter((p) => p !== path) }));
 }
 
