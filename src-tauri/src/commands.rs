@@ -548,8 +548,11 @@ pub struct FlashSpec {
     unmount: bool,
     allow_fixed: bool,
     verify: bool,
-    /// One stick: a cidata image to add as a partition.
+    /// One stick: a cidata image to add as a partition, and the SHA-256 the operator confirmed
+    /// for it (the flash is refused if the file is not that image any more).
     config: Option<String>,
+    #[serde(rename = "configSHA256")]
+    config_sha256: Option<String>,
 }
 
 /// Write the image the window confirmed to the chosen drives and read each back, through the
@@ -598,8 +601,23 @@ pub async fn flash(
         },
         verify: spec.verify,
     };
+    let confirmed = match (&request.config, &spec.config_sha256) {
+        (None, _) => None,
+        (Some(_), Some(d)) => Some(digest::parse_typed(d)?),
+        (Some(_), None) => return Err(bad("a config image needs the SHA-256 that was confirmed")),
+    };
     let (http, cache) = (app.http(), app.cache()?);
     let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
+    if let (Some(confirmed), Some(planned)) = (confirmed, plan.config_sha256()) {
+        if confirmed != planned {
+            return Err(Error::DigestMismatch {
+                what: "config image",
+                expected: confirmed.hex(),
+                actual: planned.hex(),
+            }
+            .into());
+        }
+    }
     let rt = tokio::runtime::Handle::current();
     let flashed = tokio::task::spawn_blocking(move || {
         flash::run(plan, &http, &cache, &rt, &cancel, progress.as_ref())

@@ -120,6 +120,7 @@ async fn arguments_are_validated_in_rust() {
         allow_fixed: false,
         verify: true,
         config: None,
+        config_sha256: None,
     };
     let err = flash(app.state(), 3, spec, channel).await.unwrap_err();
     assert!(
@@ -149,6 +150,7 @@ async fn flash_to_a_file_and_verify_it_through_the_commands() {
         allow_fixed: false,
         verify: true,
         config: None,
+        config_sha256: None,
     };
     let reports = flash(app.state(), 1, spec, channel).await.unwrap();
     assert!(reports[0].ok, "{:?}", reports[0].error);
@@ -281,4 +283,43 @@ fn the_engine_says_which_sources_stream() {
     assert!(!source_streams(incus(Some(seed.path().to_str().unwrap()))).unwrap());
     let refused = source_streams(url("ftp://example.test/os.raw.xz")).unwrap_err();
     assert_eq!(refused.kind, ErrorKind::BadInput);
+}
+
+/// One stick from the window: the config image must still be the one whose digest the operator
+/// confirmed, or nothing is written.
+#[tokio::test]
+async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let boot = dir.path().join("boot.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let made = std::process::Command::new("sgdisk")
+        .args(["-o", "-n", "1:2048:+4M", "-c", "1:EFI"])
+        .arg(&boot)
+        .output()
+        .expect("sgdisk (gdisk)");
+    assert!(made.status.success());
+    let bytes = std::fs::read(&boot).unwrap();
+    let config = dir.path().join("cidata.img");
+    std::fs::write(&config, vec![0x5a; 1 << 20]).unwrap();
+    let target = dir.path().join("stick.img");
+    let (channel, _) = recording::<Progress>();
+    let spec = FlashSpec {
+        image_path: boot.display().to_string(),
+        image_sha256: hex::encode(Sha256::digest(&bytes)),
+        image_size: bytes.len() as u64,
+        targets: vec![Chosen::path(target.clone())],
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+        config: Some(config.display().to_string()),
+        config_sha256: Some("0".repeat(64)),
+    };
+    let err = flash(app.state(), 4, spec, channel).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DigestMismatch, "{}", err.message);
+    assert!(err.message.contains("config image"), "{}", err.message);
+    assert!(!target.exists(), "nothing written");
 }

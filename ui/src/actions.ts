@@ -375,6 +375,7 @@ export async function flashChecked(configOnly: boolean) {
         allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
         verify: s.settings.readBack,
         config: oneStick ? s.config!.path : null,
+        configSHA256: oneStick ? s.config!.sha256 : null,
       },
       driveSinks(drives),
     );

@@ -126,9 +126,10 @@ export type FlashSpec = { imagePath: string, imageSHA256: string, imageSize: num
  */
 targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, 
 /**
- * One stick: a cidata image to add as a partition.
+ * One stick: a cidata image to add as a partition, and the SHA-256 the operator confirmed
+ * for it (the flash is refused if the file is not that image any more).
  */
-config: string | null, };
+config: string | null, configSHA256: string | null, };
 
 export type PlanView = { lines: Array<string>, warnings: Array<string>, };
 

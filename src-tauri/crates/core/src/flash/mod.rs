@@ -200,6 +200,15 @@ pub async fn plan(
 }
 
 impl Plan {
+    /// One stick: the digest of the config image the plan lays out beside the boot image (as
+    /// read when planning), for the front end to compare with the one the operator confirmed.
+    pub fn config_sha256(&self) -> Option<Sha256Digest> {
+        match &self.source {
+            Planned::Prepared(p) => p.writing.layout.as_ref().map(|l| l.config_sha256()),
+            Planned::Stream(_) => None,
+        }
+    }
+
     /// What will be written, in lines for the confirmation.
     pub fn describe(&self) -> Vec<String> {
         use crate::io::drives::human_size;
