@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import type { Drive } from "./api";
 import {
   Meter,
-  canFlash,
   checkDigest,
   confirmationText,
   describeDrive,
@@ -75,10 +74,10 @@ describe("the meter", () => {
 describe("flashing", () => {
   it("needs a prepared image, confirmed digests and a drive", () => {
     const ready = { prepared: true, confirmed: true, streams: false, mustCheck: false, selected: 1, busy: false };
-    expect(canFlash(ready)).toBe(true);
-    expect(canFlash({ ...ready, confirmed: false })).toBe(false);
-    expect(canFlash({ ...ready, selected: 0 })).toBe(false);
-    expect(canFlash({ ...ready, busy: true })).toBe(false);
+    expect(flashBlocker(ready)).toBeNull();
+    expect(flashBlocker({ ...ready, confirmed: false })).not.toBeNull();
+    expect(flashBlocker({ ...ready, selected: 0 })).not.toBeNull();
+    expect(flashBlocker({ ...ready, busy: true })).not.toBeNull();
   });
   it("names each drive and warns of unmounting", () => {
     const image = { path: "/home/me/talos.raw", sha256: HEX, size: 1_306_525_696 };

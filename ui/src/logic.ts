@@ -172,11 +172,6 @@ export function flashBlocker(s: FlashState): string | null {
   return null;
 }
 
-/** Whether the Flash button may be pressed. */
-export function canFlash(s: FlashState): boolean {
-  return flashBlocker(s) === null;
-}
-
 /** "e2117a4c…41d0c5f9": a digest's first and last 8 characters, for saying which one. */
 export function shortDigest(hex: string): string {
   return hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-8)}` : hex;
