@@ -16,7 +16,7 @@ import {
   shortDigest,
 } from "./logic";
 import { maxImageSize, mustCheck, sourceField, sourceGiven, sourceSpec, sourceTitle } from "./source";
-import { createStore, emptyForm, initialState, type Form, type Kind, type Line, type Place, type State, type Tab } from "./store";
+import { createStore, emptyForm, initialState, noImage, type Form, type Kind, type Line, type Place, type State, type Tab } from "./store";
 
 const SETTINGS = { checkFirst: "labflash.checkFirst", readBack: "labflash.readBack", eject: "labflash.eject" };
 const stored = (key: string, fallback: boolean) => {
@@ -107,12 +107,7 @@ export async function chooseSource(form: Form) {
   set({
     form,
     gen,
-    streams: null,
-    check: null,
-    prepared: null,
-    config: null,
-    confirmed: false,
-    pasted: "",
+    ...noImage,
     run: null,
     job: null,
     errors: {},

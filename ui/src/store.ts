@@ -147,6 +147,16 @@ export interface State {
   settings: Settings;
 }
 
+/** What is known about the chosen image: forgotten whenever the source changes. */
+export const noImage = {
+  streams: null,
+  check: null,
+  prepared: null,
+  config: null,
+  confirmed: false,
+  pasted: "",
+} satisfies Partial<State>;
+
 export function initialState(checkFirst: boolean, readBack: boolean, eject: boolean): State {
   return {
     tab: "flash",
@@ -156,12 +166,7 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
     extensions: [],
     loadingVersions: false,
     gen: 0,
-    streams: null,
-    check: null,
-    prepared: null,
-    config: null,
-    confirmed: false,
-    pasted: "",
+    ...noImage,
     drives: [],
     selected: [],
     showAll: false,

@@ -3,13 +3,11 @@
 //! UDisks2 does itself), a loop device is detached (its backing file keeps the image). The flash
 //! has already synced every byte; ejecting only tells the machine the drive is going.
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use zbus::zvariant::{OwnedObjectPath, Value};
-
+use super::udisks;
 use crate::error::Error;
 
 /// What ejecting did.
@@ -25,7 +23,6 @@ pub enum Ejected {
     Kept(String),
 }
 
-const SERVICE: &str = "org.freedesktop.UDisks2";
 /// `LOOP_CLR_FD` from linux/loop.h.
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 
@@ -59,8 +56,7 @@ pub fn eject(path: &Path) -> Result<Ejected, Error> {
         if root {
             return detach_loop(&real);
         }
-        return through_udisks(&real, &name, "org.freedesktop.UDisks2.Loop", "Delete")
-            .map(|()| Ejected::Detached);
+        return udisks::delete_loop(&real).map(|()| Ejected::Detached);
     }
     if root {
         return match usb_device_of(&Path::new("/sys/block").join(&name)) {
@@ -74,7 +70,14 @@ pub fn eject(path: &Path) -> Result<Ejected, Error> {
             ))),
         };
     }
-    power_off_through_udisks(&real, &name)
+    Ok(if udisks::power_off(&real)? {
+        Ejected::PoweredOff
+    } else {
+        Ejected::Kept(format!(
+            "{} cannot be powered off from here; it is safe to remove once the flash has finished",
+            real.display()
+        ))
+    })
 }
 
 fn detach_loop(dev: &Path) -> Result<Ejected, Error> {
@@ -108,71 +111,6 @@ pub fn usb_device_of(block: &Path) -> Option<PathBuf> {
         if !dir.pop() || dir.as_os_str().len() <= 1 {
             return None;
         }
-    }
-}
-
-fn power_off_through_udisks(dev: &Path, name: &str) -> Result<Ejected, Error> {
-    let conn = zbus::blocking::Connection::system().map_err(|e| failed(dev, e))?;
-    let block = zbus::blocking::Proxy::new(
-        &conn,
-        SERVICE,
-        block_object(name),
-        "org.freedesktop.UDisks2.Block",
-    )
-    .map_err(|e| failed(dev, e))?;
-    let drive: OwnedObjectPath = block.get_property("Drive").map_err(|e| failed(dev, e))?;
-    if drive.as_str() == "/" {
-        return Ok(Ejected::Kept(format!(
-            "{} is not a drive UDisks2 can power off; it is safe to remove once the flash has finished",
-            dev.display()
-        )));
-    }
-    let proxy = zbus::blocking::Proxy::new(
-        &conn,
-        SERVICE,
-        drive.as_str(),
-        "org.freedesktop.UDisks2.Drive",
-    )
-    .map_err(|e| failed(dev, e))?;
-    let can: bool = proxy.get_property("CanPowerOff").unwrap_or(false);
-    if !can {
-        return Ok(Ejected::Kept(format!(
-            "{} cannot be powered off; it is safe to remove once the flash has finished",
-            dev.display()
-        )));
-    }
-    let options: HashMap<&str, Value> = HashMap::new();
-    proxy
-        .call::<_, _, ()>("PowerOff", &(options,))
-        .map_err(|e| failed(dev, e))?;
-    Ok(Ejected::PoweredOff)
-}
-
-fn through_udisks(dev: &Path, name: &str, interface: &str, method: &str) -> Result<(), Error> {
-    let conn = zbus::blocking::Connection::system().map_err(|e| failed(dev, e))?;
-    let proxy = zbus::blocking::Proxy::new(&conn, SERVICE, block_object(name), interface)
-        .map_err(|e| failed(dev, e))?;
-    let options: HashMap<&str, Value> = HashMap::new();
-    proxy
-        .call::<_, _, ()>(method, &(options,))
-        .map_err(|e| failed(dev, e))
-}
-
-fn block_object(name: &str) -> String {
-    format!(
-        "/org/freedesktop/UDisks2/block_devices/{}",
-        super::udisks::escape(name)
-    )
-}
-
-fn failed(dev: &Path, e: zbus::Error) -> Error {
-    let detail = match &e {
-        zbus::Error::MethodError(_, Some(message), _) => message.clone(),
-        other => other.to_string(),
-    };
-    Error::Permission {
-        target: dev.display().to_string(),
-        detail: format!("it could not be ejected ({detail})"),
     }
 }
 

@@ -7,44 +7,78 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedObjectPath, Value};
 
 use crate::error::Error;
 
 const SERVICE: &str = "org.freedesktop.UDisks2";
 const BLOCK: &str = "org.freedesktop.UDisks2.Block";
 const FILESYSTEM: &str = "org.freedesktop.UDisks2.Filesystem";
+const DRIVE: &str = "org.freedesktop.UDisks2.Drive";
 
 /// `Block.OpenDevice(mode, {flags})` on the drive at `path`; `flags` may hold O_EXCL, O_DIRECT,
 /// O_SYNC and O_CLOEXEC (UDisks2 refuses others).
 pub fn open(path: &Path, write: bool, flags: i32) -> Result<File, Error> {
-    let name = device_name(path)?;
-    let conn = zbus::blocking::Connection::system().map_err(|e| unavailable(path, e))?;
-    let object = format!("/org/freedesktop/UDisks2/block_devices/{}", escape(&name));
-    let proxy = zbus::blocking::Proxy::new(&conn, SERVICE, object.as_str(), BLOCK)
-        .map_err(|e| unavailable(path, e))?;
+    let proxy = block_proxy(path, BLOCK)?;
     let mut options: HashMap<&str, Value> = HashMap::new();
     options.insert("flags", Value::from(flags));
     let mode = if write { "rw" } else { "r" };
     let fd: zbus::zvariant::OwnedFd = proxy
         .call("OpenDevice", &(mode, options))
-        .map_err(|e| refused_or_failed(path, e))?;
+        .map_err(|e| refused_or_failed(path, "opening it", e))?;
     Ok(File::from(OwnedFd::from(fd)))
 }
 
 /// `Filesystem.Unmount` on a partition (or whole disk) holding a filesystem.
 pub fn unmount(device: &Path) -> Result<(), Error> {
-    let name = device_name(device)?;
-    let conn = zbus::blocking::Connection::system().map_err(|e| unavailable(device, e))?;
-    let object = format!("/org/freedesktop/UDisks2/block_devices/{}", escape(&name));
-    let proxy = zbus::blocking::Proxy::new(&conn, SERVICE, object.as_str(), FILESYSTEM)
-        .map_err(|e| unavailable(device, e))?;
+    let proxy = block_proxy(device, FILESYSTEM)?;
     // Not forced: UDisks2 forces with a lazy unmount, which detaches a busy filesystem that is
     // still written to.
     let options: HashMap<&str, Value> = HashMap::new();
     proxy
         .call::<_, _, ()>("Unmount", &(options,))
-        .map_err(|e| refused_or_failed(device, e))
+        .map_err(|e| refused_or_failed(device, "unmounting it", e))
+}
+
+/// `Loop.Delete`: detaches the loop device at `device`.
+pub fn delete_loop(device: &Path) -> Result<(), Error> {
+    let options: HashMap<&str, Value> = HashMap::new();
+    block_proxy(device, "org.freedesktop.UDisks2.Loop")?
+        .call::<_, _, ()>("Delete", &(options,))
+        .map_err(|e| refused_or_failed(device, "detaching it", e))
+}
+
+/// `Drive.PowerOff` on the drive holding `device`; `false` when UDisks2 has no drive there that
+/// can be powered off (a loop device, a virtual disk, a drive that says it cannot).
+pub fn power_off(device: &Path) -> Result<bool, Error> {
+    let block = block_proxy(device, BLOCK)?;
+    let drive: OwnedObjectPath = block
+        .get_property("Drive")
+        .map_err(|e| unavailable(device, e))?;
+    if drive.as_str() == "/" {
+        return Ok(false);
+    }
+    let proxy = zbus::blocking::Proxy::new(block.connection(), SERVICE, drive, DRIVE)
+        .map_err(|e| unavailable(device, e))?;
+    if !proxy.get_property::<bool>("CanPowerOff").unwrap_or(false) {
+        return Ok(false);
+    }
+    let options: HashMap<&str, Value> = HashMap::new();
+    proxy
+        .call::<_, _, ()>("PowerOff", &(options,))
+        .map_err(|e| refused_or_failed(device, "powering it off", e))?;
+    Ok(true)
+}
+
+/// A proxy for `interface` on the UDisks2 object of the block device at `path`.
+fn block_proxy(
+    path: &Path,
+    interface: &'static str,
+) -> Result<zbus::blocking::Proxy<'static>, Error> {
+    let name = device_name(path)?;
+    let conn = zbus::blocking::Connection::system().map_err(|e| unavailable(path, e))?;
+    let object = format!("/org/freedesktop/UDisks2/block_devices/{}", escape(&name));
+    zbus::blocking::Proxy::new(&conn, SERVICE, object, interface).map_err(|e| unavailable(path, e))
 }
 
 fn device_name(path: &Path) -> Result<String, Error> {
@@ -57,7 +91,7 @@ fn device_name(path: &Path) -> Result<String, Error> {
 }
 
 /// UDisks2 object paths keep [A-Za-z0-9] and write every other byte as `_XX` (hex).
-pub(super) fn escape(name: &str) -> String {
+fn escape(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -92,14 +126,15 @@ pub fn available() -> bool {
     proxy.name_has_owner(name.into()).unwrap_or(false)
 }
 
-fn refused_or_failed(path: &Path, e: zbus::Error) -> Error {
+/// `doing`: what was asked ("opening it"), for the refusal's words.
+fn refused_or_failed(path: &Path, doing: &str, e: zbus::Error) -> Error {
     let text = e.to_string();
     if let zbus::Error::MethodError(name, message, _) = &e {
         let message = message.clone().unwrap_or_default();
         if name.as_str().contains("NotAuthorized") {
             return Error::Permission {
                 target: path.display().to_string(),
-                detail: format!("polkit did not authorize opening it ({message})"),
+                detail: format!("polkit did not authorize {doing} ({message})"),
             };
         }
         if message.contains("busy") {
