@@ -84,6 +84,57 @@ fn flash_reads_back_and_never_writes_past_the_image() {
         .all(|b| *b == 0xAA));
 }
 
+/// A drive flashed again with the same image is read first and only the MiB it does not hold
+/// are written; every byte is still read back.
+#[test]
+fn a_second_flash_writes_only_what_the_drive_does_not_hold() {
+    require_root!();
+    let b = Bench::new();
+    let len = 10 * MIB as usize + 1234;
+    let (img, bytes) = b.image("os.img", len, 7);
+    let dev = LoopDev::new(b.dir.path(), 32 * MIB, 512, 0xAA);
+    let first = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.json()["targets"][0]["bytesSkipped"], 0);
+
+    dev.write(6 * MIB + 5, b"x");
+    let again = b.flash(&img, &["--to", dev.path_str(), "--yes"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let t = &again.json()["targets"][0];
+    assert_eq!(
+        t["bytesWritten"],
+        2 * MIB,
+        "the first MiB and the one changed"
+    );
+    assert_eq!(t["bytesSkipped"], len as u64 - 2 * MIB);
+    assert_eq!(t["verifiedSHA256"], sha(&bytes));
+    assert_eq!(dev.read(0, len), bytes);
+    let cache = b.path("cache");
+    let told = run(&[
+        "flash",
+        &img,
+        "--to",
+        dev.path_str(),
+        "--yes",
+        "--cache-dir",
+        &cache,
+    ]);
+    assert!(
+        told.stdout
+            .contains("(9.4 MB already on it, not written again)"),
+        "{}",
+        told.stdout
+    );
+
+    let all = b.flash(&img, &["--to", dev.path_str(), "--yes", "--write-all"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let t = &all.json()["targets"][0];
+    assert_eq!(
+        (&t["bytesWritten"], &t["bytesSkipped"]),
+        (&len.into(), &0.into())
+    );
+}
+
 #[test]
 fn flash_to_a_4k_sector_device_pads_to_its_block_size() {
     require_root!();
@@ -588,7 +639,7 @@ fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     let request = |target: &str, digest: &str| {
         serde_json::json!({
             "sha256": digest, "size": bytes.len(), "targets": [by_identity(target)],
-            "protected": [], "unmount": false, "allowFixed": false, "verify": true
+            "protected": [], "unmount": false, "allowFixed": false, "verify": true, "skipEqual": true
         })
     };
     let refused = helper(request(small.path_str(), &sha(&bytes)), &bytes);
@@ -672,7 +723,7 @@ fn the_helper_writes_only_whole_drives_matched_by_identity() {
     let request = |targets: serde_json::Value| {
         serde_json::json!({
             "sha256": sha(&bytes), "size": bytes.len(), "targets": targets, "protected": [],
-            "unmount": false, "allowFixed": false, "verify": true
+            "unmount": false, "allowFixed": false, "verify": true, "skipEqual": true
         })
     };
     let refused = |targets: serde_json::Value, why: &str| {

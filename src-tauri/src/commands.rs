@@ -475,6 +475,7 @@ pub async fn plan_flash(
             ..TargetOptions::default()
         },
         verify: spec.verify,
+        skip_equal: true,
     };
     let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
     let view = PlanView {
@@ -600,6 +601,7 @@ pub async fn flash(
             ..TargetOptions::default()
         },
         verify: spec.verify,
+        skip_equal: true,
     };
     let confirmed = match (&request.config, &spec.config_sha256) {
         (None, _) => None,

@@ -254,6 +254,7 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
         path: path.clone(),
         ok: true,
         bytes_written: 1,
+        bytes_skipped: 0,
         verified_sha256: None,
         error: None,
         error_kind: None,

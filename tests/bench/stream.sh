@@ -124,7 +124,9 @@ subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$@"
 }
 fresh_cache() { rm -rf "$shm/cache"; echo "$shm/cache"; }
-lf() { "$bin" flash "$1" --yes -q --cache-dir "$(fresh_cache)" "${@:2}"; }
+# --write-all: each target holds the image from the run before, and writing it is what is
+# measured here (sticks.sh measures leaving alone what a drive holds).
+lf() { "$bin" flash "$1" --yes -q --write-all --cache-dir "$(fresh_cache)" "${@:2}"; }
 shell_pipeline() {
   # iflag=fullblock: without it, dd passes on the pipe's short reads and O_DIRECT refuses them.
   curl -sf "$1" | xz -T0 -dc | dd of="$2" oflag=direct bs=4M iflag=fullblock conv=fsync status=none

@@ -33,9 +33,9 @@ sync; echo 3 > /proc/sys/vm/drop_caches
 dd_w=$(t dd if=image.raw of="$dev" oflag=direct bs=4M conv=fsync status=none)
 dd_r=$(t bash -c "dd if=$dev iflag=direct bs=4M count=$((mib / 4)) status=none | sha256sum")
 dd_ro=$(t bash -c "dd if=$dev iflag=direct bs=4M count=$((mib / 4)) status=none | openssl sha256")
-lf_w=$(t "$bin" flash image.raw --to "$dev" --yes --no-verify -q --cache-dir "$work/c")
+lf_w=$(t "$bin" flash image.raw --to "$dev" --yes --no-verify --write-all -q --cache-dir "$work/c")
 lf_r=$(t "$bin" verify "$dev" --sha256 "$digest" --size "$size" -q)
-lf_wr=$(t "$bin" flash image.raw --to "$dev" --yes -q --cache-dir "$work/c")
+lf_wr=$(t "$bin" flash image.raw --to "$dev" --yes --write-all -q --cache-dir "$work/c")
 
 printf '%-62s %8s %9s\n' "what (1 GiB image to a loop device, $(nproc) cores)" seconds MB/s
 row "dd oflag=direct bs=4M conv=fsync" "$dd_w"

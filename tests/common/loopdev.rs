@@ -88,8 +88,13 @@ impl LoopDev {
 }
 
 impl LoopDev {
-    /// Whether the device still is this loop device: ejecting detaches it, and its number may
-    /// then be another test's device.
+    /// Writes `bytes` at `offset` through the device and flushes them to it.
+    pub fn write(&self, offset: u64, bytes: &[u8]) {
+        let f = OpenOptions::new().write(true).open(&self.path).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+
     /// Reads `len` bytes at `offset` from the backing file (after the device was detached).
     pub fn read_backing(&self, offset: u64, len: usize) -> Vec<u8> {
         let f = File::open(&self.backing).unwrap();
@@ -98,6 +103,8 @@ impl LoopDev {
         buf
     }
 
+    /// Whether the device still is this loop device: ejecting detaches it, and its number may
+    /// then be another test's device.
     pub fn attached(&self) -> bool {
         let name = self
             .path

@@ -13,7 +13,11 @@ total: number | null,
 /**
  * The drive or file a write or read-back report is about.
  */
-target?: string, };
+target?: string, 
+/**
+ * Writing: of `done`, the bytes the target already held and were not written again.
+ */
+skipped?: number, };
 
 export type ErrorKind = "digestMismatch" | "badInput" | "cancelled" | "failure";
 
@@ -135,7 +139,16 @@ export type PlanView = { lines: Array<string>, warnings: Array<string>, };
 
 export type Access = "direct" | "udisks2" | "helper";
 
-export type TargetReport = { path: string, ok: boolean, bytesWritten: number, 
+export type TargetReport = { path: string, ok: boolean, 
+/**
+ * Bytes of the image written to the target.
+ */
+bytesWritten: number, 
+/**
+ * Bytes of the image the target already held, left as they were (and read back like the
+ * rest).
+ */
+bytesSkipped: number, 
 /**
  * The digest read back from the target; null when not verified or failed.
  */

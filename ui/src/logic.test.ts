@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Drive } from "./api";
 import {
   Meter,
+  progressLine,
   checkDigest,
   confirmationText,
   describeDrive,
@@ -68,6 +69,13 @@ describe("the meter", () => {
     const back = m.update({ stage: "readBack", done: 0, total: 1000 }, 2000);
     expect(back.percent).toBe(0);
     expect(back.rate).toBe(0);
+  });
+
+  it("says what the drive already held", () => {
+    const m = new Meter();
+    m.update({ stage: "write", done: 0, total: 8_000_000 }, 0);
+    const line = progressLine(m, { stage: "write", done: 4_000_000, total: 8_000_000, skipped: 3_000_000 }, 1000);
+    expect(line.text).toBe("Writing · 50 % · 4.0 MB/s · 3.0 MB already on the drive · 1 s left");
   });
 });
 

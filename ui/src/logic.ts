@@ -100,6 +100,7 @@ export function progressLine(meter: Meter, p: Progress, now: number): Line {
   const { percent, rate, eta } = meter.update(p, now);
   const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${percent.toFixed(0)} %`];
   if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
+  if (p.skipped) parts.push(`${formatBytes(p.skipped)} already on the drive`);
   const left = formatDuration(eta);
   if (left) parts.push(`${left} left`);
   return { text: parts.join(" · "), percent };

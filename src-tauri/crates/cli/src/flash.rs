@@ -9,6 +9,7 @@ use labflash_core::fetch::DigestSource;
 use labflash_core::flash::rules::{Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
+use labflash_core::io::drives::human_size;
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;
@@ -35,6 +36,11 @@ pub struct FlashArgs {
     /// Skip reading the targets back; results then say unverified (verifiedSHA256 null).
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Write every byte, even where a drive already holds the image (by default each chunk
+    /// found equal by reading it first is left as it is; it is still read back).
+    #[arg(long)]
+    pub write_all: bool,
 
     /// One stick for both: add a GPT partition named cidata holding this config image (from
     /// `labflash cidata` or `talos build`) after the boot image's partitions. One target only.
@@ -99,6 +105,7 @@ async fn flash(
             ..TargetOptions::default()
         },
         verify: !args.no_verify,
+        skip_equal: !args.write_all,
     };
     let plan = {
         let progress = crate::progress::sink(out.show_progress());
@@ -135,10 +142,25 @@ fn human(result: &Flashed) -> String {
     for t in &result.targets {
         let line = match (&t.error, &t.verified_sha256) {
             (Some(e), _) => format!("FAILED    {}: {e}\n", t.path),
-            (None, Some(d)) => format!("verified  {}: read back SHA-256 {d}\n", t.path),
+            (None, Some(d)) => format!(
+                "verified  {}: read back SHA-256 {d}{}\n",
+                t.path,
+                already_held(t)
+            ),
             (None, None) => format!("written   {} (UNVERIFIED: not read back)\n", t.path),
         };
         text.push_str(&line);
     }
     text
+}
+
+/// How much of the image the target already held and was not written again.
+fn already_held(t: &TargetReport) -> String {
+    if t.bytes_skipped == 0 {
+        return String::new();
+    }
+    format!(
+        " ({} already on it, not written again)",
+        human_size(t.bytes_skipped)
+    )
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use labflash_core::io::drives::human_size;
 use labflash_core::progress::{NoProgress, Progress, ProgressSink, Stage};
 use std::sync::Mutex;
 
@@ -31,7 +32,13 @@ impl ProgressSink for Bar {
         *stage = Some(p.clone());
         if changed {
             self.bar.reset();
-            self.bar.set_message(p.stage.describe());
+        }
+        match p.skipped {
+            // Chunks the drive already held count as done without being written.
+            Some(held) => self
+                .bar
+                .set_message(format!("writing ({} held)", human_size(held))),
+            None => self.bar.set_message(p.stage.describe()),
         }
         match p.total {
             Some(total) => {
@@ -69,7 +76,7 @@ pub fn sink(show: bool) -> Arc<dyn ProgressSink> {
 
 fn bytes_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        "{msg:26} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
     )
     .expect("valid template")
     .progress_chars("=> ")

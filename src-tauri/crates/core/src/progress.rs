@@ -55,6 +55,10 @@ pub struct Progress {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub target: Option<String>,
+    /// Writing: of `done`, the bytes the target already held and were not written again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub skipped: Option<u64>,
 }
 
 /// Where progress goes. Called from engine threads; must be cheap and must not block.
@@ -83,6 +87,7 @@ pub(crate) struct Reporter<'a> {
     stage: Stage,
     total: Option<u64>,
     target: Option<String>,
+    skipped: Option<u64>,
     last: Option<Instant>,
 }
 
@@ -93,6 +98,7 @@ impl<'a> Reporter<'a> {
             stage,
             total,
             target: None,
+            skipped: None,
             last: None,
         };
         // Announce the stage; the first bytes are then reported without waiting out the interval.
@@ -109,6 +115,11 @@ impl<'a> Reporter<'a> {
 
     pub(crate) fn set_total(&mut self, total: Option<u64>) {
         self.total = total;
+    }
+
+    /// Bytes of `done` the target already held, reported from now on.
+    pub(crate) fn set_skipped(&mut self, skipped: u64) {
+        self.skipped = Some(skipped);
     }
 
     pub(crate) fn update(&mut self, done: u64) {
@@ -133,6 +144,7 @@ impl<'a> Reporter<'a> {
             done,
             total: self.total,
             target: self.target.clone(),
+            skipped: self.skipped.filter(|s| *s > 0),
         });
     }
 }

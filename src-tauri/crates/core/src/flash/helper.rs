@@ -43,6 +43,7 @@ pub struct Request {
     pub unmount: bool,
     pub allow_fixed: bool,
     pub verify: bool,
+    pub skip_equal: bool,
     /// The backup GPT of a one-stick flash: where, and its bytes in hex.
     pub tail_offset: Option<u64>,
     pub tail_hex: Option<String>,
@@ -201,6 +202,7 @@ fn serve_request(
     )?;
     let flash_options = FlashOptions {
         verify: request.verify,
+        skip_equal: request.skip_equal,
     };
     flash::execute_from(
         &plan,
@@ -244,6 +246,7 @@ pub fn run_privileged(
         unmount: privilege.options.unmount,
         allow_fixed: privilege.options.allow_fixed,
         verify: flash_options.verify,
+        skip_equal: flash_options.skip_equal,
         tail_offset: plan.image.tail.as_ref().map(|t| t.offset),
         tail_hex: plan.image.tail.as_ref().map(|t| hex::encode(&t.bytes)),
     };

@@ -20,6 +20,7 @@ pub mod helper;
 pub mod one_stick;
 mod readback;
 pub mod rules;
+mod skip;
 pub mod stream;
 pub mod writer;
 
@@ -60,6 +61,8 @@ pub struct Request {
     pub options: TargetOptions,
     /// Read every target back (the default).
     pub verify: bool,
+    /// Leave alone what a target already holds (the default); off, every byte is written.
+    pub skip_equal: bool,
 }
 
 /// What will be written where, for the front end to show and confirm, then to [`run`].
@@ -69,7 +72,7 @@ pub struct Plan {
     pub targets: Vec<Approved>,
     /// What the operator should know first (a Talos release that cannot read a FAT cidata).
     pub warnings: Vec<String>,
-    verify: bool,
+    options: FlashOptions,
 }
 
 enum Planned {
@@ -155,7 +158,7 @@ pub async fn plan(
                 source: Planned::Stream(opened),
                 targets,
                 warnings,
-                verify: req.verify,
+                options: req.flash_options(),
             });
         }
         // A target needs the helper, which takes the image as a file: prepare it below.
@@ -195,8 +198,17 @@ pub async fn plan(
             protected,
         })),
         warnings,
-        verify: req.verify,
+        options: req.flash_options(),
     })
+}
+
+impl Request {
+    fn flash_options(&self) -> FlashOptions {
+        FlashOptions {
+            verify: self.verify,
+            skip_equal: self.skip_equal,
+        }
+    }
 }
 
 impl Plan {
@@ -268,9 +280,7 @@ pub fn run(
     progress: &dyn ProgressSink,
 ) -> Result<Flashed> {
     let roots = SystemRoots::default();
-    let options = FlashOptions {
-        verify: plan.verify,
-    };
+    let options = plan.options;
     match plan.source {
         Planned::Stream(opened) => {
             let streamed = stream::run(
