@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Stick speeds (a measurement, not a test; root). One command:
+#   sudo tests/bench/sticks.sh [--write MB/s] [--read MB/s] [--size MiB] [--sticks N] [--runs N]
+# Loop devices backed by /dev/shm are throttled like USB sticks (default 30 MB/s write, 90 MB/s
+# read) through the blkio cgroup (v1 blkio.throttle.*_bps_device, or v2 io.max, whichever the
+# machine has); every contender runs inside that cgroup. The throttle holds for O_DIRECT I/O
+# (the dd pipeline's row runs at the floor); a peer writing through the page cache is throttled where
+# the kernel charges its writeback to the cgroup (bmaptool --nobmap: 29.6 MB/s here, so it was).
+# Rows, each against its target, medians of alternating runs (A B A B ...):
+#   floor      one stick vs its floor (image/write rate + image/read rate); 8 sticks vs one;
+#              peak RSS with 8 sticks; the app's flash (its commands, through the core plan, from
+#              its window under Xvfb: tests/bench/app_flash.py) vs the CLI's
+#   skipping   re-flash onto a stick holding the image, one holding the previous version, one
+#              of random data, 8 sticks half holding it: each vs a full flash (--write-all)
+#   peers      caligula, bmaptool (with and without its block map), xz | dd then dd | sha256sum
+#   first byte seconds from the command to the first byte of the image on the drive, for a URL
+#              served on 127.0.0.1 with its sidecar (the digest settled first), unthrottled
+# The images: $LABFLASH_BENCH_DIR/sticks-<size> (built once; --fresh rebuilds): a GPT image of
+# which a quarter holds data (random and text) and the rest is empty space, its multi-block xz
+# archive and bmap, and its previous version (same layout, other data in its partitions), raw:
+# it is only ever what a stick holds before the flash.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+write_mbs=30 read_mbs=90 size_mib=256 sticks=8 runs=3 fresh=
+while (($#)); do
+  case $1 in
+    --write) write_mbs=$2; shift 2 ;;
+    --read) read_mbs=$2; shift 2 ;;
+    --size) size_mib=$2; shift 2 ;;
+    --sticks) sticks=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --fresh) fresh=1; shift ;;
+    *) echo "sticks.sh: unknown argument $1 (see the top of this file)" >&2; exit 2 ;;
+  esac
+done
+((EUID == 0)) || { echo "sticks.sh: run as root (loop devices, cgroups)" >&2; exit 2; }
+"$repo/src-tauri/scripts/setup.sh" --tests >&2
+export PATH=$HOME/.cargo/bin:$PATH
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+(cd "$repo/ui" && npm run build >/dev/null)
+(cd "$repo" && cargo build --release --locked -q -p labflash-cli --bin labflash &&
+  cargo build --release --locked -q --bin labflash-gui)
+bin=$CARGO_TARGET_DIR/release/labflash
+gui=$CARGO_TARGET_DIR/release/labflash-gui
+
+# The peers, installed when missing.
+command -v bmaptool >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q bmap-tools >&2
+command -v caligula >/dev/null || cargo install caligula --locked --version 0.5.0 >&2
+
+data=${LABFLASH_BENCH_DIR:-/var/tmp/labflash-bench}/sticks-$size_mib
+[[ -n $fresh ]] && rm -rf "$data"
+mkdir -p "$data/www"
+shm=$(mktemp -d /dev/shm/labflash-sticks.XXXXXX)
+cg=
+pids=() devs=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for d in "${devs[@]}"; do losetup -d "$d" 2>/dev/null || true; done
+  [[ -n $cg ]] && rmdir "$cg" 2>/dev/null
+  rm -rf "$shm"
+}
+trap cleanup EXIT
+mib=$((1 << 20))
+size=$((size_mib * mib))
+
+# --- Images (built once) ----------------------------------------------------------------------
+# A quarter data: random (boot assets), then text (configs); the rest zeros. The previous version
+# has the same layout and partitions, other random bytes and other text in them.
+text() { seq -f "$1-%g.lab.example: {role: worker, cpu: 4, memory: 16Gi, install: /dev/sda}" 1 100000000 || true; }
+build() { # file, text prefix
+  rm -f "$1"
+  truncate -s "$size" "$1"
+  head -c $((size / 8)) /dev/urandom | dd of="$1" bs=1M seek=1 conv=notrunc status=none
+  text "$2" | head -c $((size / 8)) | dd of="$1" bs=1M seek=$((1 + size_mib / 8)) conv=notrunc status=none
+  sgdisk -q -o -n 1:2048:+$((size_mib / 2))M -t 1:ef00 -c 1:EFI -n 2:0:0 -t 2:8300 -c 2:ROOT "$1" >/dev/null
+}
+if [[ ! -s $data/www/image.raw.xz.sha256 ]]; then
+  echo "sticks: building the test images (once)" >&2
+  build "$data/image.raw" node
+  build "$data/previous.raw" host
+  xz -T0 -6 -k -c "$data/image.raw" >"$data/www/image.raw.xz"
+  (cd "$data/www" && sha256sum image.raw.xz >image.raw.xz.sha256)
+  bmaptool -q create -o "$data/image.bmap" "$data/image.raw"
+  cp "$data/image.bmap" "$data/www/image.raw.bmap"
+  head -c $((size + 64 * mib)) /dev/urandom >"$data/random.bin"
+fi
+archive=$data/www/image.raw.xz
+archive_sha=$(cut -d' ' -f1 "$archive.sha256")
+digest=$(openssl sha256 -r "$data/image.raw" | cut -d' ' -f1)
+stick_size=$((size + 64 * mib))
+
+# --- Sticks: loop devices throttled through a cgroup ------------------------------------------
+for i in $(seq 0 "$sticks"); do
+  truncate -s "$stick_size" "$shm/stick$i"
+  devs+=("$(losetup -f --show "$shm/stick$i")")
+done
+throttled=("${devs[@]:0:sticks}") fast=${devs[$sticks]}
+if [[ -w /sys/fs/cgroup/blkio/cgroup.procs ]]; then
+  cg=/sys/fs/cgroup/blkio/labflash-sticks-$$
+  mkdir "$cg"
+  for d in "${throttled[@]}"; do
+    n=$(lsblk -dno MAJ:MIN "$d" | tr -d ' ')
+    echo "$n $((write_mbs * 1000000))" >"$cg/blkio.throttle.write_bps_device"
+    echo "$n $((read_mbs * 1000000))" >"$cg/blkio.throttle.read_bps_device"
+  done
+  how="cgroup v1 blkio.throttle"
+elif grep -qw io /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  grep -qw io /sys/fs/cgroup/cgroup.subtree_control || echo +io >/sys/fs/cgroup/cgroup.subtree_control
+  cg=/sys/fs/cgroup/labflash-sticks-$$
+  mkdir "$cg"
+  for d in "${throttled[@]}"; do
+    n=$(lsblk -dno MAJ:MIN "$d" | tr -d ' ')
+    echo "$n rbps=$((read_mbs * 1000000)) wbps=$((write_mbs * 1000000))" >"$cg/io.max"
+  done
+  how="cgroup v2 io.max"
+else
+  echo "sticks.sh: neither the v1 blkio nor the v2 io cgroup controller is available" >&2
+  exit 3
+fi
+# Runs a command inside the throttling cgroup.
+in_cg() { sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+
+# Stick states, set outside the cgroup (at tmpfs speed) before each run.
+holds_random() { dd if="$data/random.bin" of="$1" bs=4M oflag=direct status=none; }
+holds() { holds_random "$1" && dd if="$2" of="$1" bs=4M oflag=direct conv=notrunc status=none; }
+check() { # the run must have left the image on the stick: read it back independently
+  local got
+  got=$(dd if="$1" iflag=direct bs=1M count="$size_mib" status=none | openssl sha256 -r | cut -d' ' -f1)
+  [[ $got == "$digest" ]] || { echo "sticks: $1 does not hold the image after $2" >&2; exit 1; }
+}
+
+# --- Measuring -------------------------------------------------------------------------------
+warm() { sync; cat "$archive" "$data/image.raw" >/dev/null; }
+seconds() { # runs its arguments (eval'd) in the cgroup; prints the wall time, or what a
+  local s e # command starting with "said:" prints as its own seconds
+  warm
+  if [[ $1 == said:* ]]; then
+    in_cg bash -c "${1#said:}"
+    return
+  fi
+  s=$(date +%s.%N)
+  in_cg bash -c "$1" >/dev/null
+  e=$(date +%s.%N)
+  awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'
+}
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+# Two contenders, each "prepare" "command" "check", runs taken in turn; sets their medians
+# ($a $b) and every time ($times_a $times_b).
+pair() {
+  local i ta=() tb=()
+  for ((i = 0; i < runs; i++)); do
+    eval "$1"; ta+=("$(seconds "$2")"); eval "$3"
+    eval "$4"; tb+=("$(seconds "$5")"); eval "$6"
+  done
+  times_a="${ta[*]}" times_b="${tb[*]}"
+  a=$(median "${ta[@]}") b=$(median "${tb[@]}")
+}
+# One contender alone ("prepare" "command" "check"); prints its median.
+alone() {
+  local a=() i
+  for ((i = 0; i < runs; i++)); do
+    eval "$1"; a+=("$(seconds "$2")"); eval "$3"
+  done
+  median "${a[@]}"
+}
+export bin archive archive_sha data size mib size_mib
+
+results=()
+row() { # what, seconds, against (seconds), target ratio, [note]
+  local ratio ok
+  ratio=$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.2f", a / b }')
+  ok=$(awk -v r="$ratio" -v t="$4" 'BEGIN { print (r <= t) ? "yes" : "NO" }')
+  local target="<=$4"
+  [[ $4 == - ]] && ok=n/a target=none
+  results+=("$(printf '| %-62s | %7s | %7s | %5s | %6s | %-3s |' "$1" "$2" "$3" "$ratio" "$target" "$ok")")
+  echo "${results[-1]}  ${5:-}" >&2
+}
+
+t1=${throttled[0]}
+lf() { echo "$bin flash $archive --sha256 $archive_sha --yes -q --cache-dir $shm/cache-\$\$ $*"; }
+all_sticks() { local d; for d in "$@"; do printf -- '--to %s ' "$d"; done; }
+floor=$(awk -v s="$size" -v w="$write_mbs" -v r="$read_mbs" 'BEGIN { printf "%.2f", s / (w * 1e6) + s / (r * 1e6) }')
+
+echo "sticks: one stick (random data on it) vs its floor, and vs the writer that skips nothing" >&2
+pair "holds_random $t1" "$(lf --to "$t1")" "check $t1 one" \
+  "holds_random $t1" "$(lf --to "$t1" --write-all)" "check $t1 write-all"
+one=$a full=$b one_times=$times_a full_times=$times_b
+row "one stick, local .xz, full write + read-back, vs the floor" "$full" "$floor" 1.03
+row "a stick of random data: skipping on vs off (--write-all)" "$one" "$full" 1.03
+
+echo "sticks: $sticks sticks at once vs one" >&2
+many=() many_rss=()
+for ((i = 0; i < runs; i++)); do
+  for d in "${throttled[@]}"; do holds_random "$d"; done
+  warm
+  s=$(date +%s.%N)
+  many_rss+=("$(in_cg python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' \
+    "$bin" flash "$archive" --sha256 "$archive_sha" --yes -q --cache-dir "$shm/cache-many" \
+    $(all_sticks "${throttled[@]}") --write-all)")
+  e=$(date +%s.%N)
+  many+=("$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }')")
+  for d in "${throttled[@]}"; do check "$d" "$sticks sticks"; done
+done
+row "$sticks sticks at once vs one (full write + read-back)" "$(median "${many[@]}")" "$full" 1.10
+rss=$(printf '%s\n' "${many_rss[@]}" | sort -n | tail -1)
+
+echo "sticks: the app's flash vs the CLI's" >&2
+pair "holds_random $t1" "said:python3 $repo/tests/bench/app_flash.py $gui $(command -v tauri-driver) $archive $archive_sha $t1" "check $t1 app" \
+  "holds_random $t1" "$(lf --to "$t1")" "check $t1 cli"
+row "the app's flash (plan_flash + run_flash) vs the CLI's" "$a" "$b" 1.05
+app_times=$times_a
+
+echo "sticks: skipping what the stick already holds" >&2
+same=$(alone "holds $t1 $data/image.raw" "$(lf --to "$t1")" "check $t1 same")
+row "re-flash onto a stick holding the image vs a full flash" "$same" "$full" 0.45 \
+  "(every byte is still read back after the writes: floor 2 reads = $(awk -v w="$write_mbs" -v r="$read_mbs" 'BEGIN { printf "%.2f", 2 / r / (1 / w + 1 / r) }')x)"
+previous=$(alone "holds $t1 $data/previous.raw" "$(lf --to "$t1")" "check $t1 previous")
+row "onto a stick holding the previous version vs a full flash" "$previous" "$full" 0.75
+half=$((sticks / 2))
+prepare_half() {
+  local i
+  for ((i = 0; i < sticks; i++)); do
+    if ((i < half)); then holds "${throttled[$i]}" "$data/image.raw"; else holds_random "${throttled[$i]}"; fi
+  done
+}
+check_all() { local d; for d in "${throttled[@]}"; do check "$d" "$1"; done; }
+pair "prepare_half" "$(lf $(all_sticks "${throttled[@]}"))" "check_all half" \
+  "prepare_half" "$(lf $(all_sticks "${throttled[@]}") --write-all)" "check_all write-all"
+row "$sticks sticks, $half holding the image, vs $sticks full flashes" "$a" "$b" 1.00
+
+echo "sticks: peers (each on the same throttled stick, in turn with labflash)" >&2
+peer() { # name, command, target, note, what proves the peer left the image ("check" or ":")
+  pair "holds_random $t1" "$(lf --to "$t1")" "check $t1 labflash" \
+    "holds_random $t1" "$2" "$5 $t1 peer"
+  row "labflash vs $1" "$a" "$b" "$3" "$4"
+}
+peer "caligula 0.5.0 (archive hash, write, read-back)" \
+  "caligula burn $archive -o $t1 -z xz -s sha256-$archive_sha --hash-of compressed --interactive never -f --root never 2>/dev/null" \
+  1.03 "(labflash also wipes the first MiB first and writes it last)" check
+verify_share=$(awk -v w="$write_mbs" -v r="$read_mbs" 'BEGIN { printf "%.2f", 1.03 * (1 / w + 1 / r) * w }')
+peer "bmaptool 3.6 copy --nobmap (no read-back)" \
+  "bmaptool -q copy --nobmap $archive $t1" "$verify_share" "(target: only the read-back's share more)" check
+peer "bmaptool 3.6 copy --bmap (the mapped quarter, no read-back)" \
+  "bmaptool -q copy --bmap $data/image.bmap $archive $t1" - "(no target: leaves unmapped blocks as they were, reads nothing back)" :
+peer "xz -T0 -dc to dd oflag=direct, then dd iflag=direct to sha256sum" \
+  "xz -T0 -dc $archive | dd of=$t1 oflag=direct bs=4M iflag=fullblock conv=fsync status=none && dd if=$t1 iflag=direct bs=1M count=$size_mib status=none | sha256sum" \
+  1.03 "(labflash also wipes the first MiB first and writes it last)" check
+
+echo "sticks: from the command to the image's first byte on the drive (URL, unthrottled)" >&2
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 "$repo/tests/bench/serve.py" "$data/www" "$port" 2>/dev/null & pids+=($!)
+until curl -sf -o /dev/null "http://127.0.0.1:$port/image.raw.xz.sha256"; do sleep 0.1; done
+firsts=()
+for ((i = 0; i < runs; i++)); do
+  holds_random "$fast"
+  firsts+=("$(python3 "$repo/tests/bench/first_byte.py" "$shm/stick$sticks" $mib \
+    "$bin" flash "http://127.0.0.1:$port/image.raw.xz" --yes -q --cache-dir "$shm/cache-first-$i" --to "$fast")")
+  check "$fast" "the first-byte run"
+done
+first=$(median "${firsts[@]}")
+first_ok=$(awk -v f="$first" 'BEGIN { print (f <= 1) ? "yes" : "NO" }')
+
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo
+echo "machine: $(nproc) cores ($model), kernel $(uname -r); sticks: loop devices on tmpfs, $how, $write_mbs MB/s write, $read_mbs MB/s read"
+echo "image: $size_mib MiB (a quarter data, the rest zeros), archive $(stat -c %s "$archive") bytes (xz -T0 -6); medians of $runs runs"
+echo
+printf '| %-62s | %7s | %7s | %5s | %6s | %-3s |\n' "what" "seconds" "against" "ratio" "target" "met"
+printf '| --- | ---: | ---: | ---: | ---: | :---: |\n'
+printf '%s\n' "${results[@]}"
+printf '| %-62s | %7s | %7s | %5s | %6s | %-3s |\n' "peak RSS with $sticks sticks (MiB)" "$rss" "" "" "<=160" \
+  "$( ((rss <= 160)) && echo yes || echo NO)"
+printf '| %-62s | %7s | %7s | %5s | %6s | %-3s |\n' "URL on 127.0.0.1: command to the image's first byte on the drive" "$first" "" "" "<=1" "$first_ok"
+echo
+echo "every run (s): one stick $one_times; full $full_times; $sticks sticks ${many[*]}; app $app_times; first byte ${firsts[*]}"
