@@ -451,6 +451,8 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
         LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA),
         LoopDev::new(dir.path(), 8 * MIB, 4096, 0xAA),
     ];
+    // The second drive already holds the image: it is read back, not written again.
+    devs[1].write(0, &image);
 
     let gui = Gui::start(&cache);
     let s = gui.s();
@@ -499,6 +501,9 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
         );
         assert_eq!(dev.read_backing(0, image.len()), image);
     }
+    let held = s.content(&row(devs[1].path_str()));
+    assert!(held.contains("4.2 MB were already on it"), "{held}");
+    assert!(!s.content(&row(devs[0].path_str())).contains("already"));
     let took = started.elapsed();
     assert_eq!(s.text("#run-title"), "Done — 2 drives verified");
     assert_eq!(s.text("#result-image-sha"), digest);

@@ -3,6 +3,7 @@ import type { Drive } from "./api";
 import {
   Meter,
   progressLine,
+  resultLine,
   checkDigest,
   confirmationText,
   describeDrive,
@@ -69,6 +70,13 @@ describe("the meter", () => {
     const back = m.update({ stage: "readBack", done: 0, total: 1000 }, 2000);
     expect(back.percent).toBe(0);
     expect(back.rate).toBe(0);
+  });
+
+  it("ends a drive's row with what it already held", () => {
+    const report = { path: "/dev/sdb", ok: true, bytesWritten: 1_000_000, bytesSkipped: 4_200_000, error: null, access: null };
+    const sha = "ab".repeat(32);
+    expect(resultLine({ ...report, verifiedSHA256: sha }).text).toMatch(/^✓ Verified — read back matches .* · 4\.2 MB were already on it$/);
+    expect(resultLine({ ...report, bytesSkipped: 0, verifiedSHA256: sha }).text).not.toContain("already");
   });
 
   it("says what the drive already held", () => {

@@ -112,8 +112,10 @@ export function resultLine(r: TargetReport): Line {
     if (r.error === "cancelled") return { text: "Cancelled", percent: null, outcome: "bad" };
     return { text: `Failed — ${sentence((r.error ?? "failed").split(": ").slice(-1)[0])}`, percent: null, outcome: "bad" };
   }
+  // What the drive already held was not written again, but it was read back like the rest.
+  const held = r.bytesSkipped > 0 ? ` · ${formatBytes(r.bytesSkipped)} were already on it` : "";
   if (r.verifiedSHA256) {
-    return { text: `✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}`, percent: 100, outcome: "good" };
+    return { text: `✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}${held}`, percent: 100, outcome: "good" };
   }
   return { text: "Written, not read back", percent: 100, outcome: "good" };
 }
