@@ -32,6 +32,8 @@ pub enum Reply {
     Status(u16),
     /// A status with `Retry-After: <secs>`.
     RetryAfter(u16, u64),
+    /// A redirect: the status (301, 302, 307, 308) with `Location: <url>`.
+    Redirect(u16, String),
     /// The path's file, served as described.
     Body(Serve),
 }
@@ -300,6 +302,7 @@ fn handle(conn: Conn, state: &Mutex<State>, stop: &AtomicBool) {
         Reply::RetryAfter(code, secs) => {
             respond_empty(conn, code, &[format!("Retry-After: {secs}")])
         }
+        Reply::Redirect(code, to) => respond_empty(conn, code, &[format!("Location: {to}")]),
         Reply::Body(serve) if serve.endless => serve_endless(conn, stop),
         Reply::Body(serve) => match file {
             Some(body) => serve_body(conn, &req, &body, &serve, stop),
@@ -346,6 +349,10 @@ fn reason(code: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         402 => "Payment Required",

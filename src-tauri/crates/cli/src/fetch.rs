@@ -88,14 +88,18 @@ fn human(f: &Fetched) -> String {
         DigestSource::Unverified => "UNVERIFIED".to_string(),
         other => format!("matches {}", other.origin()),
     };
-    format!(
+    let mut text = format!(
         "image          {}\nimage sha256   {}\nimage size     {} bytes\narchive        {}\narchive sha256 {} ({source})\n",
         f.image_path.display(),
         f.image_sha256,
         f.image_size,
         f.archive_path.display(),
         f.archive_sha256,
-    )
+    );
+    if let Some(to) = &f.final_url {
+        text.push_str(&format!("redirected to  {to}\n"));
+    }
+    text
 }
 
 pub fn parse_url(text: &str) -> Result<Url, Failure> {

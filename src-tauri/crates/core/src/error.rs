@@ -84,6 +84,9 @@ pub enum Error {
         problem: crate::fetch::tls::CertProblem,
     },
 
+    #[error("{from} redirected to {to}: labflash does not follow a redirect from https to plain http (whoever is on the plain-HTTP path could choose the image and its digest)")]
+    InsecureRedirect { from: String, to: String },
+
     #[error("{url} sent nothing for {secs} s while {during}")]
     Timeout {
         url: String,

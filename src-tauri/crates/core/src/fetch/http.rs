@@ -5,13 +5,17 @@
 //! attempts, backoff from 500 ms doubling to 16 s with ±20 % jitter, for connection errors, timeouts,
 //! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final, and so is a
 //! refused certificate (see [`crate::fetch::tls`]): another attempt would meet the same certificate.
+//!
+//! Redirects: reqwest's default (at most 10 in a chain), except that a redirect from https to plain
+//! http is refused, finally: whoever is on the plain-HTTP path could choose the image and the
+//! checksum file that vouches for it, and every document and download goes through here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use reqwest::header::{CONTENT_RANGE, RANGE, RETRY_AFTER};
-use reqwest::{Response, StatusCode};
+use reqwest::{redirect, Response, StatusCode};
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -120,6 +124,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("labflash/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(policy.connect_timeout)
+            .redirect(no_downgrade())
             .use_preconfigured_tls(crate::fetch::tls::client_config(&policy.ca_certs)?)
             .build()
             .map_err(|e| Error::Network {
@@ -244,25 +249,28 @@ impl Http {
     }
 
     /// Downloads `url` into `sink`. A body cut off mid-transfer continues with a `Range` request
-    /// when the server answers 206, and starts over when it answers 200.
+    /// when the server answers 206, and starts over when it answers 200. Returns the URL whose
+    /// response ended the body: `url`, or where its redirects led (a resumed body may have begun
+    /// elsewhere; the digest covers all of it either way).
     pub async fn download(
         &self,
         url: &Url,
         sink: &mut dyn BodySink,
         cancel: &CancellationToken,
         progress: &dyn ProgressSink,
-    ) -> Result<()> {
+    ) -> Result<Url> {
         let reporter = Reporter::new(progress, Stage::Download, None);
         let state = Mutex::new((sink, reporter));
-        self.with_retries(cancel, || async {
-            let mut guard = state.lock().await;
-            let (sink, reporter) = &mut *guard;
-            self.download_attempt(url, &mut **sink, reporter).await
-        })
-        .await?;
+        let final_url = self
+            .with_retries(cancel, || async {
+                let mut guard = state.lock().await;
+                let (sink, reporter) = &mut *guard;
+                self.download_attempt(url, &mut **sink, reporter).await
+            })
+            .await?;
         let (sink, mut reporter) = state.into_inner();
         reporter.finish(sink.kept());
-        Ok(())
+        Ok(final_url)
     }
 
     async fn download_attempt(
@@ -270,9 +278,13 @@ impl Http {
         url: &Url,
         sink: &mut dyn BodySink,
         reporter: &mut Reporter<'_>,
-    ) -> Result<(), Failed> {
+    ) -> Result<Url, Failed> {
         let offset = sink.kept();
         let mut resp = self.send(url, (offset > 0).then_some(offset)).await?;
+        let served_by = resp.url().clone();
+        if served_by != *url {
+            tracing::info!(%url, to = %served_by, "followed a redirect");
+        }
         let start = match resp.status() {
             StatusCode::PARTIAL_CONTENT if resume_offset(&resp) == Some(offset) => offset,
             StatusCode::PARTIAL_CONTENT => {
@@ -306,7 +318,7 @@ impl Http {
                 url: url.to_string(),
                 detail: format!("the body ended after {} of {total} bytes", sink.kept()),
             })),
-            _ => Ok(()),
+            _ => Ok(served_by),
         }
     }
 
@@ -438,9 +450,53 @@ fn resume_offset(resp: &Response) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
+/// reqwest's redirect policy with one rule added: never from https to plain http.
+fn no_downgrade() -> redirect::Policy {
+    let default = redirect::Policy::default();
+    redirect::Policy::custom(move |attempt| {
+        let to = attempt.url();
+        let downgrade = attempt
+            .previous()
+            .last()
+            .filter(|from| from.scheme() == "https" && to.scheme() == "http")
+            .map(|from| Downgrade {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        match downgrade {
+            Some(refused) => attempt.error(refused),
+            None => default.redirect(attempt),
+        }
+    })
+}
+
+/// A refused https → http redirect, as the policy hands it to reqwest, which wraps it.
+#[derive(Debug)]
+struct Downgrade {
+    from: Url,
+    to: Url,
+}
+
+impl std::fmt::Display for Downgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused a redirect from {} to {}", self.from, self.to)
+    }
+}
+
+impl std::error::Error for Downgrade {}
+
 /// Transport errors (connect, reset, cut body) are worth another attempt; a refused certificate, a
-/// failed TLS handshake, a redirect loop or a bad request is not.
+/// failed TLS handshake, a refused or looping redirect or a bad request is not.
 fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
+    // The policy's own error, lifted out of reqwest's "error following redirect" chain whole.
+    let downgrade = std::iter::successors(std::error::Error::source(e), |s| s.source())
+        .find_map(|s| s.downcast_ref::<Downgrade>());
+    if let Some(Downgrade { from, to }) = downgrade {
+        return Failed::fatal(Error::InsecureRedirect {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+    }
     match crate::fetch::tls::problem_in(e) {
         Some(TlsFailure::Certificate(problem)) => {
             return Failed::fatal(Error::Certificate {

@@ -141,6 +141,11 @@ impl DigestSource {
 pub struct Fetched {
     #[serde(rename = "sourceURL")]
     pub source_url: String,
+    /// Where the redirects of `source_url` led, when this fetch followed any: the URL whose
+    /// response ended the archive's body. Absent when nothing was downloaded (the cached archive
+    /// matched) or nothing redirected.
+    #[serde(rename = "finalURL", skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
     pub archive_path: PathBuf,
     #[serde(rename = "archiveSHA256")]
     pub archive_sha256: Sha256Digest,
@@ -167,8 +172,8 @@ pub async fn fetch(
         Some(expected) => reuse_archive(&archive_path, expected, cancel, progress).await?,
         None => None,
     };
-    let archive_sha256 = match cached {
-        Some(digest) => digest,
+    let (archive_sha256, redirected_to) = match cached {
+        Some(digest) => (digest, None),
         None => {
             let sink = HashingFile::new(
                 cache.temp_beside(&archive_path)?,
@@ -210,6 +215,7 @@ pub async fn fetch(
 
     Ok(Fetched {
         source_url: req.url.to_string(),
+        final_url: redirected_to.map(String::from),
         archive_path,
         archive_sha256,
         digest_source,
@@ -372,7 +378,8 @@ pub fn archive_cap(limit: u64) -> u64 {
     limit.saturating_add(limit / 1024).saturating_add(1 << 20)
 }
 
-/// Downloads into `sink`'s temp file; renames it to `archive_path` only if it matches.
+/// Downloads into `sink`'s temp file; renames it to `archive_path` only if it matches. Also
+/// returns where `url`'s redirects led, if they led anywhere.
 async fn download(
     http: &Http,
     mut sink: HashingFile,
@@ -381,8 +388,9 @@ async fn download(
     expected: Option<Sha256Digest>,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<Sha256Digest> {
-    http.download(url, &mut sink, cancel, progress.as_ref())
+) -> Result<(Sha256Digest, Option<Url>)> {
+    let served_by = http
+        .download(url, &mut sink, cancel, progress.as_ref())
         .await?;
     let actual = Sha256Digest::of_hasher(sink.hasher);
     if let Some(expected) = expected {
@@ -395,7 +403,7 @@ async fn download(
         }
     }
     cache::commit(sink.tmp, archive_path)?;
-    Ok(actual)
+    Ok((actual, (served_by != *url).then_some(served_by)))
 }
 
 /// The download's temp file and the hash of exactly the bytes in it, which may not grow past
