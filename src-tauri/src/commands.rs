@@ -10,10 +10,11 @@ use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
 use labflash_core::flash;
-use labflash_core::flash::rules::{self, Chosen, TargetOptions, Unsuitable};
+use labflash_core::flash::rules::{self, Approved, Chosen, TargetOptions, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::io::drives::{self, Drive, DriveEvent, SystemRoots};
 use labflash_core::io::eject::Ejected;
+use labflash_core::io::identity::{DriveIdentity, Identity};
 use labflash_core::progress::{Progress, ProgressSink};
 use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 use labflash_core::sources::incus::IncusRequest;
@@ -34,9 +35,13 @@ pub struct App {
     pub jobs: Jobs,
     /// Flashes planned and shown, waiting for the operator's answer, by job id.
     plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
-    /// Drives this window flashed and may eject, by path, with the device number they had: the
-    /// window cannot power off any other drive, nor one that changed since.
-    flashed: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Every drive shown to this window (path and identity, from `list_drives` and
+    /// `watch_drives`): the only targets it may name, so it cannot write a file or a drive it was
+    /// never shown. One listed once stays nameable: the engine re-checks its identity at open.
+    listed: std::sync::Mutex<Vec<(String, DriveIdentity)>>,
+    /// Drives this window flashed and may eject, by path, with the identity they were flashed
+    /// with: the window cannot power off any other drive, nor one that changed since.
+    flashed: std::sync::Mutex<std::collections::HashMap<String, DriveIdentity>>,
     pub cache_dir: PathBuf,
     settings: Settings,
     /// Rebuilt when the trusted CA changes; jobs keep the client they started with.
@@ -56,6 +61,7 @@ impl App {
         Ok(Self {
             jobs: Jobs::default(),
             plans: Default::default(),
+            listed: Default::default(),
             flashed: Default::default(),
             cache_dir,
             settings,
@@ -63,13 +69,54 @@ impl App {
         })
     }
 
-    /// Remembers the drives (block devices, not files) a flash wrote, so the window may eject
-    /// them.
-    fn may_eject(&self, reports: &[TargetReport]) {
+    /// Remembers drives shown to the window, as targets it may name.
+    fn shown<'d>(&self, drives: impl IntoIterator<Item = &'d Drive>) {
+        let mut listed = self.listed.lock().expect("listed lock");
+        for d in drives {
+            let drive = (d.path.clone(), d.identity.clone());
+            if !listed.contains(&drive) {
+                listed.push(drive);
+            }
+        }
+    }
+
+    /// Refuses, before anything is written, a target that is not a drive shown to this window
+    /// under that path with that identity (a file, or a drive it never listed).
+    fn check_shown(&self, targets: &[Chosen]) -> Reply<()> {
+        let listed = self.listed.lock().expect("listed lock");
+        for t in targets {
+            let refuse = |reason: &str| -> CommandError {
+                Error::Refused {
+                    target: t.path.display().to_string(),
+                    reason: reason.into(),
+                }
+                .into()
+            };
+            let Some(identity) = &t.identity else {
+                return Err(refuse(
+                    "the window sent it without the identity it was listed with",
+                ));
+            };
+            if !listed
+                .iter()
+                .any(|(path, id)| Path::new(path) == t.path && id == identity)
+            {
+                return Err(refuse(
+                    "it is not a drive this window listed; choose one from the list",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers the drives a flash wrote, with the identity they were written with, so the
+    /// window may eject them.
+    fn may_eject(&self, reports: &[TargetReport], targets: &[Approved]) {
         let mut flashed = self.flashed.lock().expect("flashed lock");
         for r in reports.iter().filter(|r| r.ok) {
-            if let Some(rdev) = device_number(Path::new(&r.path)) {
-                flashed.insert(r.path.clone(), rdev);
+            let approved = targets.iter().find(|t| t.path == Path::new(&r.path));
+            if let Some(Identity::Drive(identity)) = approved.map(|t| &t.identity) {
+                flashed.insert(r.path.clone(), identity.clone());
             }
         }
     }
@@ -127,13 +174,6 @@ fn digest_arg(text: &Option<String>) -> Reply<Option<Sha256Digest>> {
         None => Ok(None),
         Some(t) => Ok(Some(digest::parse_typed(t)?)),
     }
-}
-
-/// The device number of a block device at `path`; `None` for anything else.
-fn device_number(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta = std::fs::metadata(path).ok()?;
-    meta.file_type().is_block_device().then(|| meta.rdev())
 }
 
 fn absolute(path: &str, what: &str) -> Reply<PathBuf> {
@@ -216,7 +256,7 @@ pub fn list_drives(
     let cache = app.cache_dir.clone();
     let mut protected: Vec<&Path> = vec![&cache];
     protected.extend(source.as_deref());
-    Ok(all
+    let rows: Vec<DriveRow> = all
         .iter()
         .filter(|d| show_all || d.is_removable_media())
         .map(|d| DriveRow {
@@ -225,7 +265,9 @@ pub fn list_drives(
             fixed: d.is_fixed(),
             drive: d.clone(),
         })
-        .collect())
+        .collect();
+    app.shown(rows.iter().map(|r| &r.drive));
+    Ok(rows)
 }
 
 /// Streams drive added/removed/changed events until the job is cancelled.
@@ -244,6 +286,9 @@ pub async fn watch_drives(
         tx,
     ));
     while let Some(event) = rx.recv().await {
+        if let DriveEvent::Added { drive } | DriveEvent::Changed { drive } = &event {
+            app.shown([&**drive]);
+        }
         if on_event.send(event).is_err() {
             guard.token.cancel();
         }
@@ -445,9 +490,7 @@ pub async fn plan_flash(
 ) -> Reply<PlanView> {
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    for t in &spec.targets {
-        absolute(&t.path.to_string_lossy(), "target")?;
-    }
+    app.check_shown(&spec.targets)?;
     app.writing(&spec.targets);
     let max_image_size = match spec.max_image_size {
         Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
@@ -500,12 +543,13 @@ pub async fn run_flash(
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
+    let targets = planned.targets.clone();
     let flashed = tokio::task::spawn_blocking(move || {
         flash::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
-    app.may_eject(&flashed.targets);
+    app.may_eject(&flashed.targets, &targets);
     Ok(flashed)
 }
 
@@ -519,20 +563,16 @@ pub fn drop_plan(app: State<'_, App>, plan: u32) {
 /// detached).
 #[tauri::command]
 pub async fn eject(app: State<'_, App>, path: String) -> Reply<Ejected> {
-    let Some(rdev) = app.flashed.lock().expect("flashed lock").remove(&path) else {
+    let Some(flashed) = app.flashed.lock().expect("flashed lock").remove(&path) else {
         return Err(bad(format!(
             "{path} was not flashed by this window, so it is not ejected from here"
         )));
     };
-    if device_number(Path::new(&path)) != Some(rdev) {
-        return Err(bad(format!(
-            "{path} is another device than the one flashed (it was unplugged or replaced), so it is not ejected"
-        )));
-    }
-    let path = absolute(&path, "drive")?;
-    let ejected = tokio::task::spawn_blocking(move || labflash_core::io::eject::eject(&path))
-        .await
-        .map_err(|e| bad(format!("ejecting stopped: {e}")))??;
+    let ejected = tokio::task::spawn_blocking(move || {
+        labflash_core::io::eject::eject(Path::new(&path), &flashed)
+    })
+    .await
+    .map_err(|e| bad(format!("ejecting stopped: {e}")))??;
     Ok(ejected)
 }
 
@@ -579,9 +619,7 @@ pub async fn flash(
             spec.image_size
         )));
     }
-    for t in &spec.targets {
-        absolute(&t.path.to_string_lossy(), "target")?;
-    }
+    app.check_shown(&spec.targets)?;
     app.writing(&spec.targets);
     let request = flash::Request {
         source: image_path.display().to_string(),
@@ -621,12 +659,13 @@ pub async fn flash(
         }
     }
     let rt = tokio::runtime::Handle::current();
+    let targets = plan.targets.clone();
     let flashed = tokio::task::spawn_blocking(move || {
         flash::run(plan, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
-    app.may_eject(&flashed.targets);
+    app.may_eject(&flashed.targets, &targets);
     Ok(flashed.targets)
 }
 

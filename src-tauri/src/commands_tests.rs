@@ -1,6 +1,7 @@
 //! The commands called as the window calls them: with the app's state and a Channel, on Tauri's
 //! mock runtime.
 
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
@@ -15,6 +16,115 @@ fn app(cache: &Path) -> tauri::App<MockRuntime> {
         .manage(App::with_cache(cache.to_path_buf(), Settings::in_memory()).unwrap())
         .build(mock_context(noop_assets()))
         .unwrap()
+}
+
+/// Loop devices need root; CI runs as root and must run these.
+fn can_attach_loops() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root || std::env::var("CI").as_deref() != Ok("true"),
+        "loop devices need root, and CI must run every test"
+    );
+    if !root {
+        eprintln!("skipped: loop devices need root");
+    }
+    root
+}
+
+fn losetup(args: &[&str]) -> String {
+    let out = Command::new("losetup")
+        .args(args)
+        .output()
+        .expect("losetup");
+    assert!(
+        out.status.success(),
+        "losetup {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A real loop device over a file of `fill` bytes, detached on drop if it is still ours.
+struct Loop {
+    path: PathBuf,
+    backing: PathBuf,
+}
+
+impl Loop {
+    fn new(dir: &Path, name: &str, size: usize, fill: u8) -> Loop {
+        let backing = dir.join(name);
+        std::fs::write(&backing, vec![fill; size]).unwrap();
+        let path = losetup(&["-f", "--show", backing.to_str().unwrap()]).into();
+        Loop { path, backing }
+    }
+
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Detaches it and attaches the same device to a new file of `fill` bytes: same name and
+    /// device number, a new disk sequence.
+    fn reattach(&mut self, name: &str, fill: u8) {
+        let size = std::fs::metadata(&self.backing).unwrap().len() as usize;
+        let backing = self.backing.with_file_name(name);
+        std::fs::write(&backing, vec![fill; size]).unwrap();
+        losetup(&["-d", &self.path()]);
+        losetup(&[&self.path(), backing.to_str().unwrap()]);
+        self.backing = backing;
+    }
+
+    fn attached(&self) -> bool {
+        let name = self.path.file_name().unwrap().to_string_lossy();
+        std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .is_ok_and(|b| Path::new(b.trim()) == self.backing)
+    }
+
+    /// Whether the file behind it holds only `fill` (nothing was written).
+    fn holds_only(&self, fill: u8) -> bool {
+        std::fs::read(&self.backing)
+            .unwrap()
+            .iter()
+            .all(|b| *b == fill)
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if self.attached() {
+            let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
+        }
+    }
+}
+
+/// Lists the drives as the window does, and returns `dev` as the window sends it back.
+fn listed(app: &tauri::App<MockRuntime>, dev: &Loop) -> Chosen {
+    let rows = list_drives(app.state(), true, None, None).unwrap();
+    let row = rows
+        .into_iter()
+        .find(|r| Path::new(&r.drive.path) == dev.path)
+        .expect("the loop device is listed");
+    Chosen {
+        path: dev.path.clone(),
+        identity: Some(row.drive.identity),
+    }
+}
+
+/// A 2 MiB image in `dir` and a flash of it onto `targets`.
+fn image_onto(dir: &Path, targets: Vec<Chosen>) -> FlashSpec {
+    let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let image = dir.join("os.img");
+    std::fs::write(&image, &bytes).unwrap();
+    FlashSpec {
+        image_path: image.display().to_string(),
+        image_sha256: hex::encode(Sha256::digest(&bytes)),
+        image_size: bytes.len() as u64,
+        targets,
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+        config: None,
+        config_sha256: None,
+    }
 }
 
 /// A channel that keeps every message it is sent.
@@ -132,26 +242,16 @@ async fn arguments_are_validated_in_rust() {
 }
 
 #[tokio::test]
-async fn flash_to_a_file_and_verify_it_through_the_commands() {
+async fn flash_a_listed_drive_verify_and_eject_it_through_the_commands() {
+    if !can_attach_loops() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
-    let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
-    let image = dir.path().join("os.img");
-    std::fs::write(&image, &bytes).unwrap();
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let target = dir.path().join("vm.img");
+    let dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
+    let spec = image_onto(dir.path(), vec![listed(&app, &dev)]);
+    let (image, digest) = (spec.image_path.clone(), spec.image_sha256.clone());
     let (channel, seen) = recording::<Progress>();
-    let spec = FlashSpec {
-        image_path: image.display().to_string(),
-        image_sha256: digest.clone(),
-        image_size: bytes.len() as u64,
-        targets: vec![Chosen::path(target.clone())],
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-        config: None,
-        config_sha256: None,
-    };
     let reports = flash(app.state(), 1, spec, channel).await.unwrap();
     assert!(reports[0].ok, "{:?}", reports[0].error);
     assert_eq!(reports[0].verified_sha256.unwrap().hex(), digest);
@@ -159,42 +259,212 @@ async fn flash_to_a_file_and_verify_it_through_the_commands() {
         .lock()
         .unwrap()
         .iter()
-        .any(|p| p["stage"] == "readBack" && p["target"] == target.display().to_string()));
+        .any(|p| p["stage"] == "readBack" && p["target"] == dev.path()));
 
     let (channel, _) = recording::<Progress>();
     let expected = ExpectedSpec::Digest {
         sha256: "0".repeat(64),
     };
-    let v = verify(
-        app.state(),
-        2,
-        target.display().to_string(),
-        expected,
-        None,
-        channel,
-    )
-    .await
-    .unwrap();
+    let v = verify(app.state(), 2, dev.path(), expected, Some(2 << 20), channel)
+        .await
+        .unwrap();
     assert!(!v.matches);
     let (channel, _) = recording::<Progress>();
-    let expected = ExpectedSpec::Image {
-        path: image.display().to_string(),
-    };
-    let v = verify(
-        app.state(),
-        3,
-        target.display().to_string(),
-        expected,
-        None,
-        channel,
-    )
-    .await
-    .unwrap();
+    let expected = ExpectedSpec::Image { path: image };
+    let v = verify(app.state(), 3, dev.path(), expected, Some(2 << 20), channel)
+        .await
+        .unwrap();
     assert!(v.matches);
 
+    assert_eq!(
+        eject(app.state(), dev.path()).await.unwrap(),
+        Ejected::Detached
+    );
+    assert!(!dev.attached());
     assert!(!cancel(app.state(), 99), "no such job");
     let info = cache_info(app.state()).await.unwrap();
     assert_eq!(info.path, dir.path().join("cache"));
+}
+
+/// The window names a drive by the path and identity it was listed with: without the identity
+/// nothing is written (the engine could not tell the drive from one that took its name).
+#[tokio::test]
+async fn a_target_without_its_identity_is_refused() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
+    listed(&app, &dev);
+    let spec = image_onto(dir.path(), vec![Chosen::path(&dev.path)]);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 1, spec, channel).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
+    assert!(
+        err.message
+            .contains("without the identity it was listed with"),
+        "{}",
+        err.message
+    );
+    assert!(dev.holds_only(0xAA), "nothing written");
+}
+
+/// A file is never listed, so the window cannot name one: not with a listed drive's identity,
+/// not without one, not one to be created; through `flash` or `plan_flash`.
+#[tokio::test]
+async fn the_window_cannot_name_a_file_as_a_target() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
+    let identity = listed(&app, &dev).identity;
+    let victim = dir.path().join("victim.conf");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let created = dir.path().join("autostart-new.desktop");
+    let targets = [
+        Chosen {
+            path: victim.clone(),
+            identity: identity.clone(),
+        },
+        Chosen::path(&victim),
+        Chosen {
+            path: created.clone(),
+            identity,
+        },
+    ];
+    for target in targets {
+        let spec = image_onto(dir.path(), vec![target.clone()]);
+        let source = SourceSpec::File {
+            path: spec.image_path.clone(),
+            sha256: Some(spec.image_sha256.clone()),
+        };
+        let (channel, _) = recording::<Progress>();
+        let err = flash(app.state(), 1, spec, channel).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+        let stream = StreamSpec {
+            source,
+            max_image_size: None,
+            targets: vec![target],
+            unmount: false,
+            allow_fixed: false,
+            verify: true,
+        };
+        let (channel, _) = recording::<Progress>();
+        let err = plan_flash(app.state(), 2, stream, channel)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(!created.exists(), "nothing created");
+}
+
+/// A drive this window never listed is refused even with its true identity: one attached after
+/// the list, or any drive in a window that never listed.
+#[tokio::test]
+async fn a_drive_this_window_never_listed_is_refused() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let shown = Loop::new(dir.path(), "shown.img", 8 << 20, 0xAA);
+    let listed_one = listed(&app, &shown);
+    let later = Loop::new(dir.path(), "later.img", 8 << 20, 0xBB);
+    let all = drives::list(&SystemRoots::default()).unwrap();
+    let true_identity = |dev: &Loop| {
+        let d = all.iter().find(|d| Path::new(&d.path) == dev.path).unwrap();
+        Some(d.identity.clone())
+    };
+    let not_listed = Chosen {
+        path: later.path.clone(),
+        identity: true_identity(&later),
+    };
+    let spec = image_onto(dir.path(), vec![not_listed]);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 1, spec, channel).await.unwrap_err();
+    assert!(
+        err.message.contains("not a drive this window listed"),
+        "{}",
+        err.message
+    );
+    // The listed drive's path with the other's identity is not what was listed either.
+    let mixed = Chosen {
+        path: shown.path.clone(),
+        identity: true_identity(&later),
+    };
+    let spec = image_onto(dir.path(), vec![mixed]);
+    let (channel, _) = recording::<Progress>();
+    assert!(flash(app.state(), 2, spec, channel).await.is_err());
+
+    let other_window = self::app(&dir.path().join("cache"));
+    let spec = image_onto(dir.path(), vec![listed_one]);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(other_window.state(), 1, spec, channel)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("not a drive this window listed"),
+        "{}",
+        err.message
+    );
+    assert!(
+        shown.holds_only(0xAA) && later.holds_only(0xBB),
+        "nothing written"
+    );
+}
+
+/// Listed, then re-attached to another file (same name and number, a new disk sequence): the
+/// identity the window sends goes on to the engine, which refuses the drive at open.
+#[tokio::test]
+async fn a_drive_re_attached_since_it_was_listed_is_refused() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let mut dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
+    let chosen = listed(&app, &dev);
+    dev.reattach("other.img", 0x55);
+    // Listing again shows the new attachment; the window still sends the one it chose.
+    listed(&app, &dev);
+    let spec = image_onto(dir.path(), vec![chosen]);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 1, spec, channel).await.unwrap_err();
+    assert!(
+        err.message.contains("changed since you chose it"),
+        "{}",
+        err.message
+    );
+    assert!(dev.holds_only(0x55), "nothing written");
+}
+
+/// Flashed, then re-attached to another file before the eject: the new attachment is not the
+/// drive flashed (same device number, new disk sequence), so it stays attached.
+#[tokio::test]
+async fn eject_refuses_a_drive_re_attached_since_the_flash() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let mut dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
+    let spec = image_onto(dir.path(), vec![listed(&app, &dev)]);
+    let (channel, _) = recording::<Progress>();
+    let reports = flash(app.state(), 1, spec, channel).await.unwrap();
+    assert!(reports[0].ok, "{:?}", reports[0].error);
+    dev.reattach("other.img", 0x55);
+    let err = eject(app.state(), dev.path()).await.unwrap_err();
+    assert!(
+        err.message.contains("not the drive that was flashed"),
+        "{}",
+        err.message
+    );
+    assert!(dev.attached(), "the new attachment is still there");
 }
 
 #[test]
@@ -249,17 +519,31 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
     let file = dir.path().join("vm.img");
     std::fs::write(&file, b"x").unwrap();
     let path = file.display().to_string();
+    let meta = std::fs::metadata(&file).unwrap();
+    let approved = Approved {
+        path: file.clone(),
+        kind: labflash_core::io::device::TargetKind::File,
+        drive: None,
+        to_unmount: Vec::new(),
+        identity: Identity::File {
+            dev: std::os::unix::fs::MetadataExt::dev(&meta),
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        },
+    };
     let state: State<'_, App> = app.state();
-    state.may_eject(&[TargetReport {
-        path: path.clone(),
-        ok: true,
-        bytes_written: 1,
-        bytes_skipped: 0,
-        verified_sha256: None,
-        error: None,
-        error_kind: None,
-        access: None,
-    }]);
+    state.may_eject(
+        &[TargetReport {
+            path: path.clone(),
+            ok: true,
+            bytes_written: 1,
+            bytes_skipped: 0,
+            verified_sha256: None,
+            error: None,
+            error_kind: None,
+            access: None,
+        }],
+        &[approved],
+    );
     assert!(eject(app.state(), path).await.is_err());
 }
 
@@ -290,6 +574,9 @@ fn the_engine_says_which_sources_stream() {
 /// confirmed, or nothing is written.
 #[tokio::test]
 async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
+    if !can_attach_loops() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
     let boot = dir.path().join("boot.raw");
@@ -297,7 +584,7 @@ async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
         .unwrap()
         .set_len(16 << 20)
         .unwrap();
-    let made = std::process::Command::new("sgdisk")
+    let made = Command::new("sgdisk")
         .args(["-o", "-n", "1:2048:+4M", "-c", "1:EFI"])
         .arg(&boot)
         .output()
@@ -306,13 +593,13 @@ async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
     let bytes = std::fs::read(&boot).unwrap();
     let config = dir.path().join("cidata.img");
     std::fs::write(&config, vec![0x5a; 1 << 20]).unwrap();
-    let target = dir.path().join("stick.img");
+    let stick = Loop::new(dir.path(), "stick.img", 32 << 20, 0xAA);
     let (channel, _) = recording::<Progress>();
     let spec = FlashSpec {
         image_path: boot.display().to_string(),
         image_sha256: hex::encode(Sha256::digest(&bytes)),
         image_size: bytes.len() as u64,
-        targets: vec![Chosen::path(target.clone())],
+        targets: vec![listed(&app, &stick)],
         unmount: false,
         allow_fixed: false,
         verify: true,
@@ -322,5 +609,5 @@ async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
     let err = flash(app.state(), 4, spec, channel).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::DigestMismatch, "{}", err.message);
     assert!(err.message.contains("config image"), "{}", err.message);
-    assert!(!target.exists(), "nothing written");
+    assert!(stick.holds_only(0xAA), "nothing written");
 }

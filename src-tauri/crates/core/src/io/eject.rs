@@ -1,12 +1,15 @@
 //! Ejecting a flashed drive so it can be pulled: a USB drive is powered off (UDisks2's
 //! `Drive.PowerOff` for a desktop user; as root, the USB device's sysfs `remove`, which is what
 //! UDisks2 does itself), a loop device is detached (its backing file keeps the image). The flash
-//! has already synced every byte; ejecting only tells the machine the drive is going.
+//! has already synced every byte; ejecting only tells the machine the drive is going. Only the
+//! drive that was flashed is ejected: its device number and disk sequence must be the same still.
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use super::identity::DriveIdentity;
 use super::udisks;
 use crate::error::Error;
 
@@ -26,31 +29,16 @@ pub enum Ejected {
 /// `LOOP_CLR_FD` from linux/loop.h.
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 
-/// Ejects the whole-disk device at `path`: as root directly, otherwise through UDisks2 (polkit
-/// may ask the desktop user).
-pub fn eject(path: &Path) -> Result<Ejected, Error> {
+/// Ejects the whole-disk device at `path` if it is still the drive `flashed` (as root directly,
+/// otherwise through UDisks2; polkit may ask the desktop user).
+pub fn eject(path: &Path, flashed: &DriveIdentity) -> Result<Ejected, Error> {
     let real = fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    still_flashed(&real, flashed)?;
     let name = real
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    let is_block = fs::metadata(&real).is_ok_and(|m| {
-        use std::os::unix::fs::FileTypeExt;
-        m.file_type().is_block_device()
-    });
-    if !is_block {
-        return Ok(Ejected::Kept(format!(
-            "{} is a file, not a drive: there is nothing to eject",
-            real.display()
-        )));
-    }
-    if !Path::new("/sys/block").join(&name).exists() {
-        return Err(Error::BadInput(format!(
-            "{} is a partition, not a whole drive: eject the drive it is on",
-            real.display()
-        )));
-    }
     let root = unsafe { libc::geteuid() } == 0;
     if name.starts_with("loop") {
         if root {
@@ -78,6 +66,31 @@ pub fn eject(path: &Path) -> Result<Ejected, Error> {
             real.display()
         ))
     })
+}
+
+/// Refuses a device that is not the drive flashed any more: another disk given its number, or a
+/// loop device re-attached to another file (same number, a new disk sequence).
+fn still_flashed(real: &Path, flashed: &DriveIdentity) -> Result<(), Error> {
+    let meta = fs::metadata(real).map_err(|e| Error::io(real, e))?;
+    let devnum = format!("{}:{}", libc::major(meta.rdev()), libc::minor(meta.rdev()));
+    // Read through the device number, so it is this device's, whatever its name.
+    let diskseq = fs::read_to_string(format!("/sys/dev/block/{devnum}/diskseq"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let how = if !meta.file_type().is_block_device() {
+        "it is not a drive now".to_string()
+    } else if devnum != flashed.devnum {
+        format!("device {devnum}, not {}", flashed.devnum)
+    } else if let Some(was) = flashed.diskseq.filter(|was| diskseq != Some(*was)) {
+        let now = diskseq.map_or("unknown".into(), |now| now.to_string());
+        format!("disk sequence {now}, not {was}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadInput(format!(
+        "{} is not the drive that was flashed ({how}): it was unplugged or re-attached since, so it is not ejected",
+        real.display()
+    )))
 }
 
 fn detach_loop(dev: &Path) -> Result<Ejected, Error> {
