@@ -258,42 +258,110 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn regressions(target: &str) -> Vec<Vec<u8>> {
+    /// The inputs the fuzzer crashed `target` with (src-tauri/fuzz/regressions/<target>), by
+    /// file name.
+    fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fuzz/regressions")
             .join(target);
-        let inputs: Vec<_> = std::fs::read_dir(&dir)
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
-            .map(|e| std::fs::read(e.path()).unwrap())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
             .collect();
+        inputs.sort();
         assert!(!inputs.is_empty(), "no regressions in {}", dir.display());
         inputs
     }
 
-    /// Every image the fuzzer ever crashed `plan` with is refused or laid out without wrapping:
-    /// one claimed a partition ending at LBA 2^64 - 1, which wrapped the cidata partition to LBA 0.
+    /// Every image the fuzzer ever crashed `plan` with is refused, each for its own reason (one
+    /// claimed a partition ending at LBA 2^64 - 1, which wrapped the cidata partition to LBA 0).
+    /// A new regression needs its expected outcome here.
     #[test]
-    fn fuzzer_found_images_are_laid_out_or_refused_without_overflow() {
-        for bytes in regressions("gpt_plan") {
-            for (target, sector) in [(64u64 << 20, 512u64), (u64::MAX, 512), (1 << 40, 4096)] {
-                if let Ok(stick) = plan(&bytes, bytes.len() as u64, &[7; 4096], target, sector) {
-                    assert!(stick.cidata_offset >= stick.head.len() as u64);
+    fn fuzzer_found_images_are_refused_for_what_is_wrong_with_them() {
+        const MALFORMED: &str = "the boot image's GPT header is malformed";
+        const OUTSIDE: &str = "the boot image's GPT entries lie outside its first MiB";
+        const SECTORS: &str =
+            "the boot image's GPT uses 512-byte sectors but the target's are 4096 bytes";
+        // The refusal for a 64 MiB and a 2^64-byte target of 512-byte sectors; every one of
+        // these images has 512-byte sectors, so a 4096-byte target refuses them all for that.
+        let expected = |name: &str| match name {
+            // 41 entries of 128 bytes end 6656 bytes in; the input holds 6606.
+            "entries-end-mid-sector" => OUTSIDE,
+            // The entries at LBA 2^55: 2^64 bytes in.
+            "entries-lba-times-sector" => MALFORMED,
+            // A partition ending at LBA 2^64 - 1: the end of the partitions wraps.
+            "entry-last-lba-max" => MALFORMED,
+            // A partition ending at LBA 2^60: its end in bytes passes 2^64.
+            "needed-bytes-times-sector" => MALFORMED,
+            other => panic!("fuzz/regressions/gpt_plan/{other}: say what plan() must answer"),
+        };
+        for (name, bytes) in regressions("gpt_plan") {
+            let cases = [
+                (64u64 << 20, 512u64, expected(&name)),
+                (u64::MAX, 512, expected(&name)),
+                (1 << 40, 4096, SECTORS),
+            ];
+            for (target, sector, want) in cases {
+                match plan(&bytes, bytes.len() as u64, &[7; 4096], target, sector) {
+                    Ok(stick) => panic!(
+                        "{name} on a {target}-byte target: laid out (cidata at {}), not refused",
+                        stick.cidata_offset
+                    ),
+                    Err(Error::BadInput(why)) => {
+                        assert_eq!(why, want, "{name} on a {target}-byte target")
+                    }
+                    Err(other) => panic!("{name} on a {target}-byte target: {other:?}"),
                 }
             }
         }
     }
 
     /// Every input the fuzzer ever crashed `partition` with (tests/fuzz.sh) reads as no partition
-    /// instead of overflowing (a panic in this debug build, a wrapped offset in release).
+    /// at any index instead of overflowing (a panic in this debug build, a wrapped offset in
+    /// release): each one's table or entry points past 2^64 bytes.
     #[test]
-    fn fuzzer_found_tables_are_refused_without_overflow() {
-        for bytes in regressions("gpt") {
+    fn fuzzer_found_tables_have_no_partition() {
+        let known = [
+            "entries-lba-times-sector-overflows",
+            "entry-offset-plus-128-overflows",
+            "first-lba-times-sector-overflows",
+            "length-plus-one-overflows",
+            "length-times-sector-overflows",
+            "libfuzzer-minimized-crash-0846a30f",
+        ];
+        for (name, bytes) in regressions("gpt") {
+            assert!(
+                known.contains(&name.as_str()),
+                "fuzz/regressions/gpt/{name}: say what partition() must answer"
+            );
             for index in [0, 1, 2, 127, usize::MAX / 2] {
-                if let Some((offset, len)) = partition(&bytes, index) {
-                    assert!(offset.checked_add(len).is_some());
-                }
+                assert_eq!(partition(&bytes, index), None, "{name}, entry {index}");
             }
         }
+    }
+
+    /// The regressions above are refused for their numbers, not for failing to parse: the same
+    /// table with sane numbers is read and laid out.
+    #[test]
+    fn a_sane_table_in_a_regression_s_shape_is_read_and_laid_out() {
+        let (_, mut bytes) = regressions("gpt_plan")
+            .into_iter()
+            .find(|(name, _)| name == "needed-bytes-times-sector")
+            .unwrap();
+        // Its one partition: LBA 2048 to 2^60; make it end at LBA 4095 (1 MiB to 2 MiB).
+        bytes[1024 + 40..1024 + 48].copy_from_slice(&4095u64.to_le_bytes());
+        assert_eq!(partition(&bytes, 0), Some((1 << 20, 1 << 20)));
+        assert_eq!(partition(&bytes, 1), None, "an empty slot");
+        let stick = plan(&bytes, 2 << 20, &[7; 4096], 64 << 20, 512).unwrap();
+        assert_eq!(
+            stick.cidata_offset,
+            2 << 20,
+            "the next MiB after the partition"
+        );
+        assert_eq!(stick.backup_offset, (64 << 20) - 512 - 512);
     }
 }

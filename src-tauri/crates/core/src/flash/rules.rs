@@ -351,3 +351,75 @@ fn describe_system_use(drive: &Drive) -> String {
         mounts.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::drives::Bus;
+
+    /// A 1 GB USB stick, nothing mounted (io/drives_tests.rs finds real causes in sysfs trees).
+    fn stick() -> Drive {
+        Drive {
+            path: "/dev/sdz".into(),
+            model: "Ultra".into(),
+            vendor: "SanDisk".into(),
+            serial: "4C53".into(),
+            size: 1_000_000_000,
+            logical_block_size: 512,
+            physical_block_size: 512,
+            removable: true,
+            bus: Bus::Usb,
+            read_only: false,
+            system: false,
+            mountpoints: Vec::new(),
+            partitions: Vec::new(),
+            holders: Vec::new(),
+            backing_file: None,
+            identity: DriveIdentity {
+                devnum: "8:208".into(),
+                diskseq: Some(9),
+                serial: "4C53".into(),
+                size: 1_000_000_000,
+            },
+            name: "sdz".into(),
+            devnums: vec!["8:208".into()],
+        }
+    }
+
+    #[test]
+    fn a_system_drive_is_never_suitable_and_says_what_it_holds() {
+        assert_eq!(unsuitable(&stick(), Some(1 << 20)), None);
+        assert_eq!(unsuitable(&stick(), None), None);
+        // System beats every other reason: it is the one that must never be overridden.
+        let mut root = stick();
+        (root.system, root.read_only) = (true, true);
+        root.mountpoints = vec!["/media/x".into(), "/".into(), "/home".into()];
+        for size in [None, Some(1), Some(u64::MAX)] {
+            let why = unsuitable(&root, size).expect("a system drive is refused");
+            assert_eq!(why.badge, "System drive");
+            assert_eq!(why.reason, "it is a system drive (it holds /, /home)");
+        }
+        // Swap alone: no system mount to name.
+        let mut swap = stick();
+        swap.system = true;
+        swap.mountpoints = vec!["/media/x".into()];
+        let why = unsuitable(&swap, Some(1)).expect("a swap drive is refused");
+        assert_eq!(
+            why.reason, "it is a system drive (it holds active swap)",
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn read_only_and_too_small_drives_are_unsuitable() {
+        let mut ro = stick();
+        ro.read_only = true;
+        assert_eq!(unsuitable(&ro, None).unwrap().badge, "Read-only");
+        let small = unsuitable(&stick(), Some(1_000_000_001)).unwrap();
+        assert_eq!(small.badge, "Too small — needs 1.0 GB");
+        assert!(small
+            .reason
+            .contains("less than the image's 1000000001 bytes"));
+        assert_eq!(unsuitable(&stick(), Some(1_000_000_000)), None);
+    }
+}

@@ -773,8 +773,11 @@ mod tests {
     struct Memory {
         bytes: Mutex<Vec<u8>>,
         writes: Mutex<Vec<(u64, usize)>>,
-        /// Writes reaching this offset fail (a stick pulled mid-write).
+        /// The write covering this offset fails, and every write after it (a stick pulled
+        /// mid-write): writes elsewhere before it, such as the wipe of the drive's end, succeed.
         fail_at: Option<u64>,
+        /// Set once the write at `fail_at` failed.
+        gone: std::sync::atomic::AtomicBool,
         /// Reads see this byte flipped (a stick that does not keep what it was given).
         flip: Option<u64>,
         /// Reads end here (a drive smaller than it says).
@@ -786,10 +789,14 @@ mod tests {
 
     impl Medium for Arc<Memory> {
         fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            use std::sync::atomic::Ordering;
             if self
                 .fail_at
-                .is_some_and(|at| offset + buf.len() as u64 > at)
+                .is_some_and(|at| (offset..offset + buf.len() as u64).contains(&at))
             {
+                self.gone.store(true, Ordering::SeqCst);
+            }
+            if self.gone.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("the stick went away"));
             }
             let mut bytes = self.bytes.lock().unwrap();
@@ -998,9 +1005,11 @@ mod tests {
 
     #[test]
     fn a_failing_write_fails_that_target_with_its_first_mib_wiped() {
+        // Chunks of the image: [0, 4 MiB) (its first MiB held back) and [4, 6) MiB. The stick
+        // goes away in the second, after the first chunk's image bytes were written.
         let bytes = image(6 * MIB as usize);
         let broken = Arc::new(Memory {
-            fail_at: Some(3 * MIB),
+            fail_at: Some(5 * MIB),
             ..Memory::default()
         });
         let good = Arc::new(Memory::default());
@@ -1015,6 +1024,15 @@ mod tests {
         );
         assert!(!reports[0].ok);
         assert!(reports[0].error.as_deref().unwrap().contains("went away"));
+        assert!(
+            broken.gone.load(std::sync::atomic::Ordering::SeqCst),
+            "the failure came at the image's 5th MiB, not before"
+        );
+        assert_eq!(
+            &broken.bytes.lock().unwrap()[MIB as usize..4 * MIB as usize],
+            &bytes[MIB as usize..4 * MIB as usize],
+            "image bytes were written before the write that failed"
+        );
         assert!(head_wiped(&broken));
         assert!(
             reports[1].ok,

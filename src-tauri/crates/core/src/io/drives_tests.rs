@@ -478,3 +478,186 @@ async fn watch_sends_drives_as_they_come_and_go() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// Every way a drive becomes a system drive, as `list` finds it, and what the target rules
+/// (`rules::unsuitable`) then say of it: refused whatever the image's size. Each case is also
+/// listed without its cause first, so the cause is what makes the difference.
+#[test]
+fn every_system_cause_makes_the_drive_unsuitable() {
+    use crate::flash::rules::unsuitable;
+    const HEADER: &str = "Filename\tType\tSize\tUsed\tPriority\n";
+
+    /// A plain SATA disk `sda` (8:0) with partitions sda1 (8:1) and sda2 (8:2), and a second
+    /// disk `sdb` (8:16) that nothing touches.
+    fn two_disks() -> (Fixture, PathBuf) {
+        let f = Fixture::new();
+        let sda = f.disk("pci0000:00/ata1/host0/sda", "sda", "8:0", 2_000_000, &[]);
+        f.partition(&sda, "sda1", "8:1");
+        f.partition(&sda, "sda2", "8:2");
+        f.disk("pci0000:00/ata2/host1/sdb", "sdb", "8:16", 2_000_000, &[]);
+        (f, sda)
+    }
+
+    /// `sda` is a system drive, refused with that reason (naming `holds`); `sdb` is not.
+    fn refused(f: &Fixture, cause: &str, holds: Option<&str>) {
+        let drives = f.list();
+        let sda = find(&drives, "/dev/sda");
+        assert!(sda.system, "{cause}: not a system drive");
+        for size in [None, Some(512), Some(u64::MAX)] {
+            let why = unsuitable(sda, size)
+                .unwrap_or_else(|| panic!("{cause}: a system drive is suitable ({size:?})"));
+            assert_eq!(why.badge, "System drive", "{cause}");
+            assert!(
+                why.reason.starts_with("it is a system drive (it holds "),
+                "{cause}: {}",
+                why.reason
+            );
+            if let Some(holds) = holds {
+                assert!(why.reason.contains(holds), "{cause}: {}", why.reason);
+            }
+        }
+        let sdb = find(&drives, "/dev/sdb");
+        assert!(!sdb.system, "{cause}: the other disk");
+        assert_eq!(unsuitable(sdb, Some(512)), None, "{cause}: the other disk");
+    }
+
+    /// Before the cause is added: nothing refuses `sda`.
+    fn suitable(f: &Fixture, cause: &str) {
+        let drives = f.list();
+        let sda = find(&drives, "/dev/sda");
+        assert!(!sda.system, "{cause}: a system drive before its cause");
+        assert_eq!(unsuitable(sda, Some(512)), None, "{cause}");
+    }
+
+    // A partition mounted at any system mount point.
+    for at in SYSTEM_MOUNTS {
+        let (mut f, _) = two_disks();
+        f.mount("8:1", "/media/me/data");
+        suitable(&f, at);
+        f.mount("8:2", at);
+        // Reported by the rules, not fixed here: the reason names only /, /boot, /boot/efi,
+        // /usr, /var and /home; for /efi, /boot/firmware, /nix and /opt it says "active swap".
+        let named = ["/", "/boot", "/boot/efi", "/usr", "/var", "/home"].contains(&at);
+        refused(
+            &f,
+            &format!("a partition mounted at {at}"),
+            named.then_some(at),
+        );
+    }
+
+    // A filesystem on the whole disk, no partition table.
+    let (mut f, _) = two_disks();
+    suitable(&f, "/ on the disk itself");
+    f.mount("8:0", "/");
+    refused(&f, "/ on the disk itself", Some("/"));
+
+    // Root on LVM: the partition holds dm-0, the root LV.
+    let (mut f, sda) = two_disks();
+    f.hold(&sda.join("sda2"), "dm-0");
+    f.disk(
+        "virtual",
+        "dm-0",
+        "253:0",
+        1_000_000,
+        &[("dm/name", "vg-root")],
+    );
+    suitable(&f, "root's LV");
+    f.mount("253:0", "/");
+    refused(&f, "root's LV", Some("/"));
+
+    // Root on LVM inside dm-crypt: sda2 → dm-0 (crypt) → dm-1 (the LV), mounted at /.
+    let (mut f, sda) = two_disks();
+    f.hold(&sda.join("sda2"), "dm-0");
+    let crypt = f.disk(
+        "virtual",
+        "dm-0",
+        "253:0",
+        1_000_000,
+        &[("dm/name", "luks-1")],
+    );
+    f.hold(&crypt, "dm-1");
+    f.disk(
+        "virtual",
+        "dm-1",
+        "253:1",
+        900_000,
+        &[("dm/name", "vg-root")],
+    );
+    suitable(&f, "root's LV on dm-crypt");
+    f.mount("253:1", "/");
+    refused(&f, "root's LV on dm-crypt", Some("/"));
+
+    // Root on a partitioned md RAID whose member is the whole disk.
+    let (mut f, sda) = two_disks();
+    f.hold(&sda, "md126");
+    let md = f.disk("virtual", "md126", "9:126", 2_000_000, &[]);
+    f.partition(&md, "md126p1", "259:5");
+    suitable(&f, "root on md126p1");
+    f.mount("259:5", "/");
+    refused(&f, "root on md126p1", Some("/"));
+
+    // A btrfs root (anonymous device 0:NN) over sdc and sda2, named by sdc in mountinfo: sda
+    // is found through the filesystem's member list.
+    let (mut f, _) = two_disks();
+    f.disk("pci0000:00/ata3/host2/sdc", "sdc", "8:32", 2_000_000, &[]);
+    let members = f.sys().join("fs/btrfs/0f3c-root/devices");
+    fs::create_dir_all(&members).unwrap();
+    fs::write(members.join("sda2"), "").unwrap();
+    fs::write(members.join("sdc"), "").unwrap();
+    f.mount_fs("0:30", "/srv", "btrfs", "/dev/sdc");
+    suitable(&f, "a btrfs data volume on sdc and sda2");
+    f.mount_fs("0:31", "/", "btrfs", "/dev/sdc");
+    refused(&f, "a btrfs root on sdc and sda2", Some("/"));
+
+    // A btrfs root on an LV, named by its mapper name in mountinfo.
+    let (mut f, sda) = two_disks();
+    f.hold(&sda.join("sda1"), "dm-2");
+    f.disk(
+        "virtual",
+        "dm-2",
+        "253:2",
+        1_000_000,
+        &[("dm/name", "vg-btrfs")],
+    );
+    f.mount_fs("0:32", "/", "btrfs", "/dev/mapper/vg-btrfs");
+    refused(&f, "a btrfs root on /dev/mapper/vg-btrfs", Some("/"));
+
+    // Active swap: a partition by its name.
+    let (mut f, _) = two_disks();
+    suitable(&f, "swap on sda2");
+    f.swaps = format!("{HEADER}/dev/sda2 partition 1024 0 -2\n");
+    refused(&f, "swap on sda2", Some("active swap"));
+
+    // Active swap: the whole disk.
+    let (mut f, _) = two_disks();
+    f.swaps = format!("{HEADER}/dev/sda partition 1024 0 -2\n");
+    refused(&f, "swap on the whole disk", Some("active swap"));
+
+    // Active swap on an LV, listed by its mapper name or by its dm-N name.
+    for listed in ["/dev/mapper/vg-swap", "/dev/dm-1"] {
+        let (mut f, sda) = two_disks();
+        f.hold(&sda.join("sda2"), "dm-1");
+        f.disk(
+            "virtual",
+            "dm-1",
+            "253:1",
+            1_000_000,
+            &[("dm/name", "vg-swap")],
+        );
+        suitable(&f, listed);
+        f.swaps = format!("{HEADER}{listed} partition 1024 0 -2\n");
+        refused(&f, &format!("swap on {listed}"), Some("active swap"));
+    }
+
+    // A swap file on a filesystem of the disk (found by the file's device number).
+    use std::os::unix::fs::MetadataExt;
+    let (mut f, sda) = two_disks();
+    let swapfile = f.dir.path().join("swapfile");
+    fs::write(&swapfile, b"").unwrap();
+    let dev = fs::metadata(&swapfile).unwrap().dev();
+    let devnum = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    f.partition(&sda, "sda3", &devnum);
+    suitable(&f, "a swap file");
+    f.swaps = format!("{HEADER}{} file 1024 0 -2\n", swapfile.display());
+    refused(&f, "a swap file on sda3", Some("active swap"));
+}
