@@ -1,5 +1,5 @@
 // Generated from the app's Rust types by src-tauri/src/bindings_tests.rs: do not edit.
-// `LABFLASH_BLESS=1 cargo test --bin labflash-gui bindings` rewrites it.
+// `src-tauri/scripts/bless-bindings.sh` rewrites it.
 
 export type Sha256Digest = string;
 
