@@ -107,6 +107,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// A cache folder another user could change, or a link where the cache expects a file or
+    /// folder: refused, never followed.
+    #[error("labflash refuses {} as part of its cache: {why}", path.display())]
+    UnsafeCache { path: PathBuf, why: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -141,6 +146,7 @@ impl Error {
             }
             Error::BadInput(_)
             | Error::Refused { .. }
+            | Error::UnsafeCache { .. }
             | Error::ImageTooLarge { .. }
             | Error::ArchiveTooLarge { .. } => ErrorKind::BadInput,
             Error::Cancelled => ErrorKind::Cancelled,

@@ -9,7 +9,12 @@
 //! is shortened and tagged with its hash), locked while they are written, fsynced, and renamed into
 //! place; a temp file left by a killed process is swept the next time the same file is written,
 //! and only then: never another file's, never one a live process holds.
+//!
+//! Nothing in the cache is reached by path: the cache folder is opened once and everything in it
+//! relative to that descriptor, no link followed, every folder checked to be this user's alone
+//! ([`PrivateDir`]). A file that was proven is used through the descriptor that read it.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{io_at, Error, Result};
+use crate::io::private_dir::PrivateDir;
 use crate::CancellationToken;
 
 /// The environment variable that picks the cache folder when no flag does.
@@ -27,6 +33,7 @@ pub const CACHE_DIR_ENV: &str = "LABFLASH_CACHE_DIR";
 
 pub struct Cache {
     root: PathBuf,
+    dir: PrivateDir,
 }
 
 impl Cache {
@@ -48,9 +55,11 @@ impl Cache {
             })
     }
 
+    /// Opens the cache folder, creating it (0700) if missing; refused unless it is this user's
+    /// alone (see [`PrivateDir`]).
     pub fn open(root: PathBuf) -> Result<Self> {
-        fs::create_dir_all(&root).map_err(io_at(&root))?;
-        Ok(Self { root })
+        let dir = PrivateDir::open_root(&root)?;
+        Ok(Self { root, dir })
     }
 
     pub fn root(&self) -> &Path {
@@ -74,7 +83,8 @@ impl Cache {
         walk(&self.root.join("downloads")) + walk(&self.root.join("images"))
     }
 
-    /// Removes every download and image (not the folder itself).
+    /// Removes every download and image (not the folder itself). `remove_dir_all` removes links
+    /// without following them.
     pub fn clear(&self) -> Result<()> {
         for sub in ["downloads", "images"] {
             let dir = self.root.join(sub);
@@ -112,18 +122,46 @@ impl Cache {
             .join(format!("{archive_sha256}.img"))
     }
 
+    /// The folder holding `path` (a path inside the cache), opened step by step from the cache
+    /// folder (created if `create`; `None` if missing otherwise), and the file's name in it.
+    fn locate(&self, path: &Path, create: bool) -> Result<Option<(PrivateDir, OsString)>> {
+        let rel = path.strip_prefix(&self.root).ok();
+        let (Some(parent), Some(name)) = (rel.and_then(Path::parent), path.file_name()) else {
+            return Err(Error::BadInput(format!(
+                "{} is not a file inside the cache {}",
+                path.display(),
+                self.root.display()
+            )));
+        };
+        Ok(self
+            .dir
+            .sub(parent, create)?
+            .map(|dir| (dir, name.to_owned())))
+    }
+
+    /// The regular file at `path` in the cache, opened without following a link, or `None`.
+    pub fn open_file(&self, path: &Path) -> Result<Option<File>> {
+        match self.locate(path, false)? {
+            Some((dir, name)) => dir.open_file(&name),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a cache file that failed verification (a link there is removed, not followed).
+    pub fn discard(&self, path: &Path) -> Result<()> {
+        match self.locate(path, false)? {
+            Some((dir, name)) => dir.remove(&name),
+            None => Ok(()),
+        }
+    }
+
     /// Takes the asset's lock, waiting (cancellably) while another process holds it.
     pub async fn lock(&self, asset: &Path, cancel: &CancellationToken) -> Result<AssetLock> {
-        let dir = self.root.join("locks");
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let dir = self.dir.sub(Path::new("locks"), true)?.expect("created");
         let key = Sha256::digest(asset.to_string_lossy().as_bytes());
-        let path = dir.join(format!("{}.lock", hex::encode(&key[..12])));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
+        let name = format!("{}.lock", hex::encode(&key[..12]));
+        let path = dir.path().join(&name);
+        let file = dir.open_lock(OsStr::new(&name))?;
         let mut told = false;
         loop {
             match file.try_lock() {
@@ -143,20 +181,102 @@ impl Cache {
         }
     }
 
-    /// A fresh temp file beside `final_path`, removed on drop unless committed. Leftovers of
-    /// earlier, killed runs for the same file are removed first.
-    pub fn temp_beside(&self, final_path: &Path) -> Result<NamedTempFile> {
-        let dir = folder_of(final_path);
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
+    /// A fresh temp file beside `final_path` (inside the cache), removed on drop unless
+    /// committed. Leftovers of earlier, killed runs for the same file are removed first.
+    pub fn temp_beside(&self, final_path: &Path) -> Result<CacheTemp> {
+        let (dir, final_name) = self.locate(final_path, true)?.expect("created");
         let prefix = temp_prefix(final_path);
-        for entry in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
-            let name = entry.file_name();
+        for name in dir.names()? {
             if is_temp_of(&name.to_string_lossy(), &prefix) {
-                remove_if_abandoned(&entry.path());
+                remove_if_abandoned(&dir, &name);
             }
         }
-        temp_file_beside(final_path)
+        let (file, name) = loop {
+            let name = format!("{prefix}{}.part", random_chars());
+            match dir.create_new(OsStr::new(&name)) {
+                Ok(file) => break (file, OsString::from(name)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(dir.path().join(&name), e)),
+            }
+        };
+        let path = dir.path().join(&name);
+        file.lock().map_err(io_at(&path))?;
+        Ok(CacheTemp {
+            file: Some(file),
+            dir,
+            name,
+            final_name,
+            path,
+            final_path: final_path.to_path_buf(),
+        })
     }
+}
+
+/// A temp file in the cache, written through its descriptor and given its final name by a rename
+/// in the folder it was created in; removed on drop unless committed.
+pub struct CacheTemp {
+    file: Option<File>,
+    dir: PrivateDir,
+    name: OsString,
+    final_name: OsString,
+    path: PathBuf,
+    final_path: PathBuf,
+}
+
+impl CacheTemp {
+    /// The temp file's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where it goes when committed.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    pub fn as_file(&self) -> &File {
+        self.file.as_ref().expect("open until committed")
+    }
+
+    pub fn as_file_mut(&mut self) -> &mut File {
+        self.file.as_mut().expect("open until committed")
+    }
+
+    /// fsyncs the file and renames it to its final name (the folder is synced too, so the name
+    /// survives a crash); returns the descriptor, so what was written is what is used next.
+    pub fn commit(mut self) -> Result<File> {
+        let file = self.file.take().expect("open until committed");
+        file.sync_all().map_err(io_at(&self.path))?;
+        if let Err(e) = self.dir.rename(&self.name, &self.final_name) {
+            self.file = Some(file);
+            return Err(e);
+        }
+        Ok(file)
+    }
+}
+
+impl Write for CacheTemp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.as_file_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.as_file_mut().flush()
+    }
+}
+
+impl Drop for CacheTemp {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = self.dir.remove(&self.name);
+        }
+    }
+}
+
+fn random_chars() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(TEMP_RANDOM)
+        .collect()
 }
 
 /// Whether `name` is a temp file `temp_file_beside` made for the file whose prefix is `prefix`:
@@ -171,14 +291,15 @@ fn is_temp_of(name: &str, prefix: &str) -> bool {
 
 /// Removes a temp file unless a live process holds its lock (every temp file is locked by the
 /// process writing it until it is renamed or removed).
-fn remove_if_abandoned(path: &Path) {
-    let Ok(file) = File::options().write(true).open(path) else {
+fn remove_if_abandoned(dir: &PrivateDir, name: &OsStr) {
+    let path = dir.path().join(name);
+    let Ok(Some(file)) = dir.open_file(name) else {
         return;
     };
     match file.try_lock() {
         Ok(()) => {
             tracing::info!(path = %path.display(), "removing a temp file left by an interrupted run");
-            let _ = fs::remove_file(path);
+            let _ = dir.remove(name);
         }
         Err(_) => {
             tracing::debug!(path = %path.display(), "a live process is writing this temp file")
@@ -269,14 +390,7 @@ pub fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// Writes a small file atomically (temp, fsync, rename).
-pub fn write_atomic(cache: &Cache, final_path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = cache.temp_beside(final_path)?;
-    tmp.write_all(bytes).map_err(io_at(tmp.path()))?;
-    commit(tmp, final_path)
-}
-
-/// Removes a cache file that failed verification.
+/// Removes a file that failed verification (an output outside the cache).
 pub fn discard(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -352,10 +466,13 @@ fn sanitize(segment: &str) -> String {
 mod tests {
     use super::*;
 
-    fn cache() -> Cache {
-        Cache {
-            root: PathBuf::from("/c"),
-        }
+    /// Paths the layout gives, relative to the cache folder.
+    fn layout(url: &str) -> (PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let url = Url::parse(url).unwrap();
+        let rel = |p: PathBuf| p.strip_prefix(cache.root()).unwrap().to_path_buf();
+        (rel(cache.archive_path(&url)), rel(cache.image_path(&url)))
     }
 
     #[test]
@@ -396,24 +513,23 @@ mod tests {
 
     #[test]
     fn layout_mirrors_the_url() {
-        let url = Url::parse("https://factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz")
-            .unwrap();
+        let (archive, image) =
+            layout("https://factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz");
         assert_eq!(
-            cache().archive_path(&url),
-            Path::new("/c/downloads/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz")
+            archive,
+            Path::new("downloads/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw.xz")
         );
         assert_eq!(
-            cache().image_path(&url),
-            Path::new("/c/images/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw")
+            image,
+            Path::new("images/factory.talos.dev/image/376567/v1.13.0/nocloud-amd64.raw")
         );
     }
 
     #[test]
     fn ports_queries_and_odd_names_stay_inside_the_cache() {
-        let url = Url::parse("http://127.0.0.1:8080/a/%2E%2E/b%20c/.hidden/os.img?tok=1").unwrap();
-        let path = cache().archive_path(&url);
+        let (path, _) = layout("http://127.0.0.1:8080/a/%2E%2E/b%20c/.hidden/os.img?tok=1");
         assert!(
-            path.starts_with("/c/downloads/127.0.0.1_8080/b_20c/"),
+            path.starts_with("downloads/127.0.0.1_8080/b_20c/"),
             "{path:?}"
         );
         assert!(
@@ -424,8 +540,63 @@ mod tests {
         assert!(name.starts_with("os.img_q"), "{name}");
         assert!(path.to_string_lossy().contains("/_.hidden/"), "{path:?}");
         assert_eq!(
-            cache().image_path(&Url::parse("http://h/x/disk.raw").unwrap()),
-            Path::new("/c/images/h/x/disk.raw.img")
+            layout("http://h/x/disk.raw").1,
+            Path::new("images/h/x/disk.raw.img")
+        );
+    }
+
+    #[test]
+    fn a_link_planted_as_a_lock_or_a_folder_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let asset = cache.root().join("downloads/h/os.raw.xz");
+        let outside = dir.path().join("nologin");
+        std::fs::create_dir_all(cache.root().join("locks")).unwrap();
+        let key = Sha256::digest(asset.to_string_lossy().as_bytes());
+        let lock = cache
+            .root()
+            .join(format!("locks/{}.lock", hex::encode(&key[..12])));
+        std::os::unix::fs::symlink(&outside, &lock).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(cache.lock(&asset, &CancellationToken::new()))
+            .err()
+            .expect("a planted lock link was followed");
+        assert!(matches!(err, Error::UnsafeCache { .. }), "{err}");
+        assert!(
+            !outside.exists(),
+            "root created the file the link points at"
+        );
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache.root().join("downloads")).unwrap();
+        assert!(cache.temp_beside(&asset).is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_committed_file_is_read_through_its_own_descriptor() {
+        use std::io::{Read, Seek};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().to_path_buf()).unwrap();
+        let target = dir.path().join("downloads/h/os.raw.xz");
+        let mut tmp = cache.temp_beside(&target).unwrap();
+        tmp.write_all(b"proven").unwrap();
+        let mut kept = tmp.commit().unwrap();
+        // Whatever takes the name afterwards, the descriptor still reads what was proven.
+        std::fs::write(dir.path().join("other"), b"swapped").unwrap();
+        std::fs::rename(dir.path().join("other"), &target).unwrap();
+        kept.rewind().unwrap();
+        let mut read = String::new();
+        kept.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "proven");
+        assert_eq!(
+            std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
+            1
         );
     }
 }

@@ -2,7 +2,7 @@
 //! hashing the image as it is written.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use liblzma::stream::{Action, MtStreamBuilder, Status, Stream};
@@ -48,8 +48,13 @@ impl Format {
     }
 
     pub fn of_file(path: &Path) -> Result<Self> {
+        Self::of_open(&File::open(path).map_err(io_at(path))?, path)
+    }
+
+    /// The format of an open file, from its first bytes (its position is moved).
+    pub fn of_open(mut file: &File, path: &Path) -> Result<Self> {
         let mut header = [0u8; 6];
-        let mut file = File::open(path).map_err(io_at(path))?;
+        file.rewind().map_err(io_at(path))?;
         let mut filled = 0;
         while filled < header.len() {
             match file.read(&mut header[filled..]).map_err(io_at(path))? {
@@ -84,9 +89,10 @@ fn zstd_skippable(header: &[u8]) -> bool {
     header.len() >= 4 && header[0] & 0xF0 == 0x50 && header[1..4] == [0x2A, 0x4D, 0x18]
 }
 
-/// Decompresses `src` into `out` (blocking), hashing what it writes. Fails with `ImageTooLarge`
+/// Decompresses `input` (named `src` in errors; read from its start) into `out` (blocking), hashing what it writes. Fails with `ImageTooLarge`
 /// as soon as the output would pass `limit`; the caller owns `out` and discards it on any error.
 pub fn decompress(
+    mut input: File,
     src: &Path,
     format: Format,
     out: Output,
@@ -99,7 +105,8 @@ pub fn decompress(
         path: out_path,
         stage,
     } = out;
-    let input = BufReader::with_capacity(IO_CHUNK, File::open(src).map_err(io_at(src))?);
+    input.rewind().map_err(io_at(src))?;
+    let input = BufReader::with_capacity(IO_CHUNK, input);
     let mut reader = decoder(input, format, src, limit)?;
     let mut hasher = Sha256::new();
     let mut written = 0u64;

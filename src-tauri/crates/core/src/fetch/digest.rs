@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -132,6 +132,19 @@ pub fn hash_file(
     progress: &dyn ProgressSink,
 ) -> Result<(Sha256Digest, u64)> {
     let mut file = File::open(path).map_err(io_at(path))?;
+    hash_open(&mut file, path, stage, cancel, progress)
+}
+
+/// Hashes an open file from its start (blocking); `path` names it in errors. Whoever goes on to
+/// use those bytes reads them from this same descriptor.
+pub fn hash_open(
+    file: &mut File,
+    path: &Path,
+    stage: Stage,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<(Sha256Digest, u64)> {
+    file.rewind().map_err(io_at(path))?;
     let total = file.metadata().map_err(io_at(path))?.len();
     let mut reporter = Reporter::new(progress, stage, Some(total));
     let mut hasher = Sha256::new();

@@ -307,14 +307,17 @@ pub fn zstd_walk(
     })
 }
 
-/// The size of the image in the archive file at `path`: `None` when its records cannot tell
-/// (logged), the file's own size for an uncompressed image.
-pub fn of_file(path: &Path) -> std::io::Result<Option<ImageSize>> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path)?;
+/// The size of the image in the open archive `file` (`path` names it in logs): `None` when its
+/// records cannot tell (logged), the file's own size for an uncompressed image.
+pub fn of_open_file(file: &File, path: &Path) -> std::io::Result<Option<ImageSize>> {
+    use std::io::{Read, Seek, SeekFrom};
     let len = file.metadata()?.len();
-    let mut read_at = |offset: u64, buf: &mut [u8]| file.read_exact_at(buf, offset);
-    let format = Format::of_file(path).map_err(std::io::Error::other)?;
+    let mut read_at = |offset: u64, buf: &mut [u8]| {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
+    };
+    let format = Format::of_open(file, path).map_err(std::io::Error::other)?;
     let found = match format {
         Format::Raw => return Ok(Some(ImageSize::exact(len))),
         Format::Zstd => zstd_walk(&mut read_at, len),

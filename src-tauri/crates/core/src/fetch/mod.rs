@@ -23,19 +23,19 @@ pub mod http;
 pub mod image_size;
 pub mod tls;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use std::io::{Seek, Write};
-use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{io_at, Error, Result};
 use crate::fetch::http::{BodySink, Http};
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
-use cache::Cache;
+use cache::{Cache, CacheTemp};
 use decompress::Format;
 use digest::Sha256Digest;
 
@@ -169,32 +169,24 @@ pub async fn fetch(
     let _lock = cache.lock(&archive_path, cancel).await?;
 
     let cached = match expected {
-        Some(expected) => reuse_archive(&archive_path, expected, cancel, progress).await?,
+        Some(expected) => reuse_archive(cache, &archive_path, expected, cancel, progress).await?,
         None => None,
     };
-    let (archive_sha256, redirected_to) = match cached {
-        Some(digest) => (digest, None),
+    // From here on the archive is this descriptor, the one its digest was computed through.
+    let (archive_sha256, archive, redirected_to) = match cached {
+        Some((digest, file)) => (digest, file, None),
         None => {
             let sink = HashingFile::new(
                 cache.temp_beside(&archive_path)?,
                 archive_cap(req.max_image_size),
             );
-            download(
-                http,
-                sink,
-                &req.url,
-                &archive_path,
-                expected,
-                cancel,
-                progress,
-            )
-            .await?
+            download(http, sink, &req.url, expected, cancel, progress).await?
         }
     };
-    let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
+    let size = image_size::of_open_file(&archive, &archive_path).map_err(io_at(&archive_path))?;
     if let Err(too_large) = image_size::check_limit(size, req.max_image_size) {
         // Nothing is left behind by a fetch over the limit, as when decoding finds it.
-        cache::discard(&archive_path)?;
+        cache.discard(&archive_path)?;
         return Err(too_large);
     }
 
@@ -202,16 +194,25 @@ pub async fn fetch(
     // its own lock keeps two fetches from decoding into it at once.
     let image_path = cache.image_path(&req.url);
     let _image_lock = cache.lock(&image_path, cancel).await?;
-    let (image_path, image_sha256, image_size) = image(
+    let decoded = image(
         cache,
         image_path,
-        &archive_path,
-        archive_sha256,
+        Proven {
+            file: archive,
+            path: archive_path.clone(),
+            sha256: archive_sha256,
+        },
         req.max_image_size,
         cancel,
         progress,
     )
-    .await?;
+    .await;
+    if let Err(Error::ImageTooLarge { .. }) = decoded {
+        // An archive that recorded no size is found over the limit only while decoding: it
+        // goes too, as when its records tell.
+        cache.discard(&archive_path)?;
+    }
+    let (image_path, image_sha256, image_size) = decoded?;
 
     Ok(Fetched {
         source_url: req.url.to_string(),
@@ -351,23 +352,25 @@ pub fn sidecar_url(url: &Url) -> Url {
     with_suffix(url, ".sha256")
 }
 
-/// Re-hashes a cached archive; a match is reused, a mismatch deleted so it is downloaded again.
+/// Re-hashes a cached archive through the descriptor it returns: a match is reused (those very
+/// bytes), a mismatch deleted so it is downloaded again.
 pub(crate) async fn reuse_archive(
+    cache: &Cache,
     path: &Path,
     expected: Sha256Digest,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<Option<Sha256Digest>> {
-    if !path.is_file() {
+) -> Result<Option<(Sha256Digest, File)>> {
+    let Some(file) = cache.open_file(path)? else {
         return Ok(None);
-    }
-    let (actual, _) = blocking_hash(path, Stage::CheckCache, cancel, progress).await?;
+    };
+    let (actual, _, file) = blocking_hash(file, path, Stage::CheckCache, cancel, progress).await?;
     if actual == expected {
         tracing::info!(path = %path.display(), "reusing the cached archive: its digest matches");
-        return Ok(Some(actual));
+        return Ok(Some((actual, file)));
     }
     tracing::warn!(path = %path.display(), %expected, %actual, "the cached archive does not match; downloading it again");
-    cache::discard(path)?;
+    cache.discard(path)?;
     Ok(None)
 }
 
@@ -378,17 +381,16 @@ pub fn archive_cap(limit: u64) -> u64 {
     limit.saturating_add(limit / 1024).saturating_add(1 << 20)
 }
 
-/// Downloads into `sink`'s temp file; renames it to `archive_path` only if it matches. Also
-/// returns where `url`'s redirects led, if they led anywhere.
+/// Downloads into `sink`'s temp file and gives it its name only if it matches; returns its
+/// descriptor, and where `url`'s redirects led, if they led anywhere.
 async fn download(
     http: &Http,
     mut sink: HashingFile,
     url: &Url,
-    archive_path: &Path,
     expected: Option<Sha256Digest>,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<(Sha256Digest, Option<Url>)> {
+) -> Result<(Sha256Digest, File, Option<Url>)> {
     let served_by = http
         .download(url, &mut sink, cancel, progress.as_ref())
         .await?;
@@ -402,21 +404,21 @@ async fn download(
             });
         }
     }
-    cache::commit(sink.tmp, archive_path)?;
-    Ok((actual, (served_by != *url).then_some(served_by)))
+    let file = sink.tmp.commit()?;
+    Ok((actual, file, (served_by != *url).then_some(served_by)))
 }
 
 /// The download's temp file and the hash of exactly the bytes in it, which may not grow past
 /// `cap` (see [`archive_cap`]): an endless body fills no disk.
 pub(crate) struct HashingFile {
-    pub(crate) tmp: NamedTempFile,
+    pub(crate) tmp: CacheTemp,
     pub(crate) hasher: Sha256,
     pub(crate) kept: u64,
     cap: u64,
 }
 
 impl HashingFile {
-    pub(crate) fn new(tmp: NamedTempFile, cap: u64) -> Self {
+    pub(crate) fn new(tmp: CacheTemp, cap: u64) -> Self {
         Self {
             tmp,
             hasher: Sha256::new(),
@@ -456,36 +458,50 @@ impl BodySink for HashingFile {
     }
 }
 
+/// An archive whose SHA-256 was computed through `file`: what is decoded from it is read from
+/// that descriptor, never from its path again.
+pub(crate) struct Proven {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    pub(crate) sha256: Sha256Digest,
+}
+
 /// The verified archive's image: the archive itself when it is not compressed, else the cached
 /// image if decoding the archive again yields it byte for byte (no disk writes), else a fresh
 /// decode into a temp file renamed into place.
 pub(crate) async fn image(
     cache: &Cache,
     image_path: PathBuf,
-    archive_path: &Path,
-    archive_sha256: Sha256Digest,
+    archive: Proven,
     limit: u64,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<(PathBuf, Sha256Digest, u64)> {
-    let format = Format::of_file(archive_path)?;
+    let format = Format::of_open(&archive.file, &archive.path)?;
     if format == Format::Raw {
-        let size = std::fs::metadata(archive_path)
-            .map_err(io_at(archive_path))?
-            .len();
+        let size = archive.file.metadata().map_err(io_at(&archive.path))?.len();
         if size > limit {
             return Err(Error::ImageTooLarge { limit });
         }
-        return Ok((archive_path.to_path_buf(), archive_sha256, size));
+        return Ok((archive.path, archive.sha256, size));
     }
-    if let Some(hit) =
-        reuse_image(&image_path, archive_path, format, limit, cancel, progress).await?
+    let src = archive.file.try_clone().map_err(io_at(&archive.path))?;
+    if let Some(hit) = reuse_image(
+        cache,
+        &image_path,
+        src,
+        &archive.path,
+        format,
+        limit,
+        cancel,
+        progress,
+    )
+    .await?
     {
         return Ok(hit);
     }
 
     let mut tmp = cache.temp_beside(&image_path)?;
-    let (src, dst) = (archive_path.to_path_buf(), image_path.clone());
     let (cancel, progress) = (cancel.clone(), progress.clone());
     // On any error `tmp` is dropped here, which removes it.
     let (digest, size) = tokio::task::spawn_blocking(move || {
@@ -495,9 +511,16 @@ pub(crate) async fn image(
             path: &out,
             stage: Stage::Decompress,
         };
-        let decoded =
-            decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref())?;
-        cache::commit(tmp, &dst)?;
+        let decoded = decompress::decompress(
+            archive.file,
+            &archive.path,
+            format,
+            output,
+            limit,
+            &cancel,
+            progress.as_ref(),
+        )?;
+        tmp.commit()?;
         Ok::<_, Error>(decoded)
     })
     .await
@@ -507,8 +530,11 @@ pub(crate) async fn image(
 }
 
 /// The cached image, when decoding the verified archive yields exactly its bytes.
+#[allow(clippy::too_many_arguments)]
 async fn reuse_image(
+    cache: &Cache,
     image_path: &Path,
+    archive: File,
     archive_path: &Path,
     format: Format,
     limit: u64,
@@ -517,11 +543,7 @@ async fn reuse_image(
 ) -> Result<Option<(PathBuf, Sha256Digest, u64)>> {
     // Only a regular file, not followed through a link (nor a FIFO, which would block): the
     // decode then renames a fresh image over whatever is there.
-    let regular = std::fs::symlink_metadata(image_path).is_ok_and(|m| m.file_type().is_file());
-    let Some(cached) = regular
-        .then(|| std::fs::File::open(image_path).ok())
-        .flatten()
-    else {
+    let Ok(Some(cached)) = cache.open_file(image_path) else {
         return Ok(None);
     };
     let (src, path) = (archive_path.to_path_buf(), image_path.to_path_buf());
@@ -533,8 +555,15 @@ async fn reuse_image(
             path: &path,
             stage: Stage::CheckImage,
         };
-        let decoded =
-            decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref());
+        let decoded = decompress::decompress(
+            archive,
+            &src,
+            format,
+            output,
+            limit,
+            &cancel,
+            progress.as_ref(),
+        );
         match decoded {
             Ok(decoded) if same.at_end() => Ok(Some(decoded)),
             Ok(_) => Ok(None),
@@ -556,16 +585,22 @@ async fn reuse_image(
     }
 }
 
+/// Hashes `file` from its start on a blocking thread and hands it back for the bytes' next use.
 pub(crate) async fn blocking_hash(
+    mut file: File,
     path: &Path,
     stage: Stage,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<(Sha256Digest, u64)> {
+) -> Result<(Sha256Digest, u64, File)> {
     let (path, cancel, progress) = (path.to_path_buf(), cancel.clone(), progress.clone());
-    tokio::task::spawn_blocking(move || digest::hash_file(&path, stage, &cancel, progress.as_ref()))
-        .await
-        .expect("the hashing thread panicked")
+    tokio::task::spawn_blocking(move || {
+        let (digest, size) =
+            digest::hash_open(&mut file, &path, stage, &cancel, progress.as_ref())?;
+        Ok((digest, size, file))
+    })
+    .await
+    .expect("the hashing thread panicked")
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 //! verified, or absent. (The decoded image is not kept: `fetch` decodes it again when asked.)
 
 use std::fs::File;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ use tokio::runtime::Handle;
 use url::Url;
 
 use crate::error::{self, io_at, Error, Result};
-use crate::fetch::cache::{self, AssetLock, Cache};
+use crate::fetch::cache::{AssetLock, Cache};
 use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::{BodySink, Http};
@@ -77,6 +77,8 @@ pub struct Opened {
     origin: Origin,
     /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
+    /// The archive file as it was proven (hashed) when opened; it streams from this descriptor.
+    archive_file: Option<File>,
     max_image_size: u64,
     /// The cache's lock on a URL's asset.
     _lock: Option<AssetLock>,
@@ -107,10 +109,16 @@ impl Archive {
     }
 
     /// The error for a file that no longer hashes to `expected`, after deleting a cached copy.
-    fn changed(self, path: &Path, expected: Sha256Digest, actual: Sha256Digest) -> Error {
+    fn changed(
+        self,
+        cache: &Cache,
+        path: &Path,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    ) -> Error {
         let what = match self {
             Archive::Operators => "image file (it changed while it was written)",
-            Archive::Cached => match cache::discard(path) {
+            Archive::Cached => match cache.discard(path) {
                 Ok(()) => "cached archive (it was deleted: run again to download it afresh)",
                 Err(e) => return e,
             },
@@ -157,15 +165,21 @@ pub async fn open(
     // again), and it is proven before its records are believed: a damaged copy must not refuse
     // a drive, it is deleted and downloaded again. (It is re-hashed as it streams too.)
     let proven = match expected {
-        Some(expected) => fetch::reuse_archive(&archive_path, expected, cancel, progress).await?,
+        Some(expected) => {
+            fetch::reuse_archive(cache, &archive_path, expected, cancel, progress).await?
+        }
         None => None,
     };
-    let (origin, image_size) = if proven.is_some() {
-        let size = image_size::of_file(&archive_path).map_err(io_at(&archive_path))?;
-        (Origin::Archive(Archive::Cached), size)
-    } else {
-        let size = image_size::of_url(http, &req.url, cancel).await;
-        (Origin::Network(req.url.clone()), size)
+    let (origin, image_size, archive_file) = match proven {
+        Some((_, file)) => {
+            let size =
+                image_size::of_open_file(&file, &archive_path).map_err(io_at(&archive_path))?;
+            (Origin::Archive(Archive::Cached), size, Some(file))
+        }
+        None => {
+            let size = image_size::of_url(http, &req.url, cancel).await;
+            (Origin::Network(req.url.clone()), size, None)
+        }
     };
     image_size::check_limit(image_size, req.max_image_size)?;
     Ok(Opened {
@@ -175,6 +189,7 @@ pub async fn open(
         image_size,
         origin,
         archive_path,
+        archive_file,
         max_image_size: req.max_image_size,
         _lock: Some(lock),
     })
@@ -190,7 +205,7 @@ pub async fn open_file(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
     let file = sources::hash_local(path, expected, cancel, progress).await?;
-    let image_size = image_size::of_file(&file.path).map_err(io_at(&file.path))?;
+    let image_size = image_size::of_open_file(&file.file, &file.path).map_err(io_at(&file.path))?;
     image_size::check_limit(image_size, max_image_size)?;
     Ok(Opened {
         source: file.path.display().to_string(),
@@ -199,6 +214,7 @@ pub async fn open_file(
         image_size,
         origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
+        archive_file: Some(file.file),
         max_image_size,
         _lock: None,
     })
@@ -254,7 +270,7 @@ pub fn run(
                 &stop,
                 progress,
             ),
-            Origin::Archive(archive) => from_file(&opened, *archive, tx, &stop, progress),
+            Origin::Archive(archive) => from_file(&opened, *archive, cache, tx, &stop, progress),
         });
         let mut input = Received::new(rx);
         let mut outcome = decode_and_write(
@@ -413,13 +429,18 @@ impl BufRead for Received {
 fn from_file(
     opened: &Opened,
     archive: Archive,
+    cache: &Cache,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Option<Produced> {
     let (path, expected) = (opened.archive_path.as_path(), opened.expected);
     let result = (|| {
-        let mut file = File::open(path).map_err(io_at(path))?;
+        let mut file = opened
+            .archive_file
+            .as_ref()
+            .expect("an archive origin keeps the file it proved");
+        file.rewind().map_err(io_at(path))?;
         let total = file.metadata().map_err(io_at(path))?.len();
         let mut reporter = Reporter::new(progress, archive.stage(), Some(total));
         let mut hasher = Sha256::new();
@@ -442,7 +463,7 @@ fn from_file(
         reporter.finish(done);
         let actual = Sha256Digest::of_hasher(hasher);
         if let Some(expected) = expected.filter(|e| *e != actual) {
-            return Err(archive.changed(path, expected, actual));
+            return Err(archive.changed(cache, path, expected, actual));
         }
         Ok((actual, ()))
     })();
@@ -496,8 +517,8 @@ fn from_network(
     })();
     let (sha256, tmp) = finish(&tx, result)?;
     // The flash no longer depends on the cache: a failure to keep the archive is only logged.
-    let cached = match cache::commit(tmp, archive_path) {
-        Ok(()) => Some(archive_path.to_path_buf()),
+    let cached = match tmp.commit() {
+        Ok(_) => Some(archive_path.to_path_buf()),
         Err(e) => {
             tracing::warn!(error = %e, "the verified archive could not be kept in the cache");
             None
@@ -620,13 +641,14 @@ mod tests {
             image_size: None,
             origin: Origin::Archive(archive),
             archive_path: path.to_path_buf(),
+            archive_file: Some(File::open(path).unwrap()),
             max_image_size: u64::MAX,
             _lock: None,
         }
     }
 
     /// Streams an archive file as `run` does; returns the bytes sent and how the stream ended.
-    fn stream_file(opened: &Opened) -> (Vec<u8>, Result<Sha256Digest>) {
+    fn stream_file(opened: &Opened, cache: &Cache) -> (Vec<u8>, Result<Sha256Digest>) {
         let (tx, rx) = sync_channel(PACKETS);
         let stop = CancellationToken::new();
         std::thread::scope(|scope| {
@@ -634,7 +656,7 @@ mod tests {
             let Origin::Archive(archive) = opened.origin else {
                 unreachable!("an archive file")
             };
-            scope.spawn(move || from_file(opened, archive, tx, stop, &NoProgress));
+            scope.spawn(move || from_file(opened, archive, cache, tx, stop, &NoProgress));
             let mut data = Vec::new();
             for packet in rx {
                 match packet {
@@ -649,15 +671,18 @@ mod tests {
     #[test]
     fn an_archive_file_that_changed_fails_and_only_a_cached_copy_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().to_path_buf()).unwrap();
         let bytes: Vec<u8> = (0..3 * IO_CHUNK + 5).map(|i| (i % 251) as u8).collect();
         for local in [true, false] {
-            let path = dir.path().join(format!("archive-{local}.xz"));
+            let path = dir.path().join(format!("downloads/h/archive-{local}.xz"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &bytes).unwrap();
-            let (sent, end) = stream_file(&opened(&path, local, sha(&bytes)));
+            let (sent, end) = stream_file(&opened(&path, local, sha(&bytes)), &cache);
             assert_eq!(sent, bytes);
             assert_eq!(end.unwrap(), sha(&bytes));
 
-            let (_, end) = stream_file(&opened(&path, local, sha(b"what was hashed before")));
+            let changed = opened(&path, local, sha(b"what was hashed before"));
+            let (_, end) = stream_file(&changed, &cache);
             let Err(Error::DigestMismatch { what, .. }) = end else {
                 panic!("not a digest mismatch: {end:?}");
             };
@@ -682,7 +707,8 @@ mod tests {
         /// of `piece` bytes) through a Forward, restarting between them.
         fn forward(attempts: &[&[u8]], piece: usize) -> (Result<()>, Vec<u8>, Vec<u8>) {
             let dir = tempfile::tempdir().unwrap();
-            let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+            let cache = Cache::open(dir.path().to_path_buf()).unwrap();
+            let tmp = cache.temp_beside(&dir.path().join("os.raw.xz")).unwrap();
             let (tx, rx) = sync_channel::<Packet>(1024);
             let url = Url::parse("http://127.0.0.1/os.raw.xz").unwrap();
             let mut sink = Forward {

@@ -11,3 +11,4 @@ pub mod medium;
 pub mod mounts;
 pub mod openers;
 pub mod udisks;
+pub mod private_dir;

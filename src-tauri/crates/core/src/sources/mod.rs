@@ -250,12 +250,13 @@ async fn local(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Prepared> {
     let LocalFile {
+        file,
         path,
         sha256: archive_sha256,
         size,
         digest_source,
     } = hash_local(path, req.sha256, cancel, progress).await?;
-    let image = if Format::of_file(&path)? == Format::Raw {
+    let image = if Format::of_open(&file, &path)? == Format::Raw {
         Image {
             path,
             sha256: archive_sha256,
@@ -268,8 +269,11 @@ async fn local(
         let (path, sha256, size) = fetch::image(
             cache,
             image_path,
-            &path,
-            archive_sha256,
+            fetch::Proven {
+                file,
+                path,
+                sha256: archive_sha256,
+            },
             req.max_image_size,
             cancel,
             progress,
@@ -292,6 +296,8 @@ async fn local(
 
 /// A local image file, hashed and checked against the digest the operator gave, if any.
 pub(crate) struct LocalFile {
+    /// The descriptor it was hashed through, for whatever reads it next.
+    pub file: std::fs::File,
     /// Canonical: what the targets are checked against.
     pub path: PathBuf,
     pub sha256: Sha256Digest,
@@ -306,16 +312,19 @@ pub(crate) async fn hash_local(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<LocalFile> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::BadInput(format!("cannot read the image {}: {e}", path.display())))?;
-    if !meta.is_file() {
+    let unreadable = |e: std::io::Error| {
+        Error::BadInput(format!("cannot read the image {}: {e}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
         return Err(Error::BadInput(format!(
             "{} is not a regular file",
             path.display()
         )));
     }
     let path: PathBuf = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-    let (sha256, size) = fetch::blocking_hash(&path, Stage::HashImage, cancel, progress).await?;
+    let (sha256, size, file) =
+        fetch::blocking_hash(file, &path, Stage::HashImage, cancel, progress).await?;
     let digest_source = match expected {
         Some(expected) if expected != sha256 => {
             return Err(Error::DigestMismatch {
@@ -331,6 +340,7 @@ pub(crate) async fn hash_local(
         return Err(Error::BadInput(format!("{} is empty", path.display())));
     }
     Ok(LocalFile {
+        file,
         path,
         sha256,
         size,

@@ -167,8 +167,9 @@ async fn of_image(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Expectation> {
-    let (file_sha256, len) =
-        fetch::blocking_hash(image, Stage::HashImage, cancel, progress).await?;
+    let file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
+    let (file_sha256, len, file) =
+        fetch::blocking_hash(file, image, Stage::HashImage, cancel, progress).await?;
     if let Some((expected, checksum)) = vouched {
         if expected != file_sha256 {
             return Err(Error::DigestMismatch {
@@ -178,7 +179,7 @@ async fn of_image(
             });
         }
     }
-    let format = Format::of_file(image)?;
+    let format = Format::of_open(&file, image)?;
     if format == Format::Raw {
         return Ok(Expectation {
             sha256: file_sha256,
@@ -195,7 +196,15 @@ async fn of_image(
             path: Path::new("the decoded image"),
             stage: Stage::Decompress,
         };
-        decompress::decompress(&src, format, output, limit, &cancel, progress.as_ref())
+        decompress::decompress(
+            file,
+            &src,
+            format,
+            output,
+            limit,
+            &cancel,
+            progress.as_ref(),
+        )
     })
     .await
     .expect("the decoding thread panicked")?;
