@@ -86,6 +86,11 @@ pub fn approve(
     let meta = match std::fs::metadata(target) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if chosen.identity.is_some() {
+                return Err(refuse(
+                    "it was chosen as a drive and no longer exists".into(),
+                ));
+            }
             let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
             if target.starts_with("/dev") || parent.is_some_and(|p| !p.is_dir()) {
                 return Err(refuse("it does not exist".into()));
@@ -106,6 +111,10 @@ pub fn approve(
     };
 
     if meta.is_file() {
+        // A drive's identity never vouches for a file (a name swapped for one since the list).
+        if chosen.identity.is_some() {
+            return Err(refuse("it was chosen as a drive and is a file now".into()));
+        }
         for p in protected {
             if let Ok(pm) = std::fs::metadata(p) {
                 if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
@@ -338,12 +347,11 @@ pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
 }
 
 fn describe_system_use(drive: &Drive) -> String {
-    const SYSTEM: [&str; 6] = ["/", "/boot", "/boot/efi", "/usr", "/var", "/home"];
     let mounts: Vec<&str> = drive
         .mountpoints
         .iter()
         .map(String::as_str)
-        .filter(|m| SYSTEM.contains(m))
+        .filter(|m| drives::SYSTEM_MOUNTS.contains(m))
         .collect();
     if mounts.is_empty() {
         "active swap".into()
@@ -408,6 +416,40 @@ mod tests {
             why.reason, "it is a system drive (it holds active swap)",
             "{why:?}"
         );
+    }
+
+    #[test]
+    fn a_drive_identity_never_vouches_for_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("victim.conf");
+        std::fs::write(&file, b"keep").unwrap();
+        let as_drive = |path: &Path| Chosen {
+            path: path.to_path_buf(),
+            identity: Some(DriveIdentity {
+                devnum: "7:0".into(),
+                diskseq: Some(1),
+                serial: String::new(),
+                size: 4,
+            }),
+        };
+        let approve = |chosen: &Chosen| {
+            approve(
+                chosen,
+                Some(4),
+                &[],
+                &TargetOptions::default(),
+                &SystemRoots::default(),
+            )
+        };
+        for (path, why) in [
+            (file.clone(), "is a file now"),
+            (dir.path().join("new.img"), "no longer exists"),
+        ] {
+            let err = approve(&as_drive(&path)).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            assert!(approve(&Chosen::path(&path)).is_ok(), "as a file it may be");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
     }
 
     #[test]
