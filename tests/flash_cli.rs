@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -262,15 +263,17 @@ fn verify_rejects_bad_input_with_exit_2() {
         let r = run(&args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
     }
-    if common::loopdev::is_root() {
-        let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0);
-        let r = run(&["verify", dev.path_str(), "--sha256", &sha(&bytes), "--json"]);
-        assert_eq!(r.code, 2, "a device needs --size: {}", r.stderr);
-        assert!(r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("number of bytes"));
+    if !common::loopdev::is_root() {
+        common::skip("its device part needs root (loop devices)");
+        return;
     }
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0);
+    let r = run(&["verify", dev.path_str(), "--sha256", &sha(&bytes), "--json"]);
+    assert_eq!(r.code, 2, "a device needs --size: {}", r.stderr);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("number of bytes"));
 }
 
 #[test]
@@ -582,22 +585,19 @@ fn drives_lists_loop_devices_only_with_all() {
     assert!(human.stdout.contains(dev.path_str()) && human.stdout.contains("loop on"));
 }
 
+/// The helper protocol the front end speaks, as every request to the helper states it.
+const PROTOCOL: u64 = labflash_core::flash::helper::PROTOCOL;
+
 /// Runs `labflash helper --target …` directly (as pkexec would), the command line naming the
 /// request's targets, with a request line and image bytes.
 fn helper(request: serde_json::Value, image: &[u8]) -> Vec<serde_json::Value> {
+    helper_exit(request, image).0
+}
+
+/// `helper`, with the helper's exit status.
+fn helper_exit(request: serde_json::Value, image: &[u8]) -> (Vec<serde_json::Value>, i32) {
     use std::io::Write;
-    let mut args = vec!["helper".to_string()];
-    for t in request["targets"].as_array().unwrap() {
-        args.push("--target".into());
-        args.push(t["path"].as_str().unwrap().into());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = labflash(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = helper_command(&request).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let body = image.to_vec();
     let writer = std::thread::spawn(move || {
@@ -606,8 +606,28 @@ fn helper(request: serde_json::Value, image: &[u8]) -> Vec<serde_json::Value> {
     });
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
+    (messages(&out.stdout), out.status.code().unwrap_or(-1))
+}
+
+/// `labflash helper`, its command line naming the request's targets, every pipe piped.
+fn helper_command(request: &serde_json::Value) -> Command {
+    let mut args = vec!["helper".to_string()];
+    for t in request["targets"].as_array().unwrap() {
+        args.push("--target".into());
+        args.push(t["path"].as_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = labflash(&args);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The helper's answer: one JSON message a line.
+fn messages(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON message a line"))
         .collect()
@@ -638,6 +658,7 @@ fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     let small = LoopDev::new(b.dir.path(), 2 * MIB, 512, 0xAA);
     let request = |target: &str, digest: &str| {
         serde_json::json!({
+            "protocol": PROTOCOL, "version": "test",
             "sha256": digest, "size": bytes.len(), "targets": [by_identity(target)],
             "protected": [], "unmount": false, "allowFixed": false, "verify": true, "skipEqual": true
         })
@@ -722,6 +743,7 @@ fn the_helper_writes_only_whole_drives_matched_by_identity() {
     let bytes = image_like(MIB as usize, 31);
     let request = |targets: serde_json::Value| {
         serde_json::json!({
+            "protocol": PROTOCOL, "version": "test",
             "sha256": sha(&bytes), "size": bytes.len(), "targets": targets, "protected": [],
             "unmount": false, "allowFixed": false, "verify": true, "skipEqual": true
         })
@@ -745,21 +767,42 @@ fn the_helper_writes_only_whole_drives_matched_by_identity() {
     let mut identity = listed(dev.path_str())["identity"].clone();
     refused(
         serde_json::json!([{"path": file, "identity": identity}]),
-        "not a drive",
+        "only by its own name in /dev",
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
-    let missing = b.path("missing");
+    let missing = format!("/dev/labflash-test-missing-{}", std::process::id());
     refused(
         serde_json::json!([{"path": missing, "identity": identity}]),
         "does not exist",
     );
     assert!(!Path::new(&missing).exists());
-    let link = b.path("link");
-    std::os::unix::fs::symlink(&dev.path, &link).unwrap();
-    refused(
-        serde_json::json!([{"path": link, "identity": identity}]),
-        "symbolic link",
-    );
+    // Another spelling of the drive (which polkit's prompt would show): a link to it, in /dev or
+    // elsewhere, or a path through a user's folder linked to /dev (`/tmp/u/d/loop6`, `d` → `/dev`).
+    let name = dev.path.file_name().unwrap().to_str().unwrap();
+    let in_dev = format!("/dev/labflash-test-link-{}", std::process::id());
+    std::os::unix::fs::symlink(&dev.path, &in_dev).unwrap();
+    let linked_dev = b.path("d");
+    std::os::unix::fs::symlink("/dev", &linked_dev).unwrap();
+    std::os::unix::fs::symlink(&dev.path, b.path("link")).unwrap();
+    for spelling in [
+        b.path("link"),
+        in_dev.clone(),
+        format!("{linked_dev}/{name}"),
+        format!("/dev//{name}"),
+    ] {
+        let messages = helper_exit(
+            request(serde_json::json!([{"path": spelling, "identity": identity}])),
+            &bytes,
+        );
+        let last = messages.0.last().unwrap();
+        assert_eq!(last["type"], "failed", "{spelling}: {messages:?}");
+        assert_eq!(
+            last["message"],
+            format!("refusing to write to {spelling}: the helper takes a drive only by its own name in /dev (as /dev/sdb), never through a link or another folder")
+        );
+        assert_eq!(messages.1, 2, "{spelling}");
+    }
+    let _ = std::fs::remove_file(&in_dev);
 
     // A partition of a drive (partx makes its node; there is no udev).
     let parted = LoopDev::new(b.dir.path(), 8 * MIB, 512, 0);
@@ -828,6 +871,278 @@ fn the_helper_writes_only_whole_drives_matched_by_identity() {
         "{good:?}"
     );
     assert_eq!(dev.read(0, bytes.len()), bytes);
+}
+
+/// A request from another labflash (a field this helper does not know, at any depth, or another
+/// protocol) is refused before anything is opened, in one sentence naming both versions.
+#[test]
+fn the_helper_refuses_a_request_from_another_labflash_naming_both_versions() {
+    require_root!();
+    let b = Bench::new();
+    let bytes = image_like(MIB as usize, 35);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let request = serde_json::json!({
+        "protocol": PROTOCOL, "version": "9.9.9", "sha256": sha(&bytes), "size": bytes.len(),
+        "targets": [by_identity(dev.path_str())], "protected": [], "unmount": false,
+        "allowFixed": false, "verify": true, "skipEqual": true
+    });
+    let helper_is = format!(
+        "the helper is labflash {} (protocol {PROTOCOL})",
+        labflash_core::flash::helper::VERSION
+    );
+    let newer = PROTOCOL + 1;
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, String); 4] = [
+        (
+            |r| r["eraseAfter"] = true.into(),
+            format!(
+                r#"labflash 9.9.9 (helper protocol {PROTOCOL}) and {helper_is}, which does not know the request's field "eraseAfter""#
+            ),
+        ),
+        (
+            |r| r["targets"][0]["identity"]["vendor"] = "x".into(),
+            r#"field "targets[0].identity.vendor""#.into(),
+        ),
+        (
+            |r| r["protocol"] = (PROTOCOL + 1).into(),
+            format!("labflash 9.9.9 (helper protocol {newer}) and {helper_is};"),
+        ),
+        (
+            |r| {
+                r.as_object_mut().unwrap().remove("protocol");
+                r.as_object_mut().unwrap().remove("version");
+            },
+            format!("before helper protocols (helper protocol 0) and {helper_is};"),
+        ),
+    ];
+    for (edit, says) in cases {
+        let mut edited = request.clone();
+        edit(&mut edited);
+        let (messages, code) = helper_exit(edited.clone(), &bytes);
+        let last = messages.last().unwrap();
+        assert_eq!(last["type"], "failed", "{edited}: {messages:?}");
+        let message = last["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the app and the installed helper disagree: the app is ")
+                && message.contains(&says)
+                && message.ends_with("; install the same labflash version for both"),
+            "{message}"
+        );
+        assert_eq!(code, 2, "{message}");
+    }
+    assert!(
+        dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA),
+        "nothing written"
+    );
+    // Positive control: the same request, unedited, is served.
+    let served = helper(request, &bytes);
+    assert_eq!(
+        served.last().unwrap()["targets"][0]["report"]["verifiedSHA256"],
+        sha(&bytes),
+        "{served:?}"
+    );
+}
+
+/// SIGTERM (as at shutdown) or SIGINT (Ctrl-C in the terminal that ran pkexec) stops the helper
+/// as it stops the CLI: within a second, the drive's first MiB wiped.
+#[test]
+fn the_helper_stops_within_a_second_of_sigterm_with_the_first_mib_wiped() {
+    require_root!();
+    use std::io::{Read, Write};
+    let b = Bench::new();
+    // Mostly zeros, but a recognisable first MiB.
+    let mut bytes = vec![0u8; 512 * MIB as usize];
+    bytes[..MIB as usize].copy_from_slice(&noise(MIB as usize, 37));
+    let dev = LoopDev::new(b.dir.path(), 520 * MIB, 512, 0xAA);
+    let request = serde_json::json!({
+        "protocol": PROTOCOL, "version": "test", "sha256": sha(&bytes), "size": bytes.len(),
+        "targets": [by_identity(dev.path_str())], "protected": [], "unmount": false,
+        "allowFixed": false, "verify": true, "skipEqual": false
+    });
+    let mut child = helper_command(&request).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = writeln!(stdin, "{request}");
+        let _ = stdin.write_all(&bytes);
+    });
+    // Its answer is read as it comes: a full pipe would stop it.
+    let mut stdout = child.stdout.take().unwrap();
+    let answer = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writing never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    let messages = messages(&answer.join().unwrap());
+    feeder.join().unwrap();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let last = messages.last().unwrap();
+    assert_eq!(last["type"], "done", "{messages:?}");
+    assert_eq!(last["targets"][0]["report"]["error"], "cancelled");
+    assert_eq!(status.code(), Some(3));
+    assert!(
+        dev.read(0, MIB as usize).iter().all(|b| *b == 0),
+        "the first MiB is not wiped"
+    );
+}
+
+/// Root flashes a new VM disk into a folder of another user's, who points a link of theirs at
+/// a folder only root may write: before the flash, or (the review's race) after the plan, during
+/// the confirmation. The file is never created in root's folder; a link of root's own is followed.
+#[test]
+fn a_new_file_target_is_never_created_through_another_users_link() {
+    require_root!();
+    use labflash_core::flash;
+    use labflash_core::flash::rules::{Chosen, TargetOptions};
+    use labflash_core::image::Image;
+    use labflash_core::io::drives::SystemRoots;
+    use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+    // Another user's uid: lchown takes any number, no account needed.
+    const HOSTILE: u32 = 4242;
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", MIB as usize, 36);
+    let home = b.dir.path().join("u");
+    std::fs::create_dir(&home).unwrap();
+    chown(&home, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    let root_only = b.dir.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, PermissionsExt::from_mode(0o700)).unwrap();
+    let vms = home.join("vms");
+    let target = vms.join("disk.img");
+    let hostile_link = || {
+        symlink(&root_only, &vms).unwrap();
+        lchown(&vms, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    };
+
+    hostile_link();
+    let run = b.flash(&img, &["--to", target.to_str().unwrap(), "--yes"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let error = run.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("reached through a symbolic link of another user (uid 4242)"),
+        "{error}"
+    );
+    assert!(!root_only.join("disk.img").exists());
+
+    // Planned while `vms` is a folder, swapped for the link before the file is opened.
+    std::fs::remove_file(&vms).unwrap();
+    std::fs::create_dir(&vms).unwrap();
+    chown(&vms, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    let roots = SystemRoots::default();
+    let plan = flash::plan_writing(
+        Image {
+            path: img.clone().into(),
+            sha256: sha(&bytes).parse().unwrap(),
+            size: bytes.len() as u64,
+            tail: None,
+        },
+        &[Chosen::path(&target)],
+        None,
+        &TargetOptions::default(),
+        &[Path::new(&img)],
+        &roots,
+        &labflash_core::CancellationToken::new(),
+    )
+    .unwrap();
+    std::fs::rename(&vms, home.join("vms.old")).unwrap();
+    hostile_link();
+    let err = flash::open_targets(&plan.targets, &roots)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("symbolic link of another user"),
+        "{err}"
+    );
+    assert!(!root_only.join("disk.img").exists());
+    assert!(!home.join("vms.old/disk.img").exists());
+
+    // Positive control: root's own link is root's word.
+    lchown(&vms, Some(0), Some(0)).unwrap();
+    let opened = flash::open_targets(&plan.targets, &roots).unwrap();
+    assert_eq!(opened.len(), 1);
+    assert!(root_only.join("disk.img").is_file());
+}
+
+/// The folder is resolved once and the file created relative to it: while the user's folder and
+/// a link of theirs to root's folder trade names as fast as the kernel allows, every open is
+/// refused or creates the file in the user's folder, never in root's.
+#[test]
+fn a_new_file_target_under_a_racing_swap_lands_only_in_the_users_folder() {
+    require_root!();
+    use labflash_core::io::{device, identity::Identity};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const HOSTILE: u32 = 4242;
+    let b = Bench::new();
+    let home = b.dir.path().join("u");
+    let vms = home.join("vms");
+    let swap = home.join("swap");
+    let root_only = b.dir.path().join("root-only");
+    std::fs::create_dir_all(&vms).unwrap();
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, PermissionsExt::from_mode(0o700)).unwrap();
+    chown(&home, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    chown(&vms, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    symlink(&root_only, &swap).unwrap();
+    lchown(&swap, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    // The user's folder by descriptor, whatever its name: created files are removed through it.
+    let users = std::fs::File::open(&vms).unwrap();
+    let name = CString::new("disk.img").unwrap();
+    let stop = AtomicBool::new(false);
+    let target = vms.join("disk.img");
+    let (created, refused) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+            let (a, b) = (c(&vms), c(&swap));
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: two valid paths; RENAME_EXCHANGE swaps them atomically.
+                let rc = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+            }
+        });
+        let (mut created, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            match device::open_for_write(&target, &Identity::NewFile) {
+                // SAFETY: a valid name relative to an open folder.
+                Ok(_) if unsafe { libc::unlinkat(users.as_raw_fd(), name.as_ptr(), 0) } == 0 => {
+                    created += 1
+                }
+                Ok(_) => break,
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        (created, refused)
+    });
+    assert!(
+        !root_only.join("disk.img").exists(),
+        "created in root's folder through the user's link"
+    );
+    assert!(
+        created > 0 && refused > 0,
+        "{created} created, {refused} refused"
+    );
 }
 
 /// Between the plan (and its confirmation) and the open, the loop device is detached and its

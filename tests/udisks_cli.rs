@@ -107,6 +107,30 @@ impl Desktop {
         true
     }
 
+    /// Leaves nobody to ask for UDisks2 (stopped if this test started it, its activation file
+    /// hidden until drop), so a flash goes to the pkexec helper; false when UDisks2 is the
+    /// machine's and keeps running.
+    fn without_udisks(&mut self) -> bool {
+        self.stop_udisks();
+        if bus_has_owner("org.freedesktop.UDisks2") {
+            return false;
+        }
+        if Path::new(ACTIVATION).exists() {
+            std::fs::rename(ACTIVATION, format!("{ACTIVATION}.labflash-test")).unwrap();
+            run_ok(
+                "dbus-send",
+                &[
+                    "--system",
+                    "--type=method_call",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.ReloadConfig",
+                ],
+            );
+        }
+        true
+    }
+
     fn allow(&self, allowed: bool) {
         if allowed {
             std::fs::write(
@@ -347,7 +371,13 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     assert_eq!(dev.read(0, bytes.len()), bytes);
 
     // UDisks2 installed but not running: the bus starts it when labflash asks for it.
-    if desktop.stop_udisks() && Path::new(ACTIVATION).exists() {
+    if !desktop.stop_udisks() {
+        skip("UDisks2 ran before this test (the machine's, not stopped here): its bus activation and the pkexec helper went untested");
+        return;
+    }
+    if !Path::new(ACTIVATION).exists() {
+        skip("UDisks2 has no bus activation file here: starting it through the bus went untested");
+    } else {
         let started = flash(&bin);
         assert_eq!(started.code, 0, "{}", started.stderr);
         assert_eq!(
@@ -364,21 +394,9 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
 
     // Without UDisks2 at all, the flash goes to `pkexec <installed helper> helper`, which polkit
     // allows here: one authorization for the whole flash.
-    if !bus_has_owner("org.freedesktop.UDisks2") {
-        let hidden = format!("{ACTIVATION}.labflash-test");
-        if Path::new(ACTIVATION).exists() {
-            std::fs::rename(ACTIVATION, &hidden).unwrap();
-            run_ok(
-                "dbus-send",
-                &[
-                    "--system",
-                    "--type=method_call",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.ReloadConfig",
-                ],
-            );
-        }
+    if !desktop.without_udisks() {
+        skip("UDisks2 came back on the bus: the pkexec helper went untested");
+    } else {
         let other = image_like(2 * MIB as usize + 5, 22);
         std::fs::write(&img, &other).unwrap();
         asked();
@@ -457,4 +475,149 @@ fn as_user_env(bin: &Path, args: &[&str], helper: &str) -> Run {
         .output()
         .unwrap()
         .into()
+}
+
+/// A hostile user and the helper pkexec runs as root. Run by the user directly on a path through
+/// the user's folder linked to /dev (which polkit's prompt would show), it refuses. Installed from
+/// another labflash (here: a helper that sees the app's request as a newer app would write it),
+/// it refuses the request before writing, and the app shows the helper's own sentence naming both
+/// versions, never a polkit refusal.
+#[test]
+fn the_helper_refuses_other_spellings_and_other_labflashes_and_the_app_says_so() {
+    require_root!();
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut desktop = Desktop::start();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let bin: PathBuf = dir.path().join("labflash");
+    std::fs::copy(labflash_bin(), &bin).unwrap();
+    let bytes = image_like(2 * MIB as usize + 7, 23);
+    let img = dir.path().join("os.img");
+    std::fs::write(&img, &bytes).unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    run_ok("chown", &[USER, cache.to_str().unwrap()]);
+    let home = dir.path().join("u");
+    std::fs::create_dir(&home).unwrap();
+    run_ok("chown", &[USER, home.to_str().unwrap()]);
+    let dev = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
+    std::fs::write(ASKED, "").unwrap();
+    std::fs::set_permissions(ASKED, PermissionsExt::from_mode(0o666)).unwrap();
+    std::fs::create_dir_all(HELPER_DIR).unwrap();
+    let helper = format!("{HELPER_DIR}/labflash");
+    std::fs::copy(labflash_bin(), &helper).unwrap();
+    desktop.allow(true);
+    let unwritten = || dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA);
+
+    // The user's folder `d` → /dev: the drive under another name.
+    let linked = home.join("d");
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", "ln", "-s", "/dev"])
+        .arg(&linked)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let spelled = linked.join(dev.path.file_name().unwrap());
+    let drives = labflash(&["drives", "--all", "--json"]).output().unwrap();
+    let drives: serde_json::Value = serde_json::from_slice(&drives.stdout).unwrap();
+    let identity = drives
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == dev.path_str())
+        .expect("the loop device is listed")["identity"]
+        .clone();
+    let request = serde_json::json!({
+        "protocol": labflash_core::flash::helper::PROTOCOL,
+        "version": labflash_core::flash::helper::VERSION,
+        "sha256": sha256_hex(&bytes), "size": bytes.len(),
+        "targets": [{"path": spelled, "identity": identity}], "protected": [], "unmount": false,
+        "allowFixed": false, "verify": true, "skipEqual": false
+    });
+    let mut child = Command::new("runuser")
+        .args(["-u", USER, "--", "pkexec", &helper, "helper", "--target"])
+        .arg(&spelled)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let body = bytes.clone();
+    let feeder = std::thread::spawn(move || {
+        let _ = writeln!(stdin, "{request}");
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(answer.lines().last().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("{e}: {answer} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(last["type"], "failed", "{answer}");
+    assert_eq!(
+        last["message"],
+        format!(
+            "refusing to write to {}: the helper takes a drive only by its own name in /dev (as /dev/sdb), never through a link or another folder",
+            spelled.display()
+        )
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(unwritten(), "the helper wrote through the user's link");
+
+    // The app's own flash, through the installed helper of another labflash.
+    if !desktop.without_udisks() {
+        skip("UDisks2 ran before this test (the machine's, not stopped here): the app's side of the helper went untested");
+        return;
+    }
+    std::fs::rename(&helper, format!("{helper}-real")).unwrap();
+    let ours = labflash_core::flash::helper::VERSION;
+    let protocol = labflash_core::flash::helper::PROTOCOL;
+    let other_labflash = [
+        (
+            r#"s/^{/{"eraseAfter":true,/"#.to_string(),
+            format!(r#"the app is labflash {ours} (helper protocol {protocol}) and the helper is labflash {ours} (protocol {protocol}), which does not know the request's field "eraseAfter""#),
+        ),
+        (
+            format!(r#"s/"protocol":{protocol},/"protocol":{},/"#, protocol + 1),
+            format!("the app is labflash {ours} (helper protocol {}) and the helper is labflash {ours} (protocol {protocol});", protocol + 1),
+        ),
+    ];
+    for (edit, says) in other_labflash {
+        std::fs::write(
+            &helper,
+            format!("#!/bin/sh\nIFS= read -r request\n{{ printf '%s\\n' \"$request\" | sed '{edit}'; exec cat; }} | exec {helper}-real \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, PermissionsExt::from_mode(0o755)).unwrap();
+        let flashed = as_user(
+            &bin,
+            &[
+                "flash",
+                img.to_str().unwrap(),
+                "--to",
+                dev.path_str(),
+                "--yes",
+                "--json",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        );
+        let error = flashed.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.starts_with("the app and the installed helper disagree: ")
+                && error.contains(&says)
+                && error.ends_with("install the same labflash version for both"),
+            "{edit}: {error} {}",
+            flashed.stderr
+        );
+        assert_eq!(flashed.code, 2, "{}", flashed.stderr);
+        assert!(
+            unwritten(),
+            "{edit}: the helper wrote on a request it did not understand"
+        );
+    }
 }

@@ -69,7 +69,7 @@ pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> E
 }
 
 /// 1 when any read-back mismatched, 3 when any target failed otherwise.
-fn exit_code(targets: &[TargetReport]) -> u8 {
+pub fn exit_code(targets: &[TargetReport]) -> u8 {
     if targets
         .iter()
         .any(|t| t.error_kind == Some(ErrorKind::DigestMismatch))

@@ -99,9 +99,10 @@ fn main() -> ExitCode {
                     std::io::stdin(),
                     std::io::stdout(),
                     &targets,
+                    &cancel,
                 );
                 match served {
-                    Ok(()) => ExitCode::SUCCESS,
+                    Ok(reports) => ExitCode::from(flash::exit_code(&reports)),
                     Err(e) => out.fail(e.into()),
                 }
             }

@@ -10,6 +10,12 @@
 //! must be the request's; it reads the image from its stdin, so it opens no file on the user's
 //! behalf, and checks the bytes against the digest while writing them. The front end starts it
 //! only from a root-owned path that neither group nor others can write (see [`installed`]).
+//!
+//! The request carries the front end's [`PROTOCOL`] and labflash version. A request of another
+//! protocol, or with a field this helper does not know (at any depth), is refused before anything
+//! is opened, naming both versions: a helper that skipped what it does not understand would write
+//! a drive on half a request. Every refusal is answered as a `failed` message, so the front end
+//! tells the helper's word from pkexec's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -31,9 +37,22 @@ use crate::CancellationToken;
 /// The subcommand the front end runs under pkexec.
 pub const SUBCOMMAND: &str = "helper";
 
+/// The version of the request and the answers. Whole numbers from 1 (a request without one
+/// predates numbering: 0), one more with any change to [`Request`] or the answers (a field added,
+/// removed, renamed or given another meaning). The helper serves its own number only: the app and
+/// the helper ship in one package, so two numbers mean a half-done install or upgrade.
+pub const PROTOCOL: u64 = 1;
+
+/// The labflash version, named beside the protocol when the two sides disagree.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
+    /// The front end's [`PROTOCOL`].
+    pub protocol: u64,
+    /// The front end's labflash version.
+    pub version: String,
     pub sha256: Sha256Digest,
     pub size: u64,
     /// Drives by identity: one that is not the drive the user chose is refused.
@@ -103,13 +122,16 @@ pub fn installed() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The helper's side: serves one flash over `input`/`output` (its stdin and stdout). `argv_targets`
-/// are the targets on its command line: the request must name exactly those.
+/// The helper's side: serves one flash over `input`/`output` (its stdin and stdout) and answers
+/// with its reports or its refusal (returned too, for the exit status). `argv_targets` are the
+/// targets on its command line: the request must name exactly those. Cancelling (SIGTERM, SIGINT)
+/// stops the writing with each drive's first MiB wiped.
 pub fn serve(
     input: impl Read + Send,
     output: impl Write + Send,
     argv_targets: &[PathBuf],
-) -> Result<()> {
+    cancel: &CancellationToken,
+) -> Result<Vec<TargetReport>> {
     let output = Mutex::new(output);
     let send = |m: &Message| {
         let mut out = output.lock().expect("helper output");
@@ -118,36 +140,22 @@ pub fn serve(
         let _ = out.flush();
     };
     let mut input = BufReader::new(input);
-    let mut line = String::new();
-    (&mut input)
-        .take(1 << 20)
-        .read_line(&mut line)
-        .map_err(|e| Error::BadInput(format!("no request: {e}")))?;
-    let request = parse_request(line.as_bytes())?;
-    let named: Vec<&Path> = request.targets.iter().map(|t| t.path.as_path()).collect();
-    let result = if named
-        != argv_targets
-            .iter()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>()
-    {
-        Err(Error::BadInput(
-            "the request names other targets than the command line (which polkit showed)".into(),
-        ))
-    } else if request.targets.iter().any(|t| t.identity.is_none()) {
-        Err(Error::BadInput(
-            "the helper writes drives by identity only".into(),
-        ))
-    } else {
-        serve_request(&request, &mut input, &|p| send(&Message::Progress(p)))
-    };
-    match result {
+    let result = read_request(&mut input).and_then(|request| {
+        check_targets(&request, argv_targets)?;
+        serve_request(
+            &request,
+            &mut input,
+            &|p| send(&Message::Progress(p)),
+            cancel,
+        )
+    });
+    match &result {
         Ok(reports) => send(&Message::Done {
             targets: reports
-                .into_iter()
+                .iter()
                 .map(|r| Outcome {
                     kind: r.error_kind,
-                    report: r,
+                    report: r.clone(),
                 })
                 .collect(),
         }),
@@ -156,18 +164,126 @@ pub fn serve(
             kind: e.kind(),
         }),
     }
-    Ok(())
+    result
 }
 
-/// The request line the front end sends first (JSON), as the helper reads it. Pure, so fuzzed.
+fn read_request(input: &mut impl BufRead) -> Result<Request> {
+    let mut line = Vec::new();
+    input
+        .take(1 << 20)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| Error::BadInput(format!("the helper got no request: {e}")))?;
+    parse_request(&line)
+}
+
+/// The request line the front end sends first (JSON), as the helper reads it: of this
+/// [`PROTOCOL`], with no field the helper does not know. Pure, so fuzzed.
 pub fn parse_request(bytes: &[u8]) -> Result<Request> {
-    serde_json::from_slice(bytes).map_err(|e| Error::BadInput(format!("a malformed request: {e}")))
+    let malformed =
+        |e: &dyn std::fmt::Display| Error::BadInput(format!("a malformed request: {e}"));
+    let sent: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    let protocol = match sent.get("protocol") {
+        None => 0,
+        Some(p) => p
+            .as_u64()
+            .ok_or_else(|| malformed(&"its protocol is not a whole number"))?,
+    };
+    if protocol != PROTOCOL {
+        return Err(disagree(&sent, protocol, ""));
+    }
+    let request: Request = serde_json::from_value(sent.clone()).map_err(|e| malformed(&e))?;
+    let known = serde_json::to_value(&request).expect("the request serializes");
+    if let Some(field) = unknown_field(&sent, &known) {
+        return Err(disagree(
+            &sent,
+            protocol,
+            &format!(", which does not know the request's field {field:?}"),
+        ));
+    }
+    Ok(request)
+}
+
+/// The refusal of a request from a front end of another labflash: one sentence naming both
+/// versions; `more` ends the helper's clause.
+fn disagree(sent: &serde_json::Value, protocol: u64, more: &str) -> Error {
+    let app = match sent.get("version").and_then(serde_json::Value::as_str) {
+        Some(v) => format!(
+            "labflash {}",
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(40)
+                .collect::<String>()
+        ),
+        None => "a labflash from before helper protocols".into(),
+    };
+    Error::BadInput(format!(
+        "the app and the installed helper disagree: the app is {app} (helper protocol {protocol}) and the helper is labflash {VERSION} (protocol {PROTOCOL}){more}; install the same labflash version for both"
+    ))
+}
+
+/// The first field of `sent` that `known` (the request as read, written back) lacks, as a path
+/// (`targets[0].identity.model`).
+fn unknown_field(sent: &serde_json::Value, known: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (sent, known) {
+        (Value::Object(sent), Value::Object(known)) => sent.iter().find_map(|(key, value)| {
+            let Some(known) = known.get(key) else {
+                return Some(key.clone());
+            };
+            unknown_field(value, known).map(|inner| match inner.starts_with('[') {
+                true => format!("{key}{inner}"),
+                false => format!("{key}.{inner}"),
+            })
+        }),
+        (Value::Array(sent), Value::Array(known)) => sent
+            .iter()
+            .zip(known)
+            .enumerate()
+            .find_map(|(i, (s, k))| unknown_field(s, k).map(|inner| format!("[{i}].{inner}"))),
+        _ => None,
+    }
+}
+
+/// The request must name exactly the drives on the command line (which polkit's prompt showed),
+/// each by identity and by the kernel's own name in /dev: a path through a link or a user's folder
+/// (`/tmp/u/d/sdb`, `d` → `/dev`) would show the prompt one path and write another.
+fn check_targets(request: &Request, argv_targets: &[PathBuf]) -> Result<()> {
+    let named: Vec<&Path> = request.targets.iter().map(|t| t.path.as_path()).collect();
+    if named
+        != argv_targets
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>()
+    {
+        return Err(Error::BadInput(
+            "the request names other targets than the command line (which polkit showed)".into(),
+        ));
+    }
+    if request.targets.iter().any(|t| t.identity.is_none()) {
+        return Err(Error::BadInput(
+            "the helper writes drives by identity only".into(),
+        ));
+    }
+    for path in argv_targets {
+        // A missing /dev/NAME passes here: the rules then say it does not exist.
+        let canonical = path.parent().map(Path::as_os_str) == Some("/dev".as_ref())
+            && std::fs::canonicalize(path)
+                .map_or(true, |real| real.as_os_str() == path.as_os_str());
+        if !canonical {
+            return Err(Error::Refused {
+                target: path.display().to_string(),
+                reason: "the helper takes a drive only by its own name in /dev (as /dev/sdb), never through a link or another folder".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn serve_request(
     request: &Request,
     image_bytes: &mut (dyn Read + Send),
     progress: &(dyn Fn(Progress) + Send + Sync),
+    cancel: &CancellationToken,
 ) -> Result<Vec<TargetReport>> {
     let tail = match (request.tail_offset, &request.tail_hex) {
         (Some(offset), Some(hex_bytes)) => Some(Tail {
@@ -198,7 +314,7 @@ fn serve_request(
         &options,
         &protected,
         &roots,
-        &CancellationToken::new(),
+        cancel,
     )?;
     let flash_options = FlashOptions {
         verify: request.verify,
@@ -209,7 +325,7 @@ fn serve_request(
         image_bytes,
         &flash_options,
         &roots,
-        &CancellationToken::new(),
+        cancel,
         &progress,
     )
 }
@@ -235,6 +351,8 @@ pub fn run_privileged(
         })
         .collect();
     let request = Request {
+        protocol: PROTOCOL,
+        version: VERSION.into(),
         sha256: plan.image.sha256,
         size: plan.image.size,
         targets: targets.clone(),
@@ -307,9 +425,11 @@ pub fn run_privileged(
                         })
                         .collect::<Vec<_>>()))
                 }
+                // The helper's own sentence (a refusal, another version's request), as it said it.
                 Ok(Message::Failed { message, kind }) => {
                     outcome = Some(Err(match kind {
                         ErrorKind::BadInput => Error::BadInput(message),
+                        ErrorKind::Cancelled => Error::Cancelled,
                         _ => Error::Permission {
                             target: describe_targets(plan),
                             detail: format!("the helper failed: {message}"),
@@ -338,14 +458,16 @@ pub fn run_privileged(
         Some(Err(e)) => Err(e),
         None => Err(Error::Permission {
             target: describe_targets(plan),
-            detail: pkexec_failure(status.code(), said.trim()),
+            detail: no_answer(status.code(), said.trim()),
         }),
     }
 }
 
-/// What went wrong when pkexec did not run the helper, and what to do, from its exit status and
-/// its words (which follow, as details).
-fn pkexec_failure(code: Option<i32>, said: &str) -> String {
+/// Why no answer came, and what to do, from the exit status and the words on stderr (which
+/// follow, as details). pkexec exits 126 or 127 when it did not run the helper; any other status
+/// is the helper's own.
+fn no_answer(code: Option<i32>, said: &str) -> String {
+    let first = said.lines().next();
     let what = if said.contains("authentication agent") {
         "no polkit authentication agent is running, so nobody can be asked for the password: log in to a desktop session, or run labflash as root"
     } else if code == Some(126) {
@@ -353,12 +475,13 @@ fn pkexec_failure(code: Option<i32>, said: &str) -> String {
     } else if code == Some(127) {
         "pkexec could not ask for authorization: log in to a desktop session, or run labflash as root"
     } else {
-        "pkexec did not run the helper: it needs polkit's consent, usually a password prompt"
+        let status = code.map_or("killed by a signal".into(), |c| format!("exit status {c}"));
+        let said = first.map(|f| format!("; it said: {f}")).unwrap_or_default();
+        return format!("the helper ran but ended without an answer ({status}{said})");
     };
-    if said.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what} (pkexec: {})", said.lines().next().unwrap_or(said))
+    match first {
+        Some(first) => format!("{what} (pkexec: {first})"),
+        None => what.into(),
     }
 }
 
@@ -376,7 +499,7 @@ mod tests {
 
     #[test]
     fn pkexec_failures_say_what_to_do_then_what_pkexec_said() {
-        let no_agent = pkexec_failure(
+        let no_agent = no_answer(
             Some(127),
             "Error creating textual authentication agent: Error opening current controlling terminal",
         );
@@ -388,8 +511,102 @@ mod tests {
             no_agent.contains("(pkexec: Error creating textual"),
             "{no_agent}"
         );
-        let dismissed = pkexec_failure(Some(126), "");
+        let dismissed = no_answer(Some(126), "");
         assert!(dismissed.contains("dismissed"), "{dismissed}");
+        // Any other status is the helper's: pkexec ran it.
+        let silent = no_answer(Some(2), "labflash: something");
+        assert_eq!(
+            silent,
+            "the helper ran but ended without an answer (exit status 2; it said: labflash: something)"
+        );
+    }
+
+    /// The fuzzer's seeds, as files: requests the helper serves, so fuzzing starts past parsing.
+    fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/helper_request");
+        let mut seeds: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+            .collect();
+        seeds.sort();
+        assert!(!seeds.is_empty());
+        seeds
+    }
+
+    #[test]
+    fn the_fuzz_seeds_are_requests_the_helper_serves() {
+        for (path, seed) in seeds() {
+            let request =
+                parse_request(&seed).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(request.protocol, PROTOCOL);
+        }
+    }
+
+    /// Another protocol, or a field the helper does not know at any depth: refused, naming both
+    /// labflash versions and protocols.
+    #[test]
+    fn a_request_of_another_labflash_is_refused_naming_both_versions() {
+        let seed: serde_json::Value = serde_json::from_slice(&seeds().remove(0).1).unwrap();
+        let refused = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut request = seed.clone();
+            request["version"] = "9.8.7".into();
+            edit(&mut request);
+            parse_request(&serde_json::to_vec(&request).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        let ours = format!("the helper is labflash {VERSION} (protocol {PROTOCOL})");
+        let newer = refused(&|r| r["protocol"] = (PROTOCOL + 1).into());
+        assert_eq!(
+            newer,
+            format!("the app and the installed helper disagree: the app is labflash 9.8.7 (helper protocol {}) and {ours}; install the same labflash version for both", PROTOCOL + 1)
+        );
+        let older = refused(&|r| {
+            let map = r.as_object_mut().unwrap();
+            map.remove("protocol");
+            map.remove("version");
+        });
+        assert!(
+            older
+                .contains("the app is a labflash from before helper protocols (helper protocol 0)")
+                && older.contains(&ours),
+            "{older}"
+        );
+        let extra = refused(&|r| r["wipeAfter"] = true.into());
+        assert!(
+            extra.contains("labflash 9.8.7 (helper protocol 1)")
+                && extra.contains(&ours)
+                && extra.contains(r#"does not know the request's field "wipeAfter""#),
+            "{extra}"
+        );
+        let nested = refused(&|r| r["targets"][0]["identity"]["model"] = "X".into());
+        assert!(
+            nested.contains(r#"field "targets[0].identity.model""#),
+            "{nested}"
+        );
+        let malformed = refused(&|r| r["protocol"] = "1".into());
+        assert!(malformed.starts_with("a malformed request"), "{malformed}");
+    }
+
+    /// Whatever goes wrong is answered, so the front end never mistakes it for polkit's refusal.
+    #[test]
+    fn a_refused_request_is_answered() {
+        let mut answer = Vec::new();
+        let err = serve(
+            &b"{\"protocol\": 7}\n"[..],
+            &mut answer,
+            &[PathBuf::from("/dev/sdb")],
+            &CancellationToken::new(),
+        )
+        .unwrap_err();
+        let said: Message = serde_json::from_slice(&answer).unwrap();
+        let Message::Failed { message, kind } = said else {
+            panic!("{said:?}")
+        };
+        assert_eq!(message, err.to_string());
+        assert!(message.contains("protocol 7"), "{message}");
+        assert_eq!(kind, ErrorKind::BadInput);
     }
 
     #[test]

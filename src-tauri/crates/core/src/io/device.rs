@@ -1,11 +1,14 @@
 //! Opening flash targets and reading them back as block devices want: exclusive, direct I/O with
 //! buffers aligned to the device's logical block size, and re-reading the partition table.
 
+use std::collections::VecDeque;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::io::identity::{self, Identity};
@@ -61,24 +64,27 @@ pub struct Target {
 /// through UDisks2; a regular file as it is (or created).
 pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
     if !matches!(identity, Identity::Drive(_)) {
-        let mut options = OpenOptions::new();
-        options
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW);
         let (file, created) = match identity {
-            Identity::NewFile => match options.clone().create_new(true).open(path) {
-                Ok(file) => (file, true),
-                Err(e) => return Err(open_error(path, e)),
-            },
-            _ => (options.open(path).map_err(|e| open_error(path, e))?, false),
-        };
-        if let Err(e) = identity::check(&file, path, identity) {
-            if created {
-                let _ = std::fs::remove_file(path);
+            Identity::NewFile => {
+                let (folder, name) = Folder::of(path)?;
+                let file = folder.create(name).map_err(|e| open_error(path, e))?;
+                if let Err(e) = identity::check(&file, path, identity) {
+                    folder.remove(name);
+                    return Err(e);
+                }
+                (file, true)
             }
-            return Err(e);
-        }
+            _ => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                    .open(path)
+                    .map_err(|e| open_error(path, e))?;
+                identity::check(&file, path, identity)?;
+                (file, false)
+            }
+        };
         let file_len = (!created)
             .then(|| file.metadata().map(|m| m.len()))
             .transpose()
@@ -117,6 +123,162 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
         created: false,
         access,
     })
+}
+
+/// The folder a new image file is created in, resolved once and held open: the file is created
+/// relative to it, so a link swapped into the path afterwards changes nothing. Links are followed
+/// only where root or this user owns them: root following another user's link would create the
+/// file wherever that user points it by then (during the confirmation, say).
+pub struct Folder {
+    fd: OwnedFd,
+}
+
+impl Folder {
+    /// The folder holding the file `path` names, and the file's name in it.
+    pub fn of(path: &Path) -> Result<(Folder, &OsStr)> {
+        let refuse = |reason: &str| Error::Refused {
+            target: path.display().to_string(),
+            reason: reason.into(),
+        };
+        let name = path.file_name().ok_or_else(|| refuse("it names no file"))?;
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Ok((Folder::open(folder, path)?, name))
+    }
+
+    /// Opens `folder` one component at a time (`O_PATH|O_NOFOLLOW`), following a link only if root
+    /// or this user owns it; `target` is what a refusal names.
+    fn open(folder: &Path, target: &Path) -> Result<Folder> {
+        enum Step {
+            Root,
+            Up,
+            Into(OsString),
+        }
+        let steps = |p: &Path| -> Vec<Step> {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::RootDir => Some(Step::Root),
+                    Component::ParentDir => Some(Step::Up),
+                    Component::Normal(n) => Some(Step::Into(n.to_owned())),
+                    Component::CurDir | Component::Prefix(_) => None,
+                })
+                .collect()
+        };
+        let failed = |e: io::Error| Error::io(folder, e);
+        // SAFETY: a plain syscall.
+        let me = unsafe { libc::geteuid() };
+        let mut at = open_path(None, ".".as_ref()).map_err(failed)?;
+        let mut todo: VecDeque<Step> = steps(folder).into();
+        let mut links = 0;
+        while let Some(step) = todo.pop_front() {
+            let name: &OsStr = match &step {
+                Step::Root => {
+                    at = open_path(None, "/".as_ref()).map_err(failed)?;
+                    continue;
+                }
+                Step::Up => "..".as_ref(),
+                Step::Into(name) => name,
+            };
+            let next = open_path(Some(&at), name).map_err(failed)?;
+            // SAFETY: fstat fills the struct it is given, from an open descriptor.
+            let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe { libc::fstat(next.as_raw_fd(), &mut meta) } != 0 {
+                return Err(failed(io::Error::last_os_error()));
+            }
+            let kind = meta.st_mode & libc::S_IFMT;
+            if kind == libc::S_IFLNK {
+                if meta.st_uid != 0 && meta.st_uid != me {
+                    return Err(Error::Refused {
+                        target: target.display().to_string(),
+                        reason: format!(
+                            "its folder is reached through a symbolic link of another user (uid {}), who could point it anywhere; name the folder itself",
+                            meta.st_uid
+                        ),
+                    });
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(failed(io::Error::from_raw_os_error(libc::ELOOP)));
+                }
+                let to = read_link(&next).map_err(failed)?;
+                for step in steps(&to).into_iter().rev() {
+                    todo.push_front(step);
+                }
+            } else if kind == libc::S_IFDIR {
+                at = next;
+            } else {
+                return Err(failed(io::Error::from_raw_os_error(libc::ENOTDIR)));
+            }
+        }
+        Ok(Folder { fd: at })
+    }
+
+    /// Creates `name` in the folder, never over an existing file or link
+    /// (`O_CREAT|O_EXCL|O_NOFOLLOW`).
+    pub fn create(&self, name: &OsStr) -> io::Result<File> {
+        let name = c_name(name)?;
+        let flags =
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a valid NUL-terminated name relative to an open folder descriptor.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), name.as_ptr(), flags, 0o666) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Removes `name` from the folder (best effort): what [`create`](Self::create) made.
+    pub fn remove(&self, name: &OsStr) {
+        if let Ok(name) = c_name(name) {
+            // SAFETY: as in `create`.
+            unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) };
+        }
+    }
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `openat(at, name, O_PATH|O_NOFOLLOW)`: a handle on the entry itself, a link included.
+fn open_path(at: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
+    let name = c_name(name)?;
+    let dir = at.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    // SAFETY: a valid NUL-terminated path relative to an open descriptor (or the working folder).
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where the link opened as `link` (`O_PATH|O_NOFOLLOW`) points.
+fn read_link(link: &OwnedFd) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: an empty path reads the link the descriptor itself is; `buf` is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            link.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
 }
 
 /// Opens a block device directly where this user may (root, the disk group), else through UDisks2,
@@ -190,8 +352,7 @@ pub fn open_for_read(path: &Path) -> Result<(File, bool)> {
 
 /// Whether this process may open `path` for writing itself (access(2) with the real ids).
 pub fn writable_by_me(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
     // SAFETY: a valid NUL-terminated path.
@@ -362,6 +523,37 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review's race made deterministic: the folder is resolved, a link in its path is then
+    /// pointed elsewhere (as during the confirmation), and only then is the file created.
+    #[test]
+    fn a_new_file_is_created_in_the_folder_resolved_before_a_swap() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let chosen = dir.path().join("chosen");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(chosen.join("sub")).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = dir.path().join("vms");
+        // Relative, with `..`, as links often are.
+        symlink("chosen/sub/..", &link).unwrap();
+        let target = link.join("disk.img");
+        let (folder, name) = Folder::of(&target).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        symlink(&elsewhere, &link).unwrap();
+        folder.create(name).unwrap();
+        assert!(chosen.join("disk.img").is_file());
+        assert!(!elsewhere.join("disk.img").exists());
+        let again = folder.create(name).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+        folder.remove(name);
+        assert!(!chosen.join("disk.img").exists());
+        // A file where a folder should be, and a link that loops, are errors, not followed.
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        assert!(Folder::of(&dir.path().join("file/disk.img")).is_err());
+        symlink("loop", dir.path().join("loop")).unwrap();
+        assert!(Folder::of(&dir.path().join("loop/disk.img")).is_err());
+    }
 
     #[test]
     fn aligned_buffers_are_aligned() {
