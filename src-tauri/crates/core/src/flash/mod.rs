@@ -506,8 +506,8 @@ pub fn open_targets(targets: &[Approved], roots: &SystemRoots) -> Result<Vec<dev
             Ok(target) => opened.push(target),
             Err(e) => {
                 // A refusal leaves nothing behind: not the image files this flash created.
-                for t in opened.iter().filter(|t| t.created) {
-                    let _ = std::fs::remove_file(&t.path);
+                for t in &opened {
+                    t.remove_created();
                 }
                 return Err(e);
             }

@@ -229,14 +229,15 @@ pub fn flash_stream(
                     written: 0,
                     skipped: 0,
                     // A file just created holds nothing to find.
-                    skipper: (options.skip_equal && !target.created).then(Skipper::default),
+                    skipper: (options.skip_equal && target.created.is_none())
+                        .then(Skipper::default),
                     head: AlignedBuf::zeroed(HEAD as usize),
                 };
                 let result = write_target(&mut job, expect, rx, options, cancel, progress);
                 // Done or failed: the other targets' read-back no longer waits for this one.
                 readback.leave(me);
-                if result.is_err() && target.created {
-                    let _ = std::fs::remove_file(&target.path);
+                if result.is_err() {
+                    target.remove_created();
                 }
                 report(&target, job.written, job.skipped, result)
             }));
@@ -844,7 +845,7 @@ mod tests {
             kind: TargetKind::BlockDevice,
             logical_block_size: lbs,
             direct,
-            created: false,
+            created: None,
             access: Access::Direct,
         }
     }

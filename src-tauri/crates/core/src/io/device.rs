@@ -53,8 +53,9 @@ pub struct Target {
     pub logical_block_size: u32,
     /// O_DIRECT is on: writes must be aligned and padded to the logical block size.
     pub direct: bool,
-    /// A file this flash created: removed again if the flash fails, so a failure leaves nothing.
-    pub created: bool,
+    /// A file this flash created, in the folder it was created in: removed again (from that
+    /// folder, not by path) if the flash fails, so a failure leaves nothing.
+    pub created: Option<(Folder, OsString)>,
     pub access: Access,
 }
 
@@ -72,7 +73,7 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
                     folder.remove(name);
                     return Err(e);
                 }
-                (file, true)
+                (file, Some((folder, name.to_owned())))
             }
             _ => {
                 let file = OpenOptions::new()
@@ -82,10 +83,11 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
                     .open(path)
                     .map_err(|e| open_error(path, e))?;
                 identity::check(&file, path, identity)?;
-                (file, false)
+                (file, None)
             }
         };
-        let file_len = (!created)
+        let file_len = created
+            .is_none()
             .then(|| file.metadata().map(|m| m.len()))
             .transpose()
             .map_err(|e| Error::io(path, e))?;
@@ -120,9 +122,18 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
         kind: TargetKind::BlockDevice,
         logical_block_size,
         direct,
-        created: false,
+        created: None,
         access,
     })
+}
+
+impl Target {
+    /// Removes the file this flash created, if it did: a failed flash leaves nothing behind.
+    pub fn remove_created(&self) {
+        if let Some((folder, name)) = &self.created {
+            folder.remove(name);
+        }
+    }
 }
 
 /// The folder a new image file is created in, resolved once and held open: the file is created
@@ -553,6 +564,26 @@ mod tests {
         assert!(Folder::of(&dir.path().join("file/disk.img")).is_err());
         symlink("loop", dir.path().join("loop")).unwrap();
         assert!(Folder::of(&dir.path().join("loop/disk.img")).is_err());
+    }
+
+    /// A failed flash removes the file it created from the folder it created it in, never
+    /// whatever the path names by then (a link swapped in would send root's unlink elsewhere).
+    #[test]
+    fn a_created_file_is_removed_from_its_own_folder() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (chosen, elsewhere) = (dir.path().join("chosen"), dir.path().join("elsewhere"));
+        std::fs::create_dir(&chosen).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("disk.img"), b"keep").unwrap();
+        let link = dir.path().join("vms");
+        symlink(&chosen, &link).unwrap();
+        let target = open_for_write(&link.join("disk.img"), &Identity::NewFile).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        symlink(&elsewhere, &link).unwrap();
+        target.remove_created();
+        assert!(!chosen.join("disk.img").exists(), "the created file stayed");
+        assert_eq!(std::fs::read(elsewhere.join("disk.img")).unwrap(), b"keep");
     }
 
     #[test]
