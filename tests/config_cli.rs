@@ -211,7 +211,7 @@ fn cidata_bad_inputs_exit_2_and_leave_no_file() {
     let big = write(
         dir.path(),
         "huge.yaml",
-        &format!("# {}\n", "x".repeat(61 << 20)),
+        &format!("{MACHINE_CONFIG}# {}\n", "x".repeat(61 << 20)),
     );
     let out = dir.path().join("out.img");
     let out = out.to_str().unwrap();

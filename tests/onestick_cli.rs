@@ -10,7 +10,9 @@ use common::loopdev::LoopDev;
 use common::*;
 
 const MIB: u64 = 1 << 20;
-const USER_DATA: &str = "version: v1alpha1\nmachine:\n  type: worker\n";
+/// A real Talos worker config: siderolabs/talos
+/// pkg/machinery/config/configloader/testdata/worker.test (tests/fixtures/talos/README.md).
+const USER_DATA: &str = include_str!("fixtures/talos/configloader-worker.yaml");
 
 /// A Talos-like GPT image (EFI, BIOS, BOOT, META) of `size` bytes; `fill_to_end` makes the last
 /// partition reach the end, so the image's backup GPT sits right after it.

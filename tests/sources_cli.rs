@@ -174,7 +174,8 @@ fn from_version_and_extension_to_a_verified_image_without_a_schematic_id() {
     let id = sha256_hex(serde_json::to_string(&body).unwrap().as_bytes());
     let image = image_like(3 << 20, 60);
     f.put_with_sidecar(
-        &format!("/image/{id}/v1.13.0/metal-amd64.raw.xz"),
+        // No --platform: nocloud, the default (the platform that reads a cidata config).
+        &format!("/image/{id}/v1.13.0/nocloud-amd64.raw.xz"),
         xz_blocks(&image, 1 << 20),
     );
     let cache = tempfile::tempdir().unwrap();

@@ -76,8 +76,9 @@ pub struct TalosFetchArgs {
     /// A schematic ID instead of extensions and kernel arguments.
     #[arg(long, value_name = "ID", conflicts_with_all = ["extensions", "kernel_args"])]
     pub schematic: Option<String>,
-    /// metal, nocloud, aws, …
-    #[arg(long, default_value = "metal")]
+    /// nocloud (the default, as labctl's: the platform that reads the cidata config labflash
+    /// builds; with no config it boots to maintenance mode as metal does), metal, aws, …
+    #[arg(long, default_value = "nocloud")]
     pub platform: String,
     #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
     pub arch: String,

@@ -130,14 +130,21 @@ pub async fn plan(
             "one stick for both writes exactly one target at a time".into(),
         ));
     }
+    // A config goes only beside an image whose platform reads cidata (nocloud): a metal image is
+    // refused before anything is fetched, an image whose name says no platform is said so.
+    let mut warnings: Vec<String> = match &req.config {
+        Some(_) => crate::sources::talos_platform::check_cidata_reader(&req.source)?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
     // Where the image names its Talos release, a cidata that release cannot read is said first.
-    let warnings = req
-        .config
-        .as_ref()
-        .and_then(|_| crate::sources::talos_build::release_named_in(&req.source))
-        .and_then(crate::sources::talos_build::fat_cidata_warning)
-        .into_iter()
-        .collect();
+    warnings.extend(
+        req.config
+            .as_ref()
+            .and_then(|_| crate::sources::talos_build::release_named_in(&req.source))
+            .and_then(crate::sources::talos_build::fat_cidata_warning),
+    );
     let roots = SystemRoots::default();
     if stream::streams(&req.source) && req.config.is_none() {
         let opened = if crate::fetch::is_url(&req.source) {

@@ -8,6 +8,7 @@ pub mod cidata;
 pub mod incus;
 pub mod talos_build;
 pub mod talos_factory;
+pub mod talos_platform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -341,17 +341,37 @@ pub fn release_named_in(source: &str) -> Option<&str> {
         .find(|segment| talos_factory::check_exact_version(segment).is_ok())
 }
 
-/// Talos v1.12.0 to v1.12.2 cannot mount a FAT cidata volume (siderolabs/talos issue 12647, fixed
-/// in v1.12.3); the stick would boot without its machine config.
+/// The Talos releases that cannot mount a FAT cidata volume on read-only media (siderolabs/talos
+/// issue 12647): the stick would boot without its machine config. From siderolabs/talos's git
+/// history (`git merge-base --is-ancestor` against every tag):
+/// - the bug: commit ec3bd878f ("refactor: remove the go-blockdevice v1 completely",
+///   2025-10-02) made `ReadFromVolume`
+///   (internal/app/machined/pkg/runtime/v1alpha1/platform/internal/blockutils/blockutils.go)
+///   mount through `fsopen` without the `ro` parameter; first tag v1.12.0-alpha.2 (alpha.0 and
+///   alpha.1 do not contain it);
+/// - the fix: commit 782cc507d ("fix: open the filesystem as read-only", PR 12648, adds
+///   `fsopen.WithBoolParameter("ro")`), first tag v1.13.0-alpha.1, backported to release-1.12 as
+///   commit 8f49dd220, first tag v1.12.3.
+///
+/// So: v1.12.0-alpha.2 up to v1.12.3 (not included; every 1.12.0 beta and rc, v1.12.0, v1.12.1,
+/// v1.12.2), and v1.13.0-alpha.0.
+const FAT_CIDATA_BROKEN: [(&str, &str); 2] = [
+    ("v1.12.0-alpha.2", "v1.12.3"),
+    ("v1.13.0-alpha.0", "v1.13.0-alpha.1"),
+];
+
+/// The warning for a Talos release in [`FAT_CIDATA_BROKEN`] (build metadata `+…` ignored).
 pub fn fat_cidata_warning(version: &str) -> Option<String> {
-    let affected = ["v1.12.0", "v1.12.1", "v1.12.2"].iter().any(|v| {
-        version == *v
-            || version.starts_with(&format!("{v}-"))
-            || version.starts_with(&format!("{v}+"))
+    use std::cmp::Ordering::Less;
+    let release = version.split('+').next().unwrap_or(version);
+    talos_factory::check_exact_version(release).ok()?;
+    let affected = FAT_CIDATA_BROKEN.iter().any(|(from, to)| {
+        talos_factory::compare_versions(release, from) != Less
+            && talos_factory::compare_versions(release, to) == Less
     });
     affected.then(|| {
         format!(
-            "Talos {version} cannot mount a FAT cidata volume (siderolabs/talos issue 12647): a node booted from it will not find its machine config; use v1.12.3 or later"
+            "Talos {version} cannot mount a FAT cidata volume (siderolabs/talos issue 12647): a node booted from it will not find its machine config; use v1.12.3 or later (v1.13.0-alpha.1 or later for 1.13 pre-releases)"
         )
     })
 }
@@ -677,13 +697,39 @@ mod tests {
 
     #[test]
     fn talos_1_12_0_to_1_12_2_warn_about_fat_cidata() {
-        for v in ["v1.12.0", "v1.12.1", "v1.12.2", "v1.12.2-rc.1"] {
+        // Every tag of siderolabs/talos containing ec3bd878f and neither 782cc507d nor 8f49dd220,
+        // and the boundaries on each side (see FAT_CIDATA_BROKEN).
+        for v in [
+            "v1.12.0-alpha.2",
+            "v1.12.0-beta.0",
+            "v1.12.0-beta.1",
+            "v1.12.0-rc.0",
+            "v1.12.0-rc.1",
+            "v1.12.0",
+            "v1.12.1",
+            "v1.12.2",
+            "v1.12.2+build.1",
+            "v1.12.2-rc.1",
+            "v1.13.0-alpha.0",
+        ] {
             assert!(
                 fat_cidata_warning(v).is_some_and(|w| w.contains("12647")),
                 "{v}"
             );
         }
-        for v in ["v1.11.5", "v1.12.3", "v1.13.0", "v1.12.10"] {
+        for v in [
+            "v1.11.5",
+            "v1.12.0-alpha.0",
+            "v1.12.0-alpha.1",
+            "v1.12.3",
+            "v1.12.10",
+            "v1.13.0-alpha.1",
+            "v1.13.0-alpha.2",
+            "v1.13.0-beta.0",
+            "v1.13.0",
+            "v1.14.0-alpha.0",
+            "latest",
+        ] {
             assert_eq!(fat_cidata_warning(v), None, "{v}");
         }
     }
