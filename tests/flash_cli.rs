@@ -1074,6 +1074,58 @@ fn a_new_file_target_is_never_created_through_another_users_link() {
     assert!(root_only.join("disk.img").is_file());
 }
 
+/// Root flashes an existing VM disk named through another user's link, the file's own or a
+/// folder's: the link could point at any root-only file by then, so it is refused, unwritten.
+#[test]
+fn an_existing_file_target_is_never_written_through_another_users_link() {
+    require_root!();
+    use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+    const HOSTILE: u32 = 4242;
+    let b = Bench::new();
+    let (img, _) = b.image("os.img", MIB as usize, 37);
+    let home = b.dir.path().join("u");
+    std::fs::create_dir(&home).unwrap();
+    chown(&home, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    let root_only = b.dir.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, PermissionsExt::from_mode(0o700)).unwrap();
+    let victim = root_only.join("victim.conf");
+    std::fs::write(&victim, b"root's own").unwrap();
+    let file_link = home.join("disk.img");
+    symlink(&victim, &file_link).unwrap();
+    lchown(&file_link, Some(HOSTILE), Some(HOSTILE)).unwrap();
+    let folder_link = home.join("vms");
+    symlink(&root_only, &folder_link).unwrap();
+    lchown(&folder_link, Some(HOSTILE), Some(HOSTILE)).unwrap();
+
+    for target in [file_link.clone(), folder_link.join("victim.conf")] {
+        let run = b.flash(&img, &["--to", target.to_str().unwrap(), "--yes"]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        let error = run.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains("symbolic link of another user (uid 4242)"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's own");
+    }
+    // One file named twice, through root's own link and by itself, is one target.
+    let own_link = b.dir.path().join("current.img");
+    symlink(&victim, &own_link).unwrap();
+    let twice = b.flash(
+        &img,
+        &[
+            "--to",
+            own_link.to_str().unwrap(),
+            "--to",
+            victim.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(twice.code, 2, "{}", twice.stderr);
+    assert!(twice.stdout.contains("named twice"), "{}", twice.stdout);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root's own");
+}
+
 /// The folder is resolved once and the file created relative to it: while the user's folder and
 /// a link of theirs to root's folder trade names as fast as the kernel allows, every open is
 /// refused or creates the file in the user's folder, never in root's.

@@ -35,6 +35,7 @@ use crate::fetch::http::Http;
 use crate::fetch::{DigestSource, FetchRequest};
 use crate::image::Image;
 use crate::io::device;
+use crate::io::identity::Identity;
 use crate::io::drives::SystemRoots;
 use crate::progress::ProgressSink;
 use crate::sources::{self, Prepared, SourceRequest};
@@ -409,7 +410,11 @@ pub fn approve_all(
     let mut approved: Vec<Approved> = Vec::new();
     for chosen in targets {
         let a = rules::approve(chosen, size, protected, options, roots)?;
-        if approved.iter().any(|b| b.path == a.path) {
+        // Two names of one file or drive are one target; two new files differ by name alone.
+        let same = |b: &Approved| {
+            b.path == a.path || (a.identity != Identity::NewFile && b.identity == a.identity)
+        };
+        if approved.iter().any(same) {
             return Err(Error::Refused {
                 target: chosen.path.display().to_string(),
                 reason: "it is named twice".into(),

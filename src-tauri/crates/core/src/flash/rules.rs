@@ -5,7 +5,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::io::device::TargetKind;
+use crate::io::device::{self, TargetKind};
 use crate::io::drives::{self, Drive, SystemRoots};
 use crate::io::identity::{drive_changed, DriveIdentity, Identity};
 
@@ -115,6 +115,14 @@ pub fn approve(
         if chosen.identity.is_some() {
             return Err(refuse("it was chosen as a drive and is a file now".into()));
         }
+        // The file as the open reaches it (a VM disk behind a link of root's or this user's),
+        // identified from that descriptor, not from where the name pointed a moment before.
+        let path = device::resolve_file_target(target)?;
+        let (folder, name) = device::Folder::of(&path)?;
+        let meta = folder
+            .open_existing(name, false)
+            .and_then(|f| f.metadata())
+            .map_err(|e| Error::io(&path, e))?;
         for p in protected {
             if let Ok(pm) = std::fs::metadata(p) {
                 if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
@@ -122,9 +130,8 @@ pub fn approve(
                 }
             }
         }
-        // Opened without following links: name the file itself (a VM disk behind a link).
         return Ok(Approved {
-            path: std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?,
+            path,
             kind: TargetKind::File,
             drive: None,
             to_unmount: Vec::new(),

@@ -59,6 +59,22 @@ pub struct Target {
     pub access: Access,
 }
 
+/// An existing image file target as it will be opened: every link on the way (its own name
+/// included) resolved only where root or this user owns it, so the path returned names the file
+/// itself through folders [`Folder`] accepts. Root must never write, through another user's
+/// link, a file that user could not.
+pub fn resolve_file_target(path: &Path) -> Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        let (folder, name) = Folder::of(&at)?;
+        match folder.link_at(name, path)? {
+            None => return Ok(at),
+            Some(to) => at = crate::fetch::cache::folder_of(&at).join(to),
+        }
+    }
+    Err(Error::io(path, io::Error::from_raw_os_error(libc::ELOOP)))
+}
+
 /// Opens `path` for writing and reading back, never following a symlink, and refuses it unless
 /// the descriptor is what `identity` recorded: a block device `O_RDWR|O_EXCL|O_DIRECT|O_CLOEXEC`
 /// (EBUSY is a refusal; O_DIRECT is dropped only where the device rejects it), directly or
@@ -76,11 +92,9 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
                 (file, Some((folder, name.to_owned())))
             }
             _ => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                    .open(path)
+                let (folder, name) = Folder::of(path)?;
+                let file = folder
+                    .open_existing(name, true)
                     .map_err(|e| open_error(path, e))?;
                 identity::check(&file, path, identity)?;
                 (file, None)
@@ -239,6 +253,40 @@ impl Folder {
         }
         // SAFETY: a descriptor just opened, owned by nothing else.
         Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Opens the existing file `name` in the folder, never through a link (`O_NOFOLLOW`).
+    pub fn open_existing(&self, name: &OsStr, write: bool) -> io::Result<File> {
+        use rustix::fs::{Mode, OFlags};
+        let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+        // NONBLOCK: a FIFO swapped in must not hang the open; it fails the identity check.
+        let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty())?;
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+        Ok(File::from(fd))
+    }
+
+    /// Where the link `name` in the folder points, if it is a link; refused when another user
+    /// owns it (they could point it anywhere by the time root opens it).
+    fn link_at(&self, name: &OsStr, target: &Path) -> Result<Option<PathBuf>> {
+        use rustix::fs::{statat, AtFlags, FileType};
+        let failed = |e: rustix::io::Errno| Error::io(target, e.into());
+        let stat = statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(failed)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
+            return Ok(None);
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if stat.st_uid != 0 && stat.st_uid != me {
+            return Err(Error::Refused {
+                target: target.display().to_string(),
+                reason: format!(
+                    "it is a symbolic link of another user (uid {}), who could point it anywhere; name the file itself",
+                    stat.st_uid
+                ),
+            });
+        }
+        let to = rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(failed)?;
+        Ok(Some(PathBuf::from(OsString::from_vec(to.into_bytes()))))
     }
 
     /// Removes `name` from the folder (best effort): what [`create`](Self::create) made.
