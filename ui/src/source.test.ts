@@ -21,7 +21,7 @@ describe("the chosen source", () => {
       from: "h.example",
     });
     expect(sourceTitle({ ...emptyForm, kind: "talos", talosVersion: "v1.12.4" }).name).toBe(
-      "Talos v1.12.4 metal-amd64.raw.xz",
+      "Talos v1.12.4 nocloud-amd64.raw.xz",
     );
   });
   it("becomes the command's argument, a schematic replacing extensions", () => {

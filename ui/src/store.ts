@@ -47,7 +47,9 @@ export const emptyForm: Form = {
   extensions: [],
   kernelArgs: "",
   schematic: "",
-  platform: "metal",
+  // The platform that reads the cidata config the Talos source builds from a machine config
+  // (the engine refuses a config beside any other); with no config it boots as metal does.
+  platform: "nocloud",
   arch: "amd64",
   format: "raw.xz",
   secureboot: false,

@@ -74,7 +74,7 @@ pub fn check_cidata_reader(source: &str) -> Result<Option<String>> {
     match platform_named_in(source) {
         Some(p) if CIDATA_PLATFORMS.contains(&p) => Ok(None),
         Some(p) => Err(Error::BadInput(format!(
-            "{} is a Talos {p} image, and the {p} platform never reads a cidata config (only nocloud does): the node would boot without it; use the nocloud image of the same version and schematic (talos fetch --platform nocloud, or platform nocloud in the Talos dialog)",
+            "{} is a Talos {p} image, and the {p} platform never reads a cidata config (only nocloud does): the node would boot without it; use the nocloud image of the same version and schematic (labflash talos fetch --platform nocloud, the default)",
             file_name(source)
         ))),
         None => Ok(Some(format!(
