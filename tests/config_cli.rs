@@ -319,8 +319,11 @@ fn talos_build_makes_labctls_artifacts_and_json() {
     let lab = lab();
     let config = lab.dir.path().join("talos/image.yaml");
     // Run from elsewhere: paths are relative to the config's folder.
+    // labflash's own cache (the decoded image, the locks) kept in the test's folder.
+    let own_cache = lab.dir.path().join("labflash-cache");
     let r: Run = labflash(&["talos", "build", config.to_str().unwrap(), "--json"])
         .current_dir("/")
+        .env("LABFLASH_CACHE_DIR", &own_cache)
         .output()
         .unwrap()
         .into();
@@ -393,6 +396,7 @@ fn talos_build_makes_labctls_artifacts_and_json() {
     let text = std::fs::read(&config).unwrap();
     let mut child = labflash(&["talos", "build", "-"])
         .current_dir(lab.dir.path().join("talos"))
+        .env("LABFLASH_CACHE_DIR", &own_cache)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -445,7 +449,11 @@ fn talos_build_refuses_bad_configs_naming_the_field() {
     ];
     for (text, field) in cases {
         std::fs::write(&config, &text).unwrap();
-        let r = run(&["talos", "build", config.to_str().unwrap(), "--json"]);
+        let r: Run = labflash(&["talos", "build", config.to_str().unwrap(), "--json"])
+            .env("LABFLASH_CACHE_DIR", lab.dir.path().join("labflash-cache"))
+            .output()
+            .unwrap()
+            .into();
         assert_eq!(r.code, 2, "{field}: {}", r.stderr);
         let error = r.json()["error"].as_str().unwrap().to_string();
         assert!(error.contains(field), "{field}: {error}");
@@ -496,7 +504,12 @@ fn labctl_factory(image: &[u8]) -> Server {
 fn build_in(dir: &Path, args: &[&str]) -> Run {
     let mut all = vec!["talos", "build"];
     all.extend_from_slice(args);
-    labflash(&all).current_dir(dir).output().unwrap().into()
+    labflash(&all)
+        .current_dir(dir)
+        .env("LABFLASH_CACHE_DIR", dir.join(".labflash-cache"))
+        .output()
+        .unwrap()
+        .into()
 }
 
 #[test]
@@ -714,6 +727,7 @@ fn readme_talos_config_examples_run_as_written() {
     let args: Vec<&str> = build.split(' ').skip(1).collect();
     let r: Run = labflash(&args)
         .current_dir(dir.path())
+        .env("LABFLASH_CACHE_DIR", dir.path().join("labflash-cache"))
         .output()
         .unwrap()
         .into();

@@ -438,7 +438,6 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
             Source::TalosBuild(Box::new(BuildRequest {
                 build: talos_build::parse(&text)?,
                 base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                cache_dir: None,
                 allow_unverified: false,
                 max_image_size,
             }))

@@ -100,7 +100,9 @@ pub struct BuildArgs {
     #[arg(value_name = "CONFIG.yaml | -")]
     pub config: String,
 
-    /// Download cache [default: labctl's <output dir's parent>/downloads/talos].
+    /// labflash's cache, for the decoded boot image and the locks [default: $LABFLASH_CACHE_DIR,
+    /// else the platform's cache folder]. The archive is kept where labctl keeps it,
+    /// <output dir's parent>/downloads/talos, and nothing else is put there.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -267,11 +269,13 @@ async fn build(
     let request = BuildRequest {
         build: talos_build::parse(&text)?,
         base_dir,
-        cache_dir: args.cache_dir.clone(),
         allow_unverified: args.allow_unverified,
         max_image_size: args.max_image_size,
     };
     let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());
-    Ok(talos_build::build(&request, &http, cancel, &progress).await?)
+    let cache = labflash_core::fetch::cache::Cache::open(
+        labflash_core::fetch::cache::Cache::resolve_dir(args.cache_dir.as_deref())?,
+    )?;
+    Ok(talos_build::build(&request, &cache, &http, cancel, &progress).await?)
 }

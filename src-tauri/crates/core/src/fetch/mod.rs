@@ -64,7 +64,40 @@ pub struct FetchRequest {
     pub allow_unverified: bool,
     pub max_image_size: u64,
     /// Where to keep the archive instead of the cache's own layout (labctl's, for `talos build`).
-    pub archive_path: Option<PathBuf>,
+    /// Only the archive goes there: its lock and its decoded image stay in the cache.
+    pub archive_path: Option<ArchiveHome>,
+}
+
+/// An archive kept outside the cache: `rel` inside the folder `root`, which is opened as a cache
+/// folder of its own (see [`Cache::open`]: this user's alone, walked by descriptor, no link
+/// followed), and nothing but the archive and, while it is written, its temp file is put in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveHome {
+    pub root: PathBuf,
+    pub rel: PathBuf,
+}
+
+impl ArchiveHome {
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.rel)
+    }
+}
+
+/// The cache, or the folder of its own an archive is kept in.
+pub(crate) enum ArchiveStore<'a> {
+    Cache(&'a Cache),
+    Own(Cache),
+}
+
+impl std::ops::Deref for ArchiveStore<'_> {
+    type Target = Cache;
+
+    fn deref(&self) -> &Cache {
+        match self {
+            ArchiveStore::Cache(cache) => cache,
+            ArchiveStore::Own(own) => own,
+        }
+    }
 }
 
 impl FetchRequest {
@@ -86,9 +119,24 @@ impl FetchRequest {
 
     /// Where the archive is kept: the request's own path, else the cache's layout.
     pub fn archive_in(&self, cache: &Cache) -> PathBuf {
-        self.archive_path
-            .clone()
-            .unwrap_or_else(|| cache.archive_path(&self.url))
+        match &self.archive_path {
+            Some(home) => home.path(),
+            None => cache.archive_path(&self.url),
+        }
+    }
+
+    /// The folder the archive is opened, written and removed in, and its path.
+    pub(crate) fn archive_store<'a>(
+        &self,
+        cache: &'a Cache,
+    ) -> Result<(ArchiveStore<'a>, PathBuf)> {
+        Ok(match &self.archive_path {
+            Some(home) => (
+                ArchiveStore::Own(Cache::open(home.root.clone())?),
+                home.path(),
+            ),
+            None => (ArchiveStore::Cache(cache), cache.archive_path(&self.url)),
+        })
     }
 
     pub fn new(url: Url) -> Self {
@@ -165,11 +213,11 @@ pub async fn fetch(
 ) -> Result<Fetched> {
     let (expected, digest_source) = expected_digest(http, req, cancel).await?;
 
-    let archive_path = req.archive_in(cache);
+    let (store, archive_path) = req.archive_store(cache)?;
     let _lock = cache.lock(&archive_path, cancel).await?;
 
     let cached = match expected {
-        Some(expected) => reuse_archive(cache, &archive_path, expected, cancel, progress).await?,
+        Some(expected) => reuse_archive(&store, &archive_path, expected, cancel, progress).await?,
         None => None,
     };
     // From here on the archive is this descriptor, the one its digest was computed through.
@@ -177,7 +225,7 @@ pub async fn fetch(
         Some((digest, file)) => (digest, file, None),
         None => {
             let sink = HashingFile::new(
-                cache.temp_beside(&archive_path)?,
+                store.temp_beside(&archive_path)?,
                 archive_cap(req.max_image_size),
             );
             download(http, sink, &req.url, expected, cancel, progress).await?
@@ -186,7 +234,7 @@ pub async fn fetch(
     let size = image_size::of_open_file(&archive, &archive_path).map_err(io_at(&archive_path))?;
     if let Err(too_large) = image_size::check_limit(size, req.max_image_size) {
         // Nothing is left behind by a fetch over the limit, as when decoding finds it.
-        cache.discard(&archive_path)?;
+        store.discard(&archive_path)?;
         return Err(too_large);
     }
 
@@ -210,7 +258,7 @@ pub async fn fetch(
     if let Err(Error::ImageTooLarge { .. }) = decoded {
         // An archive that recorded no size is found over the limit only while decoding: it
         // goes too, as when its records tell.
-        cache.discard(&archive_path)?;
+        store.discard(&archive_path)?;
     }
     let (image_path, image_sha256, image_size) = decoded?;
 

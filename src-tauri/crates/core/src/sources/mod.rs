@@ -191,7 +191,7 @@ pub async fn prepare_source(
             }
         }
         Source::TalosBuild(req) => {
-            let b = talos_build::build(req, http, cancel, progress).await?;
+            let b = talos_build::build(req, cache, http, cancel, progress).await?;
             Prepared {
                 image: image(
                     b.boot_artifact_path,

@@ -18,59 +18,89 @@ use crate::error::{Error, Result};
 use crate::fetch::cache::{self, Cache};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
-use crate::fetch::{self, DigestSource, FetchRequest};
+use crate::fetch::{self, ArchiveHome, DigestSource, FetchRequest};
 use crate::progress::ProgressSink;
 use crate::sources::cidata::{self, CidataRequest, Contents};
 use crate::sources::talos_factory::{self, Asset, FactoryUrl};
 use crate::CancellationToken;
+
+mod yaml_types;
 
 pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
 /// The schematic of an image without customisation.
 pub const DEFAULT_SCHEMATIC: &str =
     "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
 
+// Every field is read as labctl's CUE schema types it (see `yaml_types` below): a number, a
+// boolean or null where the schema wants a string, or anything but a mapping where it wants one,
+// is refused naming the field, as labctl's validation refuses it.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageBuild {
+    #[serde(deserialize_with = "yaml_types::name")]
     pub name: String,
+    #[serde(deserialize_with = "yaml_types::source")]
     pub source: Source,
+    #[serde(deserialize_with = "yaml_types::config")]
     pub config: Config,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml_types::output")]
     pub output: Output,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    #[serde(rename = "factoryURL", default = "default_factory")]
+    #[serde(
+        rename = "factoryURL",
+        default = "default_factory",
+        deserialize_with = "yaml_types::factory_url"
+    )]
     pub factory_url: String,
+    #[serde(deserialize_with = "yaml_types::version")]
     pub version: String,
-    #[serde(rename = "schematicID", default = "default_schematic")]
+    #[serde(
+        rename = "schematicID",
+        default = "default_schematic",
+        deserialize_with = "yaml_types::schematic_id"
+    )]
     pub schematic_id: String,
-    #[serde(default = "default_platform")]
+    #[serde(
+        default = "default_platform",
+        deserialize_with = "yaml_types::platform"
+    )]
     pub platform: String,
-    #[serde(default = "default_arch")]
+    #[serde(default = "default_arch", deserialize_with = "yaml_types::arch")]
     pub arch: String,
-    #[serde(default = "default_artifact")]
+    #[serde(
+        default = "default_artifact",
+        deserialize_with = "yaml_types::artifact"
+    )]
     pub artifact: String,
     /// labflash's own: a PEM file of CA certificates the factory's certificate is checked against,
     /// beside the system's (a lab's self-hosted factory). labctl does not know this field.
-    #[serde(rename = "caCert")]
+    #[serde(rename = "caCert", default, deserialize_with = "yaml_types::ca_cert")]
     pub ca_cert: Option<PathRef>,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    #[serde(default = "default_delivery")]
+    #[serde(
+        default = "default_delivery",
+        deserialize_with = "yaml_types::delivery"
+    )]
     pub delivery: String,
+    #[serde(deserialize_with = "yaml_types::user_data")]
     pub user_data: PathRef,
+    #[serde(deserialize_with = "yaml_types::meta_data")]
     pub meta_data: MetaData,
+    #[serde(default, deserialize_with = "yaml_types::network_config")]
     pub network_config: Option<PathRef>,
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// labctl's `#FileInput`. Which field it is is known only to the field holding it, so its `path`
+/// is checked there (`yaml_types::file_input`).
+#[derive(Debug)]
 pub struct PathRef {
     pub path: PathBuf,
 }
@@ -78,22 +108,35 @@ pub struct PathRef {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaData {
-    #[serde(rename = "localHostname")]
+    #[serde(
+        rename = "localHostname",
+        deserialize_with = "yaml_types::local_hostname"
+    )]
     pub local_hostname: String,
-    #[serde(rename = "instanceID")]
+    #[serde(
+        rename = "instanceID",
+        default,
+        deserialize_with = "yaml_types::instance_id"
+    )]
     pub instance_id: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Output {
-    #[serde(default = "default_dir")]
+    #[serde(default = "default_dir", deserialize_with = "yaml_types::dir")]
     pub dir: PathBuf,
-    #[serde(default = "default_format")]
+    #[serde(default = "default_format", deserialize_with = "yaml_types::format")]
     pub format: String,
-    #[serde(default = "default_boot_name")]
+    #[serde(
+        default = "default_boot_name",
+        deserialize_with = "yaml_types::boot_artifact_name"
+    )]
     pub boot_artifact_name: String,
-    #[serde(default = "default_config_name")]
+    #[serde(
+        default = "default_config_name",
+        deserialize_with = "yaml_types::config_artifact_name"
+    )]
     pub config_artifact_name: String,
 }
 
@@ -178,15 +221,16 @@ pub struct Built {
 
 /// Parses and checks an ImageBuild document; every error names the field.
 pub fn parse(text: &str) -> Result<ImageBuild> {
-    let build: ImageBuild = serde_saphyr::from_str(text).map_err(|e| {
-        let message = e.to_string();
-        let first = message.lines().next().unwrap_or(&message);
-        let first = first.split(" --> ").next().unwrap_or(first);
-        Error::BadInput(format!(
-            "invalid ImageBuild config: {}",
-            first.trim_start_matches("error: ")
-        ))
-    })?;
+    let build: ImageBuild = serde_saphyr::from_str_with_options(text, yaml_types::options())
+        .map_err(|e| {
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or(&message);
+            let first = first.split(" --> ").next().unwrap_or(first);
+            Error::BadInput(format!(
+                "invalid ImageBuild config: {}",
+                first.trim_start_matches("error: ")
+            ))
+        })?;
     build.check()?;
     Ok(build)
 }
@@ -306,13 +350,17 @@ impl ImageBuild {
     }
 
     /// labctl's download cache: `<output dir's parent>/downloads/talos`, holding the archive at
-    /// `<schematic>/<version>/<platform>-<arch>.<artifact>`, so either tool reuses the other's.
-    fn labctl_archive(&self, downloads: &Path) -> PathBuf {
+    /// `<schematic>/<version>/<platform>-<arch>.<artifact>` and nothing else
+    /// (GilmanLab/platform `tools/labctl/internal/app/talosimage/service.go`: `resolvePaths`,
+    /// `Build`, `downloadArchive`), so either tool reuses the other's.
+    fn labctl_archive(&self, downloads: &Path) -> ArchiveHome {
         let s = &self.source;
-        downloads
-            .join(&s.schematic_id)
-            .join(&s.version)
-            .join(format!("{}-{}.{}", s.platform, s.arch, s.artifact))
+        ArchiveHome {
+            root: downloads.to_path_buf(),
+            rel: Path::new(&s.schematic_id)
+                .join(&s.version)
+                .join(format!("{}-{}.{}", s.platform, s.arch, s.artifact)),
+        }
     }
 }
 
@@ -382,14 +430,15 @@ pub struct BuildRequest {
     /// Relative paths in the config are taken from here (the config's folder, or the current
     /// folder for stdin); made absolute and cleaned as labctl does (symlinks are kept).
     pub base_dir: PathBuf,
-    /// A labflash cache folder; by default labctl's download cache (see `labctl_archive`).
-    pub cache_dir: Option<PathBuf>,
     pub allow_unverified: bool,
     pub max_image_size: u64,
 }
 
+/// Builds both artifacts. The archive is kept where labctl keeps it (see `labctl_archive`), and
+/// nothing else goes there: the lock and the decoded image are labflash's, in `cache`.
 pub async fn build(
     req: &BuildRequest,
+    cache: &Cache,
     http: &Http,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
@@ -414,17 +463,11 @@ pub async fn build(
     let config_image = cidata::image(&contents)?;
 
     let url = b.source_url()?;
-    let (cache, archive_path) = match &req.cache_dir {
-        Some(dir) => (Cache::open(dir.clone())?, None),
-        None => {
-            let downloads = out_dir
-                .parent()
-                .unwrap_or(&base_dir)
-                .join("downloads/talos");
-            let archive = b.labctl_archive(&downloads);
-            (Cache::open(downloads)?, Some(archive))
-        }
-    };
+    let downloads = out_dir
+        .parent()
+        .unwrap_or(&base_dir)
+        .join("downloads/talos");
+    let archive_path = Some(b.labctl_archive(&downloads));
     let trusting;
     let http = match &b.source.ca_cert {
         Some(ca) => {
@@ -435,7 +478,7 @@ pub async fn build(
     };
     let fetched = fetch::fetch(
         http,
-        &cache,
+        cache,
         &FetchRequest {
             url: url.clone(),
             sha256: None,
@@ -589,7 +632,8 @@ mod tests {
     fn labctl_downloads_layout() {
         let b = parse(MINIMAL).unwrap();
         assert_eq!(
-            b.labctl_archive(Path::new("/w/.state/downloads/talos")),
+            b.labctl_archive(Path::new("/w/.state/downloads/talos"))
+                .path(),
             Path::new(&format!(
                 "/w/.state/downloads/talos/{DEFAULT_SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"
             ))
@@ -669,6 +713,109 @@ mod tests {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    /// labctl's schema types every ImageBuild value as a string or a struct (schema.cue); CUE
+    /// keeps YAML's types, so a number, boolean or null there fails labctl's validation. Each
+    /// case is FULL (service_test.go's testConfig, every field set) with one value retyped.
+    #[test]
+    fn values_the_schema_types_as_strings_must_be_yaml_strings() {
+        let retype = |from: &str, to: &str| {
+            assert_eq!(FULL.matches(from).count(), 1, "{from}");
+            FULL.replace(from, to)
+        };
+        let cases = [
+            ("name: talos-test", "name: 123", "name", "the number 123"),
+            (
+                "  factoryURL: https://factory.example.test",
+                "  factoryURL: 8080",
+                "source.factoryURL",
+                "number",
+            ),
+            ("  version: v1.13.0", "  version: 1.13", "source.version", "number"),
+            (
+                "  schematicID: 376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba",
+                "  schematicID: null",
+                "source.schematicID",
+                "null",
+            ),
+            ("  platform: nocloud", "  platform: ~", "source.platform", "null"),
+            ("  arch: amd64", "  arch: 64", "source.arch", "number"),
+            ("  artifact: raw.xz", "  artifact: true", "source.artifact", "boolean"),
+            ("  delivery: nocloud-cidata", "  delivery:", "config.delivery", "null"),
+            (
+                "    path: controlplane.yaml",
+                "    path: 42",
+                "config.userData.path",
+                "number",
+            ),
+            (
+                "    localHostname: bootstrap-controlplane-1",
+                "    localHostname: 123",
+                "config.metaData.localHostname",
+                "the number 123",
+            ),
+            (
+                "    instanceID: bootstrap-instance-1",
+                "    instanceID: null",
+                "config.metaData.instanceID",
+                "null",
+            ),
+            (
+                "    path: network.yaml",
+                "    path: [network.yaml]",
+                "config.networkConfig.path",
+                "a list",
+            ),
+            ("  dir: .state/images", "  dir: 0.5", "output.dir", "number"),
+            ("  format: img", "  format: FALSE", "output.format", "boolean"),
+            (
+                "  bootArtifactName: talos-boot.img",
+                "  bootArtifactName: 1e3",
+                "output.bootArtifactName",
+                "number",
+            ),
+            (
+                "  configArtifactName: talos-cidata.img",
+                "  configArtifactName: 0x1f",
+                "output.configArtifactName",
+                "number",
+            ),
+            (
+                "  networkConfig:\n    path: network.yaml\n",
+                "  networkConfig:\n",
+                "config.networkConfig",
+                "null",
+            ),
+            (
+                "  metaData:\n    localHostname: bootstrap-controlplane-1\n    instanceID: bootstrap-instance-1\n",
+                "  metaData: bootstrap-controlplane-1\n",
+                "config.metaData",
+                "a string",
+            ),
+        ];
+        for (from, to, field, what) in cases {
+            let err = parse(&retype(from, to)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{field} is ")) && err.contains(what),
+                "{to}: {err}"
+            );
+            assert!(err.contains("line "), "{to}: the line is given: {err}");
+        }
+        let output_null = FULL.split("output:").next().unwrap().to_owned() + "output:\n";
+        let err = parse(&output_null).unwrap_err().to_string();
+        assert!(err.contains("output is null"), "{err}");
+        // The same values as YAML strings are what labctl reads (and then checks as usual).
+        let quoted = retype("name: talos-test", "name: \"123\"");
+        assert_eq!(parse(&quoted).unwrap().name, "123");
+        let host = retype(
+            "    localHostname: bootstrap-controlplane-1",
+            "    localHostname: '123'",
+        );
+        assert_eq!(parse(&host).unwrap().config.meta_data.local_hostname, "123");
+        // go-yaml v3 (CUE's YAML reader) has only true/false booleans: `on` is text.
+        let on = retype("name: talos-test", "name: on");
+        assert_eq!(parse(&on).unwrap().name, "on");
     }
 
     #[test]
