@@ -118,6 +118,36 @@ fn a_cache_folder_from_the_environment_owned_by_another_user_is_refused() {
 }
 
 #[test]
+fn a_cache_folder_reached_through_another_users_link_is_refused() {
+    if !is_root() {
+        return skip("a link of another user needs root to make");
+    }
+    let f = fixture();
+    let theirs = f.dir.path().join("u");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, OTHER_UID);
+    let root_only = f.dir.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = theirs.join("cache");
+    symlink(&root_only, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let out = run(&[
+        "fetch",
+        &f.server.url(ASSET),
+        "--cache-dir",
+        link.to_str().unwrap(),
+        "--json",
+    ]);
+    f.assert_refused(&out, &link, "symbolic link of another user (uid 65534)");
+    assert_eq!(
+        std::fs::read_dir(&root_only).unwrap().count(),
+        0,
+        "written through the link"
+    );
+}
+
+#[test]
 fn a_cache_folder_others_may_write_in_is_refused() {
     let f = fixture();
     std::fs::create_dir_all(f.cache().join("downloads")).unwrap();

@@ -68,31 +68,17 @@ impl Cache {
 
     /// Bytes the cache holds (downloads and images).
     pub fn size(&self) -> u64 {
-        fn walk(dir: &Path) -> u64 {
-            fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| match e.file_type() {
-                    Ok(t) if t.is_dir() => walk(&e.path()),
-                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&self.root.join("downloads")) + walk(&self.root.join("images"))
+        ["downloads", "images"]
+            .iter()
+            .map(|sub| self.dir.tree_size(OsStr::new(sub)))
+            .sum()
     }
 
-    /// Removes every download and image (not the folder itself). `remove_dir_all` removes links
-    /// without following them.
+    /// Removes every download and image (not the folder itself), through the cache folder's
+    /// descriptor: whatever its path names by now, and no link inside, is followed.
     pub fn clear(&self) -> Result<()> {
         for sub in ["downloads", "images"] {
-            let dir = self.root.join(sub);
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&dir, e)),
-            }
+            self.dir.remove_tree(OsStr::new(sub))?;
         }
         Ok(())
     }
@@ -576,6 +562,23 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, cache.root().join("downloads")).unwrap();
         assert!(cache.temp_beside(&asset).is_err());
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn clearing_removes_links_never_what_they_point_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep.img"), b"not the cache's").unwrap();
+        std::fs::create_dir_all(cache.root().join("downloads/h")).unwrap();
+        std::fs::write(cache.root().join("downloads/h/os.raw.xz"), b"12345").unwrap();
+        std::os::unix::fs::symlink(&outside, cache.root().join("downloads/h/link")).unwrap();
+        std::os::unix::fs::symlink(&outside, cache.root().join("images")).unwrap();
+        assert_eq!(cache.size(), 5, "links are not followed when counting");
+        cache.clear().unwrap();
+        assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0);
+        assert!(outside.join("keep.img").is_file());
     }
 
     #[test]

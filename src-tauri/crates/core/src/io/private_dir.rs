@@ -11,7 +11,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -33,16 +32,11 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
 
 impl PrivateDir {
     /// Opens (creating it and its missing parents with mode 0700) the folder at `path`. The path
-    /// itself may pass through links the user chose (`~/.cache` on another disk); what it names
-    /// must pass the ownership rule.
+    /// may pass through links (`~/.cache` on another disk), but only root's or this user's:
+    /// another user's link could send the cache, and what it writes or clears, anywhere. What it
+    /// names must pass the ownership rule.
     pub fn open_root(path: &Path) -> Result<Self> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(|e| Error::io(path, e))?;
-        let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
-            .map_err(|e| Error::io(path, e.into()))?;
+        let fd = walk_trusted(path)?;
         let dir = Self {
             fd,
             path: path.to_path_buf(),
@@ -151,6 +145,50 @@ impl PrivateDir {
             .collect())
     }
 
+    /// Removes `name` and, for a folder, everything in it, without following a link (a link is
+    /// removed, not its target); a missing one is no error.
+    pub fn remove_tree(&self, name: &OsStr) -> Result<()> {
+        if !self.is_folder(name)? {
+            return self.remove(name);
+        }
+        let sub = self.sub(Path::new(name), false)?.expect("just seen");
+        for entry in sub.names()? {
+            sub.remove_tree(&entry)?;
+        }
+        match rfs::unlinkat(&self.fd, name, rfs::AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io(self.path.join(name), e.into())),
+        }
+    }
+
+    /// Bytes the files under `name` hold (links and what they point to not counted).
+    pub fn tree_size(&self, name: &OsStr) -> u64 {
+        let Ok(stat) = rfs::statat(&self.fd, name, rfs::AtFlags::SYMLINK_NOFOLLOW) else {
+            return 0;
+        };
+        match rfs::FileType::from_raw_mode(stat.st_mode) {
+            rfs::FileType::RegularFile => stat.st_size as u64,
+            rfs::FileType::Directory => match self.sub(Path::new(name), false) {
+                Ok(Some(sub)) => sub
+                    .names()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|n| sub.tree_size(n))
+                    .sum(),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    fn is_folder(&self, name: &OsStr) -> Result<bool> {
+        match rfs::statat(&self.fd, name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.path.join(name), e.into())),
+        }
+    }
+
     fn dup(&self) -> Result<PrivateDir> {
         Ok(PrivateDir {
             fd: self
@@ -181,6 +219,76 @@ impl PrivateDir {
             why,
         })
     }
+}
+
+/// Opens the folder `path` names, a step at a time as the kernel would, creating missing folders
+/// (0700) and following a link only where root or this user owns it.
+fn walk_trusted(path: &Path) -> Result<OwnedFd> {
+    use std::collections::VecDeque;
+    enum Step {
+        Root,
+        Up,
+        Into(OsString),
+    }
+    fn steps(p: &Path) -> impl DoubleEndedIterator<Item = Step> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::RootDir => Some(Step::Root),
+            Component::ParentDir => Some(Step::Up),
+            Component::Normal(n) => Some(Step::Into(n.to_owned())),
+            Component::CurDir | Component::Prefix(_) => None,
+        })
+    }
+    let failed = |e: Errno| Error::io(path, e.into());
+    let me = rustix::process::geteuid().as_raw();
+    let mut at = rfs::open(".", DIR_FLAGS, Mode::empty()).map_err(failed)?;
+    let mut todo: VecDeque<Step> = steps(path).collect();
+    let mut links = 0;
+    while let Some(step) = todo.pop_front() {
+        let name = match step {
+            Step::Root => {
+                at = rfs::open("/", DIR_FLAGS, Mode::empty()).map_err(failed)?;
+                continue;
+            }
+            Step::Up => OsString::from(".."),
+            Step::Into(name) => name,
+        };
+        let stat_of = |at: &OwnedFd| rfs::statat(at, &name, rfs::AtFlags::SYMLINK_NOFOLLOW);
+        let stat = match stat_of(&at) {
+            Err(Errno::NOENT) => {
+                match rfs::mkdirat(&at, &name, Mode::RWXU) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(failed(e)),
+                }
+                stat_of(&at)
+            }
+            other => other,
+        }
+        .map_err(failed)?;
+        if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Symlink {
+            if stat.st_uid != 0 && stat.st_uid != me {
+                return Err(Error::UnsafeCache {
+                    path: path.to_path_buf(),
+                    why: format!(
+                        "it is reached through a symbolic link of another user (uid {}), who could point it anywhere",
+                        stat.st_uid
+                    ),
+                });
+            }
+            links += 1;
+            if links > 40 {
+                return Err(failed(Errno::LOOP));
+            }
+            let to = rfs::readlinkat(&at, &name, Vec::new()).map_err(failed)?;
+            let to = PathBuf::from(OsStr::from_bytes(to.as_bytes()));
+            for step in steps(&to).rev() {
+                todo.push_front(step);
+            }
+            continue;
+        }
+        at =
+            rfs::openat(&at, &name, DIR_FLAGS, Mode::empty()).map_err(|e| not_followed(path, e))?;
+    }
+    Ok(at)
 }
 
 /// A link where a folder or file was expected is named as such: it is never followed.
@@ -240,8 +348,42 @@ mod tests {
         let root = PrivateDir::open_root(base.path()).unwrap();
         std::fs::create_dir(base.path().join("theirs")).unwrap();
         std::os::unix::fs::chown(base.path().join("theirs"), Some(65534), None).unwrap();
-        let err = root.sub(Path::new("theirs"), false).unwrap_err().to_string();
+        let err = root
+            .sub(Path::new("theirs"), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("belongs to user 65534"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_folder_is_reached_only_through_trusted_links() {
+        let base = tempfile::tempdir().unwrap();
+        let real = base.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink("real", base.path().join("mine")).unwrap();
+        let dir = PrivateDir::open_root(&base.path().join("mine/a/../c")).unwrap();
+        assert!(
+            real.join("c").is_dir() && real.join("a").is_dir(),
+            "created through my link"
+        );
+        drop(dir);
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let theirs = base.path().join("theirs");
+        std::os::unix::fs::symlink(&real, &theirs).unwrap();
+        std::os::unix::fs::lchown(&theirs, Some(4242), Some(4242)).unwrap();
+        let err = PrivateDir::open_root(&theirs.join("cache"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("symbolic link of another user (uid 4242)"),
+            "{err}"
+        );
+        assert!(
+            !real.join("cache").exists(),
+            "created through another user's link"
+        );
     }
 
     #[test]
