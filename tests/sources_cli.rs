@@ -667,7 +667,11 @@ fn incus_seed_is_written_into_the_seed_partition() {
 
     std::fs::write(
         seed.join("applications.yaml"),
-        format!("# {}\n", "x".repeat(2 << 20)),
+        // A valid seed (a comment alone is no document, which incus-osd refuses), too big.
+        format!(
+            "applications:\n  - name: incus\n# {}\n",
+            "x".repeat(2 << 20)
+        ),
     )
     .unwrap();
     let big = incus_fetch(&server, cache.path(), &["--seed", seed.to_str().unwrap()]);

@@ -49,7 +49,7 @@ pub struct IncusFetchArgs {
 pub async fn run(command: IncusCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
     let IncusCommand::Fetch(args) = command;
     match fetch(args, out, cancel).await {
-        Ok(f) => out.success(&f, || {
+        Ok(f) => out.warn_then(&f.warnings).success(&f, || {
             format!(
                 "image          {}\nimage sha256   {}\nversion        {}\narchive sha256 {} (matches the index)\n",
                 f.image_path.display(),

@@ -101,6 +101,33 @@ pub fn partition(start: &[u8], index: usize) -> Option<(u64, u64)> {
     Some((offset, len))
 }
 
+/// The byte offset and length of the first partition of the GPT in `start` whose name (the
+/// UTF-16LE partition label, what `/dev/disk/by-partlabel/` shows) is `name`.
+pub fn partition_named(start: &[u8], name: &str) -> Option<(u64, u64)> {
+    let sector = [512usize, 4096]
+        .into_iter()
+        .find(|s| start.len() >= 2 * s && &start[*s..*s + 8] == SIGNATURE)?;
+    let header = Header::parse(&start[sector..2 * sector])?;
+    if header.entry_size < 128 {
+        return None;
+    }
+    let table = usize::try_from(header.entries_lba)
+        .ok()?
+        .checked_mul(sector)?;
+    (0..header.entries.min(1024) as usize).find_map(|index| {
+        let at = table.checked_add(index.checked_mul(header.entry_size as usize)?)?;
+        let entry = start.get(at..at.checked_add(128)?)?;
+        let units: Vec<u16> = entry[56..128]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|u| *u != 0)
+            .collect();
+        (String::from_utf16(&units).ok()? == name)
+            .then(|| partition(start, index))
+            .flatten()
+    })
+}
+
 /// Plans the one-stick layout. `image_start` holds at least the image's first 1 MiB,
 /// `image_size` is its length, `cidata` the config image, `target_size` and `sector` the target's.
 pub fn plan(

@@ -15,6 +15,7 @@ use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
 use crate::fetch::{self, DigestSource, FetchRequest};
 use crate::progress::ProgressSink;
+use crate::sources::incus_seed;
 use crate::CancellationToken;
 
 pub const DEFAULT_INDEX: &str = "https://images.linuxcontainers.org/os/index.json";
@@ -74,6 +75,9 @@ pub struct IncusFetched {
     pub image_sha256: Sha256Digest,
     #[serde(rename = "imageSize")]
     pub image_size: u64,
+    /// What the operator should know before flashing: a seed without an install file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub async fn fetch(
@@ -84,7 +88,10 @@ pub async fn fetch(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<IncusFetched> {
     // Seed problems are the operator's: find them before downloading anything.
-    let seed = req.seed.as_deref().map(seed_tar).transpose()?;
+    let (seed, warnings) = match req.seed.as_deref().map(seed_tar).transpose()? {
+        Some(Seed { tar, warnings }) => (Some(tar), warnings),
+        None => (None, Vec::new()),
+    };
     let (version, url, expected) = locate(http, req, cancel).await?;
     let fetched = fetch::fetch(
         http,
@@ -118,6 +125,7 @@ pub async fn fetch(
         image_path,
         image_sha256,
         image_size,
+        warnings,
     })
 }
 
@@ -236,24 +244,16 @@ fn safe_relative(path: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// The seed files IncusOS reads (lxc/incus-os `incus-osd/internal/seed`), each as `.yaml`,
-/// `.yml` or `.json`.
-const SEED_NAMES: [&str; 11] = [
-    "applications",
-    "incus",
-    "install",
-    "kernel",
-    "migration-manager",
-    "network",
-    "operations-center",
-    "provider",
-    "security",
-    "services",
-    "update",
-];
+/// A seed checked as incus-osd reads it (`incus_seed`), archived.
+#[derive(Debug)]
+struct Seed {
+    tar: Vec<u8>,
+    warnings: Vec<String>,
+}
 
-/// A reproducible tar of the YAML files in `dir` (sorted, owner 0, mode 0644, time 0).
-fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
+/// A reproducible tar of the seed files in `dir` (sorted, owner 0, mode 0644, time 0), each
+/// checked as incus-osd decodes it first.
+fn seed_tar(dir: &Path) -> Result<Seed> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::BadInput(format!(
             "cannot read the seed folder {}: {e}",
@@ -279,15 +279,15 @@ fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
     // A misspelt name would be archived and never read; two spellings of one, ambiguous.
     let mut seen = std::collections::BTreeSet::new();
     for path in &files {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        if !SEED_NAMES.contains(&stem.as_ref()) {
+        let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some((stem, _)) = incus_seed::seed_name(&file_name) else {
             return Err(Error::BadInput(format!(
                 "the seed file {} is not one IncusOS reads (those are {}, as .yaml, .yml or .json)",
                 path.display(),
-                SEED_NAMES.join(", ")
+                incus_seed::SEED_NAMES.join(", ")
             )));
-        }
-        if !seen.insert(stem.to_string()) {
+        };
+        if !seen.insert(stem) {
             return Err(Error::BadInput(format!(
                 "the seed folder {} holds {stem} twice, with two extensions",
                 dir.display()
@@ -295,6 +295,7 @@ fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
         }
     }
     let mut builder = tar::Builder::new(Vec::new());
+    let mut names = Vec::new();
     for path in files {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let name = path
@@ -302,6 +303,8 @@ fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
+        incus_seed::check_file(&name, &bytes)?;
+        names.push(name.clone());
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
@@ -315,20 +318,36 @@ fn seed_tar(dir: &Path) -> Result<Vec<u8>> {
                 Error::BadInput(format!("the seed file {name} cannot be archived: {e}"))
             })?;
     }
-    builder
+    let tar = builder
         .into_inner()
-        .map_err(|e| Error::BadInput(format!("the seed cannot be archived: {e}")))
+        .map_err(|e| Error::BadInput(format!("the seed cannot be archived: {e}")))?;
+    Ok(Seed {
+        tar,
+        warnings: incus_seed::warnings(&names),
+    })
 }
 
-/// Where the install seed goes: the image's second GPT partition.
+/// Where the install seed goes: the GPT partition named `seed-data`, the one incus-osd reads
+/// (`/dev/disk/by-partlabel/seed-data`, lxc/incus-os `incus-osd/internal/seed/seed.go:116`;
+/// the image's layout names it in `mkosi.repart/01-seed-data.conf`), wherever it is in the table.
 fn seed_partition(image: &Path) -> Result<(u64, u64)> {
     let mut start = vec![0u8; 1 << 20];
     let mut f = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
     let n = f.read(&mut start).map_err(|e| Error::io(image, e))?;
     start.truncate(n);
-    crate::flash::gpt::partition(&start, 1).ok_or_else(|| {
-        Error::BadInput("the IncusOS image has no second GPT partition to hold a seed".into())
-    })
+    let size = f.metadata().map_err(|e| Error::io(image, e))?.len();
+    let name = incus_seed::SEED_PARTITION;
+    let (offset, len) = crate::flash::gpt::partition_named(&start, name).ok_or_else(|| {
+        Error::BadInput(format!(
+            "the IncusOS image has no GPT partition named {name}, where incus-osd reads its seed, so the seed cannot be written"
+        ))
+    })?;
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(Error::BadInput(format!(
+            "the IncusOS image's {name} partition ends past the image's end ({size} bytes)"
+        )));
+    }
+    Ok((offset, len))
 }
 
 /// A copy of the cached image with the seed written at the start of its seed partition, kept
@@ -341,7 +360,7 @@ fn seeded_copy(
     let (offset, len) = seed_partition(image)?;
     if tar.len() as u64 > len {
         return Err(Error::BadInput(format!(
-            "the seed ({} bytes) does not fit the image's seed partition ({len} bytes)",
+            "the seed ({} bytes) does not fit the image's seed-data partition ({len} bytes)",
             tar.len()
         )));
     }
@@ -397,8 +416,8 @@ mod tests {
         std::fs::write(dir.path().join("network.yml"), "dns: {}\n").unwrap();
         std::fs::write(dir.path().join("applications.json"), "{}").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a seed file").unwrap();
-        let a = seed_tar(dir.path()).unwrap();
-        let b = seed_tar(dir.path()).unwrap();
+        let a = seed_tar(dir.path()).unwrap().tar;
+        let b = seed_tar(dir.path()).unwrap().tar;
         assert_eq!(a, b);
         let mut names = Vec::new();
         for entry in tar::Archive::new(a.as_slice()).entries().unwrap() {
