@@ -212,6 +212,9 @@ fn a_release_that_cannot_read_fat_cidata_is_warned_about() {
     let release = dir.path().join("v1.12.1");
     std::fs::create_dir(&release).unwrap();
     let (image, _) = boot_image(&release, 16 * MIB, false);
+    // Named as the factory names a nocloud image: an image whose name says no platform gets a
+    // statement of its own (tests/talos_config_cli.rs).
+    let image = nocloud_named(&image);
     let config = cidata(dir.path());
     let disk = dir.path().join("vm.img");
     let r = flash(dir.path(), &image, &config, &[disk.to_str().unwrap()]);
@@ -227,9 +230,17 @@ fn a_release_that_cannot_read_fat_cidata_is_warned_about() {
         .contains("v1.12.1"));
 
     let (image, _) = boot_image(dir.path(), 16 * MIB, false);
+    let image = nocloud_named(&image);
     let r = flash(dir.path(), &image, &config, &[disk.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.json().get("warnings").is_none());
+    assert!(r.json().get("warnings").is_none(), "{}", r.stdout);
+}
+
+/// `image` renamed `nocloud-amd64.raw` in its folder.
+fn nocloud_named(image: &str) -> String {
+    let named = Path::new(image).with_file_name("nocloud-amd64.raw");
+    std::fs::rename(image, &named).unwrap();
+    named.to_str().unwrap().to_string()
 }
 
 #[test]

@@ -143,6 +143,27 @@ fn network_config_version_3_is_refused() {
     assert_refused(&r, &out, &["no `version`"]);
 }
 
+/// Talos refuses a hostname over 63 characters (hostname_spec.go `Validate`) and then applies
+/// neither it nor the network-config.
+#[test]
+fn a_hostname_over_63_characters_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ud = write(dir.path(), "controlplane.yaml", CONTROLPLANE);
+    let out = dir.path().join("cidata.img").to_str().unwrap().to_string();
+    let long = "n".repeat(64);
+    let r = run(&[
+        "cidata",
+        "--user-data",
+        &ud,
+        "--hostname",
+        &long,
+        "-o",
+        &out,
+        "--json",
+    ]);
+    assert_refused(&r, &out, &["64 characters long", "over 63"]);
+}
+
 /// A Talos-like GPT image (EFI, BIOS, BOOT, META) named `name`.
 fn boot_image(dir: &Path, name: &str) -> String {
     let path = dir.join(name);

@@ -86,7 +86,15 @@ impl Contents {
 }
 
 /// Builds the cidata image at `req.output` (0600, atomic) and reports its digest.
+///
+/// A hostname over 63 characters is refused here (`talos build` only warns: labctl takes it):
+/// Talos's nocloud platform turns `local-hostname` into its hostname with
+/// `HostnameSpecSpec.ParseFQDN` (nocloud.go:42-57), whose `Validate` refuses a hostname longer
+/// than 63 (siderolabs/talos @ ad8823176e75,
+/// pkg/machinery/resources/network/hostname_spec.go:39-44), and then applies neither the hostname
+/// nor the network-config.
 pub fn build(req: &CidataRequest) -> Result<Cidata> {
+    check_hostname_length(&req.hostname)?;
     let contents = Contents::read(req)?;
     let image = image(&contents)?;
     write_private(&req.output, &image)?;
@@ -236,6 +244,17 @@ pub fn check_hostname(name: &str) -> Result<()> {
             "the hostname {name:?} is not a lowercase DNS label (a-z, 0-9 and '-', not starting or ending with '-')"
         )))
     }
+}
+
+/// At most 63 characters, the longest hostname Talos takes (see [`build`]).
+fn check_hostname_length(name: &str) -> Result<()> {
+    if name.len() > 63 {
+        return Err(Error::BadInput(format!(
+            "the hostname {name:?} is {} characters long: Talos refuses a hostname over 63, and would apply neither it nor the network-config",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a file that must be YAML (any number of documents); the error gives line and column.
@@ -759,6 +778,26 @@ mod tests {
             let err = Contents::read(&req).err().unwrap().to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn a_hostname_talos_refuses_is_refused_by_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let ud = dir.path().join("cp.yaml");
+        std::fs::write(&ud, TALOS_CONFIGS[0].1).unwrap();
+        let req = |hostname: String| CidataRequest {
+            user_data: ud.clone(),
+            hostname,
+            instance_id: None,
+            network_config: None,
+            output: dir.path().join("out.img"),
+        };
+        assert!(build(&req("x".repeat(63))).is_ok());
+        let err = build(&req("x".repeat(64))).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadInput(m) if m.contains("is 64 characters long")),
+            "{err}"
+        );
     }
 
     #[test]
