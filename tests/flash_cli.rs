@@ -997,6 +997,67 @@ fn the_helper_stops_within_a_second_of_sigterm_with_the_first_mib_wiped() {
     );
 }
 
+/// A front end that stalls (no request yet, or part of the image sent and the pipe held open)
+/// does not keep the helper from SIGTERM: it ends within a second, as cancelled.
+#[test]
+fn the_helper_stops_on_sigterm_while_its_input_stalls() {
+    require_root!();
+    use std::io::{Read, Write};
+    let b = Bench::new();
+    let bytes = noise(32 * MIB as usize, 38);
+    let dev = LoopDev::new(b.dir.path(), 40 * MIB, 512, 0xAA);
+    let request = serde_json::json!({
+        "protocol": PROTOCOL, "version": "test", "sha256": sha(&bytes), "size": bytes.len(),
+        "targets": [by_identity(dev.path_str())], "protected": [], "unmount": false,
+        "allowFixed": false, "verify": true, "skipEqual": false
+    });
+    for sent in [None, Some(8 * MIB as usize)] {
+        let mut child = helper_command(&request).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let answer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            out
+        });
+        if let Some(n) = sent {
+            writeln!(stdin, "{request}").unwrap();
+            stdin.write_all(&bytes[..n]).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while dev.read(MIB, 4096).iter().all(|b| *b == 0xAA) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "writing never started"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let signalled = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let took = signalled.elapsed();
+        drop(stdin);
+        let messages = messages(&answer.join().unwrap());
+        assert!(took < Duration::from_secs(1), "{sent:?}: took {took:?}");
+        let text = format!("{messages:?}");
+        assert!(text.contains("cancelled"), "{sent:?}: {text}");
+        assert_ne!(status.code(), Some(0), "{sent:?}");
+        if sent.is_some() {
+            assert!(
+                dev.read(0, MIB as usize).iter().all(|b| *b == 0),
+                "first MiB not wiped"
+            );
+        } else {
+            assert!(
+                dev.read(0, MIB as usize).iter().all(|b| *b == 0xAA),
+                "written before a request"
+            );
+        }
+    }
+}
+
 /// Root flashes a new VM disk into a folder of another user's, who points a link of theirs at
 /// a folder only root may write: before the flash, or (the review's race) after the plan, during
 /// the confirmation. The file is never created in root's folder; a link of root's own is followed.

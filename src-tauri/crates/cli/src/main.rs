@@ -96,7 +96,11 @@ fn main() -> ExitCode {
             Command::Incus(command) => incus::run(command, &out, &cancel).await,
             Command::Helper { targets } => {
                 let served = labflash_core::flash::helper::serve(
-                    std::io::stdin(),
+                    // A stalled pipe must not outlast SIGTERM.
+                    labflash_core::io::cancellable::CancellableInput::new(
+                        std::io::stdin(),
+                        cancel.clone(),
+                    ),
                     std::io::stdout(),
                     &targets,
                     &cancel,

@@ -172,7 +172,10 @@ fn read_request(input: &mut impl BufRead) -> Result<Request> {
     input
         .take(1 << 20)
         .read_until(b'\n', &mut line)
-        .map_err(|e| Error::BadInput(format!("the helper got no request: {e}")))?;
+        .map_err(|e| match crate::error::wraps(&e) {
+            true => crate::error::from_io(Path::new("the request"), e),
+            false => Error::BadInput(format!("the helper got no request: {e}")),
+        })?;
     parse_request(&line)
 }
 

@@ -12,3 +12,4 @@ pub mod mounts;
 pub mod openers;
 pub mod udisks;
 pub mod private_dir;
+pub mod cancellable;
