@@ -86,8 +86,11 @@ fn fetch_verifies_against_the_sidecar_and_reports_every_field() {
         .as_str()
         .unwrap()
         .ends_with("/nocloud-amd64.raw"));
+    // The decoded image's kind (see tests/image_kind_cli.rs): this stand-in has no partition
+    // table.
+    assert_eq!(json["imageKind"], "unknown");
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert_eq!(keys.len(), 8, "{keys:?}");
     assert!(
         run.stderr.is_empty(),
         "nothing on stderr when it is not a terminal: {}",

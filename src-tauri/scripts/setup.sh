@@ -2,7 +2,9 @@
 # Installs everything labflash needs on a Debian or Ubuntu machine, then builds the web UI:
 # system packages (apt), Rust (rustup, if cargo is missing), Node.js (if missing), the UI's npm
 # packages. Safe to run again: it installs only what is missing. `--tests` adds what the test
-# suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools, tauri-driver, cargo-nextest).
+# suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools, the tools that make the image kinds
+# labflash refuses or warns about: qemu-img, mksquashfs, xorriso, zip, systemd's UKI stub;
+# tauri-driver, cargo-nextest).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,7 +16,8 @@ packages=(
 )
 if [[ ${1:-} == --tests ]]; then
   packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux e2fsprogs
-    udisks2 dbus polkitd pkexec udev python3 openssl)
+    udisks2 dbus polkitd pkexec udev python3 openssl
+    qemu-utils squashfs-tools xorriso zip systemd-boot-efi)
 fi
 command -v npm >/dev/null || packages+=(nodejs npm)
 

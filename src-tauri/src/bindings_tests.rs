@@ -9,6 +9,7 @@ use labflash_core::fetch::DigestSource;
 use labflash_core::flash::rules::{Chosen, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::Flashed;
+use labflash_core::image_kind::ImageKind;
 use labflash_core::io::device::Access;
 use labflash_core::io::drives::{Bus, Drive, DriveEvent, Partition};
 use labflash_core::io::eject::Ejected;
@@ -57,6 +58,7 @@ fn declarations() -> String {
         Chosen,
         StreamSpec,
         FlashSpec,
+        ImageKind,
         PlanView,
         Access,
         TargetReport,

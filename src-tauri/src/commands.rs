@@ -474,6 +474,9 @@ pub fn source_streams(source: SourceSpec) -> Reply<bool> {
 pub struct PlanView {
     lines: Vec<String>,
     warnings: Vec<String>,
+    /// What the image is (`gpt`, `iso9660-hybrid`, `unknown`, …), when known before writing; a
+    /// download's is known from its first decoded bytes, and is in the result (`Flashed`).
+    image_kind: Option<labflash_core::image_kind::ImageKind>,
 }
 
 /// Plans a flash straight from the source, as the command line's `flash URL|FILE` does: the
@@ -523,6 +526,7 @@ pub async fn plan_flash(
     let view = PlanView {
         lines: plan.describe(),
         warnings: plan.warnings.clone(),
+        image_kind: plan.image_kind,
     };
     app.plans.lock().expect("plans lock").insert(job, plan);
     Ok(view)

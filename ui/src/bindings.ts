@@ -135,7 +135,14 @@ targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean,
  */
 config: string | null, configSHA256: string | null, };
 
-export type PlanView = { lines: Array<string>, warnings: Array<string>, };
+export type ImageKind = "gpt" | "mbr" | "iso9660-hybrid" | "iso9660" | "qcow2" | "vmdk" | "vhd" | "vhdx" | "pe-executable" | "squashfs" | "tar" | "zip" | "unknown";
+
+export type PlanView = { lines: Array<string>, warnings: Array<string>, 
+/**
+ * What the image is (`gpt`, `iso9660-hybrid`, `unknown`, …), when known before writing; a
+ * download's is known from its first decoded bytes, and is in the result (`Flashed`).
+ */
+imageKind: ImageKind | null, };
 
 export type Access = "direct" | "udisks2" | "helper";
 
@@ -159,6 +166,11 @@ verifiedSHA256: Sha256Digest | null, error: string | null,
 access: Access | null, };
 
 export type Flashed = { imageSHA256: Sha256Digest, imageSize: number, 
+/**
+ * What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `iso9660`
+ * or `unknown` (written with a warning); any other kind is refused before writing.
+ */
+imageKind: ImageKind, 
 /**
  * One stick: the config image's digest, where its partition starts, and the digest of the
  * whole laid-out stream the targets' read-back reproduces.

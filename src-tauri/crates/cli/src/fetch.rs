@@ -53,7 +53,9 @@ impl SourceArgs {
 
 pub async fn run(args: FetchArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match fetch(args, out, cancel).await {
-        Ok(fetched) => out.success(&fetched, || human(&fetched)),
+        Ok(fetched) => out
+            .warn_then(&not_flashable(&fetched))
+            .success(&fetched, || human(&fetched)),
         Err(failure) => out.fail(failure),
     }
 }
@@ -89,10 +91,11 @@ fn human(f: &Fetched) -> String {
         other => format!("matches {}", other.origin()),
     };
     let mut text = format!(
-        "image          {}\nimage sha256   {}\nimage size     {} bytes\narchive        {}\narchive sha256 {} ({source})\n",
+        "image          {}\nimage sha256   {}\nimage size     {} bytes\nimage kind     {}\narchive        {}\narchive sha256 {} ({source})\n",
         f.image_path.display(),
         f.image_sha256,
         f.image_size,
+        f.image_kind,
         f.archive_path.display(),
         f.archive_sha256,
     );
@@ -100,6 +103,16 @@ fn human(f: &Fetched) -> String {
         text.push_str(&format!("redirected to  {to}\n"));
     }
     text
+}
+
+/// A fetched image that `flash` refuses (a qcow2, a tar, an EFI executable…): said on stderr,
+/// since fetching it for another use is no error.
+pub fn not_flashable(f: &Fetched) -> Vec<String> {
+    f.image_kind
+        .refusal(&f.image_path.display().to_string())
+        .map(|why| format!("`labflash flash` refuses this image: {why}"))
+        .into_iter()
+        .collect()
 }
 
 pub fn parse_url(text: &str) -> Result<Url, Failure> {

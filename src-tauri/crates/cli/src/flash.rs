@@ -112,22 +112,32 @@ async fn flash(
         flash::plan(&request, &http, &cache, cancel, &progress).await?
     };
     out.warn_then(&plan.warnings);
+    let said = plan.warnings.clone();
     crate::confirm::ask(&plan.targets, &plan.describe(), args.yes, args.allow_fixed)?;
 
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
     let rt = tokio::runtime::Handle::current();
-    Ok(tokio::task::spawn_blocking(move || {
+    let flashed = tokio::task::spawn_blocking(move || {
         flash::run(plan, &http, &cache, &rt, &cancel, Arc::as_ref(&progress))
     })
     .await
-    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??)
+    .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
+    // What was learnt while writing (a download's image kind) and not said before.
+    let learnt: Vec<String> = flashed
+        .warnings
+        .iter()
+        .filter(|w| !said.contains(w))
+        .cloned()
+        .collect();
+    out.warn_then(&learnt);
+    Ok(flashed)
 }
 
 fn human(result: &Flashed) -> String {
     let mut text = format!(
-        "image {} bytes, SHA-256 {}\n",
-        result.image_size, result.image_sha256
+        "image {} bytes ({}), SHA-256 {}\n",
+        result.image_size, result.image_kind, result.image_sha256
     );
     text.push_str(&format!(
         "archive SHA-256 {} (from {})\n",

@@ -187,11 +187,12 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
             }
         }
         TalosCommand::Fetch(args) => match talos_fetch(args, &http, out, cancel).await {
-            Ok(f) => out.success(&f, || {
+            Ok(f) => out.warn_then(&crate::fetch::not_flashable(&f.fetched)).success(&f, || {
                 format!(
-                    "image          {}\nimage sha256   {}\nschematic      {}\nversion        {}\n",
+                    "image          {}\nimage sha256   {}\nimage kind     {}\nschematic      {}\nversion        {}\n",
                     f.fetched.image_path.display(),
                     f.fetched.image_sha256,
+                    f.fetched.image_kind,
                     f.schematic,
                     f.version
                 )

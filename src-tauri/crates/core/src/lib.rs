@@ -12,11 +12,14 @@
 //!   (O_DIRECT, O_EXCL, UDisks2). The Linux-only code lives here.
 //! - [`verify`]: reading a drive or file back against a digest, without writing.
 //! - [`image`]: the image every source prepares and every flash writes.
+//! - [`image_kind`]: what an image is from its decoded bytes (a disk, an ISO, or something that
+//!   must not be written raw, such as a qcow2 or a tar).
 
 pub mod error;
 pub mod fetch;
 pub mod flash;
 pub mod image;
+pub mod image_kind;
 pub mod io;
 pub mod progress;
 pub mod sources;

@@ -34,6 +34,7 @@ use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
 use crate::fetch::{DigestSource, FetchRequest};
 use crate::image::Image;
+use crate::image_kind::{self, ImageKind};
 use crate::io::device;
 use crate::io::identity::Identity;
 use crate::io::drives::SystemRoots;
@@ -71,8 +72,13 @@ pub struct Plan {
     source: Planned,
     /// Every target, approved and identified.
     pub targets: Vec<Approved>,
-    /// What the operator should know first (a Talos release that cannot read a FAT cidata).
+    /// What the operator should know first (a Talos release that cannot read a FAT cidata, an
+    /// image with no partition table).
     pub warnings: Vec<String>,
+    /// What the image is (see `image_kind`), when known before writing: always for a file or an
+    /// archive file; a download's is known from its first decoded bytes, before any target is
+    /// opened (a kind that is not written is refused then, untouched), and is in [`Flashed`].
+    pub image_kind: Option<ImageKind>,
     options: FlashOptions,
 }
 
@@ -97,6 +103,9 @@ pub struct Flashed {
     #[serde(rename = "imageSHA256")]
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
+    /// What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `iso9660`
+    /// or `unknown` (written with a warning); any other kind is refused before writing.
+    pub image_kind: ImageKind,
     /// One stick: the config image's digest, where its partition starts, and the digest of the
     /// whole laid-out stream the targets' read-back reproduces.
     #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
@@ -162,10 +171,13 @@ pub async fn plan(
         };
         if let Some(targets) = stream::approve(&opened, &req.targets, &req.options, cache, &roots)?
         {
+            let image_kind = opened.image_kind;
+            warnings.extend(image_kind.and_then(ImageKind::warning));
             return Ok(Plan {
                 source: Planned::Stream(opened),
                 targets,
                 warnings,
+                image_kind,
                 options: req.flash_options(),
             });
         }
@@ -184,6 +196,13 @@ pub async fn plan(
         progress,
     )
     .await?;
+    // What the image is, before any target is touched: refused, or said (with a warning).
+    let image_kind = image_kind::of_file(&prepared.image.path)
+        .map_err(|e| Error::io(&prepared.image.path, e))?;
+    if let Some(refusal) = image_kind.refusal(&req.source) {
+        return Err(Error::BadInput(refusal));
+    }
+    warnings.extend(image_kind.warning());
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
     if !crate::fetch::is_url(&req.source) {
         protected.push(PathBuf::from(&req.source));
@@ -206,6 +225,7 @@ pub async fn plan(
             protected,
         })),
         warnings,
+        image_kind: Some(image_kind),
         options: req.flash_options(),
     })
 }
@@ -231,6 +251,15 @@ impl Plan {
 
     /// What will be written, in lines for the confirmation.
     pub fn describe(&self) -> Vec<String> {
+        let mut lines = self.describe_source();
+        lines.push(match self.image_kind {
+            Some(kind) => format!("image kind: {kind}"),
+            None => "image kind: known from its first decoded bytes, before any drive is opened (an image that is not a disk or an ISO is refused then)".into(),
+        });
+        lines
+    }
+
+    fn describe_source(&self) -> Vec<String> {
         use crate::io::drives::human_size;
         match &self.source {
             Planned::Stream(opened) => vec![
@@ -302,16 +331,22 @@ pub fn run(
                 cancel,
                 progress,
             )?;
+            let mut warnings = plan.warnings;
+            // A download's kind is known only now: its warning goes with the result.
+            if plan.image_kind.is_none() {
+                warnings.extend(streamed.image_kind.warning());
+            }
             Ok(Flashed {
                 image_sha256: streamed.image_sha256,
                 image_size: streamed.image_size,
+                image_kind: streamed.image_kind,
                 config_sha256: None,
                 cidata_offset: None,
                 stick_sha256: None,
                 archive_sha256: streamed.archive_sha256,
                 digest_source: streamed.digest_source,
                 targets: streamed.targets,
-                warnings: plan.warnings,
+                warnings,
             })
         }
         Planned::Prepared(p) => {
@@ -330,6 +365,7 @@ pub fn run(
             Ok(Flashed {
                 image_sha256: prepared.image.sha256,
                 image_size: prepared.image.size,
+                image_kind: plan.image_kind.unwrap_or(ImageKind::Unknown),
                 config_sha256: layout.map(|l| l.config_sha256()),
                 cidata_offset: layout.map(|l| l.cidata_offset()),
                 stick_sha256: layout.map(|l| l.image.sha256),

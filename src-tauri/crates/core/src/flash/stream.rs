@@ -47,6 +47,7 @@ use crate::fetch::{self, archive_cap, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::flash::rules::{Approved, Chosen, TargetOptions};
 use crate::flash::writer::{self, Expect, FlashOptions, TargetReport};
+use crate::image_kind::{self, ImageKind};
 use crate::io::drives::SystemRoots;
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::sources;
@@ -74,6 +75,10 @@ pub struct Opened {
     /// What the archive's records say of the image's size; `None` when they cannot tell before
     /// decoding (no ranges, no recorded size): a too-small drive then fails at its end.
     pub image_size: Option<ImageSize>,
+    /// What the decoded image is, from its first bytes decoded when opened: known for an archive
+    /// file (the operator's or a cached one), `None` for a download until its bytes arrive (it is
+    /// classified then, before any target is opened).
+    pub image_kind: Option<ImageKind>,
     origin: Origin,
     /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
@@ -148,6 +153,7 @@ pub struct Streamed {
     pub archive_path: Option<PathBuf>,
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
+    pub image_kind: ImageKind,
     pub targets: Vec<TargetReport>,
 }
 
@@ -182,11 +188,17 @@ pub async fn open(
         }
     };
     image_size::check_limit(image_size, req.max_image_size)?;
+    let source = req.url.to_string();
+    let image_kind = match &archive_file {
+        Some(file) => peek_kind(file, &archive_path, &source, req.max_image_size)?,
+        None => None,
+    };
     Ok(Opened {
-        source: req.url.to_string(),
+        source,
         expected,
         digest_source,
         image_size,
+        image_kind,
         origin,
         archive_path,
         archive_file,
@@ -207,17 +219,42 @@ pub async fn open_file(
     let file = sources::hash_local(path, expected, cancel, progress).await?;
     let image_size = image_size::of_open_file(&file.file, &file.path).map_err(io_at(&file.path))?;
     image_size::check_limit(image_size, max_image_size)?;
+    let source = file.path.display().to_string();
+    let image_kind = peek_kind(&file.file, &file.path, &source, max_image_size)?;
     Ok(Opened {
-        source: file.path.display().to_string(),
+        source,
         expected: Some(file.sha256),
         digest_source: file.digest_source,
         image_size,
+        image_kind,
         origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
         archive_file: Some(file.file),
         max_image_size,
         _lock: None,
     })
+}
+
+/// The kind of the image an archive file decodes to, from its first decoded bytes (see
+/// `image_kind`): a kind that is not written refuses the flash now, before any target is
+/// touched. `None` when those bytes cannot be decoded: the flash then fails on them as it
+/// streams, with the archive's digest checked first.
+fn peek_kind(file: &File, path: &Path, source: &str, limit: u64) -> Result<Option<ImageKind>> {
+    let head = (|| {
+        let format = Format::of_open(file, path).ok()?;
+        let mut file = file;
+        file.rewind().ok()?;
+        let decoder = decompress::decoder(std::io::BufReader::new(file), format, path, limit);
+        image_kind::read_head(&mut decoder.ok()?).ok()
+    })();
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let kind = image_kind::classify(&head);
+    match kind.refusal(source) {
+        Some(refusal) => Err(Error::BadInput(refusal)),
+        None => Ok(Some(kind)),
+    }
 }
 
 /// Checks every target against the rules (one refusal refuses all; the cache's drive is
@@ -237,9 +274,11 @@ pub fn approve(
     Ok((!flash::needs_helper(&approved)).then_some(approved))
 }
 
-/// Opens the targets and streams the image to them (blocking; `rt` runs the download). Returns
-/// the source's error when the image could not be had whole and verified; every target has then
-/// failed with its first MiB wiped.
+/// Streams the image to the targets (blocking; `rt` runs the download): its first decoded bytes
+/// are classified before any target is opened (a kind that is not written refuses the flash
+/// with every target untouched), then the targets are opened and written. Returns the source's
+/// error when the image could not be had whole and verified; every target has then failed with
+/// its first MiB wiped (a fixed VHD, told only by its footer at the image's end, too).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     opened: Opened,
@@ -252,7 +291,6 @@ pub fn run(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Streamed> {
-    let opened_targets = flash::open_targets(targets, roots)?;
     // Stops the origin as soon as the writers are done, whatever the reason.
     let stop = cancel.child_token();
     let (tx, rx) = sync_channel::<Packet>(PACKETS);
@@ -274,17 +312,15 @@ pub fn run(
         });
         let mut input = Received::new(rx);
         let mut outcome = decode_and_write(
-            &opened,
-            &mut input,
-            opened_targets,
-            options,
-            cancel,
-            progress,
+            &opened, &mut input, targets, roots, options, cancel, progress,
         );
-        if let Ok(writer::Outcome {
-            source: source @ Err(Error::Corrupt { .. }),
-            ..
-        }) = &mut outcome
+        if let Ok((
+            _,
+            writer::Outcome {
+                source: source @ Err(Error::Corrupt { .. }),
+                ..
+            },
+        )) = &mut outcome
         {
             // Undecodable bytes are most often not the published ones: if the archive fails
             // its digest, that is the cause to report (and a bad cached copy is deleted).
@@ -296,7 +332,8 @@ pub fn run(
         drop(input);
         stop.cancel();
         let produced = origin.join().expect("the download thread panicked");
-        let (sent, targets) = outcome?.sent()?;
+        let (image_kind, outcome) = outcome?;
+        let (sent, targets) = outcome.sent()?;
         let produced =
             produced.expect("the decoder ends only after the origin verified the archive");
         Ok(Streamed {
@@ -305,20 +342,24 @@ pub fn run(
             archive_path: produced.cached,
             image_sha256: sent.sha256,
             image_size: sent.size,
+            image_kind,
             targets,
         })
     })
 }
 
-/// Picks the decoder from the archive's first bytes and writes what it makes.
+/// Picks the decoder from the archive's first bytes, classifies the image from its first decoded
+/// bytes (refused: no target is opened), opens the targets and writes what the decoder makes.
+#[allow(clippy::too_many_arguments)]
 fn decode_and_write(
     opened: &Opened,
     input: &mut Received,
-    targets: Vec<crate::io::device::Target>,
+    targets: &[Approved],
+    roots: &SystemRoots,
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<writer::Outcome> {
+) -> Result<(ImageKind, writer::Outcome)> {
     let name = PathBuf::from(&opened.source);
     let format = Format::detect(input.fill_buf().map_err(|e| error::from_io(&name, e))?);
     tracing::info!(
@@ -326,6 +367,33 @@ fn decode_and_write(
         "streaming the archive through its decoder"
     );
     let mut decoded = decompress::decoder(input, format, &name, opened.max_image_size)?;
+    // The first decoded bytes, read before any target is opened; a read that fails is replayed
+    // to the writers (the archive's digest is then checked first, as for any undecodable byte).
+    let (head, failed) = {
+        let mut head = Vec::with_capacity(image_kind::HEAD);
+        let failed = (&mut decoded)
+            .take(image_kind::HEAD as u64)
+            .read_to_end(&mut head)
+            .err();
+        (head, failed)
+    };
+    let kind = image_kind::classify(&head);
+    if failed.is_none() {
+        if let Some(refusal) = kind.refusal(&opened.source) {
+            return Err(Error::BadInput(refusal));
+        }
+    }
+    let opened_targets = flash::open_targets(targets, roots)?;
+    let source = opened.source.clone();
+    let rest = std::io::Cursor::new(head).chain(Failed(failed).chain(decoded));
+    let mut decoded = image_kind::VhdFooterCheck::new(
+        rest,
+        Box::new(move || {
+            error::into_io(Error::BadInput(
+                ImageKind::Vhd.refusal(&source).expect("a VHD is refused"),
+            ))
+        }),
+    );
     let expect = Expect {
         name,
         sha256: None,
@@ -333,14 +401,30 @@ fn decode_and_write(
         size: None,
         tail: None,
     };
-    Ok(writer::flash_stream(
-        &expect,
-        &mut decoded,
-        targets,
-        options,
-        cancel,
-        progress,
+    Ok((
+        kind,
+        writer::flash_stream(
+            &expect,
+            &mut decoded,
+            opened_targets,
+            options,
+            cancel,
+            progress,
+        ),
     ))
+}
+
+/// A reader that fails once with the error it holds, else is empty: the decoder's error met
+/// while peeking at its first bytes, replayed after them.
+struct Failed(Option<std::io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.take() {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
 }
 
 /// What the origin sends the decoder.
@@ -639,6 +723,7 @@ mod tests {
             expected: Some(expected),
             digest_source: DigestSource::Flag,
             image_size: None,
+            image_kind: None,
             origin: Origin::Archive(archive),
             archive_path: path.to_path_buf(),
             archive_file: Some(File::open(path).unwrap()),
