@@ -284,3 +284,13 @@ fn redirects_that_keep_or_gain_tls_are_followed_and_named() {
         human.stdout
     );
 }
+
+/// Credentials in the URL are no redirect: the response's URL lacks them, the asked one has them.
+#[test]
+fn a_url_with_credentials_that_is_not_redirected_names_no_final_url() {
+    let l = lab();
+    let url = l.plain.url(ASSET).replacen("http://", "http://bob:pw@", 1);
+    let out = l.run(&["fetch", &url, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.json().get("finalURL").is_none(), "{}", out.stdout);
+}

@@ -33,7 +33,6 @@ use url::Url;
 
 use crate::error::{io_at, Error, Result};
 use crate::fetch::http::{BodySink, Http};
-use crate::image_kind::ImageKind;
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
 use cache::{Cache, CacheTemp};
@@ -203,9 +202,6 @@ pub struct Fetched {
     #[serde(rename = "imageSHA256")]
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
-    /// What the decoded image is (`gpt`, `iso9660-hybrid`, `qcow2`, …): a kind `flash` refuses
-    /// (see `ImageKind::refusal`) is fetched all the same, for what else it is for.
-    pub image_kind: ImageKind,
 }
 
 pub async fn fetch(
@@ -265,7 +261,6 @@ pub async fn fetch(
         store.discard(&archive_path)?;
     }
     let (image_path, image_sha256, image_size) = decoded?;
-    let image_kind = crate::image_kind::of_file(&image_path).map_err(io_at(&image_path))?;
 
     Ok(Fetched {
         source_url: req.url.to_string(),
@@ -276,7 +271,6 @@ pub async fn fetch(
         image_path,
         image_sha256,
         image_size,
-        image_kind,
     })
 }
 
@@ -459,7 +453,12 @@ async fn download(
         }
     }
     let file = sink.tmp.commit()?;
-    Ok((actual, file, (served_by != *url).then_some(served_by)))
+    // The response's URL carries no user:password (reqwest moves them to a header): compare
+    // without them, or every URL with credentials would look redirected.
+    let mut asked = url.clone();
+    let _ = asked.set_username("");
+    let _ = asked.set_password(None);
+    Ok((actual, file, (served_by != asked).then_some(served_by)))
 }
 
 /// The download's temp file and the hash of exactly the bytes in it, which may not grow past

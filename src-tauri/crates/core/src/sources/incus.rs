@@ -414,7 +414,11 @@ mod tests {
         std::fs::write(dir.path().join("install.yaml"), "target:\n  id: disk\n").unwrap();
         std::fs::write(dir.path().join("incus.yaml"), "apply_defaults: true\n").unwrap();
         std::fs::write(dir.path().join("network.yml"), "dns: {}\n").unwrap();
-        std::fs::write(dir.path().join("applications.json"), "{}").unwrap();
+        std::fs::write(
+            dir.path().join("applications.json"),
+            r#"{"applications": [{"name": "incus"}]}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a seed file").unwrap();
         let a = seed_tar(dir.path()).unwrap().tar;
         let b = seed_tar(dir.path()).unwrap().tar;

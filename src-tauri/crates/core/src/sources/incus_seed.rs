@@ -644,7 +644,7 @@ pub fn seed_name(file_name: &str) -> Option<(&'static str, &'static str)> {
 pub fn check_file(file_name: &str, bytes: &[u8]) -> Result<()> {
     let refused = |why: String| {
         Error::BadInput(format!(
-            "the IncusOS seed file {file_name} is refused: {why} (incus-osd reads its seeds strictly and the install would fail)"
+            "the IncusOS seed file {file_name} is refused: {why} (incus-osd would fail on it and the node would not install)"
         ))
     };
     let Some((name, ext)) = seed_name(file_name) else {
@@ -674,20 +674,49 @@ pub fn check_file(file_name: &str, bytes: &[u8]) -> Result<()> {
         return Ok(());
     }
     let result = match name {
-        "install" => decode::<Install>(text, yaml).map(|_| ()),
-        "applications" => decode::<Applications>(text, yaml).map(|_| ()),
-        "incus" => decode::<Incus>(text, yaml).map(|_| ()),
-        "kernel" => decode::<Kernel>(text, yaml).map(|_| ()),
-        "migration-manager" => decode::<MigrationManager>(text, yaml).map(|_| ()),
-        "network" => decode::<Network>(text, yaml).map(|_| ()),
-        "operations-center" => decode::<OperationsCenter>(text, yaml).map(|_| ()),
-        "provider" => decode::<Provider>(text, yaml).map(|_| ()),
-        "security" => decode::<Security>(text, yaml).map(|_| ()),
-        "services" => decode::<Services>(text, yaml).map(|_| ()),
-        "update" => decode::<Update>(text, yaml).map(|_| ()),
+        "install" => decode::<Install>(text, yaml).map(|install| {
+            // Both degraded modes at once: refused by CheckSystemRequirements
+            // (internal/install/install.go:75-77) before anything is installed.
+            let security = install.security.unwrap_or_default();
+            if security.missing_tpm == Some(true) && security.missing_secure_boot == Some(true) {
+                return Err(refused(
+                    "security sets both missing_tpm and missing_secure_boot, which the installer refuses (\"install seed cannot enable both Secure Boot and TPM degraded security options\")"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }),
+        "applications" => decode::<Applications>(text, yaml).map(|apps| {
+            // internal/install/install.go:293-299: "at least one application must be defined in
+            // the provided applications seed".
+            if apps.applications.unwrap_or_default().is_empty() {
+                return Err(refused(
+                    "it names no application, and the installer refuses an applications seed without one".into(),
+                ));
+            }
+            Ok(())
+        }),
+        "incus" => decode::<Incus>(text, yaml).map(|_| Ok(())),
+        "kernel" => decode::<Kernel>(text, yaml).map(|_| Ok(())),
+        "migration-manager" => decode::<MigrationManager>(text, yaml).map(|_| Ok(())),
+        "network" => decode::<Network>(text, yaml).map(|_| Ok(())),
+        "operations-center" => decode::<OperationsCenter>(text, yaml).map(|_| Ok(())),
+        "provider" => decode::<Provider>(text, yaml).map(|_| Ok(())),
+        "security" => decode::<Security>(text, yaml).map(|security| {
+            // internal/seed/security.go:20-22, read at every first boot and install.
+            if !security.encryption_recovery_keys.unwrap_or_default().is_empty() {
+                return Err(refused(
+                    "it sets encryption_recovery_keys, which incus-osd refuses in a seed (\"it is not possible to set encryption recovery key(s) via the security seed\")"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }),
+        "services" => decode::<Services>(text, yaml).map(|_| Ok(())),
+        "update" => decode::<Update>(text, yaml).map(|_| Ok(())),
         _ => unreachable!("every name in SEED_NAMES is decoded"),
     };
-    result.map_err(|e| refused(e.sentence(text)))
+    result.map_err(|e| refused(e.sentence(text)))?
 }
 
 /// What a seed folder lacks that the operator should know: no `install` seed means IncusOS
@@ -1031,6 +1060,36 @@ mod tests {
             b"apply_defaults: true\npreseed:\n  anything: [1, 2]\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn what_incus_osd_refuses_after_decoding_is_refused() {
+        let err = check_file(
+            "install.yaml",
+            b"security:\n  missing_tpm: true\n  missing_secure_boot: true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("install.yaml") && err.contains("missing_secure_boot"),
+            "{err}"
+        );
+        check_file("install.yaml", b"security:\n  missing_tpm: true\n").unwrap();
+        let err = check_file("applications.yaml", b"version: \"1\"\napplications: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("applications.yaml") && err.contains("no application"),
+            "{err}"
+        );
+        let err = check_file("security.json", br#"{"encryption_recovery_keys": ["k"]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("security.json") && err.contains("encryption_recovery_keys"),
+            "{err}"
+        );
+        check_file("security.yaml", b"custom_ca_certs: []\n").unwrap();
     }
 
     #[test]
