@@ -33,6 +33,7 @@ use url::Url;
 
 use crate::error::{io_at, Error, Result};
 use crate::fetch::http::{BodySink, Http};
+use crate::image_kind::ImageKind;
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
 use cache::{Cache, CacheTemp};
@@ -202,6 +203,9 @@ pub struct Fetched {
     #[serde(rename = "imageSHA256")]
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
+    /// What the decoded image is (`gpt`, `iso9660-hybrid`, `qcow2`, …): a kind `flash` refuses
+    /// (see `ImageKind::refusal`) is fetched all the same, for what else it is for.
+    pub image_kind: ImageKind,
 }
 
 pub async fn fetch(
@@ -261,6 +265,7 @@ pub async fn fetch(
         store.discard(&archive_path)?;
     }
     let (image_path, image_sha256, image_size) = decoded?;
+    let image_kind = crate::image_kind::of_file(&image_path).map_err(io_at(&image_path))?;
 
     Ok(Fetched {
         source_url: req.url.to_string(),
@@ -271,6 +276,7 @@ pub async fn fetch(
         image_path,
         image_sha256,
         image_size,
+        image_kind,
     })
 }
 
