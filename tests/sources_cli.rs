@@ -537,8 +537,10 @@ fn incus_picks_the_newest_stable_image_for_the_arch_and_verifies_it() {
     assert_eq!(json["archiveSHA256"], sha256_hex(&gz));
     assert_eq!(json["imageSHA256"], sha256_hex(&stable));
     assert_eq!(json["imageSize"], stable.len() as u64);
+    // sgdisk's GPT (see tests/image_kind_cli.rs).
+    assert_eq!(json["imageKind"], "gpt");
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert_eq!(keys.len(), 8, "{keys:?}");
 
     // The cache is re-verified and reused: only the index is asked for.
     server.clear_log();

@@ -75,6 +75,9 @@ pub struct IncusFetched {
     pub image_sha256: Sha256Digest,
     #[serde(rename = "imageSize")]
     pub image_size: u64,
+    /// What the image is (see `image_kind`): a GPT disk for every IncusOS image.
+    #[serde(rename = "imageKind")]
+    pub image_kind: crate::image_kind::ImageKind,
     /// What the operator should know before flashing: a seed without an install file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -125,6 +128,8 @@ pub async fn fetch(
         image_path,
         image_sha256,
         image_size,
+        // A seeded copy keeps the image's partition table.
+        image_kind: fetched.image_kind,
         warnings,
     })
 }
