@@ -99,7 +99,9 @@ impl App {
             };
             if !listed
                 .iter()
-                .any(|(path, id)| Path::new(path) == t.path && id == identity)
+                // The very spelling listed: `Path` equality would take `/dev//sdb` and `/dev/sdb/`,
+                // which eject's records (kept by string) would not match.
+                .any(|(path, id)| path.as_str() == t.path.as_os_str() && id == identity)
             {
                 return Err(refuse(
                     "it is not a drive this window listed; choose one from the list",

@@ -400,6 +400,19 @@ async fn a_drive_this_window_never_listed_is_refused() {
     let spec = image_onto(dir.path(), vec![mixed]);
     let (channel, _) = recording::<Progress>();
     assert!(flash(app.state(), 2, spec, channel).await.is_err());
+    // The listed drive under another spelling of its path is not what was listed.
+    let respelled = Chosen {
+        path: PathBuf::from(shown.path.to_str().unwrap().replacen("/dev/", "/dev//", 1)),
+        identity: listed_one.identity.clone(),
+    };
+    let spec = image_onto(dir.path(), vec![respelled]);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 3, spec, channel).await.unwrap_err();
+    assert!(
+        err.message.contains("not a drive this window listed"),
+        "{}",
+        err.message
+    );
 
     let other_window = self::app(&dir.path().join("cache"));
     let spec = image_onto(dir.path(), vec![listed_one]);
