@@ -580,26 +580,4 @@ mod tests {
         assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0);
         assert!(outside.join("keep.img").is_file());
     }
-
-    #[test]
-    fn a_committed_file_is_read_through_its_own_descriptor() {
-        use std::io::{Read, Seek};
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path().to_path_buf()).unwrap();
-        let target = dir.path().join("downloads/h/os.raw.xz");
-        let mut tmp = cache.temp_beside(&target).unwrap();
-        tmp.write_all(b"proven").unwrap();
-        let mut kept = tmp.commit().unwrap();
-        // Whatever takes the name afterwards, the descriptor still reads what was proven.
-        std::fs::write(dir.path().join("other"), b"swapped").unwrap();
-        std::fs::rename(dir.path().join("other"), &target).unwrap();
-        kept.rewind().unwrap();
-        let mut read = String::new();
-        kept.read_to_string(&mut read).unwrap();
-        assert_eq!(read, "proven");
-        assert_eq!(
-            std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
-            1
-        );
-    }
 }
