@@ -135,7 +135,7 @@ targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean,
  */
 config: string | null, configSHA256: string | null, };
 
-export type ImageKind = "gpt" | "mbr" | "iso9660-hybrid" | "iso9660" | "qcow2" | "vmdk" | "vhd" | "vhdx" | "pe-executable" | "squashfs" | "tar" | "zip" | "unknown";
+export type ImageKind = "gpt" | "mbr" | "iso9660-hybrid" | "iso9660" | "fat" | "qcow2" | "vmdk" | "vhd" | "vhdx" | "pe-executable" | "squashfs" | "tar" | "zip" | "unknown";
 
 export type PlanView = { lines: Array<string>, warnings: Array<string>, 
 /**
@@ -167,8 +167,8 @@ access: Access | null, };
 
 export type Flashed = { imageSHA256: Sha256Digest, imageSize: number, 
 /**
- * What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `iso9660`
- * or `unknown` (written with a warning); any other kind is refused before writing.
+ * What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `fat`, or
+ * `iso9660` and `unknown` (written with a warning); any other kind is refused before writing.
  */
 imageKind: ImageKind, 
 /**

@@ -29,6 +29,9 @@ pub enum ImageKind {
     Iso9660Hybrid,
     /// An ISO 9660 image with no MBR or GPT: it boots as a CD, not from a stick.
     Iso9660,
+    /// A FAT filesystem with no partition table (a "superfloppy"): a cidata config volume, or
+    /// a UEFI boot volume, which firmware reads from removable media as it is.
+    Fat,
     Qcow2,
     Vmdk,
     Vhd,
@@ -50,6 +53,7 @@ impl ImageKind {
             ImageKind::Mbr => "mbr",
             ImageKind::Iso9660Hybrid => "iso9660-hybrid",
             ImageKind::Iso9660 => "iso9660",
+            ImageKind::Fat => "fat",
             ImageKind::Qcow2 => "qcow2",
             ImageKind::Vmdk => "vmdk",
             ImageKind::Vhd => "vhd",
@@ -75,6 +79,7 @@ impl ImageKind {
             | ImageKind::Mbr
             | ImageKind::Iso9660Hybrid
             | ImageKind::Iso9660
+            | ImageKind::Fat
             | ImageKind::Unknown => return None,
             ImageKind::Qcow2 => vm("qcow2", "qcow2"),
             ImageKind::Vmdk => vm("VMDK (VMware)", "vmdk"),
@@ -180,7 +185,28 @@ pub fn classify(head: &[u8]) -> ImageKind {
             None => ImageKind::Iso9660,
         };
     }
-    table.unwrap_or(ImageKind::Unknown)
+    match table {
+        Some(kind) => kind,
+        None if fat_boot_sector(head) => ImageKind::Fat,
+        None => ImageKind::Unknown,
+    }
+}
+
+/// Whether `head` starts with a FAT boot sector. Microsoft, "FAT: General Overview of On-Disk
+/// Format" 1.03, section 3.1: `BS_jmpBoot` is EB ?? 90 or E9 ?? ??; `BPB_BytsPerSec` (offset 11,
+/// little-endian) 512, 1024, 2048 or 4096; `BPB_SecPerClus` (offset 13) a power of two up to
+/// 128; `BPB_NumFATs` (offset 16) at least 1; and 0x55 0xAA at bytes 510 and 511.
+fn fat_boot_sector(head: &[u8]) -> bool {
+    let Some(sector) = head.get(..512) else {
+        return false;
+    };
+    let jump = (sector[0] == 0xEB && sector[2] == 0x90) || sector[0] == 0xE9;
+    let bytes_per_sector = u16::from_le_bytes([sector[11], sector[12]]);
+    let per_cluster = sector[13];
+    jump && matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096)
+        && per_cluster.is_power_of_two()
+        && sector[16] >= 1
+        && sector[510..512] == [0x55, 0xAA]
 }
 
 /// A GPT or an MBR partition table at the start of `head`, if it has one.
@@ -538,6 +564,13 @@ mod tests {
             ],
         );
         assert_eq!(of_file(&hybrid).unwrap(), ImageKind::Iso9660Hybrid);
+        // dosfstools' mkfs.fat: FAT12, FAT16 and FAT32 volumes with no partition table.
+        for (bits, size) in [("12", 4u64 << 20), ("16", 32 << 20), ("32", 64 << 20)] {
+            let fat = p(&format!("fat{bits}.img"));
+            std::fs::File::create(&fat).unwrap().set_len(size).unwrap();
+            run("mkfs.fat", &["-F".as_ref(), bits.as_ref(), fat.as_os_str()]);
+            assert_eq!(of_file(&fat).unwrap(), ImageKind::Fat, "FAT{bits}");
+        }
         // A tar written by the tar crate (POSIX ustar headers).
         let tar_path = p("disk.tar");
         let mut builder = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());

@@ -103,8 +103,8 @@ pub struct Flashed {
     #[serde(rename = "imageSHA256")]
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
-    /// What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `iso9660`
-    /// or `unknown` (written with a warning); any other kind is refused before writing.
+    /// What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `fat`, or
+    /// `iso9660` and `unknown` (written with a warning); any other kind is refused before writing.
     pub image_kind: ImageKind,
     /// One stick: the config image's digest, where its partition starts, and the digest of the
     /// whole laid-out stream the targets' read-back reproduces.
