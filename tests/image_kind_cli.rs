@@ -3,8 +3,9 @@
 //! disk, an archive or an executable is refused (exit 2) with the drive untouched; data with no
 //! partition table is written with a warning. Every image here is made by the format's own tool:
 //! `sgdisk` (gdisk) for GPT disks, `qemu-img` (qemu-utils) for qcow2, VMDK, VHD and VHDX,
-//! `mksquashfs` (squashfs-tools), `xorriso`, `zip`, GNU `tar` and `gzip`, and systemd's UKI stub
-//! (systemd-boot-efi) for a PE; `src-tauri/scripts/setup.sh --tests` installs them.
+//! `mksquashfs` (squashfs-tools), `xorriso`, `zip`, `mkfs.fat` (dosfstools), GNU `tar` and `gzip`,
+//! and systemd's UKI stub (systemd-boot-efi) for a PE; `src-tauri/scripts/setup.sh --tests`
+//! installs them.
 
 mod common;
 
@@ -293,6 +294,28 @@ fn isos_are_written_and_a_plain_one_is_warned_about() {
         );
         assert_eq!(dev.read(0, image.len()), image);
     }
+}
+
+/// A FAT filesystem with no partition table (dosfstools' mkfs.fat: what a cidata config stick
+/// holds) is a layout labflash knows: written, `fat`, no warning.
+#[test]
+fn a_fat_volume_is_written_without_a_warning() {
+    require_root!();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let fat = dir.path().join("cidata.img");
+    std::fs::File::create(&fat)
+        .unwrap()
+        .set_len(4 * MIB)
+        .unwrap();
+    tool("mkfs.fat", &["-n", "CIDATA", s(&fat)]);
+    let image = std::fs::read(&fat).unwrap();
+    let dev = LoopDev::new(dir.path(), 16 * MIB, 512, 0xAA);
+    let r = flash(s(&fat), &dev, &dir.path().join("cache"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json = r.json();
+    assert_eq!(json["imageKind"], "fat");
+    assert!(json.get("warnings").is_none(), "{json}");
+    assert_eq!(dev.read(0, image.len()), image);
 }
 
 #[test]
