@@ -3,7 +3,8 @@
 # system packages (apt), Rust (rustup, if cargo is missing), Node.js (if missing), the UI's npm
 # packages. Safe to run again: it installs only what is missing. `--tests` adds what the test
 # suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools, the tools that make the image kinds
-# labflash refuses or warns about: qemu-img, mksquashfs, xorriso, zip, systemd's UKI stub;
+# labflash refuses or warns about: qemu-img, mksquashfs, xorriso, zip, systemd's UKI stub; QEMU,
+# OVMF, Debian's kernel and busybox-static for the firmware boot test, tests/boot/two_sticks.sh;
 # tauri-driver, cargo-nextest).
 set -euo pipefail
 
@@ -17,7 +18,10 @@ packages=(
 if [[ ${1:-} == --tests ]]; then
   packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux e2fsprogs
     udisks2 dbus polkitd pkexec udev python3 openssl
-    qemu-utils squashfs-tools xorriso zip systemd-boot-efi)
+    qemu-utils squashfs-tools xorriso zip systemd-boot-efi
+    qemu-system-x86 ovmf busybox-static cpio binutils)
+  # The boot test's kernel: Debian's, or Ubuntu's under its own name.
+  if grep -qs '^ID=ubuntu' /etc/os-release; then packages+=(linux-image-generic); else packages+=(linux-image-amd64); fi
 fi
 command -v npm >/dev/null || packages+=(nodejs npm)
 
