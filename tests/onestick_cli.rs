@@ -229,7 +229,10 @@ fn a_release_that_cannot_read_fat_cidata_is_warned_about() {
         .unwrap()
         .contains("v1.12.1"));
 
-    let (image, _) = boot_image(dir.path(), 16 * MIB, false);
+    // A release that reads FAT cidata, on its boot stick too: nothing to say.
+    let current = dir.path().join("v1.12.3");
+    std::fs::create_dir(&current).unwrap();
+    let (image, _) = boot_image(&current, 16 * MIB, false);
     let image = nocloud_named(&image);
     let r = flash(dir.path(), &image, &config, &[disk.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -284,4 +287,70 @@ fn one_stick_refusals_write_nothing() {
         .as_str()
         .unwrap()
         .contains("exactly one target"));
+}
+
+/// Talos v1.10 and v1.11 amd64 images do not read a cidata partition on their own boot stick
+/// (siderolabs/talos issue 12098): one stick is refused, untouched, and two sticks in one run
+/// carry the boot image and the config image, each read back.
+#[test]
+fn a_release_that_cannot_read_cidata_on_its_boot_stick_gets_two_sticks() {
+    require_root!();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let release = dir.path().join("v1.11.2");
+    std::fs::create_dir(&release).unwrap();
+    let (image, bytes) = boot_image(&release, 16 * MIB, false);
+    let image = nocloud_named(&image);
+    let config = cidata(dir.path());
+    let boot = LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA);
+    let stick = LoopDev::new(dir.path(), 16 * MIB, 512, 0xBB);
+
+    let r = flash(dir.path(), &image, &config, &[boot.path_str()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("v1.11.2") && error.contains("12098") && error.contains("--config-to"),
+        "{error}"
+    );
+    assert!(boot.read(0, 64 * MIB as usize).iter().all(|b| *b == 0xAA));
+
+    let two = |config_to: &str| {
+        let cache = dir.path().join("cache");
+        run(&[
+            "flash",
+            &image,
+            "--to",
+            boot.path_str(),
+            "--config",
+            &config,
+            "--config-to",
+            config_to,
+            "--yes",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+    };
+    let same = two(boot.path_str());
+    assert_eq!(same.code, 2, "{}", same.stderr);
+    assert!(same.stdout.contains("two drives"), "{}", same.stdout);
+    assert!(boot.read(0, 64 * MIB as usize).iter().all(|b| *b == 0xAA));
+
+    let r = two(stick.path_str());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json = r.json();
+    let config_bytes = std::fs::read(&config).unwrap();
+    assert_eq!(json["targets"][0]["verifiedSHA256"], sha256_hex(&bytes));
+    assert_eq!(
+        json["configStick"]["targets"][0]["verifiedSHA256"],
+        sha256_hex(&config_bytes)
+    );
+    assert_eq!(json["configStick"]["imageKind"], "fat");
+    assert_eq!(boot.read(0, bytes.len()), bytes);
+    assert_eq!(stick.read(0, config_bytes.len()), config_bytes);
+    // The config stick is the FAT volume Talos looks for by its label.
+    let label = Command::new("fatlabel")
+        .arg(stick.path_str())
+        .output()
+        .expect("fatlabel (dosfstools)");
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "CIDATA");
 }

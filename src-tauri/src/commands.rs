@@ -516,6 +516,7 @@ pub async fn plan_flash(
         max_image_size: located.max_image_size,
         targets: spec.targets,
         config: None,
+        config_to: None,
         options: TargetOptions {
             unmount: spec.unmount,
             allow_fixed: spec.allow_fixed,
@@ -638,6 +639,7 @@ pub async fn flash(
             .as_deref()
             .map(|c| absolute(c, "config image"))
             .transpose()?,
+        config_to: None,
         options: TargetOptions {
             unmount: spec.unmount,
             allow_fixed: spec.allow_fixed,

@@ -179,7 +179,11 @@ configSHA256?: Sha256Digest, cidataOffset?: number, stickSHA256?: Sha256Digest,
 /**
  * The archive's (or source file's) verified digest and where the expected one came from.
  */
-archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetReport>, warnings?: Array<string>, };
+archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetReport>, warnings?: Array<string>, 
+/**
+ * Two sticks: what the config stick got (absent when the boot stick failed first).
+ */
+configStick?: Flashed, };
 
 export type ExpectedSpec = { "kind": "digest", sha256: string, } | { "kind": "image", path: string, } | { "kind": "sidecar", location: string, };
 

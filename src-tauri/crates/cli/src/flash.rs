@@ -47,6 +47,11 @@ pub struct FlashArgs {
     #[arg(long, value_name = "CIDATA.img")]
     pub config: Option<PathBuf>,
 
+    /// Two sticks: write the --config image whole onto this drive instead, beside the boot
+    /// stick, in the same run (for Talos releases that do not read cidata on their boot stick).
+    #[arg(long, value_name = "TARGET", requires = "config")]
+    pub config_to: Option<PathBuf>,
+
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -61,11 +66,20 @@ pub struct FlashArgs {
 pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match flash(args, out, cancel).await {
         Ok(result) => {
-            let code = exit_code(&result.targets);
+            let code = exit_code(&every_report(&result));
             out.result(&result, || human(&result), code)
         }
         Err(failure) => out.fail(failure),
     }
+}
+
+/// The boot stick's reports, then the config stick's.
+fn every_report(result: &Flashed) -> Vec<TargetReport> {
+    let mut all = result.targets.clone();
+    if let Some(config) = &result.config_stick {
+        all.extend(every_report(config));
+    }
+    all
 }
 
 /// 1 when any read-back mismatched, 3 when any target failed otherwise.
@@ -99,6 +113,7 @@ async fn flash(
         max_image_size: args.source_args.max_image_size,
         targets: args.to.iter().map(|p| Chosen::path(p.clone())).collect(),
         config: args.config.clone(),
+        config_to: args.config_to.clone().map(Chosen::path),
         options: TargetOptions {
             unmount: args.unmount,
             allow_fixed: args.allow_fixed,
@@ -113,7 +128,12 @@ async fn flash(
     };
     out.warn_then(&plan.warnings);
     let said = plan.warnings.clone();
-    crate::confirm::ask(&plan.targets, &plan.describe(), args.yes, args.allow_fixed)?;
+    crate::confirm::ask(
+        &plan.all_targets(),
+        &plan.describe(),
+        args.yes,
+        args.allow_fixed,
+    )?;
 
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
@@ -149,7 +169,13 @@ fn human(result: &Flashed) -> String {
             "config SHA-256 {config}, in partition cidata at byte {offset}\n"
         ));
     }
-    for t in &result.targets {
+    if let Some(config) = &result.config_stick {
+        text.push_str(&format!(
+            "config stick: image {} bytes, SHA-256 {}\n",
+            config.image_size, config.image_sha256
+        ));
+    }
+    for t in every_report(result).iter() {
         let line = match (&t.error, &t.verified_sha256) {
             (Some(e), _) => format!("FAILED    {}: {e}\n", t.path),
             (None, Some(d)) => format!(

@@ -36,8 +36,8 @@ use crate::fetch::{DigestSource, FetchRequest};
 use crate::image::Image;
 use crate::image_kind::{self, ImageKind};
 use crate::io::device;
-use crate::io::identity::Identity;
 use crate::io::drives::SystemRoots;
+use crate::io::identity::Identity;
 use crate::progress::ProgressSink;
 use crate::sources::{self, Prepared, SourceRequest};
 use crate::CancellationToken;
@@ -60,6 +60,9 @@ pub struct Request {
     pub targets: Vec<Chosen>,
     /// One stick for both: a cidata image added as a partition after the image's own.
     pub config: Option<PathBuf>,
+    /// Two sticks: `config` is written whole onto this drive, the image onto `targets`, in one
+    /// run (every Talos release reads a cidata stick beside its boot stick).
+    pub config_to: Option<Chosen>,
     pub options: TargetOptions,
     /// Read every target back (the default).
     pub verify: bool,
@@ -79,6 +82,8 @@ pub struct Plan {
     /// archive file; a download's is known from its first decoded bytes, before any target is
     /// opened (a kind that is not written is refused then, untouched), and is in [`Flashed`].
     pub image_kind: Option<ImageKind>,
+    /// Two sticks: the config image's own plan, written after the boot stick.
+    pub config_stick: Option<Box<Plan>>,
     options: FlashOptions,
 }
 
@@ -125,6 +130,10 @@ pub struct Flashed {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "ts", ts(as = "Option<Vec<String>>", optional))]
     pub warnings: Vec<String>,
+    /// Two sticks: what the config stick got (absent when the boot stick failed first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub config_stick: Option<Box<Flashed>>,
 }
 
 /// Settles what will be written (its expected digest first) and approves every target.
@@ -135,6 +144,12 @@ pub async fn plan(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Plan> {
+    if let Some(config_to) = &req.config_to {
+        return Box::pin(plan_two_sticks(
+            req, config_to, http, cache, cancel, progress,
+        ))
+        .await;
+    }
     if req.config.is_some() && req.targets.len() != 1 {
         return Err(Error::BadInput(
             "one stick for both writes exactly one target at a time".into(),
@@ -148,13 +163,20 @@ pub async fn plan(
             .collect(),
         None => Vec::new(),
     };
-    // Where the image names its Talos release, a cidata that release cannot read is said first.
+    // Where the image names its Talos release, a cidata that release cannot read is said first;
+    // one it cannot read on its own boot stick is refused (two sticks are offered).
     warnings.extend(
         req.config
             .as_ref()
             .and_then(|_| crate::sources::talos_build::release_named_in(&req.source))
             .and_then(crate::sources::talos_build::fat_cidata_warning),
     );
+    if req.config.is_some() {
+        warnings.extend(
+            crate::sources::talos_boot_stick::check_one_stick(&req.source)
+                .map_err(Error::BadInput)?,
+        );
+    }
     let roots = SystemRoots::default();
     if stream::streams(&req.source) && req.config.is_none() {
         let opened = if crate::fetch::is_url(&req.source) {
@@ -178,6 +200,7 @@ pub async fn plan(
                 targets,
                 warnings,
                 image_kind,
+                config_stick: None,
                 options: req.flash_options(),
             });
         }
@@ -226,8 +249,69 @@ pub async fn plan(
         })),
         warnings,
         image_kind: Some(image_kind),
+        config_stick: None,
         options: req.flash_options(),
     })
+}
+
+/// Two sticks in one run: the boot image onto `req.targets`, the cidata image `req.config` whole
+/// onto `config_to`. Each is planned as a flash of its own (the config image is the operator's
+/// file: its digest is shown, and its stick is read back against it); one drive cannot be both.
+async fn plan_two_sticks(
+    req: &Request,
+    config_to: &Chosen,
+    http: &Http,
+    cache: &Cache,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Plan> {
+    let Some(config) = &req.config else {
+        return Err(Error::BadInput(
+            "a config stick needs the config image to write onto it (--config CIDATA.img)".into(),
+        ));
+    };
+    // As for one stick: only an image whose platform reads cidata gets one.
+    let mut warnings: Vec<String> =
+        crate::sources::talos_platform::check_cidata_reader(&req.source)?
+            .into_iter()
+            .collect();
+    warnings.extend(
+        crate::sources::talos_build::release_named_in(&req.source)
+            .and_then(crate::sources::talos_build::fat_cidata_warning),
+    );
+    let boot_req = Request {
+        config: None,
+        config_to: None,
+        ..req.clone()
+    };
+    let config_req = Request {
+        source: config.display().to_string(),
+        sha256: None,
+        sha256_source: DigestSource::Flag,
+        allow_unverified: true,
+        targets: vec![config_to.clone()],
+        config: None,
+        config_to: None,
+        ..req.clone()
+    };
+    let mut boot = Box::pin(plan(&boot_req, http, cache, cancel, progress)).await?;
+    let config_stick = Box::pin(plan(&config_req, http, cache, cancel, progress)).await?;
+    for c in &config_stick.targets {
+        if boot.targets.iter().any(|b| {
+            b.path == c.path || (c.identity != Identity::NewFile && b.identity == c.identity)
+        }) {
+            return Err(Error::Refused {
+                target: c.path.display().to_string(),
+                reason:
+                    "it is named as the boot stick and as the config stick; they must be two drives"
+                        .into(),
+            });
+        }
+    }
+    warnings.append(&mut boot.warnings);
+    boot.warnings = warnings;
+    boot.config_stick = Some(Box::new(config_stick));
+    Ok(boot)
 }
 
 impl Request {
@@ -256,7 +340,33 @@ impl Plan {
             Some(kind) => format!("image kind: {kind}"),
             None => "image kind: known from its first decoded bytes, before any drive is opened (an image that is not a disk or an ISO is refused then)".into(),
         });
+        if let Some(config) = &self.config_stick {
+            let onto: Vec<String> = config
+                .targets
+                .iter()
+                .map(|t| t.path.display().to_string())
+                .collect();
+            lines.push(format!(
+                "config stick {}: written after the boot stick",
+                onto.join(", ")
+            ));
+            lines.extend(
+                config
+                    .describe_source()
+                    .into_iter()
+                    .map(|l| format!("config {l}")),
+            );
+        }
         lines
+    }
+
+    /// Every drive this plan writes, the config stick's too: what the operator confirms.
+    pub fn all_targets(&self) -> Vec<Approved> {
+        let mut all = self.targets.clone();
+        if let Some(config) = &self.config_stick {
+            all.extend(config.all_targets());
+        }
+        all
     }
 
     fn describe_source(&self) -> Vec<String> {
@@ -309,6 +419,31 @@ impl Plan {
 
 /// Writes the plan onto its targets and reads each back (blocking; `rt` runs a download).
 pub fn run(
+    mut plan: Plan,
+    http: &Http,
+    cache: &Cache,
+    rt: &tokio::runtime::Handle,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<Flashed> {
+    let config_stick = plan.config_stick.take();
+    let mut flashed = run_one(plan, http, cache, rt, cancel, progress)?;
+    if let Some(config) = config_stick {
+        // A config stick beside a boot stick that failed would only mislead: it is not written.
+        if flashed.targets.iter().all(|t| t.ok) {
+            flashed.config_stick = Some(Box::new(run_one(
+                *config, http, cache, rt, cancel, progress,
+            )?));
+        } else {
+            flashed
+                .warnings
+                .push("the config stick was not written: the boot stick failed".into());
+        }
+    }
+    Ok(flashed)
+}
+
+fn run_one(
     plan: Plan,
     http: &Http,
     cache: &Cache,
@@ -347,6 +482,7 @@ pub fn run(
                 digest_source: streamed.digest_source,
                 targets: streamed.targets,
                 warnings,
+                config_stick: None,
             })
         }
         Planned::Prepared(p) => {
@@ -373,6 +509,7 @@ pub fn run(
                 digest_source: prepared.digest_source,
                 targets,
                 warnings: plan.warnings,
+                config_stick: None,
             })
         }
     }
