@@ -3,6 +3,7 @@
 //! Linux only (sysfs, /proc, block ioctls, O_DIRECT, D-Bus): the rest of the engine reaches the
 //! machine through here.
 
+pub mod cancellable;
 pub mod device;
 pub mod drives;
 pub mod eject;
@@ -10,6 +11,5 @@ pub mod identity;
 pub mod medium;
 pub mod mounts;
 pub mod openers;
-pub mod udisks;
 pub mod private_dir;
-pub mod cancellable;
+pub mod udisks;

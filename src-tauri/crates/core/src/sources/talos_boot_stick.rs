@@ -75,10 +75,23 @@ mod tests {
             "v1.12.0-alpha.1",
         ] {
             let refusal = check_one_stick(&url(v, "nocloud-amd64.raw.xz")).unwrap_err();
-            assert!(refusal.contains("12098") && refusal.contains("--config-to"), "{v}");
+            assert!(
+                refusal.contains("12098") && refusal.contains("--config-to"),
+                "{v}"
+            );
         }
-        for v in ["v1.9.6", "v1.10.0-alpha.1", "v1.12.0-alpha.2", "v1.12.0", "v1.13.0"] {
-            assert_eq!(check_one_stick(&url(v, "nocloud-amd64.raw.xz")), Ok(None), "{v}");
+        for v in [
+            "v1.9.6",
+            "v1.10.0-alpha.1",
+            "v1.12.0-alpha.2",
+            "v1.12.0",
+            "v1.13.0",
+        ] {
+            assert_eq!(
+                check_one_stick(&url(v, "nocloud-amd64.raw.xz")),
+                Ok(None),
+                "{v}"
+            );
         }
     }
 
