@@ -8,7 +8,8 @@
 #     `console=ttyS0 panic=-1`, glued onto systemd's EFI stub (systemd-boot-efi) with objcopy as
 #     systemd's documentation for v252 (Debian 12, no ukify) describes.
 #   stick 2 (config): exactly what `labflash cidata` makes.
-#   Both are written onto stick FILES by `labflash flash IMAGE --to FILE --yes`, as an operator would
+#   Both are written onto stick FILES by one `labflash flash BOOT --to FILE --config CIDATA
+#   --config-to FILE --yes` (two sticks in one run), as an operator would
 #   write real sticks.
 #
 # The kernel's /init loads the modules, waits for the USB disks, looks for a filesystem labelled
@@ -248,12 +249,11 @@ user_data=$repo/tests/fixtures/talos/configloader-controlplane.yaml
   fail "labflash cidata failed"
 want=$(sha256sum "$user_data" | cut -d' ' -f1)
 
-# --- both written onto stick files by labflash flash, as onto real sticks -------------------------
+# --- both written onto stick files by one labflash flash (two sticks), as onto real sticks -------
 truncate -s 64M boot-stick.img config-stick.img
-"$labflash" flash -q boot.img --to boot-stick.img --yes --cache-dir "$work/cache" >/dev/null ||
-  fail "labflash flash boot.img --to boot-stick.img failed"
-"$labflash" flash -q cidata.img --to config-stick.img --yes --cache-dir "$work/cache" >/dev/null ||
-  fail "labflash flash cidata.img --to config-stick.img failed"
+"$labflash" flash -q boot.img --to boot-stick.img --config cidata.img --config-to config-stick.img \
+  --yes --cache-dir "$work/cache" >/dev/null 2>flash.err ||
+  fail "labflash flash boot.img --to boot-stick.img --config cidata.img --config-to config-stick.img failed: $(cat flash.err)"
 prepared=$((SECONDS - started))
 echo "boot: images and sticks ready in ${prepared}s (UKI $((uki_size / 1024)) KiB)" >&2
 
