@@ -22,38 +22,7 @@ fn boot_image(dir: &Path, size: u64, fill_to_end: bool) -> (String, Vec<u8>) {
     f.set_len(size).unwrap();
     drop(f);
     let last = if fill_to_end { "4:0:0" } else { "4:0:+1M" };
-    let out = Command::new("sgdisk")
-        .args([
-            "-o",
-            "-n",
-            "1:2048:+4M",
-            "-t",
-            "1:ef00",
-            "-c",
-            "1:EFI",
-            "-n",
-            "2:0:+1M",
-            "-t",
-            "2:ef02",
-            "-c",
-            "2:BIOS",
-            "-n",
-            "3:0:+6M",
-            "-c",
-            "3:BOOT",
-            "-n",
-            last,
-            "-c",
-            "4:META",
-        ])
-        .arg(&path)
-        .output()
-        .expect("sgdisk (gdisk)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    talos_like_gpt(&path, last);
     // Partition contents: recognisable bytes from 1 MiB to the last partition's end.
     let mut bytes = std::fs::read(&path).unwrap();
     let body_end = if fill_to_end {

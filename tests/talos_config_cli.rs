@@ -170,38 +170,7 @@ fn boot_image(dir: &Path, name: &str) -> String {
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(16 * MIB).unwrap();
     drop(f);
-    let out = Command::new("sgdisk")
-        .args([
-            "-o",
-            "-n",
-            "1:2048:+4M",
-            "-t",
-            "1:ef00",
-            "-c",
-            "1:EFI",
-            "-n",
-            "2:0:+1M",
-            "-t",
-            "2:ef02",
-            "-c",
-            "2:BIOS",
-            "-n",
-            "3:0:+6M",
-            "-c",
-            "3:BOOT",
-            "-n",
-            "4:0:+1M",
-            "-c",
-            "4:META",
-        ])
-        .arg(&path)
-        .output()
-        .expect("sgdisk (gdisk)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    talos_like_gpt(&path, "4:0:+1M");
     path.to_str().unwrap().to_string()
 }
 

@@ -212,3 +212,41 @@ pub fn cached_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_none_or(|e| e != "lock"))
         .collect()
 }
+
+/// Partitions the file at `path` (already of its final size) as Talos's amd64 dual-boot images are
+/// laid out (EFI, BIOS, BOOT, META; installer `install.go` at v1.10.0), with sgdisk. `last` is
+/// META's sgdisk extent: `4:0:+1M`, or `4:0:0` to reach the end.
+pub fn talos_like_gpt(path: &Path, last: &str) {
+    let out = Command::new("sgdisk")
+        .args([
+            "-o",
+            "-n",
+            "1:2048:+4M",
+            "-t",
+            "1:ef00",
+            "-c",
+            "1:EFI",
+            "-n",
+            "2:0:+1M",
+            "-t",
+            "2:ef02",
+            "-c",
+            "2:BIOS",
+            "-n",
+            "3:0:+6M",
+            "-c",
+            "3:BOOT",
+            "-n",
+            last,
+            "-c",
+            "4:META",
+        ])
+        .arg(path)
+        .output()
+        .expect("sgdisk (gdisk)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

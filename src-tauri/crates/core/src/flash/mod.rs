@@ -155,23 +155,11 @@ pub async fn plan(
             "one stick for both writes exactly one target at a time".into(),
         ));
     }
-    // A config goes only beside an image whose platform reads cidata (nocloud): a metal image is
-    // refused before anything is fetched, an image whose name says no platform is said so.
-    let mut warnings: Vec<String> = match &req.config {
-        Some(_) => crate::sources::talos_platform::check_cidata_reader(&req.source)?
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
-    };
-    // Where the image names its Talos release, a cidata that release cannot read is said first;
-    // one it cannot read on its own boot stick is refused (two sticks are offered).
-    warnings.extend(
-        req.config
-            .as_ref()
-            .and_then(|_| crate::sources::talos_build::release_named_in(&req.source))
-            .and_then(crate::sources::talos_build::fat_cidata_warning),
-    );
+    let mut warnings = Vec::new();
     if req.config.is_some() {
+        warnings = config_warnings(&req.source)?;
+        // A release that cannot read cidata on its own boot stick is refused (two sticks are
+        // offered); a name that says no release is said so.
         warnings.extend(
             crate::sources::talos_boot_stick::check_one_stick(&req.source)
                 .map_err(Error::BadInput)?,
@@ -254,6 +242,20 @@ pub async fn plan(
     })
 }
 
+/// A config goes only beside an image whose platform reads cidata (nocloud): a metal image is
+/// refused before anything is fetched, an image whose name says no platform is said so; where
+/// the name says a release that cannot read a FAT cidata, that is said too.
+fn config_warnings(source: &str) -> Result<Vec<String>> {
+    let mut warnings: Vec<String> = crate::sources::talos_platform::check_cidata_reader(source)?
+        .into_iter()
+        .collect();
+    warnings.extend(
+        crate::sources::talos_build::release_named_in(source)
+            .and_then(crate::sources::talos_build::fat_cidata_warning),
+    );
+    Ok(warnings)
+}
+
 /// Two sticks in one run: the boot image onto `req.targets`, the cidata image `req.config` whole
 /// onto `config_to`. Each is planned as a flash of its own (the config image is the operator's
 /// file: its digest is shown, and its stick is read back against it); one drive cannot be both.
@@ -270,15 +272,7 @@ async fn plan_two_sticks(
             "a config stick needs the config image to write onto it (--config CIDATA.img)".into(),
         ));
     };
-    // As for one stick: only an image whose platform reads cidata gets one.
-    let mut warnings: Vec<String> =
-        crate::sources::talos_platform::check_cidata_reader(&req.source)?
-            .into_iter()
-            .collect();
-    warnings.extend(
-        crate::sources::talos_build::release_named_in(&req.source)
-            .and_then(crate::sources::talos_build::fat_cidata_warning),
-    );
+    let mut warnings = config_warnings(&req.source)?;
     let boot_req = Request {
         config: None,
         config_to: None,
