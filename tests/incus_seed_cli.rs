@@ -297,3 +297,41 @@ fn the_seed_goes_into_the_partition_named_seed_data_wherever_it_is() {
         cached_files(cache.path())
     );
 }
+
+/// The app checks an IncusOS source through `sources::prepare_source`: the warning reaches what
+/// the window receives (`warnings` of its Prepared, shown on the digest card).
+#[test]
+fn the_warning_reaches_what_the_app_receives() {
+    use labflash_core::fetch::cache::Cache;
+    use labflash_core::fetch::http::{Http, HttpPolicy};
+    use labflash_core::progress::{NoProgress, ProgressSink};
+    use labflash_core::sources::{self, incus::IncusRequest, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let image = disk(dir.path(), &[("seed-data", "8300", 1)]);
+    let server = server(&image);
+    let seed = seed_dir(dir.path(), &[("kernel.yaml", "good/kernel.yaml")]);
+    let cache = Cache::open(dir.path().join("cache")).unwrap();
+    let source = Source::Incus(IncusRequest {
+        index_url: server.url("/os/index.json"),
+        base_url: server.url("/os"),
+        channel: "stable".into(),
+        arch: "x86_64".into(),
+        version: None,
+        max_image_size: 1 << 30,
+        seed: Some(seed),
+    });
+    let progress: std::sync::Arc<dyn ProgressSink> = std::sync::Arc::new(NoProgress);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let prepared = rt
+        .block_on(sources::prepare_source(
+            &source,
+            &Http::new(HttpPolicy::default()).unwrap(),
+            &cache,
+            &labflash_core::CancellationToken::new(),
+            &progress,
+        ))
+        .unwrap();
+    let view = serde_json::to_value(&prepared).unwrap();
+    let warnings = view["warnings"].to_string();
+    assert!(warnings.contains("will not install"), "{view}");
+}

@@ -114,7 +114,7 @@ export type Prepared = { imagePath: string, imageSHA256: Sha256Digest, imageSize
 /**
  * A labctl build's config image.
  */
-config: Cidata | null, };
+config: Cidata | null, warnings: Array<string>, };
 
 export type Chosen = { path: string, identity: DriveIdentity | null, };
 

@@ -2,7 +2,7 @@
 // the download's, the config image's), what vouches for them, a field to paste a digest into,
 // and "I compared these digests", which Flash waits for.
 import * as act from "../actions";
-import { checkDigest, formatBytes } from "../logic";
+import { checkDigest, formatBytes, sentence } from "../logic";
 import type { State } from "../store";
 import { Check, Digest, SourceBadge } from "./common";
 
@@ -26,6 +26,11 @@ export function DigestCard({ s }: { s: State }) {
       {p.archiveSHA256 !== p.imageSHA256 && <Digest id="archive-sha" label="download SHA-256" hex={p.archiveSHA256} />}
       {s.config && <Digest id="config-sha" label="config image SHA-256" hex={s.config.sha256} />}
       <SourceBadge source={p.digestSource} id="digest-source" />
+      {p.warnings.map((w, i) => (
+        <p key={i} id={`prepared-warning-${i}`} class="warning">
+          Warning: {sentence(w)}
+        </p>
+      ))}
       <div class="row">
         <div class="field grow">
           <label for="paste-digest">Paste a digest to compare</label>

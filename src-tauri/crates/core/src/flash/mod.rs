@@ -214,6 +214,7 @@ pub async fn plan(
         return Err(Error::BadInput(refusal));
     }
     warnings.extend(image_kind.warning());
+    warnings.extend(prepared.warnings.iter().cloned());
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
     if !crate::fetch::is_url(&req.source) {
         protected.push(PathBuf::from(&req.source));

@@ -59,6 +59,9 @@ pub struct Prepared {
     pub digest_source: DigestSource,
     /// A labctl build's config image, written beside the boot image (or as its partition).
     pub config: Option<cidata::Cidata>,
+    /// What the operator should know before writing it: an IncusOS seed without an install
+    /// file, a Talos release that cannot read a FAT cidata.
+    pub warnings: Vec<String>,
 }
 
 /// A prepared image as front ends receive it.
@@ -75,6 +78,7 @@ pub struct PreparedView<'a> {
     digest_source: DigestSource,
     /// A labctl build's config image.
     config: Option<&'a cidata::Cidata>,
+    warnings: &'a [String],
 }
 
 impl serde::Serialize for Prepared {
@@ -86,6 +90,7 @@ impl serde::Serialize for Prepared {
             archive_sha256: self.archive_sha256,
             digest_source: self.digest_source,
             config: self.config.as_ref(),
+            warnings: &self.warnings,
         }
         .serialize(s)
     }
@@ -181,6 +186,7 @@ pub async fn prepare_source(
                 archive_sha256: f.archive_sha256,
                 digest_source: f.digest_source,
                 config: None,
+                warnings: Vec::new(),
             }
         }
         Source::Incus(req) => {
@@ -190,6 +196,7 @@ pub async fn prepare_source(
                 archive_sha256: f.archive_sha256,
                 digest_source: DigestSource::Index,
                 config: None,
+                warnings: f.warnings,
             }
         }
         Source::TalosBuild(req) => {
@@ -207,6 +214,7 @@ pub async fn prepare_source(
                     sha256: b.config_artifact_sha256,
                     size: b.config_artifact_size,
                 }),
+                warnings: b.warnings,
             }
         }
     })
@@ -240,6 +248,7 @@ pub async fn prepare(
             archive_sha256: fetched.archive_sha256,
             digest_source: fetched.digest_source,
             config: None,
+            warnings: Vec::new(),
         });
     }
     local(Path::new(&req.source), req, cache, cancel, progress).await
@@ -294,6 +303,7 @@ async fn local(
         archive_sha256,
         digest_source,
         config: None,
+        warnings: Vec::new(),
     })
 }
 
