@@ -299,6 +299,46 @@ fn a_release_that_cannot_read_cidata_on_its_boot_stick_gets_two_sticks() {
             cache.to_str().unwrap(),
         ])
     };
+    // A config that is not a cidata volume Talos reads, or a URL, is refused before a byte.
+    let not_cidata = dir.path().join("not-cidata.img");
+    std::fs::write(&not_cidata, noise(MIB as usize, 51)).unwrap();
+    for bad in [
+        not_cidata.to_str().unwrap(),
+        image.as_str(),
+        "http://127.0.0.1:9/cidata.img",
+    ] {
+        let r = flash(
+            dir.path(),
+            &nocloud_named(&boot_image(dir.path(), 16 * MIB, false).0),
+            bad,
+            &[boot.path_str()],
+        );
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("is not a config image Talos reads"),
+            "{}",
+            r.stdout
+        );
+    }
+    // Neither stick may be the other's source.
+    let cache = dir.path().join("cache");
+    let r = run(&[
+        "flash",
+        &image,
+        "--to",
+        boot.path_str(),
+        "--config",
+        &config,
+        "--config-to",
+        &image,
+        "--yes",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(boot.read(0, 64 * MIB as usize).iter().all(|b| *b == 0xAA));
+
     let same = two(boot.path_str());
     assert_eq!(same.code, 2, "{}", same.stderr);
     assert!(same.stdout.contains("two drives"), "{}", same.stdout);

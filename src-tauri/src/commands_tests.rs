@@ -605,8 +605,17 @@ async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
     assert!(made.status.success());
     let bytes = std::fs::read(&boot).unwrap();
     let config = dir.path().join("cidata.img");
-    std::fs::write(&config, vec![0x5a; 1 << 20]).unwrap();
-    let stick = Loop::new(dir.path(), "stick.img", 32 << 20, 0xAA);
+    let user_data = dir.path().join("worker.yaml");
+    std::fs::write(&user_data, "version: v1alpha1\nmachine:\n  type: worker\n").unwrap();
+    labflash_core::sources::cidata::build(&labflash_core::sources::cidata::CidataRequest {
+        user_data,
+        hostname: "w-1".into(),
+        instance_id: None,
+        network_config: None,
+        output: config.clone(),
+    })
+    .unwrap();
+    let stick = Loop::new(dir.path(), "stick.img", 64 << 20, 0xAA);
     let (channel, _) = recording::<Progress>();
     let spec = FlashSpec {
         image_path: boot.display().to_string(),

@@ -156,7 +156,8 @@ pub async fn plan(
         ));
     }
     let mut warnings = Vec::new();
-    if req.config.is_some() {
+    if let Some(config) = &req.config {
+        crate::sources::cidata::check_image(config)?;
         warnings = config_warnings(&req.source)?;
         // A release that cannot read cidata on its own boot stick is refused (two sticks are
         // offered); a name that says no release is said so.
@@ -273,6 +274,8 @@ async fn plan_two_sticks(
             "a config stick needs the config image to write onto it (--config CIDATA.img)".into(),
         ));
     };
+    // The operator's cidata file, checked as Talos reads it (never a URL or another image).
+    crate::sources::cidata::check_image(config)?;
     let mut warnings = config_warnings(&req.source)?;
     let boot_req = Request {
         config: None,
@@ -303,7 +306,29 @@ async fn plan_two_sticks(
             });
         }
     }
+    // Neither stick may be the other's source file (each half protects only its own).
+    let mut sources = vec![config.clone()];
+    if !crate::fetch::is_url(&req.source) {
+        sources.push(PathBuf::from(&req.source));
+    }
+    for t in boot.targets.iter().chain(&config_stick.targets) {
+        if sources
+            .iter()
+            .any(|s| crate::io::identity::is_file(s, &t.identity))
+        {
+            return Err(Error::Refused {
+                target: t.path.display().to_string(),
+                reason: "it is the boot image or the config image this run writes".into(),
+            });
+        }
+    }
     warnings.append(&mut boot.warnings);
+    warnings.extend(
+        config_stick
+            .warnings
+            .iter()
+            .map(|w| format!("config stick: {w}")),
+    );
     boot.warnings = warnings;
     boot.config_stick = Some(Box::new(config_stick));
     Ok(boot)

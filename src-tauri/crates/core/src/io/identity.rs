@@ -41,6 +41,14 @@ pub enum Identity {
     NewFile,
 }
 
+/// Whether the file at `path` is the image file `identity` recorded (the same device and inode).
+pub fn is_file(path: &Path, identity: &Identity) -> bool {
+    let Identity::File { dev, ino } = identity else {
+        return false;
+    };
+    std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (*dev, *ino))
+}
+
 /// Refuses the open descriptor `file` of `path` unless it is what `identity` recorded.
 pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
     let changed = |what: String| drive_changed(path, &what);

@@ -105,6 +105,56 @@ pub fn build(req: &CidataRequest) -> Result<Cidata> {
     })
 }
 
+/// Checks that the config image at `path` is one Talos's nocloud reads, before a stick is given
+/// it: a FAT volume whose label is `cidata` or `CIDATA` (the two labels nocloud looks for,
+/// platform/nocloud/metadata.go:42 and :184-189 in siderolabs/talos) holding a `user-data` its
+/// config loader takes, and a `network-config` it reads if there is one. Anything else would be
+/// written, read back as verified, and never read by the node. (labflash and labctl make FAT;
+/// an ISO 9660 cidata is refused here because its files cannot be checked.)
+pub fn check_image(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let refuse = |why: String| {
+        Error::BadInput(format!(
+            "{} is not a config image Talos reads: {why}",
+            path.display()
+        ))
+    };
+    let bytes = std::fs::read(path).map_err(|e| refuse(format!("it cannot be read ({e})")))?;
+    if bytes.len() as u64 > 4 * MAX_SIZE {
+        return Err(refuse(format!(
+            "it is {} bytes, larger than any cidata volume",
+            bytes.len()
+        )));
+    }
+    let fs = fatfs::FileSystem::new(Cursor::new(bytes), fatfs::FsOptions::new()).map_err(|_| {
+        refuse("it is not a FAT filesystem (make it with labflash cidata or talos build)".into())
+    })?;
+    let label = fs.volume_label();
+    if !matches!(label.trim_end(), "cidata" | "CIDATA") {
+        return Err(refuse(format!(
+            "its volume label is {:?}, and Talos looks only for cidata or CIDATA",
+            label.trim_end()
+        )));
+    }
+    let read = |name: &str| -> Result<Option<String>> {
+        let mut text = String::new();
+        match fs.root_dir().open_file(name) {
+            Ok(mut file) => file
+                .read_to_string(&mut text)
+                .map(|_| Some(text))
+                .map_err(|e| refuse(format!("its {name} cannot be read ({e})"))),
+            Err(_) => Ok(None),
+        }
+    };
+    let user_data = read("user-data")?.ok_or_else(|| refuse("it holds no user-data".into()))?;
+    check_user_data(&user_data).map_err(|why| refuse(format!("its user-data: {why}")))?;
+    if let Some(network) = read("network-config")? {
+        check_network_config(&network)
+            .map_err(|why| refuse(format!("its network-config: {why}")))?;
+    }
+    Ok(())
+}
+
 /// The FAT image for `contents`, in memory (at most 64 MiB).
 pub fn image(contents: &Contents) -> Result<Vec<u8>> {
     let files = contents.files();

@@ -32,9 +32,11 @@ const BOOT_STICK_UNREAD: (&str, &str) = ("v1.10.0-alpha.2", "v1.12.0-alpha.2");
 /// name says a release and architecture that cannot read it, `Ok(Some(statement))` when its name
 /// does not say enough to know, `Ok(None)` when it reads it.
 pub fn check_one_stick(source: &str) -> Result<Option<String>, String> {
-    let name = source.rsplit('/').next().unwrap_or(source);
-    let arm = name.contains("arm64");
-    let secureboot = name.contains("-secureboot");
+    // The asset name's own tokens (`nocloud-amd64-secureboot.raw.xz`), never a query's.
+    let name = crate::sources::talos_platform::file_name(source);
+    let tokens: Vec<&str> = name.split(['-', '.', '_']).collect();
+    let arm = tokens.contains(&"arm64");
+    let secureboot = tokens.contains(&"secureboot");
     let release = release_named_in(source)
         .map(|v| v.split('+').next().unwrap_or(v))
         .filter(|v| check_exact_version(v).is_ok());
@@ -99,6 +101,14 @@ mod tests {
     fn arm64_and_secureboot_images_are_never_dual_boot() {
         for asset in ["nocloud-arm64.raw.xz", "nocloud-amd64-secureboot.raw.xz"] {
             assert_eq!(check_one_stick(&url("v1.11.2", asset)), Ok(None), "{asset}");
+        }
+    }
+
+    #[test]
+    fn a_query_or_fragment_says_nothing_of_the_image() {
+        for suffix in ["?arch=arm64", "#-secureboot"] {
+            let source = url("v1.11.0", "nocloud-amd64.raw.xz") + suffix;
+            assert!(check_one_stick(&source).is_err(), "{source}");
         }
     }
 

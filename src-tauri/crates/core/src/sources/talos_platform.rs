@@ -84,7 +84,7 @@ pub fn check_cidata_reader(source: &str) -> Result<Option<String>> {
     }
 }
 
-fn file_name(source: &str) -> &str {
+pub(crate) fn file_name(source: &str) -> &str {
     source
         .split(['?', '#'])
         .next()
