@@ -327,6 +327,21 @@ impl ImageBuild {
         let mut warnings: Vec<String> = fat_cidata_warning(&self.source.version)
             .into_iter()
             .collect();
+        // Its boot image's name says no release once built (`talos-boot.img`): say here, where
+        // the release and architecture are known, which layout the node reads.
+        if let Some(Err(_)) = self
+            .source_url()
+            .ok()
+            .map(|url| crate::sources::talos_boot_stick::check_one_stick(url.as_str()))
+        {
+            warnings.push(format!(
+                "Talos {} {} images do not read a cidata partition on the stick they boot from (siderolabs/talos issue 12098): write the two artifacts onto two sticks (labflash flash {} --to BOOT --config {} --config-to CONFIG), not one",
+                self.source.version,
+                self.source.arch,
+                self.output.boot_artifact_name,
+                self.output.config_artifact_name,
+            ));
+        }
         let host = &self.config.meta_data.local_hostname;
         if host.len() > 63 {
             warnings.push(format!(
@@ -840,6 +855,24 @@ mod tests {
             "    localHostname: cp\n    instanceID: \"id with: spaces\"\n",
         );
         assert!(parse(&odd_id).is_ok());
+    }
+
+    #[test]
+    fn a_build_for_a_release_that_cannot_read_its_boot_stick_says_two_sticks() {
+        let build = |version: &str, arch: Option<&str>| {
+            let mut yaml = MINIMAL.replace("version: v1.13.0", &format!("version: {version}"));
+            if let Some(arch) = arch {
+                yaml = yaml.replace("  version:", &format!("  arch: {arch}\n  version:"));
+            }
+            parse(&yaml).unwrap().warnings().join("\n")
+        };
+        let said = build("v1.11.2", None);
+        assert!(
+            said.contains("12098") && said.contains("--config-to"),
+            "{said}"
+        );
+        assert!(!build("v1.11.2", Some("arm64")).contains("12098"));
+        assert!(!build("v1.13.0", None).contains("12098"));
     }
 
     #[test]
