@@ -14,8 +14,6 @@ use std::path::Path;
 use common::server::Server;
 use common::*;
 
-/// IncusOS's index in its publisher's layout (tests/fixtures/incus/README.md).
-const INDEX: &str = include_str!("fixtures/incus/index.json");
 const STABLE: &str = "202608190802";
 const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/incus/seeds");
 
@@ -23,21 +21,8 @@ const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/incus/s
 fn server(image: &[u8]) -> Server {
     let gz = gzip(image);
     let filename = format!("x86_64/IncusOS_{STABLE}.img.gz");
-    let mut index: serde_json::Value = serde_json::from_str(INDEX).unwrap();
-    let update = index["updates"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|u| u["version"] == STABLE)
-        .unwrap();
-    let file = update["files"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|f| f["filename"] == filename.as_str())
-        .unwrap();
-    file["sha256"] = sha256_hex(&gz).into();
-    file["size"] = gz.len().into();
+    let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
+    serve_index_file(&mut index, STABLE, &filename, &gz);
     let server = Server::start();
     server.put(&format!("/os/{STABLE}/{filename}"), gz);
     server.put("/os/index.json", serde_json::to_vec(&index).unwrap());

@@ -203,23 +203,8 @@ fn an_incus_index_redirected_to_http_is_refused() {
     let version = "202608190802";
     let filename = format!("x86_64/IncusOS_{version}.img.gz");
     let gz = gzip(&image_like(1 << 20, 43));
-    let mut index: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/incus/index.json")).unwrap();
-    let update = index["updates"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|u| u["version"] == version)
-        .unwrap();
-    let file = update["files"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|f| f["filename"] == filename.as_str())
-        .unwrap();
-    file["sha256"] = sha256_hex(&gz).into();
-    file["size"] = gz.len().into();
-
+    let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
+    serve_index_file(&mut index, version, &filename, &gz);
     let lab = lab();
     lab.plain
         .put("/os/index.json", serde_json::to_vec(&index).unwrap());

@@ -429,15 +429,12 @@ fn checksum_files_are_found_in_order_and_reported() {
     assert!(kept.is_empty(), "{kept:?}");
 }
 
-/// A stand-in IncusOS server: updates newest first across channels and arches.
-/// IncusOS's `index.json` in its publisher's layout (arch folders in `filename`, several channels,
-/// update, secure boot and application files): tests/fixtures/incus, whose README names the
-/// lxc/incus-os sources it follows. Its digests are placeholders, so each file a test serves gets
-/// the digest and size of what is served.
-const INCUS_INDEX: &str = include_str!("fixtures/incus/index.json");
 const STABLE: &str = "202608190802";
 const TESTING: &str = "202608211430";
 
+/// A stand-in IncusOS server from the publisher's index layout (`common::INCUS_INDEX`: arch
+/// folders in `filename`, several channels, update, secure boot and application files), each
+/// served file given its own digest and size.
 fn incus(gz_stable: &[u8], gz_testing: &[u8]) -> Server {
     let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
     let server = Server::start();
@@ -448,24 +445,6 @@ fn incus(gz_stable: &[u8], gz_testing: &[u8]) -> Server {
     }
     server.put("/os/index.json", serde_json::to_vec(&index).unwrap());
     server
-}
-
-/// Gives the index entry of `filename` in `version` the digest and size of `bytes`.
-fn serve_index_file(index: &mut serde_json::Value, version: &str, filename: &str, bytes: &[u8]) {
-    let update = index["updates"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|u| u["version"] == version)
-        .expect("the fixture has the version");
-    let file = update["files"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|f| f["filename"] == filename)
-        .expect("the fixture has the file");
-    file["sha256"] = sha256_hex(bytes).into();
-    file["size"] = bytes.len().into();
 }
 
 fn incus_fetch(server: &Server, cache: &std::path::Path, extra: &[&str]) -> Run {

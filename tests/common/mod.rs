@@ -250,3 +250,30 @@ pub fn talos_like_gpt(path: &Path, last: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// IncusOS's `index.json` in its publisher's layout: tests/fixtures/incus, whose README names the
+/// lxc/incus-os sources it follows. Its digests are placeholders: see [`serve_index_file`].
+pub const INCUS_INDEX: &str = include_str!("../fixtures/incus/index.json");
+
+/// Gives the index entry of `filename` in `version` the digest and size of `bytes`.
+pub fn serve_index_file(
+    index: &mut serde_json::Value,
+    version: &str,
+    filename: &str,
+    bytes: &[u8],
+) {
+    let update = index["updates"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|u| u["version"] == version)
+        .expect("the fixture has the version");
+    let file = update["files"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["filename"] == filename)
+        .expect("the fixture has the file");
+    file["sha256"] = sha256_hex(bytes).into();
+    file["size"] = bytes.len().into();
+}
