@@ -807,3 +807,61 @@ impl Drop for User {
         }
     }
 }
+
+/// A labctl config for a Talos release that does not read cidata on its own boot stick
+/// (siderolabs/talos issue 12098): the app's digest card says so, fitting 800x600, before
+/// anything is written (the stick untouched).
+#[test]
+fn a_labctl_build_says_what_its_node_would_not_read() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    const SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let server = common::server::Server::start();
+    common::factory::answer_like(&server, common::factory::Edition::Enterprise);
+    let boot = dir.path().join("boot.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    server.put_with_sidecar(
+        &format!("/image/{SCHEMATIC}/v1.11.2/nocloud-amd64.raw.xz"),
+        xz_single(&std::fs::read(&boot).unwrap()),
+    );
+    // labctl's own minimal config (tests/fixtures/labctl), for v1.11.2 from the stand-in factory.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
+    let lab = dir.path().join("talos");
+    std::fs::create_dir(&lab).unwrap();
+    std::fs::copy(
+        fixtures.join("controlplane.yaml"),
+        lab.join("controlplane.yaml"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(fixtures.join("talos-minimal.yaml"))
+        .unwrap()
+        .replace(
+            "  version: v1.13.0",
+            &format!("  factoryURL: {}\n  version: v1.11.2", server.url("")),
+        );
+    std::fs::write(lab.join("cp-1.yaml"), config).unwrap();
+    let stick = LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA);
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-talosBuild");
+    s.type_into("#build-config", lab.join("cp-1.yaml").to_str().unwrap());
+    s.click("#use-source");
+    let warning = s.wait_text("#prepared-warning-0", 60, |t| !t.is_empty());
+    assert!(
+        warning.contains("v1.11.2") && warning.contains("12098"),
+        "{warning}"
+    );
+    s.click("#show-all");
+    let stick_path = stick.path_str();
+    s.wait_text("#drives", 10, |t| t.contains(stick_path));
+    s.click(&format!("#drives input[value=\"{stick_path}\"]"));
+    assert!(fits(s), "the digest card with its warning fits 800x600");
+    gui.shot("labctl-two-sticks");
+    assert!(stick.read(0, 64 * MIB as usize).iter().all(|b| *b == 0xAA));
+}
