@@ -274,7 +274,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "the confirmation names the drive and its identity: {question}"
     );
     assert!(
-        question.contains("talos.raw") && question.contains(&short(&digest)),
+        question.contains("talos.raw") && question.contains(&digest),
         "the confirmation names the image and its digest: {question}"
     );
     assert_eq!(s.focused(), "confirm-no", "Enter alone never erases");
@@ -508,7 +508,7 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     assert_eq!(s.text("#run-title"), "Done — 2 drives verified");
     assert_eq!(s.text("#result-image-sha"), digest);
     assert!(s
-        .text("#stream-result")
+        .text("#flash-result")
         .contains("The download matches the publisher's .sha256 file"));
     assert!(fits(s));
     gui.shot("streamed");
@@ -809,8 +809,9 @@ impl Drop for User {
 }
 
 /// A labctl config for a Talos release that does not read cidata on its own boot stick
-/// (siderolabs/talos issue 12098): the app's digest card says so, fitting 800x600, before
-/// anything is written (the stick untouched).
+/// (siderolabs/talos issue 12098): the app's digest card says so, fitting 800x600, one stick is
+/// not offered, and two ticked drives become the boot stick and the config stick in one run,
+/// each read back.
 #[test]
 fn a_labctl_build_says_what_its_node_would_not_read() {
     require_root!();
@@ -845,7 +846,10 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
             &format!("  factoryURL: {}\n  version: v1.11.2", server.url("")),
         );
     std::fs::write(lab.join("cp-1.yaml"), config).unwrap();
-    let stick = LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA);
+    let sticks = [
+        LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA),
+        LoopDev::new(dir.path(), 16 * MIB, 512, 0xBB),
+    ];
 
     let gui = Gui::start(&dir.path().join("cache"));
     let s = gui.s();
@@ -857,11 +861,52 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
         warning.contains("v1.11.2") && warning.contains("12098"),
         "{warning}"
     );
+    // One stick is not offered for this release; two are chosen for it.
+    assert!(!s.enabled("#layout-one"), "one stick is refused here");
+    let why = s.content("#layout-why");
+    assert!(why.contains("not read there"), "{why}");
     s.click("#show-all");
-    let stick_path = stick.path_str();
-    s.wait_text("#drives", 10, |t| t.contains(stick_path));
-    s.click(&format!("#drives input[value=\"{stick_path}\"]"));
+    for stick in &sticks {
+        let path = stick.path_str();
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        s.click(&format!("#drives input[value=\"{path}\"]"));
+    }
+    s.click("#confirm-digests");
+    assert!(s.text("#flash-reason").contains("gets the config"));
+    s.click(&format!(
+        "#drive-{}-config",
+        sticks[1].path_str().replace('/', "-")
+    ));
+    assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
     assert!(fits(s), "the digest card with its warning fits 800x600");
     gui.shot("labctl-two-sticks");
-    assert!(stick.read(0, 64 * MIB as usize).iter().all(|b| *b == 0xAA));
+    s.click("#flash-button");
+    let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    assert!(
+        question.contains(&format!(
+            "Config stick {}: the config image",
+            sticks[1].path_str()
+        )),
+        "the confirmation says which drive gets the config: {question}"
+    );
+    s.click("#confirm-yes");
+    for stick in &sticks {
+        let done = s.wait_text(&row(stick.path_str()), 120, |t| {
+            t.contains("Detached") || t.contains("Failed")
+        });
+        assert!(done.contains("✓ Verified"), "{done}");
+    }
+    assert!(s
+        .text(&row(sticks[1].path_str()))
+        .starts_with("Config stick"));
+    assert_eq!(s.text("#run-title"), "Done — 2 drives verified");
+    // labctl's artifacts, where it writes them (output.dir's default, .state/images).
+    let artifact = |name: &str| std::fs::read(lab.join(".state/images").join(name)).unwrap();
+    let (boot_img, config_img) = (artifact("talos-boot.img"), artifact("talos-cidata.img"));
+    assert_eq!(sticks[0].read_backing(0, boot_img.len()), boot_img);
+    assert_eq!(sticks[1].read_backing(0, config_img.len()), config_img);
+    assert!(s
+        .text("#result-config-sha")
+        .contains(&sha256_hex(&config_img)));
+    gui.shot("labctl-two-sticks-done");
 }

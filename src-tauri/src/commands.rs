@@ -35,6 +35,9 @@ pub struct App {
     pub jobs: Jobs,
     /// Flashes planned and shown, waiting for the operator's answer, by job id.
     plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
+    /// Images checked in this window, by the `prepare` job that checked them: a flash names
+    /// one by its job, and the engine writes what it proved, nothing the window says of it.
+    prepared: std::sync::Mutex<std::collections::HashMap<u32, Prepared>>,
     /// Every drive shown to this window (path and identity, from `list_drives` and
     /// `watch_drives`): the only targets it may name, so it cannot write a file or a drive it was
     /// never shown. One listed once stays nameable: the engine re-checks its identity at open.
@@ -61,6 +64,7 @@ impl App {
         Ok(Self {
             jobs: Jobs::default(),
             plans: Default::default(),
+            prepared: Default::default(),
             listed: Default::default(),
             flashed: Default::default(),
             cache_dir,
@@ -359,7 +363,13 @@ pub async fn prepare(
         None => DEFAULT_MAX_IMAGE_SIZE,
     };
     let source = source_of(source, max_image_size)?;
-    Ok(sources::prepare_source(&source, &app.http(), &cache, &cancel, &progress).await?)
+    let prepared =
+        sources::prepare_source(&source, &app.http(), &cache, &cancel, &progress).await?;
+    app.prepared
+        .lock()
+        .expect("prepared lock")
+        .insert(job, prepared.clone());
+    Ok(prepared)
 }
 
 /// The window's choice as the engine names it, every argument checked.
@@ -447,17 +457,47 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
     })
 }
 
+/// What a flash writes: straight from a source (the engine settles the digest that vouches for
+/// it), or the image a `prepare` job checked (the engine keeps what it proved: nothing about it
+/// is taken from the window).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ImageSpec {
+    #[serde(rename_all = "camelCase")]
+    Source {
+        source: Box<SourceSpec>,
+        max_image_size: Option<u64>,
+    },
+    Prepared {
+        job: u32,
+    },
+}
+
+/// A cidata image and the SHA-256 the operator confirmed for it (the flash is refused if the
+/// file is not that image any more).
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StreamSpec {
-    source: SourceSpec,
-    max_image_size: Option<u64>,
+pub struct ConfigSpec {
+    path: String,
+    sha256: String,
+}
+
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlashSpec {
+    image: ImageSpec,
     /// Drives as the list gave them: path and identity (a drive that changed is refused).
     targets: Vec<Chosen>,
     unmount: bool,
     allow_fixed: bool,
     verify: bool,
+    /// A config image: a partition after the image's own on the one target, or, with
+    /// `config_to`, written whole onto that drive of its own.
+    config: Option<ConfigSpec>,
+    config_to: Option<Chosen>,
 }
 
 /// Whether the source can be flashed straight from where it is (the engine's rule), or must be
@@ -468,8 +508,8 @@ pub fn source_streams(source: SourceSpec) -> Reply<bool> {
 }
 
 /// What a planned flash will write, for the confirmation: the engine's own lines (the source,
-/// the digest that vouches for it and where from, the image's size or why it is not known yet)
-/// and its warnings.
+/// the digest that vouches for it and where from, the image's size or why it is not known yet,
+/// the config stick) and its warnings.
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -481,42 +521,52 @@ pub struct PlanView {
     image_kind: Option<labflash_core::image_kind::ImageKind>,
 }
 
-/// Plans a flash straight from the source, as the command line's `flash URL|FILE` does: the
-/// digest is settled and every drive checked now (nothing written); the plan waits under the
-/// job's id for `run_flash` or `drop_plan`. A labctl build or an IncusOS seed is refused here:
-/// those are checked as files first (`prepare`).
+/// Plans a flash, as the command line's `flash` does: the digest is settled and every drive
+/// (the config stick's too) checked now, nothing written; the plan waits under the job's id for
+/// `run_flash` or `drop_plan`. A labctl build or an IncusOS seed streams from nowhere: it is
+/// `prepare`d first and flashed from that job.
 #[tauri::command]
 pub async fn plan_flash(
     app: State<'_, App>,
     job: u32,
-    spec: StreamSpec,
+    spec: FlashSpec,
     on_progress: Channel<Progress>,
 ) -> Reply<PlanView> {
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    app.check_shown(&spec.targets)?;
-    app.writing(&spec.targets);
-    let max_image_size = match spec.max_image_size {
-        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
-        Some(n) => n,
-        None => DEFAULT_MAX_IMAGE_SIZE,
-    };
-    let source = source_of(spec.source, max_image_size)?;
+    let checked =
+        match spec.image {
+            ImageSpec::Prepared { job } => {
+                let prepared = app
+                    .prepared
+                    .lock()
+                    .expect("prepared lock")
+                    .get(&job)
+                    .cloned();
+                Some(prepared.ok_or_else(|| {
+                    bad("this image was not checked in this window: check it again")
+                })?)
+            }
+            ImageSpec::Source { .. } => None,
+        };
+    let every: Vec<Chosen> = spec
+        .targets
+        .iter()
+        .chain(&spec.config_to)
+        .cloned()
+        .collect();
+    app.check_shown(&every)?;
+    app.writing(&every);
     let (http, cache) = (app.http(), app.cache()?);
-    let Some(located) = sources::locate(&source, &http, &cancel).await? else {
-        return Err(bad(
-            "this image is checked before it is written: prepare it first",
-        ));
-    };
-    let request = flash::Request {
-        source: located.source,
-        sha256: located.sha256,
-        sha256_source: located.sha256_source,
-        allow_unverified: located.allow_unverified,
-        max_image_size: located.max_image_size,
+    let mut request = flash::Request {
+        source: String::new(),
+        sha256: None,
+        sha256_source: DigestSource::Flag,
+        allow_unverified: false,
+        max_image_size: DEFAULT_MAX_IMAGE_SIZE,
         targets: spec.targets,
         config: None,
-        config_to: None,
+        config_to: spec.config_to,
         options: TargetOptions {
             unmount: spec.unmount,
             allow_fixed: spec.allow_fixed,
@@ -524,8 +574,54 @@ pub async fn plan_flash(
         },
         verify: spec.verify,
         skip_equal: true,
+        prepared: None,
+    };
+    match spec.image {
+        ImageSpec::Source {
+            source,
+            max_image_size,
+        } => {
+            let max_image_size = match max_image_size {
+                Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
+                Some(n) => n,
+                None => DEFAULT_MAX_IMAGE_SIZE,
+            };
+            let source = source_of(*source, max_image_size)?;
+            let Some(located) = sources::locate(&source, &http, &cancel).await? else {
+                return Err(bad(
+                    "this image is checked before it is written: prepare it first",
+                ));
+            };
+            request.source = located.source;
+            request.sha256 = located.sha256;
+            request.sha256_source = located.sha256_source;
+            request.allow_unverified = located.allow_unverified;
+            request.max_image_size = located.max_image_size;
+        }
+        ImageSpec::Prepared { .. } => {
+            let prepared = checked.expect("looked up above");
+            request.source = prepared.origin.clone();
+            request.prepared = Some(Box::new(prepared));
+        }
+    }
+    let confirmed = match spec.config {
+        Some(config) => {
+            request.config = Some(absolute(&config.path, "config image")?);
+            Some(digest::parse_typed(&config.sha256)?)
+        }
+        None => None,
     };
     let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
+    if let (Some(confirmed), Some(planned)) = (confirmed, plan.config_sha256()) {
+        if confirmed != planned {
+            return Err(Error::DigestMismatch {
+                what: "config image",
+                expected: confirmed.hex(),
+                actual: planned.hex(),
+            }
+            .into());
+        }
+    }
     let view = PlanView {
         lines: plan.describe(),
         warnings: plan.warnings.clone(),
@@ -549,13 +645,16 @@ pub async fn run_flash(
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
-    let targets = planned.targets.clone();
+    let targets = planned.all_targets();
     let flashed = tokio::task::spawn_blocking(move || {
         flash::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
     app.may_eject(&flashed.targets, &targets);
+    if let Some(config) = &flashed.config_stick {
+        app.may_eject(&config.targets, &targets);
+    }
     Ok(flashed)
 }
 
@@ -580,100 +679,6 @@ pub async fn eject(app: State<'_, App>, path: String) -> Reply<Ejected> {
     .await
     .map_err(|e| bad(format!("ejecting stopped: {e}")))??;
     Ok(ejected)
-}
-
-#[cfg_attr(test, derive(ts_rs::TS))]
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FlashSpec {
-    image_path: String,
-    #[serde(rename = "imageSHA256")]
-    image_sha256: String,
-    image_size: u64,
-    /// Drives as the list gave them: path and identity (a drive that changed is refused).
-    targets: Vec<Chosen>,
-    unmount: bool,
-    allow_fixed: bool,
-    verify: bool,
-    /// One stick: a cidata image to add as a partition, and the SHA-256 the operator confirmed
-    /// for it (the flash is refused if the file is not that image any more).
-    config: Option<String>,
-    #[serde(rename = "configSHA256")]
-    config_sha256: Option<String>,
-}
-
-/// Write the image the window confirmed to the chosen drives and read each back, through the
-/// engine's one plan: it re-hashes the image against the confirmed digest, re-checks every rule
-/// and each drive's identity, so nothing here is taken on trust.
-#[tauri::command]
-pub async fn flash(
-    app: State<'_, App>,
-    job: u32,
-    spec: FlashSpec,
-    on_progress: Channel<Progress>,
-) -> Reply<Vec<TargetReport>> {
-    let guard = app.jobs.start(job);
-    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    let image_path = absolute(&spec.image_path, "image file")?;
-    let actual = std::fs::metadata(&image_path)
-        .map_err(|e| bad(format!("cannot read {}: {e}", image_path.display())))?
-        .len();
-    if actual != spec.image_size {
-        return Err(bad(format!(
-            "{} is {actual} bytes, not {}",
-            image_path.display(),
-            spec.image_size
-        )));
-    }
-    app.check_shown(&spec.targets)?;
-    app.writing(&spec.targets);
-    let request = flash::Request {
-        source: image_path.display().to_string(),
-        sha256: Some(digest::parse_typed(&spec.image_sha256)?),
-        sha256_source: DigestSource::Flag,
-        allow_unverified: false,
-        max_image_size: u64::MAX,
-        targets: spec.targets,
-        config: spec
-            .config
-            .as_deref()
-            .map(|c| absolute(c, "config image"))
-            .transpose()?,
-        config_to: None,
-        options: TargetOptions {
-            unmount: spec.unmount,
-            allow_fixed: spec.allow_fixed,
-            ..TargetOptions::default()
-        },
-        verify: spec.verify,
-        skip_equal: true,
-    };
-    let confirmed = match (&request.config, &spec.config_sha256) {
-        (None, _) => None,
-        (Some(_), Some(d)) => Some(digest::parse_typed(d)?),
-        (Some(_), None) => return Err(bad("a config image needs the SHA-256 that was confirmed")),
-    };
-    let (http, cache) = (app.http(), app.cache()?);
-    let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
-    if let (Some(confirmed), Some(planned)) = (confirmed, plan.config_sha256()) {
-        if confirmed != planned {
-            return Err(Error::DigestMismatch {
-                what: "config image",
-                expected: confirmed.hex(),
-                actual: planned.hex(),
-            }
-            .into());
-        }
-    }
-    let rt = tokio::runtime::Handle::current();
-    let targets = plan.targets.clone();
-    let flashed = tokio::task::spawn_blocking(move || {
-        flash::run(plan, &http, &cache, &rt, &cancel, progress.as_ref())
-    })
-    .await
-    .map_err(|e| bad(format!("the writer stopped: {e}")))??;
-    app.may_eject(&flashed.targets, &targets);
-    Ok(flashed.targets)
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]

@@ -124,22 +124,57 @@ fn listed(app: &tauri::App<MockRuntime>, dev: &Loop) -> Chosen {
     }
 }
 
-/// A 2 MiB image in `dir` and a flash of it onto `targets`.
-fn image_onto(dir: &Path, targets: Vec<Chosen>) -> FlashSpec {
+/// A 2 MiB image file in `dir` (`os.img`) and its SHA-256.
+fn image_in(dir: &Path) -> (PathBuf, String) {
     let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
     let image = dir.join("os.img");
     std::fs::write(&image, &bytes).unwrap();
+    (image, hex::encode(Sha256::digest(&bytes)))
+}
+
+/// A flash of `image` (streamed from the file, as the window does when it does not check first)
+/// onto `targets`.
+fn image_onto(dir: &Path, targets: Vec<Chosen>) -> FlashSpec {
+    let (image, digest) = image_in(dir);
     FlashSpec {
-        image_path: image.display().to_string(),
-        image_sha256: hex::encode(Sha256::digest(&bytes)),
-        image_size: bytes.len() as u64,
+        image: ImageSpec::Source {
+            source: Box::new(SourceSpec::File {
+                path: image.display().to_string(),
+                sha256: Some(digest),
+            }),
+            max_image_size: None,
+        },
         targets,
         unmount: false,
         allow_fixed: false,
         verify: true,
         config: None,
-        config_sha256: None,
+        config_to: None,
     }
+}
+
+/// Checks `image` as the window's "check first" does, under `job`: what a flash then names.
+async fn prepared(app: &tauri::App<MockRuntime>, job: u32, image: &Path) -> Prepared {
+    let (channel, _) = recording::<Progress>();
+    let source = SourceSpec::File {
+        path: image.display().to_string(),
+        sha256: None,
+    };
+    prepare(app.state(), job, source, None, channel)
+        .await
+        .unwrap()
+}
+
+/// Plans `spec` under `job` and runs it, as the window does once the operator confirmed.
+async fn flash(
+    app: State<'_, App>,
+    job: u32,
+    spec: FlashSpec,
+    channel: Channel<Progress>,
+) -> Reply<flash::Flashed> {
+    let plan = plan_flash(app.clone(), job, spec, channel.clone()).await?;
+    assert!(!plan.lines.is_empty());
+    run_flash(app, job + 1000, job, channel).await
 }
 
 /// A channel that keeps every message it is sent.
@@ -233,23 +268,14 @@ async fn arguments_are_validated_in_rust() {
         err.message
     );
 
-    let image = dir.path().join("os.img");
-    std::fs::write(&image, b"12345").unwrap();
+    // A checked image is named by the job that checked it, never by a path the window sends.
+    let mut spec = image_onto(dir.path(), vec![Chosen::path(dir.path().join("vm.img"))]);
+    spec.image = ImageSpec::Prepared { job: 77 };
     let (channel, _) = recording::<Progress>();
-    let spec = FlashSpec {
-        image_path: image.display().to_string(),
-        image_sha256: "0".repeat(64),
-        image_size: 999,
-        targets: vec![Chosen::path(dir.path().join("vm.img"))],
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-        config: None,
-        config_sha256: None,
-    };
     let err = flash(app.state(), 3, spec, channel).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
     assert!(
-        err.message.contains("is 5 bytes, not 999"),
+        err.message.contains("was not checked in this window"),
         "{}",
         err.message
     );
@@ -264,12 +290,17 @@ async fn flash_a_listed_drive_verify_and_eject_it_through_the_commands() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
     let dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
-    let spec = image_onto(dir.path(), vec![listed(&app, &dev)]);
-    let (image, digest) = (spec.image_path.clone(), spec.image_sha256.clone());
+    let mut spec = image_onto(dir.path(), vec![listed(&app, &dev)]);
+    let (image, digest) = image_in(dir.path());
+    // Checked first: the flash names the check's job and writes what it proved.
+    prepared(&app, 7, &image).await;
+    spec.image = ImageSpec::Prepared { job: 7 };
     let (channel, seen) = recording::<Progress>();
-    let reports = flash(app.state(), 1, spec, channel).await.unwrap();
+    let flashed = flash(app.state(), 1, spec, channel).await.unwrap();
+    let reports = flashed.targets;
     assert!(reports[0].ok, "{:?}", reports[0].error);
     assert_eq!(reports[0].verified_sha256.unwrap().hex(), digest);
+    assert_eq!(flashed.image_sha256.hex(), digest);
     assert!(seen
         .lock()
         .unwrap()
@@ -285,7 +316,9 @@ async fn flash_a_listed_drive_verify_and_eject_it_through_the_commands() {
         .unwrap();
     assert!(!v.matches);
     let (channel, _) = recording::<Progress>();
-    let expected = ExpectedSpec::Image { path: image };
+    let expected = ExpectedSpec::Image {
+        path: image.display().to_string(),
+    };
     let v = verify(app.state(), 3, dev.path(), expected, Some(2 << 20), channel)
         .await
         .unwrap();
@@ -326,7 +359,7 @@ async fn a_target_without_its_identity_is_refused() {
 }
 
 /// A file is never listed, so the window cannot name one: not with a listed drive's identity,
-/// not without one, not one to be created; through `flash` or `plan_flash`.
+/// not without one, not one to be created; streamed or checked first.
 #[tokio::test]
 async fn the_window_cannot_name_a_file_as_a_target() {
     if !can_attach_loops() {
@@ -350,28 +383,17 @@ async fn the_window_cannot_name_a_file_as_a_target() {
             identity,
         },
     ];
+    let (image, _) = image_in(dir.path());
+    prepared(&app, 9, &image).await;
     for target in targets {
-        let spec = image_onto(dir.path(), vec![target.clone()]);
-        let source = SourceSpec::File {
-            path: spec.image_path.clone(),
-            sha256: Some(spec.image_sha256.clone()),
-        };
+        let streamed = image_onto(dir.path(), vec![target.clone()]);
         let (channel, _) = recording::<Progress>();
-        let err = flash(app.state(), 1, spec, channel).await.unwrap_err();
+        let err = flash(app.state(), 1, streamed, channel).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
-        let stream = StreamSpec {
-            source,
-            max_image_size: None,
-            targets: vec![target],
-            unmount: false,
-            allow_fixed: false,
-            verify: true,
-        };
+        let mut checked = image_onto(dir.path(), vec![target]);
+        checked.image = ImageSpec::Prepared { job: 9 };
         let (channel, _) = recording::<Progress>();
-        let err = plan_flash(app.state(), 2, stream, channel)
-            .await
-            .err()
-            .expect("refused");
+        let err = flash(app.state(), 2, checked, channel).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
@@ -483,7 +505,7 @@ async fn eject_refuses_a_drive_re_attached_since_the_flash() {
     let mut dev = Loop::new(dir.path(), "stick.img", 8 << 20, 0xAA);
     let spec = image_onto(dir.path(), vec![listed(&app, &dev)]);
     let (channel, _) = recording::<Progress>();
-    let reports = flash(app.state(), 1, spec, channel).await.unwrap();
+    let reports = flash(app.state(), 1, spec, channel).await.unwrap().targets;
     assert!(reports[0].ok, "{:?}", reports[0].error);
     dev.reattach("other.img", 0x55);
     let err = eject(app.state(), dev.path()).await.unwrap_err();
@@ -598,6 +620,40 @@ fn the_engine_says_which_sources_stream() {
     assert_eq!(refused.kind, ErrorKind::BadInput);
 }
 
+/// A 16 MiB GPT boot image at `path` (made by sgdisk) and a cidata image in `dir` built by the
+/// engine from a worker config: what a Talos nocloud flash writes.
+fn boot_and_config(dir: &Path, path: &Path) -> (PathBuf, Cidata) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::File::create(path)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let made = Command::new("sgdisk")
+        .args(["-o", "-n", "1:2048:+4M", "-c", "1:EFI"])
+        .arg(path)
+        .output()
+        .expect("sgdisk (gdisk)");
+    assert!(made.status.success());
+    let user_data = dir.join("worker.yaml");
+    std::fs::write(&user_data, "version: v1alpha1\nmachine:\n  type: worker\n").unwrap();
+    let config = cidata::build(&CidataRequest {
+        user_data,
+        hostname: "w-1".into(),
+        instance_id: None,
+        network_config: None,
+        output: dir.join("cidata.img"),
+    })
+    .unwrap();
+    (path.to_path_buf(), config)
+}
+
+fn config_of(config: &Cidata, sha256: Option<&str>) -> Option<ConfigSpec> {
+    Some(ConfigSpec {
+        path: config.path.display().to_string(),
+        sha256: sha256.map_or_else(|| config.sha256.hex(), String::from),
+    })
+}
+
 /// One stick from the window: the config image must still be the one whose digest the operator
 /// confirmed, or nothing is written.
 #[tokio::test]
@@ -607,44 +663,77 @@ async fn a_config_image_that_is_not_the_confirmed_one_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
-    let boot = dir.path().join("boot.raw");
-    std::fs::File::create(&boot)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let made = Command::new("sgdisk")
-        .args(["-o", "-n", "1:2048:+4M", "-c", "1:EFI"])
-        .arg(&boot)
-        .output()
-        .expect("sgdisk (gdisk)");
-    assert!(made.status.success());
-    let bytes = std::fs::read(&boot).unwrap();
-    let config = dir.path().join("cidata.img");
-    let user_data = dir.path().join("worker.yaml");
-    std::fs::write(&user_data, "version: v1alpha1\nmachine:\n  type: worker\n").unwrap();
-    labflash_core::sources::cidata::build(&labflash_core::sources::cidata::CidataRequest {
-        user_data,
-        hostname: "w-1".into(),
-        instance_id: None,
-        network_config: None,
-        output: config.clone(),
-    })
-    .unwrap();
+    let (boot, config) = boot_and_config(dir.path(), &dir.path().join("boot.raw"));
+    prepared(&app, 3, &boot).await;
     let stick = Loop::new(dir.path(), "stick.img", 64 << 20, 0xAA);
+    let mut spec = image_onto(dir.path(), vec![listed(&app, &stick)]);
+    spec.image = ImageSpec::Prepared { job: 3 };
+    spec.config = config_of(&config, Some(&"0".repeat(64)));
     let (channel, _) = recording::<Progress>();
-    let spec = FlashSpec {
-        image_path: boot.display().to_string(),
-        image_sha256: hex::encode(Sha256::digest(&bytes)),
-        image_size: bytes.len() as u64,
-        targets: vec![listed(&app, &stick)],
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-        config: Some(config.display().to_string()),
-        config_sha256: Some("0".repeat(64)),
-    };
     let err = flash(app.state(), 4, spec, channel).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::DigestMismatch, "{}", err.message);
     assert!(err.message.contains("config image"), "{}", err.message);
     assert!(stick.holds_only(0xAA), "nothing written");
+}
+
+/// A Talos v1.11 amd64 image does not read cidata on its own boot stick (siderolabs/talos issue
+/// 12098): the window's one-stick flash of it is refused by the engine, which knows the release
+/// from where the checked image came from; two sticks in one run write and read back both.
+#[tokio::test]
+async fn two_sticks_from_the_window_where_one_would_not_be_read() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let origin = dir.path().join("v1.11.2/nocloud-amd64.raw");
+    let (boot, config) = boot_and_config(dir.path(), &origin);
+    let checked = prepared(&app, 5, &boot).await;
+    let boot_stick = Loop::new(dir.path(), "boot.img", 64 << 20, 0xAA);
+    let config_stick = Loop::new(dir.path(), "config.img", 16 << 20, 0xBB);
+    let (boot_to, config_to) = (listed(&app, &boot_stick), listed(&app, &config_stick));
+
+    let mut one = image_onto(dir.path(), vec![boot_to.clone()]);
+    one.image = ImageSpec::Prepared { job: 5 };
+    one.config = config_of(&config, None);
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 6, one, channel).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+    assert!(err.message.contains("12098"), "{}", err.message);
+    assert!(boot_stick.holds_only(0xAA), "nothing written");
+
+    // One drive cannot be both sticks.
+    let mut same = image_onto(dir.path(), vec![boot_to.clone()]);
+    same.image = ImageSpec::Prepared { job: 5 };
+    same.config = config_of(&config, None);
+    same.config_to = Some(boot_to.clone());
+    let (channel, _) = recording::<Progress>();
+    let err = flash(app.state(), 7, same, channel).await.unwrap_err();
+    assert!(
+        err.message.contains("must be two drives"),
+        "{}",
+        err.message
+    );
+
+    let mut two = image_onto(dir.path(), vec![boot_to]);
+    two.image = ImageSpec::Prepared { job: 5 };
+    two.config = config_of(&config, None);
+    two.config_to = Some(config_to);
+    let (channel, _) = recording::<Progress>();
+    let flashed = flash(app.state(), 8, two, channel).await.unwrap();
+    assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+    assert_eq!(
+        flashed.targets[0].verified_sha256,
+        Some(checked.image.sha256)
+    );
+    let on_config = flashed.config_stick.expect("the config stick's result");
+    assert!(on_config.targets[0].ok, "{:?}", on_config.targets[0].error);
+    assert_eq!(on_config.targets[0].verified_sha256, Some(config.sha256));
+    // Both were flashed by this window, so both may be ejected.
+    for stick in [&boot_stick, &config_stick] {
+        assert_eq!(
+            eject(app.state(), stick.path()).await.unwrap(),
+            Ejected::Detached
+        );
+    }
 }

@@ -41,7 +41,6 @@ fn main() {
             commands::list_drives,
             commands::watch_drives,
             commands::prepare,
-            commands::flash,
             commands::plan_flash,
             commands::run_flash,
             commands::drop_plan,

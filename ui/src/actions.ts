@@ -2,14 +2,13 @@
 // engine decides; these only ask it and say what it answered.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorMessage, newJob, type Drive, type Progress, type TargetReport } from "./api";
+import { api, errorMessage, newJob, type Drive, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
 import {
   Meter,
   checkDigest,
   ejectText,
   flashBlocker,
   formatBytes,
-  imageLine,
   progressLine,
   resultLine,
   sentence,
@@ -49,6 +48,7 @@ export function flashReason(s: State): string | null {
     mustCheck: check,
     selected: s.selected.length,
     busy: s.job !== null || s.check !== null,
+    twoSticks: usesTwoSticks(s) ? { configDrive: s.configDrive !== null && s.selected.includes(s.configDrive) } : undefined,
   });
 }
 
@@ -189,7 +189,8 @@ export async function check() {
       });
     }
     if (!current()) return;
-    set({ prepared, config, check: null, job: null });
+    // A release that cannot read cidata on its own boot stick starts (and stays) on two.
+    set({ prepared, preparedJob: job, config, twoSticks: prepared.configOwnStick !== null, check: null, job: null });
     await refreshDrives();
   } catch (e) {
     if (!current()) return;
@@ -243,7 +244,23 @@ export async function refreshDrives() {
 export function toggleDrive(path: string, on: boolean) {
   // Ticking a drive answers the drive's and Flash's errors, not the image's.
   set((s) => ({ errors: { ...s.errors, drive: undefined, flash: undefined } }));
-  set((s) => ({ selected: on ? [...s.selected.filter((p) => p !== path), path] : s.selected.filter((p) => p !== path) }));
+  set((s) => ({
+    selected: on ? [...s.selected.filter((p) => p !== path), path] : s.selected.filter((p) => p !== path),
+    configDrive: !on && s.configDrive === path ? null : s.configDrive,
+  }));
+}
+
+/** Whether this flash writes the config onto a stick of its own. */
+export function usesTwoSticks(s: State): boolean {
+  return s.prepared !== null && s.config !== null && s.twoSticks;
+}
+/** One stick for both, or two; the engine refuses one where the release would not read it. */
+export function setTwoSticks(twoSticks: boolean) {
+  set((s) => ({ twoSticks, configDrive: twoSticks ? s.configDrive : null, errors: { ...s.errors, flash: undefined } }));
+}
+/** Which ticked drive gets the config image (two sticks). */
+export function setConfigDrive(path: string) {
+  set((s) => ({ configDrive: path, errors: { ...s.errors, drive: undefined, flash: undefined } }));
 }
 
 export function setShowAll(showAll: boolean) {
@@ -272,16 +289,16 @@ function chosenDrives(): Drive[] {
 
 const targetsOf = (drives: Drive[]) => drives.map((d) => ({ path: d.path, identity: d.identity }));
 
-/** The flashing page: one row per drive. */
-function startRun(image: string, drives: Drive[], phase: "planning" | "writing") {
+/** The flashing page: one row per drive (the config stick's marked). */
+function startRun(image: string, drives: Drive[], configDrive: string | null) {
   clearErrors();
   set({
     run: {
-      phase,
+      phase: "planning",
       image,
-      plan: phase === "planning" ? { text: "Checking the image's source…", percent: null } : null,
-      drives: drives.map((drive) => ({ drive, line: { text: "Waiting", percent: 0 } })),
-      streamed: null,
+      plan: { text: "Checking the image and the drives…", percent: null },
+      drives: drives.map((drive) => ({ drive, config: drive.path === configDrive, line: { text: "Waiting", percent: 0 } })),
+      result: null,
       askCancel: false,
     },
   });
@@ -300,10 +317,12 @@ function driveSinks(drives: Drive[]): (p: Progress) => void {
 }
 
 /** Ends each drive's row as what happened, then ejects the drives that were written. */
-async function finish(reports: TargetReport[]) {
+async function finish(flashed: Flashed) {
+  const reports: TargetReport[] = [...flashed.targets, ...(flashed.configStick?.targets ?? [])];
   const ejecting = get().settings.eject && reports.some((r) => r.ok);
   updateRun((r) => ({
     phase: ejecting ? "ejecting" : "done",
+    result: flashed,
     askCancel: false,
     drives: r.drives.map((d) => {
       const report = reports.find((x) => x.path === d.drive.path);
@@ -337,58 +356,23 @@ function endAll(message: string) {
   if (!cancelled) say("flash", message);
 }
 
-export function flash() {
+/** Flashes through the engine's one path: it plans (settles the digest that vouches for the
+ * image, or takes the image a check proved, and approves every drive, the config stick's too),
+ * the confirmation shows that plan, then the run writes and reads back. */
+export async function flash() {
   if (flashReason(get()) !== null) return;
   const s = get();
-  if (s.prepared) void flashChecked(false);
-  else void flashStream();
-}
-
-/** Writes the checked image (with the config image as a partition, one stick), or the config
- * image alone onto drives of its own (`configOnly`). */
-export async function flashChecked(configOnly: boolean) {
-  const s = get();
-  const drives = chosenDrives();
-  const p = s.prepared!;
-  const image = configOnly ? s.config! : { path: p.imagePath, sha256: p.imageSHA256, size: p.imageSize };
-  const oneStick = !configOnly && s.config !== null && s.form.cfgOneStick;
-  // Asked, then checked again: the answer counts only for the image still shown.
-  if (!(await ask([imageLine(image)], drives)) || get().gen !== s.gen) return;
-  const name = `${image.path.split("/").pop()} (${formatBytes(image.size)}, ${shortDigest(image.sha256)})`;
-  startRun(name, drives, "writing");
-  const job = newJob();
-  set({ job });
-  try {
-    const reports = await api.flash(
-      job,
-      {
-        imagePath: image.path,
-        imageSHA256: image.sha256,
-        imageSize: image.size,
-        targets: targetsOf(drives),
-        unmount: true,
-        allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
-        verify: s.settings.readBack,
-        config: oneStick ? s.config!.path : null,
-        configSHA256: oneStick ? s.config!.sha256 : null,
-      },
-      driveSinks(drives),
-    );
-    await finish(reports);
-  } catch (e) {
-    endAll(errorMessage(e));
-  }
-}
-
-/** Flashes straight from the source, as the command line does: the engine settles the digest
- * that vouches for the download and checks every drive (the plan), the confirmation shows that
- * plan, and the run decodes, writes and reads back in one pass. */
-async function flashStream() {
-  const s = get();
-  const drives = chosenDrives();
   const gen = s.gen;
-  const { name } = sourceTitle(s.form);
-  startRun(name, drives, "planning");
+  const two = usesTwoSticks(s);
+  const configDrive = two ? s.configDrive : null;
+  const drives = chosenDrives();
+  const bootDrives = drives.filter((d) => d.path !== configDrive);
+  const config = s.prepared && s.config ? { path: s.config.path, sha256: s.config.sha256 } : null;
+  const image: ImageSpec = s.prepared
+    ? { kind: "prepared", job: s.preparedJob! }
+    : { kind: "source", source: sourceSpec(s.form), maxImageSize: maxImageSize(s.settings.maxGiB) };
+  const name = s.prepared ? `${s.prepared.imagePath.split("/").pop()} (${formatBytes(s.prepared.imageSize)}, ${shortDigest(s.prepared.imageSHA256)})` : sourceTitle(s.form).name;
+  startRun(name, [...bootDrives, ...drives.filter((d) => d.path === configDrive)], configDrive);
   const plan = newJob();
   set({ job: plan });
   let planned;
@@ -396,12 +380,13 @@ async function flashStream() {
     planned = await api.planFlash(
       plan,
       {
-        source: sourceSpec(s.form),
-        maxImageSize: maxImageSize(s.settings.maxGiB),
-        targets: targetsOf(drives),
+        image,
+        targets: targetsOf(bootDrives),
         unmount: true,
         allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
         verify: s.settings.readBack,
+        config,
+        configTo: configDrive ? targetsOf(drives.filter((d) => d.path === configDrive))[0] : null,
       },
       lineSink((line) => updateRun(() => ({ plan: line }))),
     );
@@ -422,9 +407,7 @@ async function flashStream() {
   const job = newJob();
   set({ job });
   try {
-    const flashed = await api.runFlash(job, plan, driveSinks(drives));
-    updateRun(() => ({ streamed: flashed }));
-    await finish(flashed.targets);
+    await finish(await api.runFlash(job, plan, driveSinks(drives)));
   } catch (e) {
     endAll(errorMessage(e));
   }
@@ -439,7 +422,7 @@ export function askCancel(yes: boolean | null) {
 
 /** The same image onto other drives: the ticks and the last run go, the image stays. */
 export function flashAnother() {
-  set({ run: null, selected: [], errors: {} });
+  set({ run: null, selected: [], configDrive: null, errors: {} });
   void refreshDrives();
 }
 

@@ -18,8 +18,6 @@ import type {
   Prepared,
   Progress,
   SourceSpec,
-  StreamSpec,
-  TargetReport,
   Verification,
   Version,
 } from "./bindings";
@@ -51,10 +49,8 @@ export const api = {
     invoke<void>("watch_drives", { job, onEvent: channel(onEvent) }),
   prepare: (job: number, source: SourceSpec, maxImageSize: number | null, onProgress: (p: Progress) => void) =>
     invoke<Prepared>("prepare", { job, source, maxImageSize, onProgress: channel(onProgress) }),
-  flash: (job: number, spec: FlashSpec, onProgress: (p: Progress) => void) =>
-    invoke<TargetReport[]>("flash", { job, spec, onProgress: channel(onProgress) }),
-  /** Plans a flash straight from the source (streamed), nothing written; run or drop it. */
-  planFlash: (job: number, spec: StreamSpec, onProgress: (p: Progress) => void) =>
+  /** Plans a flash (from the source, or of a checked image), nothing written; run or drop it. */
+  planFlash: (job: number, spec: FlashSpec, onProgress: (p: Progress) => void) =>
     invoke<PlanView>("plan_flash", { job, spec, onProgress: channel(onProgress) }),
   runFlash: (job: number, plan: number, onProgress: (p: Progress) => void) =>
     invoke<Flashed>("run_flash", { job, plan, onProgress: channel(onProgress) }),

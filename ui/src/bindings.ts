@@ -114,26 +114,29 @@ export type Prepared = { imagePath: string, imageSHA256: Sha256Digest, imageSize
 /**
  * A labctl build's config image.
  */
-config: Cidata | null, warnings: Array<string>, };
+config: Cidata | null, warnings: Array<string>, 
+/**
+ * Why a config beside this image must go on a stick of its own (its release does not read
+ * cidata on its boot stick), if it must: the flash refuses the one-stick layout then.
+ */
+configOwnStick: string | null, };
 
 export type Chosen = { path: string, identity: DriveIdentity | null, };
 
-export type StreamSpec = { source: SourceSpec, maxImageSize: number | null, 
-/**
- * Drives as the list gave them: path and identity (a drive that changed is refused).
- */
-targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, };
+export type ImageSpec = { "kind": "source", source: SourceSpec, maxImageSize: number | null, } | { "kind": "prepared", job: number, };
 
-export type FlashSpec = { imagePath: string, imageSHA256: string, imageSize: number, 
+export type ConfigSpec = { path: string, sha256: string, };
+
+export type FlashSpec = { image: ImageSpec, 
 /**
  * Drives as the list gave them: path and identity (a drive that changed is refused).
  */
 targets: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, 
 /**
- * One stick: a cidata image to add as a partition, and the SHA-256 the operator confirmed
- * for it (the flash is refused if the file is not that image any more).
+ * A config image: a partition after the image's own on the one target, or, with
+ * `config_to`, written whole onto that drive of its own.
  */
-config: string | null, configSHA256: string | null, };
+config: ConfigSpec | null, configTo: Chosen | null, };
 
 export type ImageKind = "gpt" | "mbr" | "iso9660-hybrid" | "iso9660" | "fat" | "qcow2" | "vmdk" | "vhd" | "vhdx" | "pe-executable" | "squashfs" | "tar" | "zip" | "unknown";
 

@@ -11,7 +11,6 @@ import {
   formatBytes,
   flashBlocker,
   formatDuration,
-  imageLine,
   sentence,
 } from "./logic";
 
@@ -96,9 +95,8 @@ describe("flashing", () => {
     expect(flashBlocker({ ...ready, busy: true })).not.toBeNull();
   });
   it("names each drive and warns of unmounting", () => {
-    const image = { path: "/home/me/talos.raw", sha256: HEX, size: 1_306_525_696 };
-    const text = confirmationText([imageLine(image)], [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
-    expect(text).toContain("Write talos.raw (1.3 GB, SHA-256 37656798…d603b4ba)");
+    const text = confirmationText([`Image: /home/me/talos.raw (${HEX})`], [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
+    expect(text).toContain(`Image: /home/me/talos.raw (${HEX})`);
     expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb (serial 4C53, device 8:16, disk sequence 12)");
     expect(text).toContain("/dev/sdc");
     expect(text).toContain("Mounted partitions will be unmounted first.");
@@ -134,5 +132,10 @@ describe("flashBlocker", () => {
     expect(flashBlocker({ ...ready, prepared: true })).toContain("I compared these digests");
     expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
     expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");
+  });
+  it("needs a config stick and a boot stick for two sticks", () => {
+    expect(flashBlocker({ ...ready, selected: 2, twoSticks: { configDrive: false } })).toContain("gets the config");
+    expect(flashBlocker({ ...ready, selected: 1, twoSticks: { configDrive: true } })).toContain("second drive");
+    expect(flashBlocker({ ...ready, selected: 2, twoSticks: { configDrive: true } })).toBeNull();
   });
 });

@@ -163,6 +163,8 @@ export interface FlashState {
   mustCheck: boolean;
   selected: number;
   busy: boolean;
+  /** Two sticks: the config goes onto a ticked drive of its own; whether one is chosen. */
+  twoSticks?: { configDrive: boolean };
 }
 
 /** Why Flash cannot be pressed yet, in one line; `null` when it can. */
@@ -172,25 +174,14 @@ export function flashBlocker(s: FlashState): string | null {
   if (!s.prepared && !s.streams) return "Choose an image.";
   if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I compared these digests”.";
   if (s.selected === 0) return "Choose a drive.";
+  if (s.twoSticks && !s.twoSticks.configDrive) return "Mark the ticked drive that gets the config (Config).";
+  if (s.twoSticks && s.selected < 2) return "Tick a second drive: one for the boot image, one for the config.";
   return null;
 }
 
 /** "e2117a4c…41d0c5f9": a digest's first and last 8 characters, for saying which one. */
 export function shortDigest(hex: string): string {
   return hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-8)}` : hex;
-}
-
-/** The image a flash writes, as the confirmation names it. */
-export interface ImageToWrite {
-  path: string;
-  sha256: string;
-  size: number;
-}
-
-/** The line naming a checked image: name, size and short digest. */
-export function imageLine(image: ImageToWrite): string {
-  const name = image.path.split("/").pop() || image.path;
-  return `Write ${name} (${formatBytes(image.size)}, SHA-256 ${shortDigest(image.sha256)}).`;
 }
 
 /** The confirmation shown before writing: what is written (`what`: a checked image's line, or

@@ -34,7 +34,6 @@ export interface Form {
   cfgUserData: string;
   cfgHostname: string;
   cfgNetwork: string;
-  cfgOneStick: boolean;
 }
 
 export const emptyForm: Form = {
@@ -63,7 +62,6 @@ export const emptyForm: Form = {
   cfgUserData: "",
   cfgHostname: "",
   cfgNetwork: "",
-  cfgOneStick: true,
 };
 
 /** A progress line: its text, its bar (`null`: size unknown), and once ended, how. */
@@ -76,6 +74,8 @@ export interface Line {
 /** One drive in a flash: its progress, then its report and what ejecting it did. */
 export interface DriveRun {
   drive: Drive;
+  /** Two sticks: this drive gets the config image, not the boot image. */
+  config: boolean;
   line: Line;
   report?: TargetReport;
   eject?: { text: string; ok: boolean };
@@ -88,8 +88,8 @@ export interface Run {
   image: string;
   plan: Line | null;
   drives: DriveRun[];
-  /** A streamed flash's outcome: the image's digest and what vouched for the download. */
-  streamed: Flashed | null;
+  /** The flash's outcome: the image's digests, what vouched for them, and its warnings. */
+  result: Flashed | null;
   /** Cancel was pressed and waits for its confirmation. */
   askCancel: boolean;
 }
@@ -121,7 +121,14 @@ export interface State {
   streams: boolean | null;
   check: Line | null;
   prepared: Prepared | null;
+  /** The job that checked `prepared`: a flash names the image by it (the app keeps what the
+   * engine proved). */
+  preparedJob: number | null;
   config: Cidata | null;
+  /** Where the config goes: a partition on the boot stick, or a ticked drive of its own
+   * (`configDrive`, its path). */
+  twoSticks: boolean;
+  configDrive: string | null;
   confirmed: boolean;
   pasted: string;
   drives: DriveRow[];
@@ -154,7 +161,10 @@ export const noImage = {
   streams: null,
   check: null,
   prepared: null,
+  preparedJob: null,
   config: null,
+  twoSticks: false,
+  configDrive: null,
   confirmed: false,
   pasted: "",
 } satisfies Partial<State>;

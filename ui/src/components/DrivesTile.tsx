@@ -1,5 +1,6 @@
 // The Drives tile: one card per drive (name, size, bus, path) to tick, with a badge saying why
-// a drive cannot take the image. Fixed disks and loop devices only behind "Show all drives".
+// a drive cannot take the image. Fixed disks and loop devices only behind "Show all drives". With
+// two sticks, a ticked drive is marked as the config stick.
 import * as act from "../actions";
 import type { DriveRow } from "../api";
 import { driveName, formatBytes } from "../logic";
@@ -7,12 +8,13 @@ import type { State } from "../store";
 import { Check, ErrorText, Tile } from "./common";
 
 export function DrivesTile({ s }: { s: State }) {
+  const two = act.usesTwoSticks(s);
   return (
     <Tile id="tile-drives" title="Drives">
       <ul id="drives" aria-label="Drives">
         {s.drives.length === 0 && <li class="empty">No removable drives. Plug in a USB stick or SD card.</li>}
         {s.drives.map((d) => (
-          <DriveCard key={d.path} d={d} selected={s.selected.includes(d.path)} />
+          <DriveCard key={d.path} d={d} selected={s.selected.includes(d.path)} configStick={two ? s.configDrive === d.path : null} />
         ))}
       </ul>
       <Check id="show-all" label="Show all drives" checked={s.showAll} onCheck={act.setShowAll} />
@@ -26,7 +28,8 @@ export function DrivesTile({ s }: { s: State }) {
   );
 }
 
-function DriveCard({ d, selected }: { d: DriveRow; selected: boolean }) {
+/** `configStick`: two sticks, whether this drive is the one for the config (`null`: one stick). */
+function DriveCard({ d, selected, configStick }: { d: DriveRow; selected: boolean; configStick: boolean | null }) {
   const id = `drive-${d.path.replace(/\W/g, "-")}`;
   const badges = [d.unsuitable?.badge, d.fixed && !d.unsuitable ? "Fixed disk" : null].filter(Boolean);
   return (
@@ -51,6 +54,12 @@ function DriveCard({ d, selected }: { d: DriveRow; selected: boolean }) {
           </span>
         ))}
       </label>
+      {configStick !== null && selected && (
+        <label class="role">
+          <input type="radio" name="config-stick" id={`${id}-config`} checked={configStick} onChange={() => act.setConfigDrive(d.path)} />
+          Config
+        </label>
+      )}
       {d.unsuitable && (
         <span id={`${id}-why`} class="sr-only">
           {d.unsuitable.reason}

@@ -3,7 +3,7 @@
 // and what to do next.
 import { useLayoutEffect, useRef } from "preact/hooks";
 import * as act from "../actions";
-import { describeDrive } from "../logic";
+import { describeDrive, sentence } from "../logic";
 import type { Run, State } from "../store";
 import { Digest, ErrorText, ProgressLine, SourceBadge } from "./common";
 
@@ -38,7 +38,10 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
       <ul id="flash-progress" aria-live="polite" aria-label="Drives being flashed">
         {run.drives.map((d) => (
           <li key={d.drive.path} data-path={d.drive.path} class={d.line.outcome ?? ""}>
-            <span class="name">{describeDrive(d.drive)}</span>
+            <span class="name">
+              {d.config ? "Config stick: " : ""}
+              {describeDrive(d.drive)}
+            </span>
             <ProgressLine line={d.line} label={`Progress of ${d.drive.path}`} />
             {d.report?.error && d.report.error !== "cancelled" && (
               <details>
@@ -50,14 +53,19 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
           </li>
         ))}
       </ul>
-      {done && !run.streamed && s.prepared && <Digest id="result-image-sha" label="image SHA-256" hex={s.prepared.imageSHA256} />}
-      {run.streamed && (
-        <div id="stream-result">
-          <Digest id="result-image-sha" label="image SHA-256" hex={run.streamed.imageSHA256} />
-          {run.streamed.archiveSHA256 !== run.streamed.imageSHA256 && (
-            <Digest id="result-archive-sha" label="download SHA-256" hex={run.streamed.archiveSHA256} />
+      {run.result && (
+        <div id="flash-result">
+          <Digest id="result-image-sha" label="image SHA-256" hex={run.result.imageSHA256} />
+          {run.result.archiveSHA256 !== run.result.imageSHA256 && (
+            <Digest id="result-archive-sha" label="download SHA-256" hex={run.result.archiveSHA256} />
           )}
-          <SourceBadge source={run.streamed.digestSource} />
+          {run.result.configStick && <Digest id="result-config-sha" label="config stick SHA-256" hex={run.result.configStick.imageSHA256} />}
+          <SourceBadge source={run.result.digestSource} />
+          {(run.result.warnings ?? []).map((w, i) => (
+            <p key={i} id={`result-warning-${i}`} class="warning">
+              {sentence(w)}
+            </p>
+          ))}
         </div>
       )}
       <ErrorText id="error-step-flash" text={s.errors.flash} />

@@ -119,7 +119,6 @@ function Fields({ d, s }: { d: Form; s: State }) {
             </button>
             <TextField id="cfg-hostname" label="Hostname" value={d.cfgHostname} onValue={(cfgHostname) => edit({ cfgHostname })} placeholder="cp-1" />
             <TextField id="cfg-network" label="Network config file (optional)" value={d.cfgNetwork} onValue={(cfgNetwork) => edit({ cfgNetwork })} />
-            <Check id="cfg-one-stick" label="Put it on the same stick (one stick for both)" checked={d.cfgOneStick} onCheck={(cfgOneStick) => edit({ cfgOneStick })} />
           </details>
           <Digest d={d} />
         </>

@@ -121,6 +121,7 @@ async fn flash(
         },
         verify: !args.no_verify,
         skip_equal: !args.write_all,
+        prepared: None,
     };
     let plan = {
         let progress = crate::progress::sink(out.show_progress());

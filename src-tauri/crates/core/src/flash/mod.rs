@@ -68,6 +68,10 @@ pub struct Request {
     pub verify: bool,
     /// Leave alone what a target already holds (the default); off, every byte is written.
     pub skip_equal: bool,
+    /// The image as `sources::prepare_source` already fetched, proved and decoded it (a front
+    /// end that checked first): written as it is, and its origin, not the file's name, says
+    /// which platform and release it is for. `source` then names it in messages only.
+    pub prepared: Option<Box<Prepared>>,
 }
 
 /// What will be written where, for the front end to show and confirm, then to [`run`].
@@ -158,16 +162,16 @@ pub async fn plan(
     let mut warnings = Vec::new();
     if let Some(config) = &req.config {
         crate::sources::cidata::check_image(config)?;
-        warnings = config_warnings(&req.source)?;
+        warnings = config_warnings(req.origin())?;
         // A release that cannot read cidata on its own boot stick is refused (two sticks are
         // offered); a name that says no release is said so.
         warnings.extend(
-            crate::sources::talos_boot_stick::check_one_stick(&req.source)
+            crate::sources::talos_boot_stick::check_one_stick(req.origin())
                 .map_err(Error::BadInput)?,
         );
     }
     let roots = SystemRoots::default();
-    if stream::streams(&req.source) && req.config.is_none() {
+    if stream::streams(&req.source) && req.config.is_none() && req.prepared.is_none() {
         let opened = if crate::fetch::is_url(&req.source) {
             let url = url::Url::parse(&req.source).map_err(|e| {
                 Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
@@ -195,19 +199,27 @@ pub async fn plan(
         }
         // A target needs the helper, which takes the image as a file: prepare it below.
     }
-    let prepared = sources::prepare(
-        &SourceRequest {
-            source: req.source.clone(),
-            sha256: req.sha256,
-            allow_unverified: req.allow_unverified,
-            max_image_size: req.max_image_size,
-        },
-        http,
-        cache,
-        cancel,
-        progress,
-    )
-    .await?;
+    let prepared = match &req.prepared {
+        Some(prepared) => {
+            // Its warnings were shown with its digests; the flash says them again below.
+            Prepared::clone(prepared)
+        }
+        None => {
+            sources::prepare(
+                &SourceRequest {
+                    source: req.source.clone(),
+                    sha256: req.sha256,
+                    allow_unverified: req.allow_unverified,
+                    max_image_size: req.max_image_size,
+                },
+                http,
+                cache,
+                cancel,
+                progress,
+            )
+            .await?
+        }
+    };
     // What the image is, before any target is touched: refused, or said (with a warning).
     let image_kind = image_kind::of_file(&prepared.image.path)
         .map_err(|e| Error::io(&prepared.image.path, e))?;
@@ -276,7 +288,7 @@ async fn plan_two_sticks(
     };
     // The operator's cidata file, checked as Talos reads it (never a URL or another image).
     crate::sources::cidata::check_image(config)?;
-    let mut warnings = config_warnings(&req.source)?;
+    let mut warnings = config_warnings(req.origin())?;
     let boot_req = Request {
         config: None,
         config_to: None,
@@ -290,6 +302,7 @@ async fn plan_two_sticks(
         targets: vec![config_to.clone()],
         config: None,
         config_to: None,
+        prepared: None,
         ..req.clone()
     };
     let mut boot = Box::pin(plan(&boot_req, http, cache, cancel, progress)).await?;
@@ -322,6 +335,9 @@ async fn plan_two_sticks(
             });
         }
     }
+    // Two sticks is what a build's "write them onto two sticks" asks for: said, and done.
+    boot.warnings
+        .retain(|w| !crate::sources::talos_build::says_two_sticks(w));
     warnings.append(&mut boot.warnings);
     warnings.extend(
         config_stick
@@ -335,6 +351,11 @@ async fn plan_two_sticks(
 }
 
 impl Request {
+    /// The name that says what the image is for (platform, release, architecture).
+    fn origin(&self) -> &str {
+        self.prepared.as_ref().map_or(&self.source, |p| &p.origin)
+    }
+
     fn flash_options(&self) -> FlashOptions {
         FlashOptions {
             verify: self.verify,
@@ -346,10 +367,22 @@ impl Request {
 impl Plan {
     /// One stick: the digest of the config image the plan lays out beside the boot image (as
     /// read when planning), for the front end to compare with the one the operator confirmed.
+    /// Two sticks: the digest of the config image its own stick gets.
     pub fn config_sha256(&self) -> Option<Sha256Digest> {
+        if let Some(config) = &self.config_stick {
+            return config.written().1;
+        }
         match &self.source {
             Planned::Prepared(p) => p.writing.layout.as_ref().map(|l| l.config_sha256()),
             Planned::Stream(_) => None,
+        }
+    }
+
+    /// What this plan writes, as its source names it, and its digest when known before writing.
+    fn written(&self) -> (&str, Option<Sha256Digest>) {
+        match &self.source {
+            Planned::Prepared(p) => (&p.prepared.origin, Some(p.prepared.image.sha256)),
+            Planned::Stream(opened) => (&opened.source, opened.expected),
         }
     }
 
@@ -366,16 +399,13 @@ impl Plan {
                 .iter()
                 .map(|t| t.path.display().to_string())
                 .collect();
+            // The operator's own cidata image: its digest is the one shown when it was built.
+            let (name, sha256) = config.written();
             lines.push(format!(
-                "config stick {}: written after the boot stick",
-                onto.join(", ")
+                "config stick {}: the config image {name}{}, written after the boot stick",
+                onto.join(", "),
+                sha256.map(|d| format!(", SHA-256 {d}")).unwrap_or_default(),
             ));
-            lines.extend(
-                config
-                    .describe_source()
-                    .into_iter()
-                    .map(|l| format!("config {l}")),
-            );
         }
         lines
     }
@@ -419,12 +449,25 @@ impl Plan {
             Planned::Prepared(p) => {
                 let writing = &p.writing;
                 let boot = writing.layout.as_ref().map_or(&writing.image, |l| l.boot());
+                let prepared = &p.prepared;
                 let mut lines = vec![format!(
-                    "image: {} bytes ({}), SHA-256 {}",
+                    "image: {}, {} bytes ({}), SHA-256 {}",
+                    prepared.origin,
                     boot.size,
                     human_size(boot.size),
                     boot.sha256
                 )];
+                lines.push(match prepared.digest_source {
+                    DigestSource::Unverified => format!(
+                        "file SHA-256 {}: UNVERIFIED (compare it with the publisher's)",
+                        prepared.archive_sha256
+                    ),
+                    source => format!(
+                        "archive SHA-256 {} (from {}), checked before it was decoded",
+                        prepared.archive_sha256,
+                        source.origin()
+                    ),
+                });
                 if let Some(layout) = &writing.layout {
                     lines.push(format!(
                         "config: SHA-256 {}, added as partition cidata on the same stick",

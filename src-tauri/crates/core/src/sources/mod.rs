@@ -62,6 +62,10 @@ pub struct Prepared {
     /// What the operator should know before writing it: an IncusOS seed without an install
     /// file, a Talos release that cannot read a FAT cidata.
     pub warnings: Vec<String>,
+    /// Where the image came from, as its publisher named it (the asset's URL, or the local
+    /// file): a built boot image's own name (`talos-boot.img`) says no platform or release, this
+    /// does, so the flash decides from it what a config beside the image needs.
+    pub origin: String,
 }
 
 /// A prepared image as front ends receive it.
@@ -79,6 +83,9 @@ pub struct PreparedView<'a> {
     /// A labctl build's config image.
     config: Option<&'a cidata::Cidata>,
     warnings: &'a [String],
+    /// Why a config beside this image must go on a stick of its own (its release does not read
+    /// cidata on its boot stick), if it must: the flash refuses the one-stick layout then.
+    config_own_stick: Option<String>,
 }
 
 impl serde::Serialize for Prepared {
@@ -91,6 +98,7 @@ impl serde::Serialize for Prepared {
             digest_source: self.digest_source,
             config: self.config.as_ref(),
             warnings: &self.warnings,
+            config_own_stick: talos_boot_stick::check_one_stick(&self.origin).err(),
         }
         .serialize(s)
     }
@@ -182,6 +190,7 @@ pub async fn prepare_source(
             let f = talos_factory::fetch_asset(http, cache, req, cancel, progress).await?;
             let f = f.fetched;
             Prepared {
+                origin: f.source_url.clone(),
                 image: image(f.image_path, f.image_sha256, f.image_size),
                 archive_sha256: f.archive_sha256,
                 digest_source: f.digest_source,
@@ -192,6 +201,7 @@ pub async fn prepare_source(
         Source::Incus(req) => {
             let f = incus::fetch(http, cache, req, cancel, progress).await?;
             Prepared {
+                origin: f.source_url.clone(),
                 image: image(f.image_path, f.image_sha256, f.image_size),
                 archive_sha256: f.archive_sha256,
                 digest_source: DigestSource::Index,
@@ -202,6 +212,7 @@ pub async fn prepare_source(
         Source::TalosBuild(req) => {
             let b = talos_build::build(req, cache, http, cancel, progress).await?;
             Prepared {
+                origin: b.source_url.clone(),
                 image: image(
                     b.boot_artifact_path,
                     b.boot_artifact_sha256,
@@ -249,6 +260,7 @@ pub async fn prepare(
             digest_source: fetched.digest_source,
             config: None,
             warnings: Vec::new(),
+            origin: req.source.clone(),
         });
     }
     local(Path::new(&req.source), req, cache, cancel, progress).await
@@ -304,6 +316,7 @@ async fn local(
         digest_source,
         config: None,
         warnings: Vec::new(),
+        origin: req.source.clone(),
     })
 }
 

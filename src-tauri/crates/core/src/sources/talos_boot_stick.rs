@@ -54,7 +54,7 @@ pub fn check_one_stick(source: &str) -> Result<Option<String>, String> {
         return Ok(None);
     }
     Err(format!(
-        "Talos {release} amd64 images do not read a cidata partition on the stick they boot from (siderolabs/talos issue 12098: the first boot deletes the unused boot partitions, and that release then opens the wrong partition): put the config on its own stick with --config-to, or use Talos v1.12.0 or later"
+        "Talos {release} amd64 images do not read a cidata partition on the stick they boot from (siderolabs/talos issue 12098: the first boot deletes the unused boot partitions, and that release then opens the wrong partition): put the config on a stick of its own (two sticks; --config-to on the command line), or use Talos v1.12.0 or later"
     ))
 }
 

@@ -335,7 +335,7 @@ impl ImageBuild {
             .map(|url| crate::sources::talos_boot_stick::check_one_stick(url.as_str()))
         {
             warnings.push(format!(
-                "Talos {} {} images do not read a cidata partition on the stick they boot from (siderolabs/talos issue 12098): write the two artifacts onto two sticks (labflash flash {} --to BOOT --config {} --config-to CONFIG), not one",
+                "Talos {} {} images do not read a cidata partition on the stick they boot from {TWO_STICKS}: write the two artifacts onto two sticks (labflash flash {} --to BOOT --config {} --config-to CONFIG), not one",
                 self.source.version,
                 self.source.arch,
                 self.output.boot_artifact_name,
@@ -394,6 +394,15 @@ fn relative_path(field: &str, path: &Path) -> Result<()> {
             format!("{text:?}: path must be relative and use forward slashes"),
         ))
     }
+}
+
+/// Names the issue in the warning that a build's two artifacts go onto two sticks: a flash that
+/// writes them onto two sticks has done what it asks (see [`says_two_sticks`]).
+const TWO_STICKS: &str = "(siderolabs/talos issue 12098)";
+
+/// Whether `warning` is the one that says to write a build's artifacts onto two sticks.
+pub fn says_two_sticks(warning: &str) -> bool {
+    warning.contains(TWO_STICKS) && warning.contains("onto two sticks")
 }
 
 /// The Talos release an image's URL or path names in one of its segments
