@@ -2,7 +2,7 @@
 // engine decides; these only ask it and say what it answered.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorMessage, newJob, type Drive, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
+import { api, errorMessage, newJob, wasCancelled, type Drive, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
 import {
   Meter,
   checkDigest,
@@ -195,8 +195,7 @@ export async function check() {
   } catch (e) {
     if (!current()) return;
     set({ check: null, job: null });
-    const message = errorMessage(e);
-    if (message !== "cancelled") say("image", message, sourceField(form.kind));
+    if (!wasCancelled(e)) say("image", errorMessage(e), sourceField(form.kind));
   }
 }
 
@@ -344,16 +343,16 @@ async function finish(flashed: Flashed) {
   void refreshDrives();
 }
 
-/** Every drive's row ends as `text` (cancelled, or the flash as a whole failed). */
-function endAll(message: string) {
-  const cancelled = message === "cancelled";
+/** Every drive's row ends as cancelled, or failed with the flash as a whole (`e`). */
+function endAll(e: unknown) {
+  const cancelled = wasCancelled(e);
   updateRun((r) => ({
     phase: "done",
     askCancel: false,
     drives: r.drives.map((d) => ({ ...d, line: { text: cancelled ? "Cancelled" : "Failed", percent: null, outcome: "bad" } })),
   }));
   set({ job: null });
-  if (!cancelled) say("flash", message);
+  if (!cancelled) say("flash", errorMessage(e));
 }
 
 /** Flashes through the engine's one path: it plans (settles the digest that vouches for the
@@ -392,8 +391,7 @@ export async function flash() {
     );
   } catch (e) {
     set({ run: null, job: null });
-    const message = errorMessage(e);
-    if (message !== "cancelled") say("flash", message);
+    if (!wasCancelled(e)) say("flash", errorMessage(e));
     return;
   }
   updateRun(() => ({ plan: null }));
@@ -409,7 +407,7 @@ export async function flash() {
   try {
     await finish(await api.runFlash(job, plan, driveSinks(drives)));
   } catch (e) {
-    endAll(errorMessage(e));
+    endAll(e);
   }
 }
 
@@ -466,9 +464,9 @@ export async function verify() {
       line: { text: `Read ${formatBytes(result.size)}`, percent: 100, outcome: result.match ? "good" : "bad" },
     });
   } catch (e) {
-    const message = errorMessage(e);
-    editVerify({ running: false, line: message === "cancelled" ? { text: "Cancelled", percent: null, outcome: "bad" } : null });
-    if (message !== "cancelled") say("verify", message, "verify-path");
+    const cancelled = wasCancelled(e);
+    editVerify({ running: false, line: cancelled ? { text: "Cancelled", percent: null, outcome: "bad" } : null });
+    if (!cancelled) say("verify", errorMessage(e), "verify-path");
   } finally {
     editVerify({ job: null });
   }

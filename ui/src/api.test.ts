@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
-import { api, errorMessage } from "./api";
+import { api, errorMessage, wasCancelled } from "./api";
 
 afterEach(() => clearMocks());
 
@@ -26,5 +26,13 @@ describe("the command layer", () => {
     });
     const failure = await api.cacheInfo().catch((e) => errorMessage(e));
     expect(failure).toBe("refusing to write to /dev/sda: it is a system drive (it holds /)");
+  });
+});
+
+describe("wasCancelled", () => {
+  it("reads the error's typed kind, not its words", () => {
+    expect(wasCancelled({ message: "cancelled", kind: "cancelled" })).toBe(true);
+    expect(wasCancelled({ message: "cancelled", kind: "failure" })).toBe(false);
+    expect(wasCancelled("cancelled")).toBe(false);
   });
 });

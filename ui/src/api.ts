@@ -73,6 +73,11 @@ export const api = {
     invoke<Extension[]>("talos_extensions", { factoryUrl, version }),
 };
 
+/** Whether a command failed because it was cancelled (its typed kind, never its wording). */
+export function wasCancelled(e: unknown): boolean {
+  return !!e && typeof e === "object" && "kind" in e && (e as CommandError).kind === "cancelled";
+}
+
 /** The one sentence to show for a failed command. */
 export function errorMessage(e: unknown): string {
   if (e && typeof e === "object" && "message" in e) {

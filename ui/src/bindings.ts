@@ -164,6 +164,11 @@ bytesSkipped: number,
  */
 verifiedSHA256: Sha256Digest | null, error: string | null, 
 /**
+ * What sort of failure `error` is (a mismatch, bad input, cancelled, any other), for front
+ * ends and exit codes; it crosses the helper's pipe with the report.
+ */
+errorKind?: ErrorKind, 
+/**
  * How the target was reached; null when it was never opened.
  */
 access: Access | null, };

@@ -109,7 +109,7 @@ export function progressLine(meter: Meter, p: Progress, now: number): Line {
 /** A drive's outcome as its row ends. */
 export function resultLine(r: TargetReport): Line {
   if (!r.ok) {
-    if (r.error === "cancelled") return { text: "Cancelled", percent: null, outcome: "bad" };
+    if (r.errorKind === "cancelled") return { text: "Cancelled", percent: null, outcome: "bad" };
     return { text: `Failed — ${sentence((r.error ?? "failed").split(": ").slice(-1)[0])}`, percent: null, outcome: "bad" };
   }
   // What the drive already held was not written again, but it was read back like the rest.

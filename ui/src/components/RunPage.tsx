@@ -43,7 +43,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
               {describeDrive(d.drive)}
             </span>
             <ProgressLine line={d.line} label={`Progress of ${d.drive.path}`} />
-            {d.report?.error && d.report.error !== "cancelled" && (
+            {d.report?.error && d.report.errorKind !== "cancelled" && (
               <details>
                 <summary>Details</summary>
                 {d.report.error}

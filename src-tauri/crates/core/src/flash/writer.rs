@@ -123,7 +123,10 @@ pub struct TargetReport {
     #[serde(rename = "verifiedSHA256")]
     pub verified_sha256: Option<Sha256Digest>,
     pub error: Option<String>,
-    #[serde(skip)]
+    /// What sort of failure `error` is (a mismatch, bad input, cancelled, any other), for front
+    /// ends and exit codes; it crosses the helper's pipe with the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub error_kind: Option<ErrorKind>,
     /// How the target was reached; null when it was never opened.
     pub access: Option<Access>,
