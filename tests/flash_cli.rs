@@ -583,6 +583,24 @@ fn drives_lists_loop_devices_only_with_all() {
     }
     let human = run(&["drives", "--all"]);
     assert!(human.stdout.contains(dev.path_str()) && human.stdout.contains("loop on"));
+    // Made read-only, it is marked by the engine's own rule, as the flash refuses it.
+    let set_ro = |on: &str| {
+        let done = std::process::Command::new("blockdev")
+            .args([on, dev.path_str()])
+            .status()
+            .unwrap();
+        assert!(done.success());
+    };
+    set_ro("--setro");
+    let human = run(&["drives", "--all"]);
+    set_ro("--setrw");
+    let line = human
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(dev.path_str()))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("Read-only (never written)"), "{line}");
 }
 
 /// The helper protocol the front end speaks, as every request to the helper states it.

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use labflash_core::flash::rules;
 use labflash_core::io::drives::{self, Drive, SystemRoots};
 
 use crate::output::{Failure, Output};
@@ -56,11 +57,9 @@ fn human(drives: &[Drive], all: bool) -> String {
 
 fn notes(d: &Drive) -> Vec<String> {
     let mut notes = Vec::new();
-    if d.system {
-        notes.push("SYSTEM (never written)".into());
-    }
-    if d.read_only {
-        notes.push("read-only".into());
+    // The engine's own rule, as the flash applies it and the app badges it.
+    if let Some(never) = rules::unsuitable(d, None) {
+        notes.push(format!("{} (never written)", never.badge));
     }
     if d.is_fixed() {
         notes.push("fixed disk".into());
