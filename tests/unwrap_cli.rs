@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::loopdev::LoopDev;
 use common::server::Server;
 use common::*;
 
@@ -161,4 +162,33 @@ fn a_zip_of_two_images_is_refused_and_nothing_is_written() {
     let r = flash(d, &two, &["--to", target.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(std::fs::read(&target).unwrap(), b"old bytes");
+}
+
+/// Streamed from a URL, an archive that holds no disk image is refused from its first decoded
+/// bytes, before any target is opened: the drive keeps every byte (not even its first MiB is
+/// wiped, as it is for a failure after writing began).
+#[test]
+fn a_streamed_tar_of_no_disk_image_is_refused_before_any_target_is_opened() {
+    require_root!();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("README"), "Flash the disk.\n").unwrap();
+    std::fs::write(d.join("notes.txt"), noise(300_000, 5)).unwrap();
+    sh(d, "tar -cJf notes.tar.xz README notes.txt");
+    let server = Server::start();
+    let tar_xz = std::fs::read(d.join("notes.tar.xz")).unwrap();
+    server.put_with_sidecar("/notes.tar.xz", tar_xz);
+    let dev = LoopDev::new(d, 16 << 20, 512, 0xAA);
+    let before = dev.read(0, dev.size as usize);
+    let r = flash(d, &server.url("/notes.tar.xz"), &["--to", dev.path_str()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.ends_with("holds no disk image (its files: README, notes.txt): extract the image you mean and flash that file"),
+        "{error}"
+    );
+    assert!(
+        dev.read(0, dev.size as usize) == before,
+        "the drive was changed"
+    );
 }
