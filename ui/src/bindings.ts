@@ -180,6 +180,15 @@ export type Flashed = { imageSHA256: Sha256Digest, imageSize: number,
  */
 imageKind: ImageKind, 
 /**
+ * The tar or zip entry the image was unwrapped from (`{"archive":"tar","name":"disk.raw"}`);
+ * absent when the decoded archive is the image itself.
+ */
+imageInside?: { archive: "tar" | "zip", 
+/**
+ * The entry's name in the archive.
+ */
+name: string, }, 
+/**
  * One stick: the config image's digest, where its partition starts, and the digest of the
  * whole laid-out stream the targets' read-back reproduces.
  */

@@ -99,6 +99,9 @@ fn human(f: &Fetched) -> String {
         f.archive_path.display(),
         f.archive_sha256,
     );
+    if let Some(inside) = &f.image_inside {
+        text.push_str(&format!("image inside   {inside}\n"));
+    }
     if let Some(to) = &f.final_url {
         text.push_str(&format!("redirected to  {to}\n"));
     }

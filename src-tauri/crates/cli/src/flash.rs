@@ -160,6 +160,9 @@ fn human(result: &Flashed) -> String {
         "image {} bytes ({}), SHA-256 {}\n",
         result.image_size, result.image_kind, result.image_sha256
     );
+    if let Some(inside) = &result.image_inside {
+        text.push_str(&format!("image unwrapped from the archive: {inside}\n"));
+    }
     text.push_str(&format!(
         "archive SHA-256 {} (from {})\n",
         result.archive_sha256,

@@ -1,6 +1,8 @@
 //! What an image is, from its decoded bytes: a disk (MBR or GPT), an ISO 9660 image (hybrid, so
 //! it boots from USB, or plain), or something that is not a disk image at all and must not be
-//! written raw (a virtual-machine disk, an EFI executable, a filesystem, an archive). Pure: it
+//! written raw (a virtual-machine disk, an EFI executable, a filesystem, an archive: a tar or zip
+//! is classified here, but one holding a disk image is unwrapped first by `fetch::unwrap`, so its
+//! refusal applies only where that did not happen: a tar or zip nested inside one). Pure: it
 //! reads the bytes it is given ([`HEAD`] bytes from the start and, for a fixed VHD, the last
 //! 512), never a file or a device of its own.
 //!
@@ -39,6 +41,8 @@ pub enum ImageKind {
     /// A PE/COFF executable: an EFI application (a Talos `…-uki.efi`) or a Windows program.
     PeExecutable,
     Squashfs,
+    /// A tar or zip archive: the decoded stream of one holding a disk image is unwrapped before
+    /// it is classified (`fetch::unwrap`), so these kinds are those of an archive inside it.
     Tar,
     Zip,
     /// No partition table and no layout known here.
@@ -67,7 +71,8 @@ impl ImageKind {
     }
 
     /// Why an image of this kind is not written, and what to do instead: one sentence naming
-    /// `what` (the image as the operator named it). `None` for what can be written.
+    /// `what` (the image as the operator named it). `None` for what can be written. A tar or zip
+    /// reaches this only when it was not unwrapped (an archive inside the one that was).
     pub fn refusal(self, what: &str) -> Option<String> {
         let vm = |name: &str, qemu: &str| {
             format!(

@@ -1,5 +1,6 @@
 //! Decompression chosen by magic bytes (xz, gzip, zstd, or raw), bounded in output and memory,
-//! hashing the image as it is written.
+//! hashing the image as it is written; a tar or zip holding one disk image is unwrapped on the
+//! way (see `unwrap`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
@@ -10,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{self, io_at, Error, Result};
 use crate::fetch::digest::Sha256Digest;
+use crate::fetch::unwrap::{self, ArchiveKind, ImageInside, Unwrap};
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::{CancellationToken, IO_CHUNK};
 
@@ -29,7 +31,7 @@ pub enum Format {
     Xz,
     Gzip,
     Zstd,
-    /// Not compressed: the archive is the image.
+    /// Not compressed: the archive is the image, or a tar or zip holding it.
     Raw,
 }
 
@@ -75,6 +77,27 @@ impl Format {
     }
 }
 
+/// Whether an open file is its own image, written as it is: not compressed, and not a tar or zip
+/// archive whose image is unwrapped from it (its position is moved).
+pub fn is_own_image(mut file: &File, path: &Path) -> Result<bool> {
+    if Format::of_open(file, path)? != Format::Raw {
+        return Ok(false);
+    }
+    file.rewind().map_err(io_at(path))?;
+    let mut head = Vec::with_capacity(512);
+    file.take(512).read_to_end(&mut head).map_err(io_at(path))?;
+    Ok(ArchiveKind::of_head(&head).is_none())
+}
+
+/// What [`decompress`] made: the image's digest and size, and the tar or zip entry it was
+/// unwrapped from, if it was.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub inside: Option<ImageInside>,
+}
+
 /// Where decoded bytes go: a writer, the name errors give it, and the stage progress shows
 /// (decompressing, or checking a cached image against what the archive decodes to).
 pub struct Output<'a> {
@@ -99,7 +122,7 @@ pub fn decompress(
     limit: u64,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<(Sha256Digest, u64)> {
+) -> Result<Decoded> {
     let Output {
         to: out,
         path: out_path,
@@ -128,7 +151,11 @@ pub fn decompress(
         reporter.update(written);
     }
     reporter.finish(written);
-    Ok((Sha256Digest::of_hasher(hasher), written))
+    Ok(Decoded {
+        sha256: Sha256Digest::of_hasher(hasher),
+        size: written,
+        inside: reader.inside(),
+    })
 }
 
 /// A writer that only compares what it is given with a file's bytes, failing at the first
@@ -187,15 +214,16 @@ impl Write for SameAs {
     }
 }
 
-/// The image decoded from `input` as it is read: a stream of `format` (xz with liblzma's threads)
-/// bounded by `limit`. Its read errors wrap an [`Error`] (see [`error::from_io`]): `Corrupt`,
-/// `ImageTooLarge`, or whatever `input` itself failed with.
+/// The image decoded from `input` as it is read: a stream of `format` (xz with liblzma's threads),
+/// unwrapped if it is a tar or zip (see `unwrap`), bounded by `limit`. Its read errors wrap an
+/// [`Error`] (see [`error::from_io`]): `Corrupt`, `ImageTooLarge`, `BadInput` (an archive that
+/// holds no one disk image), or whatever `input` itself failed with.
 pub fn decoder<'a>(
     input: impl BufRead + Send + 'a,
     format: Format,
     name: &Path,
     limit: u64,
-) -> Result<Box<dyn Read + Send + 'a>> {
+) -> Result<Decoder<'a>> {
     let inner: Box<dyn Read + Send + 'a> = match format {
         Format::Xz => Box::new(XzReader {
             input,
@@ -213,13 +241,37 @@ pub fn decoder<'a>(
         }
         Format::Raw => Box::new(input),
     };
-    Ok(Box::new(Bounded {
-        inner,
+    let inside = unwrap::Inside::default();
+    // The limit bounds the image, so it counts what is unwrapped: a deflated zip's image is
+    // larger than the archive, a tar's a little smaller.
+    let reader = Box::new(Bounded {
+        inner: Box::new(Unwrap::new(inner, name, inside.clone())),
         format,
         name: name.to_path_buf(),
         produced: 0,
         limit,
-    }))
+    });
+    Ok(Decoder { reader, inside })
+}
+
+/// The image as [`decoder`] reads it, and which tar or zip entry it is.
+pub struct Decoder<'a> {
+    reader: Box<dyn Read + Send + 'a>,
+    inside: unwrap::Inside,
+}
+
+impl Decoder<'_> {
+    /// The tar or zip entry the image is unwrapped from: known once its first byte has been
+    /// read; `None` when the decoded stream is the image itself.
+    pub fn inside(&self) -> Option<ImageInside> {
+        self.inside.get().cloned()
+    }
+}
+
+impl Read for Decoder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reader.read(buf)
+    }
 }
 
 /// Counts the decoded bytes against the limit and names the archive in decoding errors.

@@ -8,6 +8,11 @@
 //! - zstd: each frame may record its content size; walking a file's frames gives the exact sum,
 //!   and a URL's first frame header (without ranges into the rest) a lower bound.
 //!
+//! A tar or zip's size is not its image's (a tar adds headers and other files, a deflated zip is
+//! smaller than its image): an uncompressed one, or a URL named `….tar.xz`, is reported unknown,
+//! and a flash that finds an archive inside a compressed file drops the size it read (see
+//! `flash::stream`).
+//!
 //! Nothing here is trusted for safety: the decoder still enforces `--max-image-size` and a
 //! drive's end, and an archive whose records lie fails to decode (liblzma checks the index).
 
@@ -308,7 +313,8 @@ pub fn zstd_walk(
 }
 
 /// The size of the image in the open archive `file` (`path` names it in logs): `None` when its
-/// records cannot tell (logged), the file's own size for an uncompressed image.
+/// records cannot tell (logged) or it is an uncompressed tar or zip, the file's own size for an
+/// uncompressed image.
 pub fn of_open_file(file: &File, path: &Path) -> std::io::Result<Option<ImageSize>> {
     use std::io::{Read, Seek, SeekFrom};
     let len = file.metadata()?.len();
@@ -319,7 +325,11 @@ pub fn of_open_file(file: &File, path: &Path) -> std::io::Result<Option<ImageSiz
     };
     let format = Format::of_open(file, path).map_err(std::io::Error::other)?;
     let found = match format {
-        Format::Raw => return Ok(Some(ImageSize::exact(len))),
+        Format::Raw => {
+            let own = crate::fetch::decompress::is_own_image(file, path)
+                .map_err(std::io::Error::other)?;
+            return Ok(own.then_some(ImageSize::exact(len)));
+        }
         Format::Zstd => zstd_walk(&mut read_at, len),
         Format::Gzip | Format::Xz => {
             let mut start = len.saturating_sub(TAIL);
@@ -361,6 +371,10 @@ pub async fn of_url(http: &Http, url: &Url, cancel: &CancellationToken) -> Optio
     ]
     .into_iter()
     .find_map(|(ext, format)| name.ends_with(ext).then_some(format))?;
+    if name.contains(".tar.") {
+        // A compressed tar records the tar's size, not its image's.
+        return None;
+    }
     let span = match format {
         Format::Zstd => Span::Head(18),
         _ => Span::Tail(TAIL),

@@ -8,13 +8,14 @@
 //!    file (cut off when it grows past what an archive of an image within the size limit can
 //!    take), hashing exactly the bytes kept, and give it its name only if the digest matches;
 //!    an archive whose records say its image is over the limit is refused before decoding;
-//! 4. decompress it (format from magic bytes, size bounded) into a temp file, hashing the image,
-//!    and rename it into place. A cached image is kept only when decoding the verified archive
+//! 4. decompress it (format from magic bytes, size bounded; a tar or zip holding one disk image
+//!    unwrapped) into a temp file, hashing the image, and rename it into place. A cached image is kept only when decoding the verified archive
 //!    again yields it byte for byte: nothing beside it (no record) can vouch for it.
 //!
 //! Each step has its module here: `http` (retries, timeouts, resume), `tls` (the trust store),
 //! `digest` (SHA-256, checksum files), `cache` (layout, locks, atomic files), `decompress` (xz,
-//! gzip, zstd, raw; bounded), `image_size` (an archive's records of its image's size).
+//! gzip, zstd, raw; bounded), `unwrap` (the one disk image in a tar or zip), `image_size` (an
+//! archive's records of its image's size).
 
 pub mod cache;
 pub mod decompress;
@@ -22,6 +23,7 @@ pub mod digest;
 pub mod http;
 pub mod image_size;
 pub mod tls;
+pub mod unwrap;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,8 +39,9 @@ use crate::image_kind::ImageKind;
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
 use cache::{Cache, CacheTemp};
-use decompress::Format;
+use decompress::{Decoded, Format};
 use digest::Sha256Digest;
+use unwrap::ImageInside;
 
 /// A URL when it says http(s)://, else a path.
 pub fn is_url(source: &str) -> bool {
@@ -206,6 +209,10 @@ pub struct Fetched {
     /// What the decoded image is (`gpt`, `iso9660-hybrid`, `qcow2`, …): a kind `flash` refuses
     /// (see `ImageKind::refusal`) is fetched all the same, for what else it is for.
     pub image_kind: ImageKind,
+    /// The tar or zip entry the image was unwrapped from (`{"archive":"tar","name":"disk.raw"}`);
+    /// absent when the decoded archive is the image itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_inside: Option<ImageInside>,
 }
 
 pub async fn fetch(
@@ -264,7 +271,7 @@ pub async fn fetch(
         // goes too, as when its records tell.
         store.discard(&archive_path)?;
     }
-    let (image_path, image_sha256, image_size) = decoded?;
+    let (image_path, decoded) = decoded?;
     let image_kind = crate::image_kind::of_file(&image_path).map_err(io_at(&image_path))?;
 
     Ok(Fetched {
@@ -274,9 +281,10 @@ pub async fn fetch(
         archive_sha256,
         digest_source,
         image_path,
-        image_sha256,
-        image_size,
+        image_sha256: decoded.sha256,
+        image_size: decoded.size,
         image_kind,
+        image_inside: decoded.inside,
     })
 }
 
@@ -525,9 +533,9 @@ pub(crate) struct Proven {
     pub(crate) sha256: Sha256Digest,
 }
 
-/// The verified archive's image: the archive itself when it is not compressed, else the cached
-/// image if decoding the archive again yields it byte for byte (no disk writes), else a fresh
-/// decode into a temp file renamed into place.
+/// The verified archive's image: the archive itself when it is its own image (not compressed,
+/// not a tar or zip), else the cached image if decoding the archive again yields it byte for
+/// byte (no disk writes), else a fresh decode into a temp file renamed into place.
 pub(crate) async fn image(
     cache: &Cache,
     image_path: PathBuf,
@@ -535,14 +543,19 @@ pub(crate) async fn image(
     limit: u64,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<(PathBuf, Sha256Digest, u64)> {
+) -> Result<(PathBuf, Decoded)> {
     let format = Format::of_open(&archive.file, &archive.path)?;
-    if format == Format::Raw {
+    if decompress::is_own_image(&archive.file, &archive.path)? {
         let size = archive.file.metadata().map_err(io_at(&archive.path))?.len();
         if size > limit {
             return Err(Error::ImageTooLarge { limit });
         }
-        return Ok((archive.path, archive.sha256, size));
+        let decoded = Decoded {
+            sha256: archive.sha256,
+            size,
+            inside: None,
+        };
+        return Ok((archive.path, decoded));
     }
     let src = archive.file.try_clone().map_err(io_at(&archive.path))?;
     if let Some(hit) = reuse_image(
@@ -563,7 +576,7 @@ pub(crate) async fn image(
     let mut tmp = cache.temp_beside(&image_path)?;
     let (cancel, progress) = (cancel.clone(), progress.clone());
     // On any error `tmp` is dropped here, which removes it.
-    let (digest, size) = tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let out = tmp.path().to_path_buf();
         let output = decompress::Output {
             to: tmp.as_file_mut(),
@@ -585,7 +598,7 @@ pub(crate) async fn image(
     .await
     .expect("the decompression thread panicked")?;
     tracing::info!(path = %image_path.display(), "decoded the verified archive");
-    Ok((image_path, digest, size))
+    Ok((image_path, decoded))
 }
 
 /// The cached image, when decoding the verified archive yields exactly its bytes.
@@ -599,7 +612,7 @@ async fn reuse_image(
     limit: u64,
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
-) -> Result<Option<(PathBuf, Sha256Digest, u64)>> {
+) -> Result<Option<(PathBuf, Decoded)>> {
     // Only a regular file, not followed through a link (nor a FIFO, which would block): the
     // decode then renames a fresh image over whatever is there.
     let Ok(Some(cached)) = cache.open_file(image_path) else {
@@ -633,9 +646,9 @@ async fn reuse_image(
     .await
     .expect("the comparing thread panicked")?;
     match proven {
-        Some((digest, size)) => {
+        Some(decoded) => {
             tracing::info!(path = %image_path.display(), "reusing the cached image: the verified archive decodes to it");
-            Ok(Some((image_path.to_path_buf(), digest, size)))
+            Ok(Some((image_path.to_path_buf(), decoded)))
         }
         None => {
             tracing::warn!(path = %image_path.display(), "the cached image is not what the verified archive decodes to; decoding it again");

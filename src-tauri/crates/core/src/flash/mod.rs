@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::fetch::cache::Cache;
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
+use crate::fetch::unwrap::ImageInside;
 use crate::fetch::{DigestSource, FetchRequest};
 use crate::image::Image;
 use crate::image_kind::{self, ImageKind};
@@ -86,6 +87,8 @@ pub struct Plan {
     /// archive file; a download's is known from its first decoded bytes, before any target is
     /// opened (a kind that is not written is refused then, untouched), and is in [`Flashed`].
     pub image_kind: Option<ImageKind>,
+    /// The tar or zip entry the image is unwrapped from, when known with its kind.
+    pub image_inside: Option<ImageInside>,
     /// Two sticks: the config image's own plan, written after the boot stick.
     pub config_stick: Option<Box<Plan>>,
     options: FlashOptions,
@@ -93,7 +96,7 @@ pub struct Plan {
 
 enum Planned {
     /// Downloaded or decoded as it is written.
-    Stream(Opened),
+    Stream(Box<Opened>),
     /// A prepared image file (or one-stick layout) written as it is.
     Prepared(Box<PreparedWrite>),
 }
@@ -115,6 +118,11 @@ pub struct Flashed {
     /// What the image is, from its decoded bytes: `gpt`, `mbr`, `iso9660-hybrid`, `fat`, or
     /// `iso9660` and `unknown` (written with a warning); any other kind is refused before writing.
     pub image_kind: ImageKind,
+    /// The tar or zip entry the image was unwrapped from (`{"archive":"tar","name":"disk.raw"}`);
+    /// absent when the decoded archive is the image itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, inline))]
+    pub image_inside: Option<ImageInside>,
     /// One stick: the config image's digest, where its partition starts, and the digest of the
     /// whole laid-out stream the targets' read-back reproduces.
     #[serde(rename = "configSHA256", skip_serializing_if = "Option::is_none")]
@@ -189,7 +197,8 @@ pub async fn plan(
             let image_kind = opened.image_kind;
             warnings.extend(image_kind.and_then(ImageKind::warning));
             return Ok(Plan {
-                source: Planned::Stream(opened),
+                image_inside: opened.image_inside.clone(),
+                source: Planned::Stream(Box::new(opened)),
                 targets,
                 warnings,
                 image_kind,
@@ -244,6 +253,7 @@ pub async fn plan(
     )?;
     Ok(Plan {
         targets: writing.targets.clone(),
+        image_inside: prepared.image_inside.clone(),
         source: Planned::Prepared(Box::new(PreparedWrite {
             prepared,
             writing,
@@ -389,9 +399,10 @@ impl Plan {
     /// What will be written, in lines for the confirmation.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = self.describe_source();
-        lines.push(match self.image_kind {
-            Some(kind) => format!("image kind: {kind}"),
-            None => "image kind: known from its first decoded bytes, before any drive is opened (an image that is not a disk or an ISO is refused then)".into(),
+        lines.push(match (self.image_kind, &self.image_inside) {
+            (Some(kind), Some(inside)) => format!("image kind: {kind}, unwrapped from the archive: {inside}"),
+            (Some(kind), None) => format!("image kind: {kind}"),
+            (None, _) => "image kind: known from its first decoded bytes, before any drive is opened (an image that is not a disk or an ISO is refused then; a tar or zip holding one disk image is written from inside it)".into(),
         });
         if let Some(config) = &self.config_stick {
             let onto: Vec<String> = config
@@ -519,7 +530,7 @@ fn run_one(
     match plan.source {
         Planned::Stream(opened) => {
             let streamed = stream::run(
-                opened,
+                *opened,
                 &plan.targets,
                 &roots,
                 http,
@@ -538,6 +549,7 @@ fn run_one(
                 image_sha256: streamed.image_sha256,
                 image_size: streamed.image_size,
                 image_kind: streamed.image_kind,
+                image_inside: streamed.image_inside,
                 config_sha256: None,
                 cidata_offset: None,
                 stick_sha256: None,
@@ -565,6 +577,7 @@ fn run_one(
                 image_sha256: prepared.image.sha256,
                 image_size: prepared.image.size,
                 image_kind: plan.image_kind.unwrap_or(ImageKind::Unknown),
+                image_inside: prepared.image_inside,
                 config_sha256: layout.map(|l| l.config_sha256()),
                 cidata_offset: layout.map(|l| l.cidata_offset()),
                 stick_sha256: layout.map(|l| l.image.sha256),

@@ -43,6 +43,7 @@ use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::{BodySink, Http};
 use crate::fetch::image_size::{self, ImageSize};
+use crate::fetch::unwrap::ImageInside;
 use crate::fetch::{self, archive_cap, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::flash::rules::{Approved, Chosen, TargetOptions};
@@ -79,6 +80,8 @@ pub struct Opened {
     /// file (the operator's or a cached one), `None` for a download until its bytes arrive (it is
     /// classified then, before any target is opened).
     pub image_kind: Option<ImageKind>,
+    /// The tar or zip entry the image is, when known with its kind.
+    pub image_inside: Option<ImageInside>,
     origin: Origin,
     /// The archive: its place in the cache, or the operator's file.
     archive_path: PathBuf,
@@ -154,6 +157,7 @@ pub struct Streamed {
     pub image_sha256: Sha256Digest,
     pub image_size: u64,
     pub image_kind: ImageKind,
+    pub image_inside: Option<ImageInside>,
     pub targets: Vec<TargetReport>,
 }
 
@@ -189,9 +193,9 @@ pub async fn open(
     };
     image_size::check_limit(image_size, req.max_image_size)?;
     let source = req.url.to_string();
-    let image_kind = match &archive_file {
-        Some(file) => peek_kind(file, &archive_path, &source, req.max_image_size)?,
-        None => None,
+    let (image_kind, image_inside, image_size) = match &archive_file {
+        Some(file) => peek_kind(file, &archive_path, &source, req.max_image_size, image_size)?,
+        None => (None, None, image_size),
     };
     Ok(Opened {
         source,
@@ -199,6 +203,7 @@ pub async fn open(
         digest_source,
         image_size,
         image_kind,
+        image_inside,
         origin,
         archive_path,
         archive_file,
@@ -220,13 +225,15 @@ pub async fn open_file(
     let image_size = image_size::of_open_file(&file.file, &file.path).map_err(io_at(&file.path))?;
     image_size::check_limit(image_size, max_image_size)?;
     let source = file.path.display().to_string();
-    let image_kind = peek_kind(&file.file, &file.path, &source, max_image_size)?;
+    let (image_kind, image_inside, image_size) =
+        peek_kind(&file.file, &file.path, &source, max_image_size, image_size)?;
     Ok(Opened {
         source,
         expected: Some(file.sha256),
         digest_source: file.digest_source,
         image_size,
         image_kind,
+        image_inside,
         origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
         archive_file: Some(file.file),
@@ -236,24 +243,43 @@ pub async fn open_file(
 }
 
 /// The kind of the image an archive file decodes to, from its first decoded bytes (see
-/// `image_kind`): a kind that is not written refuses the flash now, before any target is
-/// touched. `None` when those bytes cannot be decoded: the flash then fails on them as it
-/// streams, with the archive's digest checked first.
-fn peek_kind(file: &File, path: &Path, source: &str, limit: u64) -> Result<Option<ImageKind>> {
-    let head = (|| {
+/// `image_kind`), and the tar or zip entry it is unwrapped from: a kind that is not written
+/// refuses the flash now, before any target is touched. The kind is `None` when those bytes
+/// cannot be decoded: the flash then fails on them as it streams, with the archive's digest
+/// checked first. `size` (the archive's records) is dropped for an image unwrapped from a tar
+/// or zip: those records are of the tar or zip, not of the image.
+fn peek_kind(
+    file: &File,
+    path: &Path,
+    source: &str,
+    limit: u64,
+    size: Option<ImageSize>,
+) -> Result<(Option<ImageKind>, Option<ImageInside>, Option<ImageSize>)> {
+    let peeked = (|| {
         let format = Format::of_open(file, path).ok()?;
         let mut file = file;
         file.rewind().ok()?;
         let decoder = decompress::decoder(std::io::BufReader::new(file), format, path, limit);
-        image_kind::read_head(&mut decoder.ok()?).ok()
+        let mut decoder = decoder.ok()?;
+        Some((image_kind::read_head(&mut decoder), decoder.inside()))
     })();
-    let Some(head) = head else {
-        return Ok(None);
+    let head = match peeked {
+        Some((Ok(head), inside)) => (head, inside),
+        // An archive that holds no one disk image is refused now.
+        Some((Err(e), _)) => match error::carried(e) {
+            Some(refused @ Error::BadInput(_)) => return Err(refused),
+            _ => return Ok((None, None, size)),
+        },
+        None => return Ok((None, None, size)),
     };
+    let (head, inside) = head;
     let kind = image_kind::classify(&head);
     match kind.refusal(source) {
         Some(refusal) => Err(Error::BadInput(refusal)),
-        None => Ok(Some(kind)),
+        None => {
+            let size = if inside.is_some() { None } else { size };
+            Ok((Some(kind), inside, size))
+        }
     }
 }
 
@@ -316,6 +342,7 @@ pub fn run(
         );
         if let Ok((
             _,
+            _,
             writer::Outcome {
                 source: source @ Err(Error::Corrupt { .. }),
                 ..
@@ -332,7 +359,7 @@ pub fn run(
         drop(input);
         stop.cancel();
         let produced = origin.join().expect("the download thread panicked");
-        let (image_kind, outcome) = outcome?;
+        let (image_kind, image_inside, outcome) = outcome?;
         let (sent, targets) = outcome.sent()?;
         let produced =
             produced.expect("the decoder ends only after the origin verified the archive");
@@ -343,6 +370,7 @@ pub fn run(
             image_sha256: sent.sha256,
             image_size: sent.size,
             image_kind,
+            image_inside,
             targets,
         })
     })
@@ -359,7 +387,7 @@ fn decode_and_write(
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<(ImageKind, writer::Outcome)> {
+) -> Result<(ImageKind, Option<ImageInside>, writer::Outcome)> {
     let name = PathBuf::from(&opened.source);
     let format = Format::detect(input.fill_buf().map_err(|e| error::from_io(&name, e))?);
     tracing::info!(
@@ -377,12 +405,22 @@ fn decode_and_write(
             .err();
         (head, failed)
     };
+    // An archive that holds no one disk image is refused with every target untouched.
+    let mut failed = failed;
+    if let Some(refused) = failed.take_if(|e| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+            .is_some_and(|inner| matches!(inner, Error::BadInput(_)))
+    }) {
+        return Err(error::from_io(&name, refused));
+    }
     let kind = image_kind::classify(&head);
     if failed.is_none() {
         if let Some(refusal) = kind.refusal(&opened.source) {
             return Err(Error::BadInput(refusal));
         }
     }
+    let inside = decoded.inside();
     let opened_targets = flash::open_targets(targets, roots)?;
     let source = opened.source.clone();
     let rest = std::io::Cursor::new(head).chain(Failed(failed).chain(decoded));
@@ -403,6 +441,7 @@ fn decode_and_write(
     };
     Ok((
         kind,
+        inside,
         writer::flash_stream(
             &expect,
             &mut decoded,
@@ -724,6 +763,7 @@ mod tests {
             digest_source: DigestSource::Flag,
             image_size: None,
             image_kind: None,
+            image_inside: None,
             origin: Origin::Archive(archive),
             archive_path: path.to_path_buf(),
             archive_file: Some(File::open(path).unwrap()),

@@ -19,10 +19,11 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::fetch::cache::Cache;
-use crate::fetch::decompress::Format;
+use crate::fetch::decompress;
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
 use crate::fetch::is_url;
+use crate::fetch::unwrap::ImageInside;
 use crate::fetch::{self, DigestSource, FetchRequest};
 use crate::image::Image;
 use crate::progress::{ProgressSink, Stage};
@@ -66,6 +67,8 @@ pub struct Prepared {
     /// file): a built boot image's own name (`talos-boot.img`) says no platform or release, this
     /// does, so the flash decides from it what a config beside the image needs.
     pub origin: String,
+    /// The tar or zip entry the image was unwrapped from, if it was.
+    pub image_inside: Option<ImageInside>,
 }
 
 /// A prepared image as front ends receive it.
@@ -196,6 +199,7 @@ pub async fn prepare_source(
                 digest_source: f.digest_source,
                 config: None,
                 warnings: Vec::new(),
+                image_inside: f.image_inside,
             }
         }
         Source::Incus(req) => {
@@ -207,6 +211,7 @@ pub async fn prepare_source(
                 digest_source: DigestSource::Index,
                 config: None,
                 warnings: f.warnings,
+                image_inside: None,
             }
         }
         Source::TalosBuild(req) => {
@@ -226,6 +231,7 @@ pub async fn prepare_source(
                     size: b.config_artifact_size,
                 }),
                 warnings: b.warnings,
+                image_inside: None,
             }
         }
     })
@@ -261,6 +267,7 @@ pub async fn prepare(
             config: None,
             warnings: Vec::new(),
             origin: req.source.clone(),
+            image_inside: fetched.image_inside,
         });
     }
     local(Path::new(&req.source), req, cache, cancel, progress).await
@@ -280,17 +287,18 @@ async fn local(
         size,
         digest_source,
     } = hash_local(path, req.sha256, cancel, progress).await?;
-    let image = if Format::of_open(&file, &path)? == Format::Raw {
-        Image {
+    let (image, image_inside) = if decompress::is_own_image(&file, &path)? {
+        let image = Image {
             path,
             sha256: archive_sha256,
             size,
             tail: None,
-        }
+        };
+        (image, None)
     } else {
         let image_path = cache.local_image_path(&archive_sha256);
         let _lock = cache.lock(&image_path, cancel).await?;
-        let (path, sha256, size) = fetch::image(
+        let (path, decoded) = fetch::image(
             cache,
             image_path,
             fetch::Proven {
@@ -303,12 +311,13 @@ async fn local(
             progress,
         )
         .await?;
-        Image {
+        let image = Image {
             path,
-            sha256,
-            size,
+            sha256: decoded.sha256,
+            size: decoded.size,
             tail: None,
-        }
+        };
+        (image, decoded.inside)
     };
     Ok(Prepared {
         image,
@@ -317,6 +326,7 @@ async fn local(
         config: None,
         warnings: Vec::new(),
         origin: req.source.clone(),
+        image_inside,
     })
 }
 

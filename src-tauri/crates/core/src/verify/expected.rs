@@ -24,7 +24,8 @@ use crate::CancellationToken;
 pub enum Expected {
     /// Typed or pasted.
     Digest(Sha256Digest),
-    /// The digest and size of this image file; of the image inside it when it is compressed.
+    /// The digest and size of this image file; of the image inside it when it is compressed or
+    /// a tar or zip holding one disk image.
     Image(PathBuf),
     /// A `.sha256` checksum file, by URL or path.
     Sidecar(String),
@@ -180,7 +181,7 @@ async fn of_image(
         }
     }
     let format = Format::of_open(&file, image)?;
-    if format == Format::Raw {
+    if decompress::is_own_image(&file, image)? {
         return Ok(Expectation {
             sha256: file_sha256,
             size: len,
@@ -190,7 +191,7 @@ async fn of_image(
     }
     let (src, limit) = (image.to_path_buf(), with.max_image_size);
     let (cancel, progress) = (cancel.clone(), progress.clone());
-    let (sha256, size) = tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let output = decompress::Output {
             to: &mut std::io::sink(),
             path: Path::new("the decoded image"),
@@ -216,8 +217,8 @@ async fn of_image(
         None => format!("the image in {}", image.display()),
     };
     Ok(Expectation {
-        sha256,
-        size,
+        sha256: decoded.sha256,
+        size: decoded.size,
         from,
         archive_sha256: Some(file_sha256),
     })
