@@ -102,9 +102,18 @@ fn detach_loop(dev: &Path) -> Result<Ejected, Error> {
         return Err(Error::io(dev, std::io::Error::last_os_error()));
     }
     drop(file);
-    // A loop device in use elsewhere is only marked to detach when its last user closes it.
+    // A loop device in use elsewhere is only marked to detach when its last user closes it. A
+    // probe that opens it for a moment (udev's blkid, run when a written device is closed) goes
+    // within a second or two: wait that long before saying it is kept.
     let name = dev.file_name().unwrap_or_default().to_string_lossy();
-    if Path::new(&format!("/sys/block/{name}/loop/backing_file")).exists() {
+    let attached = || Path::new(&format!("/sys/block/{name}/loop/backing_file")).exists();
+    for _ in 0..40 {
+        if !attached() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if attached() {
         return Ok(Ejected::Kept(format!(
             "{} is still in use by another program; it detaches when that program closes it",
             dev.display()
