@@ -612,7 +612,12 @@ pub async fn plan_flash(
         None => None,
     };
     let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
-    if let (Some(confirmed), Some(planned)) = (confirmed, plan.config_sha256()) {
+    if let Some(confirmed) = confirmed {
+        // A plan that writes a config states its digest: one that does not is not compared, so
+        // it is not written.
+        let planned = plan
+            .config_sha256()
+            .ok_or_else(|| bad("the plan does not say which config image it writes"))?;
         if confirmed != planned {
             return Err(Error::DigestMismatch {
                 what: "config image",

@@ -165,6 +165,11 @@ impl Read for Unwrap<'_> {
     }
 }
 
+/// The most regular files an archive may hold beside its image, and the most characters of each
+/// name kept for messages: together they bound what is held of the list.
+const MAX_FILES: usize = 1000;
+const MAX_NAME: usize = 200;
+
 /// A regular file seen in the archive, for the messages that list them.
 struct File {
     name: String,
@@ -216,8 +221,16 @@ impl Container<'_> {
                 )));
             }
             let first = self.files.is_empty();
+            // Memory stays bounded whatever the archive lists: names are kept short, and an
+            // archive of more files than any image's companions is not an image's archive.
+            if self.files.len() >= MAX_FILES {
+                return Err(self.bad(format!(
+                    "{} holds more than {MAX_FILES} files, which is not an archive of a disk image: extract the image you mean and flash that file",
+                    self.entries.archive
+                )));
+            }
             self.files.push(File {
-                name: name.clone(),
+                name: name.chars().take(MAX_NAME).collect(),
                 kind,
             });
             // A kind that is written, and tells itself a disk (not merely no known layout).
@@ -233,6 +246,15 @@ impl Container<'_> {
             } else if kind == ImageKind::Unknown && first && whole {
                 self.held = Some(head);
             } else if kind == ImageKind::Unknown && first && self.image.is_none() {
+                if crate::fetch::decompress::Format::detect(&head)
+                    != crate::fetch::decompress::Format::Raw
+                    || head.starts_with(b"BZh")
+                {
+                    return Err(self.bad(format!(
+                        "{} holds {name}, which is itself compressed (xz, gzip, zstd or bzip2), not a disk image: extract it and flash that file (labflash decodes it)",
+                        self.entries.archive
+                    )));
+                }
                 self.choose(head, true);
             } else {
                 // Not the image: skipped (a zip entry's CRC is still checked as it is read).
@@ -259,6 +281,10 @@ impl Container<'_> {
         let archive = &self.entries.archive;
         match self.files.as_slice() {
             [] => Err(self.bad(format!("{archive} holds no disk image (it holds no file)"))),
+            [only] if only.kind == ImageKind::Unknown && self.held_is_compressed() => Err(self.bad(format!(
+                "{archive} holds {}, which is itself compressed (xz, gzip, zstd or bzip2), not a disk image: extract it and flash that file (labflash decodes it)",
+                only.name
+            ))),
             [only] if only.kind == ImageKind::Unknown => {
                 let head = self.held.take().expect("a lone unknown file is held");
                 self.choose(head, false);
@@ -291,6 +317,15 @@ impl Container<'_> {
 
     fn bad(&self, sentence: String) -> std::io::Error {
         error::into_io(Error::BadInput(sentence))
+    }
+
+    /// Whether the lone small file held starts as a compressed stream does (xz, gzip, zstd, or
+    /// bzip2's "BZh"): written raw it would put the compressed bytes on the drive.
+    fn held_is_compressed(&self) -> bool {
+        self.held.as_deref().is_some_and(|head| {
+            crate::fetch::decompress::Format::detect(head) != crate::fetch::decompress::Format::Raw
+                || head.starts_with(b"BZh")
+        })
     }
 }
 
@@ -570,6 +605,12 @@ impl<'a> Entries<'a> {
             };
             let sparse = records.clone().any(|(k, _)| k.starts_with("GNU.sparse."));
             let padding = (512 - size % 512) % 512;
+            // No archive holds an entry of 2^64 bytes: such a size would wrap when padded.
+            if size.checked_add(padding).is_none() {
+                return Err(
+                    self.corrupt(format!("{name}'s size {size} is not a size any tar holds"))
+                );
+            }
             let typeflag = header[156];
             match typeflag {
                 b'0' | 0 | b'7' | b'S' => {
@@ -924,6 +965,41 @@ mod tests {
             assert_eq!(found, inside(ArchiveKind::Zip, name), "{script}");
             assert!(bytes == image, "{script}: the disk's bytes");
         }
+    }
+
+    /// A lone compressed file (small and held, or large and streamed on trial) is not written
+    /// raw: its compressed bytes are not a disk.
+    #[test]
+    fn unwrap_refuses_a_lone_compressed_file() {
+        let dir = Dir::new(&[("disk.raw", &disk(2 << 20, 9))]);
+        for script in [
+            "xz -k -0 disk.raw && tar -cf out disk.raw.xz",
+            "gzip -k -1 disk.raw && zip -q -0 out disk.raw.gz",
+        ] {
+            let said = refused(unwrap(&dir.run(script)));
+            assert!(said.contains("is itself compressed"), "{script}: {said}");
+            let _ = std::fs::remove_file(dir.0.path().join("disk.raw.xz"));
+            let _ = std::fs::remove_file(dir.0.path().join("disk.raw.gz"));
+        }
+        let small = dir.run("head -c 1000 /dev/zero | gzip > small.gz && tar -cf out small.gz");
+        assert!(refused(unwrap(&small)).contains("small.gz, which is itself compressed"));
+    }
+
+    /// An entry whose size would wrap a u64 when padded to 512 bytes is corrupt, never read as
+    /// a short entry (GNU base-256: a leading 0x80 byte, then the size big-endian).
+    #[test]
+    fn unwrap_refuses_a_tar_size_that_would_wrap() {
+        let dir = Dir::new(&[("README", README), ("disk.raw", &disk(1 << 20, 8))]);
+        let mut tar = dir.run("tar --format=gnu -cf out README disk.raw");
+        tar[124] = 0x80;
+        tar[125..128].fill(0);
+        tar[128..136].fill(0xFF);
+        // The header's checksum (POSIX: the sum of its bytes, the field itself as spaces).
+        tar[148..156].fill(b' ');
+        let sum: u32 = tar[..512].iter().map(|b| *b as u32).sum();
+        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let said = corrupt(unwrap(&tar));
+        assert!(said.contains("not a size any tar holds"), "{said}");
     }
 
     #[test]
