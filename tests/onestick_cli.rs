@@ -251,11 +251,12 @@ fn one_stick_refusals_write_nothing() {
         &config,
         &[dev.path_str(), small.path_str()],
     );
+    // One config for two drives: a lab pairs each --to with a --config of its own.
     assert_eq!(two.code, 2);
     assert!(two.json()["error"]
         .as_str()
         .unwrap()
-        .contains("exactly one target"));
+        .contains("each --to takes its own --config"));
 }
 
 /// Talos v1.10 and v1.11 amd64 images do not read a cidata partition on their own boot stick

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use labflash_core::fetch::DigestSource;
+use labflash_core::flash::lab::Node;
 use labflash_core::flash::rules::{Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
@@ -43,14 +44,16 @@ pub struct FlashArgs {
     pub write_all: bool,
 
     /// One stick for both: add a GPT partition named cidata holding this config image (from
-    /// `labflash cidata` or `talos build`) after the boot image's partitions. One target only.
+    /// `labflash cidata` or `talos build`) after the boot image's partitions. A lab: one per
+    /// --to, paired in the order given (`--to A --config a.img --to B --config b.img`).
     #[arg(long, value_name = "CIDATA.img")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
 
     /// Two sticks: write the --config image whole onto this drive instead, beside the boot
     /// stick, in the same run (for Talos releases that do not read cidata on their boot stick).
+    /// A lab: one per --to, in the same order.
     #[arg(long, value_name = "TARGET", requires = "config")]
-    pub config_to: Option<PathBuf>,
+    pub config_to: Vec<PathBuf>,
 
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(short = 'y', long)]
@@ -64,6 +67,30 @@ pub struct FlashArgs {
 }
 
 pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    match lab_nodes(&args) {
+        Err(failure) => return out.fail(failure),
+        Ok(Some(nodes)) => {
+            let options = crate::lab::NodeOptions {
+                unmount: args.unmount,
+                allow_fixed: args.allow_fixed,
+                no_verify: args.no_verify,
+                write_all: args.write_all,
+                yes: args.yes,
+            };
+            let done = crate::lab::flash_nodes(
+                &args.source,
+                nodes,
+                &args.source_args,
+                &args.net,
+                options,
+                out,
+                cancel,
+            )
+            .await;
+            return crate::lab::finish(done, out);
+        }
+        Ok(None) => {}
+    }
     match flash(args, out, cancel).await {
         Ok(result) => {
             let code = exit_code(&every_report(&result));
@@ -96,6 +123,48 @@ pub fn exit_code(targets: &[TargetReport]) -> u8 {
     }
 }
 
+/// Each --to with its own --config (and --config-to), when more than one target has one: a lab.
+/// `None` for one stick, two sticks, or targets that all get the image alone.
+fn lab_nodes(args: &FlashArgs) -> Result<Option<Vec<Node>>, Failure> {
+    let (to, config, config_to) = (&args.to, &args.config, &args.config_to);
+    if config.len() <= 1 && config_to.len() <= 1 && !(config.len() == 1 && to.len() > 1) {
+        return Ok(None);
+    }
+    if config.len() != to.len() || !(config_to.is_empty() || config_to.len() == to.len()) {
+        return Err(Failure::usage(format!(
+            "each --to takes its own --config{}, paired in the order given: {} --to, {} --config{}",
+            if config_to.is_empty() {
+                ""
+            } else {
+                " and --config-to"
+            },
+            to.len(),
+            config.len(),
+            if config_to.is_empty() {
+                String::new()
+            } else {
+                format!(", {} --config-to", config_to.len())
+            }
+        )));
+    }
+    Ok(Some(
+        to.iter()
+            .zip(config)
+            .enumerate()
+            .map(|(i, (to, config))| Node {
+                // The config image's own name says which node it is (cp-1.img).
+                name: config.file_stem().map_or_else(
+                    || format!("{}", i + 1),
+                    |s| s.to_string_lossy().into_owned(),
+                ),
+                to: Chosen::path(to.clone()),
+                config: Some(config.clone()),
+                config_to: config_to.get(i).cloned().map(Chosen::path),
+            })
+            .collect(),
+    ))
+}
+
 /// Builds the request, shows the engine's plan, confirms and runs it: every decision (stream or
 /// prepare, protected files, helper) is the engine's.
 async fn flash(
@@ -112,8 +181,8 @@ async fn flash(
         allow_unverified: args.source_args.allow_unverified,
         max_image_size: args.source_args.max_image_size,
         targets: args.to.iter().map(|p| Chosen::path(p.clone())).collect(),
-        config: args.config.clone(),
-        config_to: args.config_to.clone().map(Chosen::path),
+        config: args.config.first().cloned(),
+        config_to: args.config_to.first().cloned().map(Chosen::path),
         options: TargetOptions {
             unmount: args.unmount,
             allow_fixed: args.allow_fixed,

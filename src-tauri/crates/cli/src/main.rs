@@ -8,6 +8,7 @@ mod drives;
 mod fetch;
 mod flash;
 mod incus;
+mod lab;
 mod net;
 mod output;
 mod progress;
@@ -52,6 +53,8 @@ enum Command {
     Drives(drives::DrivesArgs),
     /// Write an image to drives or files and prove each by reading it back.
     Flash(flash::FlashArgs),
+    /// Flash a lab in one run: one image, every node's stick with its own Talos config.
+    Lab(lab::LabArgs),
     /// Check that a drive or image file holds exactly the expected image. Writes nothing.
     Verify(verify::VerifyArgs),
     /// Talos Linux images from an Image Factory.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Fetch(args) => fetch::run(args, &out, &cancel).await,
             Command::Drives(args) => drives::run(args, &out),
             Command::Flash(args) => flash::run(args, &out, &cancel).await,
+            Command::Lab(args) => lab::run(args, &out, &cancel).await,
             Command::Verify(args) => verify::run(args, &out, &cancel).await,
             Command::Cidata(args) => cidata::run(args, &out),
             Command::Talos(command) => talos::run(command, &out, &cancel).await,

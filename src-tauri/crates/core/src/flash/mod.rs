@@ -17,6 +17,7 @@
 
 pub mod gpt;
 pub mod helper;
+pub mod lab;
 pub mod one_stick;
 mod readback;
 pub mod rules;

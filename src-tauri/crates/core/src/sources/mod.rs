@@ -7,6 +7,7 @@
 pub mod cidata;
 pub mod incus;
 pub mod incus_seed;
+pub mod lab_file;
 pub mod talos_boot_stick;
 pub mod talos_build;
 pub mod talos_factory;
