@@ -19,6 +19,7 @@ pub mod gpt;
 pub mod helper;
 pub mod one_stick;
 mod readback;
+pub mod record;
 pub mod rules;
 mod skip;
 pub mod stream;
