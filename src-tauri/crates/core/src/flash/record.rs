@@ -164,6 +164,13 @@ impl Record {
                 path.display()
             )));
         }
+        let folder = crate::fetch::cache::folder_of(path);
+        if !folder.is_dir() {
+            return Err(Error::BadInput(format!(
+                "the folder {} for the record does not exist",
+                folder.display()
+            )));
+        }
         crate::fetch::cache::temp_file_beside(path).map(drop)
     }
 
