@@ -101,6 +101,8 @@ fn a_lab_file_flashes_every_node_with_its_own_config_in_one_run() {
             "--json",
             "--cache-dir",
             "cache",
+            "--record",
+            "lab-record.json",
         ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -140,6 +142,24 @@ fn a_lab_file_flashes_every_node_with_its_own_config_in_one_run() {
         );
     }
     assert!(nodes[2]["flashed"]["configStick"].is_object());
+    // The record names every stick with its node; each stick verifies against its own line.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("lab-record.json")).unwrap())
+            .unwrap();
+    let lines = record["sticks"].as_array().unwrap();
+    assert_eq!(lines.len(), 4, "three boot sticks and a config stick");
+    for stick in sticks.iter().chain([&config_stick]) {
+        let line = lines
+            .iter()
+            .find(|l| l["path"] == stick.path_str())
+            .expect("a line per stick");
+        assert!(line["node"].as_str().unwrap().starts_with("cp-"), "{line}");
+        let v = run_in(
+            dir.path(),
+            &["verify", stick.path_str(), "--record", "lab-record.json"],
+        );
+        assert_eq!(v.code, 0, "{}: {}", stick.path_str(), v.stderr);
+    }
     // The nodes' config images lived for the run only.
     assert!(!dir.path().join("cp-1-cidata.img").exists());
 }

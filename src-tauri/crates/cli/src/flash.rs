@@ -1,12 +1,13 @@
 //! `labflash flash SOURCE --to TARGET…`: write an image to drives or files and read each back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
 use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::Node;
+use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::{Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
@@ -59,6 +60,11 @@ pub struct FlashArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
+    /// Write a record of the run to FILE (JSON: each stick's drive, the image's digests and
+    /// source, the read-back), also when a target failed; `verify --record FILE` checks a stick.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
     #[command(flatten)]
     pub source_args: SourceArgs,
 
@@ -83,6 +89,7 @@ pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> E
                 &args.source_args,
                 &args.net,
                 options,
+                args.record.as_deref(),
                 out,
                 cancel,
             )
@@ -172,6 +179,11 @@ async fn flash(
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<Flashed, Failure> {
+    // A record that could not be kept refuses the run before anything is fetched or written.
+    if let Some(path) = &args.record {
+        Record::check_writable(path)
+            .map_err(|e| Failure::usage(format!("the record cannot be written: {e}")))?;
+    }
     let cache = args.source_args.cache()?;
     let http = args.net.http()?;
     let request = flash::Request {
@@ -205,6 +217,11 @@ async fn flash(
         args.allow_fixed,
     )?;
 
+    // The record's lines name the drives as approved; it starts when writing does.
+    let record = args
+        .record
+        .as_ref()
+        .map(|path| (path, plan.all_targets(), Record::start()));
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
     let rt = tokio::runtime::Handle::current();
@@ -213,6 +230,11 @@ async fn flash(
     })
     .await
     .map_err(|e| Failure::other(format!("the writer stopped: {e}")))??;
+    if let Some((path, approved, mut record)) = record {
+        record.add(None, &args.source, &flashed, &approved);
+        record.finish();
+        write_record(&record, path, out)?;
+    }
     // What was learnt while writing (a download's image kind) and not said before.
     let learnt: Vec<String> = flashed
         .warnings
@@ -222,6 +244,22 @@ async fn flash(
         .collect();
     out.warn_then(&learnt);
     Ok(flashed)
+}
+
+/// Writes the record, and shows its summary to a person (stdout keeps the flash's result).
+pub(crate) fn write_record(record: &Record, path: &Path, out: &Output) -> Result<(), Failure> {
+    if let Err(e) = record.write(path) {
+        let ok = record.sticks.iter().filter(|s| s.ok).count();
+        return Err(Failure::other(format!(
+            "{ok} of {} sticks were written, but the record could not be written: {e}",
+            record.sticks.len()
+        )));
+    }
+    if !out.json && !out.quiet {
+        eprint!("{}", record.summary());
+        eprintln!("record written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn human(result: &Flashed) -> String {

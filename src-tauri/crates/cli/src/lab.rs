@@ -2,13 +2,14 @@
 //! --config b.img …`. The image is fetched and decoded once, every node's drives are planned and
 //! confirmed together, and all are written at the same time (the engine's `flash::lab`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
 use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::{self, Node, NodeFlashed};
+use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::TargetOptions;
 use labflash_core::flash::{self, writer::TargetReport};
 use labflash_core::sources::lab_file;
@@ -27,6 +28,11 @@ pub struct LabArgs {
     /// Drives for the nodes that name none in the file, in the nodes' order.
     #[arg(long = "to", value_name = "TARGET")]
     pub to: Vec<PathBuf>,
+
+    /// Write a record of the run to FILE: every stick with its node, drive, digests and
+    /// read-back; `verify --record FILE` checks a stick against it.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 
     #[command(flatten)]
     pub options: NodeOptions,
@@ -104,6 +110,7 @@ pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> Exi
         &source_args,
         &args.net,
         args.options,
+        args.record.as_deref(),
         out,
         cancel,
     )
@@ -131,16 +138,23 @@ fn tempfile_dir() -> Result<tempfile::TempDir, Failure> {
 }
 
 /// Plans every node from the one image, asks once for all their drives, and writes them at the
-/// same time.
+/// same time; with `record`, writes the run's record there (also when a node failed).
+#[allow(clippy::too_many_arguments)]
 pub async fn flash_nodes(
     source: &str,
     nodes: Vec<Node>,
     source_args: &SourceArgs,
     net: &NetArgs,
     options: NodeOptions,
+    record: Option<&Path>,
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<LabFlashed, Failure> {
+    // A record that could not be kept refuses the run before anything is fetched or written.
+    if let Some(path) = record {
+        Record::check_writable(path)
+            .map_err(|e| Failure::usage(format!("the record cannot be written: {e}")))?;
+    }
     let cache = source_args.cache()?;
     let http = net.http()?;
     let base = flash::Request {
@@ -172,6 +186,9 @@ pub async fn flash_nodes(
         options.yes,
         options.allow_fixed,
     )?;
+    // Each node's drives as approved, for its record lines; the record starts when writing does.
+    let approved: Vec<_> = plan.nodes.iter().map(|(_, p)| p.all_targets()).collect();
+    let mut started = record.map(|path| (path, Record::start()));
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
     let rt = tokio::runtime::Handle::current();
@@ -180,6 +197,15 @@ pub async fn flash_nodes(
     })
     .await
     .map_err(|e| Failure::other(format!("the writers stopped: {e}")))?;
+    if let Some((path, record)) = started.as_mut() {
+        for (node, approved) in nodes.iter().zip(&approved) {
+            if let Some(flashed) = &node.flashed {
+                record.add(Some(&node.node), source, flashed, approved);
+            }
+        }
+        record.finish();
+        crate::flash::write_record(record, path, out)?;
+    }
     Ok(LabFlashed { nodes })
 }
 

@@ -20,6 +20,7 @@ pub mod helper;
 pub mod lab;
 pub mod one_stick;
 mod readback;
+pub mod record;
 pub mod rules;
 mod skip;
 pub mod stream;
