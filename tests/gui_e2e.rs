@@ -910,3 +910,104 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
         .contains(&sha256_hex(&config_img)));
     gui.shot("labctl-two-sticks-done");
 }
+
+/// A lab from the window: a lab file of three nodes, each row given a loop device, one
+/// confirmation naming every node, all three written at once and read back; each stick then
+/// holds its own node's hostname in its cidata partition. Screenshots of the node table, the
+/// confirmation and the result at 800x600.
+#[test]
+fn a_lab_of_three_nodes_from_the_window() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let boot = dir.path().join("boot.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    // A real Talos worker config: siderolabs/talos
+    // pkg/machinery/config/configloader/testdata/worker.test (tests/fixtures/talos/README.md).
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/talos/configloader-worker.yaml"),
+        dir.path().join("worker.yaml"),
+    )
+    .unwrap();
+    let names = ["cp-1", "cp-2", "w-1"];
+    let mut lab = String::from("source: boot.raw\nallowUnverified: true\nnodes:\n");
+    for name in names {
+        lab.push_str(&format!(
+            "  - hostname: {name}\n    userData: worker.yaml\n"
+        ));
+    }
+    std::fs::write(dir.path().join("lab.yaml"), lab).unwrap();
+    let sticks: Vec<LoopDev> = (0..3)
+        .map(|_| LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA))
+        .collect();
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-lab");
+    s.type_into("#lab-file", dir.path().join("lab.yaml").to_str().unwrap());
+    s.click("#use-source");
+    s.wait_text("#lab-title", 30, |t| t.contains("3 nodes"));
+    s.click("#show-all");
+    for (i, stick) in sticks.iter().enumerate() {
+        let path = stick.path_str();
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        // The row's drive, chosen as a person does: the select's value, then its change event.
+        s.execute(&format!(
+            "const e = document.getElementById('lab-drive-{i}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
+        ));
+    }
+    assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
+    assert!(fits(s), "the node table fits 800x600");
+    gui.shot("lab-nodes");
+    s.click("#flash-button");
+    let question = s.wait_text("#confirm-text", 60, |t| !t.is_empty());
+    for (name, stick) in names.iter().zip(&sticks) {
+        assert!(
+            question.contains(&format!("Node {name}: {}", stick.path_str())),
+            "the confirmation names every node with its drive: {question}"
+        );
+    }
+    gui.shot("lab-confirm");
+    s.click("#confirm-yes");
+    for stick in &sticks {
+        let done = s.wait_text(&row(stick.path_str()), 120, |t| {
+            t.contains("Detached") || t.contains("Failed")
+        });
+        assert!(done.contains("✓ Verified"), "{done}");
+    }
+    assert_eq!(s.text("#run-title"), "Done — 3 drives verified");
+    assert!(s.text(&row(sticks[1].path_str())).starts_with("cp-2: "));
+    assert!(fits(s));
+    gui.shot("lab-done");
+    // Each stick: its own node's hostname in the cidata partition (found by its GPT name).
+    for (name, stick) in names.iter().zip(&sticks) {
+        let table = Command::new("sfdisk")
+            .arg("--json")
+            .arg(&stick.backing)
+            .output()
+            .unwrap();
+        let table: serde_json::Value = serde_json::from_slice(&table.stdout).unwrap();
+        let cidata = table["partitiontable"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "cidata")
+            .expect("a cidata partition");
+        let at = format!(
+            "{}@@{}",
+            stick.backing.display(),
+            cidata["start"].as_u64().unwrap() * 512
+        );
+        let meta = Command::new("mtype")
+            .args(["-i", &at, "::meta-data"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        let meta = String::from_utf8_lossy(&meta.stdout);
+        assert!(meta.contains(&format!("local-hostname: {name}")), "{meta}");
+    }
+}

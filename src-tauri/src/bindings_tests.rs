@@ -6,6 +6,7 @@
 
 use labflash_core::fetch::digest::Sha256Digest;
 use labflash_core::fetch::DigestSource;
+use labflash_core::flash::lab::NodeFlashed;
 use labflash_core::flash::rules::{Chosen, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::Flashed;
@@ -64,6 +65,10 @@ fn declarations() -> String {
         Access,
         TargetReport,
         Flashed,
+        NodeFlashed,
+        LabView,
+        LabNodeView,
+        LabSpec,
         ExpectedSpec,
         Verification,
         CacheInfo,

@@ -9,9 +9,9 @@ use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
-use labflash_core::flash;
 use labflash_core::flash::rules::{self, Approved, Chosen, TargetOptions, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
+use labflash_core::flash::{self, lab};
 use labflash_core::io::drives::{self, Drive, DriveEvent, SystemRoots};
 use labflash_core::io::eject::Ejected;
 use labflash_core::io::identity::{DriveIdentity, Identity};
@@ -22,7 +22,7 @@ use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
     AssetRequest, Customization, Extension, Factory, Version,
 };
-use labflash_core::sources::{self, Prepared, Source, SourceRequest};
+use labflash_core::sources::{self, lab_file, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::{Error, ErrorKind};
 use tauri::ipc::Channel;
@@ -38,6 +38,9 @@ pub struct App {
     /// Images checked in this window, by the `prepare` job that checked them: a flash names
     /// one by its job, and the engine writes what it proved, nothing the window says of it.
     prepared: std::sync::Mutex<std::collections::HashMap<u32, Prepared>>,
+    /// Lab files loaded in this window, by the job that loaded them, and labs planned and shown.
+    labs: std::sync::Mutex<std::collections::HashMap<u32, LoadedLab>>,
+    lab_plans: std::sync::Mutex<std::collections::HashMap<u32, lab::LabPlan>>,
     /// Every drive shown to this window (path and identity, from `list_drives` and
     /// `watch_drives`): the only targets it may name, so it cannot write a file or a drive it was
     /// never shown. One listed once stays nameable: the engine re-checks its identity at open.
@@ -65,6 +68,8 @@ impl App {
             jobs: Jobs::default(),
             plans: Default::default(),
             prepared: Default::default(),
+            labs: Default::default(),
+            lab_plans: Default::default(),
             listed: Default::default(),
             flashed: Default::default(),
             cache_dir,
@@ -667,6 +672,186 @@ pub async fn run_flash(
 #[tauri::command]
 pub fn drop_plan(app: State<'_, App>, plan: u32) {
     app.plans.lock().expect("plans lock").remove(&plan);
+    app.lab_plans.lock().expect("lab plans lock").remove(&plan);
+}
+
+/// A lab file the window loaded: its image and its nodes with their built config images, which
+/// live in a private temporary folder as long as the lab is held.
+struct LoadedLab {
+    source: String,
+    sha256: Option<Sha256Digest>,
+    allow_unverified: bool,
+    nodes: Vec<(String, Cidata)>,
+    _configs: tempfile::TempDir,
+}
+
+/// A lab as the window shows it: its image and a row per node.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabView {
+    source: String,
+    nodes: Vec<LabNodeView>,
+}
+
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabNodeView {
+    hostname: String,
+    /// Its config image, built from its machine config, hostname and network config.
+    config: Cidata,
+}
+
+/// Reads a lab file and builds every node's config image (each checked as Talos reads it); the
+/// lab is held under `job` for `plan_lab`. Its drives are chosen in the window, one per node.
+#[tauri::command]
+pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
+    let path = absolute(&path, "lab file")?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| bad(format!("cannot read the lab file {}: {e}", path.display())))?;
+    let file = lab_file::parse(&text, &path)?;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let dir = tempfile::Builder::new()
+        .prefix("labflash-lab-")
+        .tempdir()
+        .map_err(|e| bad(format!("cannot make a folder for the nodes' configs: {e}")))?;
+    let configs = file.configs(base, dir.path())?;
+    let nodes: Vec<(String, Cidata)> = file
+        .nodes
+        .iter()
+        .map(|n| n.hostname.clone())
+        .zip(configs)
+        .collect();
+    let view = LabView {
+        source: file.source(base),
+        nodes: nodes
+            .iter()
+            .map(|(hostname, config)| LabNodeView {
+                hostname: hostname.clone(),
+                config: config.clone(),
+            })
+            .collect(),
+    };
+    let loaded = LoadedLab {
+        source: view.source.clone(),
+        sha256: file.sha256()?,
+        allow_unverified: file.allow_unverified,
+        nodes,
+        _configs: dir,
+    };
+    app.labs.lock().expect("labs lock").insert(job, loaded);
+    Ok(view)
+}
+
+/// A lab to plan: the loaded lab's job and each node's drive, in the nodes' order, as listed.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabSpec {
+    lab: u32,
+    drives: Vec<Chosen>,
+    unmount: bool,
+    allow_fixed: bool,
+    verify: bool,
+}
+
+/// Plans a lab as `labflash lab` does: the image prepared once, each node planned with its own
+/// config on its own drive, every drive approved; the plan waits under `job` for `run_lab`.
+#[tauri::command]
+pub async fn plan_lab(
+    app: State<'_, App>,
+    job: u32,
+    spec: LabSpec,
+    on_progress: Channel<Progress>,
+) -> Reply<PlanView> {
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    app.check_shown(&spec.drives)?;
+    let (base, nodes) = {
+        let labs = app.labs.lock().expect("labs lock");
+        let lab = labs
+            .get(&spec.lab)
+            .ok_or_else(|| bad("this lab was not loaded in this window: load it again"))?;
+        if spec.drives.len() != lab.nodes.len() {
+            return Err(bad(format!(
+                "each node needs a drive of its own: {} nodes, {} drives",
+                lab.nodes.len(),
+                spec.drives.len()
+            )));
+        }
+        let nodes: Vec<lab::Node> = lab
+            .nodes
+            .iter()
+            .zip(spec.drives.iter().cloned())
+            .map(|((hostname, config), to)| lab::Node {
+                name: hostname.clone(),
+                to,
+                config: Some(config.path.clone()),
+                config_to: None,
+            })
+            .collect();
+        let base = flash::Request {
+            source: lab.source.clone(),
+            sha256: lab.sha256,
+            sha256_source: DigestSource::Flag,
+            allow_unverified: lab.allow_unverified,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            targets: Vec::new(),
+            config: None,
+            config_to: None,
+            options: TargetOptions {
+                unmount: spec.unmount,
+                allow_fixed: spec.allow_fixed,
+                ..TargetOptions::default()
+            },
+            verify: spec.verify,
+            skip_equal: true,
+            prepared: None,
+        };
+        (base, nodes)
+    };
+    app.writing(&spec.drives);
+    let (http, cache) = (app.http(), app.cache()?);
+    let plan = lab::plan(&base, &nodes, &http, &cache, &cancel, &progress).await?;
+    let view = PlanView {
+        lines: plan.describe(),
+        warnings: plan.warnings(),
+        image_kind: None,
+    };
+    app.lab_plans
+        .lock()
+        .expect("lab plans lock")
+        .insert(job, plan);
+    Ok(view)
+}
+
+/// Runs the lab planned under `plan`: every node's drives at the same time.
+#[tauri::command]
+pub async fn run_lab(
+    app: State<'_, App>,
+    job: u32,
+    plan: u32,
+    on_progress: Channel<Progress>,
+) -> Reply<Vec<lab::NodeFlashed>> {
+    let planned = app.lab_plans.lock().expect("lab plans lock").remove(&plan);
+    let planned = planned.ok_or_else(|| bad("this lab was not planned, or was already run"))?;
+    let guard = app.jobs.start(job);
+    let (cancel, progress) = (guard.token.clone(), sink(on_progress));
+    let (http, cache) = (app.http(), app.cache()?);
+    let rt = tokio::runtime::Handle::current();
+    let targets = planned.all_targets();
+    let nodes = tokio::task::spawn_blocking(move || {
+        lab::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
+    })
+    .await
+    .map_err(|e| bad(format!("the writers stopped: {e}")))?;
+    for node in &nodes {
+        if let Some(flashed) = &node.flashed {
+            app.may_eject(&flashed.targets, &targets);
+        }
+    }
+    Ok(nodes)
 }
 
 /// Ejects a drive this window flashed so it can be pulled (powered off, or a loop device

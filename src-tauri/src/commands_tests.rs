@@ -737,3 +737,80 @@ async fn two_sticks_from_the_window_where_one_would_not_be_read() {
         );
     }
 }
+
+/// A lab from the window: its nodes' config images are built when it is loaded, each node takes
+/// a listed drive, the engine refuses a drive shared by two nodes or a node without one, and the
+/// run writes every stick with the boot image and its own node's config.
+#[tokio::test]
+async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    boot_and_config(dir.path(), &dir.path().join("boot.raw"));
+    let lab_file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &lab_file,
+        "source: boot.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
+    )
+    .unwrap();
+    let lab = load_lab(app.state(), 20, lab_file.display().to_string()).unwrap();
+    assert_eq!(lab.nodes.len(), 2);
+    assert_ne!(lab.nodes[0].config.sha256, lab.nodes[1].config.sha256);
+    let sticks = [
+        Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
+        Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
+    ];
+    let (a, b) = (listed(&app, &sticks[0]), listed(&app, &sticks[1]));
+    let spec = |drives: Vec<Chosen>| LabSpec {
+        lab: 20,
+        drives,
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+    };
+    for (drives, said) in [
+        (
+            vec![a.clone(), a.clone()],
+            "named for node w-1 and for node w-2",
+        ),
+        (vec![a.clone()], "2 nodes, 1 drives"),
+    ] {
+        let (channel, _) = recording::<Progress>();
+        let err = plan_lab(app.state(), 21, spec(drives), channel)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+        assert!(err.message.contains(said), "{}", err.message);
+    }
+    assert!(sticks.iter().all(|s| s.holds_only(0xAA)), "nothing written");
+
+    let (channel, _) = recording::<Progress>();
+    let plan = plan_lab(app.state(), 22, spec(vec![a, b]), channel.clone())
+        .await
+        .unwrap();
+    assert!(plan.lines.iter().any(|l| l.starts_with("node w-2:")));
+    let nodes = run_lab(app.state(), 23, 22, channel).await.unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        let flashed = node.flashed.as_ref().expect("flashed");
+        assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+        assert_eq!(flashed.targets[0].verified_sha256, flashed.stick_sha256);
+        // The node's own config image, whole, in its cidata partition.
+        let config = std::fs::read(&lab.nodes[i].config.path).unwrap();
+        let offset = flashed.cidata_offset.unwrap() as usize;
+        let stick = std::fs::read(&sticks[i].backing).unwrap();
+        assert!(
+            stick[offset..offset + config.len()] == config[..],
+            "{}",
+            node.node
+        );
+    }
+    for stick in &sticks {
+        assert_eq!(
+            eject(app.state(), stick.path()).await.unwrap(),
+            Ejected::Detached
+        );
+    }
+}

@@ -2,7 +2,7 @@
 // engine decides; these only ask it and say what it answered.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorMessage, newJob, wasCancelled, type Drive, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
+import { api, errorMessage, newJob, wasCancelled, type Drive, type DriveRow, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
 import {
   Meter,
   checkDigest,
@@ -40,6 +40,7 @@ function clearErrors() {
 
 /** Why Flash cannot be pressed now, in one line; `null` when it can. */
 export function flashReason(s: State): string | null {
+  if (s.form.kind === "lab") return labReason(s);
   const check = mustCheck(s.form, s.settings.checkFirst, s.streams);
   return flashBlocker({
     prepared: s.prepared !== null,
@@ -91,7 +92,7 @@ export async function chooseImageFile() {
 }
 
 /** A path chosen in the native file chooser for one of the draft's fields. */
-export async function chooseFor(field: "filePath" | "buildConfig" | "cfgUserData" | "cfgNetwork" | "incusSeed") {
+export async function chooseFor(field: "filePath" | "buildConfig" | "cfgUserData" | "cfgNetwork" | "incusSeed" | "labFile") {
   const chosen = await open({ multiple: false, directory: field === "incusSeed" }).catch(() => null);
   if (typeof chosen === "string") editDraft({ [field]: chosen });
 }
@@ -115,6 +116,7 @@ export async function chooseSource(form: Form) {
   });
   void refreshDrives();
   if (!sourceGiven(form)) return;
+  if (form.kind === "lab") return loadLab(form, gen);
   let streams: boolean;
   try {
     streams = await api.sourceStreams(sourceSpec(form));
@@ -216,6 +218,113 @@ export function setConfirmed(confirmed: boolean) {
   set({ confirmed });
 }
 
+// A lab -----------------------------------------------------------------------------------------
+
+/** Loads a lab file: the engine builds every node's config image (each checked) and holds the
+ * lab under a job; each node then takes a drive. */
+async function loadLab(form: Form, gen: number) {
+  const job = newJob();
+  try {
+    const lab = await api.loadLab(job, form.labFile.trim());
+    if (get().gen !== gen) return;
+    set({ lab, labJob: job, labDrives: lab.nodes.map(() => null) });
+  } catch (e) {
+    if (get().gen === gen) say("image", errorMessage(e), "lab-file");
+  }
+}
+
+/** Why a lab cannot be flashed yet; `null` when every node has a drive of its own. */
+function labReason(s: State): string | null {
+  if (s.job !== null) return "Busy: wait for the current step to finish, or cancel it.";
+  if (!s.lab) return "Choose a lab file.";
+  const missing = s.lab.nodes.filter((_, i) => !s.labDrives[i]).map((n) => n.hostname);
+  if (missing.length > 0) return `Choose a drive for ${missing.join(", ")}.`;
+  const paths = s.labDrives.filter((d): d is string => d !== null);
+  if (new Set(paths).size !== paths.length) return "Each node needs a drive of its own.";
+  return null;
+}
+
+/** A node's drive, chosen in its row (`null`: none). */
+export function setLabDrive(node: number, path: string | null) {
+  set((s) => ({
+    labDrives: s.labDrives.map((d, i) => (i === node ? path : d)),
+    errors: { ...s.errors, drive: undefined, flash: undefined },
+  }));
+}
+
+/** Drives plugged in while a lab waits go to its nodes without one, in the order plugged. */
+function assignPlugged(before: string[], drives: DriveRow[]) {
+  const s = get();
+  if (!s.lab || before.length === 0) return;
+  const plugged = drives.filter((d) => !d.unsuitable && !before.includes(d.path) && !s.labDrives.includes(d.path));
+  if (plugged.length === 0) return;
+  const labDrives = [...s.labDrives];
+  for (const d of plugged) {
+    const free = labDrives.indexOf(null);
+    if (free < 0) break;
+    labDrives[free] = d.path;
+  }
+  set({ labDrives });
+}
+
+/** Flashes the lab through the engine's plan: the image prepared once, every node's drive
+ * approved, one confirmation for all, then every drive written at the same time. */
+async function flashLab() {
+  const s = get();
+  const lab = s.lab!;
+  const gen = s.gen;
+  const drives = s.labDrives.map((p) => s.drives.find((d) => d.path === p)!);
+  clearErrors();
+  set({
+    run: {
+      phase: "planning",
+      image: `${lab.nodes.length} nodes from ${lab.source.split("/").pop()}`,
+      plan: { text: "Checking the image and the drives…", percent: null },
+      drives: drives.map((drive, i) => ({ drive, config: false, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
+      result: null,
+      askCancel: false,
+    },
+  });
+  const plan = newJob();
+  set({ job: plan });
+  let planned;
+  try {
+    planned = await api.planLab(
+      plan,
+      {
+        lab: s.labJob!,
+        drives: targetsOf(drives),
+        unmount: true,
+        allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
+        verify: s.settings.readBack,
+      },
+      lineSink((line) => updateRun(() => ({ plan: line }))),
+    );
+  } catch (e) {
+    set({ run: null, job: null });
+    if (!wasCancelled(e)) say("flash", errorMessage(e));
+    return;
+  }
+  updateRun(() => ({ plan: null }));
+  const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
+  if (gen !== get().gen || !(await ask(lines, drives)) || gen !== get().gen) {
+    void api.dropPlan(plan);
+    set({ run: null, job: null });
+    return;
+  }
+  updateRun(() => ({ phase: "writing" }));
+  const job = newJob();
+  set({ job });
+  try {
+    const nodes = await api.runLab(job, plan, driveSinks(drives));
+    const failed = nodes.filter((n) => n.error).map((n) => `${n.node}: ${n.error}`);
+    await finishReports(nodes.flatMap((n) => (n.flashed ? [...n.flashed.targets, ...(n.flashed.configStick?.targets ?? [])] : [])), null);
+    if (failed.length > 0) say("flash", failed.join("; "));
+  } catch (e) {
+    endAll(e);
+  }
+}
+
 // Drives ---------------------------------------------------------------------------------------
 
 let listed = 0;
@@ -226,6 +335,10 @@ export async function refreshDrives() {
   try {
     const drives = await api.listDrives(s.showAll, s.prepared?.imageSize ?? null, source);
     if (mine !== listed) return; // a newer list was asked for
+    assignPlugged(
+      get().drives.map((d) => d.path),
+      drives,
+    );
     const dropped: string[] = [];
     const selected = get().selected.filter((path) => {
       const now = drives.find((d) => d.path === path);
@@ -316,8 +429,13 @@ function driveSinks(drives: Drive[]): (p: Progress) => void {
 }
 
 /** Ends each drive's row as what happened, then ejects the drives that were written. */
-async function finish(flashed: Flashed) {
-  const reports: TargetReport[] = [...flashed.targets, ...(flashed.configStick?.targets ?? [])];
+function finish(flashed: Flashed) {
+  return finishReports([...flashed.targets, ...(flashed.configStick?.targets ?? [])], flashed);
+}
+
+/** Ends each drive's row with its report (`flashed`: the flash's result, for its digests), then
+ * ejects the drives that were written. */
+async function finishReports(reports: TargetReport[], flashed: Flashed | null) {
   const ejecting = get().settings.eject && reports.some((r) => r.ok);
   updateRun((r) => ({
     phase: ejecting ? "ejecting" : "done",
@@ -360,6 +478,7 @@ function endAll(e: unknown) {
  * the confirmation shows that plan, then the run writes and reads back. */
 export async function flash() {
   if (flashReason(get()) !== null) return;
+  if (get().form.kind === "lab") return flashLab();
   const s = get();
   const gen = s.gen;
   const two = usesTwoSticks(s);
@@ -420,7 +539,7 @@ export function askCancel(yes: boolean | null) {
 
 /** The same image onto other drives: the ticks and the last run go, the image stays. */
 export function flashAnother() {
-  set({ run: null, selected: [], configDrive: null, errors: {} });
+  set((s) => ({ run: null, selected: [], configDrive: null, labDrives: s.labDrives.map(() => null), errors: {} }));
   void refreshDrives();
 }
 

@@ -14,6 +14,9 @@ import type {
   Extension,
   FlashSpec,
   Flashed,
+  LabSpec,
+  LabView,
+  NodeFlashed,
   PlanView,
   Prepared,
   Progress,
@@ -55,6 +58,13 @@ export const api = {
   runFlash: (job: number, plan: number, onProgress: (p: Progress) => void) =>
     invoke<Flashed>("run_flash", { job, plan, onProgress: channel(onProgress) }),
   dropPlan: (plan: number) => invoke<void>("drop_plan", { plan }),
+  /** Reads a lab file and builds its nodes' config images, held under `job`. */
+  loadLab: (job: number, path: string) => invoke<LabView>("load_lab", { job, path }),
+  /** Plans a lab (the image prepared once, every node's drive approved); run or drop it. */
+  planLab: (job: number, spec: LabSpec, onProgress: (p: Progress) => void) =>
+    invoke<PlanView>("plan_lab", { job, spec, onProgress: channel(onProgress) }),
+  runLab: (job: number, plan: number, onProgress: (p: Progress) => void) =>
+    invoke<NodeFlashed[]>("run_lab", { job, plan, onProgress: channel(onProgress) }),
   /** Whether the engine streams this source, or has it checked first; refuses an unusable one. */
   sourceStreams: (source: SourceSpec) => invoke<boolean>("source_streams", { source }),
   verify: (

@@ -202,6 +202,22 @@ archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetRe
  */
 configStick?: Flashed, };
 
+export type NodeFlashed = { node: string, 
+/**
+ * The node's result; absent when its flash failed as a whole (then `error` says why).
+ */
+flashed?: Flashed, error?: string, };
+
+export type LabView = { source: string, nodes: Array<LabNodeView>, };
+
+export type LabNodeView = { hostname: string, 
+/**
+ * Its config image, built from its machine config, hostname and network config.
+ */
+config: Cidata, };
+
+export type LabSpec = { lab: number, drives: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, };
+
 export type ExpectedSpec = { "kind": "digest", sha256: string, } | { "kind": "image", path: string, } | { "kind": "sidecar", location: string, };
 
 export type Verification = { path: string, size: number, sha256: Sha256Digest, expectedSHA256: Sha256Digest, 

@@ -18,6 +18,8 @@ export function sourceGiven(f: Form): boolean {
       return true;
     case "talosBuild":
       return f.buildConfig.trim() !== "";
+    case "lab":
+      return f.labFile.trim() !== "";
   }
 }
 
@@ -25,6 +27,7 @@ export function sourceGiven(f: Form): boolean {
  * engine says the source does not stream (`streams`, from `source_streams`: a labctl build, an
  * IncusOS seed), or a Talos machine config is to be built into a config image beside it. */
 export function mustCheck(f: Form, checkFirst: boolean, streams: boolean | null): boolean {
+  if (f.kind === "lab") return false; // the lab's plan prepares its image once, for every node
   return checkFirst || streams === false || (f.kind === "talos" && f.cfgUserData.trim() !== "");
 }
 
@@ -53,12 +56,14 @@ export function sourceTitle(f: Form): { name: string; from: string } {
       return { name: `IncusOS ${f.incusChannel} ${f.incusArch}`, from: f.incusIndex.replace(/^https?:\/\//, "") };
     case "talosBuild":
       return { name: base(f.buildConfig), from: "labctl ImageBuild config" };
+    case "lab":
+      return { name: base(f.labFile), from: "lab file: one image, many nodes" };
   }
 }
 
 /** The field naming the source, for `aria-invalid` when it is refused. */
 export function sourceField(kind: Kind): string | null {
-  return { file: "file-path", url: "url", talos: "talos-version", incus: null, talosBuild: "build-config" }[kind];
+  return { file: "file-path", url: "url", talos: "talos-version", incus: null, talosBuild: "build-config", lab: "lab-file" }[kind];
 }
 
 /** The command argument for the chosen source. */
@@ -97,6 +102,8 @@ export function sourceSpec(f: Form): SourceSpec {
       return { kind: "talosBuild", config: f.buildConfig.trim() };
     case "file":
       return { kind: "file", path: f.filePath.trim(), sha256 };
+    case "lab":
+      throw new Error("a lab file is many nodes, not one image: it is flashed through its plan");
   }
 }
 

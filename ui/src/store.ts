@@ -2,10 +2,10 @@
 // Updates are synchronous; the updates of one event are rendered once, right after it (a
 // microtask), so what a click changed is on screen before the next input is handled.
 import { useLayoutEffect, useReducer } from "preact/hooks";
-import type { Cidata, Drive, DriveRow, Flashed, Prepared, TargetReport, Verification } from "./api";
+import type { Cidata, Drive, DriveRow, Flashed, LabView, Prepared, TargetReport, Verification } from "./api";
 
 export type Tab = "flash" | "verify" | "settings";
-export type Kind = "file" | "url" | "talos" | "incus" | "talosBuild";
+export type Kind = "file" | "url" | "talos" | "incus" | "talosBuild" | "lab";
 /** Where an error is shown: the tile or tab whose action failed, or the window itself. */
 export type Place = "image" | "source" | "drive" | "flash" | "verify" | "settings" | "window";
 
@@ -30,6 +30,7 @@ export interface Form {
   incusArch: string;
   incusSeed: string;
   buildConfig: string;
+  labFile: string;
   typedDigest: string;
   cfgUserData: string;
   cfgHostname: string;
@@ -58,6 +59,7 @@ export const emptyForm: Form = {
   incusArch: "x86_64",
   incusSeed: "",
   buildConfig: "",
+  labFile: "",
   typedDigest: "",
   cfgUserData: "",
   cfgHostname: "",
@@ -76,6 +78,8 @@ export interface DriveRun {
   drive: Drive;
   /** Two sticks: this drive gets the config image, not the boot image. */
   config: boolean;
+  /** A lab: the node this drive is for. */
+  node?: string;
   line: Line;
   report?: TargetReport;
   eject?: { text: string; ok: boolean };
@@ -129,6 +133,11 @@ export interface State {
    * (`configDrive`, its path). */
   twoSticks: boolean;
   configDrive: string | null;
+  /** A lab file loaded (its nodes with their config images), the job holding it, and each
+   * node's drive (a path, in the nodes' order; `null`: none chosen yet). */
+  lab: LabView | null;
+  labJob: number | null;
+  labDrives: (string | null)[];
   confirmed: boolean;
   pasted: string;
   drives: DriveRow[];
@@ -165,6 +174,9 @@ export const noImage = {
   config: null,
   twoSticks: false,
   configDrive: null,
+  lab: null,
+  labJob: null,
+  labDrives: [],
   confirmed: false,
   pasted: "",
 } satisfies Partial<State>;

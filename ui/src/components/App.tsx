@@ -8,6 +8,7 @@ import { DrivesTile } from "./DrivesTile";
 import { ErrorText } from "./common";
 import { FlashTile } from "./FlashTile";
 import { ImageTile } from "./ImageTile";
+import { LabCard } from "./LabCard";
 import { RunPage } from "./RunPage";
 import { SettingsTab } from "./SettingsTab";
 import { SourceDialog } from "./SourceDialog";
@@ -40,6 +41,7 @@ export function App({ s }: { s: State }) {
                   <FlashTile s={s} />
                 </div>
                 {s.prepared && <DigestCard s={s} />}
+                {s.form.kind === "lab" && s.lab && <LabCard s={s} />}
               </>
             )}
           </section>

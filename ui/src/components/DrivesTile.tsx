@@ -9,14 +9,16 @@ import { Check, ErrorText, Tile } from "./common";
 
 export function DrivesTile({ s }: { s: State }) {
   const two = act.usesTwoSticks(s);
+  const lab = s.form.kind === "lab";
   return (
     <Tile id="tile-drives" title="Drives">
       <ul id="drives" aria-label="Drives">
         {s.drives.length === 0 && <li class="empty">No removable drives. Plug in a USB stick or SD card.</li>}
         {s.drives.map((d) => (
-          <DriveCard key={d.path} d={d} selected={s.selected.includes(d.path)} configStick={two ? s.configDrive === d.path : null} />
+          <DriveCard key={d.path} d={d} selected={s.selected.includes(d.path)} configStick={two ? s.configDrive === d.path : null} lab={lab} />
         ))}
       </ul>
+      {lab && <p class="hint">A lab: each node takes its drive in the table below (a stick plugged in now goes to the next node without one).</p>}
       <Check id="show-all" label="Show all drives" checked={s.showAll} onCheck={act.setShowAll} />
       {s.showAll && (
         <p id="show-all-warning" class="warning">
@@ -29,7 +31,7 @@ export function DrivesTile({ s }: { s: State }) {
 }
 
 /** `configStick`: two sticks, whether this drive is the one for the config (`null`: one stick). */
-function DriveCard({ d, selected, configStick }: { d: DriveRow; selected: boolean; configStick: boolean | null }) {
+function DriveCard({ d, selected, configStick, lab }: { d: DriveRow; selected: boolean; configStick: boolean | null; lab: boolean }) {
   const id = `drive-${d.path.replace(/\W/g, "-")}`;
   const badges = [d.unsuitable?.badge, d.fixed && !d.unsuitable ? "Fixed disk" : null].filter(Boolean);
   return (
@@ -38,8 +40,8 @@ function DriveCard({ d, selected, configStick }: { d: DriveRow; selected: boolea
         type="checkbox"
         id={id}
         value={d.path}
-        checked={selected}
-        disabled={d.unsuitable !== null}
+        checked={selected && !lab}
+        disabled={d.unsuitable !== null || lab}
         aria-describedby={d.unsuitable ? `${id}-why` : undefined}
         onChange={(e) => act.toggleDrive(d.path, e.currentTarget.checked)}
       />

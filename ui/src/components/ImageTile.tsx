@@ -11,6 +11,7 @@ const OTHER: [Kind, string][] = [
   ["talos", "Talos Factory"],
   ["incus", "IncusOS"],
   ["talosBuild", "labctl config"],
+  ["lab", "Lab file"],
 ];
 
 export function ImageTile({ s }: { s: State }) {

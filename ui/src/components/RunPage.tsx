@@ -39,6 +39,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
         {run.drives.map((d) => (
           <li key={d.drive.path} data-path={d.drive.path} class={d.line.outcome ?? ""}>
             <span class="name">
+              {d.node ? `${d.node}: ` : ""}
               {d.config ? "Config stick: " : ""}
               {describeDrive(d.drive)}
             </span>

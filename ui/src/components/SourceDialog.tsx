@@ -10,6 +10,7 @@ const TITLES = {
   talos: "Talos Linux from an Image Factory",
   incus: "IncusOS",
   talosBuild: "A labctl ImageBuild config",
+  lab: "A lab file: one image, many nodes",
 };
 
 export function SourceDialog({ s }: { s: State }) {
@@ -146,6 +147,16 @@ function Fields({ d, s }: { d: Form; s: State }) {
             Choose…
           </button>
           <p class="hint">Its boot image and its config image are built and checked first; both digests are shown.</p>
+        </>
+      );
+    case "lab":
+      return (
+        <>
+          <TextField id="lab-file" label="Lab file (YAML)" value={d.labFile} onValue={(labFile) => edit({ labFile })} placeholder="/home/me/lab/lab.yaml" invalid={invalid("lab-file")} />
+          <button type="button" aria-label="Choose the lab file" onClick={() => void act.chooseFor("labFile")}>
+            Choose…
+          </button>
+          <p class="hint">Its image is written to every node's stick, each with the node's own config (hostname, machine config, network config).</p>
         </>
       );
   }

@@ -43,17 +43,29 @@ impl LabPlan {
             .collect()
     }
 
-    /// What will be written, node by node, for the confirmation.
+    /// What will be written, for the confirmation: the image once (every node gets the same),
+    /// then each node with its drives and its config's digest.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+        let mut lines: Vec<String> = self.nodes.first().map_or_else(Vec::new, |(_, plan)| {
+            plan.describe()
+                .into_iter()
+                .filter(|l| !l.starts_with("config"))
+                .collect()
+        });
         for (name, plan) in &self.nodes {
             let drives: Vec<String> = plan
                 .all_targets()
                 .iter()
                 .map(|t| t.path.display().to_string())
                 .collect();
-            lines.push(format!("node {name}: {}", drives.join(" and ")));
-            lines.extend(plan.describe().into_iter().map(|l| format!("  {l}")));
+            let config = match (plan.config_sha256(), &plan.config_stick) {
+                (Some(d), Some(_)) => {
+                    format!(", its config SHA-256 {d} on the second (a stick of its own)")
+                }
+                (Some(d), None) => format!(", its config SHA-256 {d} as partition cidata"),
+                (None, _) => String::new(),
+            };
+            lines.push(format!("node {name}: {}{config}", drives.join(" and ")));
         }
         lines
     }

@@ -95,51 +95,23 @@ impl LabFile {
     /// `to`/`configTo`, else the next of `drives` (the command line's, in node order). A node
     /// left without a boot drive is refused, naming it.
     pub fn build(&self, base: &Path, drives: &[PathBuf], out: &Path) -> Result<Lab> {
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
-        let source = if crate::fetch::is_url(&self.source) {
-            self.source.clone()
-        } else {
-            resolve(Path::new(&self.source)).display().to_string()
-        };
-        let sha256 = self
-            .sha256
-            .as_deref()
-            .map(digest::parse_typed)
-            .transpose()?;
+        let configs = self.configs(base, out)?;
         let mut given = drives.iter();
-        let (mut nodes, mut configs) = (Vec::new(), Vec::new());
-        for spec in &self.nodes {
+        let mut nodes = Vec::new();
+        for (spec, config) in self.nodes.iter().zip(&configs) {
             // A node's own drive first; only a node without one takes the next --to.
-            let to = match spec.to.as_ref().or_else(|| given.next()) {
-                Some(to) => to.clone(),
-                None => {
-                    return Err(Error::BadInput(format!(
-                        "node {} has no drive: give it `to:` in the lab file or one more --to",
-                        spec.hostname
-                    )))
-                }
+            let Some(to) = spec.to.as_ref().or_else(|| given.next()) else {
+                return Err(Error::BadInput(format!(
+                    "node {} has no drive: give it `to:` in the lab file or one more --to",
+                    spec.hostname
+                )));
             };
-            let config = cidata::build(&CidataRequest {
-                user_data: resolve(&spec.user_data),
-                hostname: spec.hostname.clone(),
-                instance_id: spec.instance_id.clone(),
-                network_config: spec.network_config.as_deref().map(&resolve),
-                output: out.join(format!("{}-cidata.img", spec.hostname)),
-            })
-            .map_err(|e| Error::BadInput(format!("node {}: {e}", spec.hostname)))?;
             nodes.push(Node {
                 name: spec.hostname.clone(),
-                to: Chosen::path(to),
+                to: Chosen::path(to.clone()),
                 config: Some(config.path.clone()),
                 config_to: spec.config_to.clone().map(Chosen::path),
             });
-            configs.push(config);
         }
         if given.next().is_some() {
             return Err(Error::BadInput(format!(
@@ -149,12 +121,52 @@ impl LabFile {
             )));
         }
         Ok(Lab {
-            source,
-            sha256,
+            source: self.source(base),
+            sha256: self.sha256()?,
             allow_unverified: self.allow_unverified,
             nodes,
             configs,
         })
+    }
+
+    /// The image: a URL as written, or a file resolved against the lab file's folder.
+    pub fn source(&self, base: &Path) -> String {
+        if crate::fetch::is_url(&self.source) {
+            self.source.clone()
+        } else {
+            resolve(base, Path::new(&self.source)).display().to_string()
+        }
+    }
+
+    pub fn sha256(&self) -> Result<Option<Sha256Digest>> {
+        self.sha256.as_deref().map(digest::parse_typed).transpose()
+    }
+
+    /// Builds every node's cidata image into `out` (checked as `labflash cidata` checks it), in
+    /// the nodes' order; an error names the node.
+    pub fn configs(&self, base: &Path, out: &Path) -> Result<Vec<Cidata>> {
+        self.nodes
+            .iter()
+            .map(|spec| {
+                cidata::build(&CidataRequest {
+                    user_data: resolve(base, &spec.user_data),
+                    hostname: spec.hostname.clone(),
+                    instance_id: spec.instance_id.clone(),
+                    network_config: spec.network_config.as_deref().map(|p| resolve(base, p)),
+                    output: out.join(format!("{}-cidata.img", spec.hostname)),
+                })
+                .map_err(|e| Error::BadInput(format!("node {}: {e}", spec.hostname)))
+            })
+            .collect()
+    }
+}
+
+/// A path of the lab file, relative to its folder unless absolute.
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }
 
