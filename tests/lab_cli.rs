@@ -383,3 +383,86 @@ fn readme_lab_example_runs_as_written() {
     }
     assert_eq!(server.body_gets(path), 1, "the image is downloaded once");
 }
+
+/// A folder of labctl ImageBuild configs (labctl's own minimal config, tests/fixtures/labctl,
+/// one per node with its own localHostname) is a lab: the image they all name is fetched once from
+/// the factory, every node gets its own cidata; configs naming different images are refused with
+/// both named, nothing written.
+#[test]
+fn a_folder_of_labctl_configs_is_a_lab() {
+    require_root!();
+    const SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let image = boot_image(dir.path());
+    let server = common::server::Server::start();
+    let asset = format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz");
+    server.put_with_sidecar(&asset, xz_single(&image));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
+    let talos = dir.path().join("talos");
+    std::fs::create_dir(&talos).unwrap();
+    std::fs::copy(
+        fixtures.join("controlplane.yaml"),
+        talos.join("controlplane.yaml"),
+    )
+    .unwrap();
+    let minimal = std::fs::read_to_string(fixtures.join("talos-minimal.yaml")).unwrap();
+    let config = |version: &str, host: &str| {
+        minimal
+            .replace(
+                "  version: v1.13.0",
+                &format!("  factoryURL: {}\n  version: {version}", server.url("")),
+            )
+            .replace("bootstrap-controlplane-1", host)
+    };
+    for host in ["cp-1", "cp-2"] {
+        std::fs::write(talos.join(format!("{host}.yaml")), config("v1.13.0", host)).unwrap();
+    }
+    let sticks = [
+        LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA),
+        LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA),
+    ];
+    let lab = |extra: &[&str]| {
+        let mut args = vec![
+            "lab",
+            "talos",
+            "--to",
+            sticks[0].path_str(),
+            "--to",
+            sticks[1].path_str(),
+            "--yes",
+            "--json",
+            "--cache-dir",
+            "cache",
+        ];
+        args.extend_from_slice(extra);
+        run_in(dir.path(), &args)
+    };
+    let r = lab(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json = r.json();
+    for (i, host) in ["cp-1", "cp-2"].iter().enumerate() {
+        let node = &json["nodes"][i];
+        assert_eq!(node["node"], *host);
+        assert_eq!(node["flashed"]["digestSource"], "sidecar");
+        let offset = node["flashed"]["cidataOffset"].as_u64().unwrap();
+        let meta = cidata_on(dir.path(), sticks[i].path_str(), offset, 16 * MIB as usize);
+        assert!(meta.contains(&format!("local-hostname: {host}")), "{meta}");
+    }
+    assert_eq!(server.body_gets(&asset), 1, "fetched once for both nodes");
+
+    // A third config naming another release: refused, both configs named, nothing written.
+    for stick in &sticks {
+        stick.write(0, &vec![0xAA; MIB as usize]);
+    }
+    std::fs::write(talos.join("w-1.yaml"), config("v1.12.4", "w-1")).unwrap();
+    let r = lab(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("name different images") && r.stderr.contains("w-1.yaml"),
+        "{}",
+        r.stderr
+    );
+    for stick in &sticks {
+        assert!(stick.read(0, MIB as usize).iter().all(|b| *b == 0xAA));
+    }
+}

@@ -703,15 +703,21 @@ pub struct LabNodeView {
     config: Cidata,
 }
 
-/// Reads a lab file and builds every node's config image (each checked as Talos reads it); the
-/// lab is held under `job` for `plan_lab`. Its drives are chosen in the window, one per node.
+/// Reads a lab file (or a folder of labctl ImageBuild configs) and builds every node's config
+/// image (each checked as Talos reads it); the lab is held under `job` for `plan_lab`. Its drives
+/// are chosen in the window, one per node.
 #[tauri::command]
 pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
     let path = absolute(&path, "lab file")?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| bad(format!("cannot read the lab file {}: {e}", path.display())))?;
-    let file = lab_file::parse(&text, &path)?;
-    let base = path.parent().unwrap_or(Path::new("/"));
+    // A folder is a folder of labctl ImageBuild configs, one node each.
+    let (file, base) = if path.is_dir() {
+        (lab_file::from_folder(&path)?, path.as_path())
+    } else {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad(format!("cannot read the lab file {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("/"));
+        (lab_file::parse(&text, &path)?, base)
+    };
     let dir = tempfile::Builder::new()
         .prefix("labflash-lab-")
         .tempdir()

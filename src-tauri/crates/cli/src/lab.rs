@@ -22,7 +22,7 @@ use crate::output::{Failure, Output, EXIT_FAILURE, EXIT_MISMATCH, EXIT_USAGE};
 #[derive(Args)]
 pub struct LabArgs {
     /// The lab file: its image, and each node's hostname, machine config and drives (see the
-    /// README's "A lab in one run").
+    /// README's "A lab in one run"); or a folder of labctl ImageBuild configs naming one image.
     pub file: PathBuf,
 
     /// Drives for the nodes that name none in the file, in the nodes' order.
@@ -75,8 +75,10 @@ pub struct LabFlashed {
 }
 
 pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+    // A folder is a folder of labctl ImageBuild configs, one node each.
     let text = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
+        _ if args.file.is_dir() => None,
+        Ok(text) => Some(text),
         Err(e) => {
             return out.fail(Failure::usage(format!(
                 "cannot read the lab file {}: {e}",
@@ -85,7 +87,10 @@ pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> Exi
         }
     };
     let built = (|| {
-        let file = lab_file::parse(&text, &args.file)?;
+        let file = match &text {
+            Some(text) => lab_file::parse(text, &args.file)?,
+            None => lab_file::from_folder(&args.file)?,
+        };
         let base = args
             .file
             .parent()

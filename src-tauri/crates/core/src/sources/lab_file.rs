@@ -13,7 +13,10 @@
 //!     configTo: /dev/sdc           # optional: its config on a stick of its own
 //! ```
 //!
-//! Each node's cidata image is built (and checked) as `labflash cidata` builds one.
+//! Or nodes that are labctl ImageBuild configs (`- build: talos/cp-1.yaml`, each naming its own
+//! source: they must all name the same image, and the file then has no `source:`), or a folder of
+//! them ([`from_folder`]). Each node's cidata image is built (and checked) as `labflash cidata`
+//! builds one, from the node's own fields or its ImageBuild's `config`.
 
 use std::path::{Path, PathBuf};
 
@@ -22,12 +25,15 @@ use crate::fetch::digest::{self, Sha256Digest};
 use crate::flash::lab::Node;
 use crate::flash::rules::Chosen;
 use crate::sources::cidata::{self, Cidata, CidataRequest};
+use crate::sources::talos_build;
 
 /// A lab file as written.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabFile {
-    pub source: String,
+    /// The image; absent when the nodes are ImageBuild configs, which name it.
+    #[serde(default)]
+    pub source: Option<String>,
     #[serde(default)]
     pub sha256: Option<String>,
     #[serde(default)]
@@ -35,11 +41,16 @@ pub struct LabFile {
     pub nodes: Vec<NodeSpec>,
 }
 
+/// A node: its own hostname and machine config, or a labctl ImageBuild config (`build`).
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
+    #[serde(default)]
     pub hostname: String,
+    #[serde(default)]
     pub user_data: PathBuf,
+    #[serde(default)]
+    pub build: Option<PathBuf>,
     #[serde(default)]
     pub network_config: Option<PathBuf>,
     #[serde(default)]
@@ -72,12 +83,15 @@ pub fn parse(text: &str, file: &Path) -> Result<LabFile> {
             file.display()
         ))
     })?;
+    let mut lab = lab;
     if lab.nodes.is_empty() {
         return Err(Error::BadInput(format!(
             "{} lists no nodes: a lab file needs at least one under `nodes:`",
             file.display()
         )));
     }
+    let base = file.parent().unwrap_or(Path::new("."));
+    lab.read_builds(base, file)?;
     for (i, a) in lab.nodes.iter().enumerate() {
         if lab.nodes[..i].iter().any(|b| b.hostname == a.hostname) {
             return Err(Error::BadInput(format!(
@@ -90,7 +104,130 @@ pub fn parse(text: &str, file: &Path) -> Result<LabFile> {
     Ok(lab)
 }
 
+/// A folder of labctl ImageBuild configs (every `.yaml`/`.yml` file with a top-level `source:`;
+/// the Talos machine configs beside them are not nodes), one node each, in file-name order.
+pub fn from_folder(dir: &Path) -> Result<LabFile> {
+    let listing = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut builds: Vec<PathBuf> = Vec::new();
+    for entry in listing {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if !yaml || !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        if text.lines().any(|l| l.starts_with("source:")) {
+            // By its name: `read_builds` resolves it against the folder.
+            builds.push(PathBuf::from(path.file_name().expect("a file")));
+        }
+    }
+    builds.sort();
+    if builds.is_empty() {
+        return Err(Error::BadInput(format!(
+            "{} holds no labctl ImageBuild config (a YAML file with a top-level source:)",
+            dir.display()
+        )));
+    }
+    let mut lab = LabFile {
+        source: None,
+        sha256: None,
+        allow_unverified: false,
+        nodes: builds
+            .into_iter()
+            .map(|build| NodeSpec {
+                hostname: String::new(),
+                user_data: PathBuf::new(),
+                build: Some(build),
+                network_config: None,
+                instance_id: None,
+                to: None,
+                config_to: None,
+            })
+            .collect(),
+    };
+    lab.read_builds(dir, dir)?;
+    Ok(lab)
+}
+
 impl LabFile {
+    /// Reads the nodes' ImageBuild configs (relative to `base`): each node takes its config's
+    /// hostname, and every config must name the same image, which becomes the lab's source.
+    /// A node is one form or the other, never both, and the forms are not mixed.
+    fn read_builds(&mut self, base: &Path, file: &Path) -> Result<()> {
+        let bad = |why: String| Error::BadInput(format!("{}: {why}", file.display()));
+        let built = self.nodes.iter().filter(|n| n.build.is_some()).count();
+        if built == 0 {
+            for n in &self.nodes {
+                if n.hostname.is_empty() || n.user_data.as_os_str().is_empty() {
+                    return Err(bad(format!(
+                        "a node needs a hostname and userData (or build: an ImageBuild config){}",
+                        if n.hostname.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", n.hostname)
+                        }
+                    )));
+                }
+            }
+            if self.source.is_none() {
+                return Err(bad("the lab names no image: give it `source:`".into()));
+            }
+            return Ok(());
+        }
+        if built != self.nodes.len() || self.source.is_some() {
+            return Err(bad(
+                "its nodes are either ImageBuild configs (build:, which name the image) or hostname and userData beside a source:, not both".into(),
+            ));
+        }
+        let mut first: Option<(String, String)> = None;
+        for node in &mut self.nodes {
+            let path = resolve(base, node.build.as_deref().expect("counted above"));
+            if !node.hostname.is_empty() || !node.user_data.as_os_str().is_empty() {
+                return Err(bad(format!(
+                    "the node built from {} takes its hostname and userData from that config, not from the lab file",
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let build = talos_build::parse(&text)
+                .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))?;
+            if build.source.ca_cert.is_some() {
+                return Err(Error::BadInput(format!(
+                    "{}: a lab does not take source.caCert; give the CA with --ca-cert",
+                    path.display()
+                )));
+            }
+            let url = build.source_url()?.to_string();
+            let name = path.display().to_string();
+            match &first {
+                None => first = Some((url.clone(), name)),
+                Some((url0, name0)) if *url0 != url => {
+                    return Err(Error::BadInput(format!(
+                        "the configs name different images, and a lab writes one: {name0} names {url0}, {name} names {url}"
+                    )))
+                }
+                Some(_) => {}
+            }
+            // Its files are relative to its own folder: made absolute here, so that nothing
+            // resolves them against the lab file's folder again.
+            let dir = std::path::absolute(path.parent().unwrap_or(base))
+                .map_err(|e| Error::io(&path, e))?;
+            node.hostname = build.config.meta_data.local_hostname.clone();
+            node.instance_id = build.config.meta_data.instance_id.clone();
+            node.user_data = dir.join(&build.config.user_data.path);
+            node.network_config = build
+                .config
+                .network_config
+                .as_ref()
+                .map(|n| dir.join(&n.path));
+        }
+        self.source = first.map(|(url, _)| url);
+        Ok(())
+    }
+
     /// Builds every node's cidata image into `out` and gives each node its drives: its own
     /// `to`/`configTo`, else the next of `drives` (the command line's, in node order). A node
     /// left without a boot drive is refused, naming it.
@@ -131,10 +268,11 @@ impl LabFile {
 
     /// The image: a URL as written, or a file resolved against the lab file's folder.
     pub fn source(&self, base: &Path) -> String {
-        if crate::fetch::is_url(&self.source) {
-            self.source.clone()
+        let source = self.source.clone().unwrap_or_default();
+        if crate::fetch::is_url(&source) {
+            source
         } else {
-            resolve(base, Path::new(&self.source)).display().to_string()
+            resolve(base, Path::new(&source)).display().to_string()
         }
     }
 
@@ -190,6 +328,39 @@ mod tests {
         let twice = format!("{ok}  - hostname: cp-1\n    userData: cp.yaml\n");
         let said = parse(&twice, file).unwrap_err().to_string();
         assert!(said.contains("names the node cp-1 twice"), "{said}");
+    }
+
+    /// Nodes built from labctl ImageBuild configs (labctl's own minimal config: GilmanLab/platform
+    /// tools/labctl, tests/fixtures/labctl) take their hostname from it; the two forms of node
+    /// are not mixed.
+    #[test]
+    fn imagebuild_nodes_name_the_image_and_their_hostnames() {
+        let dir = tempfile::tempdir().unwrap();
+        let minimal = include_str!("../../../../../tests/fixtures/labctl/talos-minimal.yaml");
+        std::fs::write(dir.path().join("cp.yaml"), minimal).unwrap();
+        let file = dir.path().join("lab.yaml");
+        let lab = parse("nodes:\n  - build: cp.yaml\n", &file).unwrap();
+        assert_eq!(lab.nodes[0].hostname, "bootstrap-controlplane-1");
+        assert!(lab.nodes[0].user_data.is_absolute());
+        assert!(
+            lab.source
+                .as_deref()
+                .unwrap()
+                .ends_with("/v1.13.0/nocloud-amd64.raw.xz"),
+            "{:?}",
+            lab.source
+        );
+        for (text, said) in [
+            ("source: x.raw\nnodes:\n  - build: cp.yaml\n", "not both"),
+            (
+                "nodes:\n  - build: cp.yaml\n    hostname: x\n",
+                "takes its hostname",
+            ),
+            ("nodes:\n  - hostname: x\n", "needs a hostname and userData"),
+        ] {
+            let err = parse(text, &file).unwrap_err().to_string();
+            assert!(err.contains(said), "{text}: {err}");
+        }
     }
 
     #[test]
