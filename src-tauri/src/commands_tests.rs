@@ -814,3 +814,49 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
         );
     }
 }
+
+/// A drive re-attached while the lab's confirmation is shown (same name and number, a new disk
+/// sequence) is refused at open with nothing written to it; the other node is written.
+#[tokio::test]
+async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    boot_and_config(dir.path(), &dir.path().join("boot.raw"));
+    let lab_file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &lab_file,
+        "source: boot.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
+    )
+    .unwrap();
+    load_lab(app.state(), 30, lab_file.display().to_string()).unwrap();
+    let mut sticks = [
+        Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
+        Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
+    ];
+    let drives = vec![listed(&app, &sticks[0]), listed(&app, &sticks[1])];
+    let spec = LabSpec {
+        lab: 30,
+        drives,
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+    };
+    let (channel, _) = recording::<Progress>();
+    plan_lab(app.state(), 31, spec, channel.clone())
+        .await
+        .unwrap();
+    // While the operator reads the confirmation, w-2's stick is swapped.
+    sticks[1].reattach("other.img", 0x55);
+    let nodes = run_lab(app.state(), 32, 31, channel).await.unwrap();
+    assert!(nodes[0].flashed.as_ref().unwrap().targets[0].ok);
+    let refused = match (&nodes[1].flashed, &nodes[1].error) {
+        (Some(f), _) => f.targets[0].error.clone().unwrap_or_default(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
+    };
+    assert!(refused.contains("changed since you chose it"), "{refused}");
+    assert!(sticks[1].holds_only(0x55), "nothing written to the new one");
+}
