@@ -981,6 +981,15 @@ fn a_lab_of_three_nodes_from_the_window() {
     }
     assert_eq!(s.text("#run-title"), "Done — 3 drives verified");
     assert!(s.text(&row(sticks[1].path_str())).starts_with("cp-2: "));
+    // The run's record, beside the lab file, named on the page.
+    let said = s.content("#lab-record");
+    let record = said
+        .strip_prefix("Record of this run: ")
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(Path::new(record).parent(), Some(dir.path()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert_eq!(record["sticks"].as_array().unwrap().len(), 3);
     assert!(fits(s));
     gui.shot("lab-done");
     // Each stick: its own node's hostname in the cidata partition (found by its GPT name).

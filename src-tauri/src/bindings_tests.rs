@@ -69,6 +69,7 @@ fn declarations() -> String {
         LabView,
         LabNodeView,
         LabSpec,
+        LabRun,
         ExpectedSpec,
         Verification,
         CacheInfo,

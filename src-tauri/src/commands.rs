@@ -9,6 +9,7 @@ use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
+use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::{self, Approved, Chosen, TargetOptions, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, lab};
@@ -41,6 +42,8 @@ pub struct App {
     /// Lab files loaded in this window, by the job that loaded them, and labs planned and shown.
     labs: std::sync::Mutex<std::collections::HashMap<u32, LoadedLab>>,
     lab_plans: std::sync::Mutex<std::collections::HashMap<u32, lab::LabPlan>>,
+    /// Which loaded lab each lab plan is of (its record goes beside that lab's file).
+    lab_of_plan: std::sync::Mutex<std::collections::HashMap<u32, u32>>,
     /// Every drive shown to this window (path and identity, from `list_drives` and
     /// `watch_drives`): the only targets it may name, so it cannot write a file or a drive it was
     /// never shown. One listed once stays nameable: the engine re-checks its identity at open.
@@ -70,6 +73,7 @@ impl App {
             prepared: Default::default(),
             labs: Default::default(),
             lab_plans: Default::default(),
+            lab_of_plan: Default::default(),
             listed: Default::default(),
             flashed: Default::default(),
             cache_dir,
@@ -673,11 +677,18 @@ pub async fn run_flash(
 pub fn drop_plan(app: State<'_, App>, plan: u32) {
     app.plans.lock().expect("plans lock").remove(&plan);
     app.lab_plans.lock().expect("lab plans lock").remove(&plan);
+    app.lab_of_plan
+        .lock()
+        .expect("lab of plan lock")
+        .remove(&plan);
 }
 
 /// A lab file the window loaded: its image and its nodes with their built config images, which
 /// live in a private temporary folder as long as the lab is held.
 struct LoadedLab {
+    /// Where the run's record goes: beside the lab file (or in its folder of configs).
+    record_dir: PathBuf,
+    record_stem: String,
     source: String,
     sha256: Option<Sha256Digest>,
     allow_unverified: bool,
@@ -740,6 +751,10 @@ pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
             .collect(),
     };
     let loaded = LoadedLab {
+        record_dir: base.to_path_buf(),
+        record_stem: path
+            .file_stem()
+            .map_or_else(|| "lab".into(), |s| s.to_string_lossy().into_owned()),
         source: view.source.clone(),
         sha256: file.sha256()?,
         allow_unverified: file.allow_unverified,
@@ -820,6 +835,10 @@ pub async fn plan_lab(
     app.writing(&spec.drives);
     let (http, cache) = (app.http(), app.cache()?);
     let plan = lab::plan(&base, &nodes, &http, &cache, &cancel, &progress).await?;
+    app.lab_of_plan
+        .lock()
+        .expect("lab of plan lock")
+        .insert(job, spec.lab);
     let view = PlanView {
         lines: plan.describe(),
         warnings: plan.warnings(),
@@ -832,32 +851,76 @@ pub async fn plan_lab(
     Ok(view)
 }
 
-/// Runs the lab planned under `plan`: every node's drives at the same time.
+/// What a lab run did: each node's result, and where its record was written (or why not).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabRun {
+    nodes: Vec<lab::NodeFlashed>,
+    record: Option<PathBuf>,
+    record_error: Option<String>,
+}
+
+/// Runs the lab planned under `plan`: every node's drives at the same time; the run's record
+/// (every stick with its node, drive, digests and read-back) is written beside the lab file.
 #[tauri::command]
 pub async fn run_lab(
     app: State<'_, App>,
     job: u32,
     plan: u32,
     on_progress: Channel<Progress>,
-) -> Reply<Vec<lab::NodeFlashed>> {
+) -> Reply<LabRun> {
     let planned = app.lab_plans.lock().expect("lab plans lock").remove(&plan);
     let planned = planned.ok_or_else(|| bad("this lab was not planned, or was already run"))?;
+    let lab_job = app
+        .lab_of_plan
+        .lock()
+        .expect("lab of plan lock")
+        .remove(&plan);
+    let (record_dir, stem, source) = {
+        let labs = app.labs.lock().expect("labs lock");
+        let lab = lab_job
+            .and_then(|j| labs.get(&j))
+            .ok_or_else(|| bad("this lab is no longer loaded in this window"))?;
+        (
+            lab.record_dir.clone(),
+            lab.record_stem.clone(),
+            lab.source.clone(),
+        )
+    };
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
     let targets = planned.all_targets();
+    let per_node: Vec<Vec<Approved>> = planned.nodes.iter().map(|(_, p)| p.all_targets()).collect();
+    let mut record = Record::start();
     let nodes = tokio::task::spawn_blocking(move || {
         lab::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the writers stopped: {e}")))?;
-    for node in &nodes {
+    for (node, approved) in nodes.iter().zip(&per_node) {
         if let Some(flashed) = &node.flashed {
             app.may_eject(&flashed.targets, &targets);
+            record.add(Some(&node.node), &source, flashed, approved);
         }
     }
-    Ok(nodes)
+    record.finish();
+    // One file per run, named for when it started: a re-run keeps the earlier record.
+    let path = record_dir.join(format!(
+        "{stem}-record-{}.json",
+        record.started.replace(':', "-")
+    ));
+    let (record, record_error) = match record.write(&path) {
+        Ok(()) => (Some(path), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(LabRun {
+        nodes,
+        record,
+        record_error,
+    })
 }
 
 /// Ejects a drive this window flashed so it can be pulled (powered off, or a loop device

@@ -792,7 +792,14 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
         .await
         .unwrap();
     assert!(plan.lines.iter().any(|l| l.starts_with("node w-2:")));
-    let nodes = run_lab(app.state(), 23, 22, channel).await.unwrap();
+    let run = run_lab(app.state(), 23, 22, channel).await.unwrap();
+    // The run's record, beside the lab file: a line per stick with its node.
+    let record = run.record.expect("a record");
+    assert_eq!(record.parent(), Some(dir.path()));
+    let written = labflash_core::flash::record::Record::read(&record).unwrap();
+    assert_eq!(written.sticks.len(), 2);
+    assert_eq!(written.sticks[1].node.as_deref(), Some("w-2"));
+    let nodes = run.nodes;
     for (i, node) in nodes.iter().enumerate() {
         let flashed = node.flashed.as_ref().expect("flashed");
         assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
@@ -850,7 +857,7 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
         .unwrap();
     // While the operator reads the confirmation, w-2's stick is swapped.
     sticks[1].reattach("other.img", 0x55);
-    let nodes = run_lab(app.state(), 32, 31, channel).await.unwrap();
+    let nodes = run_lab(app.state(), 32, 31, channel).await.unwrap().nodes;
     assert!(nodes[0].flashed.as_ref().unwrap().targets[0].ok);
     let refused = match (&nodes[1].flashed, &nodes[1].error) {
         (Some(f), _) => f.targets[0].error.clone().unwrap_or_default(),

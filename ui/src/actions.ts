@@ -316,7 +316,9 @@ async function flashLab() {
   const job = newJob();
   set({ job });
   try {
-    const nodes = await api.runLab(job, plan, driveSinks(drives));
+    const run = await api.runLab(job, plan, driveSinks(drives));
+    const nodes = run.nodes;
+    updateRun(() => ({ record: { path: run.record, error: run.recordError } }));
     const failed = nodes.filter((n) => n.error).map((n) => `${n.node}: ${n.error}`);
     await finishReports(nodes.flatMap((n) => (n.flashed ? [...n.flashed.targets, ...(n.flashed.configStick?.targets ?? [])] : [])), null);
     if (failed.length > 0) say("flash", failed.join("; "));

@@ -16,7 +16,7 @@ import type {
   Flashed,
   LabSpec,
   LabView,
-  NodeFlashed,
+  LabRun,
   PlanView,
   Prepared,
   Progress,
@@ -64,7 +64,7 @@ export const api = {
   planLab: (job: number, spec: LabSpec, onProgress: (p: Progress) => void) =>
     invoke<PlanView>("plan_lab", { job, spec, onProgress: channel(onProgress) }),
   runLab: (job: number, plan: number, onProgress: (p: Progress) => void) =>
-    invoke<NodeFlashed[]>("run_lab", { job, plan, onProgress: channel(onProgress) }),
+    invoke<LabRun>("run_lab", { job, plan, onProgress: channel(onProgress) }),
   /** Whether the engine streams this source, or has it checked first; refuses an unusable one. */
   sourceStreams: (source: SourceSpec) => invoke<boolean>("source_streams", { source }),
   verify: (

@@ -218,6 +218,8 @@ config: Cidata, };
 
 export type LabSpec = { lab: number, drives: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, };
 
+export type LabRun = { nodes: Array<NodeFlashed>, record: string | null, recordError: string | null, };
+
 export type ExpectedSpec = { "kind": "digest", sha256: string, } | { "kind": "image", path: string, } | { "kind": "sidecar", location: string, };
 
 export type Verification = { path: string, size: number, sha256: Sha256Digest, expectedSHA256: Sha256Digest, 

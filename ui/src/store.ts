@@ -96,6 +96,8 @@ export interface Run {
   result: Flashed | null;
   /** Cancel was pressed and waits for its confirmation. */
   askCancel: boolean;
+  /** A lab's record: where it was written, or why it was not. */
+  record?: { path: string | null; error: string | null };
 }
 
 export interface Settings {

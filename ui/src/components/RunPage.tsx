@@ -69,6 +69,11 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
           ))}
         </div>
       )}
+      {done && run.record && (
+        <p id="lab-record" class={run.record.path ? "hint" : "warning"}>
+          {run.record.path ? `Record of this run: ${run.record.path}` : `The record could not be written: ${run.record.error}`}
+        </p>
+      )}
       <ErrorText id="error-step-flash" text={s.errors.flash} />
       {run.phase === "planning" && (
         <button type="button" id="cancel-button" onClick={act.cancelJob}>
