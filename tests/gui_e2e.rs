@@ -961,8 +961,8 @@ fn a_lab_of_three_nodes_from_the_window() {
         ));
     }
     assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
-    assert!(fits(s), "the node table fits 800x600");
     gui.shot("lab-nodes");
+    assert!(fits(s), "the node table fits 800x600");
     s.click("#flash-button");
     let question = s.wait_text("#confirm-text", 60, |t| !t.is_empty());
     for (name, stick) in names.iter().zip(&sticks) {
@@ -1011,6 +1011,90 @@ fn a_lab_of_three_nodes_from_the_window() {
             stick.backing.display(),
             cidata["start"].as_u64().unwrap() * 512
         );
+        let meta = Command::new("mtype")
+            .args(["-i", &at, "::meta-data"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        let meta = String::from_utf8_lossy(&meta.stdout);
+        assert!(meta.contains(&format!("local-hostname: {name}")), "{meta}");
+    }
+}
+
+/// A lab of a Talos v1.11 amd64 image (issue 12098): the node table asks for a config stick per
+/// node, and the lab is written as two sticks per node, each config stick holding its node's
+/// own config image.
+#[test]
+fn a_lab_that_needs_two_sticks_per_node_from_the_window() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(dir.path().join("v1.11.2")).unwrap();
+    let boot = dir.path().join("v1.11.2/nocloud-amd64.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/talos/configloader-worker.yaml"),
+        dir.path().join("worker.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "source: v1.11.2/nocloud-amd64.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
+    )
+    .unwrap();
+    let boots: Vec<LoopDev> = (0..2)
+        .map(|_| LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA))
+        .collect();
+    let configs: Vec<LoopDev> = (0..2)
+        .map(|_| LoopDev::new(dir.path(), 16 * MIB, 512, 0xBB))
+        .collect();
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-lab");
+    s.type_into("#lab-file", dir.path().join("lab.yaml").to_str().unwrap());
+    s.click("#use-source");
+    s.wait_text("#lab-title", 30, |t| t.contains("2 nodes"));
+    assert!(s.content("#lab-two-sticks").contains("config stick"));
+    s.click("#show-all");
+    let pick = |id: String, stick: &LoopDev| {
+        let path = stick.path_str();
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        s.execute(&format!(
+            "const e = document.getElementById('{id}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
+        ));
+    };
+    for (i, stick) in boots.iter().enumerate() {
+        pick(format!("lab-drive-{i}"), stick);
+    }
+    assert!(s
+        .text("#flash-reason")
+        .contains("config stick for w-1, w-2"));
+    for (i, stick) in configs.iter().enumerate() {
+        pick(format!("lab-config-drive-{i}"), stick);
+    }
+    assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
+    assert!(fits(s));
+    gui.shot("lab-two-sticks");
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 60, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    for stick in boots.iter().chain(&configs) {
+        let done = s.wait_text(&row(stick.path_str()), 120, |t| {
+            t.contains("Detached") || t.contains("Failed")
+        });
+        assert!(done.contains("✓ Verified"), "{done}");
+    }
+    assert_eq!(s.text("#run-title"), "Done — 4 drives verified");
+    assert!(s
+        .text(&row(configs[1].path_str()))
+        .starts_with("w-2: Config stick: "));
+    for (name, stick) in ["w-1", "w-2"].iter().zip(&configs) {
+        let at = format!("{}@@0", stick.backing.display());
         let meta = Command::new("mtype")
             .args(["-i", &at, "::meta-data"])
             .env("MTOOLS_SKIP_CHECK", "1")

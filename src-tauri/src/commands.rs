@@ -23,7 +23,7 @@ use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
     AssetRequest, Customization, Extension, Factory, Version,
 };
-use labflash_core::sources::{self, lab_file, Prepared, Source, SourceRequest};
+use labflash_core::sources::{self, lab_file, talos_boot_stick, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
 use labflash_core::{Error, ErrorKind};
 use tauri::ipc::Channel;
@@ -703,6 +703,9 @@ struct LoadedLab {
 pub struct LabView {
     source: String,
     nodes: Vec<LabNodeView>,
+    /// Why each node's config must go on a stick of its own (the image's release does not read
+    /// cidata on its boot stick), if it must: each row then takes a second drive.
+    config_own_stick: Option<String>,
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -740,8 +743,10 @@ pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
         .map(|n| n.hostname.clone())
         .zip(configs)
         .collect();
+    let source = file.source(base);
     let view = LabView {
-        source: file.source(base),
+        config_own_stick: talos_boot_stick::check_one_stick(&source).err(),
+        source,
         nodes: nodes
             .iter()
             .map(|(hostname, config)| LabNodeView {
@@ -772,6 +777,8 @@ pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
 pub struct LabSpec {
     lab: u32,
     drives: Vec<Chosen>,
+    /// Two sticks: each node's config stick, in the nodes' order (none: configs as partitions).
+    config_drives: Option<Vec<Chosen>>,
     unmount: bool,
     allow_fixed: bool,
     verify: bool,
@@ -788,28 +795,36 @@ pub async fn plan_lab(
 ) -> Reply<PlanView> {
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    app.check_shown(&spec.drives)?;
+    let config_drives = spec.config_drives.clone().unwrap_or_default();
+    let every: Vec<Chosen> = spec.drives.iter().chain(&config_drives).cloned().collect();
+    app.check_shown(&every)?;
     let (base, nodes) = {
         let labs = app.labs.lock().expect("labs lock");
         let lab = labs
             .get(&spec.lab)
             .ok_or_else(|| bad("this lab was not loaded in this window: load it again"))?;
+        let short = |what: &str, n: usize| {
+            bad(format!(
+                "each node needs {what} of its own: {} nodes, {n} drives",
+                lab.nodes.len()
+            ))
+        };
         if spec.drives.len() != lab.nodes.len() {
-            return Err(bad(format!(
-                "each node needs a drive of its own: {} nodes, {} drives",
-                lab.nodes.len(),
-                spec.drives.len()
-            )));
+            return Err(short("a drive", spec.drives.len()));
+        }
+        if spec.config_drives.is_some() && config_drives.len() != lab.nodes.len() {
+            return Err(short("a config stick", config_drives.len()));
         }
         let nodes: Vec<lab::Node> = lab
             .nodes
             .iter()
             .zip(spec.drives.iter().cloned())
-            .map(|((hostname, config), to)| lab::Node {
+            .enumerate()
+            .map(|(i, ((hostname, config), to))| lab::Node {
                 name: hostname.clone(),
                 to,
                 config: Some(config.path.clone()),
-                config_to: None,
+                config_to: config_drives.get(i).cloned(),
             })
             .collect();
         let base = flash::Request {
@@ -832,7 +847,7 @@ pub async fn plan_lab(
         };
         (base, nodes)
     };
-    app.writing(&spec.drives);
+    app.writing(&every);
     let (http, cache) = (app.http(), app.cache()?);
     let plan = lab::plan(&base, &nodes, &http, &cache, &cancel, &progress).await?;
     app.lab_of_plan
@@ -903,6 +918,9 @@ pub async fn run_lab(
     for (node, approved) in nodes.iter().zip(&per_node) {
         if let Some(flashed) = &node.flashed {
             app.may_eject(&flashed.targets, &targets);
+            if let Some(config) = &flashed.config_stick {
+                app.may_eject(&config.targets, &targets);
+            }
             record.add(Some(&node.node), &source, flashed, approved);
         }
     }

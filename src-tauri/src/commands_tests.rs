@@ -766,6 +766,7 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
     let spec = |drives: Vec<Chosen>| LabSpec {
         lab: 20,
         drives,
+        config_drives: None,
         unmount: false,
         allow_fixed: false,
         verify: true,
@@ -847,6 +848,7 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
     let spec = LabSpec {
         lab: 30,
         drives,
+        config_drives: None,
         unmount: false,
         allow_fixed: false,
         verify: true,
@@ -866,4 +868,74 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
     };
     assert!(refused.contains("changed since you chose it"), "{refused}");
     assert!(sticks[1].holds_only(0x55), "nothing written to the new one");
+}
+
+/// A lab of a Talos v1.11 amd64 image (issue 12098: cidata is not read on the boot stick): the
+/// loaded lab says each node needs a config stick, a plan without them is refused, and with them
+/// every node gets its boot stick and its own config stick.
+#[tokio::test]
+async fn a_lab_whose_release_needs_two_sticks_per_node() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    boot_and_config(dir.path(), &dir.path().join("v1.11.2/nocloud-amd64.raw"));
+    let lab_file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &lab_file,
+        "source: v1.11.2/nocloud-amd64.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
+    )
+    .unwrap();
+    let lab = load_lab(app.state(), 40, lab_file.display().to_string()).unwrap();
+    assert!(lab.config_own_stick.as_deref().unwrap().contains("12098"));
+    let boots = [
+        Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
+        Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
+    ];
+    let configs = [
+        Loop::new(dir.path(), "ca.img", 16 << 20, 0xBB),
+        Loop::new(dir.path(), "cb.img", 16 << 20, 0xBB),
+    ];
+    let drives: Vec<Chosen> = boots.iter().map(|l| listed(&app, l)).collect();
+    let config_drives: Vec<Chosen> = configs.iter().map(|l| listed(&app, l)).collect();
+    let spec = |config_drives: Option<Vec<Chosen>>| LabSpec {
+        lab: 40,
+        drives: drives.clone(),
+        config_drives,
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+    };
+    let (channel, _) = recording::<Progress>();
+    let err = plan_lab(app.state(), 41, spec(None), channel.clone())
+        .await
+        .err()
+        .expect("one stick refused");
+    assert!(err.message.contains("12098"), "{}", err.message);
+    assert!(boots.iter().all(|l| l.holds_only(0xAA)), "nothing written");
+    plan_lab(
+        app.state(),
+        42,
+        spec(Some(config_drives.clone())),
+        channel.clone(),
+    )
+    .await
+    .unwrap();
+    let run = run_lab(app.state(), 43, 42, channel).await.unwrap();
+    for (i, node) in run.nodes.iter().enumerate() {
+        let flashed = node.flashed.as_ref().expect("flashed");
+        assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+        let on_config = flashed.config_stick.as_ref().expect("a config stick");
+        assert!(on_config.targets[0].ok, "{:?}", on_config.targets[0].error);
+        let config = std::fs::read(&lab.nodes[i].config.path).unwrap();
+        assert!(std::fs::read(&configs[i].backing).unwrap()[..config.len()] == config[..]);
+    }
+    // Every stick this window flashed may be ejected, the config sticks too.
+    for stick in boots.iter().chain(&configs) {
+        assert_eq!(
+            eject(app.state(), stick.path()).await.unwrap(),
+            Ejected::Detached
+        );
+    }
 }

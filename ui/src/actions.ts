@@ -227,7 +227,7 @@ async function loadLab(form: Form, gen: number) {
   try {
     const lab = await api.loadLab(job, form.labFile.trim());
     if (get().gen !== gen) return;
-    set({ lab, labJob: job, labDrives: lab.nodes.map(() => null) });
+    set({ lab, labJob: job, labDrives: lab.nodes.map(() => null), labConfigDrives: lab.nodes.map(() => null) });
   } catch (e) {
     if (get().gen === gen) say("image", errorMessage(e), "lab-file");
   }
@@ -239,15 +239,19 @@ function labReason(s: State): string | null {
   if (!s.lab) return "Choose a lab file.";
   const missing = s.lab.nodes.filter((_, i) => !s.labDrives[i]).map((n) => n.hostname);
   if (missing.length > 0) return `Choose a drive for ${missing.join(", ")}.`;
-  const paths = s.labDrives.filter((d): d is string => d !== null);
+  const two = s.lab.configOwnStick !== null;
+  const noConfig = s.lab.nodes.filter((_, i) => two && !s.labConfigDrives[i]).map((n) => n.hostname);
+  if (noConfig.length > 0) return `Choose a config stick for ${noConfig.join(", ")}.`;
+  const paths = [...s.labDrives, ...(two ? s.labConfigDrives : [])].filter((d): d is string => d !== null);
   if (new Set(paths).size !== paths.length) return "Each node needs a drive of its own.";
   return null;
 }
 
-/** A node's drive, chosen in its row (`null`: none). */
-export function setLabDrive(node: number, path: string | null) {
+/** A node's drive (or, with two sticks, its config stick), chosen in its row (`null`: none). */
+export function setLabDrive(node: number, path: string | null, config = false) {
+  const pick = (drives: (string | null)[]) => drives.map((d, i) => (i === node ? path : d));
   set((s) => ({
-    labDrives: s.labDrives.map((d, i) => (i === node ? path : d)),
+    ...(config ? { labConfigDrives: pick(s.labConfigDrives) } : { labDrives: pick(s.labDrives) }),
     errors: { ...s.errors, drive: undefined, flash: undefined },
   }));
 }
@@ -256,15 +260,20 @@ export function setLabDrive(node: number, path: string | null) {
 function assignPlugged(before: string[], drives: DriveRow[]) {
   const s = get();
   if (!s.lab || before.length === 0) return;
-  const plugged = drives.filter((d) => !d.unsuitable && !before.includes(d.path) && !s.labDrives.includes(d.path));
+  const chosen = [...s.labDrives, ...s.labConfigDrives];
+  const plugged = drives.filter((d) => !d.unsuitable && !before.includes(d.path) && !chosen.includes(d.path));
   if (plugged.length === 0) return;
+  // Row by row: a node's boot stick, then (two sticks) its config stick.
   const labDrives = [...s.labDrives];
+  const labConfigDrives = [...s.labConfigDrives];
+  const two = s.lab.configOwnStick !== null;
   for (const d of plugged) {
-    const free = labDrives.indexOf(null);
-    if (free < 0) break;
-    labDrives[free] = d.path;
+    const i = labDrives.findIndex((p, n) => p === null || (two && labConfigDrives[n] === null));
+    if (i < 0) break;
+    if (labDrives[i] === null) labDrives[i] = d.path;
+    else labConfigDrives[i] = d.path;
   }
-  set({ labDrives });
+  set({ labDrives, labConfigDrives });
 }
 
 /** Flashes the lab through the engine's plan: the image prepared once, every node's drive
@@ -274,13 +283,18 @@ async function flashLab() {
   const lab = s.lab!;
   const gen = s.gen;
   const drives = s.labDrives.map((p) => s.drives.find((d) => d.path === p)!);
+  const two = lab.configOwnStick !== null;
+  const configDrives = two ? s.labConfigDrives.map((p) => s.drives.find((d) => d.path === p)!) : [];
   clearErrors();
   set({
     run: {
       phase: "planning",
       image: `${lab.nodes.length} nodes from ${lab.source.split("/").pop()}`,
       plan: { text: "Checking the image and the drives…", percent: null },
-      drives: drives.map((drive, i) => ({ drive, config: false, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
+      drives: [
+        ...drives.map((drive, i) => ({ drive, config: false, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
+        ...configDrives.map((drive, i) => ({ drive, config: true, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
+      ],
       result: null,
       askCancel: false,
     },
@@ -294,6 +308,7 @@ async function flashLab() {
       {
         lab: s.labJob!,
         drives: targetsOf(drives),
+        configDrives: two ? targetsOf(configDrives) : null,
         unmount: true,
         allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
         verify: s.settings.readBack,
@@ -307,7 +322,7 @@ async function flashLab() {
   }
   updateRun(() => ({ plan: null }));
   const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
-  if (gen !== get().gen || !(await ask(lines, drives)) || gen !== get().gen) {
+  if (gen !== get().gen || !(await ask(lines, [...drives, ...configDrives])) || gen !== get().gen) {
     void api.dropPlan(plan);
     set({ run: null, job: null });
     return;
@@ -316,7 +331,7 @@ async function flashLab() {
   const job = newJob();
   set({ job });
   try {
-    const run = await api.runLab(job, plan, driveSinks(drives));
+    const run = await api.runLab(job, plan, driveSinks([...drives, ...configDrives]));
     const nodes = run.nodes;
     updateRun(() => ({ record: { path: run.record, error: run.recordError } }));
     const failed = nodes.filter((n) => n.error).map((n) => `${n.node}: ${n.error}`);
@@ -541,7 +556,14 @@ export function askCancel(yes: boolean | null) {
 
 /** The same image onto other drives: the ticks and the last run go, the image stays. */
 export function flashAnother() {
-  set((s) => ({ run: null, selected: [], configDrive: null, labDrives: s.labDrives.map(() => null), errors: {} }));
+  set((s) => ({
+    run: null,
+    selected: [],
+    configDrive: null,
+    labDrives: s.labDrives.map(() => null),
+    labConfigDrives: s.labConfigDrives.map(() => null),
+    errors: {},
+  }));
   void refreshDrives();
 }
 

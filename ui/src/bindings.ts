@@ -208,7 +208,12 @@ export type NodeFlashed = { node: string,
  */
 flashed?: Flashed, error?: string, };
 
-export type LabView = { source: string, nodes: Array<LabNodeView>, };
+export type LabView = { source: string, nodes: Array<LabNodeView>, 
+/**
+ * Why each node's config must go on a stick of its own (the image's release does not read
+ * cidata on its boot stick), if it must: each row then takes a second drive.
+ */
+configOwnStick: string | null, };
 
 export type LabNodeView = { hostname: string, 
 /**
@@ -216,7 +221,11 @@ export type LabNodeView = { hostname: string,
  */
 config: Cidata, };
 
-export type LabSpec = { lab: number, drives: Array<Chosen>, unmount: boolean, allowFixed: boolean, verify: boolean, };
+export type LabSpec = { lab: number, drives: Array<Chosen>, 
+/**
+ * Two sticks: each node's config stick, in the nodes' order (none: configs as partitions).
+ */
+configDrives: Array<Chosen> | null, unmount: boolean, allowFixed: boolean, verify: boolean, };
 
 export type LabRun = { nodes: Array<NodeFlashed>, record: string | null, recordError: string | null, };
 

@@ -140,6 +140,8 @@ export interface State {
   lab: LabView | null;
   labJob: number | null;
   labDrives: (string | null)[];
+  /** Two sticks per node (the engine says the release needs it): each node's config stick. */
+  labConfigDrives: (string | null)[];
   confirmed: boolean;
   pasted: string;
   drives: DriveRow[];
@@ -179,6 +181,7 @@ export const noImage = {
   lab: null,
   labJob: null,
   labDrives: [],
+  labConfigDrives: [],
   confirmed: false,
   pasted: "",
 } satisfies Partial<State>;
