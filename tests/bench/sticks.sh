@@ -73,9 +73,13 @@ build() { # file, text prefix
   truncate -s "$size" "$1"
   head -c $((size / 8)) /dev/urandom | dd of="$1" bs=1M seek=1 conv=notrunc status=none
   text "$2" | head -c $((size / 8)) | dd of="$1" bs=1M seek=$((1 + size_mib / 8)) conv=notrunc status=none
-  sgdisk -q -o -n 1:2048:+$((size_mib / 2))M -t 1:ef00 -c 1:EFI -n 2:0:0 -t 2:8300 -c 2:ROOT "$1" >/dev/null
+  # Not -q: sgdisk 1.0.9 (Debian 12) then leaves the file without a table, and says nothing.
+  sgdisk -o -n 1:2048:+$((size_mib / 2))M -t 1:ef00 -c 1:EFI -n 2:0:0 -t 2:8300 -c 2:ROOT "$1" >/dev/null
+  has_gpt "$1" || { echo "sticks: sgdisk left $1 without its partitions" >&2; exit 3; }
 }
-if [[ ! -s $data/www/image.raw.xz.sha256 ]]; then
+has_gpt() { [[ $(sgdisk -p "$1" 2>/dev/null) == *ROOT* ]]; }
+# Images built before the table was really written (sgdisk -q) are built again.
+if [[ ! -s $data/www/image.raw.xz.sha256 ]] || ! has_gpt "$data/image.raw"; then
   echo "sticks: building the test images (once)" >&2
   build "$data/image.raw" node
   build "$data/previous.raw" host
