@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stick speeds (a measurement, not a test; root). One command:
 #   sudo tests/bench/sticks.sh [--write MB/s] [--read MB/s] [--size MiB] [--sticks N] [--runs N]
-#                              [--rows floor,app,skipping,peers,first]   (default: every row)
+#                              [--rows floor,app,skipping,peers,first,lab]   (default: every row)
 # Loop devices backed by /dev/shm are throttled like USB sticks (default 30 MB/s write, 90 MB/s
 # read) through the blkio cgroup (v1 blkio.throttle.*_bps_device, or v2 io.max, whichever the
 # machine has); every contender runs inside that cgroup. The throttle holds for O_DIRECT I/O
@@ -17,6 +17,9 @@
 #   peers      caligula, bmaptool (with and without its block map), xz | dd then dd | sha256sum
 #   first      seconds from the command to the first byte of the image on the drive, for a URL
 #              served on 127.0.0.1 with its sidecar (the digest settled first), unthrottled
+#   lab        a lab (issue 27): 8 sticks each with its own config (`flash --to A --config a.img
+#              --to B --config b.img ...`: the image decoded once, every stick its boot image and
+#              its own cidata partition) vs one stick with one config; peak RSS of both
 # --rows runs only the rows named (skipping and floor share the one-stick run they compare with).
 # The images: $LABFLASH_BENCH_DIR/sticks-<size> (built once; --fresh rebuilds): a GPT image of
 # which a quarter holds data (random and text) and the rest is empty space, its multi-block xz
@@ -25,7 +28,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-write_mbs=30 read_mbs=90 size_mib=256 sticks=8 runs=3 fresh= rows=floor,app,skipping,peers,first
+write_mbs=30 read_mbs=90 size_mib=256 sticks=8 runs=3 fresh= rows=floor,app,skipping,peers,first,lab
 while (($#)); do
   case $1 in
     --write) write_mbs=$2; shift 2 ;;
@@ -41,7 +44,7 @@ done
 ((EUID == 0)) || { echo "sticks.sh: run as root (loop devices, cgroups)" >&2; exit 2; }
 want() { [[ ,$rows, == *,$1,* ]]; }
 for r in ${rows//,/ }; do
-  [[ $r == @(floor|app|skipping|peers|first) ]] || { echo "sticks.sh: unknown row $r (floor, app, skipping, peers, first)" >&2; exit 2; }
+  [[ $r == @(floor|app|skipping|peers|first|lab) ]] || { echo "sticks.sh: unknown row $r (floor, app, skipping, peers, first, lab)" >&2; exit 2; }
 done
 "$repo/src-tauri/scripts/setup.sh" --tests >&2
 export PATH=$HOME/.cargo/bin:$PATH
@@ -300,6 +303,74 @@ if want first; then
   extra "URL on 127.0.0.1: command to the image's first byte on the drive" "$first" "<=1" \
     "$(awk -v f="$first" 'BEGIN { print (f <= 1) ? "yes" : "NO" }')"
   every+=("first byte ${firsts[*]}")
+fi
+
+if want lab; then
+  echo "sticks: a lab, $sticks sticks each with its own config, vs one stick with one config" >&2
+  # Each node's config image: a real Talos worker config under the node's own hostname.
+  configs=()
+  for ((i = 1; i <= sticks; i++)); do
+    "$bin" cidata -q --user-data "$repo/tests/fixtures/talos/configloader-worker.yaml" \
+      --hostname "node-$i" -o "$shm/node-$i.img" >/dev/null
+    configs+=("$shm/node-$i.img")
+  done
+  lab_pairs() { local i; for ((i = 0; i < $1; i++)); do printf -- '--to %s --config %s ' "${throttled[$i]}" "${configs[$i]}"; done; }
+  # Runs labflash in the cgroup, its --json into a file; prints its seconds and peak RSS (MiB).
+  timed() { # json file, command
+    warm
+    in_cg python3 -c 'import resource, subprocess, sys, time
+start = time.monotonic()
+with open(sys.argv[1], "w") as out:
+    subprocess.run(sys.argv[2:], check=True, stdout=out)
+print("%.2f %d" % (time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024))' "$@"
+  }
+  # Each stick read back independently: the boot image's body (all but its first and last MiB,
+  # where the stick's new GPT goes and the image's backup GPT is blanked), its own config where
+  # the run said its partition starts, the whole written stream's digest the run said, and a GPT
+  # sgdisk finds sound.
+  body=$(dd if="$data/image.raw" bs=1M skip=1 count=$((size_mib - 2)) status=none | openssl sha256 -r | cut -d' ' -f1)
+  sha_of() { # device, offset, length: its bytes' SHA-256, read with O_DIRECT
+    { dd if="$1" iflag=direct,skip_bytes skip="$2" bs=1M count=$((($3 + mib - 1) / mib)) status=none || true; } |
+      head -c "$3" | openssl sha256 -r | cut -d' ' -f1
+  }
+  check_lab() { # json file, what
+    local i dev off stick_sha cfg len sticks_said
+    sticks_said=$(python3 -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+for i, f in enumerate([n["flashed"] for n in j["nodes"]] if "nodes" in j else [j]):
+    t = f["targets"][0]
+    assert t["ok"], t
+    print(i, t["path"], f["cidataOffset"], f["stickSHA256"])' "$1")
+    while read -r i dev off stick_sha; do
+      cfg=${configs[$i]} len=$(stat -c %s "${configs[$i]}")
+      [[ $dev == "${throttled[$i]}" && $(sha_of "$dev" 0 $((off + len))) == "$stick_sha" &&
+        $(sha_of "$dev" $mib $((size - 2 * mib))) == "$body" &&
+        $(sha_of "$dev" "$off" "$len") == $(openssl sha256 -r "$cfg" | cut -d' ' -f1) &&
+        $(sgdisk -v "$dev") == *"No problems found"* ]] ||
+        { echo "sticks: $dev does not hold the image and ${cfg##*/} after $2" >&2; exit 1; }
+    done <<<"$sticks_said"
+  }
+  lab_t=() lab_rss=() lone_t=() lone_rss=()
+  for ((r = 0; r < runs; r++)); do
+    for d in "${throttled[@]}"; do holds_random "$d"; done
+    took=$(timed "$shm/lab.json" "$bin" flash "$archive" --sha256 "$archive_sha" --yes -q --json \
+      --cache-dir "$shm/cache-lab" $(lab_pairs "$sticks"))
+    read -r t m <<<"$took"
+    lab_t+=("$t") lab_rss+=("$m")
+    check_lab "$shm/lab.json" "the lab"
+    rm -rf "$shm/cache-lab"
+    holds_random "$t1"
+    took=$(timed "$shm/lone.json" "$bin" flash "$archive" --sha256 "$archive_sha" --yes -q --json \
+      --cache-dir "$shm/cache-lab" $(lab_pairs 1))
+    read -r t m <<<"$took"
+    lone_t+=("$t") lone_rss+=("$m")
+    check_lab "$shm/lone.json" "one stick with its config"
+    rm -rf "$shm/cache-lab"
+  done
+  row "lab: $sticks sticks, $sticks configs vs one stick, one config" "$(median "${lab_t[@]}")" "$(median "${lone_t[@]}")" 1.10
+  lab_max=$(printf '%s\n' "${lab_rss[@]}" | sort -n | tail -1)
+  extra "peak RSS of the lab, $sticks sticks (MiB)" "$lab_max" "<=160" "$( ((lab_max <= 160)) && echo yes || echo NO)"
+  every+=("lab ${lab_t[*]}; one stick with a config ${lone_t[*]}; lab RSS MiB ${lab_rss[*]}; one stick's ${lone_rss[*]}")
 fi
 
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
