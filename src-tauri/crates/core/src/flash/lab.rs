@@ -134,8 +134,9 @@ pub async fn plan(
             .await?,
         ),
     };
-    let mut planned: Vec<(String, Plan)> = Vec::with_capacity(nodes.len());
-    for node in nodes {
+    // Every node at once: laying out each one-stick stream reads the whole image (on a
+    // blocking thread each), which one node after another would add up.
+    let planning = nodes.iter().map(|node| {
         let request = Request {
             targets: vec![node.to.clone()],
             config: node.config.clone(),
@@ -143,11 +144,14 @@ pub async fn plan(
             prepared: Some(prepared.clone()),
             ..base.clone()
         };
-        let plan = flash::plan(&request, http, cache, cancel, progress)
-            .await
-            .map_err(|e| named(&node.name, e))?;
-        planned.push((node.name.clone(), plan));
-    }
+        async move {
+            let plan = flash::plan(&request, http, cache, cancel, progress)
+                .await
+                .map_err(|e| named(&node.name, e))?;
+            Ok::<_, Error>((node.name.clone(), plan))
+        }
+    });
+    let planned = futures_util::future::try_join_all(planning).await?;
     refuse_shared_drives(&planned)?;
     Ok(LabPlan { nodes: planned })
 }

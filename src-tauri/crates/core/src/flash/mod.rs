@@ -243,16 +243,23 @@ pub async fn plan(
     if !crate::fetch::is_url(&req.source) {
         protected.push(PathBuf::from(&req.source));
     }
-    let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
-    let writing = plan_writing(
-        prepared.image.clone(),
-        &req.targets,
-        req.config.as_deref(),
-        &req.options,
-        &guarded,
-        &roots,
-        cancel,
-    )?;
+    // Laying a one-stick stream out reads the whole image (its digest): off the runtime's
+    // threads, so that a lab's nodes are laid out at the same time.
+    let writing = {
+        let (image, targets, config) = (
+            prepared.image.clone(),
+            req.targets.clone(),
+            req.config.clone(),
+        );
+        let (options, guarded, cancel) = (req.options.clone(), protected.clone(), cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            let guarded: Vec<&Path> = guarded.iter().map(PathBuf::as_path).collect();
+            let config = config.as_deref();
+            plan_writing(image, &targets, config, &options, &guarded, &roots, &cancel)
+        })
+        .await
+        .expect("the planning thread panicked")?
+    };
     Ok(Plan {
         targets: writing.targets.clone(),
         image_inside: prepared.image_inside.clone(),
