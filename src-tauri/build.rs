@@ -11,6 +11,7 @@ fn main() {
         "plan_flash",
         "run_flash",
         "drop_plan",
+        "set_records_dir",
         "load_lab",
         "plan_lab",
         "run_lab",

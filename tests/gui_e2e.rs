@@ -982,7 +982,7 @@ fn a_lab_of_three_nodes_from_the_window() {
     assert_eq!(s.text("#run-title"), "Done — 3 drives verified");
     assert!(s.text(&row(sticks[1].path_str())).starts_with("cp-2: "));
     // The run's record, beside the lab file, named on the page.
-    let said = s.content("#lab-record");
+    let said = s.content("#run-record");
     let record = said
         .strip_prefix("Record of this run: ")
         .unwrap_or_else(|| panic!("{said}"));

@@ -70,6 +70,7 @@ fn declarations() -> String {
         LabNodeView,
         LabSpec,
         LabRun,
+        FlashRun,
         ExpectedSpec,
         Verification,
         CacheInfo,

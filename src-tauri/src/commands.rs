@@ -215,6 +215,8 @@ pub struct AppInfo {
     cache_dir: PathBuf,
     /// The extra CA certificate file trusted beside the system's store, if one was chosen.
     ca_cert: Option<PathBuf>,
+    /// Where every flash's record is written, if Settings keep records.
+    records_dir: Option<PathBuf>,
 }
 
 #[tauri::command]
@@ -223,6 +225,7 @@ pub fn app_info(app: State<'_, App>) -> AppInfo {
         version: env!("CARGO_PKG_VERSION"),
         cache_dir: app.cache_dir.clone(),
         ca_cert: app.settings.ca_cert(),
+        records_dir: app.settings.records_dir(),
     }
 }
 
@@ -645,14 +648,25 @@ pub async fn plan_flash(
     Ok(view)
 }
 
-/// Runs the flash planned under `plan` (see `plan_flash`), with `job` for its progress and cancel.
+/// What a flash did, and where its record was written when Settings keep records (or why not).
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlashRun {
+    flashed: flash::Flashed,
+    record: Option<PathBuf>,
+    record_error: Option<String>,
+}
+
+/// Runs the flash planned under `plan` (see `plan_flash`), with `job` for its progress and
+/// cancel; with a records folder in Settings, the run's record is written there.
 #[tauri::command]
 pub async fn run_flash(
     app: State<'_, App>,
     job: u32,
     plan: u32,
     on_progress: Channel<Progress>,
-) -> Reply<flash::Flashed> {
+) -> Reply<FlashRun> {
     let planned = app.plans.lock().expect("plans lock").remove(&plan);
     let planned = planned.ok_or_else(|| bad("this flash was not planned, or was already run"))?;
     let guard = app.jobs.start(job);
@@ -660,6 +674,8 @@ pub async fn run_flash(
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
     let targets = planned.all_targets();
+    let source = planned.source().to_string();
+    let mut record = Record::start();
     let flashed = tokio::task::spawn_blocking(move || {
         flash::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
     })
@@ -669,7 +685,45 @@ pub async fn run_flash(
     if let Some(config) = &flashed.config_stick {
         app.may_eject(&config.targets, &targets);
     }
-    Ok(flashed)
+    let (record, record_error) = match app.settings.records_dir() {
+        None => (None, None),
+        Some(dir) => {
+            record.add(None, &source, &flashed, &targets);
+            record.finish();
+            written(record, &dir, "labflash")
+        }
+    };
+    Ok(FlashRun {
+        flashed,
+        record,
+        record_error,
+    })
+}
+
+/// Writes a run's record into `dir` as `<stem>-record-<start time>.json` (one file per run: a
+/// later run keeps the earlier record): where it went, or why it did not.
+fn written(record: Record, dir: &Path, stem: &str) -> (Option<PathBuf>, Option<String>) {
+    let path = dir.join(format!(
+        "{stem}-record-{}.json",
+        record.started.replace(':', "-")
+    ));
+    match record.write(&path) {
+        Ok(()) => (Some(path), None),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}
+
+/// Keeps every flash's record in `dir` (`None`: keeps none; a lab's goes beside its file).
+#[tauri::command]
+pub fn set_records_dir(app: State<'_, App>, dir: Option<String>) -> Reply<()> {
+    let dir = dir.map(|d| absolute(&d, "records folder")).transpose()?;
+    if let Some(dir) = &dir {
+        if !dir.is_dir() {
+            return Err(bad(format!("{} is not a folder", dir.display())));
+        }
+    }
+    app.settings.set_records_dir(dir)?;
+    Ok(())
 }
 
 /// Forgets a planned flash the operator did not confirm (releasing its hold on the cache).
@@ -925,15 +979,7 @@ pub async fn run_lab(
         }
     }
     record.finish();
-    // One file per run, named for when it started: a re-run keeps the earlier record.
-    let path = record_dir.join(format!(
-        "{stem}-record-{}.json",
-        record.started.replace(':', "-")
-    ));
-    let (record, record_error) = match record.write(&path) {
-        Ok(()) => (Some(path), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (record, record_error) = written(record, &record_dir, &stem);
     Ok(LabRun {
         nodes,
         record,

@@ -174,7 +174,9 @@ async fn flash(
 ) -> Reply<flash::Flashed> {
     let plan = plan_flash(app.clone(), job, spec, channel.clone()).await?;
     assert!(!plan.lines.is_empty());
-    run_flash(app, job + 1000, job, channel).await
+    run_flash(app, job + 1000, job, channel)
+        .await
+        .map(|run| run.flashed)
 }
 
 /// A channel that keeps every message it is sent.
@@ -294,6 +296,17 @@ async fn flash_a_listed_drive_verify_and_eject_it_through_the_commands() {
     let (image, digest) = image_in(dir.path());
     // Checked first: the flash names the check's job and writes what it proved.
     prepared(&app, 7, &image).await;
+    // Settings keep every flash's record in a folder (a file is refused as one).
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    let refused = set_records_dir(app.state(), Some(image.display().to_string())).unwrap_err();
+    assert!(
+        refused.message.contains("is not a folder"),
+        "{}",
+        refused.message
+    );
+    set_records_dir(app.state(), Some(records.display().to_string())).unwrap();
+    assert_eq!(app_info(app.state()).records_dir, Some(records.clone()));
     spec.image = ImageSpec::Prepared { job: 7 };
     let (channel, seen) = recording::<Progress>();
     let flashed = flash(app.state(), 1, spec, channel).await.unwrap();
@@ -301,6 +314,12 @@ async fn flash_a_listed_drive_verify_and_eject_it_through_the_commands() {
     assert!(reports[0].ok, "{:?}", reports[0].error);
     assert_eq!(reports[0].verified_sha256.unwrap().hex(), digest);
     assert_eq!(flashed.image_sha256.hex(), digest);
+    let kept: Vec<_> = std::fs::read_dir(&records).unwrap().collect();
+    assert_eq!(kept.len(), 1, "one record for the run");
+    let record =
+        labflash_core::flash::record::Record::read(&kept[0].as_ref().unwrap().path()).unwrap();
+    assert_eq!(record.sticks[0].path, dev.path());
+    assert!(record.sticks[0].ok);
     assert!(seen
         .lock()
         .unwrap()

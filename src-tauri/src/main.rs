@@ -43,6 +43,7 @@ fn main() {
             commands::prepare,
             commands::plan_flash,
             commands::run_flash,
+            commands::set_records_dir,
             commands::load_lab,
             commands::plan_lab,
             commands::run_lab,

@@ -10,6 +10,9 @@ use labflash_core::Error;
 struct Saved {
     /// A PEM file of CA certificates trusted beside the system's store.
     ca_cert: Option<PathBuf>,
+    /// Where every flash's record is written (a lab's goes beside its lab file regardless).
+    #[serde(default)]
+    records_dir: Option<PathBuf>,
 }
 
 pub struct Settings {
@@ -44,9 +47,22 @@ impl Settings {
     }
 
     pub fn set_ca_cert(&self, path: Option<PathBuf>) -> Result<(), Error> {
+        self.update(|s| s.ca_cert = path)
+    }
+
+    pub fn records_dir(&self) -> Option<PathBuf> {
+        self.saved.lock().expect("not poisoned").records_dir.clone()
+    }
+
+    pub fn set_records_dir(&self, dir: Option<PathBuf>) -> Result<(), Error> {
+        self.update(|s| s.records_dir = dir)
+    }
+
+    /// Changes the settings and saves them; on a failure to save nothing changes.
+    fn update(&self, change: impl FnOnce(&mut Saved)) -> Result<(), Error> {
         let mut saved = self.saved.lock().expect("not poisoned");
         let mut next = saved.clone();
-        next.ca_cert = path;
+        change(&mut next);
         if let Some(file) = &self.file {
             let io = |e| {
                 Error::BadInput(format!(

@@ -541,7 +541,9 @@ export async function flash() {
   const job = newJob();
   set({ job });
   try {
-    await finish(await api.runFlash(job, plan, driveSinks(drives)));
+    const run = await api.runFlash(job, plan, driveSinks(drives));
+    if (run.record || run.recordError) updateRun(() => ({ record: { path: run.record, error: run.recordError } }));
+    await finish(run.flashed);
   } catch (e) {
     endAll(e);
   }
@@ -642,6 +644,7 @@ export async function loadSettings() {
         cachePath: cache.path,
         cacheBytes: cache.bytes,
         caCert: info.caCert,
+        recordsDir: info.recordsDir,
         version: info.version,
       },
     }));
@@ -660,6 +663,21 @@ export async function setCaCert(path: string | null) {
     set((s) => ({ settings: { ...s.settings, caError } }));
   }
   await loadSettings();
+}
+/** Every flash's record kept in a folder the operator chose (`null`: none kept). */
+export async function setRecordsDir(dir: string | null) {
+  set((s) => ({ settings: { ...s.settings, recordsError: "" } }));
+  try {
+    await api.setRecordsDir(dir);
+  } catch (e) {
+    const recordsError = sentence(errorMessage(e));
+    set((s) => ({ settings: { ...s.settings, recordsError } }));
+  }
+  await loadSettings();
+}
+export async function chooseRecordsDir() {
+  const chosen = await open({ multiple: false, directory: true }).catch(() => null);
+  if (typeof chosen === "string") await setRecordsDir(chosen);
 }
 export async function chooseCaCert() {
   const chosen = await open({ multiple: false, directory: false }).catch(() => null);

@@ -13,7 +13,7 @@ import type {
   ExpectedSpec,
   Extension,
   FlashSpec,
-  Flashed,
+  FlashRun,
   LabSpec,
   LabView,
   LabRun,
@@ -56,7 +56,9 @@ export const api = {
   planFlash: (job: number, spec: FlashSpec, onProgress: (p: Progress) => void) =>
     invoke<PlanView>("plan_flash", { job, spec, onProgress: channel(onProgress) }),
   runFlash: (job: number, plan: number, onProgress: (p: Progress) => void) =>
-    invoke<Flashed>("run_flash", { job, plan, onProgress: channel(onProgress) }),
+    invoke<FlashRun>("run_flash", { job, plan, onProgress: channel(onProgress) }),
+  /** Keeps every flash's record in `dir` (`null`: keeps none). */
+  setRecordsDir: (dir: string | null) => invoke<void>("set_records_dir", { dir }),
   dropPlan: (plan: number) => invoke<void>("drop_plan", { plan }),
   /** Reads a lab file and builds its nodes' config images, held under `job`. */
   loadLab: (job: number, path: string) => invoke<LabView>("load_lab", { job, path }),

@@ -29,7 +29,11 @@ export type AppInfo = { version: string, cacheDir: string,
 /**
  * The extra CA certificate file trusted beside the system's store, if one was chosen.
  */
-caCert: string | null, };
+caCert: string | null, 
+/**
+ * Where every flash's record is written, if Settings keep records.
+ */
+recordsDir: string | null, };
 
 export type Bus = "usb" | "mmc" | "nvme" | "sata" | "virtual" | "loop" | "other";
 
@@ -228,6 +232,8 @@ export type LabSpec = { lab: number, drives: Array<Chosen>,
 configDrives: Array<Chosen> | null, unmount: boolean, allowFixed: boolean, verify: boolean, };
 
 export type LabRun = { nodes: Array<NodeFlashed>, record: string | null, recordError: string | null, };
+
+export type FlashRun = { flashed: Flashed, record: string | null, recordError: string | null, };
 
 export type ExpectedSpec = { "kind": "digest", sha256: string, } | { "kind": "image", path: string, } | { "kind": "sidecar", location: string, };
 

@@ -109,6 +109,9 @@ export interface Settings {
   cacheBytes: number | null;
   caCert: string | null;
   caError: string;
+  /** Where every flash's record is written (`null`: none is kept; a lab's goes beside it). */
+  recordsDir: string | null;
+  recordsError: string;
   version: string;
 }
 
@@ -214,6 +217,8 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
       cacheBytes: null,
       caCert: null,
       caError: "",
+      recordsDir: null,
+      recordsError: "",
       version: "",
     },
   };

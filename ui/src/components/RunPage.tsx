@@ -70,7 +70,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
         </div>
       )}
       {done && run.record && (
-        <p id="lab-record" class={run.record.path ? "hint" : "warning"}>
+        <p id="run-record" class={run.record.path ? "hint" : "warning"}>
           {run.record.path ? `Record of this run: ${run.record.path}` : `The record could not be written: ${run.record.error}`}
         </p>
       )}

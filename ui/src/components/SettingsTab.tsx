@@ -1,5 +1,5 @@
 // Settings: how flashing behaves (check first, read back, eject, the size limit), the cache, the
-// lab's CA certificate.
+// lab's CA certificate, where flash records are kept.
 import * as act from "../actions";
 import { formatBytes } from "../logic";
 import type { State } from "../store";
@@ -37,6 +37,22 @@ export function SettingsTab({ s }: { s: State }) {
         )}
       </div>
       <ErrorText id="ca-cert-error" text={t.caError} />
+      <h2>Records</h2>
+      <dl>
+        <dt>Flash records</dt>
+        <dd id="records-dir">{t.recordsDir ?? "none kept (a lab's record goes beside its lab file)"}</dd>
+      </dl>
+      <div class="buttons">
+        <button type="button" id="choose-records-dir" onClick={() => void act.chooseRecordsDir()}>
+          Keep a record of every flash in…
+        </button>
+        {t.recordsDir !== null && (
+          <button type="button" id="clear-records-dir" onClick={() => void act.setRecordsDir(null)}>
+            Keep no records
+          </button>
+        )}
+      </div>
+      <ErrorText id="records-error" text={t.recordsError} />
       <ErrorText id="error-settings" text={s.errors.settings} />
       <p id="version">labflash {t.version}</p>
     </section>

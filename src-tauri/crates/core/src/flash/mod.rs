@@ -397,6 +397,11 @@ impl Plan {
         }
     }
 
+    /// The image this plan writes, as its source names it (a URL, a file, an asset's URL).
+    pub fn source(&self) -> &str {
+        self.written().0
+    }
+
     /// What this plan writes, as its source names it, and its digest when known before writing.
     fn written(&self) -> (&str, Option<Sha256Digest>) {
         match &self.source {
