@@ -25,7 +25,7 @@ use labflash_core::sources::talos_factory::{
 };
 use labflash_core::sources::{self, lab_file, talos_boot_stick, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
-use labflash_core::{Error, ErrorKind};
+use labflash_core::{CancellationToken, Error, ErrorKind};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -142,6 +142,17 @@ impl App {
         for t in targets {
             flashed.remove(&*t.path.to_string_lossy());
         }
+    }
+
+    /// The image the `prepare` job `job` checked in this window.
+    fn checked(&self, job: u32) -> Reply<Prepared> {
+        let prepared = self
+            .prepared
+            .lock()
+            .expect("prepared lock")
+            .get(&job)
+            .cloned();
+        prepared.ok_or_else(|| bad("this image was not checked in this window: check it again"))
     }
 
     fn cache(&self) -> Result<Cache, Error> {
@@ -546,21 +557,10 @@ pub async fn plan_flash(
 ) -> Reply<PlanView> {
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    let checked =
-        match spec.image {
-            ImageSpec::Prepared { job } => {
-                let prepared = app
-                    .prepared
-                    .lock()
-                    .expect("prepared lock")
-                    .get(&job)
-                    .cloned();
-                Some(prepared.ok_or_else(|| {
-                    bad("this image was not checked in this window: check it again")
-                })?)
-            }
-            ImageSpec::Source { .. } => None,
-        };
+    let checked = match spec.image {
+        ImageSpec::Prepared { job } => Some(app.checked(job)?),
+        ImageSpec::Source { .. } => None,
+    };
     let every: Vec<Chosen> = spec
         .targets
         .iter()
@@ -592,24 +592,7 @@ pub async fn plan_flash(
         ImageSpec::Source {
             source,
             max_image_size,
-        } => {
-            let max_image_size = match max_image_size {
-                Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
-                Some(n) => n,
-                None => DEFAULT_MAX_IMAGE_SIZE,
-            };
-            let source = source_of(*source, max_image_size)?;
-            let Some(located) = sources::locate(&source, &http, &cancel).await? else {
-                return Err(bad(
-                    "this image is checked before it is written: prepare it first",
-                ));
-            };
-            request.source = located.source;
-            request.sha256 = located.sha256;
-            request.sha256_source = located.sha256_source;
-            request.allow_unverified = located.allow_unverified;
-            request.max_image_size = located.max_image_size;
-        }
+        } => locate_into(&mut request, *source, max_image_size, &http, &cancel).await?,
         ImageSpec::Prepared { .. } => {
             let prepared = checked.expect("looked up above");
             request.source = prepared.origin.clone();
@@ -625,19 +608,7 @@ pub async fn plan_flash(
     };
     let plan = flash::plan(&request, &http, &cache, &cancel, &progress).await?;
     if let Some(confirmed) = confirmed {
-        // A plan that writes a config states its digest: one that does not is not compared, so
-        // it is not written.
-        let planned = plan
-            .config_sha256()
-            .ok_or_else(|| bad("the plan does not say which config image it writes"))?;
-        if confirmed != planned {
-            return Err(Error::DigestMismatch {
-                what: "config image",
-                expected: confirmed.hex(),
-                actual: planned.hex(),
-            }
-            .into());
-        }
+        check_config_digest(&plan, confirmed)?;
     }
     let view = PlanView {
         lines: plan.describe(),
@@ -646,6 +617,51 @@ pub async fn plan_flash(
     };
     app.plans.lock().expect("plans lock").insert(job, plan);
     Ok(view)
+}
+
+/// Fills `request` with what the engine settles for a source flashed straight from where it is:
+/// where it is and the digest that vouches for it.
+async fn locate_into(
+    request: &mut flash::Request,
+    source: SourceSpec,
+    max_image_size: Option<u64>,
+    http: &Http,
+    cancel: &CancellationToken,
+) -> Reply<()> {
+    let max_image_size = match max_image_size {
+        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
+        Some(n) => n,
+        None => DEFAULT_MAX_IMAGE_SIZE,
+    };
+    let source = source_of(source, max_image_size)?;
+    let Some(located) = sources::locate(&source, http, cancel).await? else {
+        return Err(bad(
+            "this image is checked before it is written: prepare it first",
+        ));
+    };
+    request.source = located.source;
+    request.sha256 = located.sha256;
+    request.sha256_source = located.sha256_source;
+    request.allow_unverified = located.allow_unverified;
+    request.max_image_size = located.max_image_size;
+    Ok(())
+}
+
+/// A plan that writes a config states its digest, which must be the one the operator confirmed:
+/// one that does not state it is not compared, so it is not written.
+fn check_config_digest(plan: &flash::Plan, confirmed: Sha256Digest) -> Reply<()> {
+    let planned = plan
+        .config_sha256()
+        .ok_or_else(|| bad("the plan does not say which config image it writes"))?;
+    if confirmed != planned {
+        return Err(Error::DigestMismatch {
+            what: "config image",
+            expected: confirmed.hex(),
+            actual: planned.hex(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// What a flash did, and where its record was written when Settings keep records (or why not).

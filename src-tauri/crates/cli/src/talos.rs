@@ -264,7 +264,7 @@ async fn build(
         })?;
         (
             text,
-            labflash_core::fetch::cache::folder_of(&path).to_path_buf(),
+            labflash_core::io::device::folder_of(&path).to_path_buf(),
         )
     };
     let request = BuildRequest {

@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+mod cert;
+
+pub use cert::CertProblem;
+
 /// What sort of failure this is, for front ends deciding exit codes and wording.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,10 +83,7 @@ pub enum Error {
     Network { url: String, detail: String },
 
     #[error("could not download {url}: {problem}")]
-    Certificate {
-        url: String,
-        problem: crate::fetch::tls::CertProblem,
-    },
+    Certificate { url: String, problem: CertProblem },
 
     #[error("{from} redirected to {to}: labflash does not follow a redirect from https to plain http (whoever is on the plain-HTTP path could choose the image and its digest)")]
     InsecureRedirect { from: String, to: String },
@@ -132,10 +133,16 @@ pub enum Error {
     #[error("no target is left to write to")]
     NoTargetLeft,
 
-    #[error("every target failed: {}", targets.iter().map(|t| format!("{}: {}", t.path, t.error.as_deref().unwrap_or("failed"))).collect::<Vec<_>>().join("; "))]
-    EveryTargetFailed {
-        targets: Vec<crate::flash::writer::TargetReport>,
-    },
+    #[error("every target failed: {}", targets.iter().map(|t| format!("{}: {}", t.path, t.error)).collect::<Vec<_>>().join("; "))]
+    EveryTargetFailed { targets: Vec<TargetFailure> },
+}
+
+/// One target's failure, as [`Error::EveryTargetFailed`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetFailure {
+    pub path: String,
+    pub error: String,
+    pub kind: Option<ErrorKind>,
 }
 
 impl Error {
@@ -152,7 +159,7 @@ impl Error {
             Error::Cancelled => ErrorKind::Cancelled,
             // The most telling of the targets' kinds: a mismatch, else bad input if all were.
             Error::EveryTargetFailed { targets } => {
-                let kinds: Vec<ErrorKind> = targets.iter().filter_map(|t| t.error_kind).collect();
+                let kinds: Vec<ErrorKind> = targets.iter().filter_map(|t| t.kind).collect();
                 if kinds.contains(&ErrorKind::DigestMismatch) {
                     ErrorKind::DigestMismatch
                 } else if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::BadInput) {

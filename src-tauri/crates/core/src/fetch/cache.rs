@@ -25,6 +25,7 @@ use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{io_at, Error, Result};
+use crate::io::device::folder_of;
 use crate::io::private_dir::PrivateDir;
 use crate::CancellationToken;
 
@@ -366,14 +367,6 @@ pub fn commit(tmp: NamedTempFile, final_path: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(io_at(dir))?;
     Ok(())
-}
-
-/// The folder a file is in; `.` for a bare file name (whose `parent()` is the empty path).
-pub fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 /// Removes a file that failed verification (an output outside the cache).

@@ -546,43 +546,9 @@ impl<'a> Entries<'a> {
         let mut long_name: Option<String> = None;
         let mut local: Vec<(String, String)> = Vec::new();
         loop {
-            let mut header = [0u8; 512];
-            match self.fill(&mut header)? {
-                // The stream ends after a complete entry: an archive without its zero blocks.
-                0 => return self.finish(),
-                512 => {}
-                _ => return Err(self.corrupt("it ends in the middle of a tar header".into())),
-            }
-            if header.iter().all(|b| *b == 0) {
+            let Some(header) = self.tar_header()? else {
                 return self.finish();
-            }
-            let stored = octal(&header[148..156]);
-            let unsigned: u64 = header
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    if (148..156).contains(&i) {
-                        32
-                    } else {
-                        *b as u64
-                    }
-                })
-                .sum();
-            // Some old tars summed signed bytes: accepted as GNU tar does.
-            let signed: i64 = header
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    if (148..156).contains(&i) {
-                        32
-                    } else {
-                        *b as i8 as i64
-                    }
-                })
-                .sum();
-            if stored.is_none_or(|s| s != unsigned && s as i64 != signed) {
-                return Err(self.corrupt("a tar header's checksum does not match its bytes".into()));
-            }
+            };
             let records = self.globals.iter().chain(&local);
             let pax = |key: &str| {
                 records
@@ -630,14 +596,7 @@ impl<'a> Entries<'a> {
                     return Ok(Some(name));
                 }
                 b'x' | b'g' | b'L' | b'K' => {
-                    if size > RECORD_LIMIT {
-                        return Err(self.corrupt(format!(
-                            "a tar extended header of {size} bytes is larger than any holds"
-                        )));
-                    }
-                    let mut data = vec![0u8; (size + padding) as usize];
-                    self.exact(&mut data, "a tar extended header")?;
-                    data.truncate(size as usize);
+                    let data = self.tar_record(size, padding)?;
                     match typeflag {
                         b'L' => long_name = Some(c_string(&data)),
                         b'x' => local = self.pax_records(&data)?,
@@ -658,6 +617,37 @@ impl<'a> Entries<'a> {
                 }
             }
         }
+    }
+
+    /// The next tar header, its checksum checked; none where the archive ends (its zero blocks).
+    fn tar_header(&mut self) -> std::io::Result<Option<[u8; 512]>> {
+        let mut header = [0u8; 512];
+        match self.fill(&mut header)? {
+            // The stream ends after a complete entry: an archive without its zero blocks.
+            0 => return Ok(None),
+            512 => {}
+            _ => return Err(self.corrupt("it ends in the middle of a tar header".into())),
+        }
+        if header.iter().all(|b| *b == 0) {
+            return Ok(None);
+        }
+        if !checksum_matches(&header) {
+            return Err(self.corrupt("a tar header's checksum does not match its bytes".into()));
+        }
+        Ok(Some(header))
+    }
+
+    /// The data of a tar extended header (pax records, a GNU long name), its padding read past.
+    fn tar_record(&mut self, size: u64, padding: u64) -> std::io::Result<Vec<u8>> {
+        if size > RECORD_LIMIT {
+            return Err(self.corrupt(format!(
+                "a tar extended header of {size} bytes is larger than any holds"
+            )));
+        }
+        let mut data = vec![0u8; (size + padding) as usize];
+        self.exact(&mut data, "a tar extended header")?;
+        data.truncate(size as usize);
+        Ok(data)
     }
 
     /// pax extended header records: `"%d %s=%s\n", <length>, <keyword>, <value>`.
@@ -811,6 +801,36 @@ fn header_name(header: &[u8; 512]) -> String {
 fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Whether a tar header's checksum field matches the sum of its bytes (the field itself counted
+/// as spaces).
+fn checksum_matches(header: &[u8; 512]) -> bool {
+    let stored = octal(&header[148..156]);
+    let unsigned: u64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as u64
+            }
+        })
+        .sum();
+    // Some old tars summed signed bytes: accepted as GNU tar does.
+    let signed: i64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as i8 as i64
+            }
+        })
+        .sum();
+    stored.is_some_and(|s| s == unsigned || s as i64 == signed)
 }
 
 /// A tar numeric field: octal digits (space or NUL padded).

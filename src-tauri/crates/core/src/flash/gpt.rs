@@ -137,101 +137,13 @@ pub fn plan(
     target_size: u64,
     target_sector: u64,
 ) -> Result<OneStick> {
-    let no_gpt = || {
-        Error::BadInput(
-            "the boot image has no GPT partition table, so no cidata partition can be added to it"
-                .into(),
-        )
-    };
-    let sector = [512u64, 4096]
-        .into_iter()
-        .find(|s| {
-            image_start.len() as u64 >= 2 * s
-                && &image_start[*s as usize..*s as usize + 8] == SIGNATURE
-        })
-        .ok_or_else(no_gpt)?;
-    if sector != target_sector {
-        return Err(Error::BadInput(format!(
-            "the boot image's GPT uses {sector}-byte sectors but the target's are {target_sector} bytes"
-        )));
-    }
+    let mut table = Table::read(image_start, target_sector)?;
+    let sector = table.sector;
     let s = sector as usize;
-    let header = Header::parse(&image_start[s..2 * s]).ok_or_else(no_gpt)?;
-    // Every number below comes from the image: checked, so a hostile table is refused rather
-    // than wrapped around (found by fuzzing).
-    let malformed = || Error::BadInput("the boot image's GPT header is malformed".into());
-    if header.entry_size < 128
-        || header.entry_size > 4096
-        || header.entries == 0
-        || header.entries > 1024
-    {
-        return Err(malformed());
-    }
-    let table_len = header.entries as usize * header.entry_size as usize;
-    let table_sectors = (table_len as u64).div_ceil(sector);
-    // The entries follow the header (LBA 2 on), whole sectors of them inside the first MiB.
-    let table_start = Some(header.entries_lba)
-        .filter(|lba| *lba >= 2)
-        .and_then(|lba| lba.checked_mul(sector))
-        .and_then(|start| usize::try_from(start).ok())
-        .filter(|start| start.checked_add(table_len + s).is_some())
-        .ok_or_else(malformed)?;
-    if table_start + table_sectors as usize * s > image_start.len() {
-        return Err(Error::BadInput(
-            "the boot image's GPT entries lie outside its first MiB".into(),
-        ));
-    }
-    let mut table = image_start[table_start..table_start + table_len].to_vec();
-
-    // The new partition: after the last one, 1 MiB aligned, in the first free slot.
-    let entry =
-        |i: usize| &table[i * header.entry_size as usize..(i + 1) * header.entry_size as usize];
-    let used = |i: usize| entry(i)[..16] != [0u8; 16];
-    let last_end = (0..header.entries as usize)
-        .filter(|i| used(*i))
-        .map(|i| u64::from_le_bytes(entry(i)[40..48].try_into().unwrap()))
-        .max()
-        .unwrap_or(header.entries_lba + table_sectors - 1);
-    // Past its last partition an image holds only free space and its own backup GPT, which the
-    // cidata partition may take.
-    let partitions_end = last_end
-        .checked_add(1)
-        .and_then(|end| end.checked_mul(sector))
-        .ok_or_else(malformed)?;
-    let slot = (0..header.entries as usize)
-        .find(|i| !used(*i))
-        .ok_or_else(|| {
-            Error::BadInput("the boot image's GPT has no free partition entry".into())
-        })?;
-    let align = ALIGN_BYTES / sector;
-    let first = (partitions_end / sector).div_ceil(align) * align;
-    let sectors = (cidata.len() as u64).div_ceil(sector);
-    let last = first + sectors - 1;
     let total = target_size / sector;
-    let last_usable = total.saturating_sub(1 + table_sectors + 1);
-    if last > last_usable {
-        let needed = (last.saturating_add(2) + table_sectors).saturating_mul(sector);
-        return Err(Error::BadInput(format!(
-            "the target has no room for the cidata partition: the boot image and the config need {needed} bytes, the target holds {target_size}"
-        )));
-    }
-
-    // Reproducible identifiers: the partition GUID comes from the config image's digest.
-    let digest = Sha256::digest(cidata);
-    let mut unique = [0u8; 16];
-    unique.copy_from_slice(&digest[..16]);
-    unique[7] = (unique[7] & 0x0F) | 0x40; // version 4 (stored little-endian in field 3)
-    unique[8] = (unique[8] & 0x3F) | 0x80; // RFC 4122 variant
-    let e = &mut table[slot * header.entry_size as usize..(slot + 1) * header.entry_size as usize];
-    e.fill(0);
-    e[..16].copy_from_slice(&BASIC_DATA);
-    e[16..32].copy_from_slice(&unique);
-    e[32..40].copy_from_slice(&first.to_le_bytes());
-    e[40..48].copy_from_slice(&last.to_le_bytes());
-    for (i, unit) in "cidata".encode_utf16().enumerate() {
-        e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
-    }
-    let table_crc = crc32fast::hash(&table);
+    let last_usable = total.saturating_sub(1 + table.sectors + 1);
+    let first = table.add_cidata(cidata, last_usable, target_size)?;
+    let table_crc = crc32fast::hash(&table.bytes);
 
     let header_bytes = |my_lba: u64, alternate: u64, entries_lba: u64| {
         let mut h = image_start[s..s + 92].to_vec();
@@ -247,24 +159,25 @@ pub fn plan(
         h
     };
 
-    let head_len = table_start + table_sectors as usize * s;
+    let head_len = table.start + table.sectors as usize * s;
     let mut head = image_start[..head_len].to_vec();
     // The protective MBR covers the whole target now.
     let mbr_size = (total - 1).min(u32::MAX as u64) as u32;
     if head[510..512] == [0x55, 0xAA] && head[446 + 4] == 0xEE {
         head[446 + 12..446 + 16].copy_from_slice(&mbr_size.to_le_bytes());
     }
-    head[s..2 * s].copy_from_slice(&header_bytes(1, total - 1, header.entries_lba));
-    head[table_start..table_start + table_len].copy_from_slice(&table);
+    head[s..2 * s].copy_from_slice(&header_bytes(1, total - 1, table.header.entries_lba));
+    head[table.start..table.start + table.bytes.len()].copy_from_slice(&table.bytes);
 
-    let backup_entries_lba = total - 1 - table_sectors;
-    let mut backup = table.clone();
-    backup.resize(table_sectors as usize * s, 0);
+    let backup_entries_lba = total - 1 - table.sectors;
+    let mut backup = table.bytes.clone();
+    backup.resize(table.sectors as usize * s, 0);
     backup.extend_from_slice(&header_bytes(total - 1, 1, backup_entries_lba));
 
+    let header = &table.header;
     let old_backup_start = header
         .alternate_lba
-        .saturating_sub(table_sectors)
+        .saturating_sub(table.sectors)
         .max(header.last_usable.saturating_add(1));
     Ok(OneStick {
         sector,
@@ -279,6 +192,138 @@ pub fn plan(
                 .saturating_mul(sector)
                 .min(image_size),
     })
+}
+
+/// A boot image's GPT as [`plan`] edits it: its header and a copy of its partition entries.
+struct Table {
+    sector: u64,
+    header: Header,
+    /// Byte offset of the entries in the image.
+    start: usize,
+    /// The entries: `header.entries` of `header.entry_size` bytes.
+    bytes: Vec<u8>,
+    /// Whole sectors the entries take.
+    sectors: u64,
+}
+
+fn malformed() -> Error {
+    Error::BadInput("the boot image's GPT header is malformed".into())
+}
+
+impl Table {
+    /// Reads the GPT in the image's first sectors. Every number in it comes from the image:
+    /// checked, so a hostile table is refused rather than wrapped around (found by fuzzing).
+    fn read(image_start: &[u8], target_sector: u64) -> Result<Table> {
+        let no_gpt = || {
+            Error::BadInput(
+                "the boot image has no GPT partition table, so no cidata partition can be added to it"
+                    .into(),
+            )
+        };
+        let sector = [512u64, 4096]
+            .into_iter()
+            .find(|s| {
+                image_start.len() as u64 >= 2 * s
+                    && &image_start[*s as usize..*s as usize + 8] == SIGNATURE
+            })
+            .ok_or_else(no_gpt)?;
+        if sector != target_sector {
+            return Err(Error::BadInput(format!(
+                "the boot image's GPT uses {sector}-byte sectors but the target's are {target_sector} bytes"
+            )));
+        }
+        let s = sector as usize;
+        let header = Header::parse(&image_start[s..2 * s]).ok_or_else(no_gpt)?;
+        if header.entry_size < 128
+            || header.entry_size > 4096
+            || header.entries == 0
+            || header.entries > 1024
+        {
+            return Err(malformed());
+        }
+        let table_len = header.entries as usize * header.entry_size as usize;
+        let sectors = (table_len as u64).div_ceil(sector);
+        // The entries follow the header (LBA 2 on), whole sectors of them inside the first MiB.
+        let start = Some(header.entries_lba)
+            .filter(|lba| *lba >= 2)
+            .and_then(|lba| lba.checked_mul(sector))
+            .and_then(|start| usize::try_from(start).ok())
+            .filter(|start| start.checked_add(table_len + s).is_some())
+            .ok_or_else(malformed)?;
+        if start + sectors as usize * s > image_start.len() {
+            return Err(Error::BadInput(
+                "the boot image's GPT entries lie outside its first MiB".into(),
+            ));
+        }
+        Ok(Table {
+            sector,
+            bytes: image_start[start..start + table_len].to_vec(),
+            header,
+            start,
+            sectors,
+        })
+    }
+
+    fn entry(&self, i: usize) -> &[u8] {
+        let size = self.header.entry_size as usize;
+        &self.bytes[i * size..(i + 1) * size]
+    }
+
+    fn used(&self, i: usize) -> bool {
+        self.entry(i)[..16] != [0u8; 16]
+    }
+
+    /// Adds the cidata partition after the last one, 1 MiB aligned, in the first free slot, and
+    /// returns its first sector; refused when it would end past `last_usable`.
+    fn add_cidata(&mut self, cidata: &[u8], last_usable: u64, target_size: u64) -> Result<u64> {
+        let sector = self.sector;
+        let entries = self.header.entries as usize;
+        let last_end = (0..entries)
+            .filter(|i| self.used(*i))
+            .map(|i| u64::from_le_bytes(self.entry(i)[40..48].try_into().unwrap()))
+            .max()
+            .unwrap_or(self.header.entries_lba + self.sectors - 1);
+        // Past its last partition an image holds only free space and its own backup GPT, which
+        // the cidata partition may take.
+        let partitions_end = last_end
+            .checked_add(1)
+            .and_then(|end| end.checked_mul(sector))
+            .ok_or_else(malformed)?;
+        let slot = (0..entries).find(|i| !self.used(*i)).ok_or_else(|| {
+            Error::BadInput("the boot image's GPT has no free partition entry".into())
+        })?;
+        let align = ALIGN_BYTES / sector;
+        let first = (partitions_end / sector).div_ceil(align) * align;
+        let last = first + (cidata.len() as u64).div_ceil(sector) - 1;
+        if last > last_usable {
+            let needed = (last.saturating_add(2) + self.sectors).saturating_mul(sector);
+            return Err(Error::BadInput(format!(
+                "the target has no room for the cidata partition: the boot image and the config need {needed} bytes, the target holds {target_size}"
+            )));
+        }
+        self.write_entry(slot, first, last, cidata);
+        Ok(first)
+    }
+
+    /// Fills entry `slot` with the cidata partition. Reproducible identifiers: the partition
+    /// GUID comes from the config image's digest.
+    fn write_entry(&mut self, slot: usize, first: u64, last: u64, cidata: &[u8]) {
+        let digest = Sha256::digest(cidata);
+        let mut unique = [0u8; 16];
+        unique.copy_from_slice(&digest[..16]);
+        unique[7] = (unique[7] & 0x0F) | 0x40; // version 4 (stored little-endian in field 3)
+        unique[8] = (unique[8] & 0x3F) | 0x80; // RFC 4122 variant
+        let size = self.header.entry_size as usize;
+        let e = &mut self.bytes[slot * size..(slot + 1) * size];
+        e.fill(0);
+        e[..16].copy_from_slice(&BASIC_DATA);
+        e[16..32].copy_from_slice(&unique);
+        e[32..40].copy_from_slice(&first.to_le_bytes());
+        e[40..48].copy_from_slice(&last.to_le_bytes());
+        for (i, unit) in "cidata".encode_utf16().enumerate() {
+            e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+        }
+    }
 }
 
 #[cfg(test)]

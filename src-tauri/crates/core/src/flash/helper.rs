@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -345,36 +345,11 @@ pub fn run_privileged(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
     let program = installed()?;
-    let targets: Vec<Chosen> = plan
-        .targets
-        .iter()
-        .map(|t| Chosen {
-            path: t.path.clone(),
-            identity: t.drive.as_ref().map(|d| d.identity.clone()),
-        })
-        .collect();
-    let request = Request {
-        protocol: PROTOCOL,
-        version: VERSION.into(),
-        sha256: plan.image.sha256,
-        size: plan.image.size,
-        targets: targets.clone(),
-        protected: privilege
-            .protected
-            .iter()
-            .map(|p| p.to_path_buf())
-            .collect(),
-        unmount: privilege.options.unmount,
-        allow_fixed: privilege.options.allow_fixed,
-        verify: flash_options.verify,
-        skip_equal: flash_options.skip_equal,
-        tail_offset: plan.image.tail.as_ref().map(|t| t.offset),
-        tail_hex: plan.image.tail.as_ref().map(|t| hex::encode(&t.bytes)),
-    };
+    let request = request_for(plan, privilege, flash_options);
     tracing::info!("no direct or UDisks2 access to the targets; asking pkexec to run the helper");
     let mut command = Command::new("pkexec");
     command.arg(&program).arg(SUBCOMMAND);
-    for t in &targets {
+    for t in &request.targets {
         command.arg("--target").arg(&t.path);
     }
     let mut child = command
@@ -386,7 +361,7 @@ pub fn run_privileged(
             target: describe_targets(plan),
             detail: format!("pkexec could not be started: {e}"),
         })?;
-    let mut stdin = child.stdin.take().expect("piped");
+    let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let request_line = serde_json::to_string(&request).expect("the request serializes");
@@ -398,50 +373,8 @@ pub fn run_privileged(
             let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
             text
         });
-        scope.spawn(move || {
-            // A write error means the helper is gone; its own message says why.
-            let _ = writeln!(stdin, "{request_line}");
-            let mut buf = vec![0u8; 1 << 20];
-            while !cancel.is_cancelled() {
-                match image.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if stdin.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        let mut outcome = None;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            match serde_json::from_str::<Message>(&line) {
-                Ok(Message::Progress(p)) => progress.report(p),
-                Ok(Message::Done { targets }) => {
-                    outcome = Some(Ok(targets
-                        .into_iter()
-                        .map(|o| TargetReport {
-                            error_kind: o.kind,
-                            access: Some(Access::Helper),
-                            ..o.report
-                        })
-                        .collect::<Vec<_>>()))
-                }
-                // The helper's own sentence (a refusal, another version's request), as it said it.
-                Ok(Message::Failed { message, kind }) => {
-                    outcome = Some(Err(match kind {
-                        ErrorKind::BadInput => Error::BadInput(message),
-                        ErrorKind::Cancelled => Error::Cancelled,
-                        _ => Error::Permission {
-                            target: describe_targets(plan),
-                            detail: format!("the helper failed: {message}"),
-                        },
-                    }))
-                }
-                Err(e) => tracing::warn!("unexpected helper output: {e}"),
-            }
-        }
+        scope.spawn(move || feed(stdin, &request_line, image, cancel));
+        let outcome = read_answer(stdout, plan, progress);
         (outcome, said.join().unwrap_or_default())
     });
     let status = child.wait().map_err(|e| Error::io(&program, e))?;
@@ -464,6 +397,97 @@ pub fn run_privileged(
             detail: no_answer(status.code(), said.trim()),
         }),
     }
+}
+
+/// What the helper is asked to do: the plan's image and targets (each with the identity it was
+/// approved with), and the operator's options, which the helper checks again as root.
+fn request_for(plan: &Writing, privilege: &Privilege, flash_options: &FlashOptions) -> Request {
+    Request {
+        protocol: PROTOCOL,
+        version: VERSION.into(),
+        sha256: plan.image.sha256,
+        size: plan.image.size,
+        targets: plan
+            .targets
+            .iter()
+            .map(|t| Chosen {
+                path: t.path.clone(),
+                identity: t.drive.as_ref().map(|d| d.identity.clone()),
+            })
+            .collect(),
+        protected: privilege
+            .protected
+            .iter()
+            .map(|p| p.to_path_buf())
+            .collect(),
+        unmount: privilege.options.unmount,
+        allow_fixed: privilege.options.allow_fixed,
+        verify: flash_options.verify,
+        skip_equal: flash_options.skip_equal,
+        tail_offset: plan.image.tail.as_ref().map(|t| t.offset),
+        tail_hex: plan.image.tail.as_ref().map(|t| hex::encode(&t.bytes)),
+    }
+}
+
+/// Sends the helper its request, then the image, until the image ends or the flash is cancelled.
+fn feed(
+    mut stdin: ChildStdin,
+    request_line: &str,
+    image: &mut (dyn Read + Send),
+    cancel: &CancellationToken,
+) {
+    // A write error means the helper is gone; its own message says why.
+    let _ = writeln!(stdin, "{request_line}");
+    let mut buf = vec![0u8; 1 << 20];
+    while !cancel.is_cancelled() {
+        match image.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stdin.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Relays the helper's progress and returns its last word: the reports, or its failure; none
+/// when it said nothing (pkexec did not run it, or it died).
+fn read_answer(
+    stdout: ChildStdout,
+    plan: &Writing,
+    progress: &dyn ProgressSink,
+) -> Option<Result<Vec<TargetReport>>> {
+    let mut outcome = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Message>(&line) {
+            Ok(Message::Progress(p)) => progress.report(p),
+            Ok(Message::Done { targets }) => {
+                outcome = Some(Ok(targets
+                    .into_iter()
+                    .map(|o| TargetReport {
+                        error_kind: o.kind,
+                        access: Some(Access::Helper),
+                        ..o.report
+                    })
+                    .collect::<Vec<_>>()))
+            }
+            // The helper's own sentence (a refusal, another version's request), as it said it.
+            Ok(Message::Failed { message, kind }) => {
+                outcome = Some(Err(match kind {
+                    ErrorKind::BadInput => Error::BadInput(message),
+                    ErrorKind::Cancelled => Error::Cancelled,
+                    _ => Error::Permission {
+                        target: describe_targets(plan),
+                        detail: format!("the helper failed: {message}"),
+                    },
+                }))
+            }
+            Err(e) => tracing::warn!("unexpected helper output: {e}"),
+        }
+    }
+    outcome
 }
 
 /// Why no answer came, and what to do, from the exit status and the words on stderr (which

@@ -164,36 +164,13 @@ pub async fn plan(
         ))
         .await;
     }
-    if req.config.is_some() && req.targets.len() != 1 {
-        return Err(Error::BadInput(
-            "one stick for both writes exactly one target at a time".into(),
-        ));
-    }
-    let mut warnings = Vec::new();
-    if let Some(config) = &req.config {
-        crate::sources::cidata::check_image(config)?;
-        warnings = config_warnings(req.origin())?;
-        // A release that cannot read cidata on its own boot stick is refused (two sticks are
-        // offered); a name that says no release is said so.
-        warnings.extend(
-            crate::sources::talos_boot_stick::check_one_stick(req.origin())
-                .map_err(Error::BadInput)?,
-        );
-    }
+    let mut warnings = match &req.config {
+        Some(config) => one_stick_warnings(req, config)?,
+        None => Vec::new(),
+    };
     let roots = SystemRoots::default();
     if stream::streams(&req.source) && req.config.is_none() && req.prepared.is_none() {
-        let opened = if crate::fetch::is_url(&req.source) {
-            let url = url::Url::parse(&req.source).map_err(|e| {
-                Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source))
-            })?;
-            let mut fetch =
-                FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
-            fetch.sha256_source = req.sha256_source;
-            stream::open(http, cache, &fetch, cancel, progress).await?
-        } else {
-            let path = Path::new(&req.source);
-            stream::open_file(path, req.sha256, req.max_image_size, cancel, progress).await?
-        };
+        let opened = open_stream(req, http, cache, cancel, progress).await?;
         if let Some(targets) = stream::approve(&opened, &req.targets, &req.options, cache, &roots)?
         {
             let image_kind = opened.image_kind;
@@ -211,26 +188,79 @@ pub async fn plan(
         // A target needs the helper, which takes the image as a file: prepare it below.
     }
     let prepared = match &req.prepared {
-        Some(prepared) => {
-            // Its warnings were shown with its digests; the flash says them again below.
-            Prepared::clone(prepared)
-        }
-        None => {
-            sources::prepare(
-                &SourceRequest {
-                    source: req.source.clone(),
-                    sha256: req.sha256,
-                    allow_unverified: req.allow_unverified,
-                    max_image_size: req.max_image_size,
-                },
-                http,
-                cache,
-                cancel,
-                progress,
-            )
-            .await?
-        }
+        // Its warnings were shown with its digests; the flash says them again below.
+        Some(prepared) => Prepared::clone(prepared),
+        None => prepare_image(req, http, cache, cancel, progress).await?,
     };
+    plan_prepared(req, prepared, warnings, cache, roots, cancel).await
+}
+
+/// One stick for both: one target, a config image that is one, beside a boot image that can
+/// read it; the warnings are what the names of the image say about that.
+fn one_stick_warnings(req: &Request, config: &Path) -> Result<Vec<String>> {
+    if req.targets.len() != 1 {
+        return Err(Error::BadInput(
+            "one stick for both writes exactly one target at a time".into(),
+        ));
+    }
+    crate::sources::cidata::check_image(config)?;
+    let mut warnings = config_warnings(req.origin())?;
+    // A release that cannot read cidata on its own boot stick is refused (two sticks are
+    // offered); a name that says no release is said so.
+    warnings.extend(
+        crate::sources::talos_boot_stick::check_one_stick(req.origin()).map_err(Error::BadInput)?,
+    );
+    Ok(warnings)
+}
+
+/// The source opened to be decoded as it is written: downloaded, or read from its file.
+async fn open_stream(
+    req: &Request,
+    http: &Http,
+    cache: &Cache,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Opened> {
+    if crate::fetch::is_url(&req.source) {
+        let url = url::Url::parse(&req.source)
+            .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source)))?;
+        let mut fetch =
+            FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
+        fetch.sha256_source = req.sha256_source;
+        stream::open(http, cache, &fetch, cancel, progress).await
+    } else {
+        let path = Path::new(&req.source);
+        stream::open_file(path, req.sha256, req.max_image_size, cancel, progress).await
+    }
+}
+
+/// The source fetched, verified and decoded to an image file.
+async fn prepare_image(
+    req: &Request,
+    http: &Http,
+    cache: &Cache,
+    cancel: &CancellationToken,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Prepared> {
+    let source = SourceRequest {
+        source: req.source.clone(),
+        sha256: req.sha256,
+        allow_unverified: req.allow_unverified,
+        max_image_size: req.max_image_size,
+    };
+    sources::prepare(&source, http, cache, cancel, progress).await
+}
+
+/// The plan for a prepared image file: its kind checked before any target is touched, and every
+/// target approved with the image, the cache and the source protected.
+async fn plan_prepared(
+    req: &Request,
+    prepared: Prepared,
+    mut warnings: Vec<String>,
+    cache: &Cache,
+    roots: SystemRoots,
+    cancel: &CancellationToken,
+) -> Result<Plan> {
     // What the image is, before any target is touched: refused, or said (with a warning).
     let image_kind = image_kind::of_file(&prepared.image.path)
         .map_err(|e| Error::io(&prepared.image.path, e))?;

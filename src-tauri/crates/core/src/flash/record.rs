@@ -164,7 +164,7 @@ impl Record {
                 path.display()
             )));
         }
-        let folder = crate::fetch::cache::folder_of(path);
+        let folder = crate::io::device::folder_of(path);
         if !folder.is_dir() {
             return Err(Error::BadInput(format!(
                 "the folder {} for the record does not exist",

@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::io::device::{self, TargetKind};
 use crate::io::drives::{self, Drive, SystemRoots};
 use crate::io::identity::{drive_changed, DriveIdentity, Identity};
+use crate::io::mounts;
 
 /// How a drive listed under the same name differs from the one chosen.
 const REATTACHED: &str = "another disk has its name now, or it was re-attached";
-use crate::io::mounts;
 
 #[derive(Clone, Debug, Default)]
 pub struct TargetOptions {
@@ -67,84 +67,115 @@ pub fn approve(
     roots: &SystemRoots,
 ) -> Result<Approved> {
     let target = chosen.path.as_path();
-    let refuse = |reason: String| Error::Refused {
-        target: target.display().to_string(),
-        reason,
-    };
     if options.whole_drives_only {
-        match std::fs::symlink_metadata(target) {
-            Ok(m) if m.file_type().is_block_device() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refuse(
-                    "it is a symbolic link; name the drive itself".into(),
-                ))
-            }
-            Ok(_) => return Err(refuse("it is not a drive".into())),
-            Err(_) => return Err(refuse("it does not exist".into())),
-        }
+        check_names_a_drive(target)?;
     }
     let meta = match std::fs::metadata(target) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if chosen.identity.is_some() {
-                return Err(refuse(
-                    "it was chosen as a drive and no longer exists".into(),
-                ));
-            }
-            let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
-            if target.starts_with("/dev") || parent.is_some_and(|p| !p.is_dir()) {
-                return Err(refuse("it does not exist".into()));
-            }
-            if std::fs::symlink_metadata(target).is_ok() {
-                return Err(refuse("it is a symbolic link to nothing".into()));
-            }
-            // A new image file, e.g. a VM disk.
-            return Ok(Approved {
-                path: target.to_path_buf(),
-                kind: TargetKind::File,
-                drive: None,
-                to_unmount: Vec::new(),
-                identity: Identity::NewFile,
-            });
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return approve_new_file(chosen),
         Err(e) => return Err(Error::io(target, e)),
     };
-
     if meta.is_file() {
-        // A drive's identity never vouches for a file (a name swapped for one since the list).
-        if chosen.identity.is_some() {
-            return Err(refuse("it was chosen as a drive and is a file now".into()));
-        }
-        // The file as the open reaches it (a VM disk behind a link of root's or this user's),
-        // identified from that descriptor, not from where the name pointed a moment before.
-        let path = device::resolve_file_target(target)?;
-        let (folder, name) = device::Folder::of(&path)?;
-        let meta = folder
-            .open_existing(name, false)
-            .and_then(|f| f.metadata())
-            .map_err(|e| Error::io(&path, e))?;
-        for p in protected {
-            if let Ok(pm) = std::fs::metadata(p) {
-                if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
-                    return Err(refuse("it is the source image itself".into()));
-                }
-            }
-        }
-        return Ok(Approved {
-            path,
-            kind: TargetKind::File,
-            drive: None,
-            to_unmount: Vec::new(),
-            identity: Identity::File {
-                dev: meta.dev(),
-                ino: meta.ino(),
-            },
-        });
+        return approve_file(chosen, protected);
     }
     if !meta.file_type().is_block_device() {
-        return Err(refuse("it is neither a drive nor a regular file".into()));
+        return Err(refused(target, "it is neither a drive nor a regular file"));
     }
+    approve_drive(chosen, image_size, protected, options, roots)
+}
 
+fn refused(target: &Path, reason: impl Into<String>) -> Error {
+    Error::Refused {
+        target: target.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The privileged helper's rule: `target` is a block device itself, not a link to one.
+fn check_names_a_drive(target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_block_device() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => Err(refused(
+            target,
+            "it is a symbolic link; name the drive itself",
+        )),
+        Ok(_) => Err(refused(target, "it is not a drive")),
+        Err(_) => Err(refused(target, "it does not exist")),
+    }
+}
+
+/// A path that names nothing yet: a new image file (a VM disk, say), if its folder exists and
+/// it was not chosen as a drive.
+fn approve_new_file(chosen: &Chosen) -> Result<Approved> {
+    let target = chosen.path.as_path();
+    if chosen.identity.is_some() {
+        return Err(refused(
+            target,
+            "it was chosen as a drive and no longer exists",
+        ));
+    }
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    if target.starts_with("/dev") || parent.is_some_and(|p| !p.is_dir()) {
+        return Err(refused(target, "it does not exist"));
+    }
+    if std::fs::symlink_metadata(target).is_ok() {
+        return Err(refused(target, "it is a symbolic link to nothing"));
+    }
+    Ok(Approved {
+        path: target.to_path_buf(),
+        kind: TargetKind::File,
+        drive: None,
+        to_unmount: Vec::new(),
+        identity: Identity::NewFile,
+    })
+}
+
+/// An existing image file, unless it is one of the `protected` files.
+fn approve_file(chosen: &Chosen, protected: &[&Path]) -> Result<Approved> {
+    let target = chosen.path.as_path();
+    // A drive's identity never vouches for a file (a name swapped for one since the list).
+    if chosen.identity.is_some() {
+        return Err(refused(
+            target,
+            "it was chosen as a drive and is a file now",
+        ));
+    }
+    // The file as the open reaches it (a VM disk behind a link of root's or this user's),
+    // identified from that descriptor, not from where the name pointed a moment before.
+    let path = device::resolve_file_target(target)?;
+    let (folder, name) = device::Folder::of(&path)?;
+    let meta = folder
+        .open_existing(name, false)
+        .and_then(|f| f.metadata())
+        .map_err(|e| Error::io(&path, e))?;
+    for p in protected {
+        if let Ok(pm) = std::fs::metadata(p) {
+            if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
+                return Err(refused(target, "it is the source image itself"));
+            }
+        }
+    }
+    Ok(Approved {
+        path,
+        kind: TargetKind::File,
+        drive: None,
+        to_unmount: Vec::new(),
+        identity: Identity::File {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+    })
+}
+
+/// A block device: a whole drive in the list, still the one chosen, that may take the image.
+fn approve_drive(
+    chosen: &Chosen,
+    image_size: Option<u64>,
+    protected: &[&Path],
+    options: &TargetOptions,
+    roots: &SystemRoots,
+) -> Result<Approved> {
+    let target = chosen.path.as_path();
     // Follow /dev/disk/by-id/… links to the kernel's name.
     let real = std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?;
     let name = real
@@ -155,11 +186,14 @@ pub fn approve(
     let all = drives::list(roots)?;
     let Some(drive) = all.iter().find(|d| d.name == name).cloned() else {
         let partition = roots.sys.join("class/block").join(&name).join("partition");
-        return Err(refuse(if partition.is_file() {
-            "it is a partition; choose the whole drive".into()
-        } else {
-            "it is not a whole drive that can be flashed".into()
-        }));
+        return Err(refused(
+            target,
+            if partition.is_file() {
+                "it is a partition; choose the whole drive"
+            } else {
+                "it is not a whole drive that can be flashed"
+            },
+        ));
     };
 
     if let Some(listed) = &chosen.identity {
@@ -170,19 +204,22 @@ pub fn approve(
     if let Some(why) =
         unsuitable(&drive, image_size).or_else(|| holding(&drive, protected, &all, roots))
     {
-        return Err(refuse(why.reason));
+        return Err(refused(target, why.reason));
     }
     if drive.is_fixed() && !options.allow_fixed {
-        return Err(refuse(format!(
+        return Err(refused(target, format!(
             "it is a fixed {} disk, not removable media; allow fixed disks explicitly to write to it",
             serde_json::to_value(drive.bus).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
         )));
     }
     if !drive.mountpoints.is_empty() && !options.unmount {
-        return Err(refuse(format!(
-            "it has mounted filesystems ({}); unmount them or let labflash unmount them",
-            drive.mountpoints.join(", ")
-        )));
+        return Err(refused(
+            target,
+            format!(
+                "it has mounted filesystems ({}); unmount them or let labflash unmount them",
+                drive.mountpoints.join(", ")
+            ),
+        ));
     }
     Ok(Approved {
         path: real,

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{self, io_at, Error, ErrorKind, Result};
+use crate::error::{self, io_at, Error, ErrorKind, Result, TargetFailure};
 use crate::fetch::digest::Sha256Digest;
 use crate::flash::readback::ReadBack;
 use crate::flash::skip::{self, Skipper};
@@ -133,6 +133,15 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
+    /// This target's failure, as the error for a flash no target survived names it.
+    fn failure(self) -> TargetFailure {
+        TargetFailure {
+            path: self.path,
+            error: self.error.unwrap_or_else(|| "failed".into()),
+            kind: self.error_kind,
+        }
+    }
+
     /// A target that failed before any byte reached it.
     pub fn failed(path: &Path, error: &Error) -> Self {
         Self {
@@ -184,7 +193,11 @@ impl Outcome {
         match self.source {
             Ok(sent) => Ok((sent, self.targets)),
             Err(Error::NoTargetLeft) => Err(Error::EveryTargetFailed {
-                targets: self.targets,
+                targets: self
+                    .targets
+                    .into_iter()
+                    .map(TargetReport::failure)
+                    .collect(),
             }),
             Err(e) => Err(e),
         }
@@ -1239,5 +1252,29 @@ mod tests {
         assert!(report.ok, "{:?}", report.error);
         let seen = seen.into_inner().unwrap();
         assert_eq!(seen.last(), Some(&(9 * MIB, Some(8 * MIB))), "{seen:?}");
+    }
+
+    #[test]
+    fn when_no_target_is_left_the_error_names_each_with_the_most_telling_kind() {
+        let mismatch = Error::DigestMismatch {
+            what: "image",
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        let outcome = Outcome {
+            source: Err(Error::NoTargetLeft),
+            targets: vec![
+                TargetReport::failed(Path::new("/dev/sdb"), &Error::BadInput("too small".into())),
+                TargetReport::failed(Path::new("/dev/sdc"), &mismatch),
+            ],
+        };
+        let Err(err) = outcome.sent() else {
+            panic!("no target was left")
+        };
+        assert_eq!(err.kind(), ErrorKind::DigestMismatch);
+        assert_eq!(
+            err.to_string(),
+            format!("every target failed: /dev/sdb: too small; /dev/sdc: {mismatch}")
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Opening flash targets and reading them back as block devices want: exclusive, direct I/O with
-//! buffers aligned to the device's logical block size, and re-reading the partition table.
+//! buffers aligned to the device's logical block size.
 
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr, OsString};
@@ -7,20 +7,16 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::io::block::{drop_cache, logical_block_size, size_of};
 use crate::io::identity::{self, Identity};
 use crate::io::medium::Medium;
 
 /// Buffers are aligned for O_DIRECT on any device (logical blocks are 512 or 4096 bytes).
 pub const ALIGN: usize = 4096;
-
-// Linux block ioctls (linux/fs.h), not exported by the libc crate.
-const BLKRRPART: libc::c_ulong = 0x125f;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetKind {
@@ -69,7 +65,7 @@ pub fn resolve_file_target(path: &Path) -> Result<PathBuf> {
         let (folder, name) = Folder::of(&at)?;
         match folder.link_at(name, path)? {
             None => return Ok(at),
-            Some(to) => at = crate::fetch::cache::folder_of(&at).join(to),
+            Some(to) => at = folder_of(&at).join(to),
         }
     }
     Err(Error::io(path, io::Error::from_raw_os_error(libc::ELOOP)))
@@ -150,6 +146,14 @@ impl Target {
     }
 }
 
+/// The folder a file is in; `.` for a bare file name (whose `parent()` is the empty path).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// The folder a new image file is created in, resolved once and held open: the file is created
 /// relative to it, so a link swapped into the path afterwards changes nothing. Links are followed
 /// only where root or this user owns them: root following another user's link would create the
@@ -166,11 +170,7 @@ impl Folder {
             reason: reason.into(),
         };
         let name = path.file_name().ok_or_else(|| refuse("it names no file"))?;
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        Ok((Folder::open(folder, path)?, name))
+        Ok((Folder::open(folder_of(path), path)?, name))
     }
 
     /// Opens `folder` one component at a time (`O_PATH|O_NOFOLLOW`), following a link only if root
@@ -418,44 +418,6 @@ pub fn writable_by_me(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
 }
 
-/// Asks the kernel to forget cached pages of the whole file (best effort).
-pub fn drop_cache(file: &File) {
-    // SAFETY: plain syscall on an owned, open descriptor.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
-pub fn logical_block_size(file: &File) -> io::Result<u32> {
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size as u32)
-}
-
-/// The size of a block device, or of a regular file.
-pub fn size_of(file: &File) -> io::Result<u64> {
-    let meta = file.metadata()?;
-    if !meta.file_type().is_block_device() {
-        return Ok(meta.len());
-    }
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size)
-}
-
-/// Asks the kernel to re-read the partition table; devices without partition scanning (some
-/// loop devices) refuse, which is harmless.
-pub fn reread_partitions(file: &File) {
-    // SAFETY: BLKRRPART takes no argument.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKRRPART) } != 0 {
-        tracing::debug!("BLKRRPART: {}", io::Error::last_os_error());
-    }
-}
-
 /// A zeroed buffer whose start is aligned to [`ALIGN`], as O_DIRECT requires, in a mapping of
 /// its own. Whole 2 MiB stretches are asked for huge pages: every O_DIRECT request pins its
 /// buffer's pages, once per target, and pinning one huge page costs what pinning one small
@@ -558,25 +520,6 @@ impl std::ops::DerefMut for AlignedBuf {
 /// `n` rounded up to a multiple of `block`.
 pub fn round_up(n: u64, block: u64) -> u64 {
     n.div_ceil(block) * block
-}
-
-/// Writes all of `buf` at `offset`.
-pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    FileExt::write_all_at(file, buf, offset)
-}
-
-/// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the device.
-pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
                     }
                 }
             }
-            let size = crate::io::device::size_of(file).map_err(|e| Error::io(path, e))?;
+            let size = crate::io::block::size_of(file).map_err(|e| Error::io(path, e))?;
             if size != expected.size {
                 return Err(changed(format!("{size} bytes, not {}", expected.size)));
             }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io;
 
-use crate::io::device;
+use crate::io::block;
 
 pub trait Medium: Send + Sync {
     /// Writes all of `buf` at `offset` (aligned and padded by the caller when O_DIRECT is on).
@@ -22,11 +22,11 @@ pub trait Medium: Send + Sync {
 
 impl Medium for File {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        device::write_all_at(self, buf, offset)
+        block::write_all_at(self, buf, offset)
     }
 
     fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        device::read_full_at(self, buf, offset)
+        block::read_full_at(self, buf, offset)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -34,10 +34,10 @@ impl Medium for File {
     }
 
     fn drop_cache(&self) {
-        device::drop_cache(self)
+        block::drop_cache(self)
     }
 
     fn reread_partitions(&self) {
-        device::reread_partitions(self)
+        block::reread_partitions(self)
     }
 }

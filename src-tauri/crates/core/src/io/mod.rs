@@ -3,6 +3,7 @@
 //! Linux only (sysfs, /proc, block ioctls, O_DIRECT, D-Bus): the rest of the engine reaches the
 //! machine through here.
 
+pub mod block;
 pub mod cancellable;
 pub mod device;
 pub mod drives;

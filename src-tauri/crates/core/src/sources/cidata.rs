@@ -237,7 +237,7 @@ impl fatfs::TimeProvider for FixedTime {
 /// Writes `bytes` to `path` through a temp file that is 0600 from its creation, fsynced and
 /// renamed into place.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = crate::fetch::cache::folder_of(path);
+    let dir = crate::io::device::folder_of(path);
     if !dir.is_dir() {
         return Err(Error::BadInput(format!(
             "the folder {} does not exist",

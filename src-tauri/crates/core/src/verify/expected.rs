@@ -11,7 +11,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::cache::{self, Cache};
+use crate::fetch::cache::Cache;
 use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::{self, Sha256Digest};
 use crate::fetch::http::Http;
@@ -88,7 +88,7 @@ pub async fn resolve_expected(
             let sha256 = digest::parse_sidecar(&text, source)?;
             if let Some(name) = archive_named(&text, source) {
                 no_size(size)?;
-                let archive = cache::folder_of(Path::new(source)).join(&name);
+                let archive = crate::io::device::folder_of(Path::new(source)).join(&name);
                 if !archive.is_file() {
                     return Err(Error::BadInput(format!(
                         "the checksum file {source} is of the compressed archive {}, which is not beside it: give that archive with --image, or the checksum file's URL",

@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{io_at, Error, Result};
 use crate::fetch::digest::Sha256Digest;
+use crate::io::block;
 use crate::io::device::{self, AlignedBuf, ALIGN};
 use crate::io::medium::Medium;
 use crate::progress::{ProgressSink, Reporter, Stage};
@@ -105,7 +106,7 @@ pub fn verify(
 ) -> Result<Verification> {
     let size = expected.size;
     let (file, _direct) = device::open_for_read(path)?;
-    let available = device::size_of(&file).map_err(io_at(path))?;
+    let available = block::size_of(&file).map_err(io_at(path))?;
     if available < size {
         return Err(Error::BadInput(format!(
             "{} holds {available} bytes, fewer than the {size} to verify",
