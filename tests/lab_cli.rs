@@ -250,6 +250,27 @@ fn flash_pairs_each_target_with_its_own_config() {
         "{}",
         r.stderr
     );
+    // One config for two nodes would boot two machines as one.
+    let r = run_in(
+        dir.path(),
+        &[
+            "flash",
+            "boot.raw",
+            "--to",
+            sticks[0].path_str(),
+            "--config",
+            "w-1.img",
+            "--to",
+            sticks[1].path_str(),
+            "--config",
+            "w-1.img",
+            "--yes",
+            "--cache-dir",
+            "cache",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is given for two nodes"), "{}", r.stderr);
 }
 
 /// Two nodes on one drive, or a node without one: refused with the node named, nothing written.

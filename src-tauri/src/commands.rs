@@ -986,12 +986,18 @@ pub async fn run_lab(
     .await
     .map_err(|e| bad(format!("the writers stopped: {e}")))?;
     for (node, approved) in nodes.iter().zip(&per_node) {
-        if let Some(flashed) = &node.flashed {
-            app.may_eject(&flashed.targets, &targets);
-            if let Some(config) = &flashed.config_stick {
-                app.may_eject(&config.targets, &targets);
+        match &node.flashed {
+            Some(flashed) => {
+                app.may_eject(&flashed.targets, &targets);
+                if let Some(config) = &flashed.config_stick {
+                    app.may_eject(&config.targets, &targets);
+                }
+                record.add(Some(&node.node), &source, flashed, approved);
             }
-            record.add(Some(&node.node), &source, flashed, approved);
+            None => {
+                let error = node.error.as_deref().unwrap_or("failed");
+                record.add_failed(Some(&node.node), approved, error);
+            }
         }
     }
     record.finish();

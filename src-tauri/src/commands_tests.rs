@@ -878,7 +878,13 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
         .unwrap();
     // While the operator reads the confirmation, w-2's stick is swapped.
     sticks[1].reattach("other.img", 0x55);
-    let nodes = run_lab(app.state(), 32, 31, channel).await.unwrap().nodes;
+    let run = run_lab(app.state(), 32, 31, channel).await.unwrap();
+    // The record says which node got nothing, and why.
+    let record = labflash_core::flash::record::Record::read(&run.record.unwrap()).unwrap();
+    assert_eq!(record.sticks.len(), 1);
+    assert_eq!(record.failed.len(), 1);
+    assert_eq!(record.failed[0].node.as_deref(), Some("w-2"));
+    let nodes = run.nodes;
     assert!(nodes[0].flashed.as_ref().unwrap().targets[0].ok);
     let refused = match (&nodes[1].flashed, &nodes[1].error) {
         (Some(f), _) => f.targets[0].error.clone().unwrap_or_default(),

@@ -256,16 +256,31 @@ export function setLabDrive(node: number, path: string | null, config = false) {
   }));
 }
 
-/** Drives plugged in while a lab waits go to its nodes without one, in the order plugged. */
-function assignPlugged(before: string[], drives: DriveRow[]) {
+/** Removable drives plugged in while a lab waits go to its nodes without one, in the order
+ * plugged (a fixed disk, or one that "Show all drives" brought into the list, is never chosen
+ * for the operator); a chosen drive that is gone leaves its row, said so. */
+function assignPlugged(before: string[], drives: DriveRow[], showAllChanged: boolean) {
   const s = get();
-  if (!s.lab || before.length === 0) return;
-  const chosen = [...s.labDrives, ...s.labConfigDrives];
-  const plugged = drives.filter((d) => !d.unsuitable && !before.includes(d.path) && !chosen.includes(d.path));
+  if (!s.lab) return;
+  const listed = (p: string | null) => p === null || drives.some((d) => d.path === p && !d.unsuitable);
+  const gone = [...s.labDrives, ...s.labConfigDrives].filter((p) => !listed(p));
+  if (gone.length > 0) {
+    // After a run its drives go as they are ejected: that is no news.
+    const quiet = s.run !== null;
+    set((t) => ({
+      labDrives: t.labDrives.map((p) => (listed(p) ? p : null)),
+      labConfigDrives: t.labConfigDrives.map((p) => (listed(p) ? p : null)),
+    }));
+    if (!quiet) say("drive", `${gone.join(", ")} left the lab's table: unplugged, or it cannot take the image now`);
+  }
+  if (before.length === 0 || showAllChanged) return;
+  const now = get();
+  const chosen = [...now.labDrives, ...now.labConfigDrives];
+  const plugged = drives.filter((d) => !d.unsuitable && !d.fixed && !before.includes(d.path) && !chosen.includes(d.path));
   if (plugged.length === 0) return;
   // Row by row: a node's boot stick, then (two sticks) its config stick.
-  const labDrives = [...s.labDrives];
-  const labConfigDrives = [...s.labConfigDrives];
+  const labDrives = [...now.labDrives];
+  const labConfigDrives = [...now.labConfigDrives];
   const two = s.lab.configOwnStick !== null;
   for (const d of plugged) {
     const i = labDrives.findIndex((p, n) => p === null || (two && labConfigDrives[n] === null));
@@ -345,6 +360,9 @@ async function flashLab() {
 // Drives ---------------------------------------------------------------------------------------
 
 let listed = 0;
+/** Whether the last list was asked with "Show all drives": a list that changes with it is not a
+ * stick being plugged in. */
+let listedShowAll = false;
 export async function refreshDrives() {
   const s = get();
   const mine = ++listed;
@@ -355,7 +373,9 @@ export async function refreshDrives() {
     assignPlugged(
       get().drives.map((d) => d.path),
       drives,
+      s.showAll !== get().showAll || listedShowAll !== s.showAll,
     );
+    listedShowAll = s.showAll;
     const dropped: string[] = [];
     const selected = get().selected.filter((path) => {
       const now = drives.find((d) => d.path === path);

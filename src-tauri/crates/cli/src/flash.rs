@@ -154,6 +154,16 @@ fn lab_nodes(args: &FlashArgs) -> Result<Option<Vec<Node>>, Failure> {
             }
         )));
     }
+    // One config for two nodes would boot two machines as one.
+    for (i, c) in config.iter().enumerate() {
+        let stem = c.file_stem();
+        if config[..i].iter().any(|o| o == c || o.file_stem() == stem) {
+            return Err(Failure::usage(format!(
+                "{} is given for two nodes (a node is named after its config's file): each --to takes a config of its own",
+                c.display()
+            )));
+        }
+    }
     Ok(Some(
         to.iter()
             .zip(config)

@@ -204,8 +204,13 @@ pub async fn flash_nodes(
     .map_err(|e| Failure::other(format!("the writers stopped: {e}")))?;
     if let Some((path, record)) = started.as_mut() {
         for (node, approved) in nodes.iter().zip(&approved) {
-            if let Some(flashed) = &node.flashed {
-                record.add(Some(&node.node), source, flashed, approved);
+            match (&node.flashed, &node.error) {
+                (Some(flashed), _) => record.add(Some(&node.node), source, flashed, approved),
+                (None, error) => record.add_failed(
+                    Some(&node.node),
+                    approved,
+                    error.as_deref().unwrap_or("failed"),
+                ),
             }
         }
         record.finish();

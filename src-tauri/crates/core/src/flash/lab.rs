@@ -180,9 +180,10 @@ pub fn run(
             .into_iter()
             .map(|(node, handle)| {
                 let result = handle.join().unwrap_or_else(|_| {
-                    Err(Error::BadInput(format!(
-                        "the writer for node {node} stopped"
-                    )))
+                    Err(Error::Upstream {
+                        kind: crate::ErrorKind::Failure,
+                        message: format!("the writer for node {node} stopped"),
+                    })
                 });
                 match result {
                     Ok(flashed) => NodeFlashed {

@@ -26,6 +26,19 @@ pub struct Record {
     /// RFC 3339, UTC; null until [`Record::finish`].
     pub ended: Option<String>,
     pub sticks: Vec<Stick>,
+    /// Nodes whose flash failed as a whole (refused at open, cancelled, the image unreadable):
+    /// no line above, since none of their drives holds what the run meant to write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedNode>,
+}
+
+/// A node that got no stick, its drives, and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedNode {
+    pub node: Option<String>,
+    pub drives: Vec<String>,
+    pub error: String,
 }
 
 /// What a stick is for in its node: the boot image (with its cidata partition on one stick), or
@@ -112,7 +125,20 @@ impl Record {
             started: now(),
             ended: None,
             sticks: Vec::new(),
+            failed: Vec::new(),
         }
+    }
+
+    /// Records a node whose flash failed as a whole, with the drives it was to write.
+    pub fn add_failed(&mut self, node: Option<&str>, approved: &[Approved], error: &str) {
+        self.failed.push(FailedNode {
+            node: node.map(String::from),
+            drives: approved
+                .iter()
+                .map(|a| a.path.display().to_string())
+                .collect(),
+            error: error.to_string(),
+        });
     }
 
     /// Adds a line for each target of `flashed` (the config stick's marked as such). `approved`
@@ -229,6 +255,14 @@ impl Record {
                 .collect();
             text.push_str(cells.join("  ").trim_end());
             text.push('\n');
+        }
+        for f in &self.failed {
+            errors.push(format!(
+                "node {} ({}) FAILED, nothing verified: {}",
+                f.node.as_deref().unwrap_or("-"),
+                f.drives.join(", "),
+                f.error
+            ));
         }
         for e in errors {
             text.push_str(&format!("failed: {e}\n"));

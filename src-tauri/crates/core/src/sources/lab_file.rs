@@ -92,15 +92,6 @@ pub fn parse(text: &str, file: &Path) -> Result<LabFile> {
     }
     let base = file.parent().unwrap_or(Path::new("."));
     lab.read_builds(base, file)?;
-    for (i, a) in lab.nodes.iter().enumerate() {
-        if lab.nodes[..i].iter().any(|b| b.hostname == a.hostname) {
-            return Err(Error::BadInput(format!(
-                "{} names the node {} twice: each node needs a hostname of its own",
-                file.display(),
-                a.hostname
-            )));
-        }
-    }
     Ok(lab)
 }
 
@@ -175,7 +166,7 @@ impl LabFile {
             if self.source.is_none() {
                 return Err(bad("the lab names no image: give it `source:`".into()));
             }
-            return Ok(());
+            return self.refuse_shared_hostnames(file);
         }
         if built != self.nodes.len() || self.source.is_some() {
             return Err(bad(
@@ -225,6 +216,22 @@ impl LabFile {
                 .map(|n| dir.join(&n.path));
         }
         self.source = first.map(|(url, _)| url);
+        self.refuse_shared_hostnames(file)
+    }
+
+    /// Each node's config image is named for its hostname, and a node is known by it: two nodes
+    /// with one hostname (a config copied and not renamed) would boot as one, or write one's
+    /// config onto the other's stick.
+    fn refuse_shared_hostnames(&self, file: &Path) -> Result<()> {
+        for (i, a) in self.nodes.iter().enumerate() {
+            if self.nodes[..i].iter().any(|b| b.hostname == a.hostname) {
+                return Err(Error::BadInput(format!(
+                    "{} names the node {} twice: each node needs a hostname of its own",
+                    file.display(),
+                    a.hostname
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -236,8 +243,10 @@ impl LabFile {
         let mut given = drives.iter();
         let mut nodes = Vec::new();
         for (spec, config) in self.nodes.iter().zip(&configs) {
-            // A node's own drive first; only a node without one takes the next --to.
-            let Some(to) = spec.to.as_ref().or_else(|| given.next()) else {
+            // A node's own drive first (a file relative to the lab file, as its other paths);
+            // only a node without one takes the next --to.
+            let own = spec.to.as_deref().map(|p| resolve(base, p));
+            let Some(to) = own.or_else(|| given.next().cloned()) else {
                 return Err(Error::BadInput(format!(
                     "node {} has no drive: give it `to:` in the lab file or one more --to",
                     spec.hostname
@@ -245,9 +254,12 @@ impl LabFile {
             };
             nodes.push(Node {
                 name: spec.hostname.clone(),
-                to: Chosen::path(to.clone()),
+                to: Chosen::path(to),
                 config: Some(config.path.clone()),
-                config_to: spec.config_to.clone().map(Chosen::path),
+                config_to: spec
+                    .config_to
+                    .as_deref()
+                    .map(|p| Chosen::path(resolve(base, p))),
             });
         }
         if given.next().is_some() {
@@ -350,6 +362,19 @@ mod tests {
             "{:?}",
             lab.source
         );
+        // A config copied for a second node and not renamed: one hostname, refused.
+        std::fs::write(dir.path().join("cp-copy.yaml"), minimal).unwrap();
+        let twice = parse(
+            "nodes:\n  - build: cp.yaml\n  - build: cp-copy.yaml\n",
+            &file,
+        );
+        let said = twice.unwrap_err().to_string();
+        assert!(
+            said.contains("names the node bootstrap-controlplane-1 twice"),
+            "{said}"
+        );
+        let folder = from_folder(dir.path()).unwrap_err().to_string();
+        assert!(folder.contains("twice"), "{folder}");
         for (text, said) in [
             ("source: x.raw\nnodes:\n  - build: cp.yaml\n", "not both"),
             (
