@@ -401,6 +401,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
         Source::Image(SourceRequest {
             source,
             sha256,
+            sha256_source: DigestSource::Flag,
             allow_unverified,
             max_image_size,
         })
@@ -570,12 +571,29 @@ pub async fn plan_flash(
     app.check_shown(&every)?;
     app.writing(&every);
     let (http, cache) = (app.http(), app.cache()?);
+    // The image: located where it is (what vouches for it settled), or the one a check proved.
+    let (image, prepared) = match spec.image {
+        ImageSpec::Source {
+            source,
+            max_image_size,
+        } => (
+            located(*source, max_image_size, &http, &cancel).await?,
+            None,
+        ),
+        ImageSpec::Prepared { .. } => {
+            let prepared = checked.expect("looked up above");
+            let image = SourceRequest {
+                source: prepared.origin.clone(),
+                sha256: None,
+                sha256_source: DigestSource::Flag,
+                allow_unverified: false,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            };
+            (image, Some(Box::new(prepared)))
+        }
+    };
     let mut request = flash::Request {
-        source: String::new(),
-        sha256: None,
-        sha256_source: DigestSource::Flag,
-        allow_unverified: false,
-        max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+        image,
         targets: spec.targets,
         config: None,
         config_to: spec.config_to,
@@ -586,19 +604,8 @@ pub async fn plan_flash(
         },
         verify: spec.verify,
         skip_equal: true,
-        prepared: None,
+        prepared,
     };
-    match spec.image {
-        ImageSpec::Source {
-            source,
-            max_image_size,
-        } => locate_into(&mut request, *source, max_image_size, &http, &cancel).await?,
-        ImageSpec::Prepared { .. } => {
-            let prepared = checked.expect("looked up above");
-            request.source = prepared.origin.clone();
-            request.prepared = Some(Box::new(prepared));
-        }
-    }
     let confirmed = match spec.config {
         Some(config) => {
             request.config = Some(absolute(&config.path, "config image")?);
@@ -619,32 +626,23 @@ pub async fn plan_flash(
     Ok(view)
 }
 
-/// Fills `request` with what the engine settles for a source flashed straight from where it is:
-/// where it is and the digest that vouches for it.
-async fn locate_into(
-    request: &mut flash::Request,
+/// What the engine settles for a source flashed straight from where it is: where it is and the
+/// digest that vouches for it.
+async fn located(
     source: SourceSpec,
     max_image_size: Option<u64>,
     http: &Http,
     cancel: &CancellationToken,
-) -> Reply<()> {
+) -> Reply<SourceRequest> {
     let max_image_size = match max_image_size {
         Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
         Some(n) => n,
         None => DEFAULT_MAX_IMAGE_SIZE,
     };
     let source = source_of(source, max_image_size)?;
-    let Some(located) = sources::locate(&source, http, cancel).await? else {
-        return Err(bad(
-            "this image is checked before it is written: prepare it first",
-        ));
-    };
-    request.source = located.source;
-    request.sha256 = located.sha256;
-    request.sha256_source = located.sha256_source;
-    request.allow_unverified = located.allow_unverified;
-    request.max_image_size = located.max_image_size;
-    Ok(())
+    sources::locate(&source, http, cancel)
+        .await?
+        .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))
 }
 
 /// A plan that writes a config states its digest, which must be the one the operator confirmed:
@@ -898,11 +896,13 @@ pub async fn plan_lab(
             })
             .collect();
         let base = flash::Request {
-            source: lab.source.clone(),
-            sha256: lab.sha256,
-            sha256_source: DigestSource::Flag,
-            allow_unverified: lab.allow_unverified,
-            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            image: SourceRequest {
+                source: lab.source.clone(),
+                sha256: lab.sha256,
+                sha256_source: DigestSource::Flag,
+                allow_unverified: lab.allow_unverified,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            },
             targets: Vec::new(),
             config: None,
             config_to: None,

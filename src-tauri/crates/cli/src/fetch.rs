@@ -7,6 +7,7 @@ use clap::Args;
 use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::{self, DigestSource, FetchRequest, Fetched};
+use labflash_core::sources::SourceRequest;
 use labflash_core::CancellationToken;
 use url::Url;
 
@@ -46,6 +47,17 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// The image `source` (a URL or a file) as the flags vouch for it.
+    pub fn request(&self, source: &str) -> SourceRequest {
+        SourceRequest {
+            source: source.to_string(),
+            sha256: self.sha256,
+            sha256_source: DigestSource::Flag,
+            allow_unverified: self.allow_unverified,
+            max_image_size: self.max_image_size,
+        }
+    }
+
     pub fn cache(&self) -> Result<Cache, Failure> {
         Ok(Cache::open(Cache::resolve_dir(self.cache_dir.as_deref())?)?)
     }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::Node;
 use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::{Chosen, TargetOptions};
@@ -197,11 +196,7 @@ async fn flash(
     let cache = args.source_args.cache()?;
     let http = args.net.http()?;
     let request = flash::Request {
-        source: args.source.clone(),
-        sha256: args.source_args.sha256,
-        sha256_source: DigestSource::Flag,
-        allow_unverified: args.source_args.allow_unverified,
-        max_image_size: args.source_args.max_image_size,
+        image: args.source_args.request(&args.source),
         targets: args.to.iter().map(|p| Chosen::path(p.clone())).collect(),
         config: args.config.first().cloned(),
         config_to: args.config_to.first().cloned().map(Chosen::path),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::{self, Node, NodeFlashed};
 use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::TargetOptions;
@@ -163,11 +162,7 @@ pub async fn flash_nodes(
     let cache = source_args.cache()?;
     let http = net.http()?;
     let base = flash::Request {
-        source: source.to_string(),
-        sha256: source_args.sha256,
-        sha256_source: DigestSource::Flag,
-        allow_unverified: source_args.allow_unverified,
-        max_image_size: source_args.max_image_size,
+        image: source_args.request(source),
         targets: Vec::new(),
         config: None,
         config_to: None,

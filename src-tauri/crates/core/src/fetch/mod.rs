@@ -121,6 +121,14 @@ impl FetchRequest {
         }
     }
 
+    /// The fetch of a source's URL, vouched for as the source request says.
+    pub fn of(url: Url, req: &crate::sources::SourceRequest) -> Self {
+        Self {
+            sha256_source: req.sha256_source,
+            ..Self::verified(url, req.sha256, req.allow_unverified, req.max_image_size)
+        }
+    }
+
     /// Where the archive is kept: the request's own path, else the cache's layout.
     pub fn archive_in(&self, cache: &Cache) -> PathBuf {
         match &self.archive_path {

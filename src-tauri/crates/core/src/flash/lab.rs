@@ -14,7 +14,7 @@ use crate::flash::rules::{Approved, Chosen};
 use crate::flash::{self, Flashed, Plan, Request};
 use crate::io::identity::Identity;
 use crate::progress::ProgressSink;
-use crate::sources::{self, SourceRequest};
+use crate::sources;
 use crate::CancellationToken;
 
 /// One node of a lab: what it is called and the drive (or drives) it gets.
@@ -101,8 +101,7 @@ pub struct NodeFlashed {
     pub error_kind: Option<crate::ErrorKind>,
 }
 
-/// Plans a lab: `base` says the image (its source and who vouches for it, or an image already
-/// prepared) and the options; its own targets and config are not used. The image is prepared
+/// Plans a lab: `base` says the image (its request, or an image already prepared) and the options; its own targets and config are not used. The image is prepared
 /// once; each node is planned from it.
 pub async fn plan(
     base: &Request,
@@ -118,21 +117,7 @@ pub async fn plan(
     refuse_shared_names(nodes)?;
     let prepared = match &base.prepared {
         Some(prepared) => prepared.clone(),
-        None => Box::new(
-            sources::prepare(
-                &SourceRequest {
-                    source: base.source.clone(),
-                    sha256: base.sha256,
-                    allow_unverified: base.allow_unverified,
-                    max_image_size: base.max_image_size,
-                },
-                http,
-                cache,
-                cancel,
-                progress,
-            )
-            .await?,
-        ),
+        None => Box::new(sources::prepare(&base.image, http, cache, cancel, progress).await?),
     };
     // Every node at once: laying out each one-stick stream reads the whole image (on a
     // blocking thread each), which one node after another would add up.

@@ -52,14 +52,8 @@ use writer::{FlashOptions, TargetReport};
 /// What the operator asks for.
 #[derive(Clone, Debug)]
 pub struct Request {
-    /// An http(s) URL or a local image file (raw, xz, gz, zst).
-    pub source: String,
-    /// The digest the operator vouches for (of the archive as served, or of the file).
-    pub sha256: Option<Sha256Digest>,
-    /// Where `sha256` came from: the operator (`Flag`), or a publisher's index.
-    pub sha256_source: DigestSource,
-    pub allow_unverified: bool,
-    pub max_image_size: u64,
+    /// The image (an http(s) URL or a local file: raw, xz, gz, zst) and who vouches for it.
+    pub image: SourceRequest,
     pub targets: Vec<Chosen>,
     /// One stick for both: a cidata image added as a partition after the image's own.
     pub config: Option<PathBuf>,
@@ -169,7 +163,7 @@ pub async fn plan(
         None => Vec::new(),
     };
     let roots = SystemRoots::default();
-    if stream::streams(&req.source) && req.config.is_none() && req.prepared.is_none() {
+    if stream::streams(&req.image.source) && req.config.is_none() && req.prepared.is_none() {
         let opened = open_stream(req, http, cache, cancel, progress).await?;
         if let Some(targets) = stream::approve(&opened, &req.targets, &req.options, cache, &roots)?
         {
@@ -221,16 +215,14 @@ async fn open_stream(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
-    if crate::fetch::is_url(&req.source) {
-        let url = url::Url::parse(&req.source)
-            .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source)))?;
-        let mut fetch =
-            FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size);
-        fetch.sha256_source = req.sha256_source;
-        stream::open(http, cache, &fetch, cancel, progress).await
+    let image = &req.image;
+    if crate::fetch::is_url(&image.source) {
+        let url = url::Url::parse(&image.source)
+            .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", image.source)))?;
+        stream::open(http, cache, &FetchRequest::of(url, image), cancel, progress).await
     } else {
-        let path = Path::new(&req.source);
-        stream::open_file(path, req.sha256, req.max_image_size, cancel, progress).await
+        let path = Path::new(&image.source);
+        stream::open_file(path, image.sha256, image.max_image_size, cancel, progress).await
     }
 }
 
@@ -242,13 +234,7 @@ async fn prepare_image(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Prepared> {
-    let source = SourceRequest {
-        source: req.source.clone(),
-        sha256: req.sha256,
-        allow_unverified: req.allow_unverified,
-        max_image_size: req.max_image_size,
-    };
-    sources::prepare(&source, http, cache, cancel, progress).await
+    sources::prepare(&req.image, http, cache, cancel, progress).await
 }
 
 /// The plan for a prepared image file: its kind checked before any target is touched, and every
@@ -264,14 +250,14 @@ async fn plan_prepared(
     // What the image is, before any target is touched: refused, or said (with a warning).
     let image_kind = image_kind::of_file(&prepared.image.path)
         .map_err(|e| Error::io(&prepared.image.path, e))?;
-    if let Some(refusal) = image_kind.refusal(&req.source) {
+    if let Some(refusal) = image_kind.refusal(&req.image.source) {
         return Err(Error::BadInput(refusal));
     }
     warnings.extend(image_kind.warning());
     warnings.extend(prepared.warnings.iter().cloned());
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
-    if !crate::fetch::is_url(&req.source) {
-        protected.push(PathBuf::from(&req.source));
+    if !crate::fetch::is_url(&req.image.source) {
+        protected.push(PathBuf::from(&req.image.source));
     }
     // Laying a one-stick stream out reads the whole image (its digest): off the runtime's
     // threads, so that a lab's nodes are laid out at the same time.
@@ -344,10 +330,14 @@ async fn plan_two_sticks(
         ..req.clone()
     };
     let config_req = Request {
-        source: config.display().to_string(),
-        sha256: None,
-        sha256_source: DigestSource::Flag,
-        allow_unverified: true,
+        // The operator's own file: its digest is the one shown when it was built.
+        image: SourceRequest {
+            source: config.display().to_string(),
+            sha256: None,
+            sha256_source: DigestSource::Flag,
+            allow_unverified: true,
+            ..req.image.clone()
+        },
         targets: vec![config_to.clone()],
         config: None,
         config_to: None,
@@ -370,8 +360,8 @@ async fn plan_two_sticks(
     }
     // Neither stick may be the other's source file (each half protects only its own).
     let mut sources = vec![config.clone()];
-    if !crate::fetch::is_url(&req.source) {
-        sources.push(PathBuf::from(&req.source));
+    if !crate::fetch::is_url(&req.image.source) {
+        sources.push(PathBuf::from(&req.image.source));
     }
     for t in boot.targets.iter().chain(&config_stick.targets) {
         if sources
@@ -402,7 +392,9 @@ async fn plan_two_sticks(
 impl Request {
     /// The name that says what the image is for (platform, release, architecture).
     fn origin(&self) -> &str {
-        self.prepared.as_ref().map_or(&self.source, |p| &p.origin)
+        self.prepared
+            .as_ref()
+            .map_or(&self.image.source, |p| &p.origin)
     }
 
     fn flash_options(&self) -> FlashOptions {

@@ -30,11 +30,15 @@ use crate::image::Image;
 use crate::progress::{ProgressSink, Stage};
 use crate::CancellationToken;
 
+/// What to fetch (or open) and who vouches for it: the one request every source comes down to,
+/// that a flash, a prepare and a streamed flash start from.
 #[derive(Clone, Debug)]
 pub struct SourceRequest {
     /// An http(s) URL or a local path.
     pub source: String,
     pub sha256: Option<Sha256Digest>,
+    /// Where `sha256` came from: the operator (`Flag`), or the publisher's index.
+    pub sha256_source: DigestSource,
     pub allow_unverified: bool,
     pub max_image_size: u64,
 }
@@ -108,19 +112,6 @@ impl serde::Serialize for Prepared {
     }
 }
 
-/// Where a source's archive is and what vouches for it, found without downloading it: what a
-/// streaming flash starts from.
-#[derive(Clone, Debug)]
-pub struct Located {
-    /// A URL or a local file.
-    pub source: String,
-    pub sha256: Option<Sha256Digest>,
-    /// Where `sha256` came from: the caller, or the publisher's index.
-    pub sha256_source: DigestSource,
-    pub allow_unverified: bool,
-    pub max_image_size: u64,
-}
-
 impl Source {
     /// Whether it can be written straight from where it is (streamed): not what must be prepared
     /// as files before writing, a labctl build (two artifacts) or an IncusOS image with an
@@ -137,21 +128,15 @@ pub async fn locate(
     source: &Source,
     http: &Http,
     cancel: &CancellationToken,
-) -> Result<Option<Located>> {
+) -> Result<Option<SourceRequest>> {
     if !source.streams() {
         return Ok(None);
     }
     Ok(match source {
-        Source::Image(req) => Some(Located {
-            source: req.source.clone(),
-            sha256: req.sha256,
-            sha256_source: DigestSource::Flag,
-            allow_unverified: req.allow_unverified,
-            max_image_size: req.max_image_size,
-        }),
+        Source::Image(req) => Some(req.clone()),
         Source::TalosFactory(req) => {
             let (url, _) = talos_factory::locate_asset(http, req, cancel).await?;
-            Some(Located {
+            Some(SourceRequest {
                 source: url.to_string(),
                 sha256: req.sha256,
                 sha256_source: DigestSource::Flag,
@@ -161,7 +146,7 @@ pub async fn locate(
         }
         Source::Incus(req) if req.seed.is_none() => {
             let (_, url, sha256) = incus::locate(http, req, cancel).await?;
-            Some(Located {
+            Some(SourceRequest {
                 source: url.to_string(),
                 sha256: Some(sha256),
                 sha256_source: DigestSource::Index,
@@ -248,14 +233,8 @@ pub async fn prepare(
     if is_url(&req.source) {
         let url = Url::parse(&req.source)
             .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", req.source)))?;
-        let fetched = fetch::fetch(
-            http,
-            cache,
-            &FetchRequest::verified(url, req.sha256, req.allow_unverified, req.max_image_size),
-            cancel,
-            progress,
-        )
-        .await?;
+        let fetched =
+            fetch::fetch(http, cache, &FetchRequest::of(url, req), cancel, progress).await?;
         return Ok(Prepared {
             image: Image {
                 path: fetched.image_path,
