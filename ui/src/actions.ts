@@ -325,7 +325,7 @@ async function flashLab() {
         drives: targetsOf(drives),
         configDrives: two ? targetsOf(configDrives) : null,
         unmount: true,
-        allowFixed: drives.some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
+        allowFixed: [...drives, ...configDrives].some((d) => s.drives.find((x) => x.path === d.path)?.fixed),
         verify: s.settings.readBack,
       },
       lineSink((line) => updateRun(() => ({ plan: line }))),
@@ -350,6 +350,11 @@ async function flashLab() {
     const nodes = run.nodes;
     updateRun(() => ({ record: { path: run.record, error: run.recordError } }));
     const failed = nodes.filter((n) => n.error).map((n) => `${n.node}: ${n.error}`);
+    // A node that failed as a whole has no report for its drives: its rows say so.
+    const whole = new Set(nodes.filter((n) => n.error).map((n) => n.node));
+    updateRun((r) => ({
+      drives: r.drives.map((d) => (d.node && whole.has(d.node) ? { ...d, line: { text: "Failed", percent: null, outcome: "bad" } } : d)),
+    }));
     await finishReports(nodes.flatMap((n) => (n.flashed ? [...n.flashed.targets, ...(n.flashed.configStick?.targets ?? [])] : [])), null);
     if (failed.length > 0) say("flash", failed.join("; "));
   } catch (e) {
