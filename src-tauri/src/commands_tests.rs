@@ -749,7 +749,37 @@ async fn two_sticks_from_the_window_where_one_would_not_be_read() {
     assert!(on_config.targets[0].ok, "{:?}", on_config.targets[0].error);
     assert_eq!(on_config.targets[0].verified_sha256, Some(config.sha256));
     // Both were flashed by this window, so both may be ejected.
-    for stick in [&boot_stick, &config_stick] {
+    eject_all(&app, &[&boot_stick, &config_stick]).await;
+}
+
+/// A lab file in `dir` of two worker nodes (w-1, w-2) booting the GPT image written at
+/// `dir/image` (its path names the release, as a factory's does), loaded in the window as `job`.
+fn two_node_lab(app: &tauri::App<MockRuntime>, dir: &Path, image: &str, job: u32) -> LabView {
+    boot_and_config(dir, &dir.join(image));
+    let lab_file = dir.join("lab.yaml");
+    std::fs::write(
+        &lab_file,
+        format!("source: {image}\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n"),
+    )
+    .unwrap();
+    load_lab(app.state(), job, lab_file.display().to_string()).unwrap()
+}
+
+/// The lab loaded as `lab` onto `drives` (and config sticks), read back, nothing unmounted.
+fn lab_onto(lab: u32, drives: Vec<Chosen>, config_drives: Option<Vec<Chosen>>) -> LabSpec {
+    LabSpec {
+        lab,
+        drives,
+        config_drives,
+        unmount: false,
+        allow_fixed: false,
+        verify: true,
+    }
+}
+
+/// Ejects every stick, as the window may once it flashed them.
+async fn eject_all(app: &tauri::App<MockRuntime>, sticks: &[&Loop]) {
+    for stick in sticks {
         assert_eq!(
             eject(app.state(), stick.path()).await.unwrap(),
             Ejected::Detached
@@ -767,14 +797,7 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
     }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
-    boot_and_config(dir.path(), &dir.path().join("boot.raw"));
-    let lab_file = dir.path().join("lab.yaml");
-    std::fs::write(
-        &lab_file,
-        "source: boot.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
-    )
-    .unwrap();
-    let lab = load_lab(app.state(), 20, lab_file.display().to_string()).unwrap();
+    let lab = two_node_lab(&app, dir.path(), "boot.raw", 20);
     assert_eq!(lab.nodes.len(), 2);
     assert_ne!(lab.nodes[0].config.sha256, lab.nodes[1].config.sha256);
     let sticks = [
@@ -782,14 +805,7 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
         Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
     ];
     let (a, b) = (listed(&app, &sticks[0]), listed(&app, &sticks[1]));
-    let spec = |drives: Vec<Chosen>| LabSpec {
-        lab: 20,
-        drives,
-        config_drives: None,
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-    };
+    let spec = |drives: Vec<Chosen>| lab_onto(20, drives, None);
     for (drives, said) in [
         (
             vec![a.clone(), a.clone()],
@@ -834,12 +850,7 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
             node.node
         );
     }
-    for stick in &sticks {
-        assert_eq!(
-            eject(app.state(), stick.path()).await.unwrap(),
-            Ejected::Detached
-        );
-    }
+    eject_all(&app, &[&sticks[0], &sticks[1]]).await;
 }
 
 /// A drive re-attached while the lab's confirmation is shown (same name and number, a new disk
@@ -851,27 +862,13 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
-    boot_and_config(dir.path(), &dir.path().join("boot.raw"));
-    let lab_file = dir.path().join("lab.yaml");
-    std::fs::write(
-        &lab_file,
-        "source: boot.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
-    )
-    .unwrap();
-    load_lab(app.state(), 30, lab_file.display().to_string()).unwrap();
+    two_node_lab(&app, dir.path(), "boot.raw", 30);
     let mut sticks = [
         Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
         Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
     ];
     let drives = vec![listed(&app, &sticks[0]), listed(&app, &sticks[1])];
-    let spec = LabSpec {
-        lab: 30,
-        drives,
-        config_drives: None,
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-    };
+    let spec = lab_onto(30, drives, None);
     let (channel, _) = recording::<Progress>();
     plan_lab(app.state(), 31, spec, channel.clone())
         .await
@@ -905,14 +902,7 @@ async fn a_lab_whose_release_needs_two_sticks_per_node() {
     }
     let dir = tempfile::tempdir().unwrap();
     let app = app(&dir.path().join("cache"));
-    boot_and_config(dir.path(), &dir.path().join("v1.11.2/nocloud-amd64.raw"));
-    let lab_file = dir.path().join("lab.yaml");
-    std::fs::write(
-        &lab_file,
-        "source: v1.11.2/nocloud-amd64.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
-    )
-    .unwrap();
-    let lab = load_lab(app.state(), 40, lab_file.display().to_string()).unwrap();
+    let lab = two_node_lab(&app, dir.path(), "v1.11.2/nocloud-amd64.raw", 40);
     assert!(lab.config_own_stick.as_deref().unwrap().contains("12098"));
     let boots = [
         Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
@@ -924,14 +914,7 @@ async fn a_lab_whose_release_needs_two_sticks_per_node() {
     ];
     let drives: Vec<Chosen> = boots.iter().map(|l| listed(&app, l)).collect();
     let config_drives: Vec<Chosen> = configs.iter().map(|l| listed(&app, l)).collect();
-    let spec = |config_drives: Option<Vec<Chosen>>| LabSpec {
-        lab: 40,
-        drives: drives.clone(),
-        config_drives,
-        unmount: false,
-        allow_fixed: false,
-        verify: true,
-    };
+    let spec = |config_drives: Option<Vec<Chosen>>| lab_onto(40, drives.clone(), config_drives);
     let (channel, _) = recording::<Progress>();
     let err = plan_lab(app.state(), 41, spec(None), channel.clone())
         .await
@@ -957,10 +940,6 @@ async fn a_lab_whose_release_needs_two_sticks_per_node() {
         assert!(std::fs::read(&configs[i].backing).unwrap()[..config.len()] == config[..]);
     }
     // Every stick this window flashed may be ejected, the config sticks too.
-    for stick in boots.iter().chain(&configs) {
-        assert_eq!(
-            eject(app.state(), stick.path()).await.unwrap(),
-            Ejected::Detached
-        );
-    }
+    let every: Vec<&Loop> = boots.iter().chain(&configs).collect();
+    eject_all(&app, &every).await;
 }
