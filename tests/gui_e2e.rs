@@ -920,45 +920,17 @@ fn a_lab_of_three_nodes_from_the_window() {
     require_root!();
     let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let boot = dir.path().join("boot.raw");
-    std::fs::File::create(&boot)
-        .unwrap()
-        .set_len(16 * MIB)
-        .unwrap();
-    talos_like_gpt(&boot, "4:0:+1M");
-    // A real Talos worker config: siderolabs/talos
-    // pkg/machinery/config/configloader/testdata/worker.test (tests/fixtures/talos/README.md).
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/talos/configloader-worker.yaml"),
-        dir.path().join("worker.yaml"),
-    )
-    .unwrap();
     let names = ["cp-1", "cp-2", "w-1"];
-    let mut lab = String::from("source: boot.raw\nallowUnverified: true\nnodes:\n");
-    for name in names {
-        lab.push_str(&format!(
-            "  - hostname: {name}\n    userData: worker.yaml\n"
-        ));
-    }
-    std::fs::write(dir.path().join("lab.yaml"), lab).unwrap();
+    lab_files(dir.path(), "boot.raw", &names);
     let sticks: Vec<LoopDev> = (0..3)
         .map(|_| LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA))
         .collect();
 
     let gui = Gui::start(&dir.path().join("cache"));
     let s = gui.s();
-    s.click("#source-lab");
-    s.type_into("#lab-file", dir.path().join("lab.yaml").to_str().unwrap());
-    s.click("#use-source");
-    s.wait_text("#lab-title", 30, |t| t.contains("3 nodes"));
-    s.click("#show-all");
+    open_lab(s, dir.path(), "3 nodes");
     for (i, stick) in sticks.iter().enumerate() {
-        let path = stick.path_str();
-        s.wait_text("#drives", 10, |t| t.contains(path));
-        // The row's drive, chosen as a person does: the select's value, then its change event.
-        s.execute(&format!(
-            "const e = document.getElementById('lab-drive-{i}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
-        ));
+        pick_drive(s, &format!("lab-drive-{i}"), stick);
     }
     assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
     gui.shot("lab-nodes");
@@ -1029,23 +1001,7 @@ fn a_lab_that_needs_two_sticks_per_node_from_the_window() {
     require_root!();
     let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    std::fs::create_dir(dir.path().join("v1.11.2")).unwrap();
-    let boot = dir.path().join("v1.11.2/nocloud-amd64.raw");
-    std::fs::File::create(&boot)
-        .unwrap()
-        .set_len(16 * MIB)
-        .unwrap();
-    talos_like_gpt(&boot, "4:0:+1M");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/talos/configloader-worker.yaml"),
-        dir.path().join("worker.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("lab.yaml"),
-        "source: v1.11.2/nocloud-amd64.raw\nallowUnverified: true\nnodes:\n  - hostname: w-1\n    userData: worker.yaml\n  - hostname: w-2\n    userData: worker.yaml\n",
-    )
-    .unwrap();
+    lab_files(dir.path(), "v1.11.2/nocloud-amd64.raw", &["w-1", "w-2"]);
     let boots: Vec<LoopDev> = (0..2)
         .map(|_| LoopDev::new(dir.path(), 48 * MIB, 512, 0xAA))
         .collect();
@@ -1055,27 +1011,16 @@ fn a_lab_that_needs_two_sticks_per_node_from_the_window() {
 
     let gui = Gui::start(&dir.path().join("cache"));
     let s = gui.s();
-    s.click("#source-lab");
-    s.type_into("#lab-file", dir.path().join("lab.yaml").to_str().unwrap());
-    s.click("#use-source");
-    s.wait_text("#lab-title", 30, |t| t.contains("2 nodes"));
+    open_lab(s, dir.path(), "2 nodes");
     assert!(s.content("#lab-two-sticks").contains("config stick"));
-    s.click("#show-all");
-    let pick = |id: String, stick: &LoopDev| {
-        let path = stick.path_str();
-        s.wait_text("#drives", 10, |t| t.contains(path));
-        s.execute(&format!(
-            "const e = document.getElementById('{id}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
-        ));
-    };
     for (i, stick) in boots.iter().enumerate() {
-        pick(format!("lab-drive-{i}"), stick);
+        pick_drive(s, &format!("lab-drive-{i}"), stick);
     }
     assert!(s
         .text("#flash-reason")
         .contains("config stick for w-1, w-2"));
     for (i, stick) in configs.iter().enumerate() {
-        pick(format!("lab-config-drive-{i}"), stick);
+        pick_drive(s, &format!("lab-config-drive-{i}"), stick);
     }
     assert!(s.enabled("#flash-button"), "{}", s.text("#flash-reason"));
     assert!(fits(s));
@@ -1103,4 +1048,50 @@ fn a_lab_that_needs_two_sticks_per_node_from_the_window() {
         let meta = String::from_utf8_lossy(&meta.stdout);
         assert!(meta.contains(&format!("local-hostname: {name}")), "{meta}");
     }
+}
+
+/// A lab in `dir`: a 16 MiB Talos-like GPT image at `image` (its path may name a release, as a
+/// factory's does), a real Talos worker config (siderolabs/talos
+/// pkg/machinery/config/configloader/testdata/worker.test, tests/fixtures/talos/README.md), and a
+/// lab.yaml of one node per name, each booting that image with that config.
+fn lab_files(dir: &Path, image: &str, names: &[&str]) {
+    let boot = dir.join(image);
+    std::fs::create_dir_all(boot.parent().unwrap()).unwrap();
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/talos/configloader-worker.yaml"),
+        dir.join("worker.yaml"),
+    )
+    .unwrap();
+    let mut lab = format!("source: {image}\nallowUnverified: true\nnodes:\n");
+    for name in names {
+        lab.push_str(&format!(
+            "  - hostname: {name}\n    userData: worker.yaml\n"
+        ));
+    }
+    std::fs::write(dir.join("lab.yaml"), lab).unwrap();
+}
+
+/// Loads `dir/lab.yaml` through the Image tile's "Lab file", waits for its node table (its title
+/// says `nodes`), and shows every drive.
+fn open_lab(s: &Session, dir: &Path, nodes: &str) {
+    s.click("#source-lab");
+    s.type_into("#lab-file", dir.join("lab.yaml").to_str().unwrap());
+    s.click("#use-source");
+    s.wait_text("#lab-title", 30, |t| t.contains(nodes));
+    s.click("#show-all");
+}
+
+/// Chooses `stick` in the node table's select `id`, as a person does: its value, then its change
+/// event, once the drive is listed.
+fn pick_drive(s: &Session, id: &str, stick: &LoopDev) {
+    let path = stick.path_str();
+    s.wait_text("#drives", 10, |t| t.contains(path));
+    s.execute(&format!(
+        "const e = document.getElementById('{id}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
+    ));
 }
