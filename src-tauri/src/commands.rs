@@ -124,9 +124,16 @@ impl App {
         Ok(())
     }
 
-    /// Remembers the drives a flash wrote, with the identity they were written with, so the
-    /// window may eject them.
-    fn may_eject(&self, reports: &[TargetReport], targets: &[Approved]) {
+    /// Remembers the drives a flash wrote (its config stick's too), with the identity they were
+    /// written with, so the window may eject them.
+    fn may_eject(&self, written: &flash::Flashed, targets: &[Approved]) {
+        self.remember(&written.targets, targets);
+        if let Some(config) = &written.config_stick {
+            self.remember(&config.targets, targets);
+        }
+    }
+
+    fn remember(&self, reports: &[TargetReport], targets: &[Approved]) {
         let mut flashed = self.flashed.lock().expect("flashed lock");
         for r in reports.iter().filter(|r| r.ok) {
             let approved = targets.iter().find(|t| t.path == Path::new(&r.path));
@@ -695,10 +702,7 @@ pub async fn run_flash(
     })
     .await
     .map_err(|e| bad(format!("the writer stopped: {e}")))??;
-    app.may_eject(&flashed.targets, &targets);
-    if let Some(config) = &flashed.config_stick {
-        app.may_eject(&config.targets, &targets);
-    }
+    app.may_eject(&flashed, &targets);
     let (record, record_error) = match app.settings.records_dir() {
         None => (None, None),
         Some(dir) => {
@@ -977,29 +981,18 @@ pub async fn run_lab(
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
-    let targets = planned.all_targets();
-    let per_node: Vec<Vec<Approved>> = planned.nodes.iter().map(|(_, p)| p.all_targets()).collect();
     let mut record = Record::start();
     let nodes = tokio::task::spawn_blocking(move || {
         lab::run(planned, &http, &cache, &rt, &cancel, progress.as_ref())
     })
     .await
     .map_err(|e| bad(format!("the writers stopped: {e}")))?;
-    for (node, approved) in nodes.iter().zip(&per_node) {
-        match &node.flashed {
-            Some(flashed) => {
-                app.may_eject(&flashed.targets, &targets);
-                if let Some(config) = &flashed.config_stick {
-                    app.may_eject(&config.targets, &targets);
-                }
-                record.add(Some(&node.node), &source, flashed, approved);
-            }
-            None => {
-                let error = node.error.as_deref().unwrap_or("failed");
-                record.add_failed(Some(&node.node), approved, error);
-            }
+    for node in &nodes {
+        if let Some(flashed) = &node.flashed {
+            app.may_eject(flashed, &node.approved);
         }
     }
+    record.add_lab(&source, &nodes);
     record.finish();
     let (record, record_error) = written(record, &record_dir, &stem);
     Ok(LabRun {

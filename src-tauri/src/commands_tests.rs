@@ -600,7 +600,7 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
         },
     };
     let state: State<'_, App> = app.state();
-    state.may_eject(
+    state.remember(
         &[TargetReport {
             path: path.clone(),
             ok: true,

@@ -186,8 +186,7 @@ pub async fn flash_nodes(
         options.yes,
         options.allow_fixed,
     )?;
-    // Each node's drives as approved, for its record lines; the record starts when writing does.
-    let approved: Vec<_> = plan.nodes.iter().map(|(_, p)| p.all_targets()).collect();
+    // The record starts when writing does.
     let mut started = record.map(|path| (path, Record::start()));
     let progress = crate::progress::sink(out.show_progress());
     let cancel = cancel.clone();
@@ -198,16 +197,7 @@ pub async fn flash_nodes(
     .await
     .map_err(|e| Failure::other(format!("the writers stopped: {e}")))?;
     if let Some((path, record)) = started.as_mut() {
-        for (node, approved) in nodes.iter().zip(&approved) {
-            match (&node.flashed, &node.error) {
-                (Some(flashed), _) => record.add(Some(&node.node), source, flashed, approved),
-                (None, error) => record.add_failed(
-                    Some(&node.node),
-                    approved,
-                    error.as_deref().unwrap_or("failed"),
-                ),
-            }
-        }
+        record.add_lab(source, &nodes);
         record.finish();
         crate::flash::write_record(record, path, out)?;
     }

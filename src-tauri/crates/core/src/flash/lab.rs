@@ -99,10 +99,15 @@ pub struct NodeFlashed {
     pub error: Option<String>,
     #[serde(skip)]
     pub error_kind: Option<crate::ErrorKind>,
+    /// The drives its plan approved (its config stick's too), as the record names them.
+    #[serde(skip)]
+    #[cfg_attr(feature = "ts", ts(skip))]
+    pub approved: Vec<Approved>,
 }
 
-/// Plans a lab: `base` says the image (its request, or an image already prepared) and the options; its own targets and config are not used. The image is prepared
-/// once; each node is planned from it.
+/// Plans a lab: `base` says the image (its request, or an image already prepared) and the
+/// options; its own targets and config are not used. The image is prepared once; each node is
+/// planned from it.
 pub async fn plan(
     base: &Request,
     nodes: &[Node],
@@ -156,14 +161,15 @@ pub fn run(
             .nodes
             .into_iter()
             .map(|(node, plan)| {
+                let approved = plan.all_targets();
                 let handle =
                     scope.spawn(move || flash::run(plan, http, cache, rt, cancel, progress));
-                (node, handle)
+                (node, approved, handle)
             })
             .collect();
         running
             .into_iter()
-            .map(|(node, handle)| {
+            .map(|(node, approved, handle)| {
                 let result = handle.join().unwrap_or_else(|_| {
                     Err(Error::Upstream {
                         kind: crate::ErrorKind::Failure,
@@ -176,12 +182,14 @@ pub fn run(
                         flashed: Some(flashed),
                         error: None,
                         error_kind: None,
+                        approved,
                     },
                     Err(e) => NodeFlashed {
                         node,
                         flashed: None,
                         error: Some(e.to_string()),
                         error_kind: Some(e.kind()),
+                        approved,
                     },
                 }
             })

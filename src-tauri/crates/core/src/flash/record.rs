@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::error::{io_at, Error, Result};
 use crate::fetch::digest::Sha256Digest;
+use crate::flash::lab::NodeFlashed;
 use crate::flash::rules::Approved;
 use crate::flash::writer::TargetReport;
 use crate::flash::Flashed;
@@ -129,8 +130,22 @@ impl Record {
         }
     }
 
+    /// Adds a lab run's nodes: each node's sticks, or the node as failed with the drives it was
+    /// to write.
+    pub fn add_lab(&mut self, source: &str, nodes: &[NodeFlashed]) {
+        for node in nodes {
+            match &node.flashed {
+                Some(flashed) => self.add(Some(&node.node), source, flashed, &node.approved),
+                None => {
+                    let error = node.error.as_deref().unwrap_or("failed");
+                    self.add_failed(Some(&node.node), &node.approved, error);
+                }
+            }
+        }
+    }
+
     /// Records a node whose flash failed as a whole, with the drives it was to write.
-    pub fn add_failed(&mut self, node: Option<&str>, approved: &[Approved], error: &str) {
+    fn add_failed(&mut self, node: Option<&str>, approved: &[Approved], error: &str) {
         self.failed.push(FailedNode {
             node: node.map(String::from),
             drives: approved
