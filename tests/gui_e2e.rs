@@ -226,6 +226,9 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
 
     // The operator's setting: check the image's digest before writing.
     s.click("#tab-settings");
+    s.wait_text("#records-dir", 10, |t| t.contains("none kept"));
+    assert!(fits(s), "Settings, with its records folder, fit 800x600");
+    gui.shot("settings");
     s.click("#check-first");
     s.click("#tab-flash");
 
