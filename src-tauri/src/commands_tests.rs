@@ -610,6 +610,7 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
             error: None,
             error_kind: None,
             access: None,
+            given_sha256: None,
         }],
         &[approved],
     );

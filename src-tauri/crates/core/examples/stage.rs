@@ -92,7 +92,7 @@ fn main() -> Result<(), Error> {
             let outcome = writer::flash_stream(
                 &expect,
                 &mut source,
-                vec![target],
+                vec![(target, None)],
                 &options,
                 &cancel,
                 &progress,

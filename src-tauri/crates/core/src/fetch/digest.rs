@@ -22,6 +22,14 @@ impl Sha256Digest {
         Self(hasher.finalize().into())
     }
 
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }

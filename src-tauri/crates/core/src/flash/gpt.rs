@@ -2,9 +2,8 @@
 //! partition, and move the backup GPT from the image's end to the target's end (an image's backup
 //! header sits where the image ends, not where the drive does).
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{Error, Result};
+use crate::fetch::digest::Sha256Digest;
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 /// Microsoft basic data: what FAT data partitions carry.
@@ -128,12 +127,19 @@ pub fn partition_named(start: &[u8], name: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// The config image as the GPT names it: its length and its SHA-256 (the partition's GUID).
+#[derive(Clone, Copy, Debug)]
+pub struct Cidata {
+    pub len: u64,
+    pub sha256: Sha256Digest,
+}
+
 /// Plans the one-stick layout. `image_start` holds at least the image's first 1 MiB,
 /// `image_size` is its length, `cidata` the config image, `target_size` and `sector` the target's.
 pub fn plan(
     image_start: &[u8],
     image_size: u64,
-    cidata: &[u8],
+    cidata: &Cidata,
     target_size: u64,
     target_sector: u64,
 ) -> Result<OneStick> {
@@ -275,7 +281,7 @@ impl Table {
 
     /// Adds the cidata partition after the last one, 1 MiB aligned, in the first free slot, and
     /// returns its first sector; refused when it would end past `last_usable`.
-    fn add_cidata(&mut self, cidata: &[u8], last_usable: u64, target_size: u64) -> Result<u64> {
+    fn add_cidata(&mut self, cidata: &Cidata, last_usable: u64, target_size: u64) -> Result<u64> {
         let sector = self.sector;
         let entries = self.header.entries as usize;
         let last_end = (0..entries)
@@ -294,7 +300,7 @@ impl Table {
         })?;
         let align = ALIGN_BYTES / sector;
         let first = (partitions_end / sector).div_ceil(align) * align;
-        let last = first + (cidata.len() as u64).div_ceil(sector) - 1;
+        let last = first + cidata.len.div_ceil(sector) - 1;
         if last > last_usable {
             let needed = (last.saturating_add(2) + self.sectors).saturating_mul(sector);
             return Err(Error::BadInput(format!(
@@ -307,10 +313,9 @@ impl Table {
 
     /// Fills entry `slot` with the cidata partition. Reproducible identifiers: the partition
     /// GUID comes from the config image's digest.
-    fn write_entry(&mut self, slot: usize, first: u64, last: u64, cidata: &[u8]) {
-        let digest = Sha256::digest(cidata);
+    fn write_entry(&mut self, slot: usize, first: u64, last: u64, cidata: &Cidata) {
         let mut unique = [0u8; 16];
-        unique.copy_from_slice(&digest[..16]);
+        unique.copy_from_slice(&cidata.sha256.as_bytes()[..16]);
         unique[7] = (unique[7] & 0x0F) | 0x40; // version 4 (stored little-endian in field 3)
         unique[8] = (unique[8] & 0x3F) | 0x80; // RFC 4122 variant
         let size = self.header.entry_size as usize;
@@ -329,6 +334,14 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config image of 4096 bytes of 7.
+    fn sevens() -> Cidata {
+        Cidata {
+            len: 4096,
+            sha256: Sha256Digest::of_bytes(&[7; 4096]),
+        }
+    }
 
     /// The inputs the fuzzer crashed `target` with (src-tauri/fuzz/regressions/<target>), by
     /// file name.
@@ -378,7 +391,7 @@ mod tests {
                 (1 << 40, 4096, SECTORS),
             ];
             for (target, sector, want) in cases {
-                match plan(&bytes, bytes.len() as u64, &[7; 4096], target, sector) {
+                match plan(&bytes, bytes.len() as u64, &sevens(), target, sector) {
                     Ok(stick) => panic!(
                         "{name} on a {target}-byte target: laid out (cidata at {}), not refused",
                         stick.cidata_offset
@@ -428,7 +441,7 @@ mod tests {
         bytes[1024 + 40..1024 + 48].copy_from_slice(&4095u64.to_le_bytes());
         assert_eq!(partition(&bytes, 0), Some((1 << 20, 1 << 20)));
         assert_eq!(partition(&bytes, 1), None, "an empty slot");
-        let stick = plan(&bytes, 2 << 20, &[7; 4096], 64 << 20, 512).unwrap();
+        let stick = plan(&bytes, 2 << 20, &sevens(), 64 << 20, 512).unwrap();
         assert_eq!(
             stick.cidata_offset,
             2 << 20,

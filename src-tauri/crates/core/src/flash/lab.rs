@@ -2,7 +2,8 @@
 //! stick at the same time, each stick with its own config (a cidata partition on it, or a config
 //! stick of its own). Each node is planned as a flash of its own from the one prepared image, so
 //! every rule (the release tables, the one-stick refusal, the drive rules) holds per node; what
-//! only a lab can get wrong, one drive named for two nodes, is refused here.
+//! only a lab can get wrong, one drive named for two nodes, is refused here. The nodes are
+//! written together from one read of the image (`flash::run_all`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,8 +125,8 @@ pub async fn plan(
         Some(prepared) => prepared.clone(),
         None => Box::new(sources::prepare(&base.image, http, cache, cancel, progress).await?),
     };
-    // Every node at once: laying out each one-stick stream reads the whole image (on a
-    // blocking thread each), which one node after another would add up.
+    // Every node at once: each lays out its stick from the image's first MiB and reads its
+    // config image.
     let planning = nodes.iter().map(|node| {
         let request = Request {
             targets: vec![node.to.clone()],
@@ -146,8 +147,9 @@ pub async fn plan(
     Ok(LabPlan { nodes: planned })
 }
 
-/// Runs every node's flash at the same time (blocking; each writes its own drives from the one
-/// prepared image), and says what each did: one node's failure does not stop the others.
+/// Runs every node's flash at the same time (blocking): the image is read once for every
+/// node's sticks, each with its own config laid over it (see `flash::run_all`); says what each
+/// node did: one node's failure does not stop the others.
 pub fn run(
     plan: LabPlan,
     http: &Http,
@@ -156,45 +158,30 @@ pub fn run(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Vec<NodeFlashed> {
-    std::thread::scope(|scope| {
-        let running: Vec<_> = plan
-            .nodes
-            .into_iter()
-            .map(|(node, plan)| {
-                let approved = plan.all_targets();
-                let handle =
-                    scope.spawn(move || flash::run(plan, http, cache, rt, cancel, progress));
-                (node, approved, handle)
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|(node, approved, handle)| {
-                let result = handle.join().unwrap_or_else(|_| {
-                    Err(Error::Upstream {
-                        kind: crate::ErrorKind::Failure,
-                        message: format!("the writer for node {node} stopped"),
-                    })
-                });
-                match result {
-                    Ok(flashed) => NodeFlashed {
-                        node,
-                        flashed: Some(flashed),
-                        error: None,
-                        error_kind: None,
-                        approved,
-                    },
-                    Err(e) => NodeFlashed {
-                        node,
-                        flashed: None,
-                        error: Some(e.to_string()),
-                        error_kind: Some(e.kind()),
-                        approved,
-                    },
-                }
-            })
-            .collect()
-    })
+    let (names, plans): (Vec<String>, Vec<Plan>) = plan.nodes.into_iter().unzip();
+    let approved: Vec<Vec<Approved>> = plans.iter().map(Plan::all_targets).collect();
+    let results = flash::run_all(plans, http, cache, rt, cancel, progress);
+    names
+        .into_iter()
+        .zip(approved)
+        .zip(results)
+        .map(|((node, approved), result)| match result {
+            Ok(flashed) => NodeFlashed {
+                node,
+                flashed: Some(flashed),
+                error: None,
+                error_kind: None,
+                approved,
+            },
+            Err(e) => NodeFlashed {
+                node,
+                flashed: None,
+                error: Some(e.to_string()),
+                error_kind: Some(e.kind()),
+                approved,
+            },
+        })
+        .collect()
 }
 
 /// A node's refusal, naming the node.

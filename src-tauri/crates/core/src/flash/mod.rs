@@ -259,7 +259,7 @@ async fn plan_prepared(
     if !crate::fetch::is_url(&req.image.source) {
         protected.push(PathBuf::from(&req.image.source));
     }
-    // Laying a one-stick stream out reads the whole image (its digest): off the runtime's
+    // Laying a one-stick stream out reads the config image (its digest): off the runtime's
     // threads, so that a lab's nodes are laid out at the same time.
     let writing = {
         let (image, targets, config) = (
@@ -414,7 +414,12 @@ impl Plan {
             return config.written().1;
         }
         match &self.source {
-            Planned::Prepared(p) => p.writing.layout.as_ref().map(|l| l.config_sha256()),
+            Planned::Prepared(p) => p
+                .writing
+                .layouts
+                .first()
+                .and_then(Option::as_ref)
+                .map(|l| l.config_sha256()),
             Planned::Stream(_) => None,
         }
     }
@@ -495,7 +500,7 @@ impl Plan {
             ],
             Planned::Prepared(p) => {
                 let writing = &p.writing;
-                let boot = writing.layout.as_ref().map_or(&writing.image, |l| l.boot());
+                let boot = &writing.image;
                 let prepared = &p.prepared;
                 let mut lines = vec![format!(
                     "image: {}, {} bytes ({}), SHA-256 {}",
@@ -515,7 +520,7 @@ impl Plan {
                         source.origin()
                     ),
                 });
-                if let Some(layout) = &writing.layout {
+                if let Some(layout) = writing.layouts.first().and_then(Option::as_ref) {
                     lines.push(format!(
                         "config: SHA-256 {}, added as partition cidata on the same stick",
                         layout.config_sha256()
@@ -529,28 +534,160 @@ impl Plan {
 
 /// Writes the plan onto its targets and reads each back (blocking; `rt` runs a download).
 pub fn run(
-    mut plan: Plan,
+    plan: Plan,
     http: &Http,
     cache: &Cache,
     rt: &tokio::runtime::Handle,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Flashed> {
-    let config_stick = plan.config_stick.take();
-    let mut flashed = run_one(plan, http, cache, rt, cancel, progress)?;
-    if let Some(config) = config_stick {
-        // A config stick beside a boot stick that failed would only mislead: it is not written.
-        if flashed.targets.iter().all(|t| t.ok) {
-            flashed.config_stick = Some(Box::new(run_one(
-                *config, http, cache, rt, cancel, progress,
-            )?));
-        } else {
-            flashed
-                .warnings
-                .push("the config stick was not written: the boot stick failed".into());
+    let mut results = run_all(vec![plan], http, cache, rt, cancel, progress);
+    results.pop().expect("one plan, one result")
+}
+
+/// Runs several plans at once (a lab's nodes), and says what each did. Plans that write one
+/// prepared image without the privileged helper share one read of it, every target with its own
+/// config laid over it (see `writer::Overlay`); others run side by side. Each plan's config
+/// stick is written once its boot sticks are.
+pub fn run_all(
+    plans: Vec<Plan>,
+    http: &Http,
+    cache: &Cache,
+    rt: &tokio::runtime::Handle,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Vec<Result<Flashed>> {
+    let (boots, configs): (Vec<Plan>, Vec<Option<Box<Plan>>>) = plans
+        .into_iter()
+        .map(|mut plan| {
+            let config = plan.config_stick.take();
+            (plan, config)
+        })
+        .unzip();
+    let mut results = match shares_one_read(&boots) {
+        true => run_shared(boots, cancel, progress),
+        false => std::thread::scope(|scope| {
+            let running: Vec<_> = boots
+                .into_iter()
+                .map(|plan| scope.spawn(move || run_one(plan, http, cache, rt, cancel, progress)))
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().expect("a flash thread panicked"))
+                .collect()
+        }),
+    };
+    // Each plan's config stick, once its boot sticks are written (one that failed would only
+    // mislead), all at once.
+    let config_runs: Vec<Option<Result<Flashed>>> = std::thread::scope(|scope| {
+        let running: Vec<_> = results
+            .iter_mut()
+            .zip(configs)
+            .map(|(result, config)| {
+                let (flashed, config) = (result.as_mut().ok()?, config?);
+                if !flashed.targets.iter().all(|t| t.ok) {
+                    flashed
+                        .warnings
+                        .push("the config stick was not written: the boot stick failed".into());
+                    return None;
+                }
+                Some(scope.spawn(move || run_one(*config, http, cache, rt, cancel, progress)))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|run| run.map(|h| h.join().expect("a flash thread panicked")))
+            .collect()
+    });
+    results
+        .into_iter()
+        .zip(config_runs)
+        .map(|(result, config)| match (result, config) {
+            (Ok(mut flashed), Some(Ok(config))) => {
+                flashed.config_stick = Some(Box::new(config));
+                Ok(flashed)
+            }
+            (Ok(_), Some(Err(e))) => Err(e),
+            (result, _) => result,
+        })
+        .collect()
+}
+
+/// Whether the plans write one prepared image, each onto drives this user can reach.
+fn shares_one_read(plans: &[Plan]) -> bool {
+    let prepared: Vec<&PreparedWrite> = plans
+        .iter()
+        .filter_map(|p| match &p.source {
+            Planned::Prepared(p) => Some(&**p),
+            Planned::Stream(_) => None,
+        })
+        .collect();
+    prepared.len() == plans.len()
+        && prepared.iter().all(|p| {
+            let (image, first) = (&p.writing.image, &prepared[0].writing.image);
+            image.path == first.path
+                && image.sha256 == first.sha256
+                && !needs_helper(&p.writing.targets)
+        })
+}
+
+/// Every plan's targets written from one read of their one image; each plan's result from its
+/// targets' reports. A refusal before any byte (a drive in use) refuses every plan.
+fn run_shared(
+    plans: Vec<Plan>,
+    cancel: &CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Vec<Result<Flashed>> {
+    let options = plans[0].options.clone();
+    let parts: Vec<(PreparedWrite, Vec<String>, ImageKind)> = plans
+        .into_iter()
+        .map(|plan| match plan.source {
+            Planned::Prepared(p) => (
+                *p,
+                plan.warnings,
+                plan.image_kind.unwrap_or(ImageKind::Unknown),
+            ),
+            Planned::Stream(_) => unreachable!("checked by shares_one_read"),
+        })
+        .collect();
+    let first = &parts[0].0.writing;
+    let all = Writing {
+        image: first.image.clone(),
+        targets: parts
+            .iter()
+            .flat_map(|p| p.0.writing.targets.clone())
+            .collect(),
+        layouts: parts
+            .iter()
+            .flat_map(|p| p.0.writing.layouts.clone())
+            .collect(),
+        options: first.options.clone(),
+    };
+    let roots = SystemRoots::default();
+    let written = std::fs::File::open(&all.image.path)
+        .map_err(|e| Error::io(&all.image.path, e))
+        .and_then(|mut file| execute_from(&all, &mut file, &options, &roots, cancel, progress));
+    let mut reports = match written {
+        Ok(reports) => reports.into_iter(),
+        Err(e) => {
+            let copy = |e: &Error| Error::Upstream {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            let mut errors: Vec<Result<Flashed>> =
+                (1..parts.len()).map(|_| Err(copy(&e))).collect();
+            errors.insert(0, Err(e));
+            return errors;
         }
-    }
-    Ok(flashed)
+    };
+    parts
+        .into_iter()
+        .map(|(p, warnings, image_kind)| {
+            let targets: Vec<TargetReport> =
+                reports.by_ref().take(p.writing.targets.len()).collect();
+            Ok(p.flashed(targets, warnings, image_kind))
+        })
+        .collect()
 }
 
 fn run_one(
@@ -597,55 +734,91 @@ fn run_one(
             })
         }
         Planned::Prepared(p) => {
-            let PreparedWrite {
-                prepared,
-                writing,
-                protected,
-            } = *p;
-            let guarded: Vec<&Path> = protected.iter().map(PathBuf::as_path).collect();
+            let guarded: Vec<&Path> = p.protected.iter().map(PathBuf::as_path).collect();
             let privilege = Privilege {
                 protected: &guarded,
-                options: &writing.options,
+                options: &p.writing.options,
             };
-            let targets = execute(&writing, &options, &roots, &privilege, cancel, progress)?;
-            let layout = writing.layout.as_ref();
-            Ok(Flashed {
-                image_sha256: prepared.image.sha256,
-                image_size: prepared.image.size,
-                image_kind: plan.image_kind.unwrap_or(ImageKind::Unknown),
-                image_inside: prepared.image_inside,
-                config_sha256: layout.map(|l| l.config_sha256()),
-                cidata_offset: layout.map(|l| l.cidata_offset()),
-                stick_sha256: layout.map(|l| l.image.sha256),
-                archive_sha256: prepared.archive_sha256,
-                digest_source: prepared.digest_source,
-                targets,
-                warnings: plan.warnings,
-                config_stick: None,
-            })
+            let targets = execute(&p.writing, &options, &roots, &privilege, cancel, progress)?;
+            let image_kind = plan.image_kind.unwrap_or(ImageKind::Unknown);
+            Ok(p.flashed(targets, plan.warnings, image_kind))
         }
     }
 }
 
-/// A prepared image (or one-stick layout) and the approved targets it goes onto.
+impl PreparedWrite {
+    /// What writing it did, from its targets' reports.
+    fn flashed(
+        self,
+        targets: Vec<TargetReport>,
+        warnings: Vec<String>,
+        image_kind: ImageKind,
+    ) -> Flashed {
+        let prepared = self.prepared;
+        let layout = self.writing.layouts.first().and_then(Option::as_ref);
+        Flashed {
+            image_sha256: prepared.image.sha256,
+            image_size: prepared.image.size,
+            image_kind,
+            image_inside: prepared.image_inside,
+            config_sha256: layout.map(|l| l.config_sha256()),
+            cidata_offset: layout.map(|l| l.cidata_offset()),
+            stick_sha256: layout.and(targets.first().and_then(|t| t.given_sha256)),
+            archive_sha256: prepared.archive_sha256,
+            digest_source: prepared.digest_source,
+            targets,
+            warnings,
+            config_stick: None,
+        }
+    }
+}
+
+/// A prepared image and the approved targets it goes onto.
 pub struct Writing {
-    /// What is written: the boot image, or for one stick the whole laid-out stream.
+    /// What is read once and written to every target: the image, or for one stick the boot
+    /// image its layout lies over.
     pub image: Image,
     pub targets: Vec<Approved>,
-    /// One stick for both: the boot image with a cidata partition added.
-    pub layout: Option<Layout>,
+    /// What each target gets of its own (one stick for both: a cidata partition), by target.
+    pub layouts: Vec<Option<Layout>>,
     options: TargetOptions,
 }
 
 impl Writing {
-    fn open_source(&self) -> Result<Box<dyn Read + Send + '_>> {
-        Ok(match &self.layout {
-            Some(layout) => Box::new(layout.reader()?),
-            None => Box::new(
-                std::fs::File::open(&self.image.path)
-                    .map_err(|e| Error::io(&self.image.path, e))?,
+    /// The targets, each with what it gets of its own.
+    fn onto<'a>(&'a self, opened: Vec<device::Target>) -> Vec<writer::Onto<'a>> {
+        opened
+            .into_iter()
+            .zip(&self.layouts)
+            .map(|(target, layout)| (target, layout.as_ref().map(|l| l as &dyn writer::Overlay)))
+            .collect()
+    }
+
+    /// The same writing as one stream for every target (what the privileged helper takes), and
+    /// that stream: a one-stick layout laid out whole, its digest taken first (one pass).
+    fn whole(&self, cancel: &CancellationToken) -> Result<(Writing, Box<dyn Read + Send + '_>)> {
+        let (image, source): (Image, Box<dyn Read + Send + '_>) = match self.layouts.as_slice() {
+            [Some(layout)] => (layout.image(cancel)?, Box::new(layout.reader()?)),
+            layouts if layouts.iter().all(Option::is_none) => (
+                self.image.clone(),
+                Box::new(
+                    std::fs::File::open(&self.image.path)
+                        .map_err(|e| Error::io(&self.image.path, e))?,
+                ),
             ),
-        })
+            _ => {
+                return Err(Error::BadInput(
+                    "sticks that each get a config of their own cannot be written through the privileged helper in one run".into(),
+                ))
+            }
+        };
+        let whole = Writing {
+            image,
+            targets: self.targets.clone(),
+            layouts: vec![None; self.targets.len()],
+            options: self.options.clone(),
+        };
+        Ok((whole, source))
     }
 }
 
@@ -672,10 +845,11 @@ pub fn plan_writing(
         };
         return plan_one_stick(image, config, target, options, protected, roots, cancel);
     }
+    let targets = approve_all(targets, Some(image.size), options, protected, roots)?;
     Ok(Writing {
-        targets: approve_all(targets, Some(image.size), options, protected, roots)?,
+        layouts: vec![None; targets.len()],
+        targets,
         image,
-        layout: None,
         options: options.clone(),
     })
 }
@@ -737,9 +911,9 @@ fn plan_one_stick(
     };
     let layout = one_stick::layout(&boot, config, size, sector, cancel)?;
     Ok(Writing {
-        image: layout.image.clone(),
+        image: boot,
         targets: vec![approved],
-        layout: Some(layout),
+        layouts: vec![Some(layout)],
         options: options.clone(),
     })
 }
@@ -762,11 +936,21 @@ pub fn execute(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
-    let mut source = plan.open_source()?;
     if needs_helper(&plan.targets) {
-        return helper::run_privileged(plan, &mut *source, privilege, options, cancel, progress);
+        let (whole, mut source) = plan.whole(cancel)?;
+        let mut reports =
+            helper::run_privileged(&whole, &mut *source, privilege, options, cancel, progress)?;
+        // The helper was given one stream: a one-stick stick's is that stream.
+        if plan.layouts.iter().any(Option::is_some) {
+            for report in &mut reports {
+                report.given_sha256 = Some(whole.image.sha256);
+            }
+        }
+        return Ok(reports);
     }
-    execute_from(plan, &mut *source, options, roots, cancel, progress)
+    let mut source =
+        std::fs::File::open(&plan.image.path).map_err(|e| Error::io(&plan.image.path, e))?;
+    execute_from(plan, &mut source, options, roots, cancel, progress)
 }
 
 /// `execute` with the image read from `source`.
@@ -782,7 +966,7 @@ pub fn execute_from(
     Ok(writer::flash(
         &plan.image,
         source,
-        opened,
+        plan.onto(opened),
         options,
         cancel,
         progress,

@@ -1,30 +1,37 @@
 //! One stick for both: the boot image, then a GPT partition named `cidata` holding the config
-//! image, with the backup GPT moved to the end of the target. This module lays the stick out as one
-//! byte stream (what the `writer` writes and reads back) plus the backup GPT written at the target's end.
+//! image, with the backup GPT moved to the end of the target.
+//!
+//! A [`Layout`] is what one stick gets on top of the boot image: its own GPT head, zeros where the
+//! image's old backup GPT was, its own bytes after the image (zeros up to the cidata partition,
+//! then the config image) and the backup GPT at its end. The writer lays it over the boot image's
+//! bytes as they pass (a lab's sticks, each with its own config, from one read of the image: see
+//! `writer`'s [`Overlay`]); [`Layout::reader`] gives the whole stream in one piece (the
+//! privileged helper takes one stream).
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{into_io, Error, Result};
 use crate::fetch::digest::Sha256Digest;
-use crate::flash::gpt::{self, OneStick};
+use crate::flash::gpt::{self, Cidata, OneStick};
+use crate::flash::writer::Overlay;
 use crate::image::{Image, Tail};
 use crate::CancellationToken;
 
-/// The stick's bytes: the image with its new GPT, then the cidata partition.
+/// One stick's layout: the boot image with its new GPT, then the cidata partition.
+#[derive(Clone, Debug)]
 pub struct Layout {
-    /// The whole stream as one image to write, with its digest and the backup GPT as its tail.
-    pub image: Image,
     gpt: OneStick,
     boot: Image,
-    cidata: Vec<u8>,
+    config: PathBuf,
+    cidata: Cidata,
 }
 
-/// Plans the stick for a target of `target_size` bytes with `sector`-byte sectors, and takes the
-/// digest of the stream to be written (one pass over the image).
+/// Plans the stick for a target of `target_size` bytes with `sector`-byte sectors. The config
+/// image is read once here for its digest, and again as it is written (checked against it).
 pub fn layout(
     boot: &Image,
     cidata_path: &Path,
@@ -32,72 +39,49 @@ pub fn layout(
     sector: u64,
     cancel: &CancellationToken,
 ) -> Result<Layout> {
-    let cidata = std::fs::read(cidata_path).map_err(|e| {
+    let unreadable = |e: io::Error| {
         Error::BadInput(format!(
             "cannot read the config image {}: {e}",
             cidata_path.display()
         ))
-    })?;
-    if cidata.is_empty() {
+    };
+    let mut file = File::open(cidata_path).map_err(unreadable)?;
+    let (mut hasher, mut len, mut buf) = (Sha256::new(), 0u64, vec![0u8; crate::IO_CHUNK]);
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        match file.read(&mut buf).map_err(unreadable)? {
+            0 => break,
+            n => {
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+        }
+    }
+    if len == 0 {
         return Err(Error::BadInput(format!(
             "the config image {} is empty",
             cidata_path.display()
         )));
     }
+    let cidata = Cidata {
+        len,
+        sha256: Sha256Digest::of_hasher(hasher),
+    };
     let mut start = vec![0u8; (1 << 20).min(boot.size) as usize];
     File::open(&boot.path)
         .and_then(|mut f| f.read_exact(&mut start))
         .map_err(|e| Error::io(&boot.path, e))?;
-    let gpt = gpt::plan(&start, boot.size, &cidata, target_size, sector)?;
-    let size = gpt.cidata_offset + cidata.len() as u64;
-    let mut layout = Layout {
-        image: Image {
-            path: boot.path.clone(),
-            sha256: boot.sha256,
-            size,
-            tail: Some(Tail {
-                offset: gpt.backup_offset,
-                bytes: gpt.backup.clone(),
-            }),
-        },
-        gpt,
+    Ok(Layout {
+        gpt: gpt::plan(&start, boot.size, &cidata, target_size, sector)?,
         boot: boot.clone(),
+        config: cidata_path.to_path_buf(),
         cidata,
-    };
-    let digest = {
-        let mut hasher = Sha256::new();
-        let mut reader = layout.reader()?;
-        let mut buf = vec![0u8; crate::IO_CHUNK];
-        loop {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| Error::io(&boot.path, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Sha256Digest::of_hasher(hasher)
-    };
-    layout.image.sha256 = digest;
-    Ok(layout)
+    })
 }
 
 impl Layout {
-    /// The stream: new GPT head, the image up to the cidata partition (its old backup GPT blanked),
-    /// zeros up to the partition's start, then the config image.
-    pub fn reader(&self) -> Result<impl Read + Send + '_> {
-        let file = File::open(&self.boot.path).map_err(|e| Error::io(&self.boot.path, e))?;
-        Ok(Stream {
-            layout: self,
-            file,
-            pos: 0,
-        })
-    }
-
     pub fn cidata_offset(&self) -> u64 {
         self.gpt.cidata_offset
     }
@@ -108,65 +92,148 @@ impl Layout {
     }
 
     pub fn config_sha256(&self) -> Sha256Digest {
-        Sha256Digest::of_hasher(Sha256::new_with_prefix(&self.cidata))
+        self.cidata.sha256
+    }
+
+    /// The whole stream as one image (for the privileged helper, which is sent its digest first):
+    /// one pass over it.
+    pub fn image(&self, cancel: &CancellationToken) -> Result<Image> {
+        let mut hasher = Sha256::new();
+        let mut reader = self.reader()?;
+        let mut buf = vec![0u8; crate::IO_CHUNK];
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| crate::error::from_io(&self.boot.path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(Image {
+            path: self.boot.path.clone(),
+            sha256: Sha256Digest::of_hasher(hasher),
+            size: self.size(),
+            tail: self.tail(),
+        })
+    }
+
+    /// The stream in one piece: the boot image's bytes up to [`Overlay::image_end`] with this
+    /// stick's laid over them, then its own.
+    pub fn reader(&self) -> Result<impl Read + Send + '_> {
+        let file = File::open(&self.boot.path).map_err(|e| Error::io(&self.boot.path, e))?;
+        Ok(Whole {
+            layout: self,
+            file: file.take(self.image_end()),
+            pos: 0,
+        }
+        .chain(self.own_bytes(self.image_end())?))
     }
 }
 
-struct Stream<'a> {
+impl Overlay for Layout {
+    fn size(&self) -> u64 {
+        self.gpt.cidata_offset + self.cidata.len
+    }
+
+    fn image_end(&self) -> u64 {
+        self.boot.size.min(self.gpt.cidata_offset)
+    }
+
+    fn patches(&self, offset: u64, len: usize) -> bool {
+        let end = offset + len as u64;
+        let stale = &self.gpt.stale_backup;
+        offset < self.gpt.head.len() as u64 || (offset < stale.end && stale.start < end)
+    }
+
+    fn patch(&self, offset: u64, bytes: &mut [u8]) {
+        let end = offset + bytes.len() as u64;
+        let head = &self.gpt.head;
+        if offset < head.len() as u64 {
+            let n = (head.len() - offset as usize).min(bytes.len());
+            bytes[..n].copy_from_slice(&head[offset as usize..offset as usize + n]);
+        }
+        // Blank what survives of the image's own backup GPT.
+        let stale = &self.gpt.stale_backup;
+        let (from, to) = (offset.max(stale.start), end.min(stale.end));
+        if from < to {
+            bytes[(from - offset) as usize..(to - offset) as usize].fill(0);
+        }
+    }
+
+    fn own_bytes(&self, from: u64) -> Result<Box<dyn Read + Send + '_>> {
+        debug_assert!(from >= self.image_end() && from <= self.gpt.cidata_offset);
+        let config = File::open(&self.config).map_err(|e| Error::io(&self.config, e))?;
+        Ok(Box::new(
+            io::repeat(0)
+                .take(self.gpt.cidata_offset - from)
+                .chain(Checked {
+                    layout: self,
+                    file: config.take(self.cidata.len),
+                    hasher: Sha256::new(),
+                    read: 0,
+                }),
+        ))
+    }
+
+    fn tail(&self) -> Option<Tail> {
+        Some(Tail {
+            offset: self.gpt.backup_offset,
+            bytes: self.gpt.backup.clone(),
+        })
+    }
+}
+
+/// The boot image's bytes with the stick's laid over them.
+struct Whole<'a> {
     layout: &'a Layout,
-    file: File,
+    file: io::Take<File>,
     pos: u64,
 }
 
-impl Read for Stream<'_> {
+impl Read for Whole<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let l = self.layout;
-        let head_len = l.gpt.head.len() as u64;
-        let image_end = l.boot.size.min(l.gpt.cidata_offset);
-        let total = l.image.size;
-        if self.pos >= total || buf.is_empty() {
-            return Ok(0);
+        let n = self.file.read(buf)?;
+        if n == 0 && self.pos < self.layout.image_end() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the image is shorter than its size",
+            ));
         }
-        // Each region answers up to its own end.
-        let (n, region_end) = if self.pos < head_len {
-            let end = head_len;
-            let n = ((end - self.pos) as usize).min(buf.len());
-            buf[..n].copy_from_slice(&l.gpt.head[self.pos as usize..self.pos as usize + n]);
-            (n, end)
-        } else if self.pos < image_end {
-            let end = image_end;
-            let want = ((end - self.pos) as usize).min(buf.len());
-            let n = self.file.read_at(&mut buf[..want], self.pos)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the image is shorter than its size",
-                ));
-            }
-            // Blank what survives of the image's own backup GPT.
-            let stale = &l.gpt.stale_backup;
-            let (from, to) = (
-                self.pos.max(stale.start),
-                (self.pos + n as u64).min(stale.end),
-            );
-            if from < to {
-                buf[(from - self.pos) as usize..(to - self.pos) as usize].fill(0);
-            }
-            (n, end)
-        } else if self.pos < l.gpt.cidata_offset {
-            let end = l.gpt.cidata_offset;
-            let n = ((end - self.pos) as usize).min(buf.len());
-            buf[..n].fill(0);
-            (n, end)
-        } else {
-            let at = (self.pos - l.gpt.cidata_offset) as usize;
-            let n = (l.cidata.len() - at).min(buf.len());
-            buf[..n].copy_from_slice(&l.cidata[at..at + n]);
-            (n, total)
-        };
-        debug_assert!(self.pos + n as u64 <= region_end);
+        self.layout.patch(self.pos, &mut buf[..n]);
         self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The config image as it is read to be written: it must be the one planned (its digest is in
+/// the GPT and the confirmation), or the stick fails.
+struct Checked<'a> {
+    layout: &'a Layout,
+    file: io::Take<File>,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl Read for Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if n == 0 && !buf.is_empty() {
+            let actual = Sha256Digest::of_hasher(self.hasher.clone());
+            let expected = self.layout.cidata.sha256;
+            if self.read != self.layout.cidata.len || actual != expected {
+                return Err(into_io(Error::DigestMismatch {
+                    what: "config image (it changed after the flash was planned)",
+                    expected: expected.hex(),
+                    actual: actual.hex(),
+                }));
+            }
+        }
         Ok(n)
     }
 }

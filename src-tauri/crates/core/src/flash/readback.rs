@@ -43,8 +43,9 @@ struct State {
     /// hashes a round).
     group_of: Vec<usize>,
     groups: Vec<Sha256>,
-    /// The bytes every read starts with were hashed.
-    started: bool,
+    /// The digest of the bytes each group's reads start with (targets that start alike share a
+    /// group from the start), by group.
+    prefixes: Vec<(Sha256Digest, usize)>,
 }
 
 impl ReadBack {
@@ -57,8 +58,8 @@ impl ReadBack {
                 submitted: (0..targets).map(|_| None).collect(),
                 returned: (0..targets).map(|_| Vec::new()).collect(),
                 group_of: vec![0; targets],
-                groups: vec![Sha256::new()],
-                started: false,
+                groups: Vec::new(),
+                prefixes: Vec::new(),
             }),
             turn: Condvar::new(),
         }
@@ -110,7 +111,8 @@ impl ReadBack {
 
     /// Reads bytes `[start, start + len)` of target `me` from `file` and returns the SHA-256 of
     /// `prefix` (the image's first MiB, held in memory) followed by them. Blocking; every active
-    /// target must call this with the same prefix and range, or leave.
+    /// target must call this from the same `start`, or leave; prefixes and lengths may differ
+    /// (a lab's sticks, each with its own GPT head and config).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn hash_target(
         &self,
@@ -125,11 +127,20 @@ impl ReadBack {
     ) -> Result<Sha256Digest> {
         debug_assert_eq!(start % ALIGN as u64, 0);
         {
+            // Before this target hands in a chunk no round can be complete, so the groups are
+            // here, not out with the hashing thread.
+            let key = Sha256Digest::of_bytes(prefix);
             let mut state = self.state.lock().expect("read-back lock");
-            if !state.started {
-                state.groups[0].update(prefix);
-                state.started = true;
-            }
+            let group = match state.prefixes.iter().find(|(k, _)| *k == key) {
+                Some((_, group)) => *group,
+                None => {
+                    state.groups.push(Sha256::new_with_prefix(prefix));
+                    let group = state.groups.len() - 1;
+                    state.prefixes.push((key, group));
+                    group
+                }
+            };
+            state.group_of[me] = group;
         }
         let mut spare = vec![
             AlignedBuf::zeroed(READ_CHUNK),

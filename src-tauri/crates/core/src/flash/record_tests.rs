@@ -62,6 +62,7 @@ fn report(path: &str, verified: Option<Sha256Digest>, error: Option<&str>) -> Ta
         error: error.map(str::to_string),
         error_kind: error.map(|_| ErrorKind::DigestMismatch),
         access: None,
+        given_sha256: None,
     }
 }
 

@@ -445,7 +445,7 @@ fn decode_and_write(
         writer::flash_stream(
             &expect,
             &mut decoded,
-            opened_targets,
+            opened_targets.into_iter().map(|t| (t, None)).collect(),
             options,
             cancel,
             progress,

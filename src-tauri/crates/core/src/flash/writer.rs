@@ -20,6 +20,12 @@
 //! memory: every size around the block, MiB and chunk boundaries, a failing write, a drive that
 //! reads back wrong or short, cancellation between phases.
 //!
+//! A target may have bytes of its own ([`Overlay`]: a lab's node, its GPT head and cidata
+//! partition): it is given the shared image's bytes with its own laid over them, then the rest
+//! from the overlay, and the digest of what it was given, taken as it is written, is what its
+//! read-back must reproduce. The shared image is then hashed on the way and checked against its
+//! digest, since no read-back proves it whole.
+//!
 //! A failing target is dropped and reported while the others go on. Cancellation stops every
 //! target within one write and leaves its first MiB wiped.
 
@@ -79,6 +85,26 @@ impl From<&Image> for Expect {
     }
 }
 
+/// What one target gets of its own over the shared image (a one-stick layout: see `one_stick`).
+pub trait Overlay: Sync {
+    /// The target's whole stream, its own bytes included.
+    fn size(&self) -> u64;
+    /// Where the shared image's bytes stop being this target's.
+    fn image_end(&self) -> u64;
+    /// Whether [`Overlay::patch`] changes any byte in `[offset, offset + len)`.
+    fn patches(&self, offset: u64, len: usize) -> bool;
+    /// Lays the target's bytes over the shared image's `bytes` found at `offset`.
+    fn patch(&self, offset: u64, bytes: &mut [u8]);
+    /// The target's own bytes from `from` (at or past `image_end`) to its end; a reader that
+    /// finds them changed fails with the engine error it carries.
+    fn own_bytes(&self, from: u64) -> Result<Box<dyn Read + Send + '_>>;
+    /// Bytes past its end (its backup GPT), written and proven after its stream.
+    fn tail(&self) -> Option<Tail>;
+}
+
+/// A target to write, and what it gets of its own, if anything.
+pub type Onto<'a> = (Target, Option<&'a dyn Overlay>);
+
 /// The image as it was read: its digest and size, and a CRC-32 of each MiB. The CRCs only locate
 /// a difference once the read-back's SHA-256 has proven there is one; they cost a tenth of a
 /// second SHA-256 pass.
@@ -130,6 +156,11 @@ pub struct TargetReport {
     pub error_kind: Option<ErrorKind>,
     /// How the target was reached; null when it was never opened.
     pub access: Option<Access>,
+    /// The digest of the stream this target was given, when it had bytes of its own (an
+    /// [`Overlay`]); the front end's to report (a one-stick flash's `stickSHA256`), never sent.
+    #[serde(skip)]
+    #[cfg_attr(feature = "ts", ts(skip))]
+    pub given_sha256: Option<Sha256Digest>,
 }
 
 impl TargetReport {
@@ -153,6 +184,7 @@ impl TargetReport {
             error: Some(error.to_string()),
             error_kind: Some(error.kind()),
             access: None,
+            given_sha256: None,
         }
     }
 }
@@ -165,6 +197,26 @@ struct Chunk {
     zeros: bool,
     /// Where the buffer goes when the last target is done with it.
     home: SyncSender<AlignedBuf>,
+}
+
+impl Chunk {
+    fn piece(&self) -> Piece<'_> {
+        Piece {
+            offset: self.offset,
+            len: self.len,
+            buf: &self.buf,
+            zeros: self.zeros,
+        }
+    }
+}
+
+/// Bytes for one target at `offset`: `buf` holds `len` of them, then zeros to the next
+/// [`ALIGN`] (the padding of a last write), in a buffer aligned for direct I/O.
+struct Piece<'b> {
+    offset: u64,
+    len: usize,
+    buf: &'b [u8],
+    zeros: bool,
 }
 
 impl Drop for Chunk {
@@ -209,7 +261,7 @@ impl Outcome {
 pub fn flash(
     image: &Image,
     source: &mut (dyn Read + Send),
-    targets: Vec<Target>,
+    targets: Vec<Onto<'_>>,
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
@@ -222,24 +274,31 @@ pub fn flash(
 pub fn flash_stream(
     expect: &Expect,
     source: &mut (dyn Read + Send),
-    targets: Vec<Target>,
+    targets: Vec<Onto<'_>>,
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Outcome {
     let readback = &ReadBack::new(targets.len());
+    // No read-back proves the shared image whole when a target holds its own bytes over it.
+    let expect = &Expect {
+        check_source: expect.check_source || targets.iter().any(|(_, own)| own.is_some()),
+        ..expect.clone()
+    };
     std::thread::scope(|scope| {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         if options.verify {
             scope.spawn(|| readback.hash_rounds());
         }
-        for (me, target) in targets.into_iter().enumerate() {
+        for (me, (target, overlay)) in targets.into_iter().enumerate() {
             let (tx, rx) = sync_channel::<Msg>(QUEUE);
             senders.push(tx);
             handles.push(scope.spawn(move || {
                 let mut job = Job {
                     target: &target,
+                    overlay,
+                    given: overlay.map(|_| Given::default()),
                     me,
                     readback,
                     written: 0,
@@ -271,12 +330,12 @@ fn report(
     target: &Target,
     written: u64,
     skipped: u64,
-    result: Result<Option<Sha256Digest>>,
+    result: Result<(Option<Sha256Digest>, Option<Sha256Digest>)>,
 ) -> TargetReport {
     let path = target.path.display().to_string();
     let access = Some(target.access);
     match result {
-        Ok(verified) => TargetReport {
+        Ok((verified, given)) => TargetReport {
             path,
             ok: true,
             bytes_written: written,
@@ -285,6 +344,7 @@ fn report(
             error: None,
             error_kind: None,
             access,
+            given_sha256: given,
         },
         Err(e) => TargetReport {
             path,
@@ -295,6 +355,7 @@ fn report(
             error: Some(e.to_string()),
             error_kind: Some(e.kind()),
             access,
+            given_sha256: None,
         },
     }
 }
@@ -441,6 +502,43 @@ fn hash_chunks(chunks: Receiver<Arc<Chunk>>, sha256: bool) -> (Option<Sha256Dige
     (hasher.map(Sha256Digest::of_hasher), mib_crcs)
 }
 
+/// Where a target with an overlay takes its own bytes from: the shared image's end, on a
+/// direct-I/O boundary (an image that ends between two is padded with zeros, which is what the
+/// overlay holds there too: the cidata partition starts on a MiB).
+fn own_from(overlay: &dyn Overlay) -> u64 {
+    device::round_up(overlay.image_end(), ALIGN as u64)
+}
+
+/// The part of a shared chunk that is this target's, with its own bytes laid over it (in `copy`
+/// when they change it); `None` past the shared part.
+fn overlaid<'b>(
+    overlay: &dyn Overlay,
+    chunk: &'b Chunk,
+    copy: &'b mut AlignedBuf,
+) -> Option<Piece<'b>> {
+    let own_from = own_from(overlay);
+    if chunk.offset >= own_from {
+        return None;
+    }
+    let padded = device::round_up(chunk.len as u64, ALIGN as u64);
+    let len = padded.min(own_from - chunk.offset) as usize;
+    if !overlay.patches(chunk.offset, len) && len == chunk.len {
+        return Some(chunk.piece());
+    }
+    if copy.is_empty() {
+        *copy = AlignedBuf::zeroed(CHUNK);
+    }
+    let aligned = device::round_up(len as u64, ALIGN as u64) as usize;
+    copy[..aligned].copy_from_slice(&chunk.buf[..aligned]);
+    overlay.patch(chunk.offset, &mut copy[..len]);
+    Some(Piece {
+        offset: chunk.offset,
+        len,
+        zeros: skip::all_zeros(&copy[..len]),
+        buf: copy,
+    })
+}
+
 /// Reads until `buf` is full or the source ends.
 pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -458,6 +556,9 @@ pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::
 /// One target's part in a flash: its phases, in order, as methods (see the module's doc).
 struct Job<'a> {
     target: &'a Target,
+    /// Its bytes of its own, if any, and the digest of what it is given (taken only then).
+    overlay: Option<&'a dyn Overlay>,
+    given: Option<Given>,
     /// Its place in the shared read-back.
     me: usize,
     readback: &'a ReadBack,
@@ -470,6 +571,46 @@ struct Job<'a> {
     head: AlignedBuf,
 }
 
+/// The SHA-256 and per-MiB CRC-32s of the bytes a target with an [`Overlay`] is given, taken as
+/// they pass (its stream exists nowhere whole).
+#[derive(Default)]
+struct Given {
+    sha256: Sha256,
+    crc: crc32fast::Hasher,
+    in_mib: u64,
+    mib_crcs: Vec<u32>,
+}
+
+impl Given {
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.sha256.update(bytes);
+        while !bytes.is_empty() {
+            let n = ((MIB - self.in_mib) as usize).min(bytes.len());
+            self.crc.update(&bytes[..n]);
+            self.in_mib += n as u64;
+            if self.in_mib == MIB {
+                let crc = std::mem::take(&mut self.crc);
+                self.mib_crcs.push(crc.finalize());
+                self.in_mib = 0;
+            }
+            bytes = &bytes[n..];
+        }
+    }
+
+    fn sent(mut self, size: u64) -> Sent {
+        if self.in_mib > 0 {
+            self.mib_crcs.push(self.crc.finalize());
+        }
+        Sent {
+            sha256: Sha256Digest::of_hasher(self.sha256),
+            size,
+            mib_crcs: self.mib_crcs,
+        }
+    }
+}
+
+/// Returns the digest read back (when verifying) and, for a target with an overlay, the digest
+/// of the stream it was given.
 fn write_target(
     job: &mut Job,
     expect: &Expect,
@@ -477,10 +618,22 @@ fn write_target(
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<Option<Sha256Digest>> {
+) -> Result<(Option<Sha256Digest>, Option<Sha256Digest>)> {
+    let expect = &match job.overlay {
+        Some(overlay) => Expect {
+            size: Some(overlay.size()),
+            tail: overlay.tail(),
+            ..expect.clone()
+        },
+        None => expect.clone(),
+    };
     job.wipe(expect)?;
     let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(job.path());
-    let sent = job.body(rx, cancel, &mut reporter)?;
+    let mut pre = AlignedBuf::default();
+    let mut sent = job.body(rx, &mut pre, cancel, &mut reporter)?;
+    if let Some(overlay) = job.overlay {
+        sent = Arc::new(job.own_bytes(overlay, &mut pre, cancel, &mut reporter)?);
+    }
     let verified = match options.verify {
         true => Some(job.read_back(&sent, cancel, progress)?),
         false => None,
@@ -496,7 +649,7 @@ fn write_target(
     if job.target.kind == TargetKind::BlockDevice {
         job.medium().reread_partitions();
     }
-    Ok(verified)
+    Ok((verified, job.overlay.map(|_| sent.sha256)))
 }
 
 impl Job<'_> {
@@ -558,17 +711,19 @@ impl Job<'_> {
 
     /// Phase 2: everything after the first MiB, as it arrives, then fsync. Progress counts bytes
     /// the device has accepted (O_DIRECT writes return when the device has them), not bytes queued.
+    /// A target with an overlay takes the image's bytes up to its own, with its own laid over
+    /// them. `pre` receives what the target holds, read before a chunk is written.
     fn body(
         &mut self,
         rx: Receiver<Msg>,
+        pre: &mut AlignedBuf,
         cancel: &CancellationToken,
         reporter: &mut Reporter<'_>,
     ) -> Result<Arc<Sent>> {
-        // What the target holds, read before a chunk is written: from the device, not the cache.
-        let mut pre = AlignedBuf::default();
         if self.skipper.is_some() && !self.target.direct {
             self.medium().drop_cache();
         }
+        let mut copy = AlignedBuf::default();
         let sent = loop {
             let msg = rx.recv().map_err(|_| {
                 if cancel.is_cancelled() {
@@ -585,21 +740,15 @@ impl Job<'_> {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let end = chunk.offset + chunk.len as u64;
-            if let Some(size) = self.target.capacity.filter(|size| end > *size) {
-                return Err(Error::BadInput(format!(
-                    "the image does not fit: it is already {end} bytes and {} holds {size}",
-                    self.path().display()
-                )));
-            }
-            let held = HEAD.saturating_sub(chunk.offset).min(chunk.len as u64) as usize;
-            if held > 0 {
-                let at = chunk.offset as usize;
-                self.head[at..at + held].copy_from_slice(&chunk.buf[..held]);
-            }
-            if held < chunk.len {
-                self.write_chunk(&chunk, held, &mut pre)?;
-            }
+            let piece = match self.overlay {
+                Some(overlay) => match overlaid(overlay, &chunk, &mut copy) {
+                    Some(piece) => piece,
+                    None => continue,
+                },
+                None => chunk.piece(),
+            };
+            let end = piece.offset + piece.len as u64;
+            self.put(&piece, pre)?;
             reporter.set_skipped(self.skipped);
             reporter.update(end.saturating_sub(HEAD));
         };
@@ -607,10 +756,97 @@ impl Job<'_> {
         Ok(sent)
     }
 
-    /// Writes the chunk's bytes from `from` on; where reading them first is likely to pay (see
+    /// Phase 2 for a target with an overlay: its own bytes after the shared image's, then fsync;
+    /// returns what it was given, whole.
+    fn own_bytes(
+        &mut self,
+        overlay: &dyn Overlay,
+        pre: &mut AlignedBuf,
+        cancel: &CancellationToken,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<Sent> {
+        let size = overlay.size();
+        let mut offset = own_from(overlay);
+        let mut own = overlay.own_bytes(offset)?;
+        let mut buf = AlignedBuf::zeroed(CHUNK);
+        while offset < size {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            // Up to the next chunk boundary, so every later piece starts on a MiB.
+            let want = (CHUNK as u64 - offset % CHUNK as u64).min(size - offset) as usize;
+            let got = read_full(&mut own, &mut buf[..want])
+                .map_err(|e| error::from_io(self.path(), e))?;
+            if got < want {
+                return Err(Error::BadInput(format!(
+                    "the config image ended {} bytes early",
+                    size - offset - got as u64
+                )));
+            }
+            let padded = device::round_up(got as u64, ALIGN as u64) as usize;
+            buf[got..padded].fill(0);
+            let piece = Piece {
+                offset,
+                len: got,
+                zeros: skip::all_zeros(&buf[..got]),
+                buf: &buf,
+            };
+            self.put(&piece, pre)?;
+            offset += got as u64;
+            reporter.set_skipped(self.skipped);
+            reporter.update(offset.saturating_sub(HEAD));
+        }
+        // Its end: where a changed config image is found (see `Overlay::own_bytes`).
+        if read_full(&mut own, &mut [0u8; 1]).map_err(|e| error::from_io(self.path(), e))? > 0 {
+            return Err(Error::BadInput(
+                "the config image grew while it was written".into(),
+            ));
+        }
+        self.sync()?;
+        Ok(self
+            .given
+            .take()
+            .expect("an overlay's target is given")
+            .sent(size))
+    }
+
+    /// Takes one piece: its part in the first MiB is held, the rest written (see
+    /// `write_chunk`); a target with an overlay hashes it while the device writes.
+    fn put(&mut self, piece: &Piece<'_>, pre: &mut AlignedBuf) -> Result<()> {
+        let end = piece.offset + piece.len as u64;
+        if let Some(size) = self.target.capacity.filter(|size| end > *size) {
+            return Err(Error::BadInput(format!(
+                "the image does not fit: it is already {end} bytes and {} holds {size}",
+                self.path().display()
+            )));
+        }
+        let held = HEAD.saturating_sub(piece.offset).min(piece.len as u64) as usize;
+        if held > 0 {
+            let at = piece.offset as usize;
+            self.head[at..at + held].copy_from_slice(&piece.buf[..held]);
+        }
+        let mut given = self.given.take();
+        let written = std::thread::scope(|scope| {
+            let hashing = given
+                .as_mut()
+                .map(|g| scope.spawn(|| g.update(&piece.buf[..piece.len])));
+            let written = match held < piece.len {
+                true => self.write_chunk(piece, held, pre),
+                false => Ok(()),
+            };
+            if let Some(hashing) = hashing {
+                hashing.join().expect("the hashing thread panicked");
+            }
+            written
+        });
+        self.given = given;
+        written
+    }
+
+    /// Writes the piece's bytes from `from` on; where reading them first is likely to pay (see
     /// `skip`), only the MiB the target does not already hold, in runs. `pre` receives what the
     /// target holds (allocated at the first read).
-    fn write_chunk(&mut self, chunk: &Chunk, from: usize, pre: &mut AlignedBuf) -> Result<()> {
+    fn write_chunk(&mut self, chunk: &Piece<'_>, from: usize, pre: &mut AlignedBuf) -> Result<()> {
         let end = from + self.pad(chunk.len - from);
         let at = |i: usize| chunk.offset + i as u64;
         let image_bytes = |a: usize, b: usize| (b.min(chunk.len) - a) as u64;
@@ -787,8 +1023,8 @@ mod tests {
 
     /// A drive in memory that records every write and can fail, lie or end early.
     #[derive(Default)]
-    struct Memory {
-        bytes: Mutex<Vec<u8>>,
+    pub(super) struct Memory {
+        pub(super) bytes: Mutex<Vec<u8>>,
         writes: Mutex<Vec<(u64, usize)>>,
         /// The write covering this offset fails, and every write after it (a stick pulled
         /// mid-write): writes elsewhere before it, such as the wipe of the drive's end, succeed.
@@ -851,7 +1087,7 @@ mod tests {
         fn drop_cache(&self) {}
     }
 
-    fn drive(memory: &Arc<Memory>, size: u64, lbs: u32, direct: bool) -> Target {
+    pub(super) fn drive(memory: &Arc<Memory>, size: u64, lbs: u32, direct: bool) -> Target {
         memory.bytes.lock().unwrap().resize(size as usize, 0xEE);
         Target {
             medium: Box::new(memory.clone()),
@@ -866,7 +1102,7 @@ mod tests {
         }
     }
 
-    fn image(len: usize) -> Vec<u8> {
+    pub(super) fn image(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
@@ -899,7 +1135,8 @@ mod tests {
             size: Some(bytes.len() as u64),
             tail: None,
         };
-        flash_stream(&expect, &mut &bytes[..], targets, options, cancel, progress).targets
+        let onto = targets.into_iter().map(|t| (t, None)).collect();
+        flash_stream(&expect, &mut &bytes[..], onto, options, cancel, progress).targets
     }
 
     #[test]
@@ -1135,7 +1372,7 @@ mod tests {
         );
     }
 
-    fn head_wiped(memory: &Memory) -> bool {
+    pub(super) fn head_wiped(memory: &Memory) -> bool {
         memory.bytes.lock().unwrap()[..HEAD as usize]
             .iter()
             .all(|b| *b == 0)
@@ -1278,3 +1515,8 @@ mod tests {
         );
     }
 }
+
+/// Targets with bytes of their own over the shared image (a lab's sticks), in memory.
+#[cfg(test)]
+#[path = "writer_overlay_tests.rs"]
+mod overlay_tests;
