@@ -10,6 +10,8 @@
 //! 2. [`run`]: check that no other process uses a target, unmount (never lazily), open every
 //!    target exclusively and compare it with its identity, then write and read back (see
 //!    `writer`) directly, through UDisks2, or through the privileged helper (`helper`).
+//!    [`run_all`] runs several plans (a lab's nodes) from one read of their image, each stick
+//!    with its own config laid over it (`writer::Overlay`, `one_stick::Layout`).
 //!
 //! The rest of this folder: `rules` (which targets may be written), `writer` (wipe, write, read
 //! back, first MiB last), `readback` (several targets, one hash), `stream` (the one-pass download

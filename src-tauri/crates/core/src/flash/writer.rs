@@ -307,6 +307,7 @@ pub fn flash_stream(
                     skipper: (options.skip_equal && target.created.is_none())
                         .then(Skipper::default),
                     head: AlignedBuf::zeroed(HEAD as usize),
+                    own_buf: AlignedBuf::default(),
                 };
                 let result = write_target(&mut job, expect, rx, options, cancel, progress);
                 // Done or failed: the other targets' read-back no longer waits for this one.
@@ -569,6 +570,8 @@ struct Job<'a> {
     skipper: Option<Skipper>,
     /// The image's first MiB, held until everything else is written and proven.
     head: AlignedBuf,
+    /// A target with an overlay: a chunk with its bytes laid over, then its own bytes.
+    own_buf: AlignedBuf,
 }
 
 /// The SHA-256 and per-MiB CRC-32s of the bytes a target with an [`Overlay`] is given, taken as
@@ -634,6 +637,8 @@ fn write_target(
     if let Some(overlay) = job.overlay {
         sent = Arc::new(job.own_bytes(overlay, &mut pre, cancel, &mut reporter)?);
     }
+    // The read-back has buffers of its own: with several sticks, memory is the sum.
+    drop(pre);
     let verified = match options.verify {
         true => Some(job.read_back(&sent, cancel, progress)?),
         false => None,
@@ -723,7 +728,7 @@ impl Job<'_> {
         if self.skipper.is_some() && !self.target.direct {
             self.medium().drop_cache();
         }
-        let mut copy = AlignedBuf::default();
+        let mut copy = std::mem::take(&mut self.own_buf);
         let sent = loop {
             let msg = rx.recv().map_err(|_| {
                 if cancel.is_cancelled() {
@@ -752,6 +757,7 @@ impl Job<'_> {
             reporter.set_skipped(self.skipped);
             reporter.update(end.saturating_sub(HEAD));
         };
+        self.own_buf = copy;
         self.sync()?;
         Ok(sent)
     }
@@ -768,7 +774,10 @@ impl Job<'_> {
         let size = overlay.size();
         let mut offset = own_from(overlay);
         let mut own = overlay.own_bytes(offset)?;
-        let mut buf = AlignedBuf::zeroed(CHUNK);
+        let mut buf = std::mem::take(&mut self.own_buf);
+        if buf.is_empty() {
+            buf = AlignedBuf::zeroed(CHUNK);
+        }
         while offset < size {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
