@@ -234,25 +234,19 @@ fn a_shared_image_that_is_not_its_digest_fails_every_stick() {
     }
 }
 
-/// The writer lays a real one-stick layout over the boot image exactly as the layout's own
-/// stream (the privileged helper's) has it: one definition of the stick's bytes.
-#[test]
-fn a_one_stick_layout_over_the_shared_image_is_its_whole_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    // A GPT with one partition at 1 to 2 MiB: the shape of a fuzzer regression, made sane (as
-    // gpt.rs's tests do).
+/// A boot image with a GPT holding one partition (1 to 2 MiB), and a config image, in `dir`:
+/// the shape of a fuzzer regression, made sane (as gpt.rs's tests do).
+fn boot_and_config(dir: &Path) -> (Image, Vec<u8>, std::path::PathBuf) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/regressions/gpt_plan/needed-bytes-times-sector");
     let mut boot = std::fs::read(fixture).unwrap();
     boot[1024 + 40..1024 + 48].copy_from_slice(&4095u64.to_le_bytes());
-    let start = boot.len();
+    assert!(boot.len() <= MIB as usize);
     boot.resize(3 * MIB as usize, 0);
-    let data = image(MIB as usize);
-    boot[MIB as usize..2 * MIB as usize].copy_from_slice(&data);
-    assert!(start <= MIB as usize);
-    let boot_path = dir.path().join("boot.img");
+    boot[MIB as usize..2 * MIB as usize].copy_from_slice(&image(MIB as usize));
+    let boot_path = dir.join("boot.img");
     std::fs::write(&boot_path, &boot).unwrap();
-    let config_path = dir.path().join("cidata.img");
+    let config_path = dir.join("cidata.img");
     std::fs::write(&config_path, image(3 * MIB as usize + 512)).unwrap();
     let boot_image = Image {
         path: boot_path,
@@ -260,6 +254,15 @@ fn a_one_stick_layout_over_the_shared_image_is_its_whole_stream() {
         size: boot.len() as u64,
         tail: None,
     };
+    (boot_image, boot, config_path)
+}
+
+/// The writer lays a real one-stick layout over the boot image exactly as the layout's own
+/// stream (the privileged helper's) has it: one definition of the stick's bytes.
+#[test]
+fn a_one_stick_layout_over_the_shared_image_is_its_whole_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (boot_image, boot, config_path) = boot_and_config(dir.path());
     let cancel = CancellationToken::new();
     let layout = one_stick::layout(&boot_image, &config_path, 64 * MIB, 512, &cancel).unwrap();
     let mut whole = Vec::new();
@@ -279,4 +282,50 @@ fn a_one_stick_layout_over_the_shared_image_is_its_whole_stream() {
     let tail = layout.tail().unwrap();
     let at = tail.offset as usize;
     assert_eq!(&held[at..at + tail.bytes.len()], &tail.bytes[..]);
+}
+
+/// The privileged helper takes one stream: a one-stick flash sends the layout whole, its digest
+/// first; sticks that each get their own config cannot share one stream and are refused.
+#[test]
+fn the_helper_is_given_the_layout_whole_or_refused_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let (boot_image, _, config_path) = boot_and_config(dir.path());
+    let cancel = CancellationToken::new();
+    let roots = crate::io::drives::SystemRoots::default();
+    let plan = |name: &str| {
+        crate::flash::plan_writing(
+            boot_image.clone(),
+            &[crate::flash::rules::Chosen::path(dir.path().join(name))],
+            Some(&config_path),
+            &Default::default(),
+            &[],
+            &roots,
+            &cancel,
+        )
+        .unwrap()
+    };
+    let one = plan("a.img");
+    let (whole, mut source) = one.whole(&cancel).unwrap();
+    let mut stream = Vec::new();
+    source.read_to_end(&mut stream).unwrap();
+    let layout = one.layouts[0].as_ref().unwrap();
+    assert_eq!(whole.image.sha256, sha(&stream));
+    assert_eq!(whole.image.size, stream.len() as u64);
+    assert_eq!(whole.image.size, layout.size());
+    assert_eq!(
+        whole.image.tail.unwrap().offset,
+        layout.tail().unwrap().offset
+    );
+    assert!(whole.layouts.iter().all(Option::is_none));
+
+    let mut two = plan("b.img");
+    two.targets.extend(plan("c.img").targets);
+    two.layouts.extend(plan("c.img").layouts);
+    let Err(refused) = two.whole(&cancel) else {
+        panic!("two sticks with their own configs went to the helper as one stream")
+    };
+    assert!(
+        refused.to_string().contains("privileged helper"),
+        "{refused}"
+    );
 }
