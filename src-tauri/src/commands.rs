@@ -58,6 +58,12 @@ pub struct App {
 }
 
 impl App {
+    /// Removes the loaded labs' config images: Tauri ends the process without dropping its
+    /// state, so the app calls this on its way out.
+    pub fn forget_labs(&self) {
+        self.labs.lock().expect("labs lock").clear();
+    }
+
     pub fn new(settings: Settings) -> Result<Self, Error> {
         Self::with_cache(Cache::resolve_dir(None)?, settings)
     }
@@ -756,7 +762,8 @@ pub fn drop_plan(app: State<'_, App>, plan: u32) {
 }
 
 /// A lab file the window loaded: its image and its nodes with their built config images, which
-/// live in a private temporary folder as long as the lab is held.
+/// live in a private temporary folder as long as the lab is held (until another lab is loaded, or
+/// the app exits: see [`App::forget_labs`]).
 struct LoadedLab {
     /// Where the run's record goes: beside the lab file (or in its folder of configs).
     record_dir: PathBuf,
@@ -838,7 +845,10 @@ pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
         nodes,
         _configs: dir,
     };
-    app.labs.lock().expect("labs lock").insert(job, loaded);
+    // The window shows one lab: the one it loaded before goes, with its config images.
+    let mut labs = app.labs.lock().expect("labs lock");
+    labs.clear();
+    labs.insert(job, loaded);
     Ok(view)
 }
 

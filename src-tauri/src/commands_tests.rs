@@ -944,3 +944,27 @@ async fn a_lab_whose_release_needs_two_sticks_per_node() {
     let every: Vec<&Loop> = boots.iter().chain(&configs).collect();
     eject_all(&app, &every).await;
 }
+
+/// A lab's config images live as long as the window holds the lab: loading another lab removes
+/// the first's, and so does leaving the app (Tauri ends the process without dropping its state).
+#[test]
+fn a_lab_s_config_images_go_when_another_lab_is_loaded_and_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let state: State<'_, App> = app.state();
+    let folder = |job: u32| {
+        let labs = state.labs.lock().unwrap();
+        labs.get(&job).map(|lab| lab._configs.path().to_path_buf())
+    };
+    two_node_lab(&app, dir.path(), "v1.12.0/nocloud-amd64.raw", 1);
+    let first = folder(1).unwrap();
+    assert!(first.join("w-1-cidata.img").is_file());
+    two_node_lab(&app, dir.path(), "v1.12.0/nocloud-amd64.raw", 2);
+    assert!(
+        !first.exists(),
+        "the first lab's config images are still there"
+    );
+    let second = folder(2).unwrap();
+    state.forget_labs();
+    assert!(!second.exists(), "the lab's config images outlive the app");
+}

@@ -57,8 +57,16 @@ fn main() {
             commands::talos_versions,
             commands::talos_extensions,
         ])
-        .run(tauri::generate_context!())
-        .expect("labflash-gui failed to start");
+        .build(tauri::generate_context!())
+        .expect("labflash-gui failed to start")
+        .run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                use tauri::Manager;
+                if let Some(state) = app.try_state::<commands::App>() {
+                    state.forget_labs();
+                }
+            }
+        });
 }
 
 fn is_root() -> bool {
