@@ -615,26 +615,31 @@ pub fn run_all(
         .collect()
 }
 
-/// Whether the plans write one prepared image, each onto drives this user can reach.
+/// Whether the plans write one prepared image, with the same options, each onto drives this
+/// user can reach.
 fn shares_one_read(plans: &[Plan]) -> bool {
-    let prepared: Vec<&PreparedWrite> = plans
-        .iter()
-        .filter_map(|p| match &p.source {
-            Planned::Prepared(p) => Some(&**p),
+    fn writing(plan: &Plan) -> Option<&Writing> {
+        match &plan.source {
+            Planned::Prepared(p) => Some(&p.writing),
             Planned::Stream(_) => None,
+        }
+    }
+    let Some(first) = plans.first().and_then(writing) else {
+        return false;
+    };
+    plans.iter().all(|plan| {
+        writing(plan).is_some_and(|w| {
+            w.image.path == first.image.path
+                && w.image.sha256 == first.image.sha256
+                && plan.options == plans[0].options
+                && !needs_helper(&w.targets)
         })
-        .collect();
-    prepared.len() == plans.len()
-        && prepared.iter().all(|p| {
-            let (image, first) = (&p.writing.image, &prepared[0].writing.image);
-            image.path == first.path
-                && image.sha256 == first.sha256
-                && !needs_helper(&p.writing.targets)
-        })
+    })
 }
 
 /// Every plan's targets written from one read of their one image; each plan's result from its
-/// targets' reports. A refusal before any byte (a drive in use) refuses every plan.
+/// targets' reports. A plan whose drives are refused when opened (one in use, one that changed)
+/// is refused alone, as a flash of its own would be; the others are written.
 fn run_shared(
     plans: Vec<Plan>,
     cancel: &CancellationToken,
@@ -652,39 +657,41 @@ fn run_shared(
             Planned::Stream(_) => unreachable!("checked by shares_one_read"),
         })
         .collect();
-    let first = &parts[0].0.writing;
-    let all = Writing {
-        image: first.image.clone(),
-        targets: parts
-            .iter()
-            .flat_map(|p| p.0.writing.targets.clone())
-            .collect(),
-        layouts: parts
-            .iter()
-            .flat_map(|p| p.0.writing.layouts.clone())
-            .collect(),
-        options: first.options.clone(),
-    };
     let roots = SystemRoots::default();
-    let written = std::fs::File::open(&all.image.path)
-        .map_err(|e| Error::io(&all.image.path, e))
-        .and_then(|mut file| execute_from(&all, &mut file, &options, &roots, cancel, progress));
-    let mut reports = match written {
-        Ok(reports) => reports.into_iter(),
-        Err(e) => {
-            let copy = |e: &Error| Error::Upstream {
-                kind: e.kind(),
-                message: e.to_string(),
-            };
-            let mut errors: Vec<Result<Flashed>> =
-                (1..parts.len()).map(|_| Err(copy(&e))).collect();
-            errors.insert(0, Err(e));
-            return errors;
-        }
-    };
+    let mut opened: Vec<Result<Vec<device::Target>>> = parts
+        .iter()
+        .map(|(p, _, _)| open_targets(&p.writing.targets, &roots))
+        .collect();
+    let onto: Vec<writer::Onto<'_>> = parts
+        .iter()
+        .zip(opened.iter_mut())
+        .filter_map(|((p, _, _), opened)| {
+            Some(p.writing.onto(std::mem::take(opened.as_mut().ok()?)))
+        })
+        .flatten()
+        .collect();
+    let image = &parts[0].0.writing.image;
+    let mut reports = match onto.is_empty() {
+        true => Vec::new(),
+        false => match std::fs::File::open(&image.path) {
+            Ok(mut file) => writer::flash(image, &mut file, onto, &options, cancel, progress),
+            Err(e) => {
+                let e = Error::io(&image.path, e);
+                for (t, _) in &onto {
+                    t.remove_created();
+                }
+                onto.iter()
+                    .map(|(t, _)| TargetReport::failed(&t.path, &e))
+                    .collect()
+            }
+        },
+    }
+    .into_iter();
     parts
         .into_iter()
-        .map(|(p, warnings, image_kind)| {
+        .zip(opened)
+        .map(|((p, warnings, image_kind), opened)| {
+            opened?;
             let targets: Vec<TargetReport> =
                 reports.by_ref().take(p.writing.targets.len()).collect();
             Ok(p.flashed(targets, warnings, image_kind))

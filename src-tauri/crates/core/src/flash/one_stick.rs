@@ -96,26 +96,49 @@ impl Layout {
     }
 
     /// The whole stream as one image (for the privileged helper, which is sent its digest first):
-    /// one pass over it.
+    /// one pass over the boot image, which must still be the one proven (nothing else checks
+    /// it on this path), and the config image.
     pub fn image(&self, cancel: &CancellationToken) -> Result<Image> {
-        let mut hasher = Sha256::new();
-        let mut reader = self.reader()?;
+        let path = &self.boot.path;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let (mut boot, mut stream) = (Sha256::new(), Sha256::new());
         let mut buf = vec![0u8; crate::IO_CHUNK];
+        let mut pos = 0u64;
         loop {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| crate::error::from_io(&self.boot.path, e))?;
+            let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            boot.update(&buf[..n]);
+            let mine = (self.image_end().saturating_sub(pos) as usize).min(n);
+            self.patch(pos, &mut buf[..mine]);
+            stream.update(&buf[..mine]);
+            pos += n as u64;
+        }
+        let actual = Sha256Digest::of_hasher(boot);
+        if pos != self.boot.size || actual != self.boot.sha256 {
+            return Err(Error::DigestMismatch {
+                what: "image (it changed after it was checked)",
+                expected: self.boot.sha256.hex(),
+                actual: actual.hex(),
+            });
+        }
+        let mut own = self.own_bytes(self.image_end())?;
+        loop {
+            let n = own
+                .read(&mut buf)
+                .map_err(|e| crate::error::from_io(&self.config, e))?;
+            if n == 0 {
+                break;
+            }
+            stream.update(&buf[..n]);
         }
         Ok(Image {
             path: self.boot.path.clone(),
-            sha256: Sha256Digest::of_hasher(hasher),
+            sha256: Sha256Digest::of_hasher(stream),
             size: self.size(),
             tail: self.tail(),
         })
@@ -196,7 +219,8 @@ struct Whole<'a> {
 
 impl Read for Whole<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let boot = &self.layout.boot.path;
+        let n = (self.file.read(buf)).map_err(|e| into_io(Error::io(boot, e)))?;
         if n == 0 && self.pos < self.layout.image_end() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -220,7 +244,8 @@ struct Checked<'a> {
 
 impl Read for Checked<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let config = &self.layout.config;
+        let n = (self.file.read(buf)).map_err(|e| into_io(Error::io(config, e)))?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
         if n == 0 && !buf.is_empty() {

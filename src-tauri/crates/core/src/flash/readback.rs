@@ -252,10 +252,19 @@ fn hash_round(
                     .collect()
             })
         });
-        for (g, first) in first_of.iter().enumerate() {
-            if let Some(first) = first {
-                groups[g].update(bytes(*first));
-            }
+        // Each group on a thread of its own (a lab's sticks each start with their own GPT head:
+        // a group each), the last on this one.
+        let mut hashing: Vec<(&mut Sha256, &[u8])> = groups
+            .iter_mut()
+            .zip(&first_of)
+            .filter_map(|(group, first)| Some((group, bytes((*first)?))))
+            .collect();
+        let here = hashing.pop();
+        for (group, chunk) in hashing {
+            scope.spawn(move || group.update(chunk));
+        }
+        if let Some((group, chunk)) = here {
+            group.update(chunk);
         }
         compare.map_or_else(Vec::new, |c| c.join().expect("compare thread"))
     });

@@ -336,13 +336,24 @@ impl Record {
             .as_deref()
             .map(|n| format!(" of node {n}"))
             .unwrap_or_default();
+        let one_stick = line.role == Role::Boot && line.config_sha256.is_some();
+        if one_stick && line.stick_sha256.is_none() {
+            return Err(Error::BadInput(format!(
+                "the record does not say what {} should hold: its flash failed before the stick was given its whole stream{}",
+                line.path,
+                line.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )));
+        }
         let role = match line.role {
-            Role::Boot if line.stick_sha256.is_some() => "boot and config stick",
+            Role::Boot if one_stick => "boot and config stick",
             Role::Boot => "boot stick",
             Role::Config => "config stick",
         };
         // The archive vouches for exactly the image only on a plain boot stick.
-        let plain = line.role == Role::Boot && line.stick_sha256.is_none();
+        let plain = line.role == Role::Boot && !one_stick;
         Ok(Expectation {
             sha256: line.expected_sha256(),
             size: line.written_size,

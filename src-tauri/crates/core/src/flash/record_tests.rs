@@ -296,3 +296,35 @@ fn verify_takes_the_line_of_its_target() {
     let two = record.expectation(Path::new("/dev/sdb"), None).unwrap_err();
     assert!(two.to_string().contains("2 lines for /dev/sdb"), "{two}");
 }
+
+/// A one-stick stick that failed before it was given its whole stream has no digest of what it
+/// should hold: `verify --record` says so instead of checking it against the boot image alone
+/// (which its archive vouches for, but which is not what a one-stick flash writes).
+#[test]
+fn a_one_stick_line_without_its_stream_digest_is_not_checked_against_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = dir.path().join("vm.img");
+    std::fs::write(&vm, vec![0u8; 4096]).unwrap();
+    let path = vm.to_str().unwrap();
+    let mut one = flashed(vec![report(path, None, Some("the stick went away"))]);
+    one.config_sha256 = Some(digest(8));
+    let mut record = Record::start();
+    record.add(None, "/images/boot.raw", &one, &[approved(path, None)]);
+    let Err(refused) = record.expectation(&vm, None) else {
+        panic!("a failed one-stick line was given an expectation")
+    };
+    assert!(
+        refused.to_string().contains("does not say what")
+            && refused.to_string().contains("went away"),
+        "{refused}"
+    );
+    one.stick_sha256 = Some(digest(7));
+    let mut record = Record::start();
+    record.add(None, "/images/boot.raw", &one, &[approved(path, None)]);
+    let expectation = record.expectation(&vm, None).unwrap();
+    assert_eq!(expectation.sha256, digest(7));
+    assert_eq!(
+        expectation.archive_sha256, None,
+        "the archive vouches for the image, not the stick"
+    );
+}

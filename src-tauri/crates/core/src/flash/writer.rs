@@ -115,7 +115,7 @@ pub struct Sent {
     mib_crcs: Vec<u32>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FlashOptions {
     /// Read every target back (the default); off, results say unverified.
     pub verify: bool,
@@ -299,6 +299,7 @@ pub fn flash_stream(
                     target: &target,
                     overlay,
                     given: overlay.map(|_| Given::default()),
+                    given_sha256: None,
                     me,
                     readback,
                     written: 0,
@@ -315,7 +316,7 @@ pub fn flash_stream(
                 if result.is_err() {
                     target.remove_created();
                 }
-                report(&target, job.written, job.skipped, result)
+                report(&target, &job, result)
             }));
         }
         let source = feed(expect, source, senders, options, cancel);
@@ -327,16 +328,12 @@ pub fn flash_stream(
     })
 }
 
-fn report(
-    target: &Target,
-    written: u64,
-    skipped: u64,
-    result: Result<(Option<Sha256Digest>, Option<Sha256Digest>)>,
-) -> TargetReport {
+fn report(target: &Target, job: &Job, result: Result<Option<Sha256Digest>>) -> TargetReport {
     let path = target.path.display().to_string();
     let access = Some(target.access);
+    let (written, skipped, given) = (job.written, job.skipped, job.given_sha256);
     match result {
-        Ok((verified, given)) => TargetReport {
+        Ok(verified) => TargetReport {
             path,
             ok: true,
             bytes_written: written,
@@ -356,7 +353,7 @@ fn report(
             error: Some(e.to_string()),
             error_kind: Some(e.kind()),
             access,
-            given_sha256: None,
+            given_sha256: given,
         },
     }
 }
@@ -557,9 +554,11 @@ pub(crate) fn read_full(source: &mut (dyn Read + Send), buf: &mut [u8]) -> std::
 /// One target's part in a flash: its phases, in order, as methods (see the module's doc).
 struct Job<'a> {
     target: &'a Target,
-    /// Its bytes of its own, if any, and the digest of what it is given (taken only then).
+    /// Its bytes of its own, if any, and the digest of what it is given (taken only then; known
+    /// once it was given its whole stream, also when it fails after).
     overlay: Option<&'a dyn Overlay>,
     given: Option<Given>,
+    given_sha256: Option<Sha256Digest>,
     /// Its place in the shared read-back.
     me: usize,
     readback: &'a ReadBack,
@@ -612,8 +611,7 @@ impl Given {
     }
 }
 
-/// Returns the digest read back (when verifying) and, for a target with an overlay, the digest
-/// of the stream it was given.
+/// Returns the digest read back (when verifying).
 fn write_target(
     job: &mut Job,
     expect: &Expect,
@@ -621,7 +619,7 @@ fn write_target(
     options: &FlashOptions,
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
-) -> Result<(Option<Sha256Digest>, Option<Sha256Digest>)> {
+) -> Result<Option<Sha256Digest>> {
     let expect = &match job.overlay {
         Some(overlay) => Expect {
             size: Some(overlay.size()),
@@ -636,6 +634,7 @@ fn write_target(
     let mut sent = job.body(rx, &mut pre, cancel, &mut reporter)?;
     if let Some(overlay) = job.overlay {
         sent = Arc::new(job.own_bytes(overlay, &mut pre, cancel, &mut reporter)?);
+        job.given_sha256 = Some(sent.sha256);
     }
     // The read-back has buffers of its own: with several sticks, memory is the sum.
     drop(pre);
@@ -654,7 +653,7 @@ fn write_target(
     if job.target.kind == TargetKind::BlockDevice {
         job.medium().reread_partitions();
     }
-    Ok((verified, job.overlay.map(|_| sent.sha256)))
+    Ok(verified)
 }
 
 impl Job<'_> {

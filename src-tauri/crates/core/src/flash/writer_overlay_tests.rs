@@ -18,8 +18,18 @@ struct Own {
     head: u64,
     blank: Range<u64>,
     tail: Option<Tail>,
-    /// Its own bytes change after planning: their reader fails as a changed config image's does.
-    changed: bool,
+    ends: Ends,
+}
+
+/// How the reader of an overlay's own bytes ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Ends {
+    Whole,
+    /// They changed after planning: the reader fails as a changed config image's does.
+    Changed,
+    /// A reader that breaks the contract: 100 bytes short, or 100 bytes more.
+    Short,
+    Long,
 }
 
 impl Overlay for Own {
@@ -47,8 +57,11 @@ impl Overlay for Own {
 
     fn own_bytes(&self, from: u64) -> Result<Box<dyn Read + Send + '_>> {
         let own = &self.stream[from as usize..];
-        if !self.changed {
-            return Ok(Box::new(own));
+        match self.ends {
+            Ends::Whole => return Ok(Box::new(own)),
+            Ends::Short => return Ok(Box::new(&own[..own.len() - 100])),
+            Ends::Long => return Ok(Box::new(own.chain(&[7u8; 100][..]))),
+            Ends::Changed => {}
         }
         let changed = std::io::Error::other(Error::DigestMismatch {
             what: "config image (it changed after the flash was planned)",
@@ -92,7 +105,7 @@ fn own(image: &[u8], image_end: u64, blank: Range<u64>, own_len: usize, seed: u8
         head: head as u64,
         blank,
         tail: None,
-        changed: false,
+        ends: Ends::Whole,
     }
 }
 
@@ -191,7 +204,7 @@ fn a_config_that_changed_fails_its_stick_only_with_its_first_mib_wiped() {
     let bytes = image(5 * MIB as usize);
     let good = own(&bytes, 5 * MIB, 0..0, MIB as usize, 1);
     let mut changed = own(&bytes, 5 * MIB, 0..0, MIB as usize, 2);
-    changed.changed = true;
+    changed.ends = Ends::Changed;
     let memories: Vec<Arc<Memory>> = (0..2).map(|_| Arc::new(Memory::default())).collect();
     let targets: Vec<Onto<'_>> = vec![
         (drive(&memories[0], 16 * MIB, 512, true), Some(&good)),
@@ -328,4 +341,63 @@ fn the_helper_is_given_the_layout_whole_or_refused_several() {
         refused.to_string().contains("privileged helper"),
         "{refused}"
     );
+}
+
+/// An overlay whose own bytes end early or run on fails its stick (first MiB wiped), not the
+/// others.
+#[test]
+fn own_bytes_that_end_early_or_run_on_fail_their_stick() {
+    let bytes = image(5 * MIB as usize);
+    for (ends, said) in [(Ends::Short, "ended 100 bytes early"), (Ends::Long, "grew")] {
+        let good = own(&bytes, 5 * MIB, 0..0, MIB as usize, 1);
+        let mut bad = own(&bytes, 5 * MIB, 0..0, MIB as usize, 2);
+        bad.ends = ends;
+        let memories: Vec<Arc<Memory>> = (0..2).map(|_| Arc::new(Memory::default())).collect();
+        let targets: Vec<Onto<'_>> = vec![
+            (drive(&memories[0], 16 * MIB, 512, true), Some(&good)),
+            (drive(&memories[1], 16 * MIB, 512, true), Some(&bad)),
+        ];
+        let (_, reports) = flash_onto(&bytes, sha(&bytes), targets);
+        assert!(reports[0].ok, "{:?}", reports[0].error);
+        let error = reports[1].error.as_deref().unwrap_or("ok");
+        assert!(error.contains(said), "{said}: {error}");
+        assert!(head_wiped(&memories[1]), "{said}: the stick looks bootable");
+    }
+}
+
+/// The helper's one stream is taken from the boot image as it is when written: one that changed
+/// since it was checked is refused, not sent with a digest of its own.
+#[test]
+fn the_helper_is_not_given_a_boot_image_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (boot_image, mut boot, config_path) = boot_and_config(dir.path());
+    let cancel = CancellationToken::new();
+    let layout = one_stick::layout(&boot_image, &config_path, 64 * MIB, 512, &cancel).unwrap();
+    layout.image(&cancel).unwrap();
+    boot[MIB as usize + 4242] ^= 0xFF;
+    std::fs::write(&boot_image.path, &boot).unwrap();
+    let Err(refused) = layout.image(&cancel) else {
+        panic!("a changed boot image was laid out for the helper")
+    };
+    assert_eq!(refused.kind(), ErrorKind::DigestMismatch, "{refused}");
+}
+
+/// A config image that cannot be read when it is written is named in the error, not the stick.
+#[test]
+fn a_config_image_that_cannot_be_read_is_named_not_the_stick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (boot_image, boot, config_path) = boot_and_config(dir.path());
+    let cancel = CancellationToken::new();
+    let layout = one_stick::layout(&boot_image, &config_path, 64 * MIB, 512, &cancel).unwrap();
+    std::fs::remove_file(&config_path).unwrap();
+    std::fs::create_dir(&config_path).unwrap();
+    let memory = Arc::new(Memory::default());
+    let (_, reports) = flash_onto(
+        &boot,
+        sha(&boot),
+        vec![(drive(&memory, 64 * MIB, 512, true), Some(&layout))],
+    );
+    let error = reports[0].error.as_deref().unwrap_or("ok");
+    assert!(error.contains("cidata.img"), "{error}");
+    assert!(head_wiped(&memory));
 }
