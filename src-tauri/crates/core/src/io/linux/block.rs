@@ -1,0 +1,70 @@
+//! The syscalls flashing makes on an open drive or image file: its size and logical block size,
+//! positional reads and writes, dropping its cached pages, re-reading its partition table. A leaf:
+//! opening targets ([`super::device`]) and checking them ([`super::identity`]) both stand on it.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+
+// Linux block ioctls (linux/fs.h), not exported by the libc crate.
+const BLKRRPART: libc::c_ulong = 0x125f;
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// Asks the kernel to forget cached pages of the whole file (best effort).
+pub fn drop_cache(file: &File) {
+    // SAFETY: plain syscall on an owned, open descriptor.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+pub fn logical_block_size(file: &File) -> io::Result<u32> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size as u32)
+}
+
+/// The size of a block device, or of a regular file.
+pub fn size_of(file: &File) -> io::Result<u64> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_block_device() {
+        return Ok(meta.len());
+    }
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size)
+}
+
+/// Asks the kernel to re-read the partition table; devices without partition scanning (some
+/// loop devices) refuse, which is harmless.
+pub fn reread_partitions(file: &File) {
+    // SAFETY: BLKRRPART takes no argument.
+    if unsafe { libc::ioctl(file.as_raw_fd(), BLKRRPART) } != 0 {
+        tracing::debug!("BLKRRPART: {}", io::Error::last_os_error());
+    }
+}
+
+/// Writes all of `buf` at `offset`.
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    FileExt::write_all_at(file, buf, offset)
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the device.
+pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
