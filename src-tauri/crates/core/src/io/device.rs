@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
+use crate::io::identity::{self, Identity};
 use crate::io::medium::Medium;
 pub use crate::io::sys::aligned::AlignedBuf;
 pub use crate::io::sys::device::{
@@ -68,6 +70,52 @@ pub fn folder_of(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// Opens the image file `path` for writing as `identity` (an existing file or a new one) says:
+/// an existing one in the folder it was resolved in and checked to be the file approved, a new
+/// one created there (never over anything) and removed again if the check fails. `open_error`
+/// words the system's refusals.
+pub fn open_file_for_write(
+    path: &Path,
+    identity: &Identity,
+    open_error: fn(&Path, std::io::Error) -> Error,
+) -> Result<Target> {
+    let (file, created) = match identity {
+        Identity::NewFile => {
+            let (folder, name) = Folder::of(path)?;
+            let file = folder.create(name).map_err(|e| open_error(path, e))?;
+            if let Err(e) = identity::check(&file, path, identity) {
+                folder.remove(name);
+                return Err(e);
+            }
+            (file, Some((folder, name.to_owned())))
+        }
+        _ => {
+            let (folder, name) = Folder::of(path)?;
+            let file = folder
+                .open_existing(name, true)
+                .map_err(|e| open_error(path, e))?;
+            identity::check(&file, path, identity)?;
+            (file, None)
+        }
+    };
+    let file_len = created
+        .is_none()
+        .then(|| file.metadata().map(|m| m.len()))
+        .transpose()
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Target {
+        medium: Box::new(file),
+        capacity: None,
+        file_len,
+        path: path.to_path_buf(),
+        kind: TargetKind::File,
+        logical_block_size: 512,
+        direct: false,
+        created,
+        access: Access::Direct,
+    })
 }
 
 /// `n` rounded up to a multiple of `block`.

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::io::block::{drop_cache, logical_block_size, size_of};
-use crate::io::device::{folder_of, Access, PathKind, Target, TargetKind};
+use crate::io::device::{folder_of, open_file_for_write, Access, PathKind, Target, TargetKind};
 use crate::io::identity::{self, Identity};
 
 /// What `path` names, following links.
@@ -66,41 +66,7 @@ pub fn resolve_file_target(path: &Path) -> Result<PathBuf> {
 /// through UDisks2; a regular file as it is (or created).
 pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
     if !matches!(identity, Identity::Drive(_)) {
-        let (file, created) = match identity {
-            Identity::NewFile => {
-                let (folder, name) = Folder::of(path)?;
-                let file = folder.create(name).map_err(|e| open_error(path, e))?;
-                if let Err(e) = identity::check(&file, path, identity) {
-                    folder.remove(name);
-                    return Err(e);
-                }
-                (file, Some((folder, name.to_owned())))
-            }
-            _ => {
-                let (folder, name) = Folder::of(path)?;
-                let file = folder
-                    .open_existing(name, true)
-                    .map_err(|e| open_error(path, e))?;
-                identity::check(&file, path, identity)?;
-                (file, None)
-            }
-        };
-        let file_len = created
-            .is_none()
-            .then(|| file.metadata().map(|m| m.len()))
-            .transpose()
-            .map_err(|e| Error::io(path, e))?;
-        return Ok(Target {
-            medium: Box::new(file),
-            capacity: None,
-            file_len,
-            path: path.to_path_buf(),
-            kind: TargetKind::File,
-            logical_block_size: 512,
-            direct: false,
-            created,
-            access: Access::Direct,
-        });
+        return open_file_for_write(path, identity, open_error);
     }
     let ((file, access), direct) = match open_block(path, true, libc::O_EXCL | libc::O_DIRECT) {
         Ok(f) => (f, true),
