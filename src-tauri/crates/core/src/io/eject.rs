@@ -9,7 +9,7 @@ pub use crate::io::sys::eject::eject;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "why")]
 pub enum Ejected {
-    /// The drive was powered off: it can be pulled.
+    /// The drive was powered off (on Windows: its media ejected): it can be pulled.
     PoweredOff,
     /// The loop device was detached from its file.
     Detached,

@@ -7,9 +7,10 @@
 //! opened and compares. Any difference refuses with "the drive changed since you chose it" before
 //! a byte is written. The checks on an open file are the platform's.
 
+use std::fs::File;
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 pub use crate::io::sys::identity::{check, file_id, file_id_at};
 
 /// What a drive is, as listed: enough to tell it from any drive that takes its name later.
@@ -53,5 +54,30 @@ pub fn drive_changed(path: &Path, how: &str) -> Error {
     Error::Refused {
         target: path.display().to_string(),
         reason: format!("the drive changed since you chose it ({how}); choose it again"),
+    }
+}
+
+/// Refuses the open image file `file` of `path` unless it is what `identity` recorded: the same
+/// file for an existing one (device and inode, or volume and file index), a regular file for a
+/// new one. A drive's identity never vouches for a file.
+pub fn check_file(file: &File, path: &Path, identity: &Identity) -> Result<()> {
+    let refused = |reason: &str| Error::Refused {
+        target: path.display().to_string(),
+        reason: reason.into(),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    match identity {
+        Identity::Drive(_) => Err(drive_changed(path, "it is no longer a block device")),
+        Identity::File { dev, ino } => {
+            let id = file_id(file).map_err(|e| Error::io(path, e))?;
+            if !meta.is_file() || id != (*dev, *ino) {
+                return Err(refused(
+                    "the file changed since it was chosen (another file is at its path now)",
+                ));
+            }
+            Ok(())
+        }
+        Identity::NewFile if !meta.is_file() => Err(refused("it is no longer a regular file")),
+        Identity::NewFile => Ok(()),
     }
 }

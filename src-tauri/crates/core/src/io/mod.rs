@@ -18,6 +18,9 @@ pub mod private_dir;
 pub mod privilege;
 pub mod udisks;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 #[cfg(unix)]
 mod linux;
 #[cfg(unix)]

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::io::identity::{drive_changed, Identity};
+use crate::io::identity::{check_file, drive_changed, Identity};
 
 /// The device and inode of an open file: what [`Identity::File`] records.
 pub fn file_id(file: &File) -> std::io::Result<(u64, u64)> {
@@ -23,56 +23,33 @@ pub fn file_id_at(path: &Path) -> Option<(u64, u64)> {
 
 /// Refuses the open descriptor `file` of `path` unless it is what `identity` recorded.
 pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
+    let Identity::Drive(expected) = identity else {
+        return check_file(file, path, identity);
+    };
     let changed = |what: String| drive_changed(path, &what);
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    match identity {
-        Identity::Drive(expected) => {
-            if !meta.file_type().is_block_device() {
-                return Err(changed("it is no longer a block device".into()));
+    if !meta.file_type().is_block_device() {
+        return Err(changed("it is no longer a block device".into()));
+    }
+    let rdev = meta.rdev();
+    let devnum = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
+    if devnum != expected.devnum {
+        return Err(changed(format!("device {devnum}, not {}", expected.devnum)));
+    }
+    if let Some(seq) = expected.diskseq {
+        match diskseq(file) {
+            Ok(now) if now != seq => {
+                return Err(changed(format!("disk sequence {now}, not {seq}")))
             }
-            let rdev = meta.rdev();
-            let devnum = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
-            if devnum != expected.devnum {
-                return Err(changed(format!("device {devnum}, not {}", expected.devnum)));
-            }
-            if let Some(seq) = expected.diskseq {
-                match diskseq(file) {
-                    Ok(now) if now != seq => {
-                        return Err(changed(format!("disk sequence {now}, not {seq}")))
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(changed(format!("its disk sequence cannot be read: {e}")))
-                    }
-                }
-            }
-            let size = crate::io::block::size_of(file).map_err(|e| Error::io(path, e))?;
-            if size != expected.size {
-                return Err(changed(format!("{size} bytes, not {}", expected.size)));
-            }
-            Ok(())
-        }
-        Identity::File { dev, ino } => {
-            if !meta.is_file() || meta.dev() != *dev || meta.ino() != *ino {
-                return Err(Error::Refused {
-                    target: path.display().to_string(),
-                    reason:
-                        "the file changed since it was chosen (another file is at its path now)"
-                            .into(),
-                });
-            }
-            Ok(())
-        }
-        Identity::NewFile => {
-            if !meta.is_file() {
-                return Err(Error::Refused {
-                    target: path.display().to_string(),
-                    reason: "it is no longer a regular file".into(),
-                });
-            }
-            Ok(())
+            Ok(_) => {}
+            Err(e) => return Err(changed(format!("its disk sequence cannot be read: {e}"))),
         }
     }
+    let size = crate::io::block::size_of(file).map_err(|e| Error::io(path, e))?;
+    if size != expected.size {
+        return Err(changed(format!("{size} bytes, not {}", expected.size)));
+    }
+    Ok(())
 }
 
 /// `BLKGETDISKSEQ` (linux/fs.h `_IOR(0x12, 128, __u64)`).

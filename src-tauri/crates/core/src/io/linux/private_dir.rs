@@ -53,14 +53,7 @@ impl PrivateDir {
     /// link and checked; created (0700) where missing if `create`, else `None`.
     pub fn sub(&self, rel: &Path, create: bool) -> Result<Option<PrivateDir>> {
         let mut dir = self.dup()?;
-        for part in rel.components() {
-            let Component::Normal(name) = part else {
-                return Err(Error::BadInput(format!(
-                    "{} is not a plain path inside {}",
-                    rel.display(),
-                    self.path.display()
-                )));
-            };
+        for name in crate::io::private_dir::plain_names(rel, &self.path)? {
             let path = dir.path.join(name);
             let fd = match rfs::openat(&dir.fd, name, DIR_FLAGS, Mode::empty()) {
                 Err(Errno::NOENT) if create => {
@@ -168,15 +161,9 @@ impl PrivateDir {
         };
         match rfs::FileType::from_raw_mode(stat.st_mode) {
             rfs::FileType::RegularFile => stat.st_size as u64,
-            rfs::FileType::Directory => match self.sub(Path::new(name), false) {
-                Ok(Some(sub)) => sub
-                    .names()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|n| sub.tree_size(n))
-                    .sum(),
-                _ => 0,
-            },
+            rfs::FileType::Directory => {
+                crate::io::private_dir::folder_size(self.sub(Path::new(name), false))
+            }
             _ => 0,
         }
     }
