@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod openers;
 pub mod private_dir;
 pub mod privilege;
+pub mod signals;
 pub mod udisks;
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ pub mod mounts;
 pub mod openers;
 pub mod private_dir;
 pub mod privilege;
+pub mod signals;
 pub mod udisks;

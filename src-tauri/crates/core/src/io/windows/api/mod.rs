@@ -12,5 +12,6 @@ pub mod mounts;
 pub mod openers;
 pub mod private_dir;
 pub mod privilege;
+pub mod signals;
 pub mod udisks;
 mod win32;
