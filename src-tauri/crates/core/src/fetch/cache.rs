@@ -363,10 +363,7 @@ pub fn commit(tmp: NamedTempFile, final_path: &Path) -> Result<()> {
     tmp.persist(final_path)
         .map_err(|e| Error::io(final_path, e.error))?;
     let dir = folder_of(final_path);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))?;
-    Ok(())
+    crate::io::block::sync_folder(dir).map_err(io_at(dir))
 }
 
 /// Removes a file that failed verification (an output outside the cache).

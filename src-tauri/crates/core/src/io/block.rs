@@ -3,5 +3,6 @@
 //! opening targets ([`super::device`]) and checking them ([`super::identity`]) both stand on it.
 
 pub use crate::io::sys::block::{
-    drop_cache, logical_block_size, read_full_at, reread_partitions, size_of, write_all_at,
+    drop_cache, logical_block_size, read_full_at, reread_partitions, size_of, sync_folder,
+    write_all_at,
 };

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
 
 // Linux block ioctls (linux/fs.h), not exported by the libc crate.
 const BLKRRPART: libc::c_ulong = 0x125f;
@@ -48,6 +49,11 @@ pub fn reread_partitions(file: &File) {
     if unsafe { libc::ioctl(file.as_raw_fd(), BLKRRPART) } != 0 {
         tracing::debug!("BLKRRPART: {}", io::Error::last_os_error());
     }
+}
+
+/// Makes a rename or a new name in `dir` durable (fsync of the folder).
+pub fn sync_folder(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Writes all of `buf` at `offset`.

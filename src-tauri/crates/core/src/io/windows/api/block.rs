@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::windows::fs::FileExt;
+use std::path::Path;
 
 use windows_sys::Win32::Foundation::ERROR_HANDLE_EOF;
 use windows_sys::Win32::System::Ioctl as ctl;
@@ -31,6 +32,11 @@ pub fn reread_partitions(file: &File) {
     if let Err(e) = win32::ioctl(file, ctl::IOCTL_DISK_UPDATE_PROPERTIES, &[], 0) {
         tracing::debug!("IOCTL_DISK_UPDATE_PROPERTIES: {e}");
     }
+}
+
+/// Nothing to do: Windows has no fsync of a folder, and NTFS journals its names itself.
+pub fn sync_folder(_dir: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// Writes all of `buf` at `offset`.
