@@ -2,7 +2,8 @@
 //! (`\\.\PhysicalDriveN`) with their IOCTL answers, and the volumes with the disks they lie on.
 //! A disk is a system disk when a volume on it holds the Windows folder, is the EFI system
 //! partition Windows booted from, or holds a page file; when Windows' own volume cannot be found,
-//! every disk that is not removable media counts as one, so a doubt never makes a disk writable.
+//! or not placed on a disk, every disk that is not removable media counts as one, so a doubt
+//! never makes a disk writable.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -116,8 +117,12 @@ fn drive(
         })
         .collect();
     let removable_media = described.removable || matches!(described.bus, Bus::Usb | Bus::Mmc);
-    let system = !system_uses(disk, volumes, places).is_empty()
-        || (places.windows_volume.is_none() && !removable_media);
+    let windows_placed = places
+        .windows_volume
+        .as_ref()
+        .is_some_and(|w| !disks_of_volume(w, volumes).is_empty());
+    let system =
+        !system_uses(disk, volumes, places).is_empty() || (!windows_placed && !removable_media);
     let identity = DriveIdentity {
         devnum: disk.to_string(),
         diskseq: None,

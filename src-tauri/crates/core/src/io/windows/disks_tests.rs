@@ -93,8 +93,14 @@ fn each_system_place_alone_makes_its_disk_a_system_disk() {
 fn when_windows_cannot_be_found_every_fixed_disk_is_a_system_disk() {
     let mut m = laptop();
     m.places = SystemPlaces::default();
-    let drives = list(&m);
-    let system: Vec<bool> = drives.iter().map(|d| d.system).collect();
+    let system: Vec<bool> = list(&m).iter().map(|d| d.system).collect();
+    assert_eq!(system, [true, true, false, false]);
+    // Found, but its volume's disks unreadable (as under Wine): no better.
+    let mut m = laptop();
+    m.volumes[1].extents.clear();
+    m.places.page_files.clear();
+    m.places.boot_device = None;
+    let system: Vec<bool> = list(&m).iter().map(|d| d.system).collect();
     assert_eq!(system, [true, true, false, false]);
 }
 
