@@ -56,21 +56,12 @@ pub fn sync_folder(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes all of `buf` at `offset`.
-pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    FileExt::write_all_at(file, buf, offset)
+/// One positional write; how much it wrote.
+pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    FileExt::write_at(file, buf, offset)
 }
 
-/// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the device.
-pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+/// One positional read; 0 at the end of the file or device.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    FileExt::read_at(file, buf, offset)
 }

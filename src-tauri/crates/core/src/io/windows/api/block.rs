@@ -39,34 +39,16 @@ pub fn sync_folder(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes all of `buf` at `offset`.
-pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match file.seek_write(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// One positional write; how much it wrote.
+pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    file.seek_write(buf, offset)
 }
 
-/// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the medium.
-pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.seek_read(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            // Reading at or past a disk's end.
-            Err(e) if e.raw_os_error() == Some(ERROR_HANDLE_EOF as i32) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// One positional read; 0 at the end of the file or disk (where a disk answers
+/// `ERROR_HANDLE_EOF`).
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    match file.seek_read(buf, offset) {
+        Err(e) if e.raw_os_error() == Some(ERROR_HANDLE_EOF as i32) => Ok(0),
+        other => other,
     }
-    Ok(filled)
 }

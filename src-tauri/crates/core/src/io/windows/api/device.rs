@@ -121,11 +121,11 @@ impl Disk {
 impl Medium for Disk {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.aligned(buf.as_ptr() as usize, buf.len(), offset)?;
-        block::write_all_at(&self.file, buf, offset)
+        crate::io::block::write_all_at(&self.file, buf, offset)
     }
     fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.aligned(buf.as_ptr() as usize, buf.len(), offset)?;
-        block::read_full_at(&self.file, buf, offset)
+        crate::io::block::read_full_at(&self.file, buf, offset)
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
