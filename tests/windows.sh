@@ -2,10 +2,10 @@
 # The Windows CLI under Wine: builds labflash.exe (x86_64-pc-windows-gnu, release: what ships,
 # and a fraction of a debug build's size) and the Linux labflash (debug, as the tests use it),
 # then runs the .exe in a fresh Wine prefix: --version; verify of a file against its digest
-# (exit 0) and against a wrong one (exit 1); cidata, whose image must be byte-identical to the
-# Linux build's for the same inputs; flash to a file target with read-back; each --json the same
-# object as the Linux build's; drives, where Wine's one disk must be a system disk that a flash
-# refuses. Prints
+# (exit 0) and against a wrong one (exit 1); fetch from a server on 127.0.0.1 (right digest, the
+# cache, a wrong digest); cidata, whose image must be byte-identical to the Linux build's for the
+# same inputs; flash to a file target with read-back; each --json the same object as the Linux
+# build's; drives, where Wine's one disk must be a system disk that a flash refuses. Prints
 # "skipped: …" for what cannot run here, which never counts as passed.
 set -euo pipefail
 
@@ -37,7 +37,9 @@ fi
 
 work=$(mktemp -d /tmp/labflash-windows.XXXXXX)
 export WINEPREFIX=$work/prefix WINEDEBUG=-all
+server=
 cleanup() {
+  [[ -z $server ]] || kill "$server" 2>/dev/null || true
   wineserver -k 2>/dev/null || true
   rm -rf "$work"
 }
@@ -96,6 +98,28 @@ check "verify against a wrong digest exits 1" status_of 1 win verify image.raw -
 win --json verify image.raw --sha256 "$digest" | tr -d '\r' >verify-windows.json
 "$linux" --json verify image.raw --sha256 "$digest" >verify-linux.json
 check "verify --json is the Linux build's" cmp -s verify-windows.json verify-linux.json
+
+# fetch from a server of our own on 127.0.0.1: a digest that matches (then again, from the
+# cache) and one that does not.
+python3 -m http.server 0 --bind 127.0.0.1 >server.log 2>&1 &
+server=$!
+for _ in $(seq 50); do
+  port=$(sed -n 's/.* port \([0-9]*\) .*/\1/p' server.log)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+url=http://127.0.0.1:$port/image.raw
+check "fetch from 127.0.0.1 with the right digest exits 0" status_of 0 \
+  win fetch "$url" --sha256 "$digest" --cache-dir cache-windows
+check "fetch again, from the cache, exits 0" status_of 0 \
+  win fetch "$url" --sha256 "$digest" --cache-dir cache-windows
+check "fetch with a wrong digest exits 1" status_of 1 \
+  win fetch "$url" --sha256 "$wrong" --cache-dir cache-wrong
+# The JSON names cache paths: the same object once Windows' separators are Linux's.
+win --json fetch "$url" --sha256 "$digest" --cache-dir cache-windows \
+  | tr -d '\r' | sed 's/\\\\/\//g; s/cache-windows/cache-linux/g' >fetch-windows.json
+"$linux" --json fetch "$url" --sha256 "$digest" --cache-dir cache-linux >fetch-linux.json
+check "fetch --json is the Linux build's" cmp -s fetch-windows.json fetch-linux.json
 
 printf 'version: v1alpha1\nmachine:\n  type: controlplane\n' >user-data.yaml
 printf 'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n' >network.yaml
