@@ -18,10 +18,10 @@ pub use crate::io::sys::identity::{check, file_id, file_id_at};
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriveIdentity {
-    /// `major:minor`.
+    /// `major:minor` on Linux; on Windows the disk number N of `\\.\PhysicalDriveN`.
     pub devnum: String,
     /// The kernel's sequence number for this disk's media (Linux 5.15+): a new stick, or a loop
-    /// device attached anew, gets a new one even under the same name and number.
+    /// device attached anew, gets a new one even under the same name and number. None on Windows.
     pub diskseq: Option<u64>,
     pub serial: String,
     pub size: u64,
