@@ -41,12 +41,12 @@ export type Partition = { path: string, mountpoints: Array<string>, holders: Arr
 
 export type DriveIdentity = { 
 /**
- * `major:minor`.
+ * `major:minor` on Linux; on Windows the disk number N of `\\.\PhysicalDriveN`.
  */
 devnum: string, 
 /**
  * The kernel's sequence number for this disk's media (Linux 5.15+): a new stick, or a loop
- * device attached anew, gets a new one even under the same name and number.
+ * device attached anew, gets a new one even under the same name and number. None on Windows.
  */
 diskseq: number | null, serial: string, size: number, };
 

@@ -100,7 +100,7 @@ fn main() -> ExitCode {
             Command::Incus(command) => incus::run(command, &out, &cancel).await,
             Command::Helper { targets } => {
                 let served = labflash_core::flash::helper::serve(
-                    // A stalled pipe must not outlast SIGTERM.
+                    // A stalled pipe must not outlast a cancel (SIGTERM).
                     labflash_core::io::cancellable::CancellableInput::new(
                         std::io::stdin(),
                         cancel.clone(),
@@ -118,19 +118,10 @@ fn main() -> ExitCode {
     })
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM trip the cancel token; the engine then stops and cleans up.
+/// Ctrl-C (and SIGTERM, or Ctrl-Break and closing the console) trips the cancel token; the
+/// engine then stops and cleans up.
 async fn cancel_on_signals(cancel: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    labflash_core::io::signals::interrupted().await;
     tracing::warn!("interrupted; stopping and cleaning up");
     cancel.cancel();
 }

@@ -27,7 +27,8 @@ pub enum TalosCommand {
     /// Create (or look up) the schematic for extensions and kernel arguments; prints its ID.
     Schematic(SchematicArgs),
     /// Fetch and verify an image by version, extensions, platform, arch and format.
-    Fetch(TalosFetchArgs),
+    // Boxed: its paths make it the largest variant by far (more so on Windows).
+    Fetch(Box<TalosFetchArgs>),
 }
 
 #[derive(Args)]
@@ -186,7 +187,7 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
                 Err(e) => out.fail(e.into()),
             }
         }
-        TalosCommand::Fetch(args) => match talos_fetch(args, &http, out, cancel).await {
+        TalosCommand::Fetch(args) => match talos_fetch(*args, &http, out, cancel).await {
             Ok(f) => out.warn_then(&crate::fetch::not_flashable(&f.fetched)).success(&f, || {
                 format!(
                     "image          {}\nimage sha256   {}\nimage kind     {}\nschematic      {}\nversion        {}\n",

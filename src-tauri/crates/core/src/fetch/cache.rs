@@ -363,10 +363,7 @@ pub fn commit(tmp: NamedTempFile, final_path: &Path) -> Result<()> {
     tmp.persist(final_path)
         .map_err(|e| Error::io(final_path, e.error))?;
     let dir = folder_of(final_path);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))?;
-    Ok(())
+    crate::io::block::sync_folder(dir).map_err(io_at(dir))
 }
 
 /// Removes a file that failed verification (an output outside the cache).
@@ -535,7 +532,7 @@ mod tests {
         let lock = cache
             .root()
             .join(format!("locks/{}.lock", hex::encode(&key[..12])));
-        std::os::unix::fs::symlink(&outside, &lock).unwrap();
+        crate::io::testing::symlink(&outside, &lock).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -552,7 +549,7 @@ mod tests {
 
         let elsewhere = dir.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, cache.root().join("downloads")).unwrap();
+        crate::io::testing::symlink(&elsewhere, cache.root().join("downloads")).unwrap();
         assert!(cache.temp_beside(&asset).is_err());
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
@@ -566,8 +563,8 @@ mod tests {
         std::fs::write(outside.join("keep.img"), b"not the cache's").unwrap();
         std::fs::create_dir_all(cache.root().join("downloads/h")).unwrap();
         std::fs::write(cache.root().join("downloads/h/os.raw.xz"), b"12345").unwrap();
-        std::os::unix::fs::symlink(&outside, cache.root().join("downloads/h/link")).unwrap();
-        std::os::unix::fs::symlink(&outside, cache.root().join("images")).unwrap();
+        crate::io::testing::symlink(&outside, cache.root().join("downloads/h/link")).unwrap();
+        crate::io::testing::symlink(&outside, cache.root().join("images")).unwrap();
         assert_eq!(cache.size(), 5, "links are not followed when counting");
         cache.clear().unwrap();
         assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0);

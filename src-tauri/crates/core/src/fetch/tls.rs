@@ -28,7 +28,14 @@ pub(crate) fn client_config(extra_ca: &[PathBuf]) -> Result<rustls::ClientConfig
         extra.extend(read_ca_file(path)?);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Verifier::new_with_extra_roots(extra, provider.clone()).map_err(|e| {
+    // Without an extra CA, the plain verifier: the same roots, and on Windows no chain engine of
+    // labflash's own (the system's is used; Wine cannot create one).
+    let verifier = if extra.is_empty() {
+        Verifier::new(provider.clone())
+    } else {
+        Verifier::new_with_extra_roots(extra, provider.clone())
+    };
+    let verifier = verifier.map_err(|e| {
         Error::BadInput(format!(
             "no CA certificates can be trusted ({e}): install the system's CA bundle (ca-certificates) or name a CA file with --ca-cert"
         ))

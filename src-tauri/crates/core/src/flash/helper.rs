@@ -18,7 +18,6 @@
 //! tells the helper's word from pkexec's.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
@@ -90,6 +89,7 @@ pub const INSTALLED: &str = "/usr/libexec/labflash/labflash";
 /// if it and every folder above it belong to root and neither group nor others can write them.
 /// Otherwise any process of the user could replace it before the next password prompt.
 pub fn installed() -> Result<PathBuf> {
+    crate::io::privilege::helper_available()?;
     let path = std::env::var_os("LABFLASH_HELPER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(INSTALLED));
@@ -111,7 +111,7 @@ pub fn installed() -> Result<PathBuf> {
     while let Some(p) = at {
         let meta = std::fs::symlink_metadata(p)
             .map_err(|e| not_installed(format!("{}: {e}", p.display())))?;
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.file_type().is_symlink() {
+        if !crate::io::privilege::root_alone_controls(&meta) || meta.file_type().is_symlink() {
             return Err(not_installed(format!(
                 "{} is not root's alone",
                 p.display()

@@ -1,14 +1,13 @@
 //! The target rules: which drives and files may be written, enforced here so every front end (and
 //! the privileged helper) obeys the same ones. A refusal writes nothing.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::io::device::{self, TargetKind};
+use crate::io::device::{self, PathKind, TargetKind};
 use crate::io::drives::{self, Drive, SystemRoots};
-use crate::io::identity::{drive_changed, DriveIdentity, Identity};
-use crate::io::mounts;
+use crate::io::identity::{self, drive_changed, DriveIdentity, Identity};
+use crate::io::{mounts, openers};
 
 /// How a drive listed under the same name differs from the one chosen.
 const REATTACHED: &str = "another disk has its name now, or it was re-attached";
@@ -68,39 +67,21 @@ pub fn approve(
 ) -> Result<Approved> {
     let target = chosen.path.as_path();
     if options.whole_drives_only {
-        check_names_a_drive(target)?;
+        device::check_names_a_drive(target)?;
     }
-    let meta = match std::fs::metadata(target) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return approve_new_file(chosen),
-        Err(e) => return Err(Error::io(target, e)),
-    };
-    if meta.is_file() {
-        return approve_file(chosen, protected);
+    match device::kind_of(target) {
+        Ok(PathKind::File) => approve_file(chosen, protected),
+        Ok(PathKind::Drive) => approve_drive(chosen, image_size, protected, options, roots),
+        Ok(PathKind::Other) => Err(refused(target, "it is neither a drive nor a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => approve_new_file(chosen),
+        Err(e) => Err(Error::io(target, e)),
     }
-    if !meta.file_type().is_block_device() {
-        return Err(refused(target, "it is neither a drive nor a regular file"));
-    }
-    approve_drive(chosen, image_size, protected, options, roots)
 }
 
 fn refused(target: &Path, reason: impl Into<String>) -> Error {
     Error::Refused {
         target: target.display().to_string(),
         reason: reason.into(),
-    }
-}
-
-/// The privileged helper's rule: `target` is a block device itself, not a link to one.
-fn check_names_a_drive(target: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.file_type().is_block_device() => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => Err(refused(
-            target,
-            "it is a symbolic link; name the drive itself",
-        )),
-        Ok(_) => Err(refused(target, "it is not a drive")),
-        Err(_) => Err(refused(target, "it does not exist")),
     }
 }
 
@@ -144,26 +125,22 @@ fn approve_file(chosen: &Chosen, protected: &[&Path]) -> Result<Approved> {
     // identified from that descriptor, not from where the name pointed a moment before.
     let path = device::resolve_file_target(target)?;
     let (folder, name) = device::Folder::of(&path)?;
-    let meta = folder
+    let (dev, ino) = folder
         .open_existing(name, false)
-        .and_then(|f| f.metadata())
+        .and_then(|f| identity::file_id(&f))
         .map_err(|e| Error::io(&path, e))?;
-    for p in protected {
-        if let Ok(pm) = std::fs::metadata(p) {
-            if pm.dev() == meta.dev() && pm.ino() == meta.ino() {
-                return Err(refused(target, "it is the source image itself"));
-            }
-        }
+    if protected
+        .iter()
+        .any(|p| identity::file_id_at(p) == Some((dev, ino)))
+    {
+        return Err(refused(target, "it is the source image itself"));
     }
     Ok(Approved {
         path,
         kind: TargetKind::File,
         drive: None,
         to_unmount: Vec::new(),
-        identity: Identity::File {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
+        identity: Identity::File { dev, ino },
     })
 }
 
@@ -176,25 +153,7 @@ fn approve_drive(
     roots: &SystemRoots,
 ) -> Result<Approved> {
     let target = chosen.path.as_path();
-    // Follow /dev/disk/by-id/… links to the kernel's name.
-    let real = std::fs::canonicalize(target).map_err(|e| Error::io(target, e))?;
-    let name = real
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let all = drives::list(roots)?;
-    let Some(drive) = all.iter().find(|d| d.name == name).cloned() else {
-        let partition = roots.sys.join("class/block").join(&name).join("partition");
-        return Err(refused(
-            target,
-            if partition.is_file() {
-                "it is a partition; choose the whole drive"
-            } else {
-                "it is not a whole drive that can be flashed"
-            },
-        ));
-    };
+    let (real, drive, all) = drives::chosen_drive(target, roots)?;
 
     if let Some(listed) = &chosen.identity {
         if *listed != drive.identity {
@@ -247,7 +206,7 @@ pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<Unsuitable> 
             badge: "System drive".into(),
             reason: format!(
                 "it is a system drive (it holds {})",
-                describe_system_use(drive)
+                drives::system_use(drive)
             ),
         });
     }
@@ -313,17 +272,15 @@ pub fn check_unused(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     if now.as_ref() != Some(&drive.identity) {
         return Err(drive_changed(&approved.path, REATTACHED));
     }
-    let mut devices = vec![drive.path.clone()];
-    devices.extend(drive.partitions.iter().map(|p| p.path.clone()));
     // Tools probe drives for a moment (udev's blkid, losetup looking for a free loop device):
     // only a process still holding it after half a second counts.
-    let mut users = crate::io::openers::users(&roots.proc, &devices, &drive.mountpoints);
+    let mut users = openers::users_of(drive, roots);
     for _ in 0..5 {
         if users.is_empty() {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let now = crate::io::openers::users(&roots.proc, &devices, &drive.mountpoints);
+        let now = openers::users_of(drive, roots);
         users.retain(|u| now.contains(u));
     }
     if users.is_empty() {
@@ -347,61 +304,9 @@ pub fn unmount(approved: &Approved, roots: &SystemRoots) -> Result<()> {
     if approved.to_unmount.is_empty() {
         return Ok(());
     }
-    let mut failures = mounts::unmount_all(&approved.to_unmount);
-    if failures
-        .iter()
-        .any(|(_, e)| e.raw_os_error() == Some(libc::EPERM))
-    {
-        // Not root: ask UDisks2 (polkit) to unmount each mounted partition.
-        let mounted = drive
-            .partitions
-            .iter()
-            .filter(|p| !p.mountpoints.is_empty());
-        let mut devices: Vec<&str> = mounted.map(|p| p.path.as_str()).collect();
-        if devices.is_empty() {
-            devices.push(&drive.path);
-        }
-        for device in devices {
-            if let Err(e) = crate::io::udisks::unmount(Path::new(device)) {
-                failures.push((device.to_string(), std::io::Error::other(e.to_string())));
-            }
-        }
-    }
-    let still: Vec<String> = drives::list(roots)?
-        .into_iter()
-        .find(|d| d.name == drive.name)
-        .map(|d| d.mountpoints)
-        .unwrap_or_default();
-    if !still.is_empty() {
-        let why = failures
-            .iter()
-            .map(|(mp, e)| format!("{mp}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(Error::Refused {
-            target: approved.path.display().to_string(),
-            reason: format!(
-                "{} stayed mounted after unmounting ({why})",
-                still.join(", ")
-            ),
-        });
-    }
+    mounts::unmount_drive(drive, &approved.to_unmount, &approved.path, roots)?;
     tracing::info!(drive = %drive.path, "unmounted {}", approved.to_unmount.join(", "));
     Ok(())
-}
-
-fn describe_system_use(drive: &Drive) -> String {
-    let mounts: Vec<&str> = drive
-        .mountpoints
-        .iter()
-        .map(String::as_str)
-        .filter(|m| drives::SYSTEM_MOUNTS.contains(m))
-        .collect();
-    if mounts.is_empty() {
-        "active swap".into()
-    } else {
-        mounts.join(", ")
-    }
 }
 
 #[cfg(test)]
@@ -409,7 +314,7 @@ mod tests {
     use super::*;
     use crate::io::drives::Bus;
 
-    /// A 1 GB USB stick, nothing mounted (io/drives_tests.rs finds real causes in sysfs trees).
+    /// A 1 GB USB stick, nothing mounted (io/linux/drives_tests.rs finds real causes in sysfs trees).
     fn stick() -> Drive {
         Drive {
             path: "/dev/sdz".into(),

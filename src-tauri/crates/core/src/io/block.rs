@@ -1,65 +1,36 @@
-//! The syscalls flashing makes on an open drive or image file: its size and logical block size,
+//! The calls flashing makes on an open drive or image file: its size and logical block size,
 //! positional reads and writes, dropping its cached pages, re-reading its partition table. A leaf:
 //! opening targets ([`super::device`]) and checking them ([`super::identity`]) both stand on it.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt};
 
-// Linux block ioctls (linux/fs.h), not exported by the libc crate.
-const BLKRRPART: libc::c_ulong = 0x125f;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-
-/// Asks the kernel to forget cached pages of the whole file (best effort).
-pub fn drop_cache(file: &File) {
-    // SAFETY: plain syscall on an owned, open descriptor.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
-pub fn logical_block_size(file: &File) -> io::Result<u32> {
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size as u32)
-}
-
-/// The size of a block device, or of a regular file.
-pub fn size_of(file: &File) -> io::Result<u64> {
-    let meta = file.metadata()?;
-    if !meta.file_type().is_block_device() {
-        return Ok(meta.len());
-    }
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size)
-}
-
-/// Asks the kernel to re-read the partition table; devices without partition scanning (some
-/// loop devices) refuse, which is harmless.
-pub fn reread_partitions(file: &File) {
-    // SAFETY: BLKRRPART takes no argument.
-    if unsafe { libc::ioctl(file.as_raw_fd(), BLKRRPART) } != 0 {
-        tracing::debug!("BLKRRPART: {}", io::Error::last_os_error());
-    }
-}
+pub use crate::io::sys::block::{
+    drop_cache, logical_block_size, reread_partitions, size_of, sync_folder,
+};
+use crate::io::sys::block::{read_at, write_at};
 
 /// Writes all of `buf` at `offset`.
-pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    FileExt::write_all_at(file, buf, offset)
+pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match write_at(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the device.
 pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -67,4 +38,21 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_io_goes_to_the_offset_and_stops_at_the_end() {
+        let file = tempfile::tempfile().unwrap();
+        write_all_at(&file, b"world", 6).unwrap();
+        write_all_at(&file, b"hello ", 0).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(read_full_at(&file, &mut buf, 0).unwrap(), 11);
+        assert_eq!(&buf[..11], b"hello world");
+        assert_eq!(read_full_at(&file, &mut buf, 6).unwrap(), 5);
+        assert_eq!(read_full_at(&file, &mut buf, 100).unwrap(), 0);
+    }
 }

@@ -1,7 +1,10 @@
 //! Discovery from fixture trees shaped like a laptop's /sys and /proc.
 
 use super::*;
+use crate::io::drives::{diff, watch, DriveEvent};
+use crate::CancellationToken;
 use std::os::unix::fs::symlink;
+use std::time::Duration;
 
 /// Builds `sys/devices/<device_path>/block/<name>` with attributes and links it from `sys/block`.
 struct Fixture {
@@ -440,13 +443,6 @@ fn hot_plug_differences() {
     assert!(initial
         .iter()
         .all(|e| matches!(e, DriveEvent::Added { .. })));
-}
-
-#[test]
-fn human_sizes() {
-    assert_eq!(human_size(999), "999 B");
-    assert_eq!(human_size(30_752_000_000), "30.8 GB");
-    assert_eq!(human_size(2_000_000_000_000), "2.0 TB");
 }
 
 #[tokio::test]

@@ -1,0 +1,5 @@
+//! There is no UDisks2 on Windows.
+
+pub fn available() -> bool {
+    false
+}

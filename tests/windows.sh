@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# The Windows CLI under Wine: builds labflash.exe (x86_64-pc-windows-gnu, release: what ships,
+# and a fraction of a debug build's size) and the Linux labflash (debug, as the tests use it),
+# then runs the .exe in a fresh Wine prefix: --version; verify of a file against its digest
+# (exit 0) and against a wrong one (exit 1); fetch from a server on 127.0.0.1 (right digest, the
+# cache, a wrong digest); cidata, whose image must be byte-identical to the Linux build's for the
+# same inputs; flash to a file target with read-back; each --json the same object as the Linux
+# build's; drives, where Wine's one disk must be a system disk that a flash refuses. Prints
+# "skipped: …" for what cannot run here, which never counts as passed.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+triple=x86_64-pc-windows-gnu
+
+if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+  echo "skipped: the Rust target $triple is not installed (rustup target add $triple)"
+  exit 0
+fi
+if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+  echo "skipped: no MinGW linker (apt-get install gcc-mingw-w64-x86-64)"
+  exit 0
+fi
+started=$(date +%s)
+cargo build --locked --release -p labflash-cli --target "$triple"
+echo "labflash.exe: built in $(($(date +%s) - started)) s"
+cargo build --locked -p labflash-cli
+exe=$target_dir/$triple/release/labflash.exe
+linux=$target_dir/debug/labflash
+echo "labflash.exe: $(stat -c %s "$exe") bytes"
+
+if ! command -v wine >/dev/null; then
+  echo "skipped: Wine is not installed (apt-get install wine64): labflash.exe built but not run"
+  exit 0
+fi
+
+work=$(mktemp -d /tmp/labflash-windows.XXXXXX)
+export WINEPREFIX=$work/prefix WINEDEBUG=-all
+server=
+cleanup() {
+  [[ -z $server ]] || kill "$server" 2>/dev/null || true
+  wineserver -k 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+
+failed=0
+check() { # name, then a command that must succeed
+  local name=$1
+  shift
+  if "$@"; then
+    echo "ok: $name"
+  else
+    echo "FAILED: $name"
+    failed=1
+  fi
+}
+# Runs the .exe under Wine; its exit status is the program's.
+win() { wine "$exe" "$@"; }
+status_of() { # expected status, then the command
+  local want=$1 got=0
+  shift
+  "$@" >/dev/null 2>&1 || got=$?
+  [[ $got == "$want" ]] || { echo "  exit $got, expected $want" >&2; return 1; }
+}
+
+started=$(date +%s)
+wineboot --init 2>/dev/null
+echo "wine: prefix created in $(($(date +%s) - started)) s"
+# Rust's standard library (1.78+) takes its randomness from bcryptprimitives.dll's ProcessPrng,
+# which every Windows 10 and 11 has and Wine 8.0 does not: without it the .exe does not even
+# start (exit 53, "bcryptprimitives.dll not found"). The prefix gets a stand-in built here that
+# answers through bcrypt's BCryptGenRandom, which Wine has. It is never shipped.
+if [[ ! -e $WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll ]]; then
+  cat >bcryptprimitives.c <<'C'
+#include <windows.h>
+#include <bcrypt.h>
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+    return BCryptGenRandom(NULL, data, (ULONG)len, BCRYPT_USE_SYSTEM_PREFERRED_RNG) == 0;
+}
+C
+  x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
+    bcryptprimitives.c -lbcrypt
+  echo "wine: this Wine has no bcryptprimitives.dll; the prefix got a ProcessPrng stand-in"
+fi
+started=$(date +%s)
+version=$(win --version | tr -d '\r')
+echo "wine: labflash.exe --version ran in $(($(date +%s) - started)) s"
+check "--version says $version" test "$version" = "$("$linux" --version)"
+
+head -c 3000000 /dev/urandom >image.raw
+digest=$(sha256sum image.raw | cut -d' ' -f1)
+wrong=$(printf '%064d' 0)
+check "verify of a file against its digest exits 0" status_of 0 win verify image.raw --sha256 "$digest"
+check "verify against a wrong digest exits 1" status_of 1 win verify image.raw --sha256 "$wrong"
+win --json verify image.raw --sha256 "$digest" | tr -d '\r' >verify-windows.json
+"$linux" --json verify image.raw --sha256 "$digest" >verify-linux.json
+check "verify --json is the Linux build's" cmp -s verify-windows.json verify-linux.json
+
+# fetch from a server of our own on 127.0.0.1: a digest that matches (then again, from the
+# cache) and one that does not.
+python3 -m http.server 0 --bind 127.0.0.1 >server.log 2>&1 &
+server=$!
+for _ in $(seq 50); do
+  port=$(sed -n 's/.* port \([0-9]*\) .*/\1/p' server.log)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+url=http://127.0.0.1:$port/image.raw
+check "fetch from 127.0.0.1 with the right digest exits 0" status_of 0 \
+  win fetch "$url" --sha256 "$digest" --cache-dir cache-windows
+check "fetch again, from the cache, exits 0" status_of 0 \
+  win fetch "$url" --sha256 "$digest" --cache-dir cache-windows
+check "fetch with a wrong digest exits 1" status_of 1 \
+  win fetch "$url" --sha256 "$wrong" --cache-dir cache-wrong
+# The JSON names cache paths: the same object once Windows' separators are Linux's.
+win --json fetch "$url" --sha256 "$digest" --cache-dir cache-windows \
+  | tr -d '\r' | sed 's/\\\\/\//g; s/cache-windows/cache-linux/g' >fetch-windows.json
+"$linux" --json fetch "$url" --sha256 "$digest" --cache-dir cache-linux >fetch-linux.json
+check "fetch --json is the Linux build's" cmp -s fetch-windows.json fetch-linux.json
+
+printf 'version: v1alpha1\nmachine:\n  type: controlplane\n' >user-data.yaml
+printf 'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n' >network.yaml
+cidata() { # program, output
+  "$1" --json cidata --user-data user-data.yaml --hostname cp-1 --network-config network.yaml \
+    -o "$2"
+}
+cidata win cidata-windows.img | tr -d '\r' >cidata-windows.json
+cidata "$linux" cidata-linux.img >cidata-linux.json
+check "cidata's image is byte-identical to the Linux build's" cmp cidata-windows.img cidata-linux.img
+# The JSON names the output file: the same object once that name is the same.
+sed 's/cidata-windows.img/cidata-linux.img/' cidata-windows.json >cidata-windows-renamed.json
+check "cidata --json is the Linux build's" cmp -s cidata-windows-renamed.json cidata-linux.json
+
+win --json flash image.raw --to flashed-windows.img -y --cache-dir cache-windows 2>/dev/null \
+  | tr -d '\r' >flash-windows.json
+"$linux" --json flash image.raw --to flashed-linux.img -y --cache-dir cache-linux 2>/dev/null \
+  >flash-linux.json
+check "flash to a file target writes the image and reads it back" cmp image.raw flashed-windows.img
+sed 's/flashed-windows.img/flashed-linux.img/' flash-windows.json >flash-windows-renamed.json
+check "flash --json is the Linux build's" cmp -s flash-windows-renamed.json flash-linux.json
+
+# Wine shows one disk, \\.\PhysicalDrive0, and answers no disk under C:, so labflash cannot tell
+# which disk is Windows': every fixed disk must then be a system disk, never written.
+win --json drives --all | tr -d '\r' >drives.json
+if [[ $(tr -d ' \n' <drives.json) == "[]" ]]; then
+  echo "skipped: this Wine shows no disk, so the system-disk refusal is not run"
+else
+  all_system() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(not all(x["system"] for x in d if not x["removable"]))' "$1"
+  }
+  check "drives --json lists Wine's disk as a system disk" all_system drives.json
+  check "a system disk is refused even with --allow-fixed (exit 2)" status_of 2 \
+    win flash image.raw --to '\\.\PhysicalDrive0' -y --allow-fixed --cache-dir cache-windows
+fi
+
+echo "skipped: writing, locking the volumes of and ejecting a real removable disk (Wine has none; that logic is unit-tested against recorded IOCTL answers in io/windows/)"
+exit $failed
