@@ -13,7 +13,9 @@ mod bindings_tests;
 fn main() {
     // A WebKitGTK window must not run as root (it breaks on Wayland, and a web view with root's
     // rights is the wrong place for them). Drives are opened through UDisks2 or the helper.
-    if is_root() && std::env::var_os("LABFLASH_GUI_ALLOW_ROOT").is_none() {
+    if labflash_core::io::privilege::is_root()
+        && std::env::var_os("LABFLASH_GUI_ALLOW_ROOT").is_none()
+    {
         eprintln!("labflash-gui: refusing to run as root; start it as yourself (drives are opened through UDisks2 or pkexec)");
         std::process::exit(2);
     }
@@ -67,9 +69,4 @@ fn main() {
                 }
             }
         });
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

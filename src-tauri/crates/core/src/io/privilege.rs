@@ -2,4 +2,4 @@
 //! run as one: on Linux the helper runs under pkexec from a path only root controls; Windows has
 //! no helper yet, so writing a drive there needs labflash run as administrator.
 
-pub use crate::io::sys::privilege::{helper_available, root_alone_controls};
+pub use crate::io::sys::privilege::{helper_available, is_root, root_alone_controls};

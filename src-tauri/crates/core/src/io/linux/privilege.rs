@@ -16,3 +16,8 @@ pub fn helper_available() -> Result<()> {
 pub fn root_alone_controls(meta: &Metadata) -> bool {
     meta.uid() == 0 && meta.mode() & 0o022 == 0
 }
+
+/// Whether this process runs as root (a WebKitGTK window must not).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

@@ -13,3 +13,9 @@ pub fn helper_available() -> Result<()> {
 pub fn root_alone_controls(_meta: &Metadata) -> bool {
     false
 }
+
+/// Windows has no root: an administrator's window is how the app writes drives there until
+/// labflash has an elevated helper.
+pub fn is_root() -> bool {
+    false
+}
