@@ -1,37 +1,47 @@
 #!/usr/bin/env bash
-# The Windows CLI under Wine: builds labflash.exe (x86_64-pc-windows-gnu, release: what ships,
-# and a fraction of a debug build's size) and the Linux labflash (debug, as the tests use it),
-# then runs the .exe in a fresh Wine prefix: --version; verify of a file against its digest
+# labflash on Windows, under Wine: builds what ships (src-tauri/scripts/package-windows.sh: the
+# app and the CLI for x86_64-pc-windows-gnu, release, and labflash-setup.exe) and the Linux
+# labflash (debug, as the tests use it), then in a fresh Wine prefix: installs labflash-setup.exe
+# silently and checks what it installed, and runs the installed labflash.exe: --version; verify of a file against its digest
 # (exit 0) and against a wrong one (exit 1); fetch from a server on 127.0.0.1 (right digest, the
 # cache, a wrong digest); cidata, whose image must be byte-identical to the Linux build's for the
 # same inputs; flash to a file target with read-back; each --json the same object as the Linux
-# build's; drives, where Wine's one disk must be a system disk that a flash refuses. Prints
-# "skipped: …" for what cannot run here, which never counts as passed.
+# build's; drives, where Wine's one disk must be a system disk that a flash refuses; then
+# uninstalls. Prints "skipped: …" for what cannot run here (and adds it to $LABFLASH_SKIPPED,
+# which tests/run lists), which never counts as passed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
+windows_dir=${LABFLASH_WINDOWS_TARGET_DIR:-$target_dir-windows}
 triple=x86_64-pc-windows-gnu
+skipped() { # what cannot run here, and why
+  echo "skipped: $*"
+  [[ -z ${LABFLASH_SKIPPED:-} ]] || echo "tests/windows.sh: $*" >>"$LABFLASH_SKIPPED"
+}
 
 if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
-  echo "skipped: the Rust target $triple is not installed (rustup target add $triple)"
+  skipped "everything: the Rust target $triple is not installed (rustup target add $triple)"
   exit 0
 fi
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
-  echo "skipped: no MinGW linker (apt-get install gcc-mingw-w64-x86-64)"
+  skipped "everything: no MinGW linker (apt-get install gcc-mingw-w64-x86-64)"
   exit 0
 fi
 started=$(date +%s)
-cargo build --locked --release -p labflash-cli --target "$triple"
-echo "labflash.exe: built in $(($(date +%s) - started)) s"
+setup=$(LABFLASH_WINDOWS_TARGET_DIR=$windows_dir src-tauri/scripts/package-windows.sh)
+echo "windows: the app, the CLI and the installer built in $(($(date +%s) - started)) s"
 cargo build --locked -p labflash-cli
-exe=$target_dir/$triple/release/labflash.exe
+release=$windows_dir/$triple/release
+stage=$release/bundle/stage
 linux=$target_dir/debug/labflash
-echo "labflash.exe: $(stat -c %s "$exe") bytes"
+for built in "$release/labflash.exe" "$release/labflash-gui.exe" "$stage"/*.exe "$setup"; do
+  echo "windows: ${built#"$windows_dir"/}: $(stat -c %s "$built") bytes"
+done
 
 if ! command -v wine >/dev/null; then
-  echo "skipped: Wine is not installed (apt-get install wine64): labflash.exe built but not run"
+  skipped "running it: Wine is not installed (apt-get install wine wine64): built, not run"
   exit 0
 fi
 
@@ -85,6 +95,26 @@ C
     bcryptprimitives.c -lbcrypt
   echo "wine: this Wine has no bcryptprimitives.dll; the prefix got a ProcessPrng stand-in"
 fi
+# The installer, silently, for this user: the app, the CLI, the Start-menu entry, the uninstaller
+# and its entry in Apps; the CLI tests below run the installed labflash.exe.
+programs="$WINEPREFIX/drive_c/users/$(id -un)/AppData/Local/Programs/labflash"
+start_menu="$WINEPREFIX/drive_c/users/$(id -un)/AppData/Roaming/Microsoft/Windows/Start Menu/Programs"
+uninstall_key='HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\labflash'
+check "labflash-setup.exe /S exits 0" status_of 0 wine "$setup" /S
+wineserver -w
+check "it installs the app" cmp "$stage/labflash-gui.exe" "$programs/labflash-gui.exe"
+check "it installs the WebView2 loader beside it" cmp "$stage/WebView2Loader.dll" "$programs/WebView2Loader.dll"
+check "it installs the CLI" cmp "$stage/labflash.exe" "$programs/labflash.exe"
+check "it adds a Start-menu entry" test -s "$start_menu/labflash.lnk"
+check "it adds an uninstaller" test -s "$programs/uninstall.exe"
+registered() { wine reg query "$uninstall_key" /v "$1" 2>/dev/null | tr -d '\r' | grep -q "$2"; }
+check "Apps lists it with its version" registered DisplayVersion "$("$linux" --version | cut -d' ' -f2)"
+check "Apps can remove it silently" registered QuietUninstallString 'uninstall.exe" /S'
+# Wine has no WebView2 and no PowerShell: the installer's WebView2 step ends with its warning.
+skipped "the installer's WebView2 step (download Microsoft's bootstrapper, check its signature, run it): Wine has neither WebView2 nor PowerShell, and this machine no internet"
+skipped "labflash-gui.exe's window: WebView2 does not run under Wine"
+exe=$programs/labflash.exe
+
 started=$(date +%s)
 version=$(win --version | tr -d '\r')
 echo "wine: labflash.exe --version ran in $(($(date +%s) - started)) s"
@@ -156,5 +186,12 @@ else
     win flash image.raw --to '\\.\PhysicalDrive0' -y --allow-fixed --cache-dir cache-windows
 fi
 
-echo "skipped: writing, locking the volumes of and ejecting a real removable disk (Wine has none; that logic is unit-tested against recorded IOCTL answers in io/windows/)"
+skipped "writing, locking the volumes of and ejecting a real removable disk: Wine has none (that logic is unit-tested against recorded IOCTL answers in io/windows/)"
+
+# The uninstaller removes what the installer put there (it runs from a copy of itself: wait).
+check "the uninstaller exits 0" status_of 0 wine "$programs/uninstall.exe" /S
+wineserver -w
+check "it removes the program folder" test ! -e "$programs"
+check "it removes the Start-menu entry" test ! -e "$start_menu/labflash.lnk"
+check "it removes its entry in Apps" bash -c "! wine reg query '$uninstall_key' >/dev/null 2>&1"
 exit $failed

@@ -5,7 +5,8 @@
 # suite needs (Xvfb, WebKitWebDriver, FAT and GPT tools, the tools that make the image kinds
 # labflash refuses or warns about: qemu-img, mksquashfs, xorriso, zip, systemd's UKI stub; QEMU,
 # OVMF, Debian's kernel and busybox-static for the firmware boot test, tests/boot/two_sticks.sh;
-# tauri-driver, cargo-nextest).
+# tauri-driver, cargo-nextest; for the Windows build and its tests, tests/windows.sh: MinGW,
+# Rust's x86_64-pc-windows-gnu target, Wine and NSIS).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,7 +20,8 @@ if [[ ${1:-} == --tests ]]; then
   packages+=(xvfb xauth webkit2gtk-driver dosfstools mtools gdisk util-linux e2fsprogs
     udisks2 dbus polkitd pkexec udev python3 openssl
     qemu-utils squashfs-tools xorriso zip systemd-boot-efi
-    qemu-system-x86 ovmf busybox-static cpio binutils)
+    qemu-system-x86 ovmf busybox-static cpio binutils
+    gcc-mingw-w64-x86-64 wine wine64 nsis)
   # The boot test's kernel: Debian's, or Ubuntu's under its own name.
   if grep -qs '^ID=ubuntu' /etc/os-release; then packages+=(linux-image-generic); else packages+=(linux-image-amd64); fi
 fi
@@ -49,6 +51,9 @@ if [[ -z $rust_minor || $rust_minor -lt 89 ]]; then
 fi
 if command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+  if [[ ${1:-} == --tests ]]; then
+    rustup target list --installed | grep -qx x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu
+  fi
 fi
 
 # The app's end-to-end tests drive the real window through tauri-driver (WebDriver).

@@ -3,8 +3,8 @@
 ; it writes a drive): the desktop app, the command line, a Start-menu entry and an uninstaller,
 ; and WebView2 (the window's engine) when the machine does not have it.
 ;
-; Defines given by the build script: VERSION, GUI (labflash-gui.exe), CLI (labflash.exe), ICON,
-; OUTFILE.
+; Defines given by the build script: VERSION, STAGE (the folder holding labflash-gui.exe,
+; labflash.exe and WebView2Loader.dll, which the MinGW build of the app loads), ICON, OUTFILE.
 
 Unicode true
 ; A 64-bit installer for a 64-bit program (and Wine without its 32-bit half runs it).
@@ -59,8 +59,9 @@ FunctionEnd
 Section "labflash" Main
   SectionIn RO
   SetOutPath "$INSTDIR"
-  File "/oname=labflash-gui.exe" "${GUI}"
-  File "/oname=labflash.exe" "${CLI}"
+  File "${STAGE}\labflash-gui.exe"
+  File "${STAGE}\WebView2Loader.dll"
+  File "${STAGE}\labflash.exe"
   WriteUninstaller "$INSTDIR\uninstall.exe"
 
   CreateShortCut "$SMPROGRAMS\${APP}.lnk" "$INSTDIR\labflash-gui.exe" "" "$INSTDIR\labflash-gui.exe" 0
@@ -115,6 +116,7 @@ FunctionEnd
 
 Section "Uninstall"
   Delete "$INSTDIR\labflash-gui.exe"
+  Delete "$INSTDIR\WebView2Loader.dll"
   Delete "$INSTDIR\labflash.exe"
   Delete "$INSTDIR\uninstall.exe"
   RMDir "$INSTDIR"
