@@ -151,6 +151,72 @@ win --json fetch "$url" --sha256 "$digest" --cache-dir cache-windows \
 "$linux" --json fetch "$url" --sha256 "$digest" --cache-dir cache-linux >fetch-linux.json
 check "fetch --json is the Linux build's" cmp -s fetch-windows.json fetch-linux.json
 
+# talos build (labctl's ImageBuild) against a stand-in Image Factory on 127.0.0.1: an Enterprise
+# factory's asset and its .sha256 sidecar, the only requests a build with a schematic ID makes
+# (as tests/config_cli.rs's build serves them). Its JSON names the artifacts by absolute path:
+# Wine's Z: drive is /, and the two builds write into folders of their own.
+schematic=376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba
+asset=image/$schematic/v1.13.0/nocloud-amd64.raw.xz
+mkdir -p "$(dirname "$asset")"
+xz -T1 -3 -c image.raw >"$asset"
+(cd "$(dirname "$asset")" && sha256sum nocloud-amd64.raw.xz >nocloud-amd64.raw.xz.sha256)
+for side in windows linux; do
+  mkdir -p "build-$side/configs"
+  printf 'version: v1alpha1\nmachine:\n  type: controlplane\n' >"build-$side/configs/cp-1.yaml"
+  printf 'name: cp-1\nsource:\n  factoryURL: http://127.0.0.1:%s\n  version: v1.13.0\n  schematicID: %s\n  platform: nocloud\n  arch: amd64\n  artifact: raw.xz\nconfig:\n  delivery: nocloud-cidata\n  userData:\n    path: configs/cp-1.yaml\n  metaData:\n    localHostname: cp-1\n    instanceID: cp-1\noutput:\n  dir: out\n  format: img\n' \
+    "$port" "$schematic" >"build-$side/image.yaml"
+done
+(cd build-windows && win --json talos build image.yaml --cache-dir ../cache-windows \
+  | tr -d '\r' | sed 's/\\\\/\//g; s/"Z:\//"\//g; s/build-windows/build-linux/g' >../build-windows.json)
+(cd build-linux && "$linux" --json talos build image.yaml --cache-dir ../cache-linux >../build-linux.json)
+check "talos build's boot image is the factory's image" cmp image.raw build-windows/out/talos-boot.img
+check "talos build's config image is byte-identical to the Linux build's" \
+  cmp build-windows/out/talos-cidata.img build-linux/out/talos-cidata.img
+check "talos build --json is the Linux build's" cmp -s build-windows.json build-linux.json
+
+# Ctrl-C during a download (a server that stalls after 1 MiB): the .exe stops, exits 3 and
+# leaves in its cache what the Linux build leaves (no partial file).
+cat >stall.py <<'PY'
+import http.server, sys, time
+class Stall(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(10 << 20))
+        self.end_headers()
+        self.wfile.write(b"x" * (1 << 20))
+        self.wfile.flush()
+        time.sleep(60)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+python3 stall.py >stall.port &
+staller=$!
+for _ in $(seq 50); do [[ -s stall.port ]] && break; sleep 0.1; done
+interrupted() { # side, then the command; prints the exit status and the cache's files
+  local side=$1 pid code=0
+  shift
+  "$@" fetch "http://127.0.0.1:$(cat stall.port)/disk.raw" --sha256 "$wrong" \
+    --cache-dir "stalled-$side" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    find "stalled-$side" -name '*.part' 2>/dev/null | grep -q . && break
+    sleep 0.1
+  done
+  sleep 0.5
+  # Wine turns SIGINT into the console's Ctrl-C for the program it runs.
+  pkill -INT -f "labflash(.exe)? fetch .*stalled-$side" || true
+  wait "$pid" || code=$?
+  echo "exit $code: $(cd "stalled-$side" && find . -type f | sed 's/[^/]*\.lock$/LOCK/' | sort | tr '\n' ' ')"
+}
+interrupted windows win >ctrl-c-windows.txt
+interrupted linux "$linux" >ctrl-c-linux.txt
+kill "$staller" 2>/dev/null || true
+check "Ctrl-C stops a download with exit 3 ($(cat ctrl-c-windows.txt))" grep -q '^exit 3: ' ctrl-c-windows.txt
+check "Ctrl-C leaves what the Linux build leaves" cmp -s ctrl-c-windows.txt ctrl-c-linux.txt
+
 printf 'version: v1alpha1\nmachine:\n  type: controlplane\n' >user-data.yaml
 printf 'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n' >network.yaml
 cidata() { # program, output

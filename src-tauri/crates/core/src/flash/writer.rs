@@ -976,7 +976,7 @@ impl Job<'_> {
             self.medium().drop_cache();
             let got = self
                 .medium()
-                .read_full_at(&mut buf, tail.offset)
+                .read_full_at(&mut buf[..self.pad(tail.bytes.len())], tail.offset)
                 .map_err(io_at(self.path()))?;
             if got < tail.bytes.len() || buf[..tail.bytes.len()] != tail.bytes[..] {
                 return Err(Error::ReadBackMismatch {

@@ -21,7 +21,9 @@ pub struct DriveIdentity {
     /// `major:minor` on Linux; on Windows the disk number N of `\\.\PhysicalDriveN`.
     pub devnum: String,
     /// The kernel's sequence number for this disk's media (Linux 5.15+): a new stick, or a loop
-    /// device attached anew, gets a new one even under the same name and number. None on Windows.
+    /// device attached anew, gets a new one even under the same name and number. On Windows the
+    /// device's GUID (`IOCTL_STORAGE_GET_DEVICE_NUMBER_EX`) folded to 64 bits: another device
+    /// given the same disk number has another.
     pub diskseq: Option<u64>,
     pub serial: String,
     pub size: u64,

@@ -39,7 +39,8 @@ fn bus(code: u32) -> Bus {
         12 | 13 => Bus::Mmc,
         17 => Bus::Nvme,
         2 | 3 | 11 => Bus::Sata,
-        14 | 15 => Bus::Virtual,
+        // Virtual, FileBackedVirtual (a VHD), Spaces.
+        14..=16 => Bus::Virtual,
         _ => Bus::Other,
     }
 }
@@ -73,6 +74,21 @@ pub fn device_number(bytes: &[u8]) -> io::Result<u32> {
         return Err(short("STORAGE_DEVICE_NUMBER", bytes.len()));
     }
     Ok(u32_at(bytes, 4))
+}
+
+/// The device's GUID from a `STORAGE_DEVICE_NUMBER_EX` (version, size, flags, type, number,
+/// then the GUID at 20), folded to 64 bits; `None` when it is all zeros. Windows derives it from
+/// the device's unique id, or its vendor, product and serial, and makes a random one for a
+/// device that has none: another stick given the same disk number has another GUID.
+pub fn device_guid(bytes: &[u8]) -> io::Result<Option<u64>> {
+    let guid = bytes
+        .get(20..36)
+        .ok_or_else(|| short("STORAGE_DEVICE_NUMBER_EX", bytes.len()))?;
+    if guid.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    let half = |h: &[u8]| u64::from_le_bytes(h.try_into().expect("8 bytes"));
+    Ok(Some(half(&guid[..8]) ^ half(&guid[8..])))
 }
 
 /// The disks a volume lies on, from a `VOLUME_DISK_EXTENTS`: a count, then 24-byte extents

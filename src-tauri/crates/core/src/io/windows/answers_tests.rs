@@ -44,7 +44,11 @@ fn buses_windows_names_map_to_ours() {
     assert_eq!(with_bus(14), Bus::Virtual);
     assert_eq!(with_bus(15), Bus::Virtual);
     assert_eq!(with_bus(1), Bus::Other);
-    assert_eq!(with_bus(16), Bus::Other);
+    assert_eq!(
+        with_bus(16),
+        Bus::Virtual,
+        "Storage Spaces: its disks are a pool's"
+    );
 }
 
 #[test]
@@ -125,4 +129,14 @@ fn multi_strings_split_at_nuls() {
         ["\\??\\C:\\pagefile.sys", "\\??\\D:\\swapfile.sys"]
     );
     assert!(multi_string(&[0, 0]).is_empty());
+}
+
+#[test]
+fn a_device_guid_is_read_folded_and_none_when_zero() {
+    use crate::io::windows::recorded::number_ex;
+    let guid = *b"0123456789abcdef";
+    let folded = u64::from_le_bytes(*b"01234567") ^ u64::from_le_bytes(*b"89abcdef");
+    assert_eq!(device_guid(&number_ex(2, guid)).unwrap(), Some(folded));
+    assert_eq!(device_guid(&number_ex(2, [0; 16])).unwrap(), None);
+    assert!(device_guid(&number_ex(2, guid)[..30]).is_err());
 }

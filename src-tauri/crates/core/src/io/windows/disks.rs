@@ -1,9 +1,10 @@
 //! The drive list on Windows, decided from what the machine answers: the physical disks
 //! (`\\.\PhysicalDriveN`) with their IOCTL answers, and the volumes with the disks they lie on.
 //! A disk is a system disk when a volume on it holds the Windows folder, is the EFI system
-//! partition Windows booted from, or holds a page file; when Windows' own volume cannot be found,
-//! or not placed on a disk, every disk that is not removable media counts as one, so a doubt
-//! never makes a disk writable.
+//! partition Windows booted from, or holds a page file. When any of these cannot be placed on a
+//! disk (see [`doubt`]), or Windows runs from a virtual disk (a VHD, Storage Spaces) whose
+//! physical disks are not known, every disk counts as one, removable media too: a doubt never
+//! makes a disk writable.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -22,6 +23,8 @@ pub trait Machine {
     fn alignment_descriptor(&self, disk: u32) -> io::Result<Vec<u8>>;
     /// `IOCTL_DISK_GET_LENGTH_INFO` of the disk.
     fn length_info(&self, disk: u32) -> io::Result<Vec<u8>>;
+    /// `IOCTL_STORAGE_GET_DEVICE_NUMBER_EX` of the disk (its device GUID).
+    fn device_number_ex(&self, disk: u32) -> io::Result<Vec<u8>>;
     /// Whether `IOCTL_DISK_IS_WRITABLE` fails with `ERROR_WRITE_PROTECT` (a card's lock switch).
     fn write_protected(&self, disk: u32) -> bool;
     /// Every volume Windows knows.
@@ -56,6 +59,9 @@ pub struct SystemPlaces {
     pub boot_device: Option<String>,
     /// Each page file and the volume holding it.
     pub page_files: Vec<(String, String)>,
+    /// What Windows needs that could not be placed on a volume (a page file whose volume was not
+    /// found), named for the refusal.
+    pub unplaced: Vec<String>,
 }
 
 /// `\\.\PhysicalDriveN`.
@@ -78,9 +84,10 @@ pub fn disk_number(path: &str) -> Option<u32> {
 pub fn list(machine: &dyn Machine) -> Vec<Drive> {
     let volumes = machine.volumes();
     let places = machine.system_places();
+    let doubt = doubt(machine, &volumes, &places);
     let mut drives = Vec::new();
     for disk in machine.disk_numbers() {
-        match drive(machine, disk, &volumes, &places) {
+        match drive(machine, disk, &volumes, &places, doubt.is_some()) {
             Ok(d) => drives.push(d),
             Err(e) => tracing::debug!("{} left out: {e}", disk_path(disk)),
         }
@@ -88,11 +95,45 @@ pub fn list(machine: &dyn Machine) -> Vec<Drive> {
     drives
 }
 
+/// Why labflash cannot tell the disks Windows needs from the others, if it cannot: then no
+/// disk is written.
+pub fn doubt(machine: &dyn Machine, volumes: &[Volume], places: &SystemPlaces) -> Option<String> {
+    let windows_disks = places
+        .windows_volume
+        .as_deref()
+        .map(|w| disks_of_volume(w, volumes))
+        .unwrap_or_default();
+    let virtual_disk = windows_disks.iter().any(|d| {
+        machine
+            .device_descriptor(*d)
+            .and_then(|a| answers::device_descriptor(&a))
+            .is_ok_and(|described| described.bus == Bus::Virtual)
+    });
+    let boot_placed = places.boot_device.as_deref().is_some_and(|b| {
+        volumes
+            .iter()
+            .any(|v| v.device.eq_ignore_ascii_case(b) && !v.disks().is_empty())
+    });
+    let why = if windows_disks.is_empty() {
+        "the volume holding the Windows folder could not be placed on a disk".to_string()
+    } else if virtual_disk {
+        "Windows runs from a virtual disk (a VHD or Storage Spaces) whose physical disks are not known".to_string()
+    } else if !boot_placed {
+        "the partition Windows booted from could not be placed on a disk".to_string()
+    } else if let Some(what) = places.unplaced.first() {
+        format!("{what} could not be placed on a disk")
+    } else {
+        return None;
+    };
+    Some(why)
+}
+
 fn drive(
     machine: &dyn Machine,
     disk: u32,
     volumes: &[Volume],
     places: &SystemPlaces,
+    in_doubt: bool,
 ) -> io::Result<Drive> {
     let described = answers::device_descriptor(&machine.device_descriptor(disk)?)?;
     let size = answers::length(&machine.length_info(disk)?)?;
@@ -116,16 +157,13 @@ fn drive(
             holders: Vec::new(),
         })
         .collect();
-    let removable_media = described.removable || matches!(described.bus, Bus::Usb | Bus::Mmc);
-    let windows_placed = places
-        .windows_volume
-        .as_ref()
-        .is_some_and(|w| !disks_of_volume(w, volumes).is_empty());
-    let system =
-        !system_uses(disk, volumes, places).is_empty() || (!windows_placed && !removable_media);
+    let system = in_doubt || !system_uses(disk, volumes, places).is_empty();
     let identity = DriveIdentity {
         devnum: disk.to_string(),
-        diskseq: None,
+        diskseq: machine
+            .device_number_ex(disk)
+            .and_then(|a| answers::device_guid(&a))
+            .unwrap_or(None),
         serial: described.serial.clone(),
         size,
     };
@@ -156,15 +194,19 @@ fn drive(
 pub fn system_uses(disk: u32, volumes: &[Volume], places: &SystemPlaces) -> Vec<String> {
     let mut uses = BTreeSet::new();
     for v in volumes.iter().filter(|v| v.disks().contains(&disk)) {
-        if places.windows_volume.as_deref() == Some(v.guid_path.as_str()) {
+        let same = |name: &Option<String>, as_named: &str| {
+            name.as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(as_named))
+        };
+        if same(&places.windows_volume, &v.guid_path) {
             let at = v.mount_paths.first().map_or(v.guid_path.as_str(), |m| m);
             uses.insert(format!("the Windows folder ({at})"));
         }
-        if places.boot_device.as_deref() == Some(v.device.as_str()) {
+        if same(&places.boot_device, &v.device) {
             uses.insert("the EFI system partition Windows booted from".to_string());
         }
         for (file, volume) in &places.page_files {
-            if *volume == v.guid_path {
+            if volume.eq_ignore_ascii_case(&v.guid_path) {
                 uses.insert(format!("the page file {file}"));
             }
         }

@@ -37,11 +37,15 @@ fn lists_every_disk_that_answers_with_what_an_operator_needs() {
         stick.identity,
         DriveIdentity {
             devnum: "2".into(),
-            diskseq: None,
+            diskseq: Some(
+                u64::from_le_bytes(*b"\x5e\xed\x12\x34sand") ^ u64::from_le_bytes(*b"isk-stic")
+            ),
             serial: String::new(),
             size: 30_752_000_000,
         }
     );
+    // The card reader answers no device GUID and no serial: listed, with neither.
+    assert_eq!(find(&drives, 3).identity.diskseq, None);
     let data = find(&drives, 1);
     assert_eq!((data.bus, data.serial.as_str()), (Bus::Sata, "ZFL1"));
     assert!(data.is_fixed());
@@ -89,19 +93,51 @@ fn each_system_place_alone_makes_its_disk_a_system_disk() {
     assert!(find(&list(&m), 2).system && find(&list(&m), 1).system);
 }
 
+/// A doubt about where Windows lives never makes a disk writable: then every disk, the stick
+/// and the card too, is a system disk.
 #[test]
-fn when_windows_cannot_be_found_every_fixed_disk_is_a_system_disk() {
+fn when_anything_windows_needs_cannot_be_placed_every_disk_is_a_system_disk() {
+    let every_disk = |m: &crate::io::windows::recorded::Recorded, case: &str| {
+        let system: Vec<bool> = list(m).iter().map(|d| d.system).collect();
+        assert_eq!(system, [true, true, true, true], "{case}");
+        assert!(doubt(m, &m.volumes, &m.places).is_some(), "{case}");
+    };
     let mut m = laptop();
     m.places = SystemPlaces::default();
-    let system: Vec<bool> = list(&m).iter().map(|d| d.system).collect();
-    assert_eq!(system, [true, true, false, false]);
-    // Found, but its volume's disks unreadable (as under Wine): no better.
+    every_disk(&m, "Windows not found");
+    // Found, but its volume's disks unreadable (as under Wine).
     let mut m = laptop();
     m.volumes[1].extents.clear();
-    m.places.page_files.clear();
+    every_disk(&m, "Windows' volume on no disk");
+    let mut m = laptop();
     m.places.boot_device = None;
+    every_disk(&m, "no SystemPartition");
+    let mut m = laptop();
+    m.places.boot_device = Some(r"\Device\HarddiskVolume99".into());
+    every_disk(&m, "the boot partition on no known volume");
+    let mut m = laptop();
+    m.places
+        .unplaced
+        .push(r"the page file X:\pagefile.sys".into());
+    every_disk(&m, "a page file on no known volume");
+    // Windows on a VHD (bus FileBackedVirtual): its host disk is not known.
+    let mut m = laptop();
+    m.disks[0].1.descriptor =
+        crate::io::windows::recorded::descriptor(15, false, "Virtual Disk", "");
+    every_disk(&m, "Windows on a VHD");
+    assert!(doubt(&laptop(), &laptop().volumes, &laptop().places).is_none());
+}
+
+/// Windows' names are case-insensitive: a volume named in another case is the same volume.
+#[test]
+fn system_places_named_in_another_case_are_found() {
+    let mut m = laptop();
+    m.places.windows_volume = Some(r"\\?\VOLUME{WIN-0}\".into());
+    m.places.boot_device = Some(r"\DEVICE\HARDDISKVOLUME1".into());
+    m.places.page_files = vec![(r"D:\pagefile.sys".into(), r"\\?\volume{DATA-1}\".into())];
     let system: Vec<bool> = list(&m).iter().map(|d| d.system).collect();
     assert_eq!(system, [true, true, false, false]);
+    assert_eq!(system_uses(0, &m.volumes, &m.places).len(), 2);
 }
 
 #[test]

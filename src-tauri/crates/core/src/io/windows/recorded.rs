@@ -117,6 +117,20 @@ pub struct Disk {
     pub alignment: Vec<u8>,
     pub size: u64,
     pub write_protected: bool,
+    /// The `STORAGE_DEVICE_NUMBER_EX` answer; empty: the IOCTL fails.
+    pub number_ex: Vec<u8>,
+}
+
+/// A `STORAGE_DEVICE_NUMBER_EX`: version 1, its size (40), no flags, FILE_DEVICE_DISK (7), the
+/// disk number, the device GUID, partition 0.
+pub fn number_ex(disk: u32, guid: [u8; 16]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(40);
+    for field in [1u32, 40, 0, 7, disk] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    bytes.extend_from_slice(&guid);
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes
 }
 
 /// A machine made of recorded answers; a disk without answers fails its IOCTLs.
@@ -151,6 +165,11 @@ impl Machine for Recorded {
     fn length_info(&self, disk: u32) -> std::io::Result<Vec<u8>> {
         Ok(self.disk(disk)?.size.to_le_bytes().to_vec())
     }
+    fn device_number_ex(&self, disk: u32) -> std::io::Result<Vec<u8>> {
+        Some(self.disk(disk)?.number_ex.clone())
+            .filter(|answer| !answer.is_empty())
+            .ok_or_else(|| std::io::Error::from_raw_os_error(1))
+    }
     fn write_protected(&self, disk: u32) -> bool {
         self.disk(disk).is_ok_and(|d| d.write_protected)
     }
@@ -177,6 +196,7 @@ pub fn laptop() -> Recorded {
         alignment: alignment(512, 4096),
         size,
         write_protected: false,
+        number_ex: Vec::new(),
     };
     let mut card = disk(descriptor(12, true, "SD Card", ""), 32_000_000_000);
     card.write_protected = true;
@@ -190,7 +210,13 @@ pub fn laptop() -> Recorded {
                     2_000_398_934_016,
                 ),
             ),
-            (2, disk(usb_stick(), 30_752_000_000)),
+            (
+                2,
+                Disk {
+                    number_ex: number_ex(2, *b"\x5e\xed\x12\x34sandisk-stic"),
+                    ..disk(usb_stick(), 30_752_000_000)
+                },
+            ),
             (3, card),
             (4, Disk::default()),
         ],
@@ -205,6 +231,7 @@ pub fn laptop() -> Recorded {
             windows_volume: Some(r"\\?\Volume{win-0}\".into()),
             boot_device: Some(r"\Device\HarddiskVolume1".into()),
             page_files: vec![(r"D:\pagefile.sys".into(), r"\\?\Volume{data-1}\".into())],
+            unplaced: Vec::new(),
         },
     }
 }

@@ -89,6 +89,7 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
         medium: Box::new(Disk {
             file,
             sector: logical_block_size,
+            capacity,
             _volumes: volumes,
         }),
         capacity: Some(capacity),
@@ -106,6 +107,7 @@ pub fn open_for_write(path: &Path, identity: &Identity) -> Result<Target> {
 struct Disk {
     file: File,
     sector: u32,
+    capacity: u64,
     _volumes: Vec<File>,
 }
 
@@ -124,6 +126,11 @@ impl Medium for Disk {
         crate::io::block::write_all_at(&self.file, buf, offset)
     }
     fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let on_disk = checks::on_disk(buf.len(), offset, self.capacity);
+        let buf = &mut buf[..on_disk];
+        if buf.is_empty() {
+            return Ok(0);
+        }
         self.aligned(buf.as_ptr() as usize, buf.len(), offset)?;
         crate::io::block::read_full_at(&self.file, buf, offset)
     }

@@ -37,11 +37,14 @@ pub fn chosen_drive(target: &Path, roots: &SystemRoots) -> Result<(PathBuf, Driv
 pub fn system_use(drive: &Drive) -> String {
     let machine = Win32;
     let disk = drive.identity.devnum.parse().unwrap_or(u32::MAX);
-    let uses = disks::system_uses(disk, &machine.volumes(), &machine.system_places());
-    if uses.is_empty() {
-        "a volume Windows may need: Windows' own volume could not be found, so every fixed disk counts as the system's".into()
-    } else {
-        uses.join(", ")
+    let (volumes, places) = (machine.volumes(), machine.system_places());
+    let uses = disks::system_uses(disk, &volumes, &places);
+    match disks::doubt(&machine, &volumes, &places) {
+        _ if !uses.is_empty() => uses.join(", "),
+        Some(why) => {
+            format!("{why}, so labflash cannot tell which disks Windows needs and writes none")
+        }
+        None => "a volume Windows needs".into(),
     }
 }
 

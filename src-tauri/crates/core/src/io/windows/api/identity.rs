@@ -1,5 +1,6 @@
 //! Checking an open disk or file against the identity its plan recorded, on Windows: a disk's
-//! number, serial and size as it answers now; a file's volume serial number and file index.
+//! number, device GUID, serial and size as it answers now; a file's volume serial number and
+//! file index.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -50,7 +51,10 @@ pub fn check(file: &File, path: &Path, identity: &Identity) -> Result<()> {
     let size = win32::length_info(file)
         .and_then(|l| answers::length(&l))
         .map_err(asked)?;
-    match checks::drive_differs(chosen, disk, &described.serial, size) {
+    let guid = win32::device_number_ex(file)
+        .and_then(|a| answers::device_guid(&a))
+        .unwrap_or(None);
+    match checks::drive_differs(chosen, disk, guid, &described.serial, size) {
         Some(how) => Err(drive_changed(path, &how)),
         None => Ok(()),
     }

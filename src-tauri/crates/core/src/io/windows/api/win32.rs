@@ -107,6 +107,11 @@ pub fn length_info(file: &File) -> io::Result<Vec<u8>> {
     })
 }
 
+/// The device GUID answer of an open disk (`IOCTL_STORAGE_GET_DEVICE_NUMBER_EX`, Windows 10+).
+pub fn device_number_ex(file: &File) -> io::Result<Vec<u8>> {
+    ioctl(file, ctl::IOCTL_STORAGE_GET_DEVICE_NUMBER_EX, &[], 40)
+}
+
 /// The disk number of an open disk (`IOCTL_STORAGE_GET_DEVICE_NUMBER`).
 pub fn device_number(file: &File) -> io::Result<u32> {
     answers::device_number(&ioctl(file, ctl::IOCTL_STORAGE_GET_DEVICE_NUMBER, &[], 12)?)
@@ -161,6 +166,9 @@ impl Machine for Win32 {
     fn length_info(&self, disk: u32) -> io::Result<Vec<u8>> {
         length_info(&Self::disk(disk)?)
     }
+    fn device_number_ex(&self, disk: u32) -> io::Result<Vec<u8>> {
+        device_number_ex(&Self::disk(disk)?)
+    }
     fn write_protected(&self, disk: u32) -> bool {
         Self::disk(disk)
             .and_then(|f| ioctl(&f, ctl::IOCTL_DISK_IS_WRITABLE, &[], 0))
@@ -174,18 +182,24 @@ impl Machine for Win32 {
         // SAFETY: the buffer is valid for its length.
         let len = unsafe { GetSystemWindowsDirectoryW(folder.as_mut_ptr(), 260) } as usize;
         let windows = (len > 0 && len < 260).then(|| from_wide(&folder));
-        let page_files = registry_multi(
+        let (mut page_files, mut unplaced) = (Vec::new(), Vec::new());
+        for file in registry_multi(
             r"SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management",
             "ExistingPageFiles",
         )
         .iter()
         .map(|name| page_file_path(name))
-        .filter_map(|file| volume_of(Path::new(&file)).map(|v| (file, v)))
-        .collect();
+        {
+            match volume_of(Path::new(&file)) {
+                Some(volume) => page_files.push((file, volume)),
+                None => unplaced.push(format!("the page file {file}")),
+            }
+        }
         SystemPlaces {
             windows_volume: windows.and_then(|w| volume_of(Path::new(&w))),
             boot_device: registry_string(r"SYSTEM\Setup", "SystemPartition"),
             page_files,
+            unplaced,
         }
     }
 }
