@@ -60,6 +60,22 @@ pub fn sector_sizes(bytes: &[u8]) -> io::Result<(u32, u32)> {
     Ok((logical, physical))
 }
 
+/// The sector size from a `DISK_GEOMETRY_EX` (its `DISK_GEOMETRY`'s `BytesPerSector`, at 20):
+/// what a disk that does not answer the alignment query still says.
+pub fn geometry_sector(bytes: &[u8]) -> io::Result<u32> {
+    let raw = bytes
+        .get(20..24)
+        .ok_or_else(|| short("DISK_GEOMETRY_EX", bytes.len()))?;
+    let sector = u32::from_le_bytes(raw.try_into().expect("4 bytes"));
+    if !sector.is_power_of_two() || sector < 512 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the disk reports {sector}-byte sectors"),
+        ));
+    }
+    Ok(sector)
+}
+
 /// The size in bytes from a `GET_LENGTH_INFORMATION`.
 pub fn length(bytes: &[u8]) -> io::Result<u64> {
     let raw = bytes

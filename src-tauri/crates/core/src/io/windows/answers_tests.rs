@@ -140,3 +140,17 @@ fn a_device_guid_is_read_folded_and_none_when_zero() {
     assert_eq!(device_guid(&number_ex(2, [0; 16])).unwrap(), None);
     assert!(device_guid(&number_ex(2, guid)[..30]).is_err());
 }
+
+#[test]
+fn a_geometry_s_sector_size_is_read_and_nonsense_refused() {
+    let geometry = |sector: u32| {
+        let mut bytes = vec![0u8; 32];
+        bytes[20..24].copy_from_slice(&sector.to_le_bytes());
+        bytes
+    };
+    assert_eq!(geometry_sector(&geometry(4096)).unwrap(), 4096);
+    assert_eq!(geometry_sector(&geometry(512)).unwrap(), 512);
+    assert!(geometry_sector(&geometry(0)).is_err());
+    assert!(geometry_sector(&geometry(520)).is_err());
+    assert!(geometry_sector(&geometry(4096)[..22]).is_err());
+}

@@ -63,12 +63,14 @@ pub fn on_disk(len: usize, offset: u64, capacity: u64) -> usize {
     capacity.saturating_sub(offset).min(len as u64) as usize
 }
 
-/// The refusal of a drive this user may not write: on Windows, only an administrator may.
-/// (Elevating from labflash itself, with one UAC prompt per flash, is yet to come.)
-pub fn administrator_needed(target: &str) -> Error {
+/// The refusal of a drive this user may not write (or, `reading`, read: a `verify` of a disk):
+/// on Windows, only an administrator may. (Elevating from labflash itself, with one UAC prompt
+/// per flash, is yet to come.)
+pub fn administrator_needed(target: &str, reading: bool) -> Error {
+    let what = if reading { "reading" } else { "writing" };
     Error::Permission {
         target: target.to_string(),
-        detail: "writing a drive on Windows needs administrator rights: run labflash as administrator (right-click the terminal or the app, Run as administrator)".into(),
+        detail: format!("{what} a drive on Windows needs administrator rights: run labflash as administrator (right-click the terminal or the app, Run as administrator)"),
     }
 }
 
@@ -168,11 +170,14 @@ mod tests {
 
     #[test]
     fn the_elevation_refusal_says_what_to_do() {
-        let err = administrator_needed(r"\\.\PhysicalDrive2");
+        let err = administrator_needed(r"\\.\PhysicalDrive2", false);
         assert!(matches!(err, Error::Permission { .. }), "{err}");
         assert!(
-            err.to_string().contains("run labflash as administrator"),
+            err.to_string().contains("writing a drive")
+                && err.to_string().contains("run labflash as administrator"),
             "{err}"
         );
+        let reading = administrator_needed(r"\\.\PhysicalDrive2", true).to_string();
+        assert!(reading.contains("reading a drive"), "{reading}");
     }
 }

@@ -15,8 +15,13 @@ use crate::io::windows::answers;
 /// their reads come from the medium; Windows cannot drop one file's cached pages on demand.
 pub fn drop_cache(_file: &File) {}
 
+/// The disk's logical sector size: from its alignment descriptor, else its geometry (a 4Kn disk
+/// taken for 512-byte sectors would fail its last unbuffered write).
 pub fn logical_block_size(file: &File) -> io::Result<u32> {
-    answers::sector_sizes(&win32::alignment_descriptor(file)?).map(|(logical, _)| logical)
+    win32::alignment_descriptor(file)
+        .and_then(|a| answers::sector_sizes(&a))
+        .map(|(logical, _)| logical)
+        .or_else(|_| answers::geometry_sector(&win32::geometry(file)?))
 }
 
 /// The size of a disk (`IOCTL_DISK_GET_LENGTH_INFO`), or of a regular file.

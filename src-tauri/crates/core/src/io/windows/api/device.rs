@@ -144,13 +144,18 @@ impl Medium for Disk {
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
+    open_error_for(path, e, false)
+}
+
+/// Why `path` could not be opened, for writing or (`reading`) for reading.
+fn open_error_for(path: &Path, e: io::Error, reading: bool) -> Error {
     let refused = |reason: &str| Error::Refused {
         target: path.display().to_string(),
         reason: reason.into(),
     };
     match e.raw_os_error().map(|c| c as u32) {
         Some(ERROR_ACCESS_DENIED) if disk_of(path).is_some() => {
-            checks::administrator_needed(&path.display().to_string())
+            checks::administrator_needed(&path.display().to_string(), reading)
         }
         Some(ERROR_FILE_EXISTS) => refused("a file appeared at its path since it was chosen"),
         Some(ERROR_SHARING_VIOLATION) => refused("it is busy: another program has it open"),
@@ -174,7 +179,7 @@ pub fn open_for_read(path: &Path) -> Result<(File, bool)> {
             tracing::info!(path = %path.display(), "unbuffered reads are refused here; reading through the cache");
             Ok((open(0).map_err(|e| Error::io(path, e))?, false))
         }
-        Err(e) => Err(open_error(path, e)),
+        Err(e) => Err(open_error_for(path, e, true)),
     }
 }
 

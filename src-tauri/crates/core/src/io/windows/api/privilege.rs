@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::io::windows::checks::administrator_needed;
 
 pub fn helper_available() -> Result<()> {
-    Err(administrator_needed("the drives"))
+    Err(administrator_needed("the drives", false))
 }
 
 /// No helper is ever run from a path on Windows.

@@ -99,12 +99,16 @@ pub fn alignment_descriptor(file: &File) -> io::Result<Vec<u8>> {
 /// `DiskSize` (after the 24-byte `DISK_GEOMETRY`), which any user may ask.
 pub fn length_info(file: &File) -> io::Result<Vec<u8>> {
     ioctl(file, ctl::IOCTL_DISK_GET_LENGTH_INFO, &[], 8).or_else(|_| {
-        let geometry = ioctl(file, ctl::IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)?;
-        geometry
+        geometry(file)?
             .get(24..32)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
     })
+}
+
+/// A `DISK_GEOMETRY_EX` answer (`IOCTL_DISK_GET_DRIVE_GEOMETRY_EX`), which any user may ask.
+pub fn geometry(file: &File) -> io::Result<Vec<u8>> {
+    ioctl(file, ctl::IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)
 }
 
 /// The device GUID answer of an open disk (`IOCTL_STORAGE_GET_DEVICE_NUMBER_EX`, Windows 10+).
@@ -253,7 +257,9 @@ fn volume(guid_path: &str) -> Volume {
                 &f,
                 fs::IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS,
                 &[],
-                8 + 24 * 32,
+                // Room for 1024 extents: a smaller answer than the volume's fails whole
+                // (ERROR_MORE_DATA), and the volume would seem to lie on no disk.
+                8 + 24 * 1024,
             )
         })
         .unwrap_or_default();
