@@ -86,11 +86,6 @@ impl Layout {
         self.gpt.cidata_offset
     }
 
-    /// The boot image as fetched or given (its digest is the one the operator confirms).
-    pub fn boot(&self) -> &Image {
-        &self.boot
-    }
-
     pub fn config_sha256(&self) -> Sha256Digest {
         self.cidata.sha256
     }
