@@ -127,9 +127,13 @@ impl Gui {
                 // A first launch each time: the webview's storage (the window's settings) and the
                 // app's settings live beside this test's cache, not in root's home.
                 let home = cache.with_file_name("home");
+                // Its temporary folders too (a lab's config images): the app is killed at the
+                // end, not closed, so it cannot remove them itself.
+                std::fs::create_dir_all(home.join("tmp")).unwrap();
                 c.env("LABFLASH_GUI_ALLOW_ROOT", "1")
                     .env("XDG_DATA_HOME", home.join("data"))
-                    .env("XDG_CONFIG_HOME", home.join("config"));
+                    .env("XDG_CONFIG_HOME", home.join("config"))
+                    .env("TMPDIR", home.join("tmp"));
                 c
             }
             Some(u) => {
@@ -138,6 +142,7 @@ impl Gui {
                 c.args(["-u", &u.name, "--", "env"])
                     .arg(format!("HOME={}", u.home.display()))
                     .arg(format!("XDG_RUNTIME_DIR={}", u.home.display()))
+                    .arg(format!("TMPDIR={}", u.home.display()))
                     .arg(format!("LABFLASH_HELPER={}", u.helper.display()))
                     .arg(u.bin.join("tauri-driver"));
                 c
