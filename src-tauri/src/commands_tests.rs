@@ -852,6 +852,8 @@ async fn a_lab_from_the_window_writes_every_node_with_its_own_config() {
         );
     }
     eject_all(&app, &[&sticks[0], &sticks[1]]).await;
+    // The mock app is never dropped: its lab's config images go as the app's exit takes them.
+    app.state::<App>().forget_labs();
 }
 
 /// A drive re-attached while the lab's confirmation is shown (same name and number, a new disk
@@ -891,6 +893,8 @@ async fn a_lab_drive_that_changes_mid_confirmation_is_refused() {
     };
     assert!(refused.contains("changed since you chose it"), "{refused}");
     assert!(sticks[1].holds_only(0x55), "nothing written to the new one");
+    // The mock app is never dropped: its lab's config images go as the app's exit takes them.
+    app.state::<App>().forget_labs();
 }
 
 /// A lab of a Talos v1.11 amd64 image (issue 12098: cidata is not read on the boot stick): the
@@ -943,6 +947,8 @@ async fn a_lab_whose_release_needs_two_sticks_per_node() {
     // Every stick this window flashed may be ejected, the config sticks too.
     let every: Vec<&Loop> = boots.iter().chain(&configs).collect();
     eject_all(&app, &every).await;
+    // The mock app is never dropped: its lab's config images go as the app's exit takes them.
+    app.state::<App>().forget_labs();
 }
 
 /// A lab's config images live as long as the window holds the lab: loading another lab removes
