@@ -46,7 +46,8 @@ if ! command -v wine >/dev/null; then
 fi
 
 work=$(mktemp -d /tmp/labflash-windows.XXXXXX)
-export WINEPREFIX=$work/prefix WINEDEBUG=-all
+# Wine keeps its server's socket folder in TMPDIR: here, so it goes with the rest.
+export WINEPREFIX=$work/prefix WINEDEBUG=-all TMPDIR=$work
 server=
 cleanup() {
   [[ -z $server ]] || kill "$server" 2>/dev/null || true
