@@ -39,36 +39,26 @@ pub fn layout(
     sector: u64,
     cancel: &CancellationToken,
 ) -> Result<Layout> {
-    let unreadable = |e: io::Error| {
-        Error::BadInput(format!(
+    let (sha256, len) = crate::fetch::digest::hash_file(
+        cidata_path,
+        crate::progress::Stage::HashImage,
+        cancel,
+        &crate::progress::NoProgress,
+    )
+    .map_err(|e| match e {
+        Error::Cancelled => e,
+        e => Error::BadInput(format!(
             "cannot read the config image {}: {e}",
             cidata_path.display()
-        ))
-    };
-    let mut file = File::open(cidata_path).map_err(unreadable)?;
-    let (mut hasher, mut len, mut buf) = (Sha256::new(), 0u64, vec![0u8; crate::IO_CHUNK]);
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        match file.read(&mut buf).map_err(unreadable)? {
-            0 => break,
-            n => {
-                hasher.update(&buf[..n]);
-                len += n as u64;
-            }
-        }
-    }
+        )),
+    })?;
     if len == 0 {
         return Err(Error::BadInput(format!(
             "the config image {} is empty",
             cidata_path.display()
         )));
     }
-    let cidata = Cidata {
-        len,
-        sha256: Sha256Digest::of_hasher(hasher),
-    };
+    let cidata = Cidata { len, sha256 };
     let mut start = vec![0u8; (1 << 20).min(boot.size) as usize];
     File::open(&boot.path)
         .and_then(|mut f| f.read_exact(&mut start))
