@@ -481,11 +481,13 @@ fn two_targets_where_one_fails_the_other_finishes() {
         .unwrap()
         .set_len(32 * MIB)
         .unwrap();
+    let lock = common::loopdev::LoopLock::take();
     let out = Command::new("losetup")
         .args(["-f", "--show"])
         .arg(&sparse)
         .output()
         .unwrap();
+    drop(lock);
     let failing = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
     let run = b.flash(&img, &["--to", good.path_str(), "--to", &failing, "--yes"]);
@@ -1310,18 +1312,7 @@ fn a_drive_that_changed_after_it_was_planned_is_refused() {
     // The stick is pulled during the prompt and another takes its number.
     let other = b.path("other.img");
     std::fs::write(&other, vec![0x55u8; 4 * MIB as usize]).unwrap();
-    let detach = Command::new("losetup")
-        .arg("-d")
-        .arg(&dev.path)
-        .status()
-        .unwrap();
-    assert!(detach.success());
-    let attach = Command::new("losetup")
-        .arg(&dev.path)
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(attach.success());
+    let swapped = dev.reattach(Path::new(&other));
 
     let err = flash::open_targets(&plan.targets, &roots)
         .err()
@@ -1330,7 +1321,7 @@ fn a_drive_that_changed_after_it_was_planned_is_refused() {
         err.to_string().contains("changed since you chose it"),
         "{err}"
     );
-    let _ = Command::new("losetup").arg("-d").arg(&dev.path).status();
+    drop(swapped);
     assert!(std::fs::read(&other).unwrap().iter().all(|b| *b == 0x55));
     assert!(std::fs::read(&dev.backing)
         .unwrap()

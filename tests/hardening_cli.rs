@@ -147,28 +147,6 @@ fn assert_changed(dev: &Path, old: &DriveIdentity, how: &str) {
     );
 }
 
-/// Detaches `dev` and attaches its node to `backing` (of the same size or not): the node's number
-/// stays, the kernel gives it a new diskseq. `None` when another process took the free node in
-/// between (tests run in parallel).
-fn reattach(dev: &LoopDev, backing: &Path) -> Option<LoopDev> {
-    let detach = Command::new("losetup")
-        .arg("-d")
-        .arg(&dev.path)
-        .status()
-        .unwrap();
-    assert!(detach.success());
-    let attach = Command::new("losetup")
-        .arg(&dev.path)
-        .arg(backing)
-        .status()
-        .unwrap();
-    attach.success().then(|| LoopDev {
-        path: dev.path.clone(),
-        backing: backing.to_path_buf(),
-        size: std::fs::metadata(backing).unwrap().len(),
-    })
-}
-
 /// The open itself compares the descriptor with the identity the operator chose, whatever the
 /// drive list says in between: another node (device number), the same node attached anew
 /// (diskseq), the same attachment grown (size). The drive list is bypassed: each comparison is
@@ -192,24 +170,15 @@ fn the_opened_drive_is_compared_with_the_chosen_identity() {
     );
 
     // diskseq: the same node detached and attached to another file of the same size.
-    let mut reattached = None;
-    for _ in 0..5 {
-        let dev = LoopDev::new(dir.path(), 4 * MIB, 512, 0x33);
-        let old = listed_identity(&dev.path);
-        assert!(
-            old.diskseq.is_some(),
-            "this kernel gives no diskseq (Linux 5.15+)"
-        );
-        let other = dir
-            .path()
-            .join(format!("other-{}.img", old.diskseq.unwrap()));
-        std::fs::write(&other, vec![0x44u8; 4 * MIB as usize]).unwrap();
-        if let Some(new) = reattach(&dev, &other) {
-            reattached = Some((old, new));
-            break;
-        }
-    }
-    let (old, new) = reattached.expect("the node was taken each time it was free");
+    let dev = LoopDev::new(dir.path(), 4 * MIB, 512, 0x33);
+    let old = listed_identity(&dev.path);
+    assert!(
+        old.diskseq.is_some(),
+        "this kernel gives no diskseq (Linux 5.15+)"
+    );
+    let other = dir.path().join("other.img");
+    std::fs::write(&other, vec![0x44u8; 4 * MIB as usize]).unwrap();
+    let new = dev.reattach(&other);
     let now = listed_identity(&new.path);
     assert_eq!((&now.devnum, now.size), (&old.devnum, old.size));
     assert_ne!(now.diskseq, old.diskseq);

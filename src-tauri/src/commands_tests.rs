@@ -46,6 +46,16 @@ fn can_attach_loops() -> bool {
     root
 }
 
+/// Held by every loop setup of the tests, which run in parallel processes (tests/common/loopdev.rs
+/// takes the same lock): `losetup -f` takes the lowest free node, so a test that detaches a node
+/// to attach it anew must keep the others out in between.
+fn loop_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::create("/tmp/labflash-tests-losetup.lock").expect("the loop lock");
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    f
+}
+
 fn losetup(args: &[&str]) -> String {
     let out = Command::new("losetup")
         .args(args)
@@ -69,7 +79,9 @@ impl Loop {
     fn new(dir: &Path, name: &str, size: usize, fill: u8) -> Loop {
         let backing = dir.join(name);
         std::fs::write(&backing, vec![fill; size]).unwrap();
+        let lock = loop_lock();
         let path = losetup(&["-f", "--show", backing.to_str().unwrap()]).into();
+        drop(lock);
         Loop { path, backing }
     }
 
@@ -83,7 +95,22 @@ impl Loop {
         let size = std::fs::metadata(&self.backing).unwrap().len() as usize;
         let backing = self.backing.with_file_name(name);
         std::fs::write(&backing, vec![fill; size]).unwrap();
+        let _lock = loop_lock();
         losetup(&["-d", &self.path()]);
+        // A detach while another process has the node open (udev's blkid, when the UDisks2 test
+        // runs udevd) takes effect at its close: until then the attach is refused as busy.
+        for _ in 0..50 {
+            let attach = Command::new("losetup")
+                .arg(&self.path)
+                .arg(&backing)
+                .output()
+                .expect("losetup");
+            if attach.status.success() {
+                self.backing = backing;
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         losetup(&[&self.path(), backing.to_str().unwrap()]);
         self.backing = backing;
     }

@@ -39,11 +39,13 @@ impl LoopDev {
             at += n as u64;
         }
         f.sync_all().unwrap();
+        let lock = LoopLock::take();
         let out = Command::new("losetup")
             .args(["-f", "--show", "--sector-size", &sector_size.to_string()])
             .arg(&backing)
             .output()
             .expect("losetup");
+        drop(lock);
         assert!(
             out.status.success(),
             "losetup: {}",
@@ -103,6 +105,40 @@ impl LoopDev {
         buf
     }
 
+    /// Detaches it and attaches its node to `backing`: the node's number stays, the kernel gives
+    /// it a new diskseq. Loop setups of other tests wait meanwhile (see `LoopLock`).
+    pub fn reattach(&self, backing: &Path) -> LoopDev {
+        let _lock = LoopLock::take();
+        let detach = Command::new("losetup").arg("-d").arg(&self.path).output();
+        assert!(detach.is_ok_and(|o| o.status.success()), "losetup -d");
+        // A detach while another process has the node open (udev's blkid, when the UDisks2 test
+        // runs udevd) only takes effect at its close: the attach is refused as busy until then.
+        let mut tries = 0;
+        loop {
+            let attach = Command::new("losetup")
+                .arg(&self.path)
+                .arg(backing)
+                .output()
+                .expect("losetup");
+            if attach.status.success() {
+                break;
+            }
+            tries += 1;
+            assert!(
+                tries < 50,
+                "losetup {}: {}",
+                self.path.display(),
+                String::from_utf8_lossy(&attach.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        LoopDev {
+            path: self.path.clone(),
+            backing: backing.to_path_buf(),
+            size: std::fs::metadata(backing).unwrap().len(),
+        }
+    }
+
     /// Whether the device still is this loop device: ejecting detaches it, and its number may
     /// then be another test's device.
     pub fn attached(&self) -> bool {
@@ -125,6 +161,21 @@ impl Drop for LoopDev {
         }
         let _ = Command::new("umount").arg("-l").arg(&self.path).output();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
+    }
+}
+
+/// Held by every loop setup of these tests, which run in parallel processes: `losetup -f` takes
+/// the lowest free node, so without it a test that detaches a node to attach it anew can see
+/// another test take the node in between.
+pub struct LoopLock(File);
+
+impl LoopLock {
+    pub fn take() -> LoopLock {
+        let f = File::create("/tmp/labflash-tests-losetup.lock").expect("the loop lock file");
+        use std::os::fd::AsRawFd;
+        // Released when the file is closed (dropped).
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        LoopLock(f)
     }
 }
 
