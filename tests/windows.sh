@@ -253,6 +253,26 @@ else
     win flash image.raw --to '\\.\PhysicalDrive0' -y --allow-fixed --cache-dir cache-windows
 fi
 
+# The elevated helper (io/windows/api/privilege.rs): the engine's tests of it, built for Windows
+# and run here against the installed labflash.exe. It is started through ShellExecuteEx's "runas"
+# (Wine starts it without a UAC prompt), takes the two pipes the test made, reads the request
+# from one and answers on the other: a refusal of Wine's system disk, exit 2.
+unit=$(CARGO_TARGET_DIR=$windows_dir cargo test --manifest-path "$repo/Cargo.toml" --locked --no-run \
+  --target "$triple" -p labflash-core --lib --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("profile", {}).get("test") and m.get("executable"): print(m["executable"])')
+helper_tests() {
+  LABFLASH_HELPER=$(winepath -w "$exe") wine "$unit" io::windows::api::privilege --test-threads=1 \
+    >helper-tests.log 2>&1
+  local passed
+  passed=$(tr -d '\r' <helper-tests.log | grep -c ' \.\.\. ok$')
+  [[ $passed == 2 ]] || { cat helper-tests.log >&2; return 1; }
+}
+check "the helper, started elevated, answers through its pipes" helper_tests
+skipped "the UAC prompt itself (accepted, declined): Wine starts an elevated program without one"
+
 skipped "writing, locking the volumes of and ejecting a real removable disk: Wine has none (that logic is unit-tested against recorded IOCTL answers in io/windows/)"
 
 # The uninstaller removes what the installer put there (it runs from a copy of itself: wait).

@@ -65,12 +65,16 @@ enum Command {
     Incus(incus::IncusCommand),
     /// Build the NoCloud config image (FAT, label CIDATA) holding a Talos machine config.
     Cidata(cidata::CidataArgs),
-    /// The privileged helper, run by `flash` through pkexec; speaks over stdin/stdout only.
+    /// The privileged helper, run by `flash` behind the system's prompt (pkexec, UAC); speaks
+    /// over stdin/stdout, or on Windows the named pipes the app made for it.
     #[command(hide = true)]
     Helper {
         /// A drive the request may write (shown in polkit's prompt); repeated for each.
         #[arg(long = "target", value_name = "DRIVE")]
         targets: Vec<std::path::PathBuf>,
+        /// Windows: the name of the app's pipes (`NAME-request`, `NAME-answer`).
+        #[arg(long, value_name = "NAME")]
+        pipe: Option<String>,
     },
 }
 
@@ -98,17 +102,12 @@ fn main() -> ExitCode {
             Command::Cidata(args) => cidata::run(args, &out),
             Command::Talos(command) => talos::run(command, &out, &cancel).await,
             Command::Incus(command) => incus::run(command, &out, &cancel).await,
-            Command::Helper { targets } => {
-                let served = labflash_core::flash::helper::serve(
-                    // A stalled pipe must not outlast a cancel (SIGTERM).
-                    labflash_core::io::cancellable::CancellableInput::new(
-                        std::io::stdin(),
-                        cancel.clone(),
-                    ),
-                    std::io::stdout(),
-                    &targets,
-                    &cancel,
-                );
+            Command::Helper { targets, pipe } => {
+                let served =
+                    labflash_core::io::privilege::serving_streams(pipe.as_deref(), &cancel)
+                        .and_then(|(input, output)| {
+                            labflash_core::flash::helper::serve(input, output, &targets, &cancel)
+                        });
                 match served {
                     Ok(reports) => ExitCode::from(flash::exit_code(&reports)),
                     Err(e) => out.fail(e.into()),

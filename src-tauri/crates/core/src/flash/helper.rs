@@ -1,25 +1,26 @@
 //! The privileged helper, for machines where the user may neither open a drive nor reach UDisks2:
-//! the front end starts `pkexec /usr/libexec/labflash/labflash helper --target /dev/sdb …` and the
-//! two talk over the helper's stdin and stdout only, never a socket. First line in: the request
-//! (JSON); then the image's bytes. Lines out: progress, then the result.
+//! the front end starts `labflash helper --target DRIVE …` behind the system's prompt (Linux:
+//! `pkexec /usr/libexec/labflash/labflash`; Windows: UAC, see `io::privilege`) and the two talk
+//! over two byte streams of the helper's own (its stdin and stdout; Windows' named pipes), never a
+//! socket. First line in: the request (JSON); then the image's bytes. Lines out: progress, then
+//! the result.
 //!
-//! It runs as root on an unprivileged process's word, so it trusts nothing of it: it writes only
-//! whole-disk block devices named by their own path (no regular file, no missing path, no
+//! It runs as root (administrator) on an unprivileged process's word, so it trusts nothing of it:
+//! it writes only whole disks named by their own path (no regular file, no missing path, no
 //! symlink, no partition), each matched by identity (device number, diskseq, serial, size) and
 //! re-approved with every rule; the targets on its command line (which polkit's prompt shows)
-//! must be the request's; it reads the image from its stdin, so it opens no file on the user's
-//! behalf, and checks the bytes against the digest while writing them. The front end starts it
-//! only from a root-owned path that neither group nor others can write (see [`installed`]).
+//! must be the request's; it reads the image from its input, so it opens no file on the user's
+//! behalf, and checks the bytes against the digest while writing them. On Linux the front end
+//! starts it only from a root-owned path that neither group nor others can write.
 //!
 //! The request carries the front end's [`PROTOCOL`] and labflash version. A request of another
 //! protocol, or with a field this helper does not know (at any depth), is refused before anything
 //! is opened, naming both versions: a helper that skipped what it does not understand would write
 //! a drive on half a request. Every refusal is answered as a `failed` message, so the front end
-//! tells the helper's word from pkexec's.
+//! tells the helper's word from its launcher's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -30,10 +31,11 @@ use crate::flash::{self, Privilege, Writing};
 use crate::image::{Image, Tail};
 use crate::io::device::Access;
 use crate::io::drives::SystemRoots;
+use crate::io::privilege::HelperProcess;
 use crate::progress::{Progress, ProgressSink};
 use crate::CancellationToken;
 
-/// The subcommand the front end runs under pkexec.
+/// The subcommand the front end runs behind the system's prompt.
 pub const SUBCOMMAND: &str = "helper";
 
 /// The version of the request and the answers. Whole numbers from 1 (a request without one
@@ -79,47 +81,6 @@ enum Message {
 struct Outcome {
     report: TargetReport,
     kind: Option<ErrorKind>,
-}
-
-/// Where the package installs the helper (the `labflash` binary), and the path its polkit action
-/// names.
-pub const INSTALLED: &str = "/usr/libexec/labflash/labflash";
-
-/// The helper to run under pkexec: `/usr/libexec/labflash/labflash` (or `$LABFLASH_HELPER`), only
-/// if it and every folder above it belong to root and neither group nor others can write them.
-/// Otherwise any process of the user could replace it before the next password prompt.
-pub fn installed() -> Result<PathBuf> {
-    crate::io::privilege::helper_available()?;
-    let path = std::env::var_os("LABFLASH_HELPER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(INSTALLED));
-    let not_installed = |why: String| {
-        Error::Permission {
-        target: "the drives".into(),
-        detail: format!(
-            "labflash's privileged helper is not installed safely ({why}): install the labflash package, which puts it in {INSTALLED}, or run labflash as root"
-        ),
-    }
-    };
-    if !path.is_absolute() {
-        return Err(not_installed(format!(
-            "{} is not an absolute path",
-            path.display()
-        )));
-    }
-    let mut at = Some(path.as_path());
-    while let Some(p) = at {
-        let meta = std::fs::symlink_metadata(p)
-            .map_err(|e| not_installed(format!("{}: {e}", p.display())))?;
-        if !crate::io::privilege::root_alone_controls(&meta) || meta.file_type().is_symlink() {
-            return Err(not_installed(format!(
-                "{} is not root's alone",
-                p.display()
-            )));
-        }
-        at = p.parent();
-    }
-    Ok(path)
 }
 
 /// The helper's side: serves one flash over `input`/`output` (its stdin and stdout) and answers
@@ -333,7 +294,7 @@ fn serve_request(
     )
 }
 
-/// The front end's side: runs the installed helper through pkexec, feeds it the image file,
+/// The front end's side: starts the helper behind the system's prompt, feeds it the image file,
 /// relays its progress, and returns its reports. Cancelling stops feeding the image; the helper
 /// then stops.
 pub fn run_privileged(
@@ -344,42 +305,36 @@ pub fn run_privileged(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
-    let program = installed()?;
     let request = request_for(plan, privilege, flash_options);
-    tracing::info!("no direct or UDisks2 access to the targets; asking pkexec to run the helper");
-    let mut command = Command::new("pkexec");
-    command.arg(&program).arg(SUBCOMMAND);
+    let mut args = vec![SUBCOMMAND.to_string()];
     for t in &request.targets {
-        command.arg("--target").arg(&t.path);
+        args.push("--target".into());
+        args.push(t.path.display().to_string());
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Permission {
+    let helper = crate::io::privilege::start_helper(&args, cancel).map_err(|e| match e {
+        Error::Permission { detail, .. } => Error::Permission {
             target: describe_targets(plan),
-            detail: format!("pkexec could not be started: {e}"),
-        })?;
-    let stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+            detail,
+        },
+        e => e,
+    })?;
     let request_line = serde_json::to_string(&request).expect("the request serializes");
+    let (input, output, mut said) = (helper.input, helper.output, helper.said);
 
     let (result, said) = std::thread::scope(|scope| {
-        // pkexec's own words (no agent, dismissed prompt), kept for the error's details.
+        // The launcher's own words (no agent, dismissed prompt), kept for the error's details.
         let said = scope.spawn(move || {
             let mut text = String::new();
-            let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
+            let _ = (&mut said).take(64 << 10).read_to_string(&mut text);
             text
         });
-        scope.spawn(move || feed(stdin, &request_line, image, cancel));
-        let outcome = read_answer(stdout, plan, progress);
+        scope.spawn(move || feed(input, &request_line, image, cancel));
+        let outcome = read_answer(output, plan, progress);
         (outcome, said.join().unwrap_or_default())
     });
-    let status = child.wait().map_err(|e| Error::io(&program, e))?;
+    let status = helper.process.wait()?;
     if !said.trim().is_empty() {
-        tracing::info!("pkexec and the helper said: {}", said.trim());
+        tracing::info!("the helper's launcher and the helper said: {}", said.trim());
     }
     match result {
         Some(Ok(mut reports)) => {
@@ -394,7 +349,7 @@ pub fn run_privileged(
         Some(Err(e)) => Err(e),
         None => Err(Error::Permission {
             target: describe_targets(plan),
-            detail: no_answer(status.code(), said.trim()),
+            detail: HelperProcess::no_answer(status, said.trim()),
         }),
     }
 }
@@ -431,7 +386,7 @@ fn request_for(plan: &Writing, privilege: &Privilege, flash_options: &FlashOptio
 
 /// Sends the helper its request, then the image, until the image ends or the flash is cancelled.
 fn feed(
-    mut stdin: ChildStdin,
+    mut stdin: Box<dyn Write + Send>,
     request_line: &str,
     image: &mut (dyn Read + Send),
     cancel: &CancellationToken,
@@ -452,9 +407,9 @@ fn feed(
 }
 
 /// Relays the helper's progress and returns its last word: the reports, or its failure; none
-/// when it said nothing (pkexec did not run it, or it died).
+/// when it said nothing (it was never run, or it died).
 fn read_answer(
-    stdout: ChildStdout,
+    stdout: Box<dyn Read + Send>,
     plan: &Writing,
     progress: &dyn ProgressSink,
 ) -> Option<Result<Vec<TargetReport>>> {
@@ -490,28 +445,6 @@ fn read_answer(
     outcome
 }
 
-/// Why no answer came, and what to do, from the exit status and the words on stderr (which
-/// follow, as details). pkexec exits 126 or 127 when it did not run the helper; any other status
-/// is the helper's own.
-fn no_answer(code: Option<i32>, said: &str) -> String {
-    let first = said.lines().next();
-    let what = if said.contains("authentication agent") {
-        "no polkit authentication agent is running, so nobody can be asked for the password: log in to a desktop session, or run labflash as root"
-    } else if code == Some(126) {
-        "the password prompt was dismissed or the password was wrong: try again"
-    } else if code == Some(127) {
-        "pkexec could not ask for authorization: log in to a desktop session, or run labflash as root"
-    } else {
-        let status = code.map_or("killed by a signal".into(), |c| format!("exit status {c}"));
-        let said = first.map(|f| format!("; it said: {f}")).unwrap_or_default();
-        return format!("the helper ran but ended without an answer ({status}{said})");
-    };
-    match first {
-        Some(first) => format!("{what} (pkexec: {first})"),
-        None => what.into(),
-    }
-}
-
 fn describe_targets(plan: &Writing) -> String {
     plan.targets
         .iter()
@@ -524,31 +457,6 @@ fn describe_targets(plan: &Writing) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pkexec_failures_say_what_to_do_then_what_pkexec_said() {
-        let no_agent = no_answer(
-            Some(127),
-            "Error creating textual authentication agent: Error opening current controlling terminal",
-        );
-        assert!(
-            no_agent.starts_with("no polkit authentication agent is running"),
-            "{no_agent}"
-        );
-        assert!(
-            no_agent.contains("(pkexec: Error creating textual"),
-            "{no_agent}"
-        );
-        let dismissed = no_answer(Some(126), "");
-        assert!(dismissed.contains("dismissed"), "{dismissed}");
-        // Any other status is the helper's: pkexec ran it.
-        let silent = no_answer(Some(2), "labflash: something");
-        assert_eq!(
-            silent,
-            "the helper ran but ended without an answer (exit status 2; it said: labflash: something)"
-        );
-    }
-
-    /// The fuzzer's seeds, as files: requests the helper serves, so fuzzing starts past parsing.
     fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/helper_request");
         let mut seeds: Vec<_> = std::fs::read_dir(dir)
@@ -634,16 +542,5 @@ mod tests {
         assert_eq!(message, err.to_string());
         assert!(message.contains("protocol 7"), "{message}");
         assert_eq!(kind, ErrorKind::BadInput);
-    }
-
-    #[test]
-    fn a_helper_in_a_folder_others_can_write_is_not_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let helper = dir.path().join("labflash");
-        std::fs::write(&helper, b"").unwrap();
-        std::env::set_var("LABFLASH_HELPER", &helper);
-        let err = installed().unwrap_err().to_string();
-        std::env::remove_var("LABFLASH_HELPER");
-        assert!(err.contains("install the labflash package"), "{err}");
     }
 }

@@ -63,9 +63,9 @@ pub fn on_disk(len: usize, offset: u64, capacity: u64) -> usize {
     capacity.saturating_sub(offset).min(len as u64) as usize
 }
 
-/// The refusal of a drive this user may not write (or, `reading`, read: a `verify` of a disk):
-/// on Windows, only an administrator may. (Elevating from labflash itself, with one UAC prompt
-/// per flash, is yet to come.)
+/// The refusal of a drive this user may not read (a `verify` of a disk), or write where the
+/// elevated helper was not asked (a disk that refused after it looked writable): on Windows,
+/// only an administrator may.
 pub fn administrator_needed(target: &str, reading: bool) -> Error {
     let what = if reading { "reading" } else { "writing" };
     Error::Permission {

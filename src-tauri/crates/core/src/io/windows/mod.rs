@@ -6,6 +6,7 @@
 
 pub mod answers;
 pub mod checks;
+pub mod command_line;
 pub mod disks;
 pub mod locking;
 

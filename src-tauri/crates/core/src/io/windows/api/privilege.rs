@@ -1,21 +1,430 @@
-//! No privileged helper on Windows yet: writing a drive needs labflash run as administrator.
+//! The privileged helper on Windows: `labflash.exe helper` started elevated through
+//! ShellExecuteEx's "runas" verb, so Windows shows one UAC prompt per flash and the app itself
+//! never runs elevated. An elevated process cannot inherit the app's handles, so the app makes two
+//! named pipes before the prompt, one each way, and names them on the helper's command line:
+//! each takes one client, only on this machine (no remote clients), and only this user and the
+//! machine's administrators may open it (an administrator's password given at the prompt runs the
+//! helper as that administrator). The pipes' name is random, and made first by the app (a pipe of
+//! that name made before it is refused), so no other process stands in for either side.
 
-use std::fs::Metadata;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::error::Result;
-use crate::io::windows::checks::administrator_needed;
+use windows_sys::Win32::Foundation::{
+    GetLastError, LocalFree, ERROR_CANCELLED, ERROR_PIPE_CONNECTED, ERROR_PIPE_LISTENING,
+    INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows_sys::Win32::Security::{
+    GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+    TOKEN_USER,
+};
+use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, PIPE_NOWAIT, PIPE_READMODE_BYTE,
+    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetExitCodeProcess, OpenProcessToken, WaitForSingleObject, INFINITE,
+};
+use windows_sys::Win32::UI::Shell::{
+    ShellExecuteExW, SEE_MASK_FLAG_NO_UI, SEE_MASK_NOASYNC, SEE_MASK_NOCLOSEPROCESS,
+    SHELLEXECUTEINFOW,
+};
+use windows_sys::Win32::UI::WindowsAndMessaging::SW_HIDE;
 
-pub fn helper_available() -> Result<()> {
-    Err(administrator_needed("the drives", false))
+use super::win32::wide;
+use crate::error::{Error, Result};
+use crate::io::cancellable::CancellableInput;
+use crate::io::privilege::Helper;
+use crate::io::windows::command_line;
+use crate::CancellationToken;
+
+/// Every pipe to a helper is named `\\.\pipe\labflash-helper-…`; the helper opens no other.
+const PIPE_PREFIX: &str = r"\\.\pipe\labflash-helper-";
+/// How often the app looks whether the helper has opened its pipes (or ended, or the flash was
+/// cancelled) while it starts.
+const CONNECT_TICK: Duration = Duration::from_millis(50);
+
+/// Starts `labflash.exe` elevated (Windows shows its UAC prompt) with `args` and the pipes' name,
+/// and waits until it has opened both pipes.
+pub fn start_helper(args: &[String], cancel: &CancellationToken) -> Result<Helper> {
+    let program = helper_program()?;
+    let name = format!("{PIPE_PREFIX}{:016x}", random());
+    let request = make_pipe(&format!("{name}-request"))?;
+    let answer = make_pipe(&format!("{name}-answer"))?;
+    let mut args = args.to_vec();
+    args.extend(["--pipe".to_string(), name]);
+    tracing::info!(
+        "this user may not write the targets; asking Windows to run the helper elevated"
+    );
+    let process = run_elevated(&program, &command_line::join(&args))?;
+    connect(&request, &process, cancel)?;
+    connect(&answer, &process, cancel)?;
+    Ok(Helper {
+        input: Box::new(File::from(request)),
+        output: Box::new(File::from(answer)),
+        said: Box::new(io::empty()),
+        process,
+    })
 }
 
-/// No helper is ever run from a path on Windows.
-pub fn root_alone_controls(_meta: &Metadata) -> bool {
-    false
+pub struct HelperProcess {
+    handle: OwnedHandle,
+    program: PathBuf,
 }
 
-/// Windows has no root: an administrator's window is how the app writes drives there until
-/// labflash has an elevated helper.
+impl HelperProcess {
+    /// Waits for the helper to end: its exit status.
+    pub fn wait(self) -> Result<Option<i32>> {
+        // SAFETY: the handle is the helper's process, open until dropped.
+        unsafe { WaitForSingleObject(self.handle.as_raw_handle(), INFINITE) };
+        self.exit_status()
+            .map(Some)
+            .ok_or_else(|| Error::io(&self.program, io::Error::last_os_error()))
+    }
+
+    /// Its exit status, once it has ended.
+    fn exited(&self) -> Option<i32> {
+        // SAFETY: as above; a zero timeout only asks.
+        let ended = unsafe { WaitForSingleObject(self.handle.as_raw_handle(), 0) } == WAIT_OBJECT_0;
+        ended.then(|| self.exit_status()).flatten()
+    }
+
+    fn exit_status(&self) -> Option<i32> {
+        let mut code = 0u32;
+        // SAFETY: as above; `code` outlives the call.
+        let ok = unsafe { GetExitCodeProcess(self.handle.as_raw_handle(), &mut code) };
+        (ok != 0).then_some(code as i32)
+    }
+
+    /// Why no answer came: the prompt was answered (or the helper could not have run), so the
+    /// helper ran and ended without one.
+    pub fn no_answer(code: Option<i32>, _said: &str) -> String {
+        let status = code.map_or("its status unknown".into(), |c| format!("exit status {c}"));
+        format!("the helper ran but ended without an answer ({status})")
+    }
+}
+
+/// The helper's own side: the app's pipes when it names them, else its stdin and stdout (an
+/// administrator's console).
+pub fn serving_streams(
+    pipe: Option<&str>,
+    cancel: &CancellationToken,
+) -> Result<(Box<dyn Read + Send>, Box<dyn Write + Send>)> {
+    let Some(name) = pipe else {
+        return Ok((
+            Box::new(CancellableInput::new(io::stdin(), cancel.clone())),
+            Box::new(io::stdout()),
+        ));
+    };
+    // Elevated, it opens nothing but a helper pipe.
+    let suffix = name.strip_prefix(PIPE_PREFIX).unwrap_or_default();
+    if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::BadInput(format!(
+            "{name} is not the name of a labflash helper's pipe"
+        )));
+    }
+    let request = format!("{name}-request");
+    let answer = format!("{name}-answer");
+    let input = OpenOptions::new()
+        .read(true)
+        .open(&request)
+        .map_err(|e| Error::io(&request, e))?;
+    let output = OpenOptions::new()
+        .write(true)
+        .open(&answer)
+        .map_err(|e| Error::io(&answer, e))?;
+    Ok((
+        Box::new(CancellableInput::new(input, cancel.clone())),
+        Box::new(output),
+    ))
+}
+
+/// Windows has no root: the window runs as the user, and writing goes through the helper.
 pub fn is_root() -> bool {
     false
+}
+
+/// `labflash.exe` beside this program (the installer puts the app and the CLI in one folder), or
+/// `$LABFLASH_HELPER`.
+fn helper_program() -> Result<PathBuf> {
+    let path = match std::env::var_os("LABFLASH_HELPER") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .map_err(|e| Error::io("this program", e))?
+            .with_file_name("labflash.exe"),
+    };
+    if !path.is_file() {
+        return Err(Error::Permission {
+            target: "the drives".into(),
+            detail: format!(
+                "labflash's helper {} is missing: reinstall labflash, or run it as administrator",
+                path.display()
+            ),
+        });
+    }
+    Ok(path)
+}
+
+/// A number no other process can guess, for the pipes' name (std's hash keys are random).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// One end of a pipe to the helper, made by the app: the only one of its name, one client, local
+/// clients only, open to this user and administrators only. Non-blocking until the helper opens
+/// it (`connect`). Each pipe carries bytes one way, but is made both ways: making it blocking
+/// then needs write access to it (SetNamedPipeHandleState), which a read-only end lacks.
+fn make_pipe(name: &str) -> Result<OwnedHandle> {
+    let failed = |e: io::Error| Error::Permission {
+        target: "the drives".into(),
+        detail: format!("the pipe to labflash's helper could not be made ({name}): {e}"),
+    };
+    let sddl = format!("D:P(A;;GA;;;{})(A;;GA;;;BA)", user_sid().map_err(failed)?);
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: the string is NUL-terminated; the descriptor is freed below with LocalFree.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            wide(&sddl).as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(failed(io::Error::last_os_error()));
+    }
+    let attributes = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: descriptor,
+        bInheritHandle: 0,
+    };
+    // SAFETY: the name is NUL-terminated and the attributes live across the call.
+    let handle = unsafe {
+        CreateNamedPipeW(
+            wide(name).as_ptr(),
+            PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_NOWAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            1 << 20,
+            1 << 20,
+            0,
+            &attributes,
+        )
+    };
+    let made = io::Error::last_os_error();
+    // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+    unsafe { LocalFree(descriptor) };
+    if handle == INVALID_HANDLE_VALUE {
+        return Err(failed(made));
+    }
+    // SAFETY: a pipe handle just made, owned from here.
+    Ok(unsafe { OwnedHandle::from_raw_handle(handle) })
+}
+
+/// This process's user, as an SDDL SID string (`S-1-5-21-…`).
+fn user_sid() -> io::Result<String> {
+    let mut token = std::ptr::null_mut();
+    // SAFETY: the pseudo-handle of this process; `token` receives a handle owned below.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just opened.
+    let token = unsafe { OwnedHandle::from_raw_handle(token) };
+    // TOKEN_USER and the SID it points into: a SID is at most 68 bytes; u64s keep it aligned.
+    let mut buf = [0u64; 32];
+    let mut len = 0u32;
+    // SAFETY: `buf` is writable for the length given.
+    let ok = unsafe {
+        GetTokenInformation(
+            token.as_raw_handle(),
+            TokenUser,
+            buf.as_mut_ptr().cast(),
+            std::mem::size_of_val(&buf) as u32,
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: GetTokenInformation wrote a TOKEN_USER at the start of `buf`.
+    let sid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+    let mut text = std::ptr::null_mut();
+    // SAFETY: `sid` points into `buf`; `text` is freed below with LocalFree.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a NUL-terminated string Windows allocated.
+    let sid = unsafe {
+        let len = (0..).take_while(|i| *text.add(*i) != 0).count();
+        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
+    };
+    // SAFETY: allocated by ConvertSidToStringSidW.
+    unsafe { LocalFree(text.cast()) };
+    Ok(sid)
+}
+
+/// ShellExecuteEx with "runas": Windows asks for consent (or an administrator's password) and
+/// starts the program elevated, its console hidden.
+fn run_elevated(program: &Path, parameters: &str) -> Result<HelperProcess> {
+    let (verb, file, parameters) = (wide("runas"), wide(program), wide(parameters));
+    // SAFETY: a plain C struct; zero is each field's "not given".
+    let mut info: SHELLEXECUTEINFOW = unsafe { std::mem::zeroed() };
+    info.cbSize = std::mem::size_of::<SHELLEXECUTEINFOW>() as u32;
+    info.fMask = SEE_MASK_NOCLOSEPROCESS | SEE_MASK_NOASYNC | SEE_MASK_FLAG_NO_UI;
+    info.lpVerb = verb.as_ptr();
+    info.lpFile = file.as_ptr();
+    info.lpParameters = parameters.as_ptr();
+    info.nShow = SW_HIDE;
+    // SAFETY: the strings outlive the call; `info` is filled as the call documents.
+    if unsafe { ShellExecuteExW(&mut info) } == 0 {
+        let e = io::Error::last_os_error();
+        let detail = if e.raw_os_error() == Some(ERROR_CANCELLED as i32) {
+            "the administrator prompt was declined: writing this drive needs the elevated helper, so accept the prompt (or run labflash as administrator)".to_string()
+        } else {
+            format!(
+                "Windows could not start the helper {}: {e}",
+                program.display()
+            )
+        };
+        return Err(Error::Permission {
+            target: "the drives".into(),
+            detail,
+        });
+    }
+    if info.hProcess.is_null() {
+        return Err(Error::Permission {
+            target: "the drives".into(),
+            detail: format!(
+                "Windows started {} but gave no handle to it",
+                program.display()
+            ),
+        });
+    }
+    Ok(HelperProcess {
+        // SAFETY: the helper's process handle, ours to close (SEE_MASK_NOCLOSEPROCESS).
+        handle: unsafe { OwnedHandle::from_raw_handle(info.hProcess) },
+        program: program.to_path_buf(),
+    })
+}
+
+/// Waits until the helper opens `pipe`, then makes it blocking. It fails if the helper ends
+/// first or the flash is cancelled.
+fn connect(pipe: &OwnedHandle, helper: &HelperProcess, cancel: &CancellationToken) -> Result<()> {
+    loop {
+        // SAFETY: our pipe handle; non-blocking, so this only asks.
+        let ok = unsafe { ConnectNamedPipe(pipe.as_raw_handle(), std::ptr::null_mut()) };
+        // SAFETY: read right after the call.
+        let why = unsafe { GetLastError() };
+        if ok != 0 || why == ERROR_PIPE_CONNECTED {
+            break;
+        }
+        if why != ERROR_PIPE_LISTENING {
+            return Err(Error::io(
+                &helper.program,
+                io::Error::from_raw_os_error(why as i32),
+            ));
+        }
+        if let Some(code) = helper.exited() {
+            return Err(Error::Permission {
+                target: "the drives".into(),
+                detail: format!("the helper ended before it took its pipes (exit status {code})"),
+            });
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        std::thread::sleep(CONNECT_TICK);
+    }
+    let mode = PIPE_READMODE_BYTE | PIPE_WAIT;
+    // SAFETY: our pipe handle; `mode` outlives the call.
+    let ok = unsafe {
+        SetNamedPipeHandleState(
+            pipe.as_raw_handle(),
+            &mode,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if ok == 0 {
+        return Err(Error::io(&helper.program, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flash::helper::{Request, PROTOCOL, SUBCOMMAND, VERSION};
+    use crate::flash::rules::Chosen;
+
+    /// tests/windows.sh runs this under Wine with `$LABFLASH_HELPER` set to the installed
+    /// labflash.exe: the helper is started through "runas" (Wine has no UAC prompt, it just
+    /// starts it), takes both pipes, reads the request from one and answers on the other. The
+    /// request names a disk without its identity, so the answer is the helper's refusal.
+    #[test]
+    fn the_elevated_helper_takes_its_pipes_and_answers() {
+        if std::env::var_os("LABFLASH_HELPER").is_none() {
+            eprintln!("skipped: the elevated helper: $LABFLASH_HELPER names no labflash.exe");
+            return;
+        }
+        let disk = r"\\.\PhysicalDrive0";
+        let args = [SUBCOMMAND.to_string(), "--target".into(), disk.into()];
+        let mut helper = start_helper(&args, &CancellationToken::new()).unwrap();
+        let request = Request {
+            protocol: PROTOCOL,
+            version: VERSION.into(),
+            sha256: "0".repeat(64).parse().unwrap(),
+            size: 1 << 20,
+            targets: vec![Chosen {
+                path: disk.into(),
+                identity: None,
+            }],
+            protected: vec![],
+            unmount: false,
+            allow_fixed: false,
+            verify: true,
+            skip_equal: false,
+            tail_offset: None,
+            tail_hex: None,
+        };
+        let mut line = serde_json::to_vec(&request).unwrap();
+        line.push(b'\n');
+        helper.input.write_all(&line).unwrap();
+        drop(helper.input);
+        let mut answer = String::new();
+        helper.output.read_to_string(&mut answer).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_str(answer.lines().last().expect("an answer")).unwrap();
+        assert_eq!(last["type"], "failed", "{answer}");
+        assert_eq!(last["kind"], "badInput", "{answer}");
+        assert_eq!(
+            last["message"], "the helper writes drives by identity only",
+            "{answer}"
+        );
+        assert_eq!(helper.process.wait().unwrap(), Some(2), "a refusal: exit 2");
+    }
+
+    /// The helper opens no path but a helper's pipe, whatever its command line says.
+    #[test]
+    fn the_helper_opens_only_a_helper_pipe() {
+        let cancel = CancellationToken::new();
+        for name in [
+            r"C:\Windows\System32\config\SAM",
+            r"\\.\pipe\other",
+            PIPE_PREFIX,
+        ] {
+            let err = serving_streams(Some(name), &cancel).err().unwrap();
+            assert!(matches!(err, Error::BadInput(_)), "{name}: {err}");
+        }
+    }
 }
