@@ -1,7 +1,9 @@
 ; labflash's Windows installer (makensis 3; built by src-tauri/scripts/package-windows.sh).
-; Installs for the current user, without administrator rights (labflash asks for them only when
-; it writes a drive): the desktop app, the command line, a Start-menu entry and an uninstaller,
-; and WebView2 (the window's engine) when the machine does not have it.
+; Installs for every user, into Program Files: the desktop app, the command line, a Start-menu
+; entry and an uninstaller, and WebView2 (the window's engine) when the machine does not have it.
+; Installing asks for administrator rights once; labflash itself runs as the user and asks again
+; (one UAC prompt) only to write a drive, through the labflash.exe installed here. Program Files
+; is where only administrators may change that program: labflash elevates it from nowhere else.
 ;
 ; Defines given by the build script: VERSION, STAGE (the folder holding labflash-gui.exe,
 ; labflash.exe and WebView2Loader.dll, which the MinGW build of the app loads), ICON, OUTFILE.
@@ -10,7 +12,7 @@ Unicode true
 ; A 64-bit installer for a 64-bit program (and Wine without its 32-bit half runs it).
 Target amd64-unicode
 SetCompressor /SOLID lzma
-RequestExecutionLevel user
+RequestExecutionLevel admin
 ManifestDPIAware true
 
 !include "MUI2.nsh"
@@ -26,8 +28,7 @@ ManifestDPIAware true
 
 Name "${APP}"
 OutFile "${OUTFILE}"
-InstallDir "$LOCALAPPDATA\Programs\${APP}"
-InstallDirRegKey HKCU "${UNINSTALL_KEY}" "InstallLocation"
+InstallDir "$PROGRAMFILES64\${APP}"
 BrandingText "${APP} ${VERSION}"
 VIProductVersion "${VERSION}.0"
 VIAddVersionKey "ProductName" "${APP}"
@@ -38,11 +39,8 @@ VIAddVersionKey "LegalCopyright" "Apache-2.0"
 
 !define MUI_ICON "${ICON}"
 !define MUI_UNICON "${ICON}"
-!define MUI_FINISHPAGE_RUN "$INSTDIR\labflash-gui.exe"
-!define MUI_FINISHPAGE_RUN_TEXT "Start labflash"
 
 !insertmacro MUI_PAGE_WELCOME
-!insertmacro MUI_PAGE_DIRECTORY
 !insertmacro MUI_PAGE_INSTFILES
 !insertmacro MUI_PAGE_FINISH
 !insertmacro MUI_UNPAGE_CONFIRM
@@ -54,6 +52,13 @@ Function .onInit
     MessageBox MB_ICONSTOP "labflash needs 64-bit Windows." /SD IDOK
     Abort
   ${EndIf}
+  SetShellVarContext all
+  SetRegView 64
+FunctionEnd
+
+Function un.onInit
+  SetShellVarContext all
+  SetRegView 64
 FunctionEnd
 
 Section "labflash" Main
@@ -66,15 +71,15 @@ Section "labflash" Main
 
   CreateShortCut "$SMPROGRAMS\${APP}.lnk" "$INSTDIR\labflash-gui.exe" "" "$INSTDIR\labflash-gui.exe" 0
 
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayName" "${APP}"
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayVersion" "${VERSION}"
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "Publisher" "${APP}"
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "InstallLocation" "$INSTDIR"
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayIcon" "$INSTDIR\labflash-gui.exe"
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "UninstallString" '"$INSTDIR\uninstall.exe"'
-  WriteRegStr HKCU "${UNINSTALL_KEY}" "QuietUninstallString" '"$INSTDIR\uninstall.exe" /S'
-  WriteRegDWORD HKCU "${UNINSTALL_KEY}" "NoModify" 1
-  WriteRegDWORD HKCU "${UNINSTALL_KEY}" "NoRepair" 1
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "DisplayName" "${APP}"
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "DisplayVersion" "${VERSION}"
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "Publisher" "${APP}"
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "InstallLocation" "$INSTDIR"
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "DisplayIcon" "$INSTDIR\labflash-gui.exe"
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "UninstallString" '"$INSTDIR\uninstall.exe"'
+  WriteRegStr HKLM "${UNINSTALL_KEY}" "QuietUninstallString" '"$INSTDIR\uninstall.exe" /S'
+  WriteRegDWORD HKLM "${UNINSTALL_KEY}" "NoModify" 1
+  WriteRegDWORD HKLM "${UNINSTALL_KEY}" "NoRepair" 1
 
   Call WebView2
 SectionEnd
@@ -121,5 +126,5 @@ Section "Uninstall"
   Delete "$INSTDIR\uninstall.exe"
   RMDir "$INSTDIR"
   Delete "$SMPROGRAMS\${APP}.lnk"
-  DeleteRegKey HKCU "${UNINSTALL_KEY}"
+  DeleteRegKey HKLM "${UNINSTALL_KEY}"
 SectionEnd

@@ -220,7 +220,7 @@ fn check_targets(request: &Request, argv_targets: &[PathBuf]) -> Result<()> {
             .collect::<Vec<_>>()
     {
         return Err(Error::BadInput(
-            "the request names other targets than the command line (which polkit showed)".into(),
+            "the request names other targets than the command line (which the system's prompt showed)".into(),
         ));
     }
     if request.targets.iter().any(|t| t.identity.is_none()) {
@@ -228,19 +228,9 @@ fn check_targets(request: &Request, argv_targets: &[PathBuf]) -> Result<()> {
             "the helper writes drives by identity only".into(),
         ));
     }
-    for path in argv_targets {
-        // A missing /dev/NAME passes here: the rules then say it does not exist.
-        let canonical = path.parent().map(Path::as_os_str) == Some("/dev".as_ref())
-            && std::fs::canonicalize(path)
-                .map_or(true, |real| real.as_os_str() == path.as_os_str());
-        if !canonical {
-            return Err(Error::Refused {
-                target: path.display().to_string(),
-                reason: "the helper takes a drive only by its own name in /dev (as /dev/sdb), never through a link or another folder".into(),
-            });
-        }
-    }
-    Ok(())
+    argv_targets
+        .iter()
+        .try_for_each(|path| crate::io::device::check_own_name(path))
 }
 
 fn serve_request(
@@ -311,7 +301,7 @@ pub fn run_privileged(
         args.push("--target".into());
         args.push(t.path.display().to_string());
     }
-    let helper = crate::io::privilege::start_helper(&args, cancel).map_err(|e| match e {
+    let helper = crate::io::privilege::start_helper(&args).map_err(|e| match e {
         Error::Permission { detail, .. } => Error::Permission {
             target: describe_targets(plan),
             detail,

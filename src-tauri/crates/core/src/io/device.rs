@@ -10,8 +10,8 @@ use crate::io::identity::{self, Identity};
 use crate::io::medium::Medium;
 pub use crate::io::sys::aligned::AlignedBuf;
 pub use crate::io::sys::device::{
-    check_names_a_drive, kind_of, open_for_read, open_for_write, resolve_file_target,
-    writable_by_me, Folder,
+    check_names_a_drive, check_own_name, kind_of, open_for_read, open_for_write,
+    resolve_file_target, writable_by_me, Folder,
 };
 
 /// Buffers are aligned for direct I/O on any device (logical blocks are 512 or 4096 bytes).

@@ -28,6 +28,21 @@ pub fn kind_of(path: &Path) -> io::Result<PathKind> {
     })
 }
 
+/// The privileged helper's rule for the drives on its command line: each by its own name in
+/// /dev, never through a link or another folder. (A missing /dev/NAME passes here: the rules
+/// then say it does not exist.)
+pub fn check_own_name(path: &Path) -> Result<()> {
+    let canonical = path.parent().map(Path::as_os_str) == Some("/dev".as_ref())
+        && std::fs::canonicalize(path).map_or(true, |real| real.as_os_str() == path.as_os_str());
+    if !canonical {
+        return Err(Error::Refused {
+            target: path.display().to_string(),
+            reason: "the helper takes a drive only by its own name in /dev (as /dev/sdb), never through a link or another folder".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The privileged helper's rule: `target` is a block device itself, not a link to one.
 pub fn check_names_a_drive(target: &Path) -> Result<()> {
     let refused = |reason: &str| Error::Refused {

@@ -18,7 +18,7 @@ pub const INSTALLED: &str = "/usr/libexec/labflash/labflash";
 
 /// Starts the installed helper under pkexec (which asks for the password) with `args` (the
 /// helper's subcommand and the targets polkit's prompt shows).
-pub fn start_helper(args: &[String], _cancel: &CancellationToken) -> Result<Helper> {
+pub fn start_helper(args: &[String]) -> Result<Helper> {
     let program = installed()?;
     tracing::info!("no direct or UDisks2 access to the targets; asking pkexec to run the helper");
     let mut child = Command::new("pkexec")

@@ -1,6 +1,6 @@
 //! Reading input with a cancel, on Windows: the token is looked at before each read. (A pipe
-//! read cannot be abandoned midway here; the only stalled pipe labflash reads, the privileged
-//! helper's, does not exist on Windows.)
+//! read cannot be abandoned midway here: the elevated helper's read of its request pipe ends
+//! when the app stops feeding it, closes it or goes away.)
 
 use std::io::{self, Read};
 

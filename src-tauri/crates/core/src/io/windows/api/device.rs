@@ -50,6 +50,12 @@ pub fn check_names_a_drive(target: &Path) -> Result<()> {
     }
 }
 
+/// The privileged helper's rule for the disks on its command line: each by its own name,
+/// `\\.\PhysicalDriveN` (Windows has no links to a disk to follow).
+pub fn check_own_name(path: &Path) -> Result<()> {
+    check_names_a_drive(path)
+}
+
 /// Image files are opened by the path given: following links is Windows' own business (creating
 /// one needs an administrator or developer mode).
 pub fn resolve_file_target(path: &Path) -> Result<PathBuf> {
@@ -184,14 +190,15 @@ pub fn open_for_read(path: &Path) -> Result<(File, bool)> {
 }
 
 /// Whether this process may open `path` for writing (for a disk: whether it runs as an
-/// administrator).
+/// administrator). Only a refusal of access says no: a busy or missing disk is not a reason to
+/// ask for the elevated helper, and the open then says what it is.
 pub fn writable_by_me(path: &Path) -> bool {
-    OpenOptions::new()
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .share_mode(win32::SHARE)
-        .open(path)
-        .is_ok()
+        .open(path);
+    !matches!(opened, Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32))
 }
 
 /// The folder a new image file is created in. Windows has no handle-relative opens in its

@@ -1,21 +1,28 @@
 //! The privileged helper on Windows: `labflash.exe helper` started elevated through
 //! ShellExecuteEx's "runas" verb, so Windows shows one UAC prompt per flash and the app itself
-//! never runs elevated. An elevated process cannot inherit the app's handles, so the app makes two
-//! named pipes before the prompt, one each way, and names them on the helper's command line:
-//! each takes one client, only on this machine (no remote clients), and only this user and the
-//! machine's administrators may open it (an administrator's password given at the prompt runs the
-//! helper as that administrator). The pipes' name is random, and made first by the app (a pipe of
-//! that name made before it is refused), so no other process stands in for either side.
+//! never runs elevated. Only the labflash.exe installed under Program Files is elevated (where
+//! only administrators may change it; a program the user could replace would run as
+//! administrator at the next prompt).
+//!
+//! An elevated process cannot inherit the app's handles, so the app makes two named pipes before
+//! the prompt, one each way, and names them on the helper's command line. Each is the first of
+//! its name, takes one client, none from another machine, and only this user and the
+//! Administrators group may open it (an administrator's password given at the prompt runs the
+//! helper as that administrator); lower-integrity processes may neither read nor write it. The
+//! name carries the app's process id: the app accepts only the helper's process as the client,
+//! and the helper only the app's process as the server, and opens the pipes for identification
+//! only, so the app cannot act with the helper's rights.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, LocalFree, ERROR_CANCELLED, ERROR_PIPE_CONNECTED, ERROR_PIPE_LISTENING,
-    INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+    GetLastError, LocalFree, ERROR_CANCELLED, ERROR_NO_DATA, ERROR_PIPE_CONNECTED,
+    ERROR_PIPE_LISTENING, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -24,17 +31,22 @@ use windows_sys::Win32::Security::{
     GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
     TOKEN_USER,
 };
-use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX, SECURITY_IDENTIFICATION,
+};
+use windows_sys::Win32::System::Com::CoTaskMemFree;
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, PIPE_NOWAIT, PIPE_READMODE_BYTE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeServerProcessId,
+    SetNamedPipeHandleState, PIPE_NOWAIT, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_BYTE, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetExitCodeProcess, OpenProcessToken, WaitForSingleObject, INFINITE,
+    GetCurrentProcess, GetExitCodeProcess, GetProcessId, OpenProcessToken, WaitForSingleObject,
+    INFINITE,
 };
 use windows_sys::Win32::UI::Shell::{
-    ShellExecuteExW, SEE_MASK_FLAG_NO_UI, SEE_MASK_NOASYNC, SEE_MASK_NOCLOSEPROCESS,
-    SHELLEXECUTEINFOW,
+    FOLDERID_ProgramFiles, SHGetKnownFolderPath, ShellExecuteExW, SEE_MASK_FLAG_NO_UI,
+    SEE_MASK_NOASYNC, SEE_MASK_NOCLOSEPROCESS, SHELLEXECUTEINFOW,
 };
 use windows_sys::Win32::UI::WindowsAndMessaging::SW_HIDE;
 
@@ -45,17 +57,18 @@ use crate::io::privilege::Helper;
 use crate::io::windows::command_line;
 use crate::CancellationToken;
 
-/// Every pipe to a helper is named `\\.\pipe\labflash-helper-…`; the helper opens no other.
+/// Every pipe to a helper is named `\\.\pipe\labflash-helper-<app's pid>-<random hex>`; the
+/// helper opens no other.
 const PIPE_PREFIX: &str = r"\\.\pipe\labflash-helper-";
-/// How often the app looks whether the helper has opened its pipes (or ended, or the flash was
-/// cancelled) while it starts.
+/// How often the app looks whether the helper has opened its pipes (or ended) while it starts.
 const CONNECT_TICK: Duration = Duration::from_millis(50);
 
-/// Starts `labflash.exe` elevated (Windows shows its UAC prompt) with `args` and the pipes' name,
-/// and waits until it has opened both pipes.
-pub fn start_helper(args: &[String], cancel: &CancellationToken) -> Result<Helper> {
+/// Starts the installed `labflash.exe` elevated (Windows shows its UAC prompt) with `args` and the
+/// pipes' name, and waits until it has opened both pipes (or ended: a cancel is looked at once
+/// the helper holds its pipes, so none is left for another process to make in their name).
+pub fn start_helper(args: &[String]) -> Result<Helper> {
     let program = helper_program()?;
-    let name = format!("{PIPE_PREFIX}{:016x}", random());
+    let name = format!("{PIPE_PREFIX}{}-{:016x}", std::process::id(), random());
     let request = make_pipe(&format!("{name}-request"))?;
     let answer = make_pipe(&format!("{name}-answer"))?;
     let mut args = args.to_vec();
@@ -64,8 +77,8 @@ pub fn start_helper(args: &[String], cancel: &CancellationToken) -> Result<Helpe
         "this user may not write the targets; asking Windows to run the helper elevated"
     );
     let process = run_elevated(&program, &command_line::join(&args))?;
-    connect(&request, &process, cancel)?;
-    connect(&answer, &process, cancel)?;
+    connect(&request, &process)?;
+    connect(&answer, &process)?;
     Ok(Helper {
         input: Box::new(File::from(request)),
         output: Box::new(File::from(answer)),
@@ -85,29 +98,39 @@ impl HelperProcess {
         // SAFETY: the handle is the helper's process, open until dropped.
         unsafe { WaitForSingleObject(self.handle.as_raw_handle(), INFINITE) };
         self.exit_status()
-            .map(Some)
+            .map(|c| Some(c as i32))
             .ok_or_else(|| Error::io(&self.program, io::Error::last_os_error()))
     }
 
     /// Its exit status, once it has ended.
-    fn exited(&self) -> Option<i32> {
+    fn exited(&self) -> Option<u32> {
         // SAFETY: as above; a zero timeout only asks.
         let ended = unsafe { WaitForSingleObject(self.handle.as_raw_handle(), 0) } == WAIT_OBJECT_0;
         ended.then(|| self.exit_status()).flatten()
     }
 
-    fn exit_status(&self) -> Option<i32> {
+    fn exit_status(&self) -> Option<u32> {
         let mut code = 0u32;
         // SAFETY: as above; `code` outlives the call.
         let ok = unsafe { GetExitCodeProcess(self.handle.as_raw_handle(), &mut code) };
-        (ok != 0).then_some(code as i32)
+        (ok != 0).then_some(code)
     }
 
     /// Why no answer came: the prompt was answered (or the helper could not have run), so the
     /// helper ran and ended without one.
     pub fn no_answer(code: Option<i32>, _said: &str) -> String {
-        let status = code.map_or("its status unknown".into(), |c| format!("exit status {c}"));
+        let status = code.map_or("its status unknown".into(), |c| status_text(c as u32));
         format!("the helper ran but ended without an answer ({status})")
+    }
+}
+
+/// An exit status as Windows users look it up: small ones in decimal, NTSTATUS crashes
+/// (0xC0000005) in hex.
+fn status_text(code: u32) -> String {
+    if code >= 0x8000_0000 {
+        format!("exit status 0x{code:08X}")
+    } else {
+        format!("exit status {code}")
     }
 }
 
@@ -123,27 +146,45 @@ pub fn serving_streams(
             Box::new(io::stdout()),
         ));
     };
-    // Elevated, it opens nothing but a helper pipe.
-    let suffix = name.strip_prefix(PIPE_PREFIX).unwrap_or_default();
-    if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::BadInput(format!(
+    // Elevated, it opens nothing but a helper pipe, served by the app that named it.
+    let app = app_of(name).ok_or_else(|| {
+        Error::BadInput(format!(
             "{name} is not the name of a labflash helper's pipe"
-        )));
-    }
-    let request = format!("{name}-request");
-    let answer = format!("{name}-answer");
-    let input = OpenOptions::new()
-        .read(true)
-        .open(&request)
-        .map_err(|e| Error::io(&request, e))?;
-    let output = OpenOptions::new()
-        .write(true)
-        .open(&answer)
-        .map_err(|e| Error::io(&answer, e))?;
+        ))
+    })?;
+    let open = |path: String, write: bool| {
+        let file = OpenOptions::new()
+            .read(!write)
+            .write(write)
+            // The server may learn who the helper is, never act as it.
+            .security_qos_flags(SECURITY_IDENTIFICATION)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut server = 0u32;
+        // SAFETY: a pipe handle just opened; `server` outlives the call.
+        let ok = unsafe { GetNamedPipeServerProcessId(file.as_raw_handle(), &mut server) };
+        if ok == 0 || server != app {
+            return Err(Error::BadInput(format!(
+                "{path} is served by process {server}, not by the labflash (process {app}) that named it"
+            )));
+        }
+        Ok(file)
+    };
+    let input = open(format!("{name}-request"), false)?;
+    let output = open(format!("{name}-answer"), true)?;
     Ok((
         Box::new(CancellableInput::new(input, cancel.clone())),
         Box::new(output),
     ))
+}
+
+/// The app's process id in a helper pipe's name (`…-<pid>-<16 hex digits>`); none if the name is
+/// not a helper pipe's.
+fn app_of(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(PIPE_PREFIX)?.split_once('-')?;
+    let hex = random.len() == 16 && random.chars().all(|c| c.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit());
+    (hex && digits).then(|| pid.parse().ok()).flatten()
 }
 
 /// Windows has no root: the window runs as the user, and writing goes through the helper.
@@ -151,25 +192,58 @@ pub fn is_root() -> bool {
     false
 }
 
-/// `labflash.exe` beside this program (the installer puts the app and the CLI in one folder), or
-/// `$LABFLASH_HELPER`.
+/// `labflash.exe` beside this program, only if that is under Program Files, where only
+/// administrators may change it (the installer puts it there).
 fn helper_program() -> Result<PathBuf> {
-    let path = match std::env::var_os("LABFLASH_HELPER") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("this program", e))?
-            .with_file_name("labflash.exe"),
-    };
-    if !path.is_file() {
-        return Err(Error::Permission {
-            target: "the drives".into(),
-            detail: format!(
-                "labflash's helper {} is missing: reinstall labflash, or run it as administrator",
-                path.display()
-            ),
-        });
+    let refused = |why: String| {
+        Error::Permission {
+        target: "the drives".into(),
+        detail: format!(
+            "{why}: install labflash with labflash-setup.exe (it installs into Program Files), or run labflash as administrator"
+        ),
     }
-    Ok(path)
+    };
+    let exe = std::env::current_exe().map_err(|e| Error::io("this program", e))?;
+    let helper = std::fs::canonicalize(exe.with_file_name("labflash.exe")).map_err(|e| {
+        refused(format!(
+            "labflash's helper labflash.exe is not beside {} ({e})",
+            exe.display()
+        ))
+    })?;
+    let program_files = program_files()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| refused("the Program Files folder is not known".into()))?;
+    if !helper.starts_with(&program_files) {
+        return Err(refused(format!(
+            "labflash elevates only the labflash.exe installed under {}, not {} (a folder you can change)",
+            program_files.display(),
+            helper.display()
+        )));
+    }
+    Ok(helper)
+}
+
+/// The machine's Program Files folder, from Windows (not from the environment, which the user
+/// sets).
+fn program_files() -> Option<PathBuf> {
+    let mut path = std::ptr::null_mut();
+    // SAFETY: a known folder id; `path` is freed below with CoTaskMemFree.
+    let found =
+        unsafe { SHGetKnownFolderPath(&FOLDERID_ProgramFiles, 0, std::ptr::null_mut(), &mut path) }
+            >= 0;
+    let text = found.then(|| unsafe { from_wide_ptr(path) });
+    // SAFETY: allocated by SHGetKnownFolderPath (null is allowed).
+    unsafe { CoTaskMemFree(path.cast()) };
+    text.map(PathBuf::from)
+}
+
+/// A NUL-terminated UTF-16 string Windows allocated.
+///
+/// # Safety
+/// `text` points to a NUL-terminated UTF-16 string.
+unsafe fn from_wide_ptr(text: *const u16) -> String {
+    let len = (0..).take_while(|i| *text.add(*i) != 0).count();
+    String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
 }
 
 /// A number no other process can guess, for the pipes' name (std's hash keys are random).
@@ -180,16 +254,21 @@ fn random() -> u64 {
     h.finish()
 }
 
-/// One end of a pipe to the helper, made by the app: the only one of its name, one client, local
-/// clients only, open to this user and administrators only. Non-blocking until the helper opens
-/// it (`connect`). Each pipe carries bytes one way, but is made both ways: making it blocking
-/// then needs write access to it (SetNamedPipeHandleState), which a read-only end lacks.
+/// One end of a pipe to the helper, made by the app (see the module's comment). Non-blocking until
+/// the helper opens it (`connect`). Each pipe carries bytes one way, but is made both ways: making
+/// it blocking then needs write access to it (SetNamedPipeHandleState), which a read-only end
+/// lacks.
 fn make_pipe(name: &str) -> Result<OwnedHandle> {
     let failed = |e: io::Error| Error::Permission {
         target: "the drives".into(),
         detail: format!("the pipe to labflash's helper could not be made ({name}): {e}"),
     };
-    let sddl = format!("D:P(A;;GA;;;{})(A;;GA;;;BA)", user_sid().map_err(failed)?);
+    // Full access for this user and Administrators only; no reading or writing from a lower
+    // integrity level than medium.
+    let sddl = format!(
+        "D:P(A;;GA;;;{})(A;;GA;;;BA)S:(ML;;NWNR;;;ME)",
+        user_sid().map_err(failed)?
+    );
     let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
     // SAFETY: the string is NUL-terminated; the descriptor is freed below with LocalFree.
     let ok = unsafe {
@@ -263,12 +342,8 @@ fn user_sid() -> io::Result<String> {
     if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a NUL-terminated string Windows allocated.
-    let sid = unsafe {
-        let len = (0..).take_while(|i| *text.add(*i) != 0).count();
-        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-    };
-    // SAFETY: allocated by ConvertSidToStringSidW.
+    // SAFETY: a NUL-terminated string Windows allocated, freed right after.
+    let sid = unsafe { from_wide_ptr(text) };
     unsafe { LocalFree(text.cast()) };
     Ok(sid)
 }
@@ -317,34 +392,36 @@ fn run_elevated(program: &Path, parameters: &str) -> Result<HelperProcess> {
     })
 }
 
-/// Waits until the helper opens `pipe`, then makes it blocking. It fails if the helper ends
-/// first or the flash is cancelled.
-fn connect(pipe: &OwnedHandle, helper: &HelperProcess, cancel: &CancellationToken) -> Result<()> {
+/// Waits until the helper opens `pipe` (refusing any other client), then makes it blocking. It
+/// fails if the helper ends first.
+fn connect(pipe: &OwnedHandle, helper: &HelperProcess) -> Result<()> {
+    let ended = |code: u32| Error::Permission {
+        target: "the drives".into(),
+        detail: format!(
+            "the helper ended before it took its pipes ({})",
+            status_text(code)
+        ),
+    };
     loop {
-        // SAFETY: our pipe handle; non-blocking, so this only asks.
-        let ok = unsafe { ConnectNamedPipe(pipe.as_raw_handle(), std::ptr::null_mut()) };
+        // SAFETY: our pipe handle; non-blocking, so this only asks. Non-zero means listening.
+        let listening = unsafe { ConnectNamedPipe(pipe.as_raw_handle(), std::ptr::null_mut()) };
         // SAFETY: read right after the call.
         let why = unsafe { GetLastError() };
-        if ok != 0 || why == ERROR_PIPE_CONNECTED {
+        if listening == 0 && why == ERROR_PIPE_CONNECTED {
             break;
         }
-        if why != ERROR_PIPE_LISTENING {
+        if let Some(code) = helper.exited() {
+            return Err(ended(code));
+        }
+        if listening == 0 && why != ERROR_PIPE_LISTENING && why != ERROR_NO_DATA {
             return Err(Error::io(
                 &helper.program,
                 io::Error::from_raw_os_error(why as i32),
             ));
         }
-        if let Some(code) = helper.exited() {
-            return Err(Error::Permission {
-                target: "the drives".into(),
-                detail: format!("the helper ended before it took its pipes (exit status {code})"),
-            });
-        }
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
         std::thread::sleep(CONNECT_TICK);
     }
+    check_client(pipe.as_raw_handle(), helper)?;
     let mode = PIPE_READMODE_BYTE | PIPE_WAIT;
     // SAFETY: our pipe handle; `mode` outlives the call.
     let ok = unsafe {
@@ -361,25 +438,49 @@ fn connect(pipe: &OwnedHandle, helper: &HelperProcess, cancel: &CancellationToke
     Ok(())
 }
 
+/// The pipe's client must be the helper's process, not another that opened it first.
+fn check_client(pipe: RawHandle, helper: &HelperProcess) -> Result<()> {
+    let mut client = 0u32;
+    // SAFETY: our pipe and process handles; `client` outlives the call.
+    let ok = unsafe { GetNamedPipeClientProcessId(pipe, &mut client) };
+    let expected = unsafe { GetProcessId(helper.handle.as_raw_handle()) };
+    if ok == 0 || client != expected {
+        return Err(Error::Permission {
+            target: "the drives".into(),
+            detail: format!(
+                "another program (process {client}) opened the pipe meant for labflash's helper (process {expected}); nothing was sent to it"
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flash::helper::{Request, PROTOCOL, SUBCOMMAND, VERSION};
     use crate::flash::rules::Chosen;
+    use crate::io::drives::SystemRoots;
 
-    /// tests/windows.sh runs this under Wine with `$LABFLASH_HELPER` set to the installed
-    /// labflash.exe: the helper is started through "runas" (Wine has no UAC prompt, it just
-    /// starts it), takes both pipes, reads the request from one and answers on the other. The
-    /// request names a disk without its identity, so the answer is the helper's refusal.
+    /// tests/windows.sh runs this under Wine from the folder labflash-setup.exe installed
+    /// labflash.exe in (Program Files): the helper is started through "runas" (Wine has no UAC
+    /// prompt, it just starts it), takes both pipes, reads the request from one and answers on
+    /// the other. The request names Wine's one disk by its identity; it is a system disk, so the
+    /// answer is the helper's refusal of it.
     #[test]
     fn the_elevated_helper_takes_its_pipes_and_answers() {
-        if std::env::var_os("LABFLASH_HELPER").is_none() {
-            eprintln!("skipped: the elevated helper: $LABFLASH_HELPER names no labflash.exe");
+        if let Err(e) = helper_program() {
+            eprintln!("skipped: the elevated helper: {e}");
             return;
         }
         let disk = r"\\.\PhysicalDrive0";
+        let listed = crate::io::drives::list(&SystemRoots::default()).unwrap();
+        let Some(drive) = listed.iter().find(|d| d.path == disk) else {
+            eprintln!("skipped: the elevated helper: this Wine shows no {disk}");
+            return;
+        };
         let args = [SUBCOMMAND.to_string(), "--target".into(), disk.into()];
-        let mut helper = start_helper(&args, &CancellationToken::new()).unwrap();
+        let mut helper = start_helper(&args).unwrap();
         let request = Request {
             protocol: PROTOCOL,
             version: VERSION.into(),
@@ -387,7 +488,7 @@ mod tests {
             size: 1 << 20,
             targets: vec![Chosen {
                 path: disk.into(),
-                identity: None,
+                identity: Some(drive.identity.clone()),
             }],
             protected: vec![],
             unmount: false,
@@ -407,24 +508,31 @@ mod tests {
             serde_json::from_str(answer.lines().last().expect("an answer")).unwrap();
         assert_eq!(last["type"], "failed", "{answer}");
         assert_eq!(last["kind"], "badInput", "{answer}");
-        assert_eq!(
-            last["message"], "the helper writes drives by identity only",
+        let message = last["message"].as_str().unwrap();
+        assert!(
+            message.contains(disk) && message.contains("it is a system drive"),
             "{answer}"
         );
         assert_eq!(helper.process.wait().unwrap(), Some(2), "a refusal: exit 2");
     }
 
-    /// The helper opens no path but a helper's pipe, whatever its command line says.
+    /// The helper opens no path but a helper's pipe, whatever its command line says, and only
+    /// one that the process its name gives serves.
     #[test]
-    fn the_helper_opens_only_a_helper_pipe() {
+    fn the_helper_opens_only_a_helper_pipe_of_the_app_that_named_it() {
         let cancel = CancellationToken::new();
-        for name in [
+        let ours = format!("{PIPE_PREFIX}{}-{:016x}", std::process::id() + 4, random());
+        let made = make_pipe(&format!("{ours}-request")).unwrap();
+        let other = [
             r"C:\Windows\System32\config\SAM",
             r"\\.\pipe\other",
             PIPE_PREFIX,
-        ] {
+        ];
+        for name in other.iter().copied().chain([ours.as_str()]) {
             let err = serving_streams(Some(name), &cancel).err().unwrap();
             assert!(matches!(err, Error::BadInput(_)), "{name}: {err}");
         }
+        drop(made);
+        assert_eq!(app_of(&format!("{PIPE_PREFIX}12-{:016x}", 7)), Some(12));
     }
 }
