@@ -4,6 +4,7 @@ fn main() {
     let commands = &[
         "app_info",
         "set_ca_cert",
+        "set_incus_root",
         "cancel",
         "list_drives",
         "watch_drives",

@@ -25,7 +25,10 @@ fn server(image: &[u8]) -> Server {
     serve_index_file(&mut index, STABLE, &filename, &gz);
     let server = Server::start();
     server.put(&format!("/os/{STABLE}/{filename}"), gz);
-    server.put("/os/index.json", serde_json::to_vec(&index).unwrap());
+    server.put(
+        "/os/index.sjson",
+        signed_index(&serde_json::to_vec(&index).unwrap()),
+    );
     server
 }
 
@@ -34,7 +37,9 @@ fn fetch(server: &Server, cache: &Path, seed: &Path) -> Run {
         "incus",
         "fetch",
         "--index-url",
-        &server.url("/os/index.json"),
+        &server.url("/os/index.sjson"),
+        "--trust-root",
+        incus_trust_root().to_str().unwrap(),
         "--base-url",
         &server.url("/os"),
         "--cache-dir",
@@ -297,13 +302,15 @@ fn the_warning_reaches_what_the_app_receives() {
     let seed = seed_dir(dir.path(), &[("kernel.yaml", "good/kernel.yaml")]);
     let cache = Cache::open(dir.path().join("cache")).unwrap();
     let source = Source::Incus(IncusRequest {
-        index_url: server.url("/os/index.json"),
+        index_url: server.url("/os/index.sjson"),
         base_url: server.url("/os"),
         channel: "stable".into(),
         arch: "x86_64".into(),
         version: None,
         max_image_size: 1 << 30,
         seed: Some(seed),
+        trust_root: Some(incus_trust_root()),
+        unsigned: false,
     });
     let progress: std::sync::Arc<dyn ProgressSink> = std::sync::Arc::new(NoProgress);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -319,4 +326,9 @@ fn the_warning_reaches_what_the_app_receives() {
     let view = serde_json::to_value(&prepared).unwrap();
     let warnings = view["warnings"].to_string();
     assert!(warnings.contains("will not install"), "{view}");
+    // And who signed the index, shown beside the digest.
+    assert_eq!(
+        view["signedBy"],
+        "CN=TestOS - Update Test Cert E1, O=TestOS"
+    );
 }

@@ -214,17 +214,30 @@ fn an_incus_index_redirected_to_http_is_refused() {
         redirects_to(lab.plain.url("/os/index.json")),
     );
 
-    let (index_url, base) = (lab.https.url("/os/index.json"), lab.https.url("/os"));
-    let run = lab.run(&[
-        "incus",
-        "fetch",
-        "--index-url",
-        &index_url,
-        "--base-url",
-        &base,
-        "--json",
-    ]);
+    // An unsigned index (read only over https): the signature would not hold either way.
+    let base = lab.https.url("/os");
+    let unsigned = |index_url: &str| {
+        lab.run(&[
+            "incus",
+            "fetch",
+            "--unsigned-index",
+            "--index-url",
+            index_url,
+            "--base-url",
+            &base,
+            "--json",
+        ])
+    };
+    let index_url = lab.https.url("/os/index.json");
+    let run = unsigned(&index_url);
     lab.assert_refused(&run, &index_url, &lab.plain.url("/os/index.json"));
+
+    // Served over https itself, the unsigned index is read, and the result says it was unsigned.
+    lab.https
+        .put("/mirror/index.json", serde_json::to_vec(&index).unwrap());
+    let run = unsigned(&lab.https.url("/mirror/index.json"));
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    assert_eq!(run.json()["indexSignedBy"], serde_json::Value::Null);
 }
 
 #[test]

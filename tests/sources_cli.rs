@@ -443,7 +443,10 @@ fn incus(gz_stable: &[u8], gz_testing: &[u8]) -> Server {
         serve_index_file(&mut index, version, &filename, gz);
         server.put(&format!("/os/{version}/{filename}"), gz.to_vec());
     }
-    server.put("/os/index.json", serde_json::to_vec(&index).unwrap());
+    server.put(
+        "/os/index.sjson",
+        signed_index(&serde_json::to_vec(&index).unwrap()),
+    );
     server
 }
 
@@ -453,18 +456,16 @@ fn incus_fetch(server: &Server, cache: &std::path::Path, extra: &[&str]) -> Run 
 }
 
 fn incus_args(server: &Server, cache: &str, extra: &[&str]) -> Vec<String> {
-    let (index, base) = (server.url("/os/index.json"), server.url("/os"));
-    let mut args = vec![
-        "incus",
-        "fetch",
-        "--index-url",
-        &index,
-        "--base-url",
-        &base,
-        "--cache-dir",
-        cache,
-        "--json",
-    ];
+    let (index, base) = (server.url("/os/index.sjson"), server.url("/os"));
+    // The test signer's root, unless the test names another.
+    let root = incus_trust_root().display().to_string();
+    let trust: &[&str] = match extra.contains(&"--trust-root") {
+        true => &[],
+        false => &["--trust-root", &root],
+    };
+    let mut args = vec!["incus", "fetch", "--index-url", &index];
+    args.extend_from_slice(trust);
+    args.extend_from_slice(&["--base-url", &base, "--cache-dir", cache, "--json"]);
     args.extend_from_slice(extra);
     args.into_iter().map(String::from).collect()
 }
@@ -518,8 +519,12 @@ fn incus_picks_the_newest_stable_image_for_the_arch_and_verifies_it() {
     assert_eq!(json["imageSize"], stable.len() as u64);
     // sgdisk's GPT (see tests/image_kind_cli.rs).
     assert_eq!(json["imageKind"], "gpt");
+    assert_eq!(
+        json["indexSignedBy"],
+        "CN=TestOS - Update Test Cert E1, O=TestOS"
+    );
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    assert_eq!(keys.len(), 9, "{keys:?}");
 
     // The cache is re-verified and reused: only the index is asked for.
     server.clear_log();
@@ -534,6 +539,86 @@ fn incus_picks_the_newest_stable_image_for_the_arch_and_verifies_it() {
         &["--version", STABLE, "--channel", "testing"],
     );
     assert_eq!(exact.json()["sourceVersion"], STABLE);
+}
+
+/// The index's signature is what vouches for every digest in it: a changed index, a chain to
+/// another root, an unsigned index where a signed one is expected, and an unsigned index over
+/// plain http are each refused before any image is asked for.
+#[test]
+fn incus_index_signatures_are_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = incus_image(dir.path());
+    let server = incus(&gzip(&stable), &gzip(b"t"));
+    let cache = tempfile::tempdir().unwrap();
+    let refused = |server: &Server, extra: &[&str], code: i32, why: &str| {
+        server.clear_log();
+        let r = incus_fetch(server, cache.path(), extra);
+        assert_eq!(r.code, code, "{}", r.stdout);
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(why), "{error}");
+        assert_eq!(
+            server.requests().len(),
+            usize::from(code != 2),
+            "only the index"
+        );
+    };
+
+    // One digit of one digest changed in the signed text.
+    let gz = gzip(&stable);
+    let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
+    serve_index_file(
+        &mut index,
+        STABLE,
+        &format!("x86_64/IncusOS_{STABLE}.img.gz"),
+        &gz,
+    );
+    let signed = String::from_utf8(signed_index(&serde_json::to_vec(&index).unwrap())).unwrap();
+    let digest = sha256_hex(&gz);
+    let changed = digest.replacen(&digest[..1], if &digest[..1] == "0" { "1" } else { "0" }, 1);
+    let tampered = Server::start();
+    tampered.put(
+        "/os/index.sjson",
+        signed.replace(&digest, &changed).into_bytes(),
+    );
+    refused(&tampered, &[], 1, "changed after it was signed");
+
+    // A root of the same name that did not sign the chain, and IncusOS's own root.
+    let other = incus_signed_fixture("other-root-E1.crt");
+    refused(
+        &server,
+        &["--trust-root", other.to_str().unwrap()],
+        1,
+        "not signed by the trusted root",
+    );
+    let unsigned = Server::start();
+    unsigned.put("/os/index.sjson", INCUS_INDEX.as_bytes().to_vec());
+    refused(&unsigned, &[], 1, "signature of the IncusOS index");
+    // An unsigned index is read only over https.
+    refused(&server, &["--unsigned-index"], 2, "only over https");
+}
+
+#[test]
+fn incus_index_without_the_option_is_checked_against_incus_own_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = incus_image(dir.path());
+    let server = incus(&gzip(&stable), &gzip(b"t"));
+    let cache = tempfile::tempdir().unwrap();
+    let index = server.url("/os/index.sjson");
+    let base = server.url("/os");
+    let r = run(&[
+        "incus",
+        "fetch",
+        "--index-url",
+        &index,
+        "--base-url",
+        &base,
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("Incus OS - Root E1"), "{error}");
 }
 
 #[test]
@@ -566,8 +651,8 @@ fn incus_refusals_and_failures() {
 
     let broken = Server::start();
     broken.put(
-        "/os/index.json",
-        b"{\"updates\": [ {\"version\": 1".to_vec(),
+        "/os/index.sjson",
+        signed_index(b"{\"updates\": [ {\"version\": 1"),
     );
     let r = incus_fetch(&broken, clean.path(), &[]);
     assert_eq!(r.code, 3);
@@ -597,7 +682,10 @@ fn incus_refusals_and_failures() {
             }
         }
         let evil = Server::start();
-        evil.put("/os/index.json", serde_json::to_vec(&index).unwrap());
+        evil.put(
+            "/os/index.sjson",
+            signed_index(&serde_json::to_vec(&index).unwrap()),
+        );
         let r = incus_fetch(&evil, clean.path(), &[]);
         assert_eq!(r.code, 3, "{hostile}: {}", r.stdout);
         assert!(

@@ -241,6 +241,8 @@ pub struct AppInfo {
     ca_cert: Option<PathBuf>,
     /// Where every flash's record is written, if Settings keep records.
     records_dir: Option<PathBuf>,
+    /// The root IncusOS indexes are checked against instead of IncusOS's own, if one was chosen.
+    incus_root: Option<PathBuf>,
 }
 
 #[tauri::command]
@@ -250,7 +252,24 @@ pub fn app_info(app: State<'_, App>) -> AppInfo {
         cache_dir: app.cache_dir.clone(),
         ca_cert: app.settings.ca_cert(),
         records_dir: app.settings.records_dir(),
+        incus_root: app.settings.incus_root(),
     }
+}
+
+/// Checks IncusOS indexes against the root certificate in a PEM file (a private mirror's), or
+/// against IncusOS's own again (`None`). A file that is not a certificate is refused and the
+/// setting stays as it was.
+#[tauri::command]
+pub fn set_incus_root(app: State<'_, App>, path: Option<String>) -> Reply<()> {
+    let path = path.map(|p| absolute(&p, "root certificate")).transpose()?;
+    if let Some(path) = &path {
+        let pem =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        labflash_core::sources::incus_signed::root_subject(&pem)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    }
+    app.settings.set_incus_root(path)?;
+    Ok(())
 }
 
 /// Trusts the CA certificates of a PEM file beside the system's store (as `--ca-cert` does), or
@@ -398,7 +417,7 @@ pub async fn prepare(
         Some(n) => n,
         None => DEFAULT_MAX_IMAGE_SIZE,
     };
-    let source = source_of(source, max_image_size)?;
+    let source = source_of(source, max_image_size, app.settings.incus_root())?;
     let prepared =
         sources::prepare_source(&source, &app.http(), &cache, &cancel, &progress).await?;
     app.prepared
@@ -409,12 +428,13 @@ pub async fn prepare(
 }
 
 /// The window's choice as the engine names it, every argument checked.
-fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
+fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>) -> Reply<Source> {
     let image = |source: String, sha256: Option<Sha256Digest>, allow_unverified: bool| {
         Source::Image(SourceRequest {
             source,
             sha256,
             sha256_source: DigestSource::Flag,
+            signed_by: None,
             allow_unverified,
             max_image_size,
         })
@@ -479,6 +499,9 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| absolute(&s, "seed folder"))
                 .transpose()?,
+            // The signed index, against IncusOS's root or the one Settings name.
+            trust_root: incus_root,
+            unsigned: false,
         }),
         SourceSpec::TalosBuild { config } => {
             let path = absolute(&config, "ImageBuild config")?;
@@ -541,7 +564,7 @@ pub struct FlashSpec {
 /// checked as files first; a source that cannot be used at all is refused with its reason.
 #[tauri::command]
 pub fn source_streams(source: SourceSpec) -> Reply<bool> {
-    Ok(source_of(source, DEFAULT_MAX_IMAGE_SIZE)?.streams())
+    Ok(source_of(source, DEFAULT_MAX_IMAGE_SIZE, None)?.streams())
 }
 
 /// What a planned flash will write, for the confirmation: the engine's own lines (the source,
@@ -590,7 +613,14 @@ pub async fn plan_flash(
             source,
             max_image_size,
         } => (
-            located(*source, max_image_size, &http, &cancel).await?,
+            located(
+                *source,
+                max_image_size,
+                app.settings.incus_root(),
+                &http,
+                &cancel,
+            )
+            .await?,
             None,
         ),
         ImageSpec::Prepared { .. } => {
@@ -599,6 +629,7 @@ pub async fn plan_flash(
                 source: prepared.origin.clone(),
                 sha256: None,
                 sha256_source: DigestSource::Flag,
+                signed_by: None,
                 allow_unverified: false,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             };
@@ -644,6 +675,7 @@ pub async fn plan_flash(
 async fn located(
     source: SourceSpec,
     max_image_size: Option<u64>,
+    incus_root: Option<PathBuf>,
     http: &Http,
     cancel: &CancellationToken,
 ) -> Reply<SourceRequest> {
@@ -652,7 +684,7 @@ async fn located(
         Some(n) => n,
         None => DEFAULT_MAX_IMAGE_SIZE,
     };
-    let source = source_of(source, max_image_size)?;
+    let source = source_of(source, max_image_size, incus_root)?;
     sources::locate(&source, http, cancel)
         .await?
         .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))
@@ -914,6 +946,7 @@ pub async fn plan_lab(
                 source: lab.source.clone(),
                 sha256: lab.sha256,
                 sha256_source: DigestSource::Flag,
+                signed_by: None,
                 allow_unverified: lab.allow_unverified,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             },

@@ -563,14 +563,20 @@ async fn eject_refuses_a_drive_re_attached_since_the_flash() {
     assert!(dev.attached(), "the new attachment is still there");
 }
 
+/// An app whose settings are kept in `dir`'s config/settings.json (returned), as across restarts.
+fn app_with_settings(dir: &Path) -> (tauri::App<MockRuntime>, PathBuf) {
+    let file = dir.join("config/settings.json");
+    let app = mock_builder()
+        .manage(App::with_cache(dir.join("cache"), Settings::load(file.clone())).unwrap())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    (app, file)
+}
+
 #[test]
 fn a_ca_certificate_file_is_checked_then_kept_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config/settings.json");
-    let app = mock_builder()
-        .manage(App::with_cache(dir.path().join("cache"), Settings::load(file.clone())).unwrap())
-        .build(mock_context(noop_assets()))
-        .unwrap();
+    let (app, file) = app_with_settings(dir.path());
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     let err = set_ca_cert(app.state(), Some(empty.display().to_string())).unwrap_err();
@@ -595,6 +601,30 @@ fn a_ca_certificate_file_is_checked_then_kept_across_restarts() {
     assert_eq!(restarted.settings.ca_cert(), Some(pem));
     set_ca_cert(app.state(), None).unwrap();
     assert_eq!(app_info(app.state()).ca_cert, None);
+}
+
+/// An IncusOS root chosen in Settings (a private mirror's) must be a certificate; it is kept
+/// across restarts, and cleared back to IncusOS's own.
+#[test]
+fn an_incus_root_is_checked_then_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, file) = app_with_settings(dir.path());
+    let index = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/incus/index.json");
+    let err = set_incus_root(app.state(), Some(index.display().to_string())).unwrap_err();
+    assert!(
+        err.message.contains("not a PEM certificate"),
+        "{}",
+        err.message
+    );
+    assert_eq!(app_info(app.state()).incus_root, None, "nothing changed");
+
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/incus/signed/root-E1.crt");
+    set_incus_root(app.state(), Some(root.display().to_string())).unwrap();
+    let restarted = App::with_cache(dir.path().join("cache"), Settings::load(file)).unwrap();
+    assert_eq!(restarted.settings.incus_root(), Some(root));
+    set_incus_root(app.state(), None).unwrap();
+    assert_eq!(app_info(app.state()).incus_root, None);
 }
 
 /// The window may eject only drives it flashed: a path it passes for any other drive, or a file,

@@ -39,6 +39,7 @@ fn main() {
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::set_ca_cert,
+            commands::set_incus_root,
             commands::cancel,
             commands::list_drives,
             commands::watch_drives,

@@ -13,6 +13,10 @@ struct Saved {
     /// Where every flash's record is written (a lab's goes beside its lab file regardless).
     #[serde(default)]
     records_dir: Option<PathBuf>,
+    /// The root an IncusOS index's signature must chain to (a private mirror's), instead of
+    /// IncusOS's own.
+    #[serde(default)]
+    incus_root: Option<PathBuf>,
 }
 
 pub struct Settings {
@@ -48,6 +52,14 @@ impl Settings {
 
     pub fn set_ca_cert(&self, path: Option<PathBuf>) -> Result<(), Error> {
         self.update(|s| s.ca_cert = path)
+    }
+
+    pub fn incus_root(&self) -> Option<PathBuf> {
+        self.saved.lock().expect("not poisoned").incus_root.clone()
+    }
+
+    pub fn set_incus_root(&self, path: Option<PathBuf>) -> Result<(), Error> {
+        self.update(|s| s.incus_root = path)
     }
 
     pub fn records_dir(&self) -> Option<PathBuf> {

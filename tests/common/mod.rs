@@ -255,6 +255,40 @@ pub fn talos_like_gpt(path: &Path, last: &str) {
 /// lxc/incus-os sources it follows. Its digests are placeholders: see [`serve_index_file`].
 pub const INCUS_INDEX: &str = include_str!("../fixtures/incus/index.json");
 
+/// A file of tests/fixtures/incus/signed: the test certificates its make.sh made the way
+/// lxc/incus-os makes its own (scripts/test/generate-test-certificates.sh).
+pub fn incus_signed_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/incus/signed")
+        .join(name)
+}
+
+/// The root the test signer chains to: what `--trust-root` names in the tests.
+pub fn incus_trust_root() -> std::path::PathBuf {
+    incus_signed_fixture("root-E1.crt")
+}
+
+/// `index` signed as IncusOS's publisher signs `index.sjson` (`openssl smime -text -sign`, the
+/// signer's "Update E1" carried in the message), by the test signer.
+pub fn signed_index(index: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["smime", "-text", "-sign", "-signer"])
+        .arg(incus_signed_fixture("update-signer.crt"))
+        .arg("-inkey")
+        .arg(incus_signed_fixture("update-signer.key"))
+        .arg("-certfile")
+        .arg(incus_signed_fixture("update-E1.crt"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(index).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl smime -sign failed");
+    out.stdout
+}
+
 /// Gives the index entry of `filename` in `version` the digest and size of `bytes`.
 pub fn serve_index_file(
     index: &mut serde_json::Value,

@@ -669,6 +669,7 @@ export async function loadSettings() {
         cachePath: cache.path,
         cacheBytes: cache.bytes,
         caCert: info.caCert,
+        incusRoot: info.incusRoot,
         recordsDir: info.recordsDir,
         version: info.version,
       },
@@ -678,28 +679,29 @@ export async function loadSettings() {
   }
 }
 
-/** A lab's own CA, trusted beside the system's certificates for every download. */
-export async function setCaCert(path: string | null) {
-  set((s) => ({ settings: { ...s.settings, caError: "" } }));
+type SettingError = "caError" | "incusRootError" | "recordsError";
+
+/** Saves a setting through `save`; its refusal, as a sentence, goes to `error` under it. */
+async function saveSetting(error: SettingError, save: () => Promise<void>) {
+  set((s) => ({ settings: { ...s.settings, [error]: "" } }));
   try {
-    await api.setCaCert(path);
+    await save();
   } catch (e) {
-    const caError = sentence(errorMessage(e));
-    set((s) => ({ settings: { ...s.settings, caError } }));
+    const text = sentence(errorMessage(e));
+    set((s) => ({ settings: { ...s.settings, [error]: text } }));
   }
   await loadSettings();
+}
+/** A lab's own CA, trusted beside the system's certificates for every download. */
+export const setCaCert = (path: string | null) => saveSetting("caError", () => api.setCaCert(path));
+/** IncusOS indexes checked against a private mirror's root certificate (`null`: IncusOS's own). */
+export const setIncusRoot = (path: string | null) => saveSetting("incusRootError", () => api.setIncusRoot(path));
+export async function chooseIncusRoot() {
+  const chosen = await open({ multiple: false, directory: false }).catch(() => null);
+  if (typeof chosen === "string") await setIncusRoot(chosen);
 }
 /** Every flash's record kept in a folder the operator chose (`null`: none kept). */
-export async function setRecordsDir(dir: string | null) {
-  set((s) => ({ settings: { ...s.settings, recordsError: "" } }));
-  try {
-    await api.setRecordsDir(dir);
-  } catch (e) {
-    const recordsError = sentence(errorMessage(e));
-    set((s) => ({ settings: { ...s.settings, recordsError } }));
-  }
-  await loadSettings();
-}
+export const setRecordsDir = (dir: string | null) => saveSetting("recordsError", () => api.setRecordsDir(dir));
 export async function chooseRecordsDir() {
   const chosen = await open({ multiple: false, directory: true }).catch(() => null);
   if (typeof chosen === "string") await setRecordsDir(chosen);

@@ -43,6 +43,7 @@ function channel<T>(onMessage: (m: T) => void): Channel<T> {
 export const api = {
   appInfo: () => invoke<AppInfo>("app_info"),
   setCaCert: (path: string | null) => invoke<void>("set_ca_cert", { path }),
+  setIncusRoot: (path: string | null) => invoke<void>("set_incus_root", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
   /** `source`: the chosen image file, so the drive holding it is marked. */
   listDrives: (showAll: boolean, imageSize: number | null, source: string | null) =>

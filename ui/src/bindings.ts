@@ -33,7 +33,11 @@ caCert: string | null,
 /**
  * Where every flash's record is written, if Settings keep records.
  */
-recordsDir: string | null, };
+recordsDir: string | null, 
+/**
+ * The root IncusOS indexes are checked against instead of IncusOS's own, if one was chosen.
+ */
+incusRoot: string | null, };
 
 export type Bus = "usb" | "mmc" | "nvme" | "sata" | "virtual" | "loop" | "other";
 
@@ -117,6 +121,10 @@ seed: string | null, } | { "kind": "talosBuild", config: string, };
 export type Cidata = { path: string, sha256: Sha256Digest, size: number, };
 
 export type Prepared = { imagePath: string, imageSHA256: Sha256Digest, imageSize: number, archiveSHA256: Sha256Digest, digestSource: DigestSource, 
+/**
+ * Who signed the index the expected digest came from (`CN=…, O=…`), when it was signed.
+ */
+signedBy: string | null, 
 /**
  * A labctl build's config image.
  */

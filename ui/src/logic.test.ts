@@ -43,6 +43,9 @@ describe("digests", () => {
   it("warn when nothing vouches for the image", () => {
     expect(describeSource("unverified").warn).toBe(true);
     expect(describeSource("sidecar")).toEqual({ text: "the publisher's .sha256 file", warn: false });
+    expect(describeSource("index", "CN=Incus OS - Update E1, O=Linux Containers").text).toBe(
+      "the publisher's index, signed by CN=Incus OS - Update E1, O=Linux Containers",
+    );
   });
 });
 

@@ -51,8 +51,14 @@ export function checkDigest(pasted: string, shown: string): DigestCheck {
   return p === normalizeDigest(shown) ? "match" : "mismatch";
 }
 
-/** Where the expected digest came from, in words; `warn` when nothing vouches for the image. */
-export function describeSource(source: DigestSource): { text: string; warn: boolean } {
+/** Where the expected digest came from, in words (and who signed it, when signed); `warn` when
+ * nothing vouches for the image. */
+export function describeSource(source: DigestSource, signedBy?: string | null): { text: string; warn: boolean } {
+  const described = describeUnsigned(source);
+  return signedBy ? { ...described, text: `${described.text}, signed by ${signedBy}` } : described;
+}
+
+function describeUnsigned(source: DigestSource): { text: string; warn: boolean } {
   switch (source) {
     case "sidecar":
       return { text: "the publisher's .sha256 file", warn: false };

@@ -53,7 +53,7 @@ export const emptyForm: Form = {
   arch: "amd64",
   format: "raw.xz",
   secureboot: false,
-  incusIndex: "https://images.linuxcontainers.org/os/index.json",
+  incusIndex: "https://images.linuxcontainers.org/os/index.sjson",
   incusBase: "https://images.linuxcontainers.org/os",
   incusChannel: "stable",
   incusArch: "x86_64",
@@ -109,6 +109,9 @@ export interface Settings {
   cacheBytes: number | null;
   caCert: string | null;
   caError: string;
+  /** The root IncusOS indexes are checked against (`null`: IncusOS's own). */
+  incusRoot: string | null;
+  incusRootError: string;
   /** Where every flash's record is written (`null`: none is kept; a lab's goes beside it). */
   recordsDir: string | null;
   recordsError: string;
@@ -217,6 +220,8 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
       cacheBytes: null,
       caCert: null,
       caError: "",
+      incusRoot: null,
+      incusRootError: "",
       recordsDir: null,
       recordsError: "",
       version: "",

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
             version: version.map(String::from),
             max_image_size: 4 << 30,
             seed: None,
+            trust_root: None,
+            unsigned: false,
         };
         if let Ok((_, url, _)) = resolve_index(&text, &index_url, &base, &req) {
             let inside = format!("{}/", DEFAULT_BASE);

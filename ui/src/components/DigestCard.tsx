@@ -25,7 +25,7 @@ export function DigestCard({ s }: { s: State }) {
       <Digest id="image-sha" label="image SHA-256" hex={p.imageSHA256} />
       {p.archiveSHA256 !== p.imageSHA256 && <Digest id="archive-sha" label="download SHA-256" hex={p.archiveSHA256} />}
       {s.config && <Digest id="config-sha" label="config image SHA-256" hex={s.config.sha256} />}
-      <SourceBadge source={p.digestSource} id="digest-source" />
+      <SourceBadge source={p.digestSource} signedBy={p.signedBy} id="digest-source" />
       {p.warnings.map((w, i) => (
         <p key={i} id={`prepared-warning-${i}`} class="warning">
           Warning: {sentence(w)}

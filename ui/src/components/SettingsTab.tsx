@@ -1,5 +1,5 @@
 // Settings: how flashing behaves (check first, read back, eject, the size limit), the cache, the
-// lab's CA certificate, where flash records are kept.
+// lab's CA certificate, the root IncusOS indexes are checked against, where flash records are kept.
 import * as act from "../actions";
 import { formatBytes } from "../logic";
 import type { State } from "../store";
@@ -37,6 +37,22 @@ export function SettingsTab({ s }: { s: State }) {
         )}
       </div>
       <ErrorText id="ca-cert-error" text={t.caError} />
+      <h2>IncusOS</h2>
+      <dl>
+        <dt>Index signed under</dt>
+        <dd id="incus-root">{t.incusRoot ?? "IncusOS's own root (Incus OS - Root E1, Linux Containers)"}</dd>
+      </dl>
+      <div class="buttons">
+        <button type="button" id="choose-incus-root" onClick={() => void act.chooseIncusRoot()}>
+          Use a mirror's root certificate…
+        </button>
+        {t.incusRoot !== null && (
+          <button type="button" id="clear-incus-root" onClick={() => void act.setIncusRoot(null)}>
+            Use IncusOS's own root
+          </button>
+        )}
+      </div>
+      <ErrorText id="incus-root-error" text={t.incusRootError} />
       <h2>Records</h2>
       <dl>
         <dt>Flash records</dt>

@@ -37,8 +37,8 @@ export function Digest({ id, label, hex }: { id: string; label: string; hex: str
 }
 
 /** What vouches for the download, as a badge: green when the publisher does, amber when nothing. */
-export function SourceBadge({ source, id }: { source: DigestSource; id?: string }) {
-  const { text, warn } = describeSource(source);
+export function SourceBadge({ source, signedBy, id }: { source: DigestSource; signedBy?: string | null; id?: string }) {
+  const { text, warn } = describeSource(source, signedBy);
   return (
     <p id={id} class={`badge ${warn ? "warn" : "good"}`}>
       {warn ? "⚠ Nothing the publisher published vouches for this image" : `✓ The download matches ${text}`}

@@ -53,6 +53,7 @@ impl SourceArgs {
             source: source.to_string(),
             sha256: self.sha256,
             sha256_source: DigestSource::Flag,
+            signed_by: None,
             allow_unverified: self.allow_unverified,
             max_image_size: self.max_image_size,
         }

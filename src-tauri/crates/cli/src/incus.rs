@@ -1,4 +1,5 @@
-//! `labflash incus fetch`: an IncusOS image by channel and arch, verified against the index.
+//! `labflash incus fetch`: an IncusOS image by channel and arch, verified against the index, whose
+//! signature is verified against the IncusOS root.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +21,16 @@ pub enum IncusCommand {
 
 #[derive(Args)]
 pub struct IncusFetchArgs {
-    /// The IncusOS index.
+    /// The IncusOS index: its signed index.sjson (or, with --unsigned-index, an index.json).
     #[arg(long, value_name = "URL", default_value = incus::DEFAULT_INDEX)]
     pub index_url: String,
+    /// The root certificate (PEM) the index's signature must chain to, for a private mirror
+    /// [default: IncusOS's own "Root E1", built in].
+    #[arg(long, value_name = "FILE")]
+    pub trust_root: Option<PathBuf>,
+    /// Read --index-url as an unsigned index.json (only over https, as incus-osd allows it).
+    #[arg(long)]
+    pub unsigned_index: bool,
     /// Where the index's update paths are rooted.
     #[arg(long, value_name = "URL", default_value = incus::DEFAULT_BASE)]
     pub base_url: String,
@@ -50,8 +58,12 @@ pub async fn run(command: IncusCommand, out: &Output, cancel: &CancellationToken
     let IncusCommand::Fetch(args) = command;
     match fetch(args, out, cancel).await {
         Ok(f) => out.warn_then(&f.warnings).success(&f, || {
+            let index = match &f.index_signed_by {
+                Some(signer) => format!("signed by {signer}"),
+                None => "unsigned: read over https only".into(),
+            };
             format!(
-                "image          {}\nimage sha256   {}\nversion        {}\narchive sha256 {} (matches the index)\n",
+                "image          {}\nimage sha256   {}\nversion        {}\narchive sha256 {} (matches the index)\nindex          {index}\n",
                 f.image_path.display(),
                 f.image_sha256,
                 f.source_version,
@@ -77,6 +89,8 @@ async fn fetch(
         version: (args.version != "latest").then_some(args.version),
         max_image_size: args.max_image_size,
         seed: args.seed,
+        trust_root: args.trust_root,
+        unsigned: args.unsigned_index,
     };
     let progress = crate::progress::sink(out.show_progress());
     Ok(incus::fetch(&http, &cache, &request, cancel, &progress).await?)

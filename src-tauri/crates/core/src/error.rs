@@ -31,6 +31,11 @@ pub enum Error {
         actual: String,
     },
 
+    /// A publisher's signature that does not verify: like a digest that does not match, the
+    /// bytes are not vouched for by the one who publishes them.
+    #[error("the signature of {what} does not hold: {reason}")]
+    BadSignature { what: String, reason: String },
+
     #[error("{0}")]
     BadInput(String),
 
@@ -148,9 +153,9 @@ pub struct TargetFailure {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::DigestMismatch { .. } | Error::ReadBackMismatch { .. } => {
-                ErrorKind::DigestMismatch
-            }
+            Error::DigestMismatch { .. }
+            | Error::ReadBackMismatch { .. }
+            | Error::BadSignature { .. } => ErrorKind::DigestMismatch,
             Error::BadInput(_)
             | Error::Refused { .. }
             | Error::UnsafeCache { .. }

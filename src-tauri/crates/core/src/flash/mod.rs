@@ -89,6 +89,8 @@ pub struct Plan {
     pub image_inside: Option<ImageInside>,
     /// Two sticks: the config image's own plan, written after the boot stick.
     pub config_stick: Option<Box<Plan>>,
+    /// Who signed the index the expected digest came from, when it was signed.
+    signed_by: Option<String>,
     options: FlashOptions,
 }
 
@@ -178,6 +180,7 @@ pub async fn plan(
                 warnings,
                 image_kind,
                 config_stick: None,
+                signed_by: req.image.signed_by.clone(),
                 options: req.flash_options(),
             });
         }
@@ -281,6 +284,7 @@ async fn plan_prepared(
     Ok(Plan {
         targets: writing.targets.clone(),
         image_inside: prepared.image_inside.clone(),
+        signed_by: prepared.signed_by.clone(),
         source: Planned::Prepared(Box::new(PreparedWrite {
             prepared,
             writing,
@@ -337,6 +341,7 @@ async fn plan_two_sticks(
             source: config.display().to_string(),
             sha256: None,
             sha256_source: DigestSource::Flag,
+            signed_by: None,
             allow_unverified: true,
             ..req.image.clone()
         },
@@ -475,6 +480,10 @@ impl Plan {
 
     fn describe_source(&self) -> Vec<String> {
         use crate::io::drives::human_size;
+        let origin = |source: DigestSource| match &self.signed_by {
+            Some(signer) => format!("{}, signed by {signer}", source.origin()),
+            None => source.origin().to_string(),
+        };
         match &self.source {
             Planned::Stream(opened) => vec![
                 format!("image: {}", opened.source),
@@ -484,7 +493,7 @@ impl Plan {
                     ),
                     (Some(digest), source) => format!(
                         "archive SHA-256 {digest} (from {}), checked before any target is finished",
-                        source.origin()
+                        origin(source)
                     ),
                     (None, _) => "archive: UNVERIFIED (no published checksum)".into(),
                 },
@@ -519,7 +528,7 @@ impl Plan {
                     source => format!(
                         "archive SHA-256 {} (from {}), checked before it was decoded",
                         prepared.archive_sha256,
-                        source.origin()
+                        origin(source)
                     ),
                 });
                 if let Some(layout) = writing.layouts.first().and_then(Option::as_ref) {

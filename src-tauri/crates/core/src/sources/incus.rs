@@ -1,6 +1,9 @@
-//! IncusOS images from its `index.json`: pick the newest update of a channel with an OS raw image
-//! for the arch (or an exact version), fetch it verified against the index's digest (through the
-//! same atomic, re-verified cache as every fetch), and optionally write an install seed.
+//! IncusOS images from its index: the signed `index.sjson`, verified against the IncusOS root
+//! (`incus_signed`) as incus-osd verifies it, or, only when asked and only over https (incus-osd's
+//! own rule, provider_images.go), the unsigned `index.json`. Pick the newest update of a channel
+//! with an OS raw image for the arch (or an exact version), fetch it verified against the index's
+//! digest (through the same atomic, re-verified cache as every fetch), and optionally write an
+//! install seed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,10 +18,10 @@ use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::Http;
 use crate::fetch::{self, DigestSource, FetchRequest};
 use crate::progress::ProgressSink;
-use crate::sources::incus_seed;
+use crate::sources::{incus_seed, incus_signed};
 use crate::CancellationToken;
 
-pub const DEFAULT_INDEX: &str = "https://images.linuxcontainers.org/os/index.json";
+pub const DEFAULT_INDEX: &str = "https://images.linuxcontainers.org/os/index.sjson";
 pub const DEFAULT_BASE: &str = "https://images.linuxcontainers.org/os";
 
 #[derive(Debug, serde::Deserialize)]
@@ -57,6 +60,20 @@ pub struct IncusRequest {
     pub max_image_size: u64,
     /// A folder of install seed YAML files to write into the image's seed partition.
     pub seed: Option<PathBuf>,
+    /// The root the index's signature must chain to (PEM); `None` for the IncusOS root.
+    pub trust_root: Option<PathBuf>,
+    /// Read `index_url` as an unsigned `index.json` (https only).
+    pub unsigned: bool,
+}
+
+/// Where an update was found, and who vouched for the index that names it.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub version: String,
+    pub url: Url,
+    pub sha256: Sha256Digest,
+    /// The index signer's subject; `None` for an unsigned index.
+    pub signed_by: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -78,6 +95,9 @@ pub struct IncusFetched {
     /// What the image is (see `image_kind`): a GPT disk for every IncusOS image.
     #[serde(rename = "imageKind")]
     pub image_kind: crate::image_kind::ImageKind,
+    /// Who signed the index that gave the image's digest; null when it was read unsigned.
+    #[serde(rename = "indexSignedBy")]
+    pub index_signed_by: Option<String>,
     /// What the operator should know before flashing: a seed without an install file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -95,7 +115,12 @@ pub async fn fetch(
         Some(Seed { tar, warnings }) => (Some(tar), warnings),
         None => (None, Vec::new()),
     };
-    let (version, url, expected) = locate(http, req, cancel).await?;
+    let Located {
+        version,
+        url,
+        sha256: expected,
+        signed_by,
+    } = locate(http, req, cancel).await?;
     let fetched = fetch::fetch(
         http,
         cache,
@@ -130,21 +155,62 @@ pub async fn fetch(
         image_size,
         // A seeded copy keeps the image's partition table.
         image_kind: fetched.image_kind,
+        index_signed_by: signed_by,
         warnings,
     })
 }
 
-/// The version, image URL and index digest of the release `req` names: the index is read,
-/// nothing is downloaded.
+/// The version, image URL and index digest of the release `req` names, and who signed the
+/// index: the index is read and its signature verified, nothing else is downloaded.
 pub async fn locate(
     http: &Http,
     req: &IncusRequest,
     cancel: &CancellationToken,
-) -> Result<(String, Url, Sha256Digest)> {
+) -> Result<Located> {
     let index_url = parse_url(&req.index_url, "index")?;
     let base = parse_url(&req.base_url, "base")?;
+    if req.unsigned && index_url.scheme() != "https" {
+        return Err(Error::BadInput(format!(
+            "{index_url}: an unsigned IncusOS index is read only over https, as incus-osd reads it; use the signed index.sjson"
+        )));
+    }
+    let root = match &req.trust_root {
+        None => incus_signed::INCUS_ROOT.to_vec(),
+        Some(path) => std::fs::read(path).map_err(|e| {
+            Error::BadInput(format!(
+                "cannot read the trust root {}: {e}",
+                path.display()
+            ))
+        })?,
+    };
     let text = http.get_text(&index_url, cancel).await?;
-    resolve_index(&text, &index_url, &base, req)
+    let (text, signed_by) = if req.unsigned {
+        (text, None)
+    } else {
+        let signed = incus_signed::verify(text.as_bytes(), &root, std::time::SystemTime::now())
+            .map_err(|e| match (e, &req.trust_root) {
+                (Error::BadInput(why), Some(path)) => {
+                    Error::BadInput(format!("{}: {why}", path.display()))
+                }
+                (Error::BadSignature { what, reason }, _) => Error::BadSignature {
+                    what: format!("{what} {index_url}"),
+                    reason,
+                },
+                (e, _) => e,
+            })?;
+        let content = String::from_utf8(signed.content).map_err(|_| Error::Network {
+            url: index_url.to_string(),
+            detail: "its signed index is not UTF-8 text".into(),
+        })?;
+        (content, Some(signed.signer))
+    };
+    let (version, url, sha256) = resolve_index(&text, &index_url, &base, req)?;
+    Ok(Located {
+        version,
+        url,
+        sha256,
+        signed_by,
+    })
 }
 
 /// Parses the index text and picks the update for `req`: its version, its image's URL and the

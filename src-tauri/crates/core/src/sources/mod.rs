@@ -7,6 +7,7 @@
 pub mod cidata;
 pub mod incus;
 pub mod incus_seed;
+pub mod incus_signed;
 pub mod lab_file;
 pub mod talos_boot_stick;
 pub mod talos_build;
@@ -39,6 +40,8 @@ pub struct SourceRequest {
     pub sha256: Option<Sha256Digest>,
     /// Where `sha256` came from: the operator (`Flag`), or the publisher's index.
     pub sha256_source: DigestSource,
+    /// Who signed the index `sha256` came from (an IncusOS index's signer), when it was signed.
+    pub signed_by: Option<String>,
     pub allow_unverified: bool,
     pub max_image_size: u64,
 }
@@ -63,6 +66,8 @@ pub struct Prepared {
     /// The archive as served (or the local file) and where its expected digest came from.
     pub archive_sha256: Sha256Digest,
     pub digest_source: DigestSource,
+    /// Who signed the index the expected digest came from, when it was signed.
+    pub signed_by: Option<String>,
     /// A labctl build's config image, written beside the boot image (or as its partition).
     pub config: Option<cidata::Cidata>,
     /// What the operator should know before writing it: an IncusOS seed without an install
@@ -88,6 +93,8 @@ pub struct PreparedView<'a> {
     #[serde(rename = "archiveSHA256")]
     archive_sha256: Sha256Digest,
     digest_source: DigestSource,
+    /// Who signed the index the expected digest came from (`CN=…, O=…`), when it was signed.
+    signed_by: Option<&'a str>,
     /// A labctl build's config image.
     config: Option<&'a cidata::Cidata>,
     warnings: &'a [String],
@@ -104,6 +111,7 @@ impl serde::Serialize for Prepared {
             image_size: self.image.size,
             archive_sha256: self.archive_sha256,
             digest_source: self.digest_source,
+            signed_by: self.signed_by.as_deref(),
             config: self.config.as_ref(),
             warnings: &self.warnings,
             config_own_stick: talos_boot_stick::check_one_stick(&self.origin).err(),
@@ -140,16 +148,18 @@ pub async fn locate(
                 source: url.to_string(),
                 sha256: req.sha256,
                 sha256_source: DigestSource::Flag,
+                signed_by: None,
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
             })
         }
         Source::Incus(req) if req.seed.is_none() => {
-            let (_, url, sha256) = incus::locate(http, req, cancel).await?;
+            let located = incus::locate(http, req, cancel).await?;
             Some(SourceRequest {
-                source: url.to_string(),
-                sha256: Some(sha256),
+                source: located.url.to_string(),
+                sha256: Some(located.sha256),
                 sha256_source: DigestSource::Index,
+                signed_by: located.signed_by,
                 allow_unverified: false,
                 max_image_size: req.max_image_size,
             })
@@ -183,6 +193,7 @@ pub async fn prepare_source(
                 image: image(f.image_path, f.image_sha256, f.image_size),
                 archive_sha256: f.archive_sha256,
                 digest_source: f.digest_source,
+                signed_by: None,
                 config: None,
                 warnings: Vec::new(),
                 image_inside: f.image_inside,
@@ -195,6 +206,7 @@ pub async fn prepare_source(
                 image: image(f.image_path, f.image_sha256, f.image_size),
                 archive_sha256: f.archive_sha256,
                 digest_source: DigestSource::Index,
+                signed_by: f.index_signed_by.clone(),
                 config: None,
                 warnings: f.warnings,
                 image_inside: None,
@@ -211,6 +223,7 @@ pub async fn prepare_source(
                 ),
                 archive_sha256: b.archive_sha256,
                 digest_source: b.digest_source,
+                signed_by: None,
                 config: Some(cidata::Cidata {
                     path: b.config_artifact_path,
                     sha256: b.config_artifact_sha256,
@@ -244,6 +257,7 @@ pub async fn prepare(
             },
             archive_sha256: fetched.archive_sha256,
             digest_source: fetched.digest_source,
+            signed_by: req.signed_by.clone(),
             config: None,
             warnings: Vec::new(),
             origin: req.source.clone(),
@@ -303,6 +317,7 @@ async fn local(
         image,
         archive_sha256,
         digest_source,
+        signed_by: req.signed_by.clone(),
         config: None,
         warnings: Vec::new(),
         origin: req.source.clone(),
