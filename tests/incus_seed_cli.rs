@@ -332,3 +332,56 @@ fn the_warning_reaches_what_the_app_receives() {
         "CN=TestOS - Update Test Cert E1, O=TestOS"
     );
 }
+
+/// A flash of an IncusOS image (streamed, no seed) says in its confirmation who signed the index
+/// that vouches for the download.
+#[test]
+fn the_confirmation_names_the_index_signer() {
+    use labflash_core::fetch::cache::Cache;
+    use labflash_core::fetch::http::{Http, HttpPolicy};
+    use labflash_core::flash::{self, rules::Chosen};
+    use labflash_core::progress::{NoProgress, ProgressSink};
+    use labflash_core::sources::{self, incus::IncusRequest, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&disk(dir.path(), &[("seed-data", "8300", 1)]));
+    let cache = Cache::open(dir.path().join("cache")).unwrap();
+    let http = Http::new(HttpPolicy::default()).unwrap();
+    let cancel = labflash_core::CancellationToken::new();
+    let source = Source::Incus(IncusRequest {
+        index_url: server.url("/os/index.sjson"),
+        base_url: server.url("/os"),
+        channel: "stable".into(),
+        arch: "x86_64".into(),
+        version: None,
+        max_image_size: 1 << 30,
+        seed: None,
+        trust_root: Some(incus_trust_root()),
+        unsigned: false,
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let image = rt
+        .block_on(sources::locate(&source, &http, &cancel))
+        .unwrap()
+        .expect("it streams");
+    let request = flash::Request {
+        image,
+        targets: vec![Chosen::path(dir.path().join("stick.img"))],
+        config: None,
+        config_to: None,
+        options: Default::default(),
+        verify: true,
+        skip_equal: false,
+        prepared: None,
+    };
+    let progress: std::sync::Arc<dyn ProgressSink> = std::sync::Arc::new(NoProgress);
+    let plan = rt
+        .block_on(flash::plan(&request, &http, &cache, &cancel, &progress))
+        .unwrap();
+    let lines = plan.describe().join("\n");
+    assert!(
+        lines.contains(
+            "(from the publisher's index, signed by CN=TestOS - Update Test Cert E1, O=TestOS)"
+        ),
+        "{lines}"
+    );
+}
