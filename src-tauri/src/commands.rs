@@ -448,6 +448,8 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
             allow_unverified,
         } => Source::TalosFactory(AssetRequest {
             factory_url,
+            // The window has no token field yet: only credentials in the URL reach the factory.
+            factory_token: None,
             version,
             schematic: schematic.filter(|s| !s.trim().is_empty()),
             customization: Customization {
@@ -489,6 +491,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64) -> Reply<Source> {
                 base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
                 allow_unverified: false,
                 max_image_size,
+                factory_token: None,
             }))
         }
     })
@@ -1134,7 +1137,7 @@ pub async fn build_cidata(spec: CidataSpec) -> Reply<Cidata> {
 #[tauri::command]
 pub async fn talos_versions(app: State<'_, App>, factory_url: String) -> Reply<Vec<Version>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url, None)?
         .versions(&cancel)
         .await?)
 }
@@ -1146,7 +1149,7 @@ pub async fn talos_extensions(
     version: String,
 ) -> Reply<Vec<Extension>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url, None)?
         .extensions(&version, &cancel)
         .await?)
 }
