@@ -25,6 +25,7 @@ const MACHINE_CONFIG: &str = "version: v1alpha1\nmachine:\n  type: controlplane\
 /// the default one), behind `gate`.
 fn factory(image: &[u8], gate: impl Fn(&Request) -> bool + Send + Sync + 'static) -> Server {
     let server = Server::start();
+    server.put("/versions", br#"["v1.13.0"]"#.to_vec());
     server.put(
         "/version/v1.13.0/extensions/official",
         br#"[{"name":"siderolabs/iscsi-tools","ref":"r","digest":"d","author":"a","description":"iSCSI"}]"#.to_vec(),
@@ -223,6 +224,15 @@ fn basic_auth_from_the_url_is_sent_as_a_header_and_never_shown() {
     assert!(
         f.requests().iter().all(|r| !r.path.contains(PASSWORD)),
         "the password travels in the header only"
+    );
+
+    let versions = run(&["talos", "versions", "--factory-url", &url, "-vv", "--json"]);
+    assert_nowhere(PASSWORD, &[&versions.stdout, &versions.stderr], &[]);
+    assert_eq!(
+        versions.json()[0]["version"],
+        "v1.13.0",
+        "{}",
+        versions.stderr
     );
 }
 
