@@ -468,6 +468,8 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
             allow_unverified,
         } => Source::TalosFactory(AssetRequest {
             factory_url,
+            // The window has no token field yet: only credentials in the URL reach the factory.
+            factory_token: None,
             version,
             schematic: schematic.filter(|s| !s.trim().is_empty()),
             customization: Customization {
@@ -512,6 +514,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
                 base_dir: path.parent().unwrap_or(Path::new("/")).to_path_buf(),
                 allow_unverified: false,
                 max_image_size,
+                factory_token: None,
             }))
         }
     })
@@ -1167,7 +1170,7 @@ pub async fn build_cidata(spec: CidataSpec) -> Reply<Cidata> {
 #[tauri::command]
 pub async fn talos_versions(app: State<'_, App>, factory_url: String) -> Reply<Vec<Version>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url, None)?
         .versions(&cancel)
         .await?)
 }
@@ -1179,7 +1182,7 @@ pub async fn talos_extensions(
     version: String,
 ) -> Reply<Vec<Extension>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url)?
+    Ok(Factory::new(&app.http(), &factory_url, None)?
         .extensions(&version, &cancel)
         .await?)
 }

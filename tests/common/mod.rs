@@ -133,11 +133,13 @@ pub fn labflash_bin() -> PathBuf {
     bin
 }
 
-/// A `labflash` command with a clean environment: no proxy, no cache variable, no colours.
+/// A `labflash` command with a clean environment: no proxy, no cache variable, no factory token,
+/// no colours.
 pub fn labflash(args: &[&str]) -> Command {
     let mut cmd = Command::new(labflash_bin());
     cmd.args(args)
         .env_remove("LABFLASH_CACHE_DIR")
+        .env_remove("LABFLASH_FACTORY_TOKEN")
         .env_remove("RUST_LOG")
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env_remove("HTTP_PROXY")

@@ -43,8 +43,12 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
+
+/// Whether a request may pass (an Enterprise factory's credentials check).
+pub type Gate = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
 /// Answers a POST: status and body from the request body.
 pub type PostHandler = Arc<dyn Fn(&[u8]) -> (u16, String) + Send + Sync>;
@@ -60,6 +64,7 @@ struct State {
     default_serve: Serve,
     posts: HashMap<String, PostHandler>,
     missing: Option<MissingHandler>,
+    gate: Option<Gate>,
     log: Vec<Request>,
     handshakes_failed: usize,
 }
@@ -220,6 +225,12 @@ impl Server {
         self.state.lock().unwrap().missing = Some(handler);
     }
 
+    /// Answers 401 to every request `gate` refuses; the others are served by their path without
+    /// its query (where the credentials the gate checked travel).
+    pub fn require(&self, gate: Gate) {
+        self.state.lock().unwrap().gate = Some(gate);
+    }
+
     pub fn set_default_serve(&self, serve: Serve) {
         self.state.lock().unwrap().default_serve = serve;
     }
@@ -268,13 +279,22 @@ impl Drop for Server {
 fn handle(conn: Conn, state: &Mutex<State>, stop: &AtomicBool) {
     // Requests are read byte-wise through a BufReader; responses written through it unbuffered.
     let mut reader = BufReader::new(conn);
-    let Some(req) = read_request(&mut reader) else {
+    let Some(mut req) = read_request(&mut reader) else {
         return;
     };
     let conn = reader.get_mut();
     let (reply, file) = {
         let mut st = state.lock().unwrap();
         st.log.push(req.clone());
+        if let Some(gate) = st.gate.clone() {
+            if !gate(&req) {
+                drop(st);
+                respond_empty(conn, 401, &[]);
+                conn.shutdown();
+                return;
+            }
+            req.path = req.path.split('?').next().unwrap_or_default().to_string();
+        }
         if req.method == "POST" {
             let handler = st.posts.get(&req.path).cloned();
             drop(st);
@@ -319,6 +339,7 @@ fn read_request(reader: &mut BufReader<Conn>) -> Option<Request> {
     let method = parts.next()?.to_string();
     let path = parts.next()?.to_string();
     let mut range = None;
+    let mut authorization = None;
     let mut length = 0usize;
     loop {
         let mut header = String::new();
@@ -328,6 +349,9 @@ fn read_request(reader: &mut BufReader<Conn>) -> Option<Request> {
         if let Some((name, value)) = header.split_once(':') {
             if name.eq_ignore_ascii_case("range") {
                 range = Some(value.trim().to_string());
+            }
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
             }
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().unwrap_or(0);
@@ -340,6 +364,7 @@ fn read_request(reader: &mut BufReader<Conn>) -> Option<Request> {
         method,
         path,
         range,
+        authorization,
         body,
     })
 }

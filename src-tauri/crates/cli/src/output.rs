@@ -51,6 +51,9 @@ impl From<Error> for Failure {
                 "; pass the digest you expect with --sha256 HEX, or accept the download unverified with --allow-unverified"
             }
             Error::ImageTooLarge { .. } => " (--max-image-size)",
+            Error::FactoryUnauthorized { .. } => {
+                ": give --factory-token or user:password in --factory-url (in source.factoryURL for a build)"
+            }
             _ => "",
         };
         Self {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use labflash_core::fetch::credentials::Secret;
 use labflash_core::fetch::http::Http;
 use labflash_core::sources::talos_build::{self, BuildRequest, Built};
 use labflash_core::sources::talos_factory::{
@@ -33,11 +34,34 @@ pub enum TalosCommand {
 
 #[derive(Args)]
 pub struct FactoryArgs {
-    /// The Image Factory.
+    /// The Image Factory; an Enterprise one's credentials may be in it: https://USER:PASSWORD@host
+    /// (HTTP Basic) or ?token=TOKEN (a download token). They are never printed.
     #[arg(long, value_name = "URL", default_value = talos_factory::DEFAULT_FACTORY)]
     pub factory_url: String,
     #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
     pub net: NetArgs,
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    /// An Enterprise Image Factory's download token, sent as ?token= and never printed; in place
+    /// of a ?token= in the factory URL.
+    // The value is a secret: --help must not show it from the environment.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LABFLASH_FACTORY_TOKEN",
+        hide_env_values = true
+    )]
+    pub factory_token: Option<String>,
+}
+
+impl TokenArgs {
+    fn secret(&self) -> Option<Secret> {
+        self.factory_token.as_deref().map(Secret::new)
+    }
 }
 
 #[derive(Args)]
@@ -116,6 +140,9 @@ pub struct BuildArgs {
     pub max_image_size: u64,
 
     #[command(flatten)]
+    pub token: TokenArgs,
+
+    #[command(flatten)]
     pub net: NetArgs,
 }
 
@@ -135,7 +162,7 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
     match command {
         TalosCommand::Versions(args) => {
             let listed = async {
-                Factory::new(&http, &args.factory_url)?
+                Factory::new(&http, &args.factory_url, args.token.secret().as_ref())?
                     .versions(cancel)
                     .await
             }
@@ -157,7 +184,11 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
         }
         TalosCommand::Extensions(args) => {
             let listed = async {
-                Factory::new(&http, &args.factory.factory_url)?
+                Factory::new(
+                    &http,
+                    &args.factory.factory_url,
+                    args.factory.token.secret().as_ref(),
+                )?
                     .extensions(&args.version, cancel)
                     .await
             }
@@ -177,7 +208,11 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
                 kernel_args: args.custom.kernel_args,
             };
             let made = async {
-                Factory::new(&http, &args.factory.factory_url)?
+                Factory::new(
+                    &http,
+                    &args.factory.factory_url,
+                    args.factory.token.secret().as_ref(),
+                )?
                     .schematic(&custom, cancel)
                     .await
             }
@@ -226,6 +261,7 @@ async fn talos_fetch(
 ) -> Result<FetchedAsset, Failure> {
     let cache = args.source.cache()?;
     let request = AssetRequest {
+        factory_token: args.factory.token.secret(),
         factory_url: args.factory.factory_url,
         version: args.version,
         schematic: args.schematic,
@@ -273,6 +309,7 @@ async fn build(
         base_dir,
         allow_unverified: args.allow_unverified,
         max_image_size: args.max_image_size,
+        factory_token: args.token.secret(),
     };
     let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());

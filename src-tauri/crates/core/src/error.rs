@@ -72,10 +72,18 @@ pub enum Error {
     #[error("{url} does not exist (the server answers HTTP 404 Not Found)")]
     NotFound { url: String },
 
-    #[error(
-        "{url} answered HTTP {status}: the server wants credentials, which labflash does not send"
-    )]
-    Unauthorized { url: String, status: u16 },
+    /// `sent`: whether the request carried credentials (see
+    /// [`crate::fetch::http::Http::with_credentials`]).
+    #[error("{url} answered HTTP {status}: {}", if *sent { "it refused the credentials" } else { "it wants credentials" })]
+    Unauthorized {
+        url: String,
+        status: u16,
+        sent: bool,
+    },
+
+    /// A 401 or 403 from an Image Factory, from any of its routes.
+    #[error("the Image Factory {} (HTTP {status})", if *sent { "refused the credentials" } else { "wants credentials" })]
+    FactoryUnauthorized { status: u16, sent: bool },
 
     #[error("{url} answered HTTP {status}{}", reason.map(|r| format!(" {r}")).unwrap_or_default())]
     HttpStatus {

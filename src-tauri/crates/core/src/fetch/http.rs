@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use reqwest::header::{CONTENT_RANGE, RANGE, RETRY_AFTER};
-use reqwest::{redirect, Response, StatusCode};
+use reqwest::{redirect, Method, Response, StatusCode};
 use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::fetch::credentials::{self, Credentials};
 use crate::fetch::tls::TlsFailure;
 use crate::progress::{ProgressSink, Reporter, Stage};
 use crate::CancellationToken;
@@ -115,6 +116,14 @@ impl Failed {
 pub struct Http {
     client: reqwest::Client,
     policy: HttpPolicy,
+    scoped: Option<Scoped>,
+}
+
+/// Credentials and the one origin (scheme, host, port) they are sent to.
+#[derive(Clone)]
+struct Scoped {
+    origin: url::Origin,
+    credentials: Credentials,
 }
 
 impl Http {
@@ -131,7 +140,46 @@ impl Http {
                 url: String::new(),
                 detail: error_chain(&e),
             })?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            scoped: None,
+        })
+    }
+
+    /// A client that sends `credentials` with every request to `at`'s origin, and to no other:
+    /// the token is put in that origin's URLs only, and reqwest drops the Authorization header
+    /// when a redirect leads to another host or port (reqwest 0.12 `remove_sensitive_headers`).
+    pub fn with_credentials(&self, at: &Url, credentials: Credentials) -> Self {
+        Self {
+            client: self.client.clone(),
+            policy: self.policy.clone(),
+            scoped: (!credentials.is_empty()).then(|| Scoped {
+                origin: at.origin(),
+                credentials,
+            }),
+        }
+    }
+
+    /// Whether requests to `url` carry credentials.
+    fn sends_credentials_to(&self, url: &Url) -> bool {
+        self.scoped
+            .as_ref()
+            .is_some_and(|s| s.origin == url.origin())
+    }
+
+    /// A request for `url`, with the credentials if they are for its origin.
+    fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
+        match &self.scoped {
+            Some(s) if s.origin == url.origin() => {
+                let req = self.client.request(method, s.credentials.with_token(url));
+                match &s.credentials.basic {
+                    Some((user, password)) => req.basic_auth(user, Some(password.expose())),
+                    None => req,
+                }
+            }
+            _ => self.client.request(method, url.clone()),
+        }
     }
 
     pub fn policy(&self) -> &HttpPolicy {
@@ -142,7 +190,10 @@ impl Http {
     pub fn trusting(&self, ca_cert: PathBuf) -> Result<Self> {
         let mut policy = self.policy.clone();
         policy.ca_certs.push(ca_cert);
-        Self::new(policy)
+        Ok(Self {
+            scoped: self.scoped.clone(),
+            ..Self::new(policy)?
+        })
     }
 
     /// GETs a text document (at most 16 MiB): a checksum file, a catalog, an index.
@@ -153,7 +204,7 @@ impl Http {
     /// Whether the server says `url` is gone: one HEAD, at most 5 s, for wording an error; any
     /// answer other than 404 or 410 (a timeout, a server that builds assets on request) is `false`.
     pub async fn is_missing(&self, url: &Url, cancel: &CancellationToken) -> bool {
-        let head = self.send_request(url, self.client.head(url.clone()));
+        let head = self.send_request(url, self.request(Method::HEAD, url));
         tokio::select! {
             answer = tokio::time::timeout(Duration::from_secs(5), head) => matches!(
                 answer,
@@ -178,7 +229,7 @@ impl Http {
             Span::Between(from, to) => format!("bytes={from}-{}", to.max(from + 1) - 1),
         };
         let attempt = async {
-            let req = self.client.get(url.clone()).header(RANGE, range);
+            let req = self.request(Method::GET, url).header(RANGE, range);
             let mut resp = self.send_request(url, req).await.map_err(|f| f.error)?;
             if resp.status() != StatusCode::PARTIAL_CONTENT {
                 return Ok(None);
@@ -228,7 +279,7 @@ impl Http {
             let resp = match body {
                 None => self.send(url, None).await?,
                 Some(body) => {
-                    self.send_request(url, self.client.post(url.clone()).json(body))
+                    self.send_request(url, self.request(Method::POST, url).json(body))
                         .await?
                 }
             };
@@ -281,8 +332,9 @@ impl Http {
     ) -> Result<Url, Failed> {
         let offset = sink.kept();
         let mut resp = self.send(url, (offset > 0).then_some(offset)).await?;
-        let served_by = resp.url().clone();
-        if served_by != *url {
+        // As the server saw it, with the token: redacted before it is logged or returned.
+        let served_by = credentials::redact(resp.url());
+        if served_by != credentials::redact(url) {
             tracing::info!(%url, to = %served_by, "followed a redirect");
         }
         let start = match resp.status() {
@@ -324,7 +376,7 @@ impl Http {
 
     /// Sends a GET (from `offset` if given) and sorts the status: success, retryable, or final.
     async fn send(&self, url: &Url, offset: Option<u64>) -> Result<Response, Failed> {
-        let mut req = self.client.get(url.clone());
+        let mut req = self.request(Method::GET, url);
         if let Some(offset) = offset {
             req = req.header(RANGE, format!("bytes={offset}-"));
         }
@@ -344,7 +396,7 @@ impl Http {
                     during: "waiting for the response headers",
                 }))
             }
-            Ok(Err(e)) => return Err(transport_failure(url, &e)),
+            Ok(Err(e)) => return Err(transport_failure(url, e)),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
@@ -360,6 +412,7 @@ impl Http {
             return Err(Failed::fatal(Error::Unauthorized {
                 url: url.to_string(),
                 status: status.as_u16(),
+                sent: self.sends_credentials_to(url),
             }));
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -390,7 +443,7 @@ impl Http {
                 secs: self.policy.idle_timeout.as_secs(),
                 during: "sending the body",
             })),
-            Ok(Err(e)) => Err(transport_failure(url, &e)),
+            Ok(Err(e)) => Err(transport_failure(url, e)),
             Ok(Ok(chunk)) => Ok(chunk),
         }
     }
@@ -460,8 +513,8 @@ fn no_downgrade() -> redirect::Policy {
             .last()
             .filter(|from| from.scheme() == "https" && to.scheme() == "http")
             .map(|from| Downgrade {
-                from: from.clone(),
-                to: to.clone(),
+                from: credentials::redact(from),
+                to: credentials::redact(to),
             });
         match downgrade {
             Some(refused) => attempt.error(refused),
@@ -487,7 +540,9 @@ impl std::error::Error for Downgrade {}
 
 /// Transport errors (connect, reset, cut body) are worth another attempt; a refused certificate, a
 /// failed TLS handshake, a refused or looping redirect or a bad request is not.
-fn transport_failure(url: &Url, e: &reqwest::Error) -> Failed {
+fn transport_failure(url: &Url, e: reqwest::Error) -> Failed {
+    // reqwest's message names the URL as requested, token and all: `url` names it instead.
+    let e = &e.without_url();
     // The policy's own error, lifted out of reqwest's "error following redirect" chain whole.
     let downgrade = std::iter::successors(std::error::Error::source(e), |s| s.source())
         .find_map(|s| s.downcast_ref::<Downgrade>());

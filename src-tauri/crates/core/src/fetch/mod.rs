@@ -18,6 +18,7 @@
 //! archive's records of its image's size).
 
 pub mod cache;
+pub mod credentials;
 pub mod decompress;
 pub mod digest;
 pub mod http;
@@ -283,7 +284,7 @@ pub async fn fetch(
     let image_kind = crate::image_kind::of_file(&image_path).map_err(io_at(&image_path))?;
 
     Ok(Fetched {
-        source_url: req.url.to_string(),
+        source_url: credentials::redact(&req.url).to_string(),
         final_url: redirected_to.map(String::from),
         archive_path,
         archive_sha256,
@@ -399,7 +400,7 @@ fn file_name(url: &Url) -> String {
     percent_decode(raw)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -475,12 +476,10 @@ async fn download(
         }
     }
     let file = sink.tmp.commit()?;
-    // The response's URL carries no user:password (reqwest moves them to a header): compare
-    // without them, or every URL with credentials would look redirected.
-    let mut asked = url.clone();
-    let _ = asked.set_username("");
-    let _ = asked.set_password(None);
-    Ok((actual, file, (served_by != asked).then_some(served_by)))
+    // The URL that served it comes redacted: compare it so, or every URL with credentials would
+    // look redirected.
+    let redirected = served_by != credentials::redact(url);
+    Ok((actual, file, redirected.then_some(served_by)))
 }
 
 /// The download's temp file and the hash of exactly the bytes in it, which may not grow past

@@ -455,27 +455,12 @@ fn read_back(report: &TargetReport, expected: Sha256Digest) -> ReadBack {
 /// `source` as it may be kept in a file others read: a URL without `user:password@` and without
 /// an Image Factory download token (`?token=`); a path as it is.
 pub fn without_credentials(source: &str) -> String {
-    if !crate::fetch::is_url(source) {
-        return source.to_string();
-    }
-    let Ok(mut url) = url::Url::parse(source) else {
-        return source.to_string();
-    };
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    if url.query_pairs().any(|(k, _)| k == "token") {
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| k != "token")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
+    match url::Url::parse(source) {
+        Ok(url) if crate::fetch::is_url(source) => {
+            crate::fetch::credentials::redact(&url).to_string()
         }
+        _ => source.to_string(),
     }
-    url.to_string()
 }
 
 /// Now, RFC 3339 in UTC to the second (the `time` crate: already built for x509-parser).

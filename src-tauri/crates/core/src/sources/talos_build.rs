@@ -250,7 +250,10 @@ impl ImageBuild {
         if !http || Url::parse(&s.factory_url).is_err() {
             return Err(invalid(
                 "source.factoryURL",
-                format!("{:?} must be an HTTP or HTTPS URL", s.factory_url),
+                format!(
+                    "{:?} must be an HTTP or HTTPS URL",
+                    crate::fetch::credentials::shown(&s.factory_url)
+                ),
             ));
         }
         talos_factory::check_exact_version(&s.version).map_err(|e| invalid("source.version", e))?;
@@ -456,6 +459,8 @@ pub struct BuildRequest {
     pub base_dir: PathBuf,
     pub allow_unverified: bool,
     pub max_image_size: u64,
+    /// A download token for the factory, in place of a `?token=` in `source.factoryURL`.
+    pub factory_token: Option<crate::fetch::credentials::Secret>,
 }
 
 /// Builds both artifacts. The archive is kept where labctl keeps it (see `labctl_archive`), and
@@ -487,6 +492,8 @@ pub async fn build(
     let config_image = cidata::image(&contents)?;
 
     let url = b.source_url()?;
+    let factory_http =
+        FactoryUrl::parse(&b.source.factory_url)?.http(http, req.factory_token.as_ref());
     let downloads = out_dir
         .parent()
         .unwrap_or(&base_dir)
@@ -495,10 +502,10 @@ pub async fn build(
     let trusting;
     let http = match &b.source.ca_cert {
         Some(ca) => {
-            trusting = http.trusting(clean(&base_dir.join(&ca.path)))?;
+            trusting = factory_http.trusting(clean(&base_dir.join(&ca.path)))?;
             &trusting
         }
-        None => http,
+        None => &factory_http,
     };
     let fetched = fetch::fetch(
         http,
@@ -514,7 +521,8 @@ pub async fn build(
         cancel,
         progress,
     )
-    .await?;
+    .await
+    .map_err(talos_factory::refused)?;
 
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let (src, dst, expected) = (

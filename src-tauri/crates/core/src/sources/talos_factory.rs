@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::fetch::credentials::{self, Credentials, Secret};
 use crate::fetch::http::Http;
 use crate::CancellationToken;
 
@@ -56,21 +57,40 @@ pub struct Asset {
     pub format: String,
 }
 
-/// A factory's address, and the URLs of its API and assets.
+/// A factory's address, and the URLs of its API and assets; the credentials its URL carried
+/// (`user:password@`, `?token=`) are kept apart, out of every URL made here.
 pub struct FactoryUrl {
     base: Url,
+    credentials: Credentials,
 }
 
 impl FactoryUrl {
     pub fn parse(base: &str) -> Result<Self> {
-        let mut base = Url::parse(base)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| Error::BadInput(format!("{base:?} is not an http(s) factory URL")))?;
+        let url = Url::parse(base)
+            .map_err(|e| Error::BadInput(format!("the factory URL is not a URL: {e}")))?;
+        let (mut base, credentials) = credentials::split(&url);
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(Error::BadInput(format!(
+                "{:?} is not an http(s) factory URL",
+                base.as_str()
+            )));
+        }
+        // A query would be dropped by every join below (the token was taken out above).
+        base.set_query(None);
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        Ok(Self { base })
+        Ok(Self { base, credentials })
+    }
+
+    /// A client that sends the factory its credentials: the URL's, with `token` (the caller's
+    /// `--factory-token`) in place of the URL's `?token=`.
+    pub fn http(&self, http: &Http, token: Option<&Secret>) -> Http {
+        let mut credentials = self.credentials.clone();
+        if let Some(token) = token {
+            credentials.token = Some(token.clone());
+        }
+        http.with_credentials(&self.base, credentials)
     }
 
     fn url(&self, path: &str) -> Url {
@@ -114,16 +134,18 @@ impl FactoryUrl {
     }
 }
 
-pub struct Factory<'a> {
-    http: &'a Http,
+pub struct Factory {
+    http: Http,
     at: FactoryUrl,
 }
 
-impl<'a> Factory<'a> {
-    pub fn new(http: &'a Http, base: &str) -> Result<Self> {
+impl Factory {
+    /// The factory at `base`; `token` replaces a `?token=` in it (see [`FactoryUrl::http`]).
+    pub fn new(http: &Http, base: &str, token: Option<&Secret>) -> Result<Self> {
+        let at = FactoryUrl::parse(base)?;
         Ok(Self {
-            http,
-            at: FactoryUrl::parse(base)?,
+            http: at.http(http, token),
+            at,
         })
     }
 
@@ -138,7 +160,7 @@ impl<'a> Factory<'a> {
     /// `GET /versions`, newest first, pre-releases marked.
     pub async fn versions(&self, cancel: &CancellationToken) -> Result<Vec<Version>> {
         let url = self.url("versions");
-        let text = self.http.get_text(&url, cancel).await?;
+        let text = self.http.get_text(&url, cancel).await.map_err(refused)?;
         let list: Vec<String> = serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))?;
         let mut versions: Vec<Version> = list
             .into_iter()
@@ -159,7 +181,7 @@ impl<'a> Factory<'a> {
     ) -> Result<Vec<Extension>> {
         check_version(version)?;
         let url = self.url(&format!("version/{version}/extensions/official"));
-        let text = self.http.get_text(&url, cancel).await?;
+        let text = self.http.get_text(&url, cancel).await.map_err(refused)?;
         serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))
     }
 
@@ -177,7 +199,8 @@ impl<'a> Factory<'a> {
         let text = self
             .http
             .post_json(&url, &schematic_body(custom), cancel)
-            .await?;
+            .await
+            .map_err(refused)?;
         #[derive(serde::Deserialize)]
         struct Created {
             id: String,
@@ -305,6 +328,15 @@ pub fn is_schematic_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A factory's 401 or 403 as its operator reads it (whichever route answered); other errors as
+/// they are.
+pub(crate) fn refused(e: Error) -> Error {
+    match e {
+        Error::Unauthorized { status, sent, .. } => Error::FactoryUnauthorized { status, sent },
+        e => e,
+    }
+}
+
 fn bad_answer(url: &Url, e: impl std::fmt::Display) -> Error {
     Error::Network {
         url: url.to_string(),
@@ -351,7 +383,10 @@ fn compare_prerelease(a: &str, b: &str) -> Ordering {
 /// An asset to fetch: by schematic, or by the extensions and kernel arguments that make one.
 #[derive(Clone, Debug)]
 pub struct AssetRequest {
+    /// May carry `user:password@` (HTTP Basic) and `?token=`.
     pub factory_url: String,
+    /// A download token, in place of the URL's `?token=`.
+    pub factory_token: Option<Secret>,
     pub version: String,
     pub schematic: Option<String>,
     pub customization: Customization,
@@ -381,7 +416,15 @@ pub async fn locate_asset(
     req: &AssetRequest,
     cancel: &CancellationToken,
 ) -> Result<(Url, String)> {
-    let factory = Factory::new(http, &req.factory_url)?;
+    let factory = Factory::new(http, &req.factory_url, req.factory_token.as_ref())?;
+    locate(&factory, req, cancel).await
+}
+
+async fn locate(
+    factory: &Factory,
+    req: &AssetRequest,
+    cancel: &CancellationToken,
+) -> Result<(Url, String)> {
     let custom = &req.customization;
     let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
     let schematic = match &req.schematic {
@@ -423,9 +466,10 @@ pub async fn fetch_asset(
     cancel: &CancellationToken,
     progress: &std::sync::Arc<dyn crate::progress::ProgressSink>,
 ) -> Result<FetchedAsset> {
-    let (url, schematic) = locate_asset(http, req, cancel).await?;
+    let factory = Factory::new(http, &req.factory_url, req.factory_token.as_ref())?;
+    let (url, schematic) = locate(&factory, req, cancel).await?;
     let fetched = crate::fetch::fetch(
-        http,
+        &factory.http,
         cache,
         &crate::fetch::FetchRequest::verified(
             url,
@@ -436,7 +480,8 @@ pub async fn fetch_asset(
         cancel,
         progress,
     )
-    .await?;
+    .await
+    .map_err(refused)?;
     Ok(FetchedAsset {
         fetched,
         version: req.version.clone(),
