@@ -459,10 +459,11 @@ fn incus_args(server: &Server, cache: &str, extra: &[&str]) -> Vec<String> {
     let (index, base) = (server.url("/os/index.sjson"), server.url("/os"));
     // The test signer's root, unless the test names another.
     let root = incus_trust_root().display().to_string();
-    let trust: &[&str] = match extra.contains(&"--trust-root") {
-        true => &[],
-        false => &["--trust-root", &root],
-    };
+    let trust: &[&str] =
+        match extra.contains(&"--trust-root") || extra.contains(&"--unsigned-index") {
+            true => &[],
+            false => &["--trust-root", &root],
+        };
     let mut args = vec!["incus", "fetch", "--index-url", &index];
     args.extend_from_slice(trust);
     args.extend_from_slice(&["--base-url", &base, "--cache-dir", cache, "--json"]);

@@ -169,6 +169,12 @@ pub async fn locate(
 ) -> Result<Located> {
     let index_url = parse_url(&req.index_url, "index")?;
     let base = parse_url(&req.base_url, "base")?;
+    if req.unsigned && req.trust_root.is_some() {
+        return Err(Error::BadInput(
+            "a trust root checks a signed index; an unsigned index has no signature to check"
+                .into(),
+        ));
+    }
     if req.unsigned && index_url.scheme() != "https" {
         return Err(Error::BadInput(format!(
             "{index_url}: an unsigned IncusOS index is read only over https, as incus-osd reads it; use the signed index.sjson"

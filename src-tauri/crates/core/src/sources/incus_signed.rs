@@ -42,6 +42,7 @@ pub fn verify(message: &[u8], root_pem: &[u8], now: SystemTime) -> Result<Signed
         .map_err(|e| Error::BadInput(format!("the trusted root cannot be read: {e}")))?;
     let (text_part, signature) = split_multipart(message)?;
     let signed_bytes = canonical(text_part);
+    let content = text_content(&signed_bytes)?;
     let cms = pem_der(
         &[
             b"-----BEGIN PKCS7-----\n".as_slice(),
@@ -84,7 +85,7 @@ pub fn verify(message: &[u8], root_pem: &[u8], now: SystemTime) -> Result<Signed
             .map_err(|e| refused(&format!("the time now: {e}")))?;
     chain_to_root(signer, &certs, &root, at)?;
     Ok(Signed {
-        content: strip_part_header(text_part),
+        content,
         signer: signer.subject().to_string(),
     })
 }
@@ -207,26 +208,38 @@ fn parameter(value: String, name: &str) -> Option<String> {
     })
 }
 
-/// The part as S/MIME signs it: every line ending CRLF.
+/// The part as S/MIME signs it (OpenSSL's `SMIME_crlf_copy`): every line's trailing CRs and LFs
+/// gone, and a line that ended in LF ending in CRLF.
 fn canonical(part: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(part.len() + part.len() / 32);
-    for (i, b) in part.iter().enumerate() {
-        if *b == b'\n' && (i == 0 || part[i - 1] != b'\r') {
-            out.push(b'\r');
+    for line in part.split_inclusive(|b| *b == b'\n') {
+        let ended = line.ends_with(b"\n");
+        let end = line
+            .iter()
+            .rposition(|b| *b != b'\r' && *b != b'\n')
+            .map_or(0, |i| i + 1);
+        out.extend_from_slice(&line[..end]);
+        if ended {
+            out.extend_from_slice(b"\r\n");
         }
-        out.push(*b);
     }
     out
 }
 
-/// The text part's content: what follows its own header (`Content-Type: text/plain`), which
-/// `openssl smime -text` requires and removes.
-fn strip_part_header(part: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(part);
-    match split_header(&text) {
-        Some((_, body)) => body.as_bytes().to_vec(),
-        None => Vec::new(),
+/// The signed text's content, from the signed bytes themselves: what follows its header, which
+/// must say `text/plain` (`openssl smime -verify -text` requires it and removes it).
+fn text_content(signed: &[u8]) -> Result<Vec<u8>> {
+    let end = signed
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| refused("its signed part has no header"))?;
+    let head = String::from_utf8_lossy(&signed[..end]);
+    let plain = header_value(&head, "content-type")
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/plain"));
+    if !plain {
+        return Err(refused("its signed part is not text/plain"));
     }
+    Ok(signed[end + 4..].to_vec())
 }
 
 /// The parts of a CMS SignedData (RFC 5652) this needs, from its DER.
@@ -499,18 +512,42 @@ fn verify_signature(
         .map_err(|_| ())
 }
 
-/// OpenSSL's S/MIME signing purpose: a key usage, where given, allows signatures; an extended
-/// key usage, where given, allows e-mail protection.
+/// OpenSSL's S/MIME signing purpose for the signer: a key usage, where given, allows signatures.
 fn check_signer_use(signer: &X509Certificate) -> Result<()> {
-    let usage = signer.key_usage().ok().flatten();
+    let usage = signer
+        .key_usage()
+        .map_err(|_| refused("its signer's key usage cannot be read"))?;
     if usage.is_some_and(|u| !u.value.digital_signature() && !u.value.non_repudiation()) {
         return Err(refused("its signer's certificate may not sign"));
     }
-    let extended = signer.extended_key_usage().ok().flatten();
-    if extended.is_some_and(|e| !e.value.email_protection && !e.value.any) {
-        return Err(refused(
-            "its signer's certificate is not for S/MIME signing",
-        ));
+    Ok(())
+}
+
+/// What OpenSSL asks of every certificate of an S/MIME chain: an extended key usage, where given,
+/// names e-mail protection ("any" is not enough for S/MIME), and no critical extension it does
+/// not know.
+fn check_purpose(cert: &X509Certificate) -> Result<()> {
+    let extended = cert.extended_key_usage().map_err(|_| {
+        refused(&format!(
+            "the extended key usage of {} cannot be read",
+            cert.subject()
+        ))
+    })?;
+    if extended.is_some_and(|e| !e.value.email_protection) {
+        return Err(refused(&format!(
+            "the certificate of {} is not for S/MIME signing",
+            cert.subject()
+        )));
+    }
+    let unknown = cert.extensions().iter().find(|e| {
+        e.critical && (e.parsed_extension().unsupported() || e.parsed_extension().error().is_some())
+    });
+    if let Some(extension) = unknown {
+        return Err(refused(&format!(
+            "the certificate of {} has a critical extension {} that is not understood",
+            cert.subject(),
+            extension.oid.to_id_string()
+        )));
     }
     Ok(())
 }
@@ -524,15 +561,18 @@ fn chain_to_root(
     at: ASN1Time,
 ) -> Result<()> {
     let mut current = signer;
-    for _ in 0..8 {
+    // How many CAs stand between the signer and the next issuer (its path length).
+    for below in 0..8 {
         if !current.validity().is_valid_at(at) {
             return Err(refused(&format!(
                 "the certificate of {} is not valid now",
                 current.subject()
             )));
         }
+        check_purpose(current)?;
         if current.issuer().as_raw() == root.subject().as_raw() && signed_by(current, root) {
-            return check_issuer(root, at);
+            check_purpose(root)?;
+            return check_issuer(root, below, at);
         }
         let issuer = certs
             .iter()
@@ -545,7 +585,7 @@ fn chain_to_root(
                     root.subject()
                 ))
             })?;
-        check_issuer(issuer, at)?;
+        check_issuer(issuer, below, at)?;
         current = issuer;
     }
     Err(refused("its certificate chain is too long"))
@@ -565,14 +605,36 @@ fn signed_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
     .is_ok()
 }
 
-fn check_issuer(issuer: &X509Certificate, at: ASN1Time) -> Result<()> {
-    let ca = issuer
+/// An issuer with `below` CAs under it in the chain: a CA whose path length allows them, whose
+/// key usage, where given, allows signing certificates, valid now.
+fn check_issuer(issuer: &X509Certificate, below: u32, at: ASN1Time) -> Result<()> {
+    let cannot_read = |what: &str| {
+        refused(&format!(
+            "the {what} of {} cannot be read",
+            issuer.subject()
+        ))
+    };
+    let constraints = issuer
         .basic_constraints()
-        .ok()
-        .flatten()
-        .is_some_and(|b| b.value.ca);
-    if !ca {
-        return Err(refused(&format!("{} is not a CA", issuer.subject())));
+        .map_err(|_| cannot_read("basic constraints"))?
+        .filter(|b| b.value.ca)
+        .ok_or_else(|| refused(&format!("{} is not a CA", issuer.subject())))?;
+    if constraints
+        .value
+        .path_len_constraint
+        .is_some_and(|n| below > n)
+    {
+        return Err(refused(&format!(
+            "{} may not have {below} CAs under it",
+            issuer.subject()
+        )));
+    }
+    let usage = issuer.key_usage().map_err(|_| cannot_read("key usage"))?;
+    if usage.is_some_and(|u| !u.value.key_cert_sign()) {
+        return Err(refused(&format!(
+            "{} may not sign certificates",
+            issuer.subject()
+        )));
     }
     if !issuer.validity().is_valid_at(at) {
         return Err(refused(&format!(
@@ -618,6 +680,33 @@ mod tests {
         verify(crlf.as_bytes(), ROOT, SystemTime::now()).unwrap();
     }
 
+    /// Line ends as OpenSSL canonicalises them: extra CRs before a line's end are dropped, and
+    /// the content is cut from the signed bytes, whatever form the blank line after the part's
+    /// header takes.
+    #[test]
+    fn line_ends_are_read_as_openssl_reads_them() {
+        let text = String::from_utf8_lossy(SIGNED).into_owned();
+        for (from, to) in [
+            (
+                "Content-Type: text/plain\r\n\r\n",
+                "Content-Type: text/plain\r\r\n\r\n",
+            ),
+            (
+                "Content-Type: text/plain\r\n\r\n",
+                "Content-Type: text/plain\n\r\n",
+            ),
+        ] {
+            let changed = text.replacen(from, to, 1);
+            assert_ne!(changed, text);
+            let signed = verify(changed.as_bytes(), ROOT, SystemTime::now()).unwrap();
+            assert_eq!(
+                String::from_utf8(signed.content).unwrap().trim_end(),
+                String::from_utf8(INDEX.to_vec()).unwrap().trim_end(),
+                "{to:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_changed_index_is_refused() {
         let text = String::from_utf8_lossy(SIGNED);
@@ -656,6 +745,136 @@ mod tests {
             why.contains("not the signer's") || why.contains("malformed"),
             "{why}"
         );
+    }
+
+    /// A chain made with openssl as incus-os makes its own (tests/fixtures/incus/signed/make.sh),
+    /// each certificate with the extensions given (an openssl extension section's lines), signing
+    /// the fixture index: the root it chains to (PEM) and the signed message.
+    fn chain(root_ext: &str, ca_ext: &str, signer_ext: &str) -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.path().join("ext.conf"),
+            format!("[root]\n{root_ext}\n[ca]\n{ca_ext}\n[signer]\n{signer_ext}\n"),
+        )
+        .unwrap();
+        for name in ["root", "ca", "signer"] {
+            run(&[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-out",
+                &format!("{name}.key"),
+            ]);
+        }
+        // Each certificate from its request, with its section of extensions; the root signs
+        // itself (-signkey), so its extensions come from the same file.
+        for (name, issuer) in [("root", None), ("ca", Some("root")), ("signer", Some("ca"))] {
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            let subject = format!("/CN=Chain {name}");
+            run(&[
+                "req", "-new", "-SHA384", "-key", &key, "-nodes", "-out", &csr, "-subj", &subject,
+            ]);
+            let (issuer_crt, issuer_key) = issuer.map_or((None, key.clone()), |i| {
+                (Some(format!("{i}.crt")), format!("{i}.key"))
+            });
+            let mut args = vec![
+                "x509", "-req", "-SHA384", "-days", "30", "-in", &csr, "-out", &crt,
+            ];
+            args.extend(["-extfile", "ext.conf", "-extensions", name]);
+            match &issuer_crt {
+                None => args.extend(["-signkey", &issuer_key]),
+                Some(ca) => args.extend(["-CA", ca, "-CAkey", &issuer_key]),
+            }
+            run(&args);
+        }
+        std::fs::write(dir.path().join("index.json"), INDEX).unwrap();
+        run(&[
+            "smime",
+            "-text",
+            "-sign",
+            "-signer",
+            "signer.crt",
+            "-inkey",
+            "signer.key",
+            "-certfile",
+            "ca.crt",
+            "-in",
+            "index.json",
+            "-out",
+            "index.sjson",
+        ]);
+        (
+            std::fs::read(dir.path().join("root.crt")).unwrap(),
+            std::fs::read(dir.path().join("index.sjson")).unwrap(),
+        )
+    }
+
+    /// What OpenSSL's S/MIME verification refuses in a chain, this refuses too (each case was
+    /// checked with `openssl smime -verify` by the review that asked for it).
+    #[test]
+    fn chains_openssl_refuses_are_refused() {
+        let ca = "basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign";
+        let root = ca;
+        let signer = "keyUsage=digitalSignature";
+        let (r, s) = chain(root, ca, signer);
+        verify(&s, &r, SystemTime::now()).expect("the well-formed chain");
+        let cases = [
+            (
+                "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign",
+                ca,
+                signer,
+                "may not have 1 CAs under it",
+            ),
+            (
+                root,
+                "basicConstraints=critical,CA:true\nkeyUsage=critical,cRLSign",
+                signer,
+                "may not sign certificates",
+            ),
+            (
+                root,
+                &format!("{ca}\nextendedKeyUsage=codeSigning"),
+                signer,
+                "not for S/MIME signing",
+            ),
+            (
+                root,
+                ca,
+                "extendedKeyUsage=anyExtendedKeyUsage",
+                "not for S/MIME signing",
+            ),
+            (
+                root,
+                ca,
+                "1.2.3.4=critical,ASN1:NULL",
+                "critical extension 1.2.3.4",
+            ),
+        ];
+        for (root_ext, ca_ext, signer_ext, why) in cases {
+            let (r, s) = chain(root_ext, ca_ext, signer_ext);
+            let got = reason(verify(&s, &r, SystemTime::now()).unwrap_err());
+            assert!(
+                got.contains(why),
+                "{root_ext} / {ca_ext} / {signer_ext}: {got}"
+            );
+        }
     }
 
     #[test]
