@@ -24,6 +24,7 @@ fn main() {
         "build_cidata",
         "talos_versions",
         "talos_extensions",
+        "talos_overlays",
     ];
     // The app package sits at the repository root (tauri-build reads tauri.conf.json there), but its
     // capabilities live with the rest of the app's sources.

@@ -16,8 +16,14 @@ const EXTENSIONS: &str = r#"[
  {"name":"siderolabs/qemu-guest-agent","ref":"ghcr.io/siderolabs/qemu-guest-agent:10.0.2","digest":"sha256:cc","author":"Sidero Labs","description":"QEMU guest agent"}
 ]"#;
 
-/// A stand-in Image Factory: versions, extensions, schematics (ID = SHA-256 of the body, as
-/// content-addressed as the real one), and assets of any schematic the test puts.
+/// A version's official overlays, as siderolabs/image-factory's README shows the answer of
+/// `GET /version/:version/overlays/official`.
+const OVERLAYS: &str = r#"[
+  {"name":"rpi_generic","image":"siderolabs/sbc-raspberrypi","ref":"ghcr.io/siderolabs/sbc-raspberrypi:v0.1.0","digest":"sha256:849ace01b9af514d817b05a9c5963a35202e09a4807d12f8a3ea83657c76c863"}
+]"#;
+
+/// A stand-in Image Factory: versions, extensions, overlays, schematics (ID = SHA-256 of the
+/// body, as content-addressed as the real one), and assets of any schematic the test puts.
 fn factory() -> Server {
     let server = Server::start();
     server.put(
@@ -27,6 +33,10 @@ fn factory() -> Server {
     server.put(
         "/version/v1.13.0/extensions/official",
         EXTENSIONS.as_bytes().to_vec(),
+    );
+    server.put(
+        "/version/v1.13.0/overlays/official",
+        OVERLAYS.as_bytes().to_vec(),
     );
     server.on_post(
         "/schematics",
@@ -165,6 +175,62 @@ fn the_same_customisation_gives_the_same_schematic() {
         plain.json()["id"],
         "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
     );
+}
+
+/// A single-board computer's image: the board's overlay checked against the version's official
+/// list and put in the schematic beside the customisation, as the factory's Schematic has it.
+#[test]
+fn a_board_overlay_goes_into_the_schematic() {
+    let f = factory();
+    let listed = run(&[
+        "talos",
+        "overlays",
+        "--version",
+        "v1.13.0",
+        "--factory-url",
+        &url_of(&f),
+        "--json",
+    ]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.json()[0]["name"], "rpi_generic");
+    assert_eq!(listed.json()[0]["image"], "siderolabs/sbc-raspberrypi");
+
+    let body = serde_json::json!({"customization": {}, "overlay": {"image": "siderolabs/sbc-raspberrypi", "name": "rpi_generic"}});
+    let id = sha256_hex(serde_json::to_string(&body).unwrap().as_bytes());
+    let image = image_like(3 << 20, 61);
+    f.put_with_sidecar(
+        &format!("/image/{id}/v1.13.0/metal-arm64.raw.xz"),
+        xz_blocks(&image, 1 << 20),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let fetch = |overlay: &str| {
+        run(&[
+            "talos",
+            "fetch",
+            "--version",
+            "v1.13.0",
+            "--overlay",
+            overlay,
+            "--arch",
+            "arm64",
+            "--platform",
+            "metal",
+            "--factory-url",
+            &url_of(&f),
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let r = fetch("rpi_generic");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["sourceSchematicID"], id.as_str());
+    assert_eq!(r.json()["imageSHA256"], sha256_hex(&image));
+
+    let unknown = fetch("rpi_4");
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    let error = unknown.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("its overlays are rpi_generic"), "{error}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use labflash_core::io::eject::Ejected;
 use labflash_core::io::identity::DriveIdentity;
 use labflash_core::progress::{Progress, Stage};
 use labflash_core::sources::cidata::Cidata;
-use labflash_core::sources::talos_factory::{Extension, Version};
+use labflash_core::sources::talos_factory::{Extension, Overlay, Version};
 use labflash_core::sources::PreparedView;
 use labflash_core::verify::Verification;
 use labflash_core::ErrorKind;
@@ -77,6 +77,7 @@ fn declarations() -> String {
         CidataSpec,
         Version,
         Extension,
+        Overlay,
     );
     out
 }

@@ -21,7 +21,7 @@ use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 use labflash_core::sources::incus::IncusRequest;
 use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
-    AssetRequest, Customization, Extension, Factory, Version,
+    AssetRequest, Customization, Extension, Factory, Overlay, Version,
 };
 use labflash_core::sources::{self, lab_file, talos_boot_stick, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
@@ -380,6 +380,8 @@ pub enum SourceSpec {
         version: String,
         extensions: Vec<String>,
         kernel_args: Vec<String>,
+        /// A board overlay by its official name (single-board computers).
+        overlay: Option<String>,
         schematic: Option<String>,
         platform: String,
         arch: String,
@@ -459,6 +461,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
             version,
             extensions,
             kernel_args,
+            overlay,
             schematic,
             platform,
             arch,
@@ -475,6 +478,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
             customization: Customization {
                 extensions,
                 kernel_args,
+                overlay: overlay.filter(|o| !o.trim().is_empty()),
             },
             platform,
             arch,
@@ -1184,6 +1188,19 @@ pub async fn talos_extensions(
     let cancel = labflash_core::CancellationToken::new();
     Ok(Factory::new(&app.http(), &factory_url, None)?
         .extensions(&version, &cancel)
+        .await?)
+}
+
+/// The board overlays a version offers (single-board computers), for the Talos dialog.
+#[tauri::command]
+pub async fn talos_overlays(
+    app: State<'_, App>,
+    factory_url: String,
+    version: String,
+) -> Reply<Vec<Overlay>> {
+    let cancel = labflash_core::CancellationToken::new();
+    Ok(Factory::new(&app.http(), &factory_url, None)?
+        .overlays(&version, &cancel)
         .await?)
 }
 

@@ -59,6 +59,7 @@ fn main() {
             commands::build_cidata,
             commands::talos_versions,
             commands::talos_extensions,
+            commands::talos_overlays,
         ])
         .build(tauri::generate_context!())
         .expect("labflash-gui failed to start")

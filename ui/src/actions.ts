@@ -153,11 +153,14 @@ export function cancelVersions() {
   set({ loadingVersions: false });
 }
 
+/** The version's extensions and board overlays, for the dialog to offer. */
 export async function loadExtensions() {
   const d = get().draft;
   if (!d || !d.talosVersion.trim()) return;
+  const [factory, version] = [d.factoryUrl.trim(), d.talosVersion.trim()];
   try {
-    set({ extensions: await api.talosExtensions(d.factoryUrl.trim(), d.talosVersion.trim()) });
+    const [extensions, overlays] = await Promise.all([api.talosExtensions(factory, version), api.talosOverlays(factory, version)]);
+    set({ extensions, overlays });
   } catch (e) {
     say("source", errorMessage(e));
   }

@@ -12,6 +12,7 @@ import type {
   Ejected,
   ExpectedSpec,
   Extension,
+  Overlay,
   FlashSpec,
   FlashRun,
   LabSpec,
@@ -84,6 +85,7 @@ export const api = {
     invoke<Version[]>("talos_versions", { factoryUrl }),
   talosExtensions: (factoryUrl: string, version: string) =>
     invoke<Extension[]>("talos_extensions", { factoryUrl, version }),
+  talosOverlays: (factoryUrl: string, version: string) => invoke<Overlay[]>("talos_overlays", { factoryUrl, version }),
 };
 
 /** Whether a command failed because it was cancelled (its typed kind, never its wording). */

@@ -112,7 +112,11 @@ export type DriveEvent = { "event": "added", drive: Drive, } | { "event": "remov
 
 export type Ejected = { "kind": "poweredOff" } | { "kind": "detached" } | { "kind": "kept", "why": string };
 
-export type SourceSpec = { "kind": "url", url: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "file", path: string, sha256: string | null, } | { "kind": "talos", factoryUrl: string, version: string, extensions: Array<string>, kernelArgs: Array<string>, schematic: string | null, platform: string, arch: string, secureboot: boolean, format: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "incus", indexUrl: string, baseUrl: string, channel: string, arch: string, 
+export type SourceSpec = { "kind": "url", url: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "file", path: string, sha256: string | null, } | { "kind": "talos", factoryUrl: string, version: string, extensions: Array<string>, kernelArgs: Array<string>, 
+/**
+ * A board overlay by its official name (single-board computers).
+ */
+overlay: string | null, schematic: string | null, platform: string, arch: string, secureboot: boolean, format: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "incus", indexUrl: string, baseUrl: string, channel: string, arch: string, 
 /**
  * A folder of install seed files.
  */
@@ -264,3 +268,5 @@ export type CidataSpec = { userData: string, hostname: string, instanceId: strin
 export type Version = { version: string, prerelease: boolean, };
 
 export type Extension = { name: string, ref: string, digest: string, author: string, description: string, };
+
+export type Overlay = { name: string, image: string, ref: string, digest: string, };

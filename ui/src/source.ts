@@ -80,6 +80,8 @@ export function sourceSpec(f: Form): SourceSpec {
         version: f.talosVersion.trim(),
         extensions: schematic ? [] : f.extensions,
         kernelArgs: schematic ? [] : f.kernelArgs.split(/\s+/).filter(Boolean),
+        // Board overlays are for single-board computers: offered, and sent, for arm64 only.
+        overlay: schematic || f.arch !== "arm64" ? null : opt(f.overlay),
         schematic,
         platform: f.platform,
         arch: f.arch,

@@ -19,6 +19,8 @@ export interface Form {
   talosVersion: string;
   extensions: string[];
   kernelArgs: string;
+  /** A board overlay's official name (single-board computers, arm64); "" for none. */
+  overlay: string;
   schematic: string;
   platform: string;
   arch: string;
@@ -46,6 +48,7 @@ export const emptyForm: Form = {
   talosVersion: "",
   extensions: [],
   kernelArgs: "",
+  overlay: "",
   schematic: "",
   // The platform that reads the cidata config the Talos source builds from a machine config
   // (the engine refuses a config beside any other); with no config it boots as metal does.
@@ -125,6 +128,8 @@ export interface State {
   draft: Form | null;
   versions: { version: string; prerelease: boolean }[];
   extensions: { name: string; description: string }[];
+  /** The version's board overlays, by name and the image that carries each. */
+  overlays: { name: string; image: string }[];
   loadingVersions: boolean;
   /** Bumped whenever the source changes: work started for an older source is discarded. */
   gen: number;
@@ -199,6 +204,7 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
     draft: null,
     versions: [],
     extensions: [],
+    overlays: [],
     loadingVersions: false,
     gen: 0,
     ...noImage,

@@ -95,6 +95,19 @@ function Fields({ d, s }: { d: Form; s: State }) {
             <Select id="talos-format" label="Format" value={d.format} options={["raw.xz", "raw.zst", "iso"]} onValue={(format) => edit({ format })} />
             <Check id="talos-secureboot" label="Secure boot" checked={d.secureboot} onCheck={(secureboot) => edit({ secureboot })} />
           </div>
+          {d.arch === "arm64" && (
+            <div class="field inline">
+              <label for="talos-overlay">Board (single-board computers)</label>
+              <select id="talos-overlay" value={d.overlay} onChange={(e) => edit({ overlay: e.currentTarget.value })}>
+                <option value="">{s.overlays.length === 0 ? "none (load the versions to list boards)" : "none"}</option>
+                {s.overlays.map((o) => (
+                  <option key={o.name} value={o.name}>
+                    {o.name} ({o.image})
+                  </option>
+                ))}
+              </select>
+            </div>
+          )}
           <details>
             <summary>Extensions and kernel arguments</summary>
             <fieldset class="extensions">

@@ -25,6 +25,8 @@ pub enum TalosCommand {
     Versions(FactoryArgs),
     /// The official system extensions of a version.
     Extensions(ExtensionsArgs),
+    /// The official board overlays of a version (single-board computers: Raspberry Pi, …).
+    Overlays(ExtensionsArgs),
     /// Create (or look up) the schematic for extensions and kernel arguments; prints its ID.
     Schematic(SchematicArgs),
     /// Fetch and verify an image by version, extensions, platform, arch and format.
@@ -98,8 +100,11 @@ pub struct TalosFetchArgs {
     pub version: String,
     #[command(flatten)]
     pub custom: CustomArgs,
-    /// A schematic ID instead of extensions and kernel arguments.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["extensions", "kernel_args"])]
+    /// A board overlay by its official name (see `talos overlays`), for a single-board computer.
+    #[arg(long, value_name = "NAME")]
+    pub overlay: Option<String>,
+    /// A schematic ID instead of extensions, kernel arguments and an overlay.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["extensions", "kernel_args", "overlay"])]
     pub schematic: Option<String>,
     /// nocloud (the default, as labctl's: the platform that reads the cidata config labflash
     /// builds; with no config it boots to maintenance mode as metal does), metal, aws, …
@@ -151,7 +156,7 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
         // A build's config may name a CA of its own: it makes its client after reading it.
         TalosCommand::Build(args) => return build_command(args, out, cancel).await,
         TalosCommand::Versions(a) => &a.net,
-        TalosCommand::Extensions(a) => &a.factory.net,
+        TalosCommand::Extensions(a) | TalosCommand::Overlays(a) => &a.factory.net,
         TalosCommand::Schematic(a) => &a.factory.net,
         TalosCommand::Fetch(a) => &a.factory.net,
     };
@@ -202,10 +207,31 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
                 Err(e) => out.fail(e.into()),
             }
         }
+        TalosCommand::Overlays(args) => {
+            let listed = async {
+                Factory::new(
+                    &http,
+                    &args.factory.factory_url,
+                    args.factory.token.secret().as_ref(),
+                )?
+                .overlays(&args.version, cancel)
+                .await
+            }
+            .await;
+            match listed {
+                Ok(list) => out.success(&list, || {
+                    list.iter()
+                        .map(|o| format!("{:<24} {}\n", o.name, o.image))
+                        .collect()
+                }),
+                Err(e) => out.fail(e.into()),
+            }
+        }
         TalosCommand::Schematic(args) => {
             let custom = Customization {
                 extensions: args.custom.extensions,
                 kernel_args: args.custom.kernel_args,
+                overlay: None,
             };
             let made = async {
                 Factory::new(
@@ -213,7 +239,7 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
                     &args.factory.factory_url,
                     args.factory.token.secret().as_ref(),
                 )?
-                    .schematic(&custom, cancel)
+                    .schematic(&custom, None, cancel)
                     .await
             }
             .await;
@@ -268,6 +294,7 @@ async fn talos_fetch(
         customization: Customization {
             extensions: args.custom.extensions,
             kernel_args: args.custom.kernel_args,
+            overlay: args.overlay,
         },
         platform: args.platform,
         arch: args.arch,

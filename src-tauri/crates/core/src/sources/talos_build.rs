@@ -641,6 +641,16 @@ mod tests {
         assert!(b.warnings().is_empty());
     }
 
+    /// labctl's ImageBuild source has no overlay (its schema is closed): a board overlay is
+    /// `talos fetch --overlay`'s, and a config naming one is refused as labctl refuses it.
+    #[test]
+    fn an_overlay_in_a_labctl_config_is_refused() {
+        let text = MINIMAL.replacen("source:\n", "source:\n  overlay: rpi_generic\n", 1);
+        assert_ne!(text, MINIMAL, "the fixture has a source block");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("overlay"), "{err}");
+    }
+
     #[test]
     fn labctl_full_and_valid_configs_parse_with_their_values() {
         let b = parse(FULL).unwrap();

@@ -35,12 +35,34 @@ pub struct Extension {
     pub description: String,
 }
 
+/// An official board overlay of a version, as `GET /version/<v>/overlays/official` lists it
+/// (siderolabs/image-factory README: `name`, `image`, `ref`, `digest`): what a single-board
+/// computer needs in its schematic to boot.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Overlay {
+    pub name: String,
+    pub image: String,
+    #[serde(rename = "ref", default)]
+    pub reference: String,
+    #[serde(default)]
+    pub digest: String,
+}
+
 /// What a schematic customises.
 #[derive(Clone, Debug, Default)]
 pub struct Customization {
     /// Official extension names (`siderolabs/iscsi-tools`; a bare `iscsi-tools` gets the prefix).
     pub extensions: Vec<String>,
     pub kernel_args: Vec<String>,
+    /// A board overlay by its official name (`rpi_generic`), checked against the version's list.
+    pub overlay: Option<String>,
+}
+
+impl Customization {
+    fn is_empty(&self) -> bool {
+        self.extensions.is_empty() && self.kernel_args.is_empty() && self.overlay.is_none()
+    }
 }
 
 /// An asset of a schematic and version.
@@ -185,20 +207,33 @@ impl Factory {
         serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))
     }
 
+    /// `GET /version/<v>/overlays/official`.
+    pub async fn overlays(
+        &self,
+        version: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Overlay>> {
+        check_version(version)?;
+        let url = self.url(&format!("version/{version}/overlays/official"));
+        let text = self.http.get_text(&url, cancel).await.map_err(refused)?;
+        serde_json::from_str(&text).map_err(|e| bad_answer(&url, e))
+    }
+
     /// `POST /schematics`; the same customisation always gives the same ID (extensions sorted and
-    /// deduplicated, kernel arguments kept in order).
+    /// deduplicated, kernel arguments kept in order). `overlay` is `custom.overlay` resolved.
     pub async fn schematic(
         &self,
         custom: &Customization,
+        overlay: Option<&Overlay>,
         cancel: &CancellationToken,
     ) -> Result<String> {
-        if custom.extensions.is_empty() && custom.kernel_args.is_empty() {
+        if custom.is_empty() {
             return Ok(DEFAULT_SCHEMATIC.to_string());
         }
         let url = self.url("schematics");
         let text = self
             .http
-            .post_json(&url, &schematic_body(custom), cancel)
+            .post_json(&url, &schematic_body(custom, overlay), cancel)
             .await
             .map_err(refused)?;
         #[derive(serde::Deserialize)]
@@ -216,8 +251,9 @@ impl Factory {
     }
 }
 
-/// The request body of `POST /schematics`.
-pub fn schematic_body(custom: &Customization) -> serde_json::Value {
+/// The request body of `POST /schematics`: siderolabs/image-factory `pkg/schematic/schematic.go`'s
+/// `Schematic`, whose `overlay` (`image`, `name`) sits beside `customization`.
+pub fn schematic_body(custom: &Customization, overlay: Option<&Overlay>) -> serde_json::Value {
     let mut extensions: Vec<String> = custom
         .extensions
         .iter()
@@ -244,7 +280,32 @@ pub fn schematic_body(custom: &Customization) -> serde_json::Value {
             serde_json::json!({ "officialExtensions": extensions }),
         );
     }
-    serde_json::json!({ "customization": customization })
+    match overlay {
+        Some(o) => serde_json::json!({
+            "overlay": { "image": o.image, "name": o.name },
+            "customization": customization,
+        }),
+        None => serde_json::json!({ "customization": customization }),
+    }
+}
+
+/// The official overlay named `wanted` (a board, as `rpi_generic`); an unknown one is refused
+/// naming the version's overlays.
+pub fn resolve_overlay(wanted: &str, official: &[Overlay]) -> Result<Overlay> {
+    official
+        .iter()
+        .find(|o| o.name == wanted)
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<&str> = official.iter().map(|o| o.name.as_str()).collect();
+            Error::BadInput(match names.is_empty() {
+                true => format!("{wanted:?} is not an official overlay: this version has none"),
+                false => format!(
+                    "{wanted:?} is not an official overlay of this version; its overlays are {}",
+                    names.join(", ")
+                ),
+            })
+        })
 }
 
 /// Checks wanted extensions against a version's official list; unknown ones are named.
@@ -426,24 +487,36 @@ async fn locate(
     cancel: &CancellationToken,
 ) -> Result<(Url, String)> {
     let custom = &req.customization;
-    let customised = !custom.extensions.is_empty() || !custom.kernel_args.is_empty();
     let schematic = match &req.schematic {
-        Some(_) if customised => {
-            return Err(Error::BadInput(
-                "give either a schematic ID or extensions and kernel arguments, not both".into(),
-            ))
-        }
+        Some(_) if !custom.is_empty() => return Err(Error::BadInput(
+            "give either a schematic ID or extensions, kernel arguments and an overlay, not both"
+                .into(),
+        )),
         // The factory knows IDs in lower case only; asset_url checks the rest.
         Some(id) => id.to_ascii_lowercase(),
-        None if custom.extensions.is_empty() => factory.schematic(custom, cancel).await?,
         None => {
-            let official = factory.extensions(&req.version, cancel).await?;
-            let extensions = resolve_extensions(&custom.extensions, &official)?;
+            // Extensions and the overlay by their official names, as the version lists them.
+            let overlay = match &custom.overlay {
+                Some(name) => Some(resolve_overlay(
+                    name,
+                    &factory.overlays(&req.version, cancel).await?,
+                )?),
+                None => None,
+            };
+            let extensions = match custom.extensions.is_empty() {
+                true => Vec::new(),
+                false => resolve_extensions(
+                    &custom.extensions,
+                    &factory.extensions(&req.version, cancel).await?,
+                )?,
+            };
             let resolved = Customization {
                 extensions,
-                kernel_args: custom.kernel_args.clone(),
+                ..custom.clone()
             };
-            factory.schematic(&resolved, cancel).await?
+            factory
+                .schematic(&resolved, overlay.as_ref(), cancel)
+                .await?
         }
     };
     let url = factory.asset_url(&Asset {
@@ -571,15 +644,28 @@ mod tests {
                 "siderolabs/iscsi-tools".into(),
             ],
             kernel_args: vec!["console=ttyS0".into()],
+            overlay: None,
         };
         let b = Customization {
             extensions: vec!["siderolabs/util-linux-tools".into(), "iscsi-tools".into()],
             kernel_args: vec!["console=ttyS0".into()],
+            overlay: None,
         };
-        assert_eq!(schematic_body(&a), schematic_body(&b));
+        assert_eq!(schematic_body(&a, None), schematic_body(&b, None));
         assert_eq!(
-            schematic_body(&a),
+            schematic_body(&a, None),
             serde_json::json!({"customization": {"extraKernelArgs": ["console=ttyS0"], "systemExtensions": {"officialExtensions": ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]}}})
+        );
+        // A board's overlay beside the customisation, as the factory's Schematic has it.
+        let rpi = Overlay {
+            name: "rpi_generic".into(),
+            image: "siderolabs/sbc-raspberrypi".into(),
+            reference: String::new(),
+            digest: String::new(),
+        };
+        assert_eq!(
+            schematic_body(&Customization::default(), Some(&rpi)),
+            serde_json::json!({"overlay": {"image": "siderolabs/sbc-raspberrypi", "name": "rpi_generic"}, "customization": {}})
         );
     }
 
