@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use labflash_core::fetch::cache::Cache;
+use labflash_core::fetch::credentials::Secret;
 use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
@@ -377,6 +378,9 @@ pub enum SourceSpec {
     },
     Talos {
         factory_url: String,
+        /// An Enterprise factory's download token (sent as `?token=`, never shown).
+        #[cfg_attr(test, ts(as = "Option<String>"))]
+        factory_token: Option<Secret>,
         version: String,
         extensions: Vec<String>,
         kernel_args: Vec<String>,
@@ -458,6 +462,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
         }
         SourceSpec::Talos {
             factory_url,
+            factory_token,
             version,
             extensions,
             kernel_args,
@@ -471,8 +476,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
             allow_unverified,
         } => Source::TalosFactory(AssetRequest {
             factory_url,
-            // The window has no token field yet: only credentials in the URL reach the factory.
-            factory_token: None,
+            factory_token: factory_token.filter(|t| !t.expose().trim().is_empty()),
             version,
             schematic: schematic.filter(|s| !s.trim().is_empty()),
             customization: Customization {
@@ -1172,23 +1176,32 @@ pub async fn build_cidata(spec: CidataSpec) -> Reply<Cidata> {
 }
 
 #[tauri::command]
-pub async fn talos_versions(app: State<'_, App>, factory_url: String) -> Reply<Vec<Version>> {
+pub async fn talos_versions(
+    app: State<'_, App>,
+    factory_url: String,
+    factory_token: Option<Secret>,
+) -> Reply<Vec<Version>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url, None)?
-        .versions(&cancel)
-        .await?)
+    Ok(
+        Factory::new(&app.http(), &factory_url, factory_token.as_ref())?
+            .versions(&cancel)
+            .await?,
+    )
 }
 
 #[tauri::command]
 pub async fn talos_extensions(
     app: State<'_, App>,
     factory_url: String,
+    factory_token: Option<Secret>,
     version: String,
 ) -> Reply<Vec<Extension>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url, None)?
-        .extensions(&version, &cancel)
-        .await?)
+    Ok(
+        Factory::new(&app.http(), &factory_url, factory_token.as_ref())?
+            .extensions(&version, &cancel)
+            .await?,
+    )
 }
 
 /// The board overlays a version offers (single-board computers), for the Talos dialog.
@@ -1196,12 +1209,15 @@ pub async fn talos_extensions(
 pub async fn talos_overlays(
     app: State<'_, App>,
     factory_url: String,
+    factory_token: Option<Secret>,
     version: String,
 ) -> Reply<Vec<Overlay>> {
     let cancel = labflash_core::CancellationToken::new();
-    Ok(Factory::new(&app.http(), &factory_url, None)?
-        .overlays(&version, &cancel)
-        .await?)
+    Ok(
+        Factory::new(&app.http(), &factory_url, factory_token.as_ref())?
+            .overlays(&version, &cancel)
+            .await?,
+    )
 }
 
 #[cfg(test)]

@@ -697,6 +697,28 @@ fn the_engine_says_which_sources_stream() {
     assert_eq!(refused.kind, ErrorKind::BadInput);
 }
 
+/// The Talos dialog's download token reaches the engine's request, and no debug print of the
+/// window's choice or of that request shows it.
+#[test]
+fn the_window_s_factory_token_reaches_the_request_and_is_never_printed() {
+    let spec: SourceSpec = serde_json::from_value(serde_json::json!({
+        "kind": "talos", "factoryUrl": "https://factory.example", "factoryToken": "tok-5ecret",
+        "version": "v1.13.0", "extensions": [], "kernelArgs": [], "overlay": null,
+        "schematic": null, "platform": "metal", "arch": "arm64", "secureboot": false,
+        "format": "raw.xz", "sha256": null, "allowUnverified": false
+    }))
+    .unwrap();
+    assert!(!format!("{spec:?}").contains("tok-5ecret"));
+    let Source::TalosFactory(req) = source_of(spec, 1 << 30, None).unwrap() else {
+        panic!("a Talos source")
+    };
+    assert_eq!(
+        req.factory_token.as_ref().map(|t| t.expose()),
+        Some("tok-5ecret")
+    );
+    assert!(!format!("{req:?}").contains("tok-5ecret"));
+}
+
 /// A 16 MiB GPT boot image at `path` (made by sgdisk) and a cidata image in `dir` built by the
 /// engine from a worker config: what a Talos nocloud flash writes.
 fn boot_and_config(dir: &Path, path: &Path) -> (PathBuf, Cidata) {

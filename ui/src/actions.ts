@@ -131,13 +131,14 @@ export async function chooseSource(form: Form) {
 
 let versionsAsked = 0;
 export async function loadVersions() {
-  const factory = (get().draft ?? get().form).factoryUrl.trim();
+  const f = get().draft ?? get().form;
+  const [factory, token] = [f.factoryUrl.trim(), f.factoryToken.trim() || null];
   const mine = ++versionsAsked;
   // An answer counts only for the latest request, not cancelled: `current()`.
   const current = () => mine === versionsAsked && get().loadingVersions;
   set({ loadingVersions: true, errors: {} });
   try {
-    const versions = await api.talosVersions(factory);
+    const versions = await api.talosVersions(factory, token);
     if (!current()) return;
     set({ versions, loadingVersions: false });
     const newest = versions.find((v) => !v.prerelease);
@@ -157,9 +158,12 @@ export function cancelVersions() {
 export async function loadExtensions() {
   const d = get().draft;
   if (!d || !d.talosVersion.trim()) return;
-  const [factory, version] = [d.factoryUrl.trim(), d.talosVersion.trim()];
+  const [factory, token, version] = [d.factoryUrl.trim(), d.factoryToken.trim() || null, d.talosVersion.trim()];
   try {
-    const [extensions, overlays] = await Promise.all([api.talosExtensions(factory, version), api.talosOverlays(factory, version)]);
+    const [extensions, overlays] = await Promise.all([
+      api.talosExtensions(factory, token, version),
+      api.talosOverlays(factory, token, version),
+    ]);
     set({ extensions, overlays });
   } catch (e) {
     say("source", errorMessage(e));

@@ -81,11 +81,12 @@ export const api = {
   cacheInfo: () => invoke<CacheInfo>("cache_info"),
   clearCache: () => invoke<void>("clear_cache"),
   buildCidata: (spec: CidataSpec) => invoke<Cidata>("build_cidata", { spec }),
-  talosVersions: (factoryUrl: string) =>
-    invoke<Version[]>("talos_versions", { factoryUrl }),
-  talosExtensions: (factoryUrl: string, version: string) =>
-    invoke<Extension[]>("talos_extensions", { factoryUrl, version }),
-  talosOverlays: (factoryUrl: string, version: string) => invoke<Overlay[]>("talos_overlays", { factoryUrl, version }),
+  talosVersions: (factoryUrl: string, factoryToken: string | null) =>
+    invoke<Version[]>("talos_versions", { factoryUrl, factoryToken }),
+  talosExtensions: (factoryUrl: string, factoryToken: string | null, version: string) =>
+    invoke<Extension[]>("talos_extensions", { factoryUrl, factoryToken, version }),
+  talosOverlays: (factoryUrl: string, factoryToken: string | null, version: string) =>
+    invoke<Overlay[]>("talos_overlays", { factoryUrl, factoryToken, version }),
 };
 
 /** Whether a command failed because it was cancelled (its typed kind, never its wording). */

@@ -112,7 +112,11 @@ export type DriveEvent = { "event": "added", drive: Drive, } | { "event": "remov
 
 export type Ejected = { "kind": "poweredOff" } | { "kind": "detached" } | { "kind": "kept", "why": string };
 
-export type SourceSpec = { "kind": "url", url: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "file", path: string, sha256: string | null, } | { "kind": "talos", factoryUrl: string, version: string, extensions: Array<string>, kernelArgs: Array<string>, 
+export type SourceSpec = { "kind": "url", url: string, sha256: string | null, allowUnverified: boolean, } | { "kind": "file", path: string, sha256: string | null, } | { "kind": "talos", factoryUrl: string, 
+/**
+ * An Enterprise factory's download token (sent as `?token=`, never shown).
+ */
+factoryToken: string | null, version: string, extensions: Array<string>, kernelArgs: Array<string>, 
 /**
  * A board overlay by its official name (single-board computers).
  */

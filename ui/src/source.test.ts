@@ -29,6 +29,11 @@ describe("the chosen source", () => {
     expect(spec).toMatchObject({ kind: "talos", extensions: [], schematic: "abc", version: "v1.12.4" });
     expect(sourceSpec({ ...emptyForm, filePath: "/x", typedDigest: " " })).toEqual({ kind: "file", path: "/x", sha256: null });
   });
+  it("sends the factory's download token only when one is typed", () => {
+    const talos = { ...emptyForm, kind: "talos" as const, talosVersion: "v1.13.0" };
+    expect(sourceSpec({ ...talos, factoryToken: " tok " })).toMatchObject({ factoryToken: "tok" });
+    expect(sourceSpec(talos)).toMatchObject({ factoryToken: null });
+  });
   it("sends a board overlay for arm64 only", () => {
     const board = { ...emptyForm, kind: "talos" as const, talosVersion: "v1.13.0", overlay: "rpi_generic" };
     expect(sourceSpec({ ...board, arch: "arm64" })).toMatchObject({ overlay: "rpi_generic" });

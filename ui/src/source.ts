@@ -77,6 +77,7 @@ export function sourceSpec(f: Form): SourceSpec {
       return {
         kind: "talos",
         factoryUrl: f.factoryUrl.trim(),
+        factoryToken: opt(f.factoryToken),
         version: f.talosVersion.trim(),
         extensions: schematic ? [] : f.extensions,
         kernelArgs: schematic ? [] : f.kernelArgs.split(/\s+/).filter(Boolean),

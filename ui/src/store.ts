@@ -16,6 +16,8 @@ export interface Form {
   url: string;
   allowUnverified: boolean;
   factoryUrl: string;
+  /** An Enterprise factory's download token; kept in memory only, never shown. */
+  factoryToken: string;
   talosVersion: string;
   extensions: string[];
   kernelArgs: string;
@@ -45,6 +47,7 @@ export const emptyForm: Form = {
   url: "",
   allowUnverified: false,
   factoryUrl: "https://factory.talos.dev",
+  factoryToken: "",
   talosVersion: "",
   extensions: [],
   kernelArgs: "",

@@ -67,6 +67,13 @@ function Fields({ d, s }: { d: Form; s: State }) {
       return (
         <>
           <TextField id="factory-url" type="url" label="Image Factory" value={d.factoryUrl} onValue={(factoryUrl) => edit({ factoryUrl })} />
+          <TextField
+            id="factory-token"
+            type="password"
+            label="Download token (an Enterprise factory's; never shown)"
+            value={d.factoryToken}
+            onValue={(factoryToken) => edit({ factoryToken })}
+          />
           <div class="row">
             <TextField id="talos-version" label="Version" value={d.talosVersion} list="talos-versions" placeholder="v1.12.4" onValue={(talosVersion) => edit({ talosVersion })} invalid={invalid("talos-version")} />
             <datalist id="talos-versions">

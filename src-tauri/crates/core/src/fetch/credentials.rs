@@ -13,8 +13,10 @@ use url::Url;
 /// The query parameter a download token travels in.
 const TOKEN_PARAM: &str = "token";
 
-/// A secret: shown as `***` by `{:?}`, so no log of a struct holding one shows it.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret: shown as `***` by `{:?}`, so no log of a struct holding one shows it. It can be
+/// read (from the window) but never written out.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
