@@ -574,6 +574,10 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     let said = s.wait_text("#error-source", 30, |t| !t.is_empty());
     assert!(said.contains("You can still type a version"), "{said}");
     s.type_into("#talos-version", "v1.12.4");
+    // The Enterprise factory's token field, opened, fits too.
+    s.execute("document.querySelector('#source-dialog details').open = true; return true;");
+    assert!(fits(s), "the Talos dialog fits the window");
+    gui.shot("talos-dialog");
     s.click("#use-source");
     assert!(s.content("#image-name").starts_with("Talos v1.12.4"));
     let spare_path = spare.path_str();

@@ -67,13 +67,16 @@ function Fields({ d, s }: { d: Form; s: State }) {
       return (
         <>
           <TextField id="factory-url" type="url" label="Image Factory" value={d.factoryUrl} onValue={(factoryUrl) => edit({ factoryUrl })} />
-          <TextField
-            id="factory-token"
-            type="password"
-            label="Download token (an Enterprise factory's; never shown)"
-            value={d.factoryToken}
-            onValue={(factoryToken) => edit({ factoryToken })}
-          />
+          <details>
+            <summary>Enterprise factory</summary>
+            <TextField
+              id="factory-token"
+              type="password"
+              label="Download token (never shown; or put user:password@ in the factory's address)"
+              value={d.factoryToken}
+              onValue={(factoryToken) => edit({ factoryToken })}
+            />
+          </details>
           <div class="row">
             <TextField id="talos-version" label="Version" value={d.talosVersion} list="talos-versions" placeholder="v1.12.4" onValue={(talosVersion) => edit({ talosVersion })} invalid={invalid("talos-version")} />
             <datalist id="talos-versions">
