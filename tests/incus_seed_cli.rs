@@ -295,23 +295,13 @@ fn the_warning_reaches_what_the_app_receives() {
     use labflash_core::fetch::cache::Cache;
     use labflash_core::fetch::http::{Http, HttpPolicy};
     use labflash_core::progress::{NoProgress, ProgressSink};
-    use labflash_core::sources::{self, incus::IncusRequest, Source};
+    use labflash_core::sources;
     let dir = tempfile::tempdir().unwrap();
     let image = disk(dir.path(), &[("seed-data", "8300", 1)]);
     let server = server(&image);
     let seed = seed_dir(dir.path(), &[("kernel.yaml", "good/kernel.yaml")]);
     let cache = Cache::open(dir.path().join("cache")).unwrap();
-    let source = Source::Incus(IncusRequest {
-        index_url: server.url("/os/index.sjson"),
-        base_url: server.url("/os"),
-        channel: "stable".into(),
-        arch: "x86_64".into(),
-        version: None,
-        max_image_size: 1 << 30,
-        seed: Some(seed),
-        trust_root: Some(incus_trust_root()),
-        unsigned: false,
-    });
+    let source = stable_source(&server, Some(seed));
     let progress: std::sync::Arc<dyn ProgressSink> = std::sync::Arc::new(NoProgress);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let prepared = rt
@@ -341,23 +331,13 @@ fn the_confirmation_names_the_index_signer() {
     use labflash_core::fetch::http::{Http, HttpPolicy};
     use labflash_core::flash::{self, rules::Chosen};
     use labflash_core::progress::{NoProgress, ProgressSink};
-    use labflash_core::sources::{self, incus::IncusRequest, Source};
+    use labflash_core::sources;
     let dir = tempfile::tempdir().unwrap();
     let server = server(&disk(dir.path(), &[("seed-data", "8300", 1)]));
     let cache = Cache::open(dir.path().join("cache")).unwrap();
     let http = Http::new(HttpPolicy::default()).unwrap();
     let cancel = labflash_core::CancellationToken::new();
-    let source = Source::Incus(IncusRequest {
-        index_url: server.url("/os/index.sjson"),
-        base_url: server.url("/os"),
-        channel: "stable".into(),
-        arch: "x86_64".into(),
-        version: None,
-        max_image_size: 1 << 30,
-        seed: None,
-        trust_root: Some(incus_trust_root()),
-        unsigned: false,
-    });
+    let source = stable_source(&server, None);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let image = rt
         .block_on(sources::locate(&source, &http, &cancel))
@@ -384,4 +364,22 @@ fn the_confirmation_names_the_index_signer() {
         ),
         "{lines}"
     );
+}
+
+/// The stable x86_64 image `server` serves, as the app asks for it, checked against the test root.
+fn stable_source(
+    server: &Server,
+    seed: Option<std::path::PathBuf>,
+) -> labflash_core::sources::Source {
+    labflash_core::sources::Source::Incus(labflash_core::sources::incus::IncusRequest {
+        index_url: server.url("/os/index.sjson"),
+        base_url: server.url("/os"),
+        channel: "stable".into(),
+        arch: "x86_64".into(),
+        version: None,
+        max_image_size: 1 << 30,
+        seed,
+        trust_root: Some(incus_trust_root()),
+        unsigned: false,
+    })
 }

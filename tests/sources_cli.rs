@@ -227,6 +227,30 @@ fn a_board_overlay_goes_into_the_schematic() {
     assert_eq!(r.json()["sourceSchematicID"], id.as_str());
     assert_eq!(r.json()["imageSHA256"], sha256_hex(&image));
 
+    // An overlay on an amd64 image is refused before the factory is asked for anything.
+    f.clear_log();
+    let amd64 = run(&[
+        "talos",
+        "fetch",
+        "--version",
+        "v1.13.0",
+        "--overlay",
+        "rpi_generic",
+        "--arch",
+        "amd64",
+        "--factory-url",
+        &url_of(&f),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(amd64.code, 2, "{}", amd64.stdout);
+    assert!(amd64.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("arm64 single-board computers"));
+    assert!(f.requests().is_empty(), "nothing asked of the factory");
+
     let unknown = fetch("rpi_4");
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
     let error = unknown.json()["error"].as_str().unwrap().to_string();

@@ -494,6 +494,14 @@ async fn locate(
         )),
         // The factory knows IDs in lower case only; asset_url checks the rest.
         Some(id) => id.to_ascii_lowercase(),
+        // The official overlays are single-board computers' (Raspberry Pi, Rockchip, Jetson…):
+        // one on an amd64 image makes an image no such board boots.
+        None if custom.overlay.is_some() && req.arch != "arm64" => {
+            return Err(Error::BadInput(format!(
+                "board overlays are for arm64 single-board computers, and this image is for {}: add --arch arm64",
+                req.arch
+            )))
+        }
         None => {
             // Extensions and the overlay by their official names, as the version lists them.
             let overlay = match &custom.overlay {
