@@ -22,6 +22,7 @@ pub mod image;
 pub mod image_kind;
 pub mod io;
 pub mod progress;
+pub mod secrets;
 pub mod sources;
 pub mod verify;
 
