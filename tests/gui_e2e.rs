@@ -923,6 +923,123 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
     gui.shot("labctl-two-sticks-done");
 }
 
+/// A Raspberry Pi stick from the Talos dialog: the versions load from a stand-in factory, arm64
+/// lists the version's official boards, the one chosen goes into the schematic the app asks the
+/// factory for (the same one `talos fetch --overlay` asks for), and that image is flashed and read
+/// back. Screenshot of the dialog with the board chosen.
+#[test]
+fn a_board_overlay_from_the_talos_dialog_reaches_the_factory() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let server = common::server::Server::start();
+    common::factory::answer_like(&server, common::factory::Edition::Enterprise);
+    server.put("/versions", br#"["v1.12.4","v1.13.0"]"#.to_vec());
+    server.put("/version/v1.13.0/extensions/official", b"[]".to_vec());
+    // As siderolabs/image-factory's README shows `GET /version/:version/overlays/official`.
+    server.put(
+        "/version/v1.13.0/overlays/official",
+        br#"[{"name":"rpi_generic","image":"siderolabs/sbc-raspberrypi","ref":"ghcr.io/siderolabs/sbc-raspberrypi:v0.1.0","digest":"sha256:849ace01b9af514d817b05a9c5963a35202e09a4807d12f8a3ea83657c76c863"}]"#
+            .to_vec(),
+    );
+    server.on_post(
+        "/schematics",
+        std::sync::Arc::new(|body: &[u8]| (201, format!("{{\"id\":\"{}\"}}", sha256_hex(body)))),
+    );
+    // The CLI asks for the board's schematic first (its image is not there yet, so it stops):
+    // the app must ask for the very same one.
+    let cli = run(&[
+        "talos",
+        "fetch",
+        "--factory-url",
+        &server.url(""),
+        "--version",
+        "v1.13.0",
+        "--arch",
+        "arm64",
+        "--overlay",
+        "rpi_generic",
+        "--cache-dir",
+        dir.path().join("cli-cache").to_str().unwrap(),
+    ]);
+    assert_ne!(cli.code, 0, "no image is served yet");
+    let posted = |server: &common::server::Server| -> Vec<Vec<u8>> {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/schematics")
+            .map(|r| r.body)
+            .collect()
+    };
+    let schematic = posted(&server).pop().expect("the CLI posted its schematic");
+    let text = String::from_utf8_lossy(&schematic).into_owned();
+    assert!(
+        text.contains("rpi_generic") && text.contains("siderolabs/sbc-raspberrypi"),
+        "{text}"
+    );
+    let boot = dir.path().join("boot.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    let image = std::fs::read(&boot).unwrap();
+    server.put_with_sidecar(
+        &format!(
+            "/image/{}/v1.13.0/nocloud-arm64.raw.xz",
+            sha256_hex(&schematic)
+        ),
+        xz_single(&image),
+    );
+    let stick = LoopDev::new(dir.path(), 32 * MIB, 512, 0xAA);
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-talos");
+    s.type_into("#factory-url", &server.url(""));
+    s.click("#load-versions");
+    // The second of amd64, arm64 (the options carry no value attribute: their text is it).
+    s.click("#talos-arch option:nth-child(2)");
+    // The boards come with the newest version's extensions, once the versions are in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .content("#talos-overlay")
+        .contains("rpi_generic (siderolabs/sbc-raspberrypi)")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no boards listed: {}",
+            s.text("#error-source")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let version = s.execute("return document.querySelector('#talos-version').value;");
+    assert_eq!(version, "v1.13.0", "the newest release is filled in");
+    s.click("#talos-overlay option[value=\"rpi_generic\"]");
+    assert!(fits(s), "the Talos dialog with a board fits the window");
+    gui.shot("talos-board");
+    s.click("#use-source");
+    assert!(s.content("#image-name").contains("v1.13.0"));
+    let path = stick.path_str();
+    s.click("#show-all");
+    s.wait_text("#drives", 10, |t| t.contains(path));
+    s.click(&format!("#drives input[value=\"{path}\"]"));
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 60, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    let done = s.wait_text(&row(path), 120, |t| {
+        t.contains("Detached") || t.contains("Failed")
+    });
+    assert!(done.contains("✓ Verified"), "{done}");
+    let app_posts = posted(&server);
+    assert_eq!(app_posts.len(), 2, "the CLI's schematic, then the app's");
+    assert_eq!(
+        app_posts[1], schematic,
+        "the app asked for the board's schematic"
+    );
+    assert_eq!(stick.read_backing(0, image.len()), image);
+}
+
 /// A lab from the window: a lab file of three nodes, each row given a loop device, one
 /// confirmation naming every node, all three written at once and read back; each stick then
 /// holds its own node's hostname in its cidata partition. Screenshots of the node table, the
