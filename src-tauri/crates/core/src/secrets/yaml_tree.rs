@@ -158,7 +158,7 @@ fn resolve(text: &str, style: ScalarStyle, tag: Option<(String, String)>) -> Res
         None => {}
         Some((CORE, "str")) => return Ok(Scalar::Str(text.to_string())),
         Some((CORE, "null" | "bool" | "int" | "float")) => {}
-        Some((_, suffix)) if suffix.is_empty() => {}
+        Some((_, "")) => {}
         Some(_) => return Err("a value carries a YAML tag labflash does not read".into()),
     }
     if style != ScalarStyle::Plain && tag.is_none() {
