@@ -126,6 +126,45 @@ pub enum Error {
     #[error("labflash refuses {} as part of its cache: {why}", path.display())]
     UnsafeCache { path: PathBuf, why: String },
 
+    /// A `secretRef` path labflash will not read: empty, absolute, with `..` or `\`, or no
+    /// such file in the secrets checkout.
+    #[error("the secret path {path:?} {why}")]
+    SecretPath { path: String, why: String },
+
+    /// A `secretRef` pointer that selects no string. `why` never quotes a value.
+    #[error("the secret pointer {pointer:?} in {path} {why}")]
+    SecretPointer {
+        path: String,
+        pointer: String,
+        why: String,
+    },
+
+    /// A document that is not SOPS-encrypted YAML labflash reads. `why` never quotes a value.
+    #[error("{path} is not a SOPS document labflash can read: {why}")]
+    SopsDocument { path: String, why: String },
+
+    /// No age identity anywhere labflash looked (`looked` names those places, never a key).
+    #[error("no age key to decrypt {path}: labflash looked in {looked}")]
+    NoAgeKey { path: String, looked: String },
+
+    /// An age key source that cannot be read as age identities (`why` names the line, never
+    /// its text).
+    #[error("the age keys in {source_name} cannot be used: {why}")]
+    AgeKeySource { source_name: String, why: String },
+
+    /// Age keys were found, but none is a recipient of the document's data key.
+    #[error("none of the {count} age keys found decrypts {path}: its data key is encrypted for {recipients}")]
+    AgeKeyMismatch {
+        path: String,
+        count: usize,
+        recipients: String,
+    },
+
+    /// A value's GCM tag or the document's MAC does not hold: the document was changed after
+    /// SOPS encrypted it.
+    #[error("{path} is not what SOPS encrypted: {why}; refusing its secrets")]
+    SopsTampered { path: String, why: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -164,6 +203,16 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::ReadBackMismatch { .. }
             | Error::BadSignature { .. } => ErrorKind::DigestMismatch,
+            // Exit 1, not 2: like a signature that does not hold, the bytes are not the ones
+            // their author sealed. The path, pointer and key were right (the data key opened);
+            // what is wrong is the document, and only a fresh copy from its author fixes it.
+            Error::SopsTampered { .. } => ErrorKind::DigestMismatch,
+            Error::SecretPath { .. }
+            | Error::SecretPointer { .. }
+            | Error::SopsDocument { .. }
+            | Error::NoAgeKey { .. }
+            | Error::AgeKeySource { .. }
+            | Error::AgeKeyMismatch { .. } => ErrorKind::BadInput,
             Error::BadInput(_)
             | Error::Refused { .. }
             | Error::UnsafeCache { .. }

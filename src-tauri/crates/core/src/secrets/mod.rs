@@ -2,6 +2,18 @@
 //! operator's secrets repository and an RFC 6901 JSON pointer to one string in it
 //! (GilmanLab/platform `schemas/lab/incusos/schema.cue`, `#SecretStringRef`).
 
+mod age_identities;
+mod local_repo;
+mod pointer;
+mod sops;
+mod yaml_tree;
+
+#[cfg(test)]
+mod tests;
+
+pub use age_identities::AgeIdentities;
+pub use local_repo::{clean_path, LocalSecrets};
+
 use crate::error::Result;
 use crate::fetch::credentials::Secret;
 

@@ -1,0 +1,422 @@
+//! The reader against real SOPS documents (tests/fixtures/sops, README there): labctl's own
+//! fixture and documents sops 3.11.0 encrypted (make.sh), changed by hand where a test says so.
+
+use std::path::Path;
+
+use super::{AgeIdentities, LocalSecrets, SecretResolver};
+use crate::error::{Error, ErrorKind};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../tests/fixtures/sops");
+
+/// labctl's test key (GilmanLab/platform `tools/labctl/cmd/labctl/testdata/script/secrets_get.txtar`).
+const LABCTL_KEY: &str =
+    "AGE-SECRET-KEY-1NK7RF4CDV8HQXZZYJKRR3T3K6Z3QXRYF6F5WZW3Q2FC5FZ8FKDQQVVTSEG";
+const LABCTL_RECIPIENT: &str = "age1kyhuwhlh8n7z3s58u6sv52uwwp7n5txltnpavqxp4jfcudw84ers86a87x";
+/// Another age key: getsops/sops `age/keysource_test.go` `mockOtherIdentity`.
+const OTHER_KEY: &str =
+    "AGE-SECRET-KEY-1432K5YRNSC44GC4986NXMX6GVZ52WTMT9C79CLUVWYY4DKDHD5JSNDP4MC";
+
+const KEYCLOAK: &str = "network/keycloak.sops.yaml";
+
+fn keys(inline: &str) -> AgeIdentities {
+    AgeIdentities::from_sources(Some(inline), None, None).unwrap()
+}
+
+fn fixtures(sub: &str) -> LocalSecrets {
+    LocalSecrets::new(Path::new(FIXTURES).join(sub), keys(LABCTL_KEY))
+}
+
+fn get(secrets: &LocalSecrets, path: &str, pointer: &str) -> String {
+    secrets.resolve(path, pointer).unwrap().expose().to_string()
+}
+
+/// A copy of the fixture `rel` (under tests/fixtures/sops) as `doc.sops.yaml` in a fresh
+/// checkout, changed by `edit`, which must change it.
+fn edited(rel: &str, edit: impl FnOnce(&str) -> String) -> (tempfile::TempDir, LocalSecrets) {
+    let original = std::fs::read_to_string(Path::new(FIXTURES).join(rel)).unwrap();
+    let changed = edit(&original);
+    assert_ne!(changed, original, "the edit changed nothing");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("doc.sops.yaml"), changed).unwrap();
+    let secrets = LocalSecrets::new(dir.path(), keys(LABCTL_KEY));
+    (dir, secrets)
+}
+
+/// The error, checked to name no secret value and no key.
+fn refused(secrets: &LocalSecrets, path: &str, pointer: &str) -> Error {
+    let error = secrets.resolve(path, pointer).unwrap_err();
+    let message = error.to_string();
+    for secret in [
+        "test-secret",
+        "tok-123",
+        LABCTL_KEY,
+        OTHER_KEY,
+        "BEGIN CERTIFICATE",
+    ] {
+        assert!(!message.contains(secret), "{message}");
+    }
+    error
+}
+
+#[test]
+fn labctl_keycloak_document_decrypts_to_labctls_expected_output() {
+    let repo = fixtures("repo");
+    assert_eq!(get(&repo, KEYCLOAK, "/database/username"), "admin");
+    assert_eq!(get(&repo, KEYCLOAK, "/database/password"), "test-secret");
+    // Every string of labctl's expected JSON rendering, at its pointer.
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(FIXTURES).join("expected/keycloak.json")).unwrap(),
+    )
+    .unwrap();
+    for pointer in [
+        "/database/username",
+        "/database/password",
+        "/servers/0/name",
+    ] {
+        assert_eq!(
+            get(&repo, KEYCLOAK, pointer),
+            expected.pointer(pointer).unwrap().as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn bootstrap_client_certificate_is_the_pem_at_client_crt_pem() {
+    let expected =
+        std::fs::read_to_string(Path::new(FIXTURES).join("expected/bootstrap-client.crt")).unwrap();
+    let pem = get(
+        &fixtures("repo"),
+        "compute/incusos/bootstrap-client.sops.yaml",
+        "/client_crt_pem",
+    );
+    assert_eq!(pem, expected);
+}
+
+#[test]
+fn whole_document_and_non_string_pointers_are_refused() {
+    let repo = fixtures("repo");
+    for (pointer, says) in [
+        ("", "not the whole document"),
+        ("/database", "a mapping, not a string"),
+        ("/servers", "a list, not a string"),
+        ("/servers/0/port", "a number, not a string"),
+    ] {
+        let error = refused(&repo, KEYCLOAK, pointer);
+        assert!(matches!(error, Error::SecretPointer { .. }), "{error}");
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+        assert!(error.to_string().contains(says), "{error}");
+    }
+}
+
+#[test]
+fn missing_and_malformed_pointers_are_refused() {
+    let repo = fixtures("repo");
+    for pointer in [
+        "/database/nope",
+        "/servers/5/name",
+        "/servers/x",
+        "/database/username/deeper",
+        "database/username",
+        "/database~2",
+    ] {
+        let error = refused(&repo, KEYCLOAK, pointer);
+        assert!(
+            matches!(error, Error::SecretPointer { .. }),
+            "{pointer}: {error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+    }
+}
+
+#[test]
+fn paths_out_of_the_checkout_are_refused_before_reading() {
+    // No checkout and no keys: a refusal here is the path rule's, not a read's.
+    let nowhere = LocalSecrets::new(
+        "/nonexistent/secrets",
+        AgeIdentities::from_sources(None, None, None).unwrap(),
+    );
+    for path in [
+        "../keycloak.sops.yaml",
+        "network/../../keycloak.sops.yaml",
+        "/etc/passwd",
+        "network\\keycloak.sops.yaml",
+        "C:/secrets/a.yaml",
+        "",
+        "./",
+    ] {
+        let error = refused(&nowhere, path, "/a");
+        assert!(matches!(error, Error::SecretPath { .. }), "{path}: {error}");
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+    }
+    // labctl's wording for the `..` case.
+    assert!(refused(&nowhere, "../a", "/a").to_string().contains("'..'"));
+    // A pointer is checked before reading too.
+    assert!(matches!(
+        refused(&nowhere, KEYCLOAK, "database"),
+        Error::SecretPointer { .. }
+    ));
+}
+
+#[test]
+fn a_missing_document_is_bad_input() {
+    let error = refused(&fixtures("repo"), "network/missing.sops.yaml", "/a");
+    assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+    // A clean path is read: `./` and doubled slashes are dropped as labctl's path.Clean does.
+    assert_eq!(
+        get(
+            &fixtures("repo"),
+            "./network//keycloak.sops.yaml",
+            "/database/username"
+        ),
+        "admin"
+    );
+}
+
+#[test]
+fn another_age_key_is_refused_naming_the_recipient() {
+    let secrets = LocalSecrets::new(Path::new(FIXTURES).join("repo"), keys(OTHER_KEY));
+    let error = refused(&secrets, KEYCLOAK, "/database/password");
+    assert!(
+        matches!(error, Error::AgeKeyMismatch { count: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+    assert!(error.to_string().contains(LABCTL_RECIPIENT), "{error}");
+}
+
+#[test]
+fn no_age_key_is_refused_saying_where_keys_are_looked_for() {
+    let config = tempfile::tempdir().unwrap();
+    let default = AgeIdentities::default_file(config.path());
+    let none = AgeIdentities::from_sources(None, None, Some(&default)).unwrap();
+    assert!(none.is_empty());
+    let secrets = LocalSecrets::new(Path::new(FIXTURES).join("repo"), none);
+    let error = refused(&secrets, KEYCLOAK, "/database/password");
+    assert!(matches!(error, Error::NoAgeKey { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+    let message = error.to_string();
+    for place in [
+        "$SOPS_AGE_KEY",
+        "$SOPS_AGE_KEY_FILE",
+        &default.display().to_string(),
+    ] {
+        assert!(message.contains(place), "{message}");
+    }
+    assert!(default.ends_with("sops/age/keys.txt"));
+}
+
+#[test]
+fn keys_come_from_the_key_file_the_default_file_and_several_inline() {
+    let config = tempfile::tempdir().unwrap();
+    let default = AgeIdentities::default_file(config.path());
+    std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+    std::fs::write(
+        &default,
+        format!("# created: by age-keygen\n{LABCTL_KEY}\n"),
+    )
+    .unwrap();
+    let key_file = config.path().join("other.txt");
+    std::fs::write(&key_file, format!("{OTHER_KEY}\r\n")).unwrap();
+    let read = |ids: AgeIdentities| {
+        get(
+            &LocalSecrets::new(Path::new(FIXTURES).join("repo"), ids),
+            KEYCLOAK,
+            "/database/password",
+        )
+    };
+    let from_default = AgeIdentities::from_sources(None, Some(&key_file), Some(&default)).unwrap();
+    assert_eq!(from_default.len(), 2);
+    assert_eq!(read(from_default), "test-secret");
+    let from_file = AgeIdentities::from_sources(None, Some(&default), None).unwrap();
+    assert_eq!(read(from_file), "test-secret");
+    assert_eq!(
+        read(keys(&format!("{OTHER_KEY} {LABCTL_KEY}"))),
+        "test-secret"
+    );
+    // `{:?}` shows no key.
+    assert!(!format!("{:?}", keys(LABCTL_KEY)).contains("AGE-SECRET-KEY"));
+}
+
+#[test]
+fn unusable_key_sources_are_refused_naming_the_line_not_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.txt");
+    let error = AgeIdentities::from_sources(None, Some(&missing), None).unwrap_err();
+    assert!(matches!(error, Error::AgeKeySource { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+
+    let mangled = format!("{LABCTL_KEY}\n{}X\n", &OTHER_KEY[..OTHER_KEY.len() - 1]);
+    let error = AgeIdentities::from_sources(Some(&mangled), None, None).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("line 2"), "{message}");
+    // Neither key's body (the message may name the form, AGE-SECRET-KEY-1…).
+    assert!(!message.contains(&OTHER_KEY[16..40]), "{message}");
+    assert!(!message.contains(&LABCTL_KEY[16..40]), "{message}");
+
+    let plugin =
+        AgeIdentities::from_sources(Some("AGE-PLUGIN-YUBIKEY-1QQQ"), None, None).unwrap_err();
+    assert!(plugin.to_string().contains("X25519 keys"), "{plugin}");
+}
+
+#[test]
+fn a_changed_ciphertext_byte_fails_its_gcm_tag() {
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("data:Y45qePend/wbEiI=", "data:Y45qePend/wbEiY=", 1)
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+    assert!(matches!(error, Error::SopsTampered { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::DigestMismatch);
+    assert!(error.to_string().contains("/database/password"), "{error}");
+}
+
+#[test]
+fn a_value_moved_to_another_key_fails_its_gcm_tag() {
+    // The two encrypted values swapped: each opens only under its own key path.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        let lines: Vec<&str> = doc.lines().collect();
+        let user = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("username:"))
+            .unwrap();
+        let value = |l: &str| l.split_once(": ").unwrap().1.to_string();
+        let (u, p) = (value(lines[user]), value(lines[user + 1]));
+        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        out[user] = format!("    username: {p}");
+        out[user + 1] = format!("    password: {u}");
+        out.join("\n") + "\n"
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+    assert!(matches!(error, Error::SopsTampered { .. }), "{error}");
+}
+
+#[test]
+fn reordered_keys_fail_the_mac() {
+    // The two lines swapped whole: each value still opens, but the MAC hashes document order.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        let mut lines: Vec<&str> = doc.lines().collect();
+        let user = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("username:"))
+            .unwrap();
+        lines.swap(user, user + 1);
+        lines.join("\n") + "\n"
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+    assert!(matches!(error, Error::SopsTampered { .. }), "{error}");
+    assert!(error.to_string().contains("MAC"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::DigestMismatch);
+}
+
+#[test]
+fn a_changed_plain_text_value_fails_the_mac() {
+    let (_dir, secrets) = edited("variants/unencrypted-suffix.sops.yaml", |doc| {
+        doc.replacen(
+            "region_unencrypted: eu-west-1",
+            "region_unencrypted: eu-west-2",
+            1,
+        )
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/api/region_unencrypted");
+    assert!(matches!(error, Error::SopsTampered { .. }), "{error}");
+    assert!(error.to_string().contains("MAC"), "{error}");
+    // Added in plain text: caught too.
+    let (_dir, secrets) = edited("variants/encrypted-regex.sops.yaml", |doc| {
+        doc.replacen("note: \"\"", "note: \"\"\nextra: 1", 1)
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/password"),
+        Error::SopsTampered { .. }
+    ));
+}
+
+#[test]
+fn sops_rules_on_what_is_encrypted_are_followed() {
+    let variants = fixtures("variants");
+    for doc in [
+        "encrypted-regex.sops.yaml",
+        "unencrypted-suffix.sops.yaml",
+        "mac-only-encrypted.sops.yaml",
+    ] {
+        assert_eq!(
+            get(&variants, doc, "/database/password"),
+            "test-secret",
+            "{doc}"
+        );
+        assert_eq!(get(&variants, doc, "/database/username"), "admin", "{doc}");
+        assert_eq!(get(&variants, doc, "/api/token"), "tok-123", "{doc}");
+        assert_eq!(
+            get(&variants, doc, "/api/region_unencrypted"),
+            "eu-west-1",
+            "{doc}"
+        );
+        assert_eq!(get(&variants, doc, "/note"), "", "{doc}");
+        assert!(matches!(
+            refused(&variants, doc, "/database/port"),
+            Error::SecretPointer { .. }
+        ));
+    }
+}
+
+#[test]
+fn mac_only_encrypted_covers_the_encrypted_values_only() {
+    // As sops: a plain-text value is outside such a MAC, an encrypted one is not.
+    let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
+        doc.replacen("host: db.example.com", "host: db.example.org", 1)
+    });
+    assert_eq!(
+        get(&secrets, "doc.sops.yaml", "/database/host"),
+        "db.example.org"
+    );
+    // Without the setting, the same MAC does not hold.
+    let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
+        doc.replacen("    mac_only_encrypted: true\n", "", 1)
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/password"),
+        Error::SopsTampered { .. }
+    ));
+}
+
+#[test]
+fn every_value_type_sops_writes_decrypts() {
+    let variants = fixtures("variants");
+    let doc = "types.sops.yaml";
+    assert_eq!(get(&variants, doc, "/name"), "keycloak");
+    assert_eq!(get(&variants, doc, "/quoted_number"), "8080");
+    assert_eq!(get(&variants, doc, "/empty"), "");
+    assert_eq!(get(&variants, doc, "/multiline"), "line one\nline two\n");
+    assert_eq!(get(&variants, doc, "/servers/1/tags/1"), "y");
+    assert_eq!(get(&variants, doc, "/nested/deeper/token"), "s3cr3t");
+    for (pointer, says) in [
+        ("/port", "a number"),
+        ("/ratio", "a number"),
+        ("/enabled", "a boolean"),
+        ("/nothing", "null"),
+    ] {
+        let error = refused(&variants, doc, pointer);
+        assert!(error.to_string().contains(says), "{pointer}: {error}");
+    }
+}
+
+#[test]
+fn documents_labflash_cannot_read_are_refused_saying_why() {
+    let plain = fixtures("plain");
+    let error = refused(&plain, "partial.yaml", "/database/password");
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(error.to_string().contains("no sops metadata"), "{error}");
+
+    let (_dir, pgp) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("sops:\n    age:", "sops:\n    pgp:", 1)
+    });
+    let error = refused(&pgp, "doc.sops.yaml", "/database/password");
+    assert!(error.to_string().contains("age keys only"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+}
+
+#[test]
+fn the_port_resolves_through_a_trait_object() {
+    let resolver: Box<dyn SecretResolver> = Box::new(fixtures("repo"));
+    let secret = resolver.resolve(KEYCLOAK, "/database/password").unwrap();
+    assert_eq!(format!("{secret:?}"), "***");
+}
