@@ -36,6 +36,30 @@ const SEED_DATA: u64 = 6144 * 512;
 /// certificate the secrets hold.
 const CERT: &str = include_str!("fixtures/incus/signed/root-E1.crt");
 
+/// labctl's JSON fields in its order (`imageBuildOutput` in `tools/labctl/internal/cli/
+/// bootstrap.go`), then labflash's.
+const KEYS: [&str; 7] = [
+    "name",
+    "artifactPath",
+    "sourceVersion",
+    "sourceURL",
+    "sourceSHA256",
+    "indexSignedBy",
+    "warnings",
+];
+
+/// Each `"key":` appears in `json`'s text, in this order.
+fn assert_in_order(json: &str, keys: &[&str]) {
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            json.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k}: {json}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+}
+
 fn filename() -> String {
     format!("x86_64/IncusOS_{STABLE}.img.gz")
 }
@@ -189,25 +213,10 @@ fn a_build_is_labctl_s_artifact_with_the_seed_where_incus_osd_reads_it() {
     let (built, stages) = build(dir.path(), false, &plain_http());
     let built = built.unwrap();
     assert!(stages.contains(&Stage::Download), "{stages:?}");
-    let json = serde_json::to_value(&built).unwrap();
-    let keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "name",
-            "artifactPath",
-            "sourceVersion",
-            "sourceURL",
-            "sourceSHA256",
-            "indexSignedBy",
-            "warnings"
-        ]
-    );
+    let text = serde_json::to_string(&built).unwrap();
+    assert_in_order(&text, &KEYS);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json.as_object().unwrap().len(), KEYS.len(), "{text}");
     assert_eq!(json["name"], "incusos-test");
     assert_eq!(json["sourceVersion"], STABLE);
     assert_eq!(
@@ -241,7 +250,10 @@ fn a_build_is_labctl_s_artifact_with_the_seed_where_incus_osd_reads_it() {
     );
     let image = gunzip(&artifact);
     assert_eq!(image.len() as u64, 16 << 20, "grown to output.size");
-    assert_eq!(image, std::fs::read(images(dir.path()).join("incusos.img")).unwrap());
+    assert_eq!(
+        image,
+        std::fs::read(images(dir.path()).join("incusos.img")).unwrap()
+    );
     // The published disk, unchanged but for the seed.
     let seed_end = SEED_DATA as usize + 1024 * 512;
     assert_eq!(image[..SEED_DATA as usize], disk[..SEED_DATA as usize]);
@@ -268,7 +280,10 @@ fn a_build_is_labctl_s_artifact_with_the_seed_where_incus_osd_reads_it() {
     assert_eq!(lines.len(), 2, "{listed}");
     for (line, name) in lines.iter().zip(["applications.yaml", "incus.yaml"]) {
         assert!(line.starts_with("-rw-r--r-- 0/0"), "{line}");
-        assert!(line.contains("1970-01-01 00:00") && line.ends_with(name), "{line}");
+        assert!(
+            line.contains("1970-01-01 00:00") && line.ends_with(name),
+            "{line}"
+        );
         let body = tar(&["-xO", name, "-f"]);
         incus_seed::check_file(name, body.as_bytes()).unwrap();
     }
@@ -321,7 +336,10 @@ fn a_tampered_download_is_refused_and_nothing_is_kept() {
     let dir = config_folder(&server, "16M", SEED_DATA);
     let err = build(dir.path(), false, &plain_http()).0.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
-    assert!(listing(&dir.path().join(".state")).is_empty(), "nothing kept");
+    assert!(
+        listing(&dir.path().join(".state")).is_empty(),
+        "nothing kept"
+    );
 }
 
 #[test]
@@ -337,7 +355,11 @@ fn a_cached_download_is_reused_and_a_corrupted_one_refused_and_removed() {
     server.clear_log();
     let (again, stages) = build(dir.path(), false, &plain_http());
     again.unwrap();
-    assert_eq!(server.body_gets(&image_path), 0, "the cached download is used");
+    assert_eq!(
+        server.body_gets(&image_path),
+        0,
+        "the cached download is used"
+    );
     assert!(stages.contains(&Stage::CheckCache), "{stages:?}");
 
     let cached = downloads(dir.path()).join(filename());
@@ -349,7 +371,11 @@ fn a_cached_download_is_reused_and_a_corrupted_one_refused_and_removed() {
     assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
     assert!(err.to_string().contains("cached download"), "{err}");
     assert!(!cached.exists(), "the corrupted download is removed");
-    assert_eq!(listing(&images(dir.path())), before, "the output is untouched");
+    assert_eq!(
+        listing(&images(dir.path())),
+        before,
+        "the output is untouched"
+    );
 }
 
 #[test]
@@ -395,7 +421,10 @@ fn an_unsigned_index_is_read_only_when_asked_and_only_over_https() {
     .unwrap();
     let built = build(dir.path(), true, &http).0.unwrap();
     assert_eq!(built.index_signed_by, None);
-    assert_eq!(serde_json::to_value(&built).unwrap()["indexSignedBy"], serde_json::Value::Null);
+    assert_eq!(
+        serde_json::to_value(&built).unwrap()["indexSignedBy"],
+        serde_json::Value::Null
+    );
 }
 
 /// labctl's txtar: `build invalid.yaml` fails naming the file and the rule, nothing on stdout;
@@ -454,12 +483,159 @@ fn labctl_invalid_yaml_is_refused_as_labctl_refuses_it() {
 fn labctl_s_github_secret_source_is_refused() {
     let server = server(b"x", b"x".to_vec());
     let dir = config_folder(&server, "16M", SEED_DATA);
-    let r: Run = labflash(&["incus", "build", "--json", "--secrets-source", "github", "incus.yaml"])
+    let r: Run = labflash(&[
+        "incus",
+        "build",
+        "--json",
+        "--secrets-source",
+        "github",
+        "incus.yaml",
+    ])
+    .current_dir(dir.path())
+    .output()
+    .unwrap()
+    .into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not supported"));
+    assert!(server.requests().is_empty());
+}
+
+/// labctl's test age key (GilmanLab/platform `tools/labctl/cmd/labctl/testdata/script/
+/// secrets_get.txtar`), which tests/fixtures/sops is encrypted to.
+const AGE_KEY: &str = "AGE-SECRET-KEY-1NK7RF4CDV8HQXZZYJKRR3T3K6Z3QXRYF6F5WZW3Q2FC5FZ8FKDQQVVTSEG";
+const SOPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sops");
+
+/// `labflash incus build ARGS` in `dir`, with the secrets checkout of tests/fixtures/sops and
+/// labctl's test age key in the environment, as sops reads it; no other key source.
+fn cli_build(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["incus", "build", "--trust-root"];
+    let root = incus_trust_root();
+    all.push(root.to_str().unwrap());
+    all.extend_from_slice(args);
+    labflash(&all)
+        .current_dir(dir)
+        .env("SOPS_AGE_KEY", AGE_KEY)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("GLAB_SECRETS_DIR", format!("{SOPS}/repo"))
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn the_cli_builds_with_secrets_from_the_sops_checkout_and_never_shows_them() {
+    let work = tempfile::tempdir().unwrap();
+    let gz = gzip(&incus_disk(work.path()));
+    let server = server(&gz, gz.clone());
+    let dir = config_folder(&server, "16M", SEED_DATA);
+    let cert = std::fs::read_to_string(format!("{SOPS}/expected/bootstrap-client.crt")).unwrap();
+    // The certificate's body, without its armour lines (which any PEM has).
+    let body: String = cert
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("\n");
+
+    let r = cli_build(dir.path(), &["--json", "-vv", "incus.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "one compact line: {}",
+        r.stdout
+    );
+    assert_in_order(&r.stdout, &KEYS);
+    assert_eq!(r.json().as_object().unwrap().len(), KEYS.len());
+    assert!(r.stderr.contains("no install file"), "{}", r.stderr);
+    for line in body.lines() {
+        assert!(
+            !r.stdout.contains(line) && !r.stderr.contains(line),
+            "the certificate is shown"
+        );
+    }
+    // The seed holds the certificate the SOPS document holds.
+    let image = gunzip(&images(dir.path()).join("incusos.img.gz"));
+    let seed = String::from_utf8_lossy(&image[SEED_DATA as usize..SEED_DATA as usize + 8192]);
+    assert!(
+        seed.contains(&serde_json::to_string(&cert).unwrap()),
+        "{seed}"
+    );
+
+    // Without --json: the artifact's path, as labctl prints it.
+    let r = cli_build(dir.path(), &["incus.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("{}\n", images(dir.path()).join("incusos.img.gz").display())
+    );
+
+    // A wrong key: refused, nothing shown, nothing written.
+    let other = tempfile::tempdir().unwrap();
+    let dir2 = config_folder(&server, "16M", SEED_DATA);
+    let r: Run = labflash(&[
+        "incus",
+        "build",
+        "--json",
+        "--secrets-repo-dir",
+        &format!("{SOPS}/repo"),
+        "incus.yaml",
+    ])
+    .current_dir(dir2.path())
+    .env_remove("SOPS_AGE_KEY")
+    .env_remove("SOPS_AGE_KEY_FILE")
+    .env("XDG_CONFIG_HOME", other.path())
+    .output()
+    .unwrap()
+    .into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!dir2.path().join(".state").exists());
+}
+
+/// The README's `incus build` example, run as written from a fresh folder (the config at
+/// incusos/image.yaml, the secrets checkout at ./secrets).
+#[test]
+fn readme_incus_build_example_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let example = "labflash incus build incusos/image.yaml --secrets-repo-dir secrets --json";
+    assert!(readme.contains(example));
+    let work = tempfile::tempdir().unwrap();
+    let gz = gzip(&incus_disk(work.path()));
+    let server = server(&gz, gz.clone());
+    let config = config_folder(&server, "16M", SEED_DATA);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("incusos")).unwrap();
+    std::fs::copy(
+        config.path().join("incus.yaml"),
+        dir.path().join("incusos/image.yaml"),
+    )
+    .unwrap();
+    let copy = std::process::Command::new("cp")
+        .args(["-r", &format!("{SOPS}/repo")])
+        .arg(dir.path().join("secrets"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let mut args: Vec<&str> = example.split(' ').skip(1).collect();
+    // The stand-in's index is signed by the test root, not IncusOS's.
+    let root = incus_trust_root();
+    args.extend(["--trust-root", root.to_str().unwrap()]);
+    let r: Run = labflash(&args)
         .current_dir(dir.path())
+        .env("SOPS_AGE_KEY", AGE_KEY)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("GLAB_SECRETS_DIR")
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
         .output()
         .unwrap()
         .into();
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.json()["error"].as_str().unwrap().contains("not supported"));
-    assert!(server.requests().is_empty());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir
+        .path()
+        .join("incusos/.state/images/incusos.img.gz")
+        .is_file());
 }

@@ -123,7 +123,11 @@ async fn fetch(
     Ok(incus::fetch(&http, &cache, &request, cancel, &progress).await?)
 }
 
-async fn build_command(args: &IncusBuildArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
+async fn build_command(
+    args: &IncusBuildArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> ExitCode {
     match build(args, out, cancel).await {
         // labctl prints one compact line, and the artifact's path for people.
         Ok(b) => out

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use labflash_core::secrets::SecretResolver;
+use labflash_core::secrets::{AgeIdentities, LocalSecrets, SecretResolver};
 
 use crate::output::Failure;
 
@@ -21,17 +21,28 @@ pub struct SecretsArgs {
 }
 
 impl SecretsArgs {
+    /// The local checkout with the age keys SOPS would use: `$SOPS_AGE_KEY`, the file
+    /// `$SOPS_AGE_KEY_FILE` names, and `sops/age/keys.txt` in the user's config folder.
     pub fn resolver(&self) -> Result<Box<dyn SecretResolver>, Failure> {
         if self.secrets_source == "github" {
             return Err(Failure::usage(
                 "--secrets-source github (labctl's GitHub token broker) is not supported: check out the secrets repository and give it with --secrets-repo-dir",
             ));
         }
-        let Some(_dir) = &self.secrets_repo_dir else {
+        let Some(dir) = &self.secrets_repo_dir else {
             return Err(Failure::usage(
                 "the config's certificates are secretRefs: give the secrets repository's checkout with --secrets-repo-dir DIR or $GLAB_SECRETS_DIR",
             ));
         };
-        Err(Failure::usage("reading SOPS documents is not built in yet"))
+        let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let inline = set("SOPS_AGE_KEY").map(|v| v.to_string_lossy().into_owned());
+        let key_file = set("SOPS_AGE_KEY_FILE").map(PathBuf::from);
+        let default_file = dirs::config_dir().map(|d| AgeIdentities::default_file(&d));
+        let identities = AgeIdentities::from_sources(
+            inline.as_deref(),
+            key_file.as_deref(),
+            default_file.as_deref(),
+        )?;
+        Ok(Box::new(LocalSecrets::new(dir, identities)))
     }
 }

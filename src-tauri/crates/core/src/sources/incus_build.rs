@@ -74,7 +74,10 @@ pub struct Source {
 pub struct Output {
     #[serde(deserialize_with = "yaml_types::dir")]
     pub dir: PathBuf,
-    #[serde(rename = "artifactName", deserialize_with = "yaml_types::artifact_name")]
+    #[serde(
+        rename = "artifactName",
+        deserialize_with = "yaml_types::artifact_name"
+    )]
     pub artifact_name: String,
     #[serde(deserialize_with = "yaml_types::size")]
     pub size: String,
@@ -120,7 +123,10 @@ pub struct IncusSeed {
         deserialize_with = "yaml_types::incus_version"
     )]
     pub version: String,
-    #[serde(default = "default_true", deserialize_with = "yaml_types::apply_defaults")]
+    #[serde(
+        default = "default_true",
+        deserialize_with = "yaml_types::apply_defaults"
+    )]
     pub apply_defaults: bool,
     #[serde(deserialize_with = "yaml_types::preseed")]
     pub preseed: IncusPreseed,
@@ -212,22 +218,21 @@ pub struct Built {
 /// Parses and checks an IncusOS ImageBuild document. `name` is what labctl calls it in its
 /// errors: the path as given, or `stdin.yaml`.
 pub fn parse(name: &str, text: &str) -> Result<ImageBuild> {
-    let build: ImageBuild =
-        serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or(&message);
-            let first = first.split(" --> ").next().unwrap_or(first);
-            let first = first.trim_start_matches("error: ");
-            // labctl's (CUE's) words for the two structural failures, beside serde's.
-            let labctl = if first.contains("unknown field") {
-                ": field not allowed"
-            } else if first.contains("missing field") {
-                ": field is required but not present"
-            } else {
-                ""
-            };
-            Error::BadInput(format!("validate {name}: {first}{labctl}"))
-        })?;
+    let build: ImageBuild = serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or(&message);
+        let first = first.split(" --> ").next().unwrap_or(first);
+        let first = first.trim_start_matches("error: ");
+        // labctl's (CUE's) words for the two structural failures, beside serde's.
+        let labctl = if first.contains("unknown field") {
+            ": field not allowed"
+        } else if first.contains("missing field") {
+            ": field is required but not present"
+        } else {
+            ""
+        };
+        Error::BadInput(format!("validate {name}: {first}{labctl}"))
+    })?;
     build
         .check()
         .map_err(|(field, why)| Error::BadInput(format!("validate {name}: {field}: {why}")))?;
@@ -288,7 +293,11 @@ impl ImageBuild {
             "output.size",
             "size must be a positive whole number with a K, M, G, or T suffix",
         )?;
-        rule(o.format == "img.gz", "output.format", "format must be img.gz")?;
+        rule(
+            o.format == "img.gz",
+            "output.format",
+            "format must be img.gz",
+        )?;
         let apps = &self.seed.applications;
         rule(
             apps.version == "1",
@@ -379,8 +388,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "T" => 40,
         _ => return None,
     };
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let bytes = digits.parse::<u64>().ok()?.checked_mul(1 << shift)?;
@@ -510,8 +518,15 @@ async fn download(
         return Ok(file);
     }
     let sink = HashingFile::new(store.temp_beside(&path)?, fetch::archive_cap(size));
-    let (_, file, _) =
-        fetch::download(http, sink, &located.url, Some(located.sha256), cancel, progress).await?;
+    let (_, file, _) = fetch::download(
+        http,
+        sink,
+        &located.url,
+        Some(located.sha256),
+        cancel,
+        progress,
+    )
+    .await?;
     Ok(file)
 }
 

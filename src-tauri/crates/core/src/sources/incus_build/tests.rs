@@ -104,13 +104,41 @@ fn labctl_invalid_inputs_are_refused_with_labctl_words() {
 #[test]
 fn every_schema_rule_is_labctl_s() {
     let cases = [
-        ("size: 1G", "size: 1g", "size must be a positive whole number"),
-        ("size: 1G", "size: 01G", "size must be a positive whole number"),
-        ("size: 1G", "size: 1.5G", "size must be a positive whole number"),
-        ("offset: 4096", "offset: 0", "seed offset must be a positive integer"),
-        ("offset: 4096", "offset: -1", "seed offset must be a positive integer"),
-        ("offset: 4096", "offset: \"4096\"", "seed offset must be a positive integer"),
-        ("offset: 4096", "offset: 4096.5", "seed offset must be a positive integer"),
+        (
+            "size: 1G",
+            "size: 1g",
+            "size must be a positive whole number",
+        ),
+        (
+            "size: 1G",
+            "size: 01G",
+            "size must be a positive whole number",
+        ),
+        (
+            "size: 1G",
+            "size: 1.5G",
+            "size must be a positive whole number",
+        ),
+        (
+            "offset: 4096",
+            "offset: 0",
+            "seed offset must be a positive integer",
+        ),
+        (
+            "offset: 4096",
+            "offset: -1",
+            "seed offset must be a positive integer",
+        ),
+        (
+            "offset: 4096",
+            "offset: \"4096\"",
+            "seed offset must be a positive integer",
+        ),
+        (
+            "offset: 4096",
+            "offset: 4096.5",
+            "seed offset must be a positive integer",
+        ),
         (
             "  baseURL: https://images.example.test/os",
             "  baseURL: ftp://images.example.test/os",

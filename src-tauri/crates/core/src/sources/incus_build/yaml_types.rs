@@ -99,19 +99,35 @@ impl<'de> Visitor<'de> for StringMap {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Err(refuse(self.0, &format!("the boolean {v}"), "a mapping of strings"))
+        Err(refuse(
+            self.0,
+            &format!("the boolean {v}"),
+            "a mapping of strings",
+        ))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Err(refuse(self.0, &format!("the number {v}"), "a mapping of strings"))
+        Err(refuse(
+            self.0,
+            &format!("the number {v}"),
+            "a mapping of strings",
+        ))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Err(refuse(self.0, &format!("the number {v}"), "a mapping of strings"))
+        Err(refuse(
+            self.0,
+            &format!("the number {v}"),
+            "a mapping of strings",
+        ))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Err(refuse(self.0, &format!("the number {v}"), "a mapping of strings"))
+        Err(refuse(
+            self.0,
+            &format!("the number {v}"),
+            "a mapping of strings",
+        ))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -173,7 +189,9 @@ impl<'de> Visitor<'de> for Offset {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<u64, A::Error> {
-        Err(de::Error::custom(format!("{OFFSET_RULE} (it is a mapping)")))
+        Err(de::Error::custom(format!(
+            "{OFFSET_RULE} (it is a mapping)"
+        )))
     }
 }
 
@@ -192,7 +210,11 @@ impl<'de> Visitor<'de> for Bool {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Err(refuse(self.0, &format!("the string {v:?}"), "true or false"))
+        Err(refuse(
+            self.0,
+            &format!("the string {v:?}"),
+            "true or false",
+        ))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
@@ -282,7 +304,9 @@ pub(super) fn certificate_list<'de, D: Deserializer<'de>>(
     d.deserialize_any(List("seed.incus.preseed.certificates", PhantomData))
 }
 
-pub(super) fn config<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn config<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     d.deserialize_any(StringMap("seed.incus.preseed.config"))
 }
 
