@@ -153,7 +153,7 @@ pub enum Error {
     AgeKeySource { source_name: String, why: String },
 
     /// Age keys were found, but none is a recipient of the document's data key.
-    #[error("none of the {count} age keys found decrypts {path}: its data key is encrypted for {recipients}")]
+    #[error("the age keys found ({count}) do not decrypt {path}: its data key is encrypted for {recipients}")]
     AgeKeyMismatch {
         path: String,
         count: usize,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::fetch::credentials::Secret;
 use crate::secrets::age_identities::AgeIdentities;
-use crate::secrets::{pointer, sops, SecretResolver};
+use crate::secrets::{pointer, SecretResolver};
 
 /// A secrets checkout at `dir` and the age keys to open its documents.
 #[derive(Debug)]
@@ -30,7 +30,8 @@ impl LocalSecrets {
 impl SecretResolver for LocalSecrets {
     fn resolve(&self, path: &str, pointer: &str) -> Result<Secret> {
         let clean = clean_path(path)?;
-        let tokens = pointer::tokens(pointer).map_err(|why| Error::SecretPointer {
+        // The pointer is checked before the file is read, as the path is.
+        pointer::tokens(pointer).map_err(|why| Error::SecretPointer {
             path: clean.clone(),
             pointer: pointer.to_string(),
             why,
@@ -51,18 +52,7 @@ impl SecretResolver for LocalSecrets {
             }
             Err(e) => return Err(Error::io(file, e)),
         };
-        let text = String::from_utf8(bytes).map_err(|_| Error::SopsDocument {
-            path: clean.clone(),
-            why: "it is not UTF-8 text".into(),
-        })?;
-        let document = sops::decrypt(&text, &clean, &self.identities)?;
-        pointer::select_string(&document, &tokens)
-            .map(Secret::new)
-            .map_err(|why| Error::SecretPointer {
-                path: clean,
-                pointer: pointer.to_string(),
-                why,
-            })
+        super::string_in_document(&clean, &bytes, pointer, &self.identities)
     }
 }
 

@@ -14,7 +14,7 @@ mod tests;
 pub use age_identities::AgeIdentities;
 pub use local_repo::{clean_path, LocalSecrets};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fetch::credentials::Secret;
 
 /// Where a build's secrets come from. A build asks for each string it needs through this, so
@@ -22,4 +22,28 @@ use crate::fetch::credentials::Secret;
 pub trait SecretResolver: Send + Sync {
     /// The string at `pointer` in the document at `path` (relative to the repository's root).
     fn resolve(&self, path: &str, pointer: &str) -> Result<Secret>;
+}
+
+/// The string at `pointer` in the SOPS document `bytes` (named `name` in errors), decrypted with
+/// `identities`: what [`LocalSecrets`] does once it has read the file.
+pub fn string_in_document(
+    name: &str,
+    bytes: &[u8],
+    pointer: &str,
+    identities: &AgeIdentities,
+) -> Result<Secret> {
+    let refuse_pointer = |why| Error::SecretPointer {
+        path: name.to_string(),
+        pointer: pointer.to_string(),
+        why,
+    };
+    let tokens = pointer::tokens(pointer).map_err(refuse_pointer)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::SopsDocument {
+        path: name.to_string(),
+        why: "it is not UTF-8 text".into(),
+    })?;
+    let document = sops::decrypt(text, name, identities)?;
+    pointer::select_string(&document, &tokens)
+        .map(Secret::new)
+        .map_err(refuse_pointer)
 }

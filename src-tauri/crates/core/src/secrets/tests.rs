@@ -415,6 +415,17 @@ fn documents_labflash_cannot_read_are_refused_saying_why() {
 }
 
 #[test]
+fn sops_own_pgp_example_is_refused_as_pgp_only() {
+    // getsops/sops example.yaml: parsed whole (comments, lists, types), then refused by key type.
+    let error = refused(&fixtures("upstream"), "example.sops.yaml", "/myapp1");
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(
+        error.to_string().contains("sealed only for pgp keys"),
+        "{error}"
+    );
+}
+
+#[test]
 fn the_port_resolves_through_a_trait_object() {
     let resolver: Box<dyn SecretResolver> = Box::new(fixtures("repo"));
     let secret = resolver.resolve(KEYCLOAK, "/database/password").unwrap();

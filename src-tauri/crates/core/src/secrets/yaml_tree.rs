@@ -8,6 +8,10 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 
+/// The most nodes a document may expand to, aliases counted in full: far more than any secrets
+/// file holds, and a bound on what a chain of aliases (`&a [*b, *b, …]`) can make us build.
+const MAX_NODES: usize = 1 << 20;
+
 /// A node of the document. Values are the document's text, decrypted or not: no `Debug`, so no
 /// log shows one.
 #[derive(Clone)]
@@ -41,6 +45,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, Node)>, Why> {
     let mut builder = Builder {
         events: &mut parser,
         anchors: HashMap::new(),
+        nodes: 0,
     };
     let mut docs = Vec::new();
     while let Some(event) = builder.next()? {
@@ -75,7 +80,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, Node)>, Why> {
 
 struct Builder<'p, 'i> {
     events: &'p mut Parser<'i, granit_parser::StrInput<'i>>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, with how many nodes it counts for.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes built so far, against [`MAX_NODES`].
+    nodes: usize,
 }
 
 impl<'i> Builder<'_, 'i> {
@@ -98,6 +106,8 @@ impl<'i> Builder<'_, 'i> {
 
     /// The node `event` starts (reading the events of its children).
     fn node(&mut self, event: Event<'i>) -> Result<Node, Why> {
+        let first = self.nodes;
+        self.count(1)?;
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| (t.handle().to_string(), t.suffix().to_string()));
@@ -133,19 +143,33 @@ impl<'i> Builder<'_, 'i> {
                 (Node::Map(items), anchor)
             }
             Event::Alias(id) => {
-                let node = self
+                let size = self
                     .anchors
                     .get(&id)
-                    .cloned()
+                    .map(|(_, size)| *size)
                     .ok_or_else(|| "an alias names no anchor before it".to_string())?;
+                // Counted before it is copied.
+                self.count(size)?;
+                let node = self.anchors[&id].0.clone();
                 return Ok(node);
             }
             _ => return Err("it has a YAML construct SOPS does not read".into()),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors
+                .insert(anchor, (node.clone(), self.nodes - first));
         }
         Ok(node)
+    }
+
+    fn count(&mut self, more: usize) -> Result<(), Why> {
+        self.nodes = self.nodes.saturating_add(more);
+        if self.nodes > MAX_NODES {
+            return Err(format!(
+                "it expands to more than {MAX_NODES} values (through its aliases)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -158,7 +182,7 @@ fn resolve(text: &str, style: ScalarStyle, tag: Option<(String, String)>) -> Res
         None => {}
         Some((CORE, "str")) => return Ok(Scalar::Str(text.to_string())),
         Some((CORE, "null" | "bool" | "int" | "float")) => {}
-        Some((_, suffix)) if suffix.is_empty() => {}
+        Some((_, "")) => {}
         Some(_) => return Err("a value carries a YAML tag labflash does not read".into()),
     }
     if style != ScalarStyle::Plain && tag.is_none() {
@@ -274,5 +298,11 @@ mod tests {
         assert!(parse("a: 1\na: 2\n").is_err());
         assert!(parse("a: 1\n---\nb: 2\n").is_err());
         assert!(parse("a: [\n").is_err());
+        // A chain of aliases doubling at each step: refused before it is built.
+        let mut bomb = String::from("a0: &a0 [x, x]\n");
+        for i in 1..40 {
+            bomb.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+        }
+        assert!(parse(&bomb).is_err_and(|why| why.contains("aliases")));
     }
 }
