@@ -68,12 +68,19 @@ fn filename() -> String {
 /// reads its seed from (lxc/incus-os `mkosi.repart/00-esp.conf`, `01-seed-data.conf`) and a usr
 /// partition holding noise, so the image is not all zeros.
 fn incus_disk(dir: &Path) -> Vec<u8> {
+    disk_with_seed_sectors(dir, 2048)
+}
+
+/// [`incus_disk`] with a `seed-data` partition of `sectors` sectors.
+fn disk_with_seed_sectors(dir: &Path, sectors: u64) -> Vec<u8> {
     let path = dir.join("incus.raw");
     std::fs::File::create(&path).unwrap().set_len(DISK).unwrap();
-    let table = "label: gpt\n\
+    let table = format!(
+        "label: gpt\n\
         start=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"esp\"\n\
-        start=6144, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"seed-data\"\n\
-        start=8192, size=4096, type=8484680C-9521-48C6-9C11-B0720656F69E, name=\"IncusOS_202608190802\"\n";
+        start=6144, size={sectors}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"seed-data\"\n\
+        start=8192, size=4096, type=8484680C-9521-48C6-9C11-B0720656F69E, name=\"IncusOS_202608190802\"\n"
+    );
     let mut child = std::process::Command::new("sfdisk")
         .arg("--quiet")
         .arg(&path)
@@ -311,6 +318,39 @@ fn a_seed_offset_that_is_not_the_seed_partition_is_refused() {
         "{message}"
     );
     assert!(listing(&images(dir.path())).is_empty(), "nothing written");
+}
+
+#[test]
+fn a_seed_larger_than_its_partition_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    // One sector: the two files' archive takes more.
+    let gz = gzip(&disk_with_seed_sectors(work.path(), 1));
+    let server = server(&gz, gz.clone());
+    let dir = config_folder(&server, "16M", SEED_DATA);
+    let err = build(dir.path(), false, &plain_http()).0.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadInput);
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    assert!(listing(&images(dir.path())).is_empty(), "nothing written");
+}
+
+/// The publisher's file name is a path under labctl's downloads folder: one that climbs out of
+/// it is refused before anything is downloaded (as `incus fetch` refuses it, exit 3).
+#[test]
+fn an_index_file_name_with_dot_dot_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let gz = gzip(&incus_disk(work.path()));
+    let mut index: serde_json::Value = serde_json::from_str(INCUS_INDEX).unwrap();
+    serve_index_file(&mut index, STABLE, &filename(), &gz);
+    let text = serde_json::to_string(&index)
+        .unwrap()
+        .replace(&filename(), "x86_64/../../../escaped.img.gz");
+    let server = Server::start();
+    server.put("/os/index.sjson", signed_index(text.as_bytes()));
+    let dir = config_folder(&server, "16M", SEED_DATA);
+    let err = build(dir.path(), false, &plain_http()).0.unwrap_err();
+    assert!(err.to_string().contains("unsafe file name"), "{err}");
+    assert_eq!(server.requests().len(), 1, "only the index was asked for");
+    assert!(!dir.path().join(".state").exists());
 }
 
 #[test]

@@ -443,7 +443,12 @@ pub async fn build(
 ) -> Result<Built> {
     let b = &req.build;
     let paths = req.paths()?;
-    let size = parse_size(&b.output.size).expect("checked by parse");
+    let size = parse_size(&b.output.size).ok_or_else(|| {
+        Error::BadInput(format!(
+            "output.size {:?}: size must be a positive whole number with a K, M, G, or T suffix",
+            b.output.size
+        ))
+    })?;
     let seed = seed::archive(&b.seed, secrets)?;
 
     let located = incus::locate(
