@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::secrets::SecretResolver;
 use crate::sources::{incus, incus_seed};
 
-/// The archive, and what the operator should know about it.
-#[derive(Debug)]
+/// The archive, and what the operator should know about it. No `Debug`: it holds the
+/// certificates.
 pub(super) struct SeedArchive {
     pub tar: Vec<u8>,
     pub warnings: Vec<String>,
