@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use common::server::Server;
+use common::server::{Reply, Serve, Server};
 use common::*;
 use labflash_core::fetch::credentials::Secret;
 use labflash_core::fetch::http::{Http, HttpPolicy};
@@ -138,17 +138,33 @@ impl SecretResolver for InMemory {
 }
 
 fn secrets() -> InMemory {
+    secrets_holding(CERT)
+}
+
+/// The config's one secretRef holding `value`.
+fn secrets_holding(value: &str) -> InMemory {
     InMemory(BTreeMap::from([(
         (
             "compute/incusos/bootstrap-client.sops.yaml".to_string(),
             "/client_crt_pem".to_string(),
         ),
-        CERT.to_string(),
+        value.to_string(),
     )]))
 }
 
 /// The engine's build of `dir/incus.yaml`, as the app would call it; progress recorded.
 fn build(dir: &Path, unsigned: bool, http: &Http) -> (labflash_core::Result<Built>, Vec<Stage>) {
+    build_with(dir, unsigned, http, &secrets(), CancellationToken::new())
+}
+
+/// [`build`] with these secrets and this cancel token.
+fn build_with(
+    dir: &Path,
+    unsigned: bool,
+    http: &Http,
+    secrets: &dyn SecretResolver,
+    cancel: CancellationToken,
+) -> (labflash_core::Result<Built>, Vec<Stage>) {
     let text = std::fs::read_to_string(dir.join("incus.yaml")).unwrap();
     let req = BuildRequest {
         build: incus_build::parse("incus.yaml", &text).unwrap(),
@@ -168,13 +184,7 @@ fn build(dir: &Path, unsigned: bool, http: &Http) -> (labflash_core::Result<Buil
         .enable_all()
         .build()
         .unwrap();
-    let result = runtime.block_on(incus_build::build(
-        &req,
-        &secrets(),
-        http,
-        &CancellationToken::new(),
-        &progress,
-    ));
+    let result = runtime.block_on(incus_build::build(&req, secrets, http, &cancel, &progress));
     let stages = stages.lock().unwrap().clone();
     (result, stages)
 }
@@ -318,6 +328,60 @@ fn a_seed_offset_that_is_not_the_seed_partition_is_refused() {
         "{message}"
     );
     assert!(listing(&images(dir.path())).is_empty(), "nothing written");
+}
+
+/// A secret that is not a certificate is refused before the index is asked for, without being
+/// shown.
+#[test]
+fn a_client_certificate_that_is_not_one_is_refused_before_anything_is_fetched() {
+    let server = server(b"x", b"x".to_vec());
+    let dir = config_folder(&server, "16M", SEED_DATA);
+    let not_a_cert = "hunter2, not a certificate";
+    let (built, _) = build_with(
+        dir.path(),
+        false,
+        &plain_http(),
+        &secrets_holding(not_a_cert),
+        CancellationToken::new(),
+    );
+    let err = built.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadInput);
+    let message = err.to_string();
+    assert!(message.contains("not a PEM X.509 certificate"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(server.requests().is_empty(), "nothing is fetched");
+    assert!(!dir.path().join(".state").exists());
+}
+
+/// Cancelling stops the download promptly; nothing is kept in downloads/ or the output folder.
+#[test]
+fn a_cancelled_download_stops_and_leaves_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let gz = gzip(&incus_disk(work.path()));
+    let server = server(&gz, gz.clone());
+    server.script(
+        &format!("/os/{STABLE}/{}", filename()),
+        vec![Reply::Body(Serve {
+            stall_after: Some(gz.len() / 2),
+            ..Serve::default()
+        })],
+    );
+    let dir = config_folder(&server, "16M", SEED_DATA);
+    let cancel = CancellationToken::new();
+    let trip = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        trip.cancel();
+    });
+    let started = std::time::Instant::now();
+    let (built, stages) = build_with(dir.path(), false, &plain_http(), &secrets(), cancel);
+    assert_eq!(built.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(stages.contains(&Stage::Download), "{stages:?}");
+    assert!(
+        listing(&dir.path().join(".state")).is_empty(),
+        "nothing kept"
+    );
 }
 
 #[test]
