@@ -1,5 +1,6 @@
 //! `labflash incus fetch`: an IncusOS image by channel and arch, verified against the index, whose
-//! signature is verified against the IncusOS root.
+//! signature is verified against the IncusOS root. `labflash incus build`: labctl's IncusOS
+//! image build, from its config unchanged.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use labflash_core::fetch::cache::Cache;
 use labflash_core::sources::incus::{self, IncusFetched, IncusRequest};
+use labflash_core::sources::incus_build::{self, BuildRequest, Built};
 use labflash_core::CancellationToken;
 
 use crate::fetch::parse_size;
@@ -17,6 +19,28 @@ use crate::output::{Failure, Output};
 pub enum IncusCommand {
     /// Fetch the newest IncusOS image of a channel (or an exact version), verified against the index.
     Fetch(IncusFetchArgs),
+    /// Build labctl's seeded IncusOS image from its image build config (labctl bootstrap incusos
+    /// image build).
+    Build(IncusBuildArgs),
+}
+
+#[derive(Args)]
+pub struct IncusBuildArgs {
+    /// labctl's IncusOS image build YAML, or - for standard input (paths are then relative to the
+    /// current folder).
+    #[arg(value_name = "CONFIG.yaml | -")]
+    pub config: String,
+    /// The root certificate (PEM) the signature of index.sjson (beside the config's indexURL)
+    /// must chain to, for a private mirror [default: IncusOS's own "Root E1", built in].
+    #[arg(long, value_name = "FILE")]
+    pub trust_root: Option<PathBuf>,
+    /// Read the config's indexURL unsigned, as labctl does (only over https, as incus-osd allows it).
+    #[arg(long, conflicts_with = "trust_root")]
+    pub unsigned_index: bool,
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretsArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Args)]
@@ -55,7 +79,10 @@ pub struct IncusFetchArgs {
 }
 
 pub async fn run(command: IncusCommand, out: &Output, cancel: &CancellationToken) -> ExitCode {
-    let IncusCommand::Fetch(args) = command;
+    let args = match command {
+        IncusCommand::Fetch(args) => args,
+        IncusCommand::Build(args) => return build_command(&args, out, cancel).await,
+    };
     match fetch(args, out, cancel).await {
         Ok(f) => out.warn_then(&f.warnings).success(&f, || {
             let index = match &f.index_signed_by {
@@ -94,4 +121,38 @@ async fn fetch(
     };
     let progress = crate::progress::sink(out.show_progress());
     Ok(incus::fetch(&http, &cache, &request, cancel, &progress).await?)
+}
+
+async fn build_command(
+    args: &IncusBuildArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> ExitCode {
+    match build(args, out, cancel).await {
+        // labctl prints one compact line, and the artifact's path for people.
+        Ok(b) => out
+            .warn_then(&b.warnings)
+            .success_line(&b, || format!("{}\n", b.artifact_path.display())),
+        Err(f) => out.fail(f),
+    }
+}
+
+async fn build(
+    args: &IncusBuildArgs,
+    out: &Output,
+    cancel: &CancellationToken,
+) -> Result<Built, Failure> {
+    // labctl names the config in its errors as given, or stdin.yaml; relative paths are the
+    // config's folder's (the current folder for standard input).
+    let (name, text, base_dir) = crate::config_input::read(&args.config)?;
+    let request = BuildRequest {
+        build: incus_build::parse(&name, &text)?,
+        base_dir,
+        trust_root: args.trust_root.clone(),
+        unsigned_index: args.unsigned_index,
+    };
+    let secrets = args.secrets.resolver()?;
+    let http = args.net.http()?;
+    let progress = crate::progress::sink(out.show_progress());
+    Ok(incus_build::build(&request, secrets.as_ref(), &http, cancel, &progress).await?)
 }

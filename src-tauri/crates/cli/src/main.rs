@@ -3,6 +3,7 @@
 //! human text or one JSON object, and errors into the exit codes of the CLI contract.
 
 mod cidata;
+mod config_input;
 mod confirm;
 mod drives;
 mod fetch;
@@ -12,6 +13,7 @@ mod lab;
 mod net;
 mod output;
 mod progress;
+mod secrets;
 mod talos;
 mod verify;
 

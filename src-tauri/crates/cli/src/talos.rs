@@ -1,6 +1,5 @@
 //! `labflash talos …`: Talos Linux images. `build` takes labctl's ImageBuild YAML unchanged.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -315,22 +314,7 @@ async fn build(
 ) -> Result<Built, Failure> {
     // Relative paths in the config are the config file's (labctl: its folder, or the current
     // folder for standard input); the engine makes them absolute and clean.
-    let (text, base_dir) = if args.config == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| {
-            Failure::usage(format!("cannot read the config from standard input: {e}"))
-        })?;
-        (text, PathBuf::from("."))
-    } else {
-        let path = PathBuf::from(&args.config);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Failure::usage(format!("cannot read the config {}: {e}", path.display()))
-        })?;
-        (
-            text,
-            labflash_core::io::device::folder_of(&path).to_path_buf(),
-        )
-    };
+    let (_, text, base_dir) = crate::config_input::read(&args.config)?;
     let request = BuildRequest {
         build: talos_build::parse(&text)?,
         base_dir,

@@ -454,7 +454,7 @@ pub fn archive_cap(limit: u64) -> u64 {
 
 /// Downloads into `sink`'s temp file and gives it its name only if it matches; returns its
 /// descriptor, and where `url`'s redirects led, if they led anywhere.
-async fn download(
+pub(crate) async fn download(
     http: &Http,
     mut sink: HashingFile,
     url: &Url,

@@ -71,6 +71,9 @@ pub struct IncusRequest {
 pub struct Located {
     pub version: String,
     pub url: Url,
+    /// The file's name as the index gives it (`x86_64/IncusOS_<v>.img.gz`), checked to be a
+    /// relative path of plain segments.
+    pub filename: String,
     pub sha256: Sha256Digest,
     /// The index signer's subject; `None` for an unsigned index.
     pub signed_by: Option<String>,
@@ -120,6 +123,7 @@ pub async fn fetch(
         url,
         sha256: expected,
         signed_by,
+        ..
     } = locate(http, req, cancel).await?;
     let fetched = fetch::fetch(
         http,
@@ -210,10 +214,11 @@ pub async fn locate(
         })?;
         (content, Some(signed.signer))
     };
-    let (version, url, sha256) = resolve_index(&text, &index_url, &base, req)?;
+    let (version, url, sha256, filename) = resolve(&text, &index_url, &base, req)?;
     Ok(Located {
         version,
         url,
+        filename,
         sha256,
         signed_by,
     })
@@ -228,6 +233,16 @@ pub fn resolve_index(
     base: &Url,
     req: &IncusRequest,
 ) -> Result<(String, Url, Sha256Digest)> {
+    resolve(text, index_url, base, req).map(|(version, url, sha256, _)| (version, url, sha256))
+}
+
+/// [`resolve_index`], and the file's name as the index gives it.
+fn resolve(
+    text: &str,
+    index_url: &Url,
+    base: &Url,
+    req: &IncusRequest,
+) -> Result<(String, Url, Sha256Digest, String)> {
     let index: Index = serde_json::from_str(text).map_err(|e| Error::Network {
         url: index_url.to_string(),
         detail: format!("it is not an IncusOS index: {e}"),
@@ -241,7 +256,7 @@ pub fn resolve_index(
         ),
     })?;
     let url = file_url(base, &update.url, &file.filename)?;
-    Ok((update.version.clone(), url, expected))
+    Ok((update.version.clone(), url, expected, file.filename.clone()))
 }
 
 fn parse_url(text: &str, what: &str) -> Result<Url> {
@@ -371,8 +386,7 @@ fn seed_tar(dir: &Path) -> Result<Seed> {
             )));
         }
     }
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut names = Vec::new();
+    let mut archived = Vec::new();
     for path in files {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let name = path
@@ -381,7 +395,20 @@ fn seed_tar(dir: &Path) -> Result<Seed> {
             .to_string_lossy()
             .into_owned();
         incus_seed::check_file(&name, &bytes)?;
-        names.push(name.clone());
+        archived.push((name, bytes));
+    }
+    let tar = seed_archive(&archived)?;
+    let names: Vec<String> = archived.into_iter().map(|(name, _)| name).collect();
+    Ok(Seed {
+        tar,
+        warnings: incus_seed::warnings(&names),
+    })
+}
+
+/// A reproducible ustar archive of seed files, in the order given: owner 0, mode 0644, time 0.
+pub(crate) fn seed_archive(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in files {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
@@ -390,24 +417,20 @@ fn seed_tar(dir: &Path) -> Result<Seed> {
         header.set_mtime(0);
         header.set_entry_type(tar::EntryType::Regular);
         builder
-            .append_data(&mut header, &name, bytes.as_slice())
+            .append_data(&mut header, name, bytes.as_slice())
             .map_err(|e| {
                 Error::BadInput(format!("the seed file {name} cannot be archived: {e}"))
             })?;
     }
-    let tar = builder
+    builder
         .into_inner()
-        .map_err(|e| Error::BadInput(format!("the seed cannot be archived: {e}")))?;
-    Ok(Seed {
-        tar,
-        warnings: incus_seed::warnings(&names),
-    })
+        .map_err(|e| Error::BadInput(format!("the seed cannot be archived: {e}")))
 }
 
 /// Where the install seed goes: the GPT partition named `seed-data`, the one incus-osd reads
 /// (`/dev/disk/by-partlabel/seed-data`, lxc/incus-os `incus-osd/internal/seed/seed.go:116`;
 /// the image's layout names it in `mkosi.repart/01-seed-data.conf`), wherever it is in the table.
-fn seed_partition(image: &Path) -> Result<(u64, u64)> {
+pub(crate) fn seed_partition(image: &Path) -> Result<(u64, u64)> {
     let mut start = vec![0u8; 1 << 20];
     let mut f = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
     let n = f.read(&mut start).map_err(|e| Error::io(image, e))?;

@@ -6,6 +6,7 @@
 
 pub mod cidata;
 pub mod incus;
+pub mod incus_build;
 pub mod incus_seed;
 pub mod incus_signed;
 pub mod lab_file;

@@ -24,7 +24,8 @@ use crate::sources::cidata::{self, CidataRequest, Contents};
 use crate::sources::talos_factory::{self, Asset, FactoryUrl};
 use crate::CancellationToken;
 
-mod yaml_types;
+// Its strict readers are shared with `incus_build` (labctl's other schema, the same CUE reading).
+pub(crate) mod yaml_types;
 
 pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
 /// The schematic of an image without customisation.
@@ -564,7 +565,7 @@ fn absolute_clean(path: &Path) -> Result<PathBuf> {
 
 /// `path` without `.` segments and with `..` taken back lexically (Go's `filepath.Clean`, which
 /// labctl's paths go through): `/a/./b/../c` is `/a/c`.
-fn clean(path: &Path) -> PathBuf {
+pub(crate) fn clean(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for part in path.components() {

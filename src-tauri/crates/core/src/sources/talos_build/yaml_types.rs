@@ -25,7 +25,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use super::{Config, MetaData, Output, PathRef, Source};
 
 /// How serde-saphyr types plain scalars for an ImageBuild (see the module's comment).
-pub(super) fn options() -> serde_saphyr::Options {
+pub(crate) fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
@@ -34,7 +34,7 @@ pub(super) fn options() -> serde_saphyr::Options {
 }
 
 /// One sentence: the field, what it holds and what the schema wants there.
-fn refuse<E: de::Error>(field: &str, what: &str, wants: &str) -> E {
+pub(crate) fn refuse<E: de::Error>(field: &str, what: &str, wants: &str) -> E {
     E::custom(format!(
         "{field} is {what}, but labctl's schema wants {wants} there"
     ))
@@ -47,7 +47,7 @@ fn not_text<E: de::Error>(field: &str, what: &str) -> E {
 }
 
 /// A YAML string: quoted, a block scalar, or plain text YAML does not read as another type.
-struct Text(&'static str);
+pub(crate) struct Text(pub(crate) &'static str);
 
 impl<'de> Visitor<'de> for Text {
     type Value = String;
@@ -114,7 +114,7 @@ impl<'de> DeserializeSeed<'de> for Text {
 }
 
 /// A YAML mapping read as `T` (a struct of the schema); null, a scalar or a list is refused.
-struct Mapping<T>(&'static str, PhantomData<T>);
+pub(crate) struct Mapping<T>(pub(crate) &'static str, pub(crate) PhantomData<T>);
 
 impl<'de, T: de::Deserialize<'de>> Visitor<'de> for Mapping<T> {
     type Value = T;
