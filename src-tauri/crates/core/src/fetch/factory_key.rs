@@ -178,7 +178,9 @@ MCowBQYDK2VwAyEA1Lxvj3iIPEzlF6YQV10rsRePTVDebf5G3vdrpivzNDM=
     #[test]
     fn a_p256_key_reads_and_is_named_by_its_der_digest() {
         let key = FactoryKey::from_pem(P256).unwrap();
-        let der = p256::pkcs8::der::pem::decode_vec(P256.as_bytes()).unwrap().1;
+        let der = p256::pkcs8::der::pem::decode_vec(P256.as_bytes())
+            .unwrap()
+            .1;
         assert_eq!(
             key.fingerprint(),
             format!("sha256:{}", hex::encode(Sha256::digest(&der)))
@@ -205,6 +207,9 @@ MCowBQYDK2VwAyEA1Lxvj3iIPEzlF6YQV10rsRePTVDebf5G3vdrpivzNDM=
         assert!(pinned(&cache, &path).unwrap().is_none());
         pin(&cache, &path, &FactoryKey::from_pem(P256).unwrap()).unwrap();
         let back = pinned(&cache, &path).unwrap().unwrap();
-        assert_eq!(back.fingerprint(), FactoryKey::from_pem(P256).unwrap().fingerprint());
+        assert_eq!(
+            back.fingerprint(),
+            FactoryKey::from_pem(P256).unwrap().fingerprint()
+        );
     }
 }

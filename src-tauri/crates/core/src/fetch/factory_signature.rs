@@ -35,7 +35,6 @@ pub struct FactoryTrust {
 }
 
 /// Where the key that verified a signature came from.
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum KeyTrust {
@@ -48,7 +47,6 @@ pub enum KeyTrust {
 }
 
 /// A factory signature that held.
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FactorySignature {
@@ -57,7 +55,6 @@ pub struct FactorySignature {
     pub key: KeyTrust,
     /// The file the factory's key is pinned in (absent for a given key).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional, type = "string"))]
     pub pin_file: Option<PathBuf>,
 }
 

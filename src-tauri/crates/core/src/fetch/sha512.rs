@@ -71,6 +71,9 @@ mod tests {
     fn a_sha256_in_a_sha512_file_is_refused() {
         let err = parse_sidecar(&"ab".repeat(32), "u").unwrap_err();
         assert!(err.to_string().contains("128-digit hex SHA-512"), "{err}");
-        assert!(matches!(parse_sidecar("\n", "u"), Err(Error::SidecarEmpty { .. })));
+        assert!(matches!(
+            parse_sidecar("\n", "u"),
+            Err(Error::SidecarEmpty { .. })
+        ));
     }
 }

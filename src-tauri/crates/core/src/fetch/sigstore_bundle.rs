@@ -208,29 +208,38 @@ mod tests {
         assert!(refusal(|v| v["messageSignature"]["signature"] = "".into())
             .contains("signature is empty"));
         assert!(refusal(|v| {
-            v["messageSignature"].as_object_mut().unwrap().remove("signature");
+            v["messageSignature"]
+                .as_object_mut()
+                .unwrap()
+                .remove("signature");
         })
         .contains("signature is empty"));
         assert!(refusal(|v| {
             v.as_object_mut().unwrap().remove("messageSignature");
         })
         .contains("no messageSignature"));
-        assert!(
-            refusal(|v| v["messageSignature"]["messageDigest"]["algorithm"] = "SHA2_512".into())
-                .contains("\"SHA2_512\", not SHA2_256")
-        );
+        assert!(refusal(
+            |v| v["messageSignature"]["messageDigest"]["algorithm"] = "SHA2_512".into()
+        )
+        .contains("\"SHA2_512\", not SHA2_256"));
         assert!(
             refusal(|v| v["messageSignature"]["messageDigest"]["digest"] = "AAAA".into())
                 .contains("3 bytes long, not 32")
         );
-        assert!(refusal(|v| v["verificationMaterial"]["publicKey"]["hint"] = "AAAA".into())
-            .contains("hint is 3 bytes long"));
-        assert!(refusal(|v| v["messageSignature"]["signature"] = "not base64!".into())
-            .contains("signature is not base64"));
+        assert!(
+            refusal(|v| v["verificationMaterial"]["publicKey"]["hint"] = "AAAA".into())
+                .contains("hint is 3 bytes long")
+        );
+        assert!(
+            refusal(|v| v["messageSignature"]["signature"] = "not base64!".into())
+                .contains("signature is not base64")
+        );
         assert!(refusal(|v| {
             v.as_object_mut().unwrap().remove("verificationMaterial");
         })
         .contains("no verificationMaterial"));
-        assert!(parse("{").unwrap_err().contains("not a Sigstore bundle's JSON"));
+        assert!(parse("{")
+            .unwrap_err()
+            .contains("not a Sigstore bundle's JSON"));
     }
 }
