@@ -645,7 +645,6 @@ pub async fn plan_flash(
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
                 factory: None,
-                factory: None,
                 allow_unverified: false,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             };
@@ -963,7 +962,6 @@ pub async fn plan_lab(
                 sha256: lab.sha256,
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
-                factory: None,
                 factory: None,
                 allow_unverified: lab.allow_unverified,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
