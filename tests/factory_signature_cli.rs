@@ -439,3 +439,69 @@ fn credentials_go_with_the_bundle_and_key_requests_and_are_never_shown() {
         assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
     }
 }
+
+/// labctl's own ImageBuild (tests/fixtures/labctl, as labctl_cli.rs uses it), its factoryURL
+/// pointed at `f`.
+fn labctl_folder(f: &Server) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
+    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let config = dir.path().join("talos-valid.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "  factoryURL: http://127.0.0.1:8080\n",
+        &format!("  factoryURL: {}\n", f.url("")),
+    );
+    std::fs::write(&config, text).unwrap();
+    dir
+}
+
+#[test]
+fn talos_build_verifies_the_factory_s_signature_too() {
+    let archive = xz_single(&image_like(1 << 20, 99));
+    let key = p256();
+    let f = signed_factory("nocloud-amd64.raw.xz", &archive, &key);
+    let dir = labctl_folder(&f);
+    let cache = tempfile::tempdir().unwrap();
+    let build = |extra: &[&str]| -> Run {
+        let mut args = vec!["talos", "build", "--json", "talos-valid.yaml"];
+        args.extend_from_slice(extra);
+        labflash(&args)
+            .current_dir(dir.path())
+            .env("LABFLASH_CACHE_DIR", cache.path())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = build(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pinned") && r.stderr.contains(&fingerprint(&key)),
+        "{}",
+        r.stderr
+    );
+    assert!(f
+        .gets(&format!("{}.sha256", asset("nocloud-amd64.raw.xz")))
+        .is_empty());
+
+    // The asset changed on the way: refused, and labctl's download folder keeps nothing new.
+    let mut tampered = archive.clone();
+    let last = tampered.len() - 100;
+    tampered[last] ^= 1;
+    f.put(&asset("nocloud-amd64.raw.xz"), tampered);
+    let downloads = dir.path().join(".state/downloads");
+    std::fs::remove_dir_all(&downloads).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let given = keys.path().join("factory.pem");
+    std::fs::write(&given, key.public_key_pem()).unwrap();
+    f.clear_log();
+    let r = build(&["--factory-key", given.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(f.gets(KEY_PATH).is_empty(), "the given key was not used");
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not match"));
+    assert!(files_under(&downloads).is_empty());
+}
