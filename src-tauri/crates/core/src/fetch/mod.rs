@@ -13,10 +13,10 @@
 //!    again yields it byte for byte: nothing beside it (no record) can vouch for it.
 //!
 //! Each step has its module here: `http` (retries, timeouts, resume), `tls` (the trust store),
-//! `digest` (SHA-256, checksum files), `sha512` (a `.sha512` file), `factory_signature` (an Image
-//! Factory's signed assets: `sigstore_bundle`, `factory_key`), `cache` (layout, locks, atomic files), `decompress` (xz,
-//! gzip, zstd, raw; bounded), `unwrap` (the one disk image in a tar or zip), `image_size` (an
-//! archive's records of its image's size).
+//! `digest` (SHA-256, checksum files), `sha512` (a `.sha512` file), `factory_signature` (an
+//! Image Factory's signed assets: `sigstore_bundle`, `factory_key`), `cache` (layout, locks,
+//! atomic files), `decompress` (xz, gzip, zstd, raw; bounded), `unwrap` (the one disk image in a
+//! tar or zip), `image_size` (an archive's records of its image's size).
 
 pub mod cache;
 pub mod credentials;
