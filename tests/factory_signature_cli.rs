@@ -505,3 +505,70 @@ fn talos_build_verifies_the_factory_s_signature_too() {
         .contains("does not match"));
     assert!(files_under(&downloads).is_empty());
 }
+
+/// The app's Talos source, as its commands call the engine: prepared (the digest card reads
+/// `digestSource` and `signedBy` from the prepared image) and streamed (the plan's lines name the
+/// signer).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_s_prepared_and_streamed_talos_sources_name_the_signer() {
+    use labflash_core::fetch::cache::Cache;
+    use labflash_core::fetch::http::{Http, HttpPolicy};
+    use labflash_core::fetch::{DigestSource, FetchRequest, DEFAULT_MAX_IMAGE_SIZE};
+    use labflash_core::progress::{NoProgress, ProgressSink};
+    use labflash_core::sources::talos_factory::{AssetRequest, Customization};
+    use labflash_core::sources::{self, Source};
+    use labflash_core::CancellationToken;
+
+    let archive = xz_single(&image_like(1 << 20, 100));
+    let key = p256();
+    let f = signed_factory("nocloud-amd64.raw.xz", &archive, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().join("cache")).unwrap();
+    let http = Http::new(HttpPolicy::default()).unwrap();
+    let (cancel, progress) = (
+        CancellationToken::new(),
+        Arc::new(NoProgress) as Arc<dyn ProgressSink>,
+    );
+    let source = Source::TalosFactory(AssetRequest {
+        factory_url: f.url(""),
+        factory_token: None,
+        factory_key: None,
+        version: "v1.13.0".into(),
+        schematic: None,
+        customization: Customization::default(),
+        platform: "nocloud".into(),
+        arch: "amd64".into(),
+        secureboot: false,
+        format: "raw.xz".into(),
+        sha256: None,
+        allow_unverified: false,
+        max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+    });
+    let signer = format!("the factory key {}", fingerprint(&key));
+
+    let prepared = sources::prepare_source(&source, &http, &cache, &cancel, &progress)
+        .await
+        .unwrap();
+    let view = serde_json::to_value(&prepared).unwrap();
+    assert_eq!(view["digestSource"], "signature");
+    assert_eq!(view["signedBy"], signer.as_str());
+    assert!(view["warnings"][0].as_str().unwrap().contains("pinned"));
+
+    let located = sources::locate(&source, &http, &cancel)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = located.source.parse().unwrap();
+    let opened = labflash_core::flash::stream::open(
+        &http,
+        &cache,
+        &FetchRequest::of(url, &located),
+        &cancel,
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(opened.digest_source, DigestSource::Signature);
+    assert_eq!(opened.signed_by.as_deref(), Some(signer.as_str()));
+    assert_eq!(opened.expected.unwrap().hex(), sha256_hex(&archive));
+}
