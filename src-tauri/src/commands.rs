@@ -441,6 +441,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
             sha256,
             sha256_source: DigestSource::Flag,
             signed_by: None,
+            factory: None,
             allow_unverified,
             max_image_size,
         })
@@ -477,6 +478,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
         } => Source::TalosFactory(AssetRequest {
             factory_url,
             factory_token: factory_token.filter(|t| !t.expose().trim().is_empty()),
+            factory_key: None,
             version,
             schematic: schematic.filter(|s| !s.trim().is_empty()),
             customization: Customization {
@@ -523,6 +525,7 @@ fn source_of(spec: SourceSpec, max_image_size: u64, incus_root: Option<PathBuf>)
                 allow_unverified: false,
                 max_image_size,
                 factory_token: None,
+                factory_key: None,
             }))
         }
     })
@@ -641,6 +644,7 @@ pub async fn plan_flash(
                 sha256: None,
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
+                factory: None,
                 allow_unverified: false,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             };
@@ -958,6 +962,7 @@ pub async fn plan_lab(
                 sha256: lab.sha256,
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
+                factory: None,
                 allow_unverified: lab.allow_unverified,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             },

@@ -3,7 +3,9 @@
 //! `MatchError`, `internal/profile/profile.go` `ParseFromPath`; read at 26b95ca, v1.0.3 and
 //! v1.1.0):
 //! - the `.sha256` / `.sha512` checksum of an asset exists only in Enterprise builds since v1.1.0;
-//!   a community build answers 402 to it before it looks anything else up;
+//!   a community build answers 402 to it before it looks anything else up, and so it does to an
+//!   asset's `.sigstore.json` signature, as does an Enterprise build that does not sign (its
+//!   signature writer is not set up: `image.go` at 26b95ca, "enterprise signing is not enabled");
 //! - a name that is not an asset (`x.raw.xz.sha256sum`, `SHA256SUMS`, and `.sha256` itself before
 //!   v1.1.0) is 400 ("invalid profile path");
 //! - a schematic or version it does not have, 404.
@@ -16,7 +18,8 @@ use super::server::Server;
 pub enum Edition {
     /// Since v1.1.0, without the Enterprise features: 402 for checksums.
     Community,
-    /// Serves `<asset>.sha256`: put them with `Server::put_with_sidecar`.
+    /// Serves `<asset>.sha256`: put them with `Server::put_with_sidecar`; a `.sigstore.json` not
+    /// put is 402 (signing not set up).
     Enterprise,
     /// Before v1.1.0: no checksum route at all.
     BeforeChecksums,
@@ -30,8 +33,10 @@ pub fn answer_like(server: &Server, edition: Edition) {
         };
         let name = rest.rsplit('/').next().unwrap_or("");
         let checksum = name.ends_with(".sha256") || name.ends_with(".sha512");
+        let signature = name.ends_with(".sigstore.json");
         match edition {
-            Edition::Community if checksum => 402,
+            Edition::Community if checksum || signature => 402,
+            Edition::Enterprise if signature => 402,
             _ if !is_asset_name(name) => 400,
             _ => 404,
         }

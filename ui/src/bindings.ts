@@ -23,7 +23,7 @@ export type ErrorKind = "digestMismatch" | "badInput" | "cancelled" | "failure";
 
 export type CommandError = { message: string, kind: ErrorKind, };
 
-export type DigestSource = "sidecar" | "sha256sum" | "sha256sums" | "index" | "flag" | "unverified";
+export type DigestSource = "sidecar" | "sha256sum" | "sha256sums" | "index" | "signature" | "sha512" | "flag" | "unverified";
 
 export type AppInfo = { version: string, cacheDir: string, 
 /**

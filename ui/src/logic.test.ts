@@ -46,6 +46,11 @@ describe("digests", () => {
     expect(describeSource("index", "CN=Incus OS - Update E1, O=Linux Containers").text).toBe(
       "the publisher's index, signed by CN=Incus OS - Update E1, O=Linux Containers",
     );
+    expect(describeSource("signature", "the factory key sha256:ab12")).toEqual({
+      text: "the factory's signature, signed by the factory key sha256:ab12",
+      warn: false,
+    });
+    expect(describeSource("sha512").text).toBe("the publisher's .sha512 file");
   });
 });
 

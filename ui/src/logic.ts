@@ -68,6 +68,10 @@ function describeUnsigned(source: DigestSource): { text: string; warn: boolean }
       return { text: "the publisher's SHA256SUMS file", warn: false };
     case "index":
       return { text: "the publisher's index", warn: false };
+    case "signature":
+      return { text: "the factory's signature", warn: false };
+    case "sha512":
+      return { text: "the publisher's .sha512 file", warn: false };
     case "flag":
       return { text: "the digest you typed", warn: false };
     case "unverified":

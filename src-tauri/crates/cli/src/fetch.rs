@@ -54,6 +54,7 @@ impl SourceArgs {
             sha256: self.sha256,
             sha256_source: DigestSource::Flag,
             signed_by: None,
+            factory: None,
             allow_unverified: self.allow_unverified,
             max_image_size: self.max_image_size,
         }
@@ -124,11 +125,11 @@ fn human(f: &Fetched) -> String {
 /// A fetched image that `flash` refuses (a qcow2, a tar, an EFI executable…): said on stderr,
 /// since fetching it for another use is no error.
 pub fn not_flashable(f: &Fetched) -> Vec<String> {
-    f.image_kind
+    let refusal = f
+        .image_kind
         .refusal(&f.image_path.display().to_string())
-        .map(|why| format!("`labflash flash` refuses this image: {why}"))
-        .into_iter()
-        .collect()
+        .map(|why| format!("`labflash flash` refuses this image: {why}"));
+    f.warnings.iter().cloned().chain(refusal).collect()
 }
 
 pub fn parse_url(text: &str) -> Result<Url, Failure> {

@@ -120,7 +120,17 @@ pub struct TalosFetchArgs {
     #[command(flatten)]
     pub factory: FactoryArgs,
     #[command(flatten)]
+    pub key: FactoryKeyArgs,
+    #[command(flatten)]
     pub source: SourceArgs,
+}
+
+#[derive(Args)]
+pub struct FactoryKeyArgs {
+    /// An Enterprise Image Factory's public key (PEM), to check its signed assets with in place
+    /// of the key it serves (which is otherwise pinned on first use); no key is fetched.
+    #[arg(long, value_name = "FILE")]
+    pub factory_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -145,6 +155,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub key: FactoryKeyArgs,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -249,13 +262,19 @@ pub async fn run(command: TalosCommand, out: &Output, cancel: &CancellationToken
         }
         TalosCommand::Fetch(args) => match talos_fetch(*args, &http, out, cancel).await {
             Ok(f) => out.warn_then(&crate::fetch::not_flashable(&f.fetched)).success(&f, || {
+                let signed = f
+                    .fetched
+                    .signed_by
+                    .as_ref()
+                    .map(|by| format!("signed by      {by}\n"))
+                    .unwrap_or_default();
                 format!(
-                    "image          {}\nimage sha256   {}\nimage kind     {}\nschematic      {}\nversion        {}\n",
+                    "image          {}\nimage sha256   {}\nimage kind     {}\nschematic      {}\nversion        {}\n{signed}",
                     f.fetched.image_path.display(),
                     f.fetched.image_sha256,
                     f.fetched.image_kind,
                     f.schematic,
-                    f.version
+                    f.version,
                 )
             }),
             Err(failure) => out.fail(failure),
@@ -288,6 +307,7 @@ async fn talos_fetch(
     let request = AssetRequest {
         factory_token: args.factory.token.secret(),
         factory_url: args.factory.factory_url,
+        factory_key: args.key.factory_key,
         version: args.version,
         schematic: args.schematic,
         customization: Customization {
@@ -321,6 +341,7 @@ async fn build(
         allow_unverified: args.allow_unverified,
         max_image_size: args.max_image_size,
         factory_token: args.token.secret(),
+        factory_key: args.key.factory_key.clone(),
     };
     let http = args.net.http()?;
     let progress = crate::progress::sink(out.show_progress());

@@ -31,6 +31,10 @@ pub enum Error {
         actual: String,
     },
 
+    /// A download that does not match the SHA-512 its `.sha512` file gives.
+    #[error("the download does not match the SHA-512 its .sha512 file gives: expected {expected}, got {actual}")]
+    Sha512Mismatch { expected: String, actual: String },
+
     /// A publisher's signature that does not verify: like a digest that does not match, the
     /// bytes are not vouched for by the one who publishes them.
     #[error("the signature of {what} does not hold: {reason}")]
@@ -64,6 +68,9 @@ pub enum Error {
 
     #[error("the checksum file {url} starts with {token:?}, which is not a 64-digit hex SHA-256")]
     SidecarMalformed { url: String, token: String },
+
+    #[error("the checksum file {url} starts with {token:?}, which is not a 128-digit hex SHA-512")]
+    Sha512Malformed { url: String, token: String },
 
     /// `why` is one clause: what the server answered instead of a checksum.
     #[error("{url} has no published checksum: {why}")]
@@ -202,6 +209,7 @@ impl Error {
         match self {
             Error::DigestMismatch { .. }
             | Error::ReadBackMismatch { .. }
+            | Error::Sha512Mismatch { .. }
             | Error::BadSignature { .. } => ErrorKind::DigestMismatch,
             // Exit 1, not 2: like a signature that does not hold, the bytes are not the ones
             // their author sealed. The path, pointer and key were right (the data key opened);

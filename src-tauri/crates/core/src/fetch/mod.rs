@@ -1,8 +1,8 @@
 //! Verified fetch: from a URL to a verified, decompressed image in the cache. Read top to bottom,
 //! `fetch` is the whole flow:
 //!
-//! 1. settle the expected digest (the caller's, else the `<url>.sha256` sidecar), before any byte
-//!    of the archive arrives;
+//! 1. settle the expected digest (the caller's, else an Image Factory's signature of it, else the
+//!    `<url>.sha256` sidecar, …), before any byte of the archive arrives;
 //! 2. lock the asset, so a second process waits and then reuses the first one's result;
 //! 3. reuse the cached archive if it re-hashes to the expected digest, else download it into a temp
 //!    file (cut off when it grows past what an archive of an image within the size limit can
@@ -13,16 +13,21 @@
 //!    again yields it byte for byte: nothing beside it (no record) can vouch for it.
 //!
 //! Each step has its module here: `http` (retries, timeouts, resume), `tls` (the trust store),
-//! `digest` (SHA-256, checksum files), `cache` (layout, locks, atomic files), `decompress` (xz,
-//! gzip, zstd, raw; bounded), `unwrap` (the one disk image in a tar or zip), `image_size` (an
-//! archive's records of its image's size).
+//! `digest` (SHA-256, checksum files), `sha512` (a `.sha512` file), `factory_signature` (an
+//! Image Factory's signed assets: `sigstore_bundle`, `factory_key`), `cache` (layout, locks,
+//! atomic files), `decompress` (xz, gzip, zstd, raw; bounded), `unwrap` (the one disk image in a
+//! tar or zip), `image_size` (an archive's records of its image's size).
 
 pub mod cache;
 pub mod credentials;
 pub mod decompress;
 pub mod digest;
+pub mod factory_key;
+pub mod factory_signature;
 pub mod http;
 pub mod image_size;
+pub mod sha512;
+pub mod sigstore_bundle;
 pub mod tls;
 pub mod unwrap;
 
@@ -42,6 +47,9 @@ use crate::CancellationToken;
 use cache::{Cache, CacheTemp};
 use decompress::{Decoded, Format};
 use digest::Sha256Digest;
+use factory_signature::{Checked, FactorySignature, FactoryTrust};
+use sha2::Sha512;
+use sha512::Sha512Digest;
 use unwrap::ImageInside;
 
 /// A URL when it says http(s)://, else a path.
@@ -53,7 +61,8 @@ pub fn is_url(source: &str) -> bool {
 pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 4 << 30;
 
 /// Statuses that mean "this server publishes no checksum file here" rather than a failure: a
-/// community Image Factory answers 402 for `.sha256` (an Enterprise feature since v1.1.0) and 400
+/// community Image Factory answers 402 for `.sha256`, `.sha512` and `.sigstore.json` (Enterprise
+/// features; siderolabs/image-factory `internal/frontend/http/image.go`: NotEnabled) and 400
 /// for any other name that is not an asset (and builds before v1.1.0 for `.sha256` too); plain
 /// servers 404, 405 or 410. 401 and 403 are authentication, 5xx and 429 are retried: both errors.
 const NO_SIDECAR_STATUSES: [u16; 5] = [400, 402, 404, 405, 410];
@@ -71,6 +80,9 @@ pub struct FetchRequest {
     /// Where to keep the archive instead of the cache's own layout (labctl's, for `talos build`).
     /// Only the archive goes there: its lock and its decoded image stay in the cache.
     pub archive_path: Option<ArchiveHome>,
+    /// An Image Factory's asset: its signature (`<url>.sigstore.json`) is checked first, and its
+    /// `.sha512` is read where it serves no `.sha256`.
+    pub factory: Option<FactoryTrust>,
 }
 
 /// An archive kept outside the cache: `rel` inside the folder `root`, which is opened as a cache
@@ -126,6 +138,7 @@ impl FetchRequest {
     pub fn of(url: Url, req: &crate::sources::SourceRequest) -> Self {
         Self {
             sha256_source: req.sha256_source,
+            factory: req.factory.clone(),
             ..Self::verified(url, req.sha256, req.allow_unverified, req.max_image_size)
         }
     }
@@ -160,6 +173,7 @@ impl FetchRequest {
             allow_unverified: false,
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             archive_path: None,
+            factory: None,
         }
     }
 }
@@ -177,6 +191,10 @@ pub enum DigestSource {
     Sha256sums,
     /// The publisher's index (IncusOS `index.json`).
     Index,
+    /// An Image Factory's signature of the asset (`<url>.sigstore.json`), verified with its key.
+    Signature,
+    /// The `<url>.sha512` file (an Image Factory's, where it serves no `.sha256`).
+    Sha512,
     /// Given by the caller (the CLI's `--sha256`).
     Flag,
     /// None was available and the caller accepted that.
@@ -191,6 +209,8 @@ impl DigestSource {
             DigestSource::Sha256sum => "the publisher's .sha256sum file",
             DigestSource::Sha256sums => "the publisher's SHA256SUMS file",
             DigestSource::Index => "the publisher's index",
+            DigestSource::Signature => "the factory's signature",
+            DigestSource::Sha512 => "the publisher's .sha512 file",
             DigestSource::Flag => "the digest you gave",
             DigestSource::Unverified => "nothing: UNVERIFIED",
         }
@@ -222,6 +242,37 @@ pub struct Fetched {
     /// absent when the decoded archive is the image itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_inside: Option<ImageInside>,
+    /// Who signed the expected digest, for people: "the factory key sha256:…".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// An Image Factory's signature that held, and how its key is trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factory_signature: Option<FactorySignature>,
+    /// What the operator should know: a factory key pinned now, a signature that was not checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What vouches for a download, settled before its first byte.
+pub(crate) struct Settled {
+    pub sha256: Option<Sha256Digest>,
+    /// The `.sha512` file's digest, when that is what vouches for it (then `sha256` is `None`).
+    pub sha512: Option<Sha512Digest>,
+    pub source: DigestSource,
+    pub signature: Option<FactorySignature>,
+    pub warnings: Vec<String>,
+}
+
+impl Settled {
+    fn new(sha256: Option<Sha256Digest>, source: DigestSource) -> Self {
+        Self {
+            sha256,
+            sha512: None,
+            source,
+            signature: None,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 pub async fn fetch(
@@ -231,7 +282,8 @@ pub async fn fetch(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Fetched> {
-    let (expected, digest_source) = expected_digest(http, req, cancel).await?;
+    let settled = expected_digest(http, cache, req, cancel).await?;
+    let expected = settled.sha256;
 
     let (store, archive_path) = req.archive_store(cache)?;
     let _lock = cache.lock(&archive_path, cancel).await?;
@@ -247,7 +299,8 @@ pub async fn fetch(
             let sink = HashingFile::new(
                 store.temp_beside(&archive_path)?,
                 archive_cap(req.max_image_size),
-            );
+            )
+            .with_sha512(settled.sha512);
             download(http, sink, &req.url, expected, cancel, progress).await?
         }
     };
@@ -288,43 +341,76 @@ pub async fn fetch(
         final_url: redirected_to.map(String::from),
         archive_path,
         archive_sha256,
-        digest_source,
+        digest_source: settled.source,
         image_path,
         image_sha256: decoded.sha256,
         image_size: decoded.size,
         image_kind,
         image_inside: decoded.inside,
+        signed_by: settled.signature.as_ref().map(FactorySignature::signer),
+        factory_signature: settled.signature,
+        warnings: settled.warnings,
     })
 }
 
-/// The caller's digest, else the first checksum the server publishes: `<url>.sha256`,
-/// `<url>.sha256sum`, then the line naming the file in `SHA256SUMS` beside it. A server that
-/// publishes none is an error unless the caller allows unverified downloads; a checksum file that
-/// exists but cannot be read always is.
+/// The caller's digest, else what the server publishes, first found first: an Image Factory's
+/// signature of the asset (`<url>.sigstore.json`, verified with the factory's key), `<url>.sha256`,
+/// a factory's `<url>.sha512`, `<url>.sha256sum`, then the line naming the file in `SHA256SUMS`
+/// beside it. A server that publishes none is an error unless the caller allows unverified
+/// downloads; a checksum file that exists but cannot be read always is, and so is a signature
+/// that does not hold.
 pub(crate) async fn expected_digest(
     http: &Http,
+    cache: &Cache,
     req: &FetchRequest,
     cancel: &CancellationToken,
-) -> Result<(Option<Sha256Digest>, DigestSource)> {
+) -> Result<Settled> {
     if let Some(digest) = req.sha256 {
-        return Ok((Some(digest), req.sha256_source));
+        return Ok(Settled::new(Some(digest), req.sha256_source));
     }
     let mut tried = Vec::new();
     let mut statuses = Vec::new();
-    for (suffix, source) in [
-        (".sha256", DigestSource::Sidecar),
-        (".sha256sum", DigestSource::Sha256sum),
-    ] {
+    let mut warnings = Vec::new();
+    if let Some(trust) = &req.factory {
+        match factory_signature::check(http, cache, trust, &req.url, cancel).await? {
+            Checked::Signed { digest, signature } => {
+                return Ok(Settled {
+                    warnings: signature.warning().into_iter().collect(),
+                    signature: Some(signature),
+                    ..Settled::new(Some(digest), DigestSource::Signature)
+                });
+            }
+            Checked::Keyless => warnings.push(
+                "the factory signs keyless (with a Sigstore certificate), which labflash cannot check without Sigstore's online trust roots: the signature was NOT checked, and the factory's checksum file vouches for the image instead".to_string(),
+            ),
+            Checked::NotServed(status) => {
+                tried.push(format!("{}: HTTP {status}", shown_suffix(&req.url, ".sigstore.json")));
+                statuses.push(status);
+            }
+        }
+    }
+    let mut checksum_files = vec![(".sha256", DigestSource::Sidecar)];
+    if req.factory.is_some() {
+        checksum_files.push((".sha512", DigestSource::Sha512));
+    }
+    checksum_files.push((".sha256sum", DigestSource::Sha256sum));
+    for (suffix, source) in checksum_files {
         let sidecar = with_suffix(&req.url, suffix);
         match published(http, &sidecar, cancel).await? {
             Ok(text) => {
-                return Ok((
-                    Some(digest::parse_sidecar(&text, sidecar.as_str())?),
-                    source,
-                ))
+                let shown = credentials::redact(&sidecar).to_string();
+                let mut settled = match source {
+                    DigestSource::Sha512 => Settled {
+                        sha512: Some(sha512::parse_sidecar(&text, &shown)?),
+                        ..Settled::new(None, source)
+                    },
+                    _ => Settled::new(Some(digest::parse_sidecar(&text, &shown)?), source),
+                };
+                settled.warnings = warnings;
+                return Ok(settled);
             }
             Err(status) => {
-                tried.push(format!("{sidecar}: HTTP {status}"));
+                tried.push(format!("{}: HTTP {status}", credentials::redact(&sidecar)));
                 statuses.push(status);
             }
         }
@@ -337,18 +423,26 @@ pub(crate) async fn expected_digest(
     let mut listed_elsewhere = false;
     match published(http, &sums, cancel).await? {
         Ok(text) => match digest::parse_sha256sums(&text, &name) {
-            Some(digest) => return Ok((Some(digest), DigestSource::Sha256sums)),
+            Some(digest) => {
+                return Ok(Settled {
+                    warnings,
+                    ..Settled::new(Some(digest), DigestSource::Sha256sums)
+                })
+            }
             None => {
                 tried.push(format!("{sums} has no line for {name}"));
                 listed_elsewhere = true;
             }
         },
-        Err(status) => tried.push(format!("{sums}: HTTP {status}")),
+        Err(status) => tried.push(format!("{}: HTTP {status}", credentials::redact(&sums))),
     }
     let tried = tried.join("; ");
     if req.allow_unverified {
         tracing::warn!(url = %req.url, "no checksum published ({tried}); continuing unverified as asked");
-        return Ok((None, DigestSource::Unverified));
+        return Ok(Settled {
+            warnings,
+            ..Settled::new(None, DigestSource::Unverified)
+        });
     }
     tracing::info!(url = %req.url, "no checksum published: {tried}");
     // A server with no checksum for a file it does not have either: say that, not the former.
@@ -370,6 +464,11 @@ pub(crate) async fn expected_digest(
     })
 }
 
+/// `url` with `suffix`, as it may be shown.
+fn shown_suffix(url: &Url, suffix: &str) -> Url {
+    credentials::redact(&with_suffix(url, suffix))
+}
+
 /// A checksum document's text, or the status with which the server says it has none.
 async fn published(
     http: &Http,
@@ -385,7 +484,7 @@ async fn published(
     }
 }
 
-fn with_suffix(url: &Url, suffix: &str) -> Url {
+pub(crate) fn with_suffix(url: &Url, suffix: &str) -> Url {
     let mut u = url.clone();
     u.set_path(&format!("{}{suffix}", url.path()));
     u
@@ -465,6 +564,7 @@ pub(crate) async fn download(
     let served_by = http
         .download(url, &mut sink, cancel, progress.as_ref())
         .await?;
+    sink.check_sha512()?;
     let actual = Sha256Digest::of_hasher(sink.hasher);
     if let Some(expected) = expected {
         if actual != expected {
@@ -489,6 +589,9 @@ pub(crate) struct HashingFile {
     pub(crate) hasher: Sha256,
     pub(crate) kept: u64,
     cap: u64,
+    /// The SHA-512 the bytes must have, and their hash so far: only when a `.sha512` file is
+    /// what vouches for them.
+    sha512: Option<(Sha512Digest, Sha512)>,
 }
 
 impl HashingFile {
@@ -498,7 +601,29 @@ impl HashingFile {
             hasher: Sha256::new(),
             kept: 0,
             cap,
+            sha512: None,
         }
+    }
+
+    /// Also hashes the bytes with SHA-512, for [`HashingFile::check_sha512`].
+    pub(crate) fn with_sha512(mut self, expected: Option<Sha512Digest>) -> Self {
+        self.sha512 = expected.map(|e| (e, Sha512::new()));
+        self
+    }
+
+    /// The bytes kept against the `.sha512` file's digest, if that vouches for them.
+    pub(crate) fn check_sha512(&mut self) -> Result<()> {
+        let Some((expected, hasher)) = self.sha512.take() else {
+            return Ok(());
+        };
+        let actual = Sha512Digest::of_hasher(hasher);
+        if actual != expected {
+            return Err(Error::Sha512Mismatch {
+                expected: expected.hex(),
+                actual: actual.hex(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -517,6 +642,9 @@ impl BodySink for HashingFile {
         }
         self.tmp.write_all(bytes).map_err(io_at(self.tmp.path()))?;
         self.hasher.update(bytes);
+        if let Some((_, sha512)) = &mut self.sha512 {
+            sha512.update(bytes);
+        }
         self.kept += bytes.len() as u64;
         Ok(())
     }
@@ -527,6 +655,9 @@ impl BodySink for HashingFile {
             .and_then(|_| file.rewind())
             .map_err(io_at(self.tmp.path()))?;
         self.hasher = Sha256::new();
+        if let Some((_, sha512)) = &mut self.sha512 {
+            *sha512 = Sha512::new();
+        }
         self.kept = 0;
         Ok(())
     }

@@ -172,7 +172,9 @@ pub async fn plan(
         if let Some(targets) = stream::approve(&opened, &req.targets, &req.options, cache, &roots)?
         {
             let image_kind = opened.image_kind;
+            warnings.extend(opened.warnings.iter().cloned());
             warnings.extend(image_kind.and_then(ImageKind::warning));
+            let signed_by = opened.signed_by.clone();
             return Ok(Plan {
                 image_inside: opened.image_inside.clone(),
                 source: Planned::Stream(Box::new(opened)),
@@ -180,7 +182,7 @@ pub async fn plan(
                 warnings,
                 image_kind,
                 config_stick: None,
-                signed_by: req.image.signed_by.clone(),
+                signed_by: signed_by.or_else(|| req.image.signed_by.clone()),
                 options: req.flash_options(),
             });
         }
@@ -342,6 +344,7 @@ async fn plan_two_sticks(
             sha256: None,
             sha256_source: DigestSource::Flag,
             signed_by: None,
+            factory: None,
             allow_unverified: true,
             ..req.image.clone()
         },
@@ -495,7 +498,13 @@ impl Plan {
                         "archive SHA-256 {digest} (from {}), checked before any target is finished",
                         origin(source)
                     ),
-                    (None, _) => "archive: UNVERIFIED (no published checksum)".into(),
+                    (None, source) => match opened.expected_sha512 {
+                        Some(sha512) => format!(
+                            "archive SHA-512 {sha512} (from {}), checked before any target is finished",
+                            origin(source)
+                        ),
+                        None => "archive: UNVERIFIED (no published checksum)".into(),
+                    },
                 },
                 match opened.image_size {
                     Some(size) if size.exact => format!(
@@ -524,6 +533,11 @@ impl Plan {
                     DigestSource::Unverified => format!(
                         "file SHA-256 {}: UNVERIFIED (compare it with the publisher's)",
                         prepared.archive_sha256
+                    ),
+                    DigestSource::Sha512 => format!(
+                        "archive SHA-256 {}, its SHA-512 checked against {} before it was decoded",
+                        prepared.archive_sha256,
+                        origin(DigestSource::Sha512)
                     ),
                     source => format!(
                         "archive SHA-256 {} (from {}), checked before it was decoded",

@@ -43,6 +43,7 @@ use crate::fetch::decompress::{self, Format};
 use crate::fetch::digest::Sha256Digest;
 use crate::fetch::http::{BodySink, Http};
 use crate::fetch::image_size::{self, ImageSize};
+use crate::fetch::sha512::Sha512Digest;
 use crate::fetch::unwrap::ImageInside;
 use crate::fetch::{self, archive_cap, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
@@ -72,7 +73,15 @@ pub struct Opened {
     /// The archive's published digest (a local file's: as hashed when opened); `None` only when
     /// the caller accepted an unverified download.
     pub expected: Option<Sha256Digest>,
+    /// The `.sha512` file's digest, when that is what vouches for the download (`expected` is
+    /// `None` then): it is hashed with both as it streams in.
+    pub expected_sha512: Option<Sha512Digest>,
     pub digest_source: DigestSource,
+    /// Who signed the expected digest (an Image Factory's key), when it was signed.
+    pub signed_by: Option<String>,
+    /// What the operator should know about what vouches for it (a key pinned now, a keyless
+    /// signature not checked).
+    pub warnings: Vec<String>,
     /// What the archive's records say of the image's size; `None` when they cannot tell before
     /// decoding (no ranges, no recorded size): a too-small drive then fails at its end.
     pub image_size: Option<ImageSize>,
@@ -168,7 +177,8 @@ pub async fn open(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
-    let (expected, digest_source) = fetch::expected_digest(http, req, cancel).await?;
+    let settled = fetch::expected_digest(http, cache, req, cancel).await?;
+    let expected = settled.sha256;
     let archive_path = req.archive_in(cache);
     let lock = cache.lock(&archive_path, cancel).await?;
     // Only a published digest can prove a cached archive (an unverified one is downloaded
@@ -200,7 +210,10 @@ pub async fn open(
     Ok(Opened {
         source,
         expected,
-        digest_source,
+        expected_sha512: settled.sha512,
+        digest_source: settled.source,
+        signed_by: settled.signature.as_ref().map(|s| s.signer()),
+        warnings: settled.warnings,
         image_size,
         image_kind,
         image_inside,
@@ -230,7 +243,10 @@ pub async fn open_file(
     Ok(Opened {
         source,
         expected: Some(file.sha256),
+        expected_sha512: None,
         digest_source: file.digest_source,
+        signed_by: None,
+        warnings: Vec::new(),
         image_size,
         image_kind,
         image_inside,
@@ -328,7 +344,7 @@ pub fn run(
                 cache,
                 url,
                 &opened.archive_path,
-                opened.expected,
+                (opened.expected, opened.expected_sha512),
                 archive_cap(opened.max_image_size),
                 tx,
                 &stop,
@@ -605,7 +621,7 @@ fn from_network(
     cache: &Cache,
     url: &Url,
     archive_path: &Path,
-    expected: Option<Sha256Digest>,
+    (expected, sha512): (Option<Sha256Digest>, Option<Sha512Digest>),
     cap: u64,
     tx: SyncSender<Packet>,
     stop: &CancellationToken,
@@ -613,7 +629,7 @@ fn from_network(
 ) -> Option<Produced> {
     let result = (|| {
         let mut sink = Forward {
-            file: HashingFile::new(cache.temp_beside(archive_path)?, cap),
+            file: HashingFile::new(cache.temp_beside(archive_path)?, cap).with_sha512(sha512),
             tx: &tx,
             pending: Vec::with_capacity(IO_CHUNK),
             forwarded: 0,
@@ -628,6 +644,7 @@ fn from_network(
                 detail: "the download started over and came back shorter".into(),
             });
         }
+        sink.file.check_sha512()?;
         let actual = Sha256Digest::of_hasher(sink.file.hasher);
         if let Some(expected) = expected.filter(|e| *e != actual) {
             return Err(Error::DigestMismatch {
@@ -760,7 +777,10 @@ mod tests {
         Opened {
             source: path.display().to_string(),
             expected: Some(expected),
+            expected_sha512: None,
             digest_source: DigestSource::Flag,
+            signed_by: None,
+            warnings: Vec::new(),
             image_size: None,
             image_kind: None,
             image_inside: None,

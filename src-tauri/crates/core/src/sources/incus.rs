@@ -135,6 +135,7 @@ pub async fn fetch(
             allow_unverified: false,
             max_image_size: req.max_image_size,
             archive_path: None,
+            factory: None,
         },
         cancel,
         progress,

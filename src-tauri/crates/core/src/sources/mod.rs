@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::fetch::cache::Cache;
 use crate::fetch::decompress;
 use crate::fetch::digest::Sha256Digest;
+use crate::fetch::factory_signature::FactoryTrust;
 use crate::fetch::http::Http;
 use crate::fetch::is_url;
 use crate::fetch::unwrap::ImageInside;
@@ -43,6 +44,8 @@ pub struct SourceRequest {
     pub sha256_source: DigestSource,
     /// Who signed the index `sha256` came from (an IncusOS index's signer), when it was signed.
     pub signed_by: Option<String>,
+    /// An Image Factory's asset: what its signature is checked with (see `FetchRequest`).
+    pub factory: Option<FactoryTrust>,
     pub allow_unverified: bool,
     pub max_image_size: u64,
 }
@@ -150,6 +153,7 @@ pub async fn locate(
                 sha256: req.sha256,
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
+                factory: Some(req.trust()?),
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
             })
@@ -161,6 +165,7 @@ pub async fn locate(
                 sha256: Some(located.sha256),
                 sha256_source: DigestSource::Index,
                 signed_by: located.signed_by,
+                factory: None,
                 allow_unverified: false,
                 max_image_size: req.max_image_size,
             })
@@ -194,9 +199,9 @@ pub async fn prepare_source(
                 image: image(f.image_path, f.image_sha256, f.image_size),
                 archive_sha256: f.archive_sha256,
                 digest_source: f.digest_source,
-                signed_by: None,
+                signed_by: f.signed_by,
                 config: None,
-                warnings: Vec::new(),
+                warnings: f.warnings,
                 image_inside: f.image_inside,
             }
         }
@@ -224,7 +229,7 @@ pub async fn prepare_source(
                 ),
                 archive_sha256: b.archive_sha256,
                 digest_source: b.digest_source,
-                signed_by: None,
+                signed_by: b.signed_by,
                 config: Some(cidata::Cidata {
                     path: b.config_artifact_path,
                     sha256: b.config_artifact_sha256,
@@ -258,9 +263,9 @@ pub async fn prepare(
             },
             archive_sha256: fetched.archive_sha256,
             digest_source: fetched.digest_source,
-            signed_by: req.signed_by.clone(),
+            signed_by: fetched.signed_by.or_else(|| req.signed_by.clone()),
             config: None,
-            warnings: Vec::new(),
+            warnings: fetched.warnings,
             origin: req.source.clone(),
             image_inside: fetched.image_inside,
         });

@@ -205,6 +205,9 @@ pub struct Built {
     pub archive_sha256: Sha256Digest,
     #[serde(skip)]
     pub digest_source: DigestSource,
+    /// Who signed the expected digest (the factory's key); not in labctl's JSON.
+    #[serde(skip)]
+    pub signed_by: Option<String>,
     #[serde(rename = "sourceVersion")]
     pub source_version: String,
     #[serde(rename = "sourceURL")]
@@ -462,6 +465,9 @@ pub struct BuildRequest {
     pub max_image_size: u64,
     /// A download token for the factory, in place of a `?token=` in `source.factoryURL`.
     pub factory_token: Option<crate::fetch::credentials::Secret>,
+    /// The factory's public key (PEM), in place of the one pinned for it (see
+    /// `fetch::factory_signature`).
+    pub factory_key: Option<PathBuf>,
 }
 
 /// Builds both artifacts. The archive is kept where labctl keeps it (see `labctl_archive`), and
@@ -493,8 +499,8 @@ pub async fn build(
     let config_image = cidata::image(&contents)?;
 
     let url = b.source_url()?;
-    let factory_http =
-        FactoryUrl::parse(&b.source.factory_url)?.http(http, req.factory_token.as_ref());
+    let factory = FactoryUrl::parse(&b.source.factory_url)?;
+    let factory_http = factory.http(http, req.factory_token.as_ref());
     let downloads = out_dir
         .parent()
         .unwrap_or(&base_dir)
@@ -518,6 +524,7 @@ pub async fn build(
             allow_unverified: req.allow_unverified,
             max_image_size: req.max_image_size,
             archive_path,
+            factory: Some(factory.trust(req.factory_key.clone())),
         },
         cancel,
         progress,
@@ -546,6 +553,7 @@ pub async fn build(
         boot_artifact_size: fetched.image_size,
         archive_sha256: fetched.archive_sha256,
         digest_source: fetched.digest_source,
+        signed_by: fetched.signed_by,
         config_artifact_size: config_image.len() as u64,
         source_version: b.source.version.clone(),
         source_url: url.to_string(),
@@ -553,7 +561,7 @@ pub async fn build(
         platform: b.source.platform.clone(),
         arch: b.source.arch.clone(),
         format: b.output.format.clone(),
-        warnings: b.warnings(),
+        warnings: fetched.warnings.into_iter().chain(b.warnings()).collect(),
     })
 }
 

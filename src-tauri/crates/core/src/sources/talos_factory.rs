@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::fetch::credentials::{self, Credentials, Secret};
+use crate::fetch::factory_signature::FactoryTrust;
 use crate::fetch::http::Http;
 use crate::CancellationToken;
 
@@ -117,6 +118,16 @@ impl FactoryUrl {
 
     fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("factory paths are relative")
+    }
+
+    /// What its assets' signatures are checked with: `key`, the operator's PEM file, else its
+    /// own key (`GET /oci/cosign/signing-key.pub`, pinned on first use).
+    pub fn trust(&self, key: Option<std::path::PathBuf>) -> FactoryTrust {
+        FactoryTrust {
+            factory: self.base.clone(),
+            key_url: self.url("oci/cosign/signing-key.pub"),
+            given_key: key,
+        }
     }
 
     /// `image/<schematic>/<version>/<platform>-<arch>[-secureboot].<format>`; the UKI is
@@ -448,6 +459,8 @@ pub struct AssetRequest {
     pub factory_url: String,
     /// A download token, in place of the URL's `?token=`.
     pub factory_token: Option<Secret>,
+    /// The factory's public key (PEM), in place of the one pinned for it.
+    pub factory_key: Option<std::path::PathBuf>,
     pub version: String,
     pub schematic: Option<String>,
     pub customization: Customization,
@@ -472,6 +485,13 @@ pub struct FetchedAsset {
 
 /// The asset's URL and its schematic ID: the schematic is created on the factory (or the given
 /// one used), nothing is downloaded.
+impl AssetRequest {
+    /// What the asset's signature is checked with.
+    pub fn trust(&self) -> Result<FactoryTrust> {
+        Ok(FactoryUrl::parse(&self.factory_url)?.trust(self.factory_key.clone()))
+    }
+}
+
 pub async fn locate_asset(
     http: &Http,
     req: &AssetRequest,
@@ -552,12 +572,15 @@ pub async fn fetch_asset(
     let fetched = crate::fetch::fetch(
         &factory.http,
         cache,
-        &crate::fetch::FetchRequest::verified(
-            url,
-            req.sha256,
-            req.allow_unverified,
-            req.max_image_size,
-        ),
+        &crate::fetch::FetchRequest {
+            factory: Some(factory.at.trust(req.factory_key.clone())),
+            ..crate::fetch::FetchRequest::verified(
+                url,
+                req.sha256,
+                req.allow_unverified,
+                req.max_image_size,
+            )
+        },
         cancel,
         progress,
     )
