@@ -16,11 +16,10 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use common::factory::{answer_like, Edition};
+use common::factory::{answer_like, bundle, fingerprint, p256, Edition};
 use common::server::{Request, Server};
 use common::*;
-use rcgen::{KeyPair, PublicKeyData, SigningKey};
+use rcgen::KeyPair;
 
 const SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
 const KEY_PATH: &str = "/oci/cosign/signing-key.pub";
@@ -28,35 +27,6 @@ const TOKEN: &str = "dl-t0ken-s1gned-5ecret";
 
 fn asset(name: &str) -> String {
     format!("/image/{SCHEMATIC}/v1.13.0/{name}")
-}
-
-fn p256() -> KeyPair {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// `sha256:<hex>` of the key's PKIX DER, as labflash names a key.
-fn fingerprint(key: &KeyPair) -> String {
-    format!("sha256:{}", sha256_hex(&key.subject_public_key_info()))
-}
-
-/// The bundle `SignBlob` serves for `asset`, signed by `signer`, naming `hinted` as its key.
-fn bundle(signer: &KeyPair, hinted: &KeyPair, asset: &[u8]) -> Vec<u8> {
-    let hint = b64(&hex::decode(sha256_hex(&hinted.subject_public_key_info())).unwrap());
-    let digest = b64(&hex::decode(sha256_hex(asset)).unwrap());
-    serde_json::json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-        "verificationMaterial": {"publicKey": {"hint": hint}},
-        "messageSignature": {
-            "messageDigest": {"algorithm": "SHA2_256", "digest": digest},
-            "signature": b64(&signer.sign(asset).unwrap()),
-        }
-    })
-    .to_string()
-    .into_bytes()
 }
 
 /// An Enterprise factory serving `archive` (and its `.sha256`) as `name`, signed by `key`.

@@ -407,8 +407,9 @@ fn readme_lab_example_runs_as_written() {
 
 /// A folder of labctl ImageBuild configs (labctl's own minimal config, tests/fixtures/labctl,
 /// one per node with its own localHostname) is a lab: the image they all name is fetched once from
-/// the factory, every node gets its own cidata; configs naming different images are refused with
-/// both named, nothing written.
+/// the factory, its signature checked with the factory's key as `talos build` checks it, every
+/// node gets its own cidata; a bad signature, or configs naming different images, are refused,
+/// nothing written.
 #[test]
 fn a_folder_of_labctl_configs_is_a_lab() {
     require_root!();
@@ -417,7 +418,15 @@ fn a_folder_of_labctl_configs_is_a_lab() {
     let image = boot_image(dir.path());
     let server = common::server::Server::start();
     let asset = format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz");
-    server.put_with_sidecar(&asset, xz_single(&image));
+    let archive = xz_single(&image);
+    server.put_with_sidecar(&asset, archive.clone());
+    let key = common::factory::p256();
+    let bundle = format!("{asset}.sigstore.json");
+    server.put(&bundle, common::factory::bundle(&key, &key, &archive));
+    server.put(
+        "/oci/cosign/signing-key.pub",
+        key.public_key_pem().into_bytes(),
+    );
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
     let talos = dir.path().join("talos");
     std::fs::create_dir(&talos).unwrap();
@@ -464,12 +473,27 @@ fn a_folder_of_labctl_configs_is_a_lab() {
     for (i, host) in ["cp-1", "cp-2"].iter().enumerate() {
         let node = &json["nodes"][i];
         assert_eq!(node["node"], *host);
-        assert_eq!(node["flashed"]["digestSource"], "sidecar");
+        assert_eq!(node["flashed"]["digestSource"], "signature");
         let offset = node["flashed"]["cidataOffset"].as_u64().unwrap();
         let meta = cidata_on(dir.path(), sticks[i].path_str(), offset, 16 * MIB as usize);
         assert!(meta.contains(&format!("local-hostname: {host}")), "{meta}");
     }
     assert_eq!(server.body_gets(&asset), 1, "fetched once for both nodes");
+
+    // A signature that is not the pinned key's: refused before the image is asked for.
+    for stick in &sticks {
+        stick.write(0, &vec![0xAA; MIB as usize]);
+    }
+    let other = common::factory::p256();
+    server.put(&bundle, common::factory::bundle(&other, &key, &archive));
+    let r = lab(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("signature"), "{}", r.stderr);
+    assert_eq!(server.body_gets(&asset), 1, "not downloaded again");
+    for stick in &sticks {
+        assert!(stick.read(0, MIB as usize).iter().all(|b| *b == 0xAA));
+    }
+    server.put(&bundle, common::factory::bundle(&key, &key, &archive));
 
     // A third config naming another release: refused, both configs named, nothing written.
     for stick in &sticks {

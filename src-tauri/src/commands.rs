@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use labflash_core::fetch::cache::Cache;
 use labflash_core::fetch::credentials::Secret;
 use labflash_core::fetch::digest::{self, Sha256Digest};
+use labflash_core::fetch::factory_signature::FactoryTrust;
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
 use labflash_core::flash::record::Record;
@@ -818,6 +819,8 @@ struct LoadedLab {
     source: String,
     sha256: Option<Sha256Digest>,
     allow_unverified: bool,
+    /// The Image Factory whose signed asset the image is (a lab of ImageBuild configs).
+    factory: Option<FactoryTrust>,
     nodes: Vec<(String, Cidata)>,
     _configs: tempfile::TempDir,
 }
@@ -889,6 +892,7 @@ pub fn load_lab(app: State<'_, App>, job: u32, path: String) -> Reply<LabView> {
         source: view.source.clone(),
         sha256: file.sha256()?,
         allow_unverified: file.allow_unverified,
+        factory: file.factory.clone(),
         nodes,
         _configs: dir,
     };
@@ -962,7 +966,7 @@ pub async fn plan_lab(
                 sha256: lab.sha256,
                 sha256_source: DigestSource::Flag,
                 signed_by: None,
-                factory: None,
+                factory: lab.factory.clone(),
                 allow_unverified: lab.allow_unverified,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             },

@@ -12,7 +12,11 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use rcgen::{KeyPair, PublicKeyData, SigningKey};
+
 use super::server::Server;
+use super::sha256_hex;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Edition {
@@ -65,4 +69,37 @@ pub fn is_asset_name(name: &str) -> bool {
     let stem = stem.strip_suffix("-secureboot").unwrap_or(stem);
     stem.rsplit_once('-')
         .is_some_and(|(platform, arch)| !platform.is_empty() && matches!(arch, "amd64" | "arm64"))
+}
+
+/// An Enterprise factory's key-signed assets (siderolabs/image-factory at 26b95ca,
+/// `internal/image/signer/key.go` `SignBlob`; see factory_signature_cli.rs): a P-256 key made by
+/// rcgen (ring), whose ECDSA_P256_SHA256_ASN1 signature is the one `LoadSignerVerifier(key,
+/// crypto.SHA256)` makes.
+pub fn p256() -> KeyPair {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `sha256:<hex>` of the key's PKIX DER, as labflash names a key.
+pub fn fingerprint(key: &KeyPair) -> String {
+    format!("sha256:{}", sha256_hex(&key.subject_public_key_info()))
+}
+
+/// The bundle `SignBlob` serves for `asset`, signed by `signer`, naming `hinted` as its key.
+pub fn bundle(signer: &KeyPair, hinted: &KeyPair, asset: &[u8]) -> Vec<u8> {
+    let hint = b64(&hex::decode(sha256_hex(&hinted.subject_public_key_info())).unwrap());
+    let digest = b64(&hex::decode(sha256_hex(asset)).unwrap());
+    serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": hint}},
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": digest},
+            "signature": b64(&signer.sign(asset).unwrap()),
+        }
+    })
+    .to_string()
+    .into_bytes()
 }

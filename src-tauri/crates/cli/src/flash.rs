@@ -84,6 +84,7 @@ pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> E
             };
             let done = crate::lab::flash_nodes(
                 &args.source,
+                None,
                 nodes,
                 &args.source_args,
                 &args.net,

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use labflash_core::fetch::factory_signature::FactoryTrust;
 use labflash_core::flash::lab::{self, Node, NodeFlashed};
 use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::TargetOptions;
 use labflash_core::flash::{self, writer::TargetReport};
-use labflash_core::sources::lab_file;
+use labflash_core::sources::{lab_file, SourceRequest};
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;
@@ -32,6 +33,11 @@ pub struct LabArgs {
     /// read-back; `verify --record FILE` checks a stick against it.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// The Image Factory's public key (PEM) that must have signed the image of a lab of labctl
+    /// ImageBuild configs, in place of the one pinned for that factory.
+    #[arg(long, value_name = "FILE")]
+    pub factory_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub options: NodeOptions,
@@ -108,8 +114,23 @@ pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> Exi
         source_args.sha256 = lab.sha256;
     }
     source_args.allow_unverified |= lab.allow_unverified;
+    // A lab of ImageBuild configs writes an Image Factory's asset: its signature is checked
+    // as `talos build` checks it.
+    let factory = match (lab.factory, args.factory_key) {
+        (Some(trust), key) => Some(FactoryTrust {
+            given_key: key.or(trust.given_key),
+            ..trust
+        }),
+        (None, Some(_)) => {
+            return out.fail(Failure::usage(
+                "--factory-key is for a lab of labctl ImageBuild configs, whose image an Image Factory signs",
+            ))
+        }
+        (None, None) => None,
+    };
     let result = flash_nodes(
         &lab.source,
+        factory,
         lab.nodes,
         &source_args,
         &args.net,
@@ -146,6 +167,7 @@ fn tempfile_dir() -> Result<tempfile::TempDir, Failure> {
 #[allow(clippy::too_many_arguments)]
 pub async fn flash_nodes(
     source: &str,
+    factory: Option<FactoryTrust>,
     nodes: Vec<Node>,
     source_args: &SourceArgs,
     net: &NetArgs,
@@ -162,7 +184,10 @@ pub async fn flash_nodes(
     let cache = source_args.cache()?;
     let http = net.http()?;
     let base = flash::Request {
-        image: source_args.request(source),
+        image: SourceRequest {
+            factory,
+            ..source_args.request(source)
+        },
         targets: Vec::new(),
         config: None,
         config_to: None,

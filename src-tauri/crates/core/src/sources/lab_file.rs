@@ -22,10 +22,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fetch::digest::{self, Sha256Digest};
+use crate::fetch::factory_signature::FactoryTrust;
 use crate::flash::lab::Node;
 use crate::flash::rules::Chosen;
 use crate::sources::cidata::{self, Cidata, CidataRequest};
 use crate::sources::talos_build;
+use crate::sources::talos_factory::FactoryUrl;
 
 /// A lab file as written.
 #[derive(Debug, serde::Deserialize)]
@@ -39,6 +41,10 @@ pub struct LabFile {
     #[serde(default)]
     pub allow_unverified: bool,
     pub nodes: Vec<NodeSpec>,
+    /// The Image Factory the nodes' ImageBuild configs name: the image is its asset, whose
+    /// signature is checked as `talos build` checks it.
+    #[serde(skip)]
+    pub factory: Option<FactoryTrust>,
 }
 
 /// A node: its own hostname and machine config, or a labctl ImageBuild config (`build`).
@@ -68,6 +74,8 @@ pub struct Lab {
     pub source: String,
     pub sha256: Option<Sha256Digest>,
     pub allow_unverified: bool,
+    /// The Image Factory whose asset the image is (the nodes are its ImageBuild configs).
+    pub factory: Option<FactoryTrust>,
     pub nodes: Vec<Node>,
     /// Each node's config image, in the nodes' order.
     pub configs: Vec<Cidata>,
@@ -126,6 +134,7 @@ pub fn from_folder(dir: &Path) -> Result<LabFile> {
         source: None,
         sha256: None,
         allow_unverified: false,
+        factory: None,
         nodes: builds
             .into_iter()
             .map(|build| NodeSpec {
@@ -192,6 +201,7 @@ impl LabFile {
                 )));
             }
             let url = build.source_url()?.to_string();
+            self.factory = Some(FactoryUrl::parse(&build.source.factory_url)?.trust(None));
             let name = path.display().to_string();
             match &first {
                 None => first = Some((url.clone(), name)),
@@ -273,6 +283,7 @@ impl LabFile {
             source: self.source(base),
             sha256: self.sha256()?,
             allow_unverified: self.allow_unverified,
+            factory: self.factory.clone(),
             nodes,
             configs,
         })
