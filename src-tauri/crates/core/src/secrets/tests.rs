@@ -431,3 +431,31 @@ fn the_port_resolves_through_a_trait_object() {
     let secret = resolver.resolve(KEYCLOAK, "/database/password").unwrap();
     assert_eq!(format!("{secret:?}"), "***");
 }
+
+/// M2: the review's document (anchors stacking aliases 250 levels deep, 80 times) aborted the
+/// process with a stack overflow; now a clean refusal, before any key is needed.
+#[test]
+fn anchors_and_aliases_are_refused() {
+    let mut doc = String::from("a0: &a0 x\n");
+    for i in 1..=80 {
+        doc.push_str(&format!(
+            "a{i}: &a{i} {}*a{}{}\n",
+            "[".repeat(250),
+            i - 1,
+            "]".repeat(250)
+        ));
+    }
+    let no_keys = AgeIdentities::from_sources(None, None, None).unwrap();
+    let Err(error) = super::string_in_document("doc.sops.yaml", doc.as_bytes(), "/a0", &no_keys)
+    else {
+        panic!("read")
+    };
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(error.to_string().contains("anchors or aliases"), "{error}");
+    // In a real document too.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("database:", "database: &db", 1) + "copy: *db\n"
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+    assert!(error.to_string().contains("anchors or aliases"), "{error}");
+}
