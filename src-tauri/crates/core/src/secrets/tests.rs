@@ -343,30 +343,80 @@ fn sops_rules_on_what_is_encrypted_are_followed() {
             "test-secret",
             "{doc}"
         );
-        assert_eq!(get(&variants, doc, "/database/username"), "admin", "{doc}");
         assert_eq!(get(&variants, doc, "/api/token"), "tok-123", "{doc}");
-        assert_eq!(
-            get(&variants, doc, "/api/region_unencrypted"),
-            "eu-west-1",
-            "{doc}"
-        );
-        assert_eq!(get(&variants, doc, "/note"), "", "{doc}");
         assert!(matches!(
             refused(&variants, doc, "/database/port"),
             Error::SecretPointer { .. }
         ));
     }
+    let doc = "unencrypted-suffix.sops.yaml";
+    assert_eq!(get(&variants, doc, "/database/username"), "admin");
+    assert_eq!(get(&variants, doc, "/note"), "");
+}
+
+/// M1: a value the rules leave in plain text has no GCM tag, and the MAC may not cover it (under
+/// mac_only_encrypted) or its key's name (never hashed): refused, whatever the MAC says.
+#[test]
+fn a_value_stored_in_plain_text_is_refused() {
+    let variants = fixtures("variants");
+    for (doc, pointer) in [
+        ("encrypted-regex.sops.yaml", "/database/username"),
+        ("encrypted-regex.sops.yaml", "/note"),
+        ("mac-only-encrypted.sops.yaml", "/database/host"),
+        ("unencrypted-suffix.sops.yaml", "/api/region_unencrypted"),
+    ] {
+        let error = refused(&variants, doc, pointer);
+        assert!(
+            matches!(error, Error::SecretPlaintext { .. }),
+            "{doc} {pointer}: {error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the value at {pointer:?} is stored in plain text in {doc}: labflash reads only encrypted values"
+            )
+        );
+    }
+    // The review's cases: a plain value changed under mac_only_encrypted, and two plain keys'
+    // names swapped (values in place), both of which sops accepts.
+    let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
+        doc.replacen("host: db.example.com", "host: db.example.org", 1)
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/host"),
+        Error::SecretPlaintext { .. }
+    ));
+    let (_dir, secrets) = edited("variants/encrypted-regex.sops.yaml", |doc| {
+        doc.replacen("    host: db.example.com", "    HOSTX: db.example.com", 1)
+            .replacen("    username: admin", "    host: admin", 1)
+            .replacen(
+                "    HOSTX: db.example.com",
+                "    username: db.example.com",
+                1,
+            )
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/host"),
+        Error::SecretPlaintext { .. }
+    ));
+    // The encrypted values of such a document are still read.
+    assert_eq!(
+        get(&secrets, "doc.sops.yaml", "/database/password"),
+        "test-secret"
+    );
 }
 
 #[test]
 fn mac_only_encrypted_covers_the_encrypted_values_only() {
-    // As sops: a plain-text value is outside such a MAC, an encrypted one is not.
+    // As sops: a plain-text value is outside such a MAC (and refused, above), an encrypted one
+    // is not.
     let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
         doc.replacen("host: db.example.com", "host: db.example.org", 1)
     });
     assert_eq!(
-        get(&secrets, "doc.sops.yaml", "/database/host"),
-        "db.example.org"
+        get(&secrets, "doc.sops.yaml", "/database/password"),
+        "test-secret"
     );
     // Without the setting, the same MAC does not hold.
     let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
@@ -458,4 +508,24 @@ fn anchors_and_aliases_are_refused() {
     });
     let error = refused(&secrets, "doc.sops.yaml", "/database/password");
     assert!(error.to_string().contains("anchors or aliases"), "{error}");
+}
+
+/// L7: document text in errors is escaped: a recipient or a key name cannot write to the
+/// terminal.
+#[test]
+fn document_text_in_errors_is_escaped() {
+    let (dir, _) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen(LABCTL_RECIPIENT, "age1\u{1b}[2Jfake", 1)
+    });
+    let secrets = LocalSecrets::new(dir.path(), keys(OTHER_KEY));
+    let message = refused(&secrets, "doc.sops.yaml", "/database/password").to_string();
+    assert!(!message.contains('\u{1b}'), "{message:?}");
+    assert!(message.contains("\\u{1b}"), "{message:?}");
+    // A key name with a newline, in the place of a value that does not decrypt there.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("    username:", "    \"user\\nname\":", 1)
+    });
+    let message = refused(&secrets, "doc.sops.yaml", "/database/password").to_string();
+    assert!(!message.contains('\n'), "{message:?}");
+    assert!(message.contains("user\\nname"), "{message:?}");
 }
