@@ -482,6 +482,81 @@ fn the_port_resolves_through_a_trait_object() {
     assert_eq!(format!("{secret:?}"), "***");
 }
 
+/// L6 (a): a document with no rule is read with sops's default `_unencrypted` suffix (sops 3.11.0
+/// decrypts this edit).
+#[test]
+fn no_rule_means_sops_default_unencrypted_suffix() {
+    let (_dir, secrets) = edited("variants/unencrypted-suffix.sops.yaml", |doc| {
+        doc.replacen("    unencrypted_suffix: _unencrypted\n", "", 1)
+    });
+    assert_eq!(get(&secrets, "doc.sops.yaml", "/api/token"), "tok-123");
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/api/region_unencrypted"),
+        Error::SecretPlaintext { .. }
+    ));
+}
+
+/// L6 (b): more than one rule is refused, as sops 3.11.0 refuses this edit ("Cannot use more
+/// than one of encrypted_suffix, …").
+#[test]
+fn more_than_one_rule_is_refused() {
+    let (_dir, secrets) = edited("variants/unencrypted-suffix.sops.yaml", |doc| {
+        doc.replacen(
+            "    unencrypted_suffix: _unencrypted\n",
+            "    unencrypted_suffix: _unencrypted\n    encrypted_regex: ^(password|token)$\n",
+            1,
+        )
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/api/token");
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(error.to_string().contains("more than one"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+}
+
+/// L6 (c): `\w` is ASCII, as in Go: sops encrypted `clé` under `--unencrypted-regex '^\w+$'`
+/// (make.sh), and left `plain_key` in plain text.
+#[test]
+fn regex_classes_are_ascii_as_in_go() {
+    let variants = fixtures("variants");
+    let doc = "unicode-regex.sops.yaml";
+    assert_eq!(get(&variants, doc, "/clé"), "sealed-value");
+    assert!(matches!(
+        refused(&variants, doc, "/plain_key"),
+        Error::SecretPlaintext { .. }
+    ));
+}
+
+/// L6 (d): lastmodified is the MAC's additional data as Go formats it once parsed: `+00:00` and
+/// a fraction read as sops reads them (sops 3.11.0 decrypts both edits), another offset does
+/// not hold (nor in sops), and text that is no RFC 3339 time is refused (as sops refuses it).
+#[test]
+fn lastmodified_is_read_as_go_reads_it() {
+    let stamp = "2026-04-30T00:52:23Z";
+    let with = |text: &'static str| {
+        edited(&format!("repo/{KEYCLOAK}"), |doc| {
+            doc.replacen(stamp, text, 1)
+        })
+    };
+    for same in ["2026-04-30T00:52:23+00:00", "2026-04-30T00:52:23.5Z"] {
+        let (_dir, secrets) = with(same);
+        assert_eq!(
+            get(&secrets, "doc.sops.yaml", "/database/password"),
+            "test-secret"
+        );
+    }
+    let (_dir, secrets) = with("2026-04-30T02:52:23+02:00");
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/password"),
+        Error::SopsTampered { .. }
+    ));
+    for bad in ["2026-04-30t00:52:23Z", "yesterday"] {
+        let (_dir, secrets) = with(bad);
+        let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+        assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+        assert!(error.to_string().contains("lastmodified"), "{error}");
+    }
+}
+
 /// M2: the review's document (anchors stacking aliases 250 levels deep, 80 times) aborted the
 /// process with a stack overflow; now a clean refusal, before any key is needed.
 #[test]
