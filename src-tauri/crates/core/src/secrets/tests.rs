@@ -585,6 +585,86 @@ fn anchors_and_aliases_are_refused() {
     assert!(error.to_string().contains("anchors or aliases"), "{error}");
 }
 
+/// L2: only a regular file is read, and at most 16 MiB of it.
+#[cfg(unix)]
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = LocalSecrets::new(dir.path(), keys(LABCTL_KEY));
+    std::fs::create_dir(dir.path().join("folder.sops.yaml")).unwrap();
+    // A FIFO would block the read forever.
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.path().join("fifo.sops.yaml"))
+        .status()
+        .unwrap()
+        .success());
+    for path in ["folder.sops.yaml", "fifo.sops.yaml"] {
+        let error = refused(&secrets, path, "/a");
+        assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+    let big = std::fs::File::create(dir.path().join("big.sops.yaml")).unwrap();
+    big.set_len((16 << 20) + 1).unwrap();
+    let error = refused(&secrets, "big.sops.yaml", "/a");
+    assert!(error.to_string().contains("larger than 16 MiB"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+}
+
+/// L5: a link in the checkout is followed only where it stays in the checkout.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_checkout_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = Path::new(FIXTURES).join("repo").join(KEYCLOAK);
+    let link = |to: &Path, at: &str| std::os::unix::fs::symlink(to, dir.path().join(at)).unwrap();
+    link(&outside, "out.sops.yaml");
+    link(Path::new("/dev/zero"), "zero.sops.yaml");
+    std::fs::copy(&outside, dir.path().join("real.sops.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    link(Path::new("../real.sops.yaml"), "sub/in.sops.yaml");
+    let secrets = LocalSecrets::new(dir.path(), keys(LABCTL_KEY));
+    for path in ["out.sops.yaml", "zero.sops.yaml"] {
+        let error = refused(&secrets, path, "/database/password");
+        assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+        assert!(
+            error.to_string().contains("out of the secrets checkout"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        get(&secrets, "sub/in.sops.yaml", "/database/password"),
+        "test-secret"
+    );
+}
+
+/// L4: each part of a path is one plain name on every system.
+#[test]
+fn colons_and_windows_device_names_are_refused() {
+    for path in [
+        "compute/C:evil.sops.yaml",
+        "C:evil.sops.yaml",
+        "a/b:stream",
+        "CON",
+        "a/nul.sops.yaml",
+        "Aux/x.sops.yaml",
+        "a/com1.yaml",
+        "LPT9",
+        "a/con .yaml",
+        "prn./x",
+    ] {
+        let error = super::clean_path(path).unwrap_err();
+        assert!(matches!(error, Error::SecretPath { .. }), "{path}: {error}");
+    }
+    for path in [
+        "a/console.sops.yaml",
+        "com10.yaml",
+        "a/lpt.yaml",
+        "nullable/x.yaml",
+    ] {
+        assert!(super::clean_path(path).is_ok(), "{path}");
+    }
+}
+
 /// L7: document text in errors is escaped: a recipient or a key name cannot write to the
 /// terminal.
 #[test]
