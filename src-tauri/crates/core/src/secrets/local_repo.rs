@@ -44,10 +44,16 @@ impl SecretResolver for LocalSecrets {
             path: clean.clone(),
             why,
         };
-        let checkout = self
-            .dir
-            .canonicalize()
-            .map_err(|e| Error::io(&self.dir, e))?;
+        let checkout = match self.dir.canonicalize() {
+            Ok(checkout) => checkout,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse(format!(
+                    "names no file: the secrets checkout {} does not exist",
+                    self.dir.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
         let file = clean
             .split('/')
             .fold(self.dir.clone(), |p, part| p.join(part));

@@ -162,6 +162,10 @@ fn a_missing_document_is_bad_input() {
     let error = refused(&fixtures("repo"), "network/missing.sops.yaml", "/a");
     assert!(matches!(error, Error::SecretPath { .. }), "{error}");
     assert_eq!(error.kind(), ErrorKind::BadInput);
+    // A checkout that does not exist: the same (the checkout is canonicalized first).
+    let error = refused(&fixtures("no-such-checkout"), KEYCLOAK, "/a");
+    assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
     // A clean path is read: `./` and doubled slashes are dropped as labctl's path.Clean does.
     assert_eq!(
         get(
