@@ -38,15 +38,31 @@ const CERT: &str = include_str!("fixtures/incus/signed/root-E1.crt");
 
 /// labctl's JSON fields in its order (`imageBuildOutput` in `tools/labctl/internal/cli/
 /// bootstrap.go`), then labflash's.
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "name",
     "artifactPath",
     "sourceVersion",
     "sourceURL",
     "sourceSHA256",
     "indexSignedBy",
+    "clientCertificates",
     "warnings",
 ];
+
+/// The SHA-256 of the DER certificate in the PEM file `pem`, as openssl computes it, in
+/// lowercase hex without colons.
+fn openssl_fingerprint(pem: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", pem])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (_, hex) = text.trim().split_once('=').unwrap();
+    let hex = hex.replace(':', "").to_ascii_lowercase();
+    assert_eq!(hex.len(), 64, "{text}");
+    hex
+}
 
 /// Each `"key":` appears in `json`'s text, in this order.
 fn assert_in_order(json: &str, keys: &[&str]) {
@@ -249,6 +265,19 @@ fn a_build_is_labctl_s_artifact_with_the_seed_where_incus_osd_reads_it() {
         .as_str()
         .unwrap()
         .contains("no install file"));
+    // The seeded certificate, named by its fingerprint for the operator to check.
+    let pem = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/incus/signed/root-E1.crt"
+    );
+    assert_eq!(
+        json["clientCertificates"],
+        serde_json::json!([{
+            "name": "bootstrap-client",
+            "sha256": openssl_fingerprint(pem),
+            "subject": "CN=TestOS - Root E1, O=TestOS",
+        }])
+    );
 
     // labctl's files: the artifact, the raw image beside it, the archive under downloads/.
     let artifact = images(dir.path()).join("incusos.img.gz");
@@ -655,6 +684,20 @@ fn the_cli_builds_with_secrets_from_the_sops_checkout_and_never_shows_them() {
     assert_in_order(&r.stdout, &KEYS);
     assert_eq!(r.json().as_object().unwrap().len(), KEYS.len());
     assert!(r.stderr.contains("no install file"), "{}", r.stderr);
+    // The certificate the SOPS document holds, by its fingerprint and subject.
+    let fingerprint = openssl_fingerprint(&format!("{SOPS}/expected/bootstrap-client.crt"));
+    assert_eq!(
+        fingerprint,
+        "c6699babb37590c9c4c79d98b0e05a5afe6a673a21baa8d4a7fdabd842800281"
+    );
+    assert_eq!(
+        r.json()["clientCertificates"],
+        serde_json::json!([{
+            "name": "bootstrap-client",
+            "sha256": fingerprint,
+            "subject": "CN=bootstrap-client",
+        }])
+    );
     for line in body.lines() {
         assert!(
             !r.stdout.contains(line) && !r.stderr.contains(line),
@@ -669,12 +712,20 @@ fn the_cli_builds_with_secrets_from_the_sops_checkout_and_never_shows_them() {
         "{seed}"
     );
 
-    // Without --json: the artifact's path, as labctl prints it.
+    // Without --json: the artifact's path, as labctl prints it, and the certificate's
+    // fingerprint on stderr for the person.
     let r = cli_build(dir.path(), &["incus.yaml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
         format!("{}\n", images(dir.path()).join("incusos.img.gz").display())
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "labflash: trusted client certificate \"bootstrap-client\": sha256 {fingerprint}, subject CN=bootstrap-client\n"
+        )),
+        "{}",
+        r.stderr
     );
 
     // A wrong key: refused, nothing shown, nothing written.

@@ -129,10 +129,23 @@ async fn build_command(
     cancel: &CancellationToken,
 ) -> ExitCode {
     match build(args, out, cancel).await {
-        // labctl prints one compact line, and the artifact's path for people.
-        Ok(b) => out
-            .warn_then(&b.warnings)
-            .success_line(&b, || format!("{}\n", b.artifact_path.display())),
+        // labctl prints one compact line, and the artifact's path for people; labflash adds
+        // each seeded client certificate's fingerprint, for the operator to check.
+        Ok(b) => {
+            let notes: Vec<String> = b
+                .client_certificates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "trusted client certificate {:?}: sha256 {}, subject {}",
+                        c.name, c.sha256, c.subject
+                    )
+                })
+                .collect();
+            out.warn_then(&b.warnings)
+                .note_then(&notes)
+                .success_line(&b, || format!("{}\n", b.artifact_path.display()))
+        }
         Err(f) => out.fail(f),
     }
 }

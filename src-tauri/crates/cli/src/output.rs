@@ -109,6 +109,17 @@ impl Output {
         self
     }
 
+    /// Prints each note on stderr for a person (not with `--json`, whose object carries them,
+    /// nor with `--quiet`).
+    pub fn note_then(&self, notes: &[String]) -> &Self {
+        if !self.quiet && !self.json {
+            for n in notes {
+                eprintln!("labflash: {n}");
+            }
+        }
+        self
+    }
+
     /// Prints a result that carries its own exit code (a verify mismatch, a failed target).
     pub fn result<T: serde::Serialize>(
         &self,

@@ -146,6 +146,10 @@ pub enum Error {
         why: String,
     },
 
+    /// A `secretRef` pointer that selects a value the document's sops rules leave unencrypted.
+    #[error("the value at {pointer:?} is stored in plain text in {path}: labflash reads only encrypted values")]
+    SecretPlaintext { path: String, pointer: String },
+
     /// A document that is not SOPS-encrypted YAML labflash reads. `why` never quotes a value.
     #[error("{path} is not a SOPS document labflash can read: {why}")]
     SopsDocument { path: String, why: String },
@@ -217,6 +221,7 @@ impl Error {
             Error::SopsTampered { .. } => ErrorKind::DigestMismatch,
             Error::SecretPath { .. }
             | Error::SecretPointer { .. }
+            | Error::SecretPlaintext { .. }
             | Error::SopsDocument { .. }
             | Error::NoAgeKey { .. }
             | Error::AgeKeySource { .. }

@@ -43,7 +43,14 @@ pub fn string_in_document(
         why: "it is not UTF-8 text".into(),
     })?;
     let document = sops::decrypt(text, name, identities)?;
-    pointer::select_string(&document, &tokens)
-        .map(Secret::new)
-        .map_err(refuse_pointer)
+    let (value, keys) = pointer::select_string(&document.items, &tokens).map_err(refuse_pointer)?;
+    // A plain value has no GCM tag, and the MAC may not cover it (or its key's name): anyone
+    // who can write the file could have put it there.
+    if !document.was_encrypted(&keys) {
+        return Err(Error::SecretPlaintext {
+            path: name.to_string(),
+            pointer: pointer.to_string(),
+        });
+    }
+    Ok(Secret::new(value))
 }

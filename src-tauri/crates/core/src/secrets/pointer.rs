@@ -34,16 +34,23 @@ fn unescape(token: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// The string `tokens` select in `root`. `Err` is a clause that never quotes a value.
+/// The string `tokens` select in `root`, and the mapping keys on the way to it (what SOPS's
+/// rules look at). `Err` is a clause that never quotes a value.
 pub(crate) fn select_string<'a>(
     root: &'a [(String, Node)],
-    tokens: &[String],
-) -> Result<&'a str, String> {
+    tokens: &'a [String],
+) -> Result<(&'a str, Vec<&'a str>), String> {
     let mut node: Option<&Node> = None;
+    let mut keys = Vec::new();
     for token in tokens {
         node = Some(match node {
-            None => find(root, token)?,
-            Some(Node::Map(items)) => find(items, token)?,
+            None | Some(Node::Map(_)) => {
+                keys.push(token.as_str());
+                match node {
+                    Some(Node::Map(items)) => find(items, token)?,
+                    _ => find(root, token)?,
+                }
+            }
             Some(Node::Seq(items)) => {
                 let index = token
                     .parse::<usize>()
@@ -58,7 +65,7 @@ pub(crate) fn select_string<'a>(
         });
     }
     match node {
-        Some(Node::Scalar(Scalar::Str(s))) => Ok(s),
+        Some(Node::Scalar(Scalar::Str(s))) => Ok((s, keys)),
         Some(other) => Err(format!("selects {}, not a string", what(other))),
         None => Err("selects the whole document, not a string".into()),
     }

@@ -162,6 +162,10 @@ fn a_missing_document_is_bad_input() {
     let error = refused(&fixtures("repo"), "network/missing.sops.yaml", "/a");
     assert!(matches!(error, Error::SecretPath { .. }), "{error}");
     assert_eq!(error.kind(), ErrorKind::BadInput);
+    // A checkout that does not exist: the same (the checkout is canonicalized first).
+    let error = refused(&fixtures("no-such-checkout"), KEYCLOAK, "/a");
+    assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
     // A clean path is read: `./` and doubled slashes are dropped as labctl's path.Clean does.
     assert_eq!(
         get(
@@ -343,30 +347,80 @@ fn sops_rules_on_what_is_encrypted_are_followed() {
             "test-secret",
             "{doc}"
         );
-        assert_eq!(get(&variants, doc, "/database/username"), "admin", "{doc}");
         assert_eq!(get(&variants, doc, "/api/token"), "tok-123", "{doc}");
-        assert_eq!(
-            get(&variants, doc, "/api/region_unencrypted"),
-            "eu-west-1",
-            "{doc}"
-        );
-        assert_eq!(get(&variants, doc, "/note"), "", "{doc}");
         assert!(matches!(
             refused(&variants, doc, "/database/port"),
             Error::SecretPointer { .. }
         ));
     }
+    let doc = "unencrypted-suffix.sops.yaml";
+    assert_eq!(get(&variants, doc, "/database/username"), "admin");
+    assert_eq!(get(&variants, doc, "/note"), "");
+}
+
+/// M1: a value the rules leave in plain text has no GCM tag, and the MAC may not cover it (under
+/// mac_only_encrypted) or its key's name (never hashed): refused, whatever the MAC says.
+#[test]
+fn a_value_stored_in_plain_text_is_refused() {
+    let variants = fixtures("variants");
+    for (doc, pointer) in [
+        ("encrypted-regex.sops.yaml", "/database/username"),
+        ("encrypted-regex.sops.yaml", "/note"),
+        ("mac-only-encrypted.sops.yaml", "/database/host"),
+        ("unencrypted-suffix.sops.yaml", "/api/region_unencrypted"),
+    ] {
+        let error = refused(&variants, doc, pointer);
+        assert!(
+            matches!(error, Error::SecretPlaintext { .. }),
+            "{doc} {pointer}: {error}"
+        );
+        assert_eq!(error.kind(), ErrorKind::BadInput);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the value at {pointer:?} is stored in plain text in {doc}: labflash reads only encrypted values"
+            )
+        );
+    }
+    // The review's cases: a plain value changed under mac_only_encrypted, and two plain keys'
+    // names swapped (values in place), both of which sops accepts.
+    let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
+        doc.replacen("host: db.example.com", "host: db.example.org", 1)
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/host"),
+        Error::SecretPlaintext { .. }
+    ));
+    let (_dir, secrets) = edited("variants/encrypted-regex.sops.yaml", |doc| {
+        doc.replacen("    host: db.example.com", "    HOSTX: db.example.com", 1)
+            .replacen("    username: admin", "    host: admin", 1)
+            .replacen(
+                "    HOSTX: db.example.com",
+                "    username: db.example.com",
+                1,
+            )
+    });
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/host"),
+        Error::SecretPlaintext { .. }
+    ));
+    // The encrypted values of such a document are still read.
+    assert_eq!(
+        get(&secrets, "doc.sops.yaml", "/database/password"),
+        "test-secret"
+    );
 }
 
 #[test]
 fn mac_only_encrypted_covers_the_encrypted_values_only() {
-    // As sops: a plain-text value is outside such a MAC, an encrypted one is not.
+    // As sops: a plain-text value is outside such a MAC (and refused, above), an encrypted one
+    // is not.
     let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
         doc.replacen("host: db.example.com", "host: db.example.org", 1)
     });
     assert_eq!(
-        get(&secrets, "doc.sops.yaml", "/database/host"),
-        "db.example.org"
+        get(&secrets, "doc.sops.yaml", "/database/password"),
+        "test-secret"
     );
     // Without the setting, the same MAC does not hold.
     let (_dir, secrets) = edited("variants/mac-only-encrypted.sops.yaml", |doc| {
@@ -430,4 +484,207 @@ fn the_port_resolves_through_a_trait_object() {
     let resolver: Box<dyn SecretResolver> = Box::new(fixtures("repo"));
     let secret = resolver.resolve(KEYCLOAK, "/database/password").unwrap();
     assert_eq!(format!("{secret:?}"), "***");
+}
+
+/// L6 (a): a document with no rule is read with sops's default `_unencrypted` suffix (sops 3.11.0
+/// decrypts this edit).
+#[test]
+fn no_rule_means_sops_default_unencrypted_suffix() {
+    let (_dir, secrets) = edited("variants/unencrypted-suffix.sops.yaml", |doc| {
+        doc.replacen("    unencrypted_suffix: _unencrypted\n", "", 1)
+    });
+    assert_eq!(get(&secrets, "doc.sops.yaml", "/api/token"), "tok-123");
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/api/region_unencrypted"),
+        Error::SecretPlaintext { .. }
+    ));
+}
+
+/// L6 (b): more than one rule is refused, as sops 3.11.0 refuses this edit ("Cannot use more
+/// than one of encrypted_suffix, …").
+#[test]
+fn more_than_one_rule_is_refused() {
+    let (_dir, secrets) = edited("variants/unencrypted-suffix.sops.yaml", |doc| {
+        doc.replacen(
+            "    unencrypted_suffix: _unencrypted\n",
+            "    unencrypted_suffix: _unencrypted\n    encrypted_regex: ^(password|token)$\n",
+            1,
+        )
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/api/token");
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(error.to_string().contains("more than one"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+}
+
+/// L6 (c): `\w` is ASCII, as in Go: sops encrypted `clé` under `--unencrypted-regex '^\w+$'`
+/// (make.sh), and left `plain_key` in plain text.
+#[test]
+fn regex_classes_are_ascii_as_in_go() {
+    let variants = fixtures("variants");
+    let doc = "unicode-regex.sops.yaml";
+    assert_eq!(get(&variants, doc, "/clé"), "sealed-value");
+    assert!(matches!(
+        refused(&variants, doc, "/plain_key"),
+        Error::SecretPlaintext { .. }
+    ));
+}
+
+/// L6 (d): lastmodified is the MAC's additional data as Go formats it once parsed: `+00:00` and
+/// a fraction read as sops reads them (sops 3.11.0 decrypts both edits), another offset does
+/// not hold (nor in sops), and text that is no RFC 3339 time is refused (as sops refuses it).
+#[test]
+fn lastmodified_is_read_as_go_reads_it() {
+    let stamp = "2026-04-30T00:52:23Z";
+    let with = |text: &'static str| {
+        edited(&format!("repo/{KEYCLOAK}"), |doc| {
+            doc.replacen(stamp, text, 1)
+        })
+    };
+    for same in ["2026-04-30T00:52:23+00:00", "2026-04-30T00:52:23.5Z"] {
+        let (_dir, secrets) = with(same);
+        assert_eq!(
+            get(&secrets, "doc.sops.yaml", "/database/password"),
+            "test-secret"
+        );
+    }
+    let (_dir, secrets) = with("2026-04-30T02:52:23+02:00");
+    assert!(matches!(
+        refused(&secrets, "doc.sops.yaml", "/database/password"),
+        Error::SopsTampered { .. }
+    ));
+    for bad in ["2026-04-30t00:52:23Z", "yesterday"] {
+        let (_dir, secrets) = with(bad);
+        let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+        assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+        assert!(error.to_string().contains("lastmodified"), "{error}");
+    }
+}
+
+/// M2: the review's document (anchors stacking aliases 250 levels deep, 80 times) aborted the
+/// process with a stack overflow; now a clean refusal, before any key is needed.
+#[test]
+fn anchors_and_aliases_are_refused() {
+    let mut doc = String::from("a0: &a0 x\n");
+    for i in 1..=80 {
+        doc.push_str(&format!(
+            "a{i}: &a{i} {}*a{}{}\n",
+            "[".repeat(250),
+            i - 1,
+            "]".repeat(250)
+        ));
+    }
+    let no_keys = AgeIdentities::from_sources(None, None, None).unwrap();
+    let Err(error) = super::string_in_document("doc.sops.yaml", doc.as_bytes(), "/a0", &no_keys)
+    else {
+        panic!("read")
+    };
+    assert!(matches!(error, Error::SopsDocument { .. }), "{error}");
+    assert!(error.to_string().contains("anchors or aliases"), "{error}");
+    // In a real document too.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("database:", "database: &db", 1) + "copy: *db\n"
+    });
+    let error = refused(&secrets, "doc.sops.yaml", "/database/password");
+    assert!(error.to_string().contains("anchors or aliases"), "{error}");
+}
+
+/// L2: only a regular file is read, and at most 16 MiB of it.
+#[cfg(unix)]
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = LocalSecrets::new(dir.path(), keys(LABCTL_KEY));
+    std::fs::create_dir(dir.path().join("folder.sops.yaml")).unwrap();
+    // A FIFO would block the read forever.
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.path().join("fifo.sops.yaml"))
+        .status()
+        .unwrap()
+        .success());
+    for path in ["folder.sops.yaml", "fifo.sops.yaml"] {
+        let error = refused(&secrets, path, "/a");
+        assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+    let big = std::fs::File::create(dir.path().join("big.sops.yaml")).unwrap();
+    big.set_len((16 << 20) + 1).unwrap();
+    let error = refused(&secrets, "big.sops.yaml", "/a");
+    assert!(error.to_string().contains("larger than 16 MiB"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::BadInput);
+}
+
+/// L5: a link in the checkout is followed only where it stays in the checkout.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_checkout_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = Path::new(FIXTURES).join("repo").join(KEYCLOAK);
+    let link = |to: &Path, at: &str| std::os::unix::fs::symlink(to, dir.path().join(at)).unwrap();
+    link(&outside, "out.sops.yaml");
+    link(Path::new("/dev/zero"), "zero.sops.yaml");
+    std::fs::copy(&outside, dir.path().join("real.sops.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    link(Path::new("../real.sops.yaml"), "sub/in.sops.yaml");
+    let secrets = LocalSecrets::new(dir.path(), keys(LABCTL_KEY));
+    for path in ["out.sops.yaml", "zero.sops.yaml"] {
+        let error = refused(&secrets, path, "/database/password");
+        assert!(matches!(error, Error::SecretPath { .. }), "{error}");
+        assert!(
+            error.to_string().contains("out of the secrets checkout"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        get(&secrets, "sub/in.sops.yaml", "/database/password"),
+        "test-secret"
+    );
+}
+
+/// L4: each part of a path is one plain name on every system.
+#[test]
+fn colons_and_windows_device_names_are_refused() {
+    for path in [
+        "compute/C:evil.sops.yaml",
+        "C:evil.sops.yaml",
+        "a/b:stream",
+        "CON",
+        "a/nul.sops.yaml",
+        "Aux/x.sops.yaml",
+        "a/com1.yaml",
+        "LPT9",
+        "a/con .yaml",
+        "prn./x",
+    ] {
+        let error = super::clean_path(path).unwrap_err();
+        assert!(matches!(error, Error::SecretPath { .. }), "{path}: {error}");
+    }
+    for path in [
+        "a/console.sops.yaml",
+        "com10.yaml",
+        "a/lpt.yaml",
+        "nullable/x.yaml",
+    ] {
+        assert!(super::clean_path(path).is_ok(), "{path}");
+    }
+}
+
+/// L7: document text in errors is escaped: a recipient or a key name cannot write to the
+/// terminal.
+#[test]
+fn document_text_in_errors_is_escaped() {
+    let (dir, _) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen(LABCTL_RECIPIENT, "age1\u{1b}[2Jfake", 1)
+    });
+    let secrets = LocalSecrets::new(dir.path(), keys(OTHER_KEY));
+    let message = refused(&secrets, "doc.sops.yaml", "/database/password").to_string();
+    assert!(!message.contains('\u{1b}'), "{message:?}");
+    assert!(message.contains("\\u{1b}"), "{message:?}");
+    // A key name with a newline, in the place of a value that does not decrypt there.
+    let (_dir, secrets) = edited(&format!("repo/{KEYCLOAK}"), |doc| {
+        doc.replacen("    username:", "    \"user\\nname\":", 1)
+    });
+    let message = refused(&secrets, "doc.sops.yaml", "/database/password").to_string();
+    assert!(!message.contains('\n'), "{message:?}");
+    assert!(message.contains("user\\nname"), "{message:?}");
 }

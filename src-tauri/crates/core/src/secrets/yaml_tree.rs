@@ -4,17 +4,21 @@
 //! hashes an unencrypted value's Go rendering (`sops.go` `ToBytes`: `True`, `8080`, `1.5`).
 //! Comments are left out: SOPS keeps them but never hashes them.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 
-/// The most nodes a document may expand to, aliases counted in full: far more than any secrets
-/// file holds, and a bound on what a chain of aliases (`&a [*b, *b, …]`) can make us build.
+/// The most nodes a document may hold: far more than any secrets file holds.
 const MAX_NODES: usize = 1 << 20;
 
+/// The deepest a document may nest: far deeper than any secrets file, and shallow enough that
+/// building, walking and dropping the tree (each recursive) fit in a small thread stack, even
+/// unoptimized (about 5 KiB a level). Checked before a deeper collection is read.
+const MAX_DEPTH: usize = 64;
+
 /// A node of the document. Values are the document's text, decrypted or not: no `Debug`, so no
-/// log shows one.
-#[derive(Clone)]
+/// log shows one. No `Clone` either, and no aliases are read: a tree is as deep as its text,
+/// at most [`MAX_DEPTH`] levels.
 pub(crate) enum Node {
     Map(Vec<(String, Node)>),
     Seq(Vec<Node>),
@@ -44,8 +48,8 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, Node)>, Why> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder {
         events: &mut parser,
-        anchors: HashMap::new(),
         nodes: 0,
+        depth: 0,
     };
     let mut docs = Vec::new();
     while let Some(event) = builder.next()? {
@@ -78,12 +82,15 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, Node)>, Why> {
     }
 }
 
+const ALIASES: &str =
+    "it uses YAML anchors or aliases (& or *), which sops never writes (it writes every value out)";
+
 struct Builder<'p, 'i> {
     events: &'p mut Parser<'i, granit_parser::StrInput<'i>>,
-    /// Each anchored node, with how many nodes it counts for.
-    anchors: HashMap<usize, (Node, usize)>,
     /// Nodes built so far, against [`MAX_NODES`].
     nodes: usize,
+    /// Collections open around the node being built, against [`MAX_DEPTH`].
+    depth: usize,
 }
 
 impl<'i> Builder<'_, 'i> {
@@ -104,16 +111,34 @@ impl<'i> Builder<'_, 'i> {
             .ok_or_else(|| "it ends in the middle".to_string())
     }
 
-    /// The node `event` starts (reading the events of its children).
+    /// The node `event` starts (reading the events of its children). Anchors and aliases are
+    /// refused: sops writes every tree expanded, so a document sops wrote has none, and an alias
+    /// would let a small text make a tree deeper or larger than its text.
     fn node(&mut self, event: Event<'i>) -> Result<Node, Why> {
-        let first = self.nodes;
         self.count(1)?;
-        let (node, anchor) = match event {
-            Event::Scalar(text, style, anchor, tag) => {
-                let tag = tag.map(|t| (t.handle().to_string(), t.suffix().to_string()));
-                (Node::Scalar(resolve(&text, style, tag)?), anchor)
+        match &event {
+            Event::Scalar(_, _, anchor, _)
+            | Event::SequenceStart(_, anchor, _)
+            | Event::MappingStart(_, anchor, _)
+                if *anchor != 0 =>
+            {
+                return Err(ALIASES.into())
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::Alias(_) => return Err(ALIASES.into()),
+            _ => {}
+        }
+        Ok(match event {
+            Event::Scalar(text, style, _, tag) => {
+                let tag = tag.map(|t| (t.handle().to_string(), t.suffix().to_string()));
+                Node::Scalar(resolve(&text, style, tag)?)
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.depth >= MAX_DEPTH => {
+                return Err(format!(
+                    "it nests deeper than {MAX_DEPTH} levels; labflash reads flatter SOPS documents"
+                ))
+            }
+            Event::SequenceStart(..) => {
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     match self.expect_next()? {
@@ -121,10 +146,13 @@ impl<'i> Builder<'_, 'i> {
                         event => items.push(self.node(event)?),
                     }
                 }
-                (Node::Seq(items), anchor)
+                self.depth -= 1;
+                Node::Seq(items)
             }
-            Event::MappingStart(_, anchor, _) => {
+            Event::MappingStart(..) => {
+                self.depth += 1;
                 let mut items: Vec<(String, Node)> = Vec::new();
+                let mut seen: HashSet<String> = HashSet::new();
                 loop {
                     let key = match self.expect_next()? {
                         Event::MappingEnd => break,
@@ -134,40 +162,23 @@ impl<'i> Builder<'_, 'i> {
                     let Node::Scalar(Scalar::Str(key)) = key else {
                         return Err("a mapping has a key that is not a string".into());
                     };
-                    if items.iter().any(|(k, _)| *k == key) {
+                    if !seen.insert(key.clone()) {
                         return Err(format!("the key {key:?} appears twice in one mapping"));
                     }
                     let event = self.expect_next()?;
                     items.push((key, self.node(event)?));
                 }
-                (Node::Map(items), anchor)
-            }
-            Event::Alias(id) => {
-                let size = self
-                    .anchors
-                    .get(&id)
-                    .map(|(_, size)| *size)
-                    .ok_or_else(|| "an alias names no anchor before it".to_string())?;
-                // Counted before it is copied.
-                self.count(size)?;
-                let node = self.anchors[&id].0.clone();
-                return Ok(node);
+                self.depth -= 1;
+                Node::Map(items)
             }
             _ => return Err("it has a YAML construct SOPS does not read".into()),
-        };
-        if anchor != 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), self.nodes - first));
-        }
-        Ok(node)
+        })
     }
 
     fn count(&mut self, more: usize) -> Result<(), Why> {
         self.nodes = self.nodes.saturating_add(more);
         if self.nodes > MAX_NODES {
-            return Err(format!(
-                "it expands to more than {MAX_NODES} values (through its aliases)"
-            ));
+            return Err(format!("it holds more than {MAX_NODES} values"));
         }
         Ok(())
     }
@@ -284,11 +295,86 @@ mod tests {
     }
 
     #[test]
-    fn keeps_key_order_and_resolves_aliases() {
-        let doc = parse("b: &x [1, 2]\na: *x\n").unwrap();
+    fn keeps_key_order() {
+        let doc = parse("b: [1, 2]\na: x\n").unwrap();
         let keys: Vec<&str> = doc.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["b", "a"]);
-        assert!(matches!(&doc[1].1, Node::Seq(items) if items.len() == 2));
+        assert!(matches!(&doc[0].1, Node::Seq(items) if items.len() == 2));
+    }
+
+    /// The review's repro (M2): anchors stacking 250 levels each overflowed the stack while the
+    /// tree was built, cloned and dropped. Now refused at the first anchor, on a test thread's
+    /// 2 MiB stack.
+    #[test]
+    fn refuses_anchors_and_aliases() {
+        let mut deep = String::from("a0: &a0 x\n");
+        for i in 1..=80 {
+            deep.push_str(&format!(
+                "a{i}: &a{i} {}*a{}{}\n",
+                "[".repeat(250),
+                i - 1,
+                "]".repeat(250)
+            ));
+        }
+        for doc in [
+            deep.as_str(),
+            "a: &a x\n",
+            "a: &a [1]\nb: [*a, *a]\n",
+            "a: &a {k: v}\nb:\n  <<: *a\n",
+        ] {
+            assert!(parse(doc).is_err_and(|why| why.contains("anchors or aliases")));
+        }
+        // An alias to no anchor: granit refuses it.
+        assert!(parse("a: x\nb: *a\n").is_err());
+    }
+
+    /// Without aliases the tree is as deep as the text, and the text at most MAX_DEPTH levels
+    /// deep: a deeper one is refused cleanly, before it is built, and the deepest one allowed
+    /// is built and dropped on a 1 MiB stack (half a test thread's or a tokio worker's; an
+    /// unoptimized build takes about 5 KiB a level, so granit's own limits, 255 flow and 255
+    /// block levels, overflowed 2 MiB).
+    #[test]
+    fn deep_nesting_is_refused_cleanly_on_a_small_stack() {
+        let flow = |n: usize| format!("a: {}x{}\n", "[".repeat(n), "]".repeat(n));
+        let block = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{}k:\n", " ".repeat(i)))
+                .collect::<String>()
+                + &" ".repeat(n)
+                + "x\n"
+        };
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                for deep in [
+                    flow(MAX_DEPTH),
+                    flow(100_000),
+                    block(MAX_DEPTH + 1),
+                    block(600),
+                ] {
+                    // Ours, or granit's own limit when its scanner sees it first.
+                    let why = parse(&deep).err().unwrap_or_default();
+                    assert!(
+                        why.contains("nests deeper") || why.contains("recursion limit"),
+                        "{why}"
+                    );
+                }
+                drop(parse(&flow(MAX_DEPTH - 1)).unwrap());
+                drop(parse(&block(MAX_DEPTH)).unwrap());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// L3: duplicate keys are found with a set, not by scanning each mapping (80,000 keys took
+    /// 25 s).
+    #[test]
+    fn many_keys_parse_quickly() {
+        let doc: String = (0..80_000).map(|i| format!("key{i:07}: 1\n")).collect();
+        let start = std::time::Instant::now();
+        assert_eq!(parse(&doc).unwrap().len(), 80_000);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
@@ -298,7 +384,7 @@ mod tests {
         assert!(parse("a: 1\na: 2\n").is_err());
         assert!(parse("a: 1\n---\nb: 2\n").is_err());
         assert!(parse("a: [\n").is_err());
-        // A chain of aliases doubling at each step: refused before it is built.
+        // A chain of aliases doubling at each step: refused at its first anchor.
         let mut bomb = String::from("a0: &a0 [x, x]\n");
         for i in 1..40 {
             bomb.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));

@@ -210,9 +210,24 @@ pub struct Built {
     /// labflash's: who signed the index that gave the digest; null when it was read unsigned.
     #[serde(rename = "indexSignedBy")]
     pub index_signed_by: Option<String>,
+    /// labflash's: each trusted client certificate seeded into the image, by name, with its
+    /// fingerprint, for the operator to compare with the one they expect (the secrets' checks
+    /// prove the document was sealed for a key they hold, not who wrote it).
+    #[serde(rename = "clientCertificates")]
+    pub client_certificates: Vec<ClientCertificate>,
     /// labflash's: what the operator should know before flashing (absent when nothing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// A trusted client certificate the seed holds: its name in the config, the SHA-256 of its DER
+/// (lowercase hex: `openssl x509 -noout -fingerprint -sha256` without the colons) and its
+/// subject.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClientCertificate {
+    pub name: String,
+    pub sha256: String,
+    pub subject: String,
 }
 
 /// Parses and checks an IncusOS ImageBuild document. `name` is what labctl calls it in its
@@ -491,6 +506,7 @@ pub async fn build(
         source_url: located.url.to_string(),
         source_sha256: located.sha256,
         index_signed_by: located.signed_by,
+        client_certificates: seed.certificates,
         warnings: seed.warnings,
     })
 }

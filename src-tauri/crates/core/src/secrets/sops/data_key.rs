@@ -32,7 +32,8 @@ pub(crate) fn unseal(stanzas: &[AgeStanza], ids: &AgeIdentities) -> Result<[u8; 
 }
 
 fn open(stanza: &AgeStanza, ids: &AgeIdentities) -> Result<[u8; 32], Unseal> {
-    let whose = &stanza.recipient;
+    // Document text, printed escaped.
+    let whose = format!("{:?}", stanza.recipient);
     let reason = |e: DecryptError| match e {
         DecryptError::NoMatchingKeys => Unseal::NoMatch,
         DecryptError::InvalidMac | DecryptError::DecryptionFailed => Unseal::Tampered(format!(

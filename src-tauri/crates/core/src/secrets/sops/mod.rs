@@ -35,9 +35,25 @@ const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
+/// A decrypted document: its values (metadata removed) and the rule that says which of them
+/// were encrypted.
+pub(crate) struct Decrypted {
+    pub items: Vec<(String, Node)>,
+    rules: Rules,
+}
+
+impl Decrypted {
+    /// Whether the value at the mapping keys `keys` (outermost first) was stored encrypted:
+    /// one the rule leaves in plain text is not covered by a GCM tag, and under
+    /// `mac_only_encrypted` not by the MAC either, and the MAC never covers key names.
+    pub(crate) fn was_encrypted(&self, keys: &[&str]) -> bool {
+        self.rules.encrypts(keys)
+    }
+}
+
 /// The plaintext of the document `text` (named `name` in errors), its metadata removed. Errors
-/// never quote a value or a key.
-pub(crate) fn decrypt(text: &str, name: &str, ids: &AgeIdentities) -> Result<Vec<(String, Node)>> {
+/// never quote a value; key names and recipients are printed escaped.
+pub(crate) fn decrypt(text: &str, name: &str, ids: &AgeIdentities) -> Result<Decrypted> {
     let document = |why: String| Error::SopsDocument {
         path: name.to_string(),
         why,
@@ -67,7 +83,7 @@ pub(crate) fn decrypt(text: &str, name: &str, ids: &AgeIdentities) -> Result<Vec
             recipients: meta
                 .age
                 .iter()
-                .map(|s| s.recipient.as_str())
+                .map(|s| format!("{:?}", s.recipient))
                 .collect::<Vec<_>>()
                 .join(", "),
         },
@@ -113,7 +129,10 @@ pub(crate) fn decrypt(text: &str, name: &str, ids: &AgeIdentities) -> Result<Vec
             "its MAC does not match its values (one was changed, added, removed or moved)".into(),
         ));
     }
-    Ok(items)
+    Ok(Decrypted {
+        items,
+        rules: meta.rules,
+    })
 }
 
 enum Problem {
@@ -138,7 +157,13 @@ type Step = std::result::Result<(), (String, Problem)>;
 impl Walk<'_> {
     fn enter(&mut self, key: &str, f: impl FnOnce(&mut Self) -> Step) -> Step {
         self.keys.push(key.to_string());
-        self.place.push(key.replace('~', "~0").replace('/', "~1"));
+        // Escaped: a key name is document text, printed in errors.
+        self.place.push(
+            key.replace('~', "~0")
+                .replace('/', "~1")
+                .escape_debug()
+                .to_string(),
+        );
         let step = f(self);
         self.keys.pop();
         self.place.pop();

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{IncusSeed, Seed};
+use sha2::{Digest, Sha256};
+
+use super::{ClientCertificate, IncusSeed, Seed};
 use crate::error::{Error, Result};
 use crate::secrets::SecretResolver;
 use crate::sources::{incus, incus_seed};
@@ -19,14 +21,17 @@ use crate::sources::{incus, incus_seed};
 pub(super) struct SeedArchive {
     pub tar: Vec<u8>,
     pub warnings: Vec<String>,
+    /// Each trusted client certificate seeded, by fingerprint: what the operator checks.
+    pub certificates: Vec<ClientCertificate>,
 }
 
 /// Resolves the certificates, renders both files, checks them as incus-osd reads them, and
 /// archives them in labctl's order.
 pub(super) fn archive(seed: &Seed, secrets: &dyn SecretResolver) -> Result<SeedArchive> {
+    let (incus, certificates) = incus_yaml(&seed.incus, secrets)?;
     let files = vec![
         ("applications.yaml".to_string(), applications_yaml(seed)),
-        ("incus.yaml".to_string(), incus_yaml(&seed.incus, secrets)?),
+        ("incus.yaml".to_string(), incus),
     ];
     for (name, bytes) in &files {
         incus_seed::check_file(name, bytes)?;
@@ -35,6 +40,7 @@ pub(super) fn archive(seed: &Seed, secrets: &dyn SecretResolver) -> Result<SeedA
     Ok(SeedArchive {
         tar: incus::seed_archive(&files)?,
         warnings: incus_seed::warnings(&names),
+        certificates,
     })
 }
 
@@ -47,7 +53,11 @@ fn applications_yaml(seed: &Seed) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn incus_yaml(incus: &IncusSeed, secrets: &dyn SecretResolver) -> Result<Vec<u8>> {
+fn incus_yaml(
+    incus: &IncusSeed,
+    secrets: &dyn SecretResolver,
+) -> Result<(Vec<u8>, Vec<ClientCertificate>)> {
+    let mut certificates = Vec::new();
     let mut out = format!(
         "version: {}\napply_defaults: {}\npreseed:\n",
         quoted(&incus.version),
@@ -65,7 +75,7 @@ fn incus_yaml(incus: &IncusSeed, secrets: &dyn SecretResolver) -> Result<Vec<u8>
     for cert in &incus.preseed.certificates {
         let secret_ref = &cert.certificate.secret_ref;
         let pem = secrets.resolve(&secret_ref.path, &secret_ref.pointer)?;
-        check_certificate(pem.expose()).map_err(|why| {
+        let (sha256, subject) = check_certificate(pem.expose()).map_err(|why| {
             Error::BadInput(format!(
                 "the trusted client certificate {:?} ({}{}) is not a PEM X.509 certificate: {why}; Incus's preseed would fail on first boot",
                 cert.name, secret_ref.path, secret_ref.pointer
@@ -77,21 +87,40 @@ fn incus_yaml(incus: &IncusSeed, secrets: &dyn SecretResolver) -> Result<Vec<u8>
             quoted(&cert.kind),
             quoted(pem.expose())
         ));
+        certificates.push(ClientCertificate {
+            name: cert.name.clone(),
+            sha256,
+            subject,
+        });
     }
-    Ok(out.into_bytes())
+    Ok((out.into_bytes(), certificates))
 }
 
-/// One PEM `CERTIFICATE` block holding a DER X.509 certificate. The reason never quotes the text.
-fn check_certificate(pem: &str) -> std::result::Result<(), String> {
+/// One PEM `CERTIFICATE` block holding a DER X.509 certificate: its DER's SHA-256 (lowercase
+/// hex) and its subject (control characters escaped). The reason never quotes the text.
+fn check_certificate(pem: &str) -> std::result::Result<(String, String), String> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|_| "it holds no PEM block".to_string())?;
     if block.label != "CERTIFICATE" {
         return Err(format!("its PEM block is a {}", block.label));
     }
-    block
+    let cert = block
         .parse_x509()
-        .map(|_| ())
-        .map_err(|_| "its PEM block is not a DER X.509 certificate".to_string())
+        .map_err(|_| "its PEM block is not a DER X.509 certificate".to_string())?;
+    let subject = cert
+        .subject()
+        .to_string()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    Ok((hex::encode(Sha256::digest(&block.contents)), subject))
 }
 
 /// `text` as a YAML double-quoted scalar: JSON's escapes for `"` and `\`, and `\uXXXX` for every
