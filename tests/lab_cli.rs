@@ -319,6 +319,19 @@ fn a_lab_that_shares_or_lacks_a_drive_is_refused_with_nothing_written() {
         "{}",
         lacking.stderr
     );
+    // A factory's key is for a lab of ImageBuild configs; a lab naming its image has none.
+    let keyed = run_in(
+        dir.path(),
+        &["lab", "lab.yaml", "--yes", "--factory-key", "key.pem"],
+    );
+    assert_eq!(keyed.code, 2, "{}", keyed.stderr);
+    assert!(
+        keyed
+            .stderr
+            .contains("--factory-key is for a lab of labctl ImageBuild configs"),
+        "{}",
+        keyed.stderr
+    );
     let typo = lab("    to: /dev/null\n    hostnme: x\n");
     assert_eq!(typo.code, 2, "{}", typo.stderr);
     assert!(

@@ -96,6 +96,11 @@ pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> Exi
             Some(text) => lab_file::parse(text, &args.file)?,
             None => lab_file::from_folder(&args.file)?,
         };
+        if args.factory_key.is_some() && file.factory.is_none() {
+            return Err(Failure::usage(
+                "--factory-key is for a lab of labctl ImageBuild configs, whose image an Image Factory signs",
+            ));
+        }
         let base = args
             .file
             .parent()
@@ -116,18 +121,10 @@ pub async fn run(args: LabArgs, out: &Output, cancel: &CancellationToken) -> Exi
     source_args.allow_unverified |= lab.allow_unverified;
     // A lab of ImageBuild configs writes an Image Factory's asset: its signature is checked
     // as `talos build` checks it.
-    let factory = match (lab.factory, args.factory_key) {
-        (Some(trust), key) => Some(FactoryTrust {
-            given_key: key.or(trust.given_key),
-            ..trust
-        }),
-        (None, Some(_)) => {
-            return out.fail(Failure::usage(
-                "--factory-key is for a lab of labctl ImageBuild configs, whose image an Image Factory signs",
-            ))
-        }
-        (None, None) => None,
-    };
+    let factory = lab.factory.map(|trust| FactoryTrust {
+        given_key: args.factory_key.or(trust.given_key),
+        ..trust
+    });
     let result = flash_nodes(
         &lab.source,
         factory,
