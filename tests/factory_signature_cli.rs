@@ -704,3 +704,25 @@ fn an_unsigned_asset_is_said_to_be_unsigned() {
     );
     assert!(r.stderr.contains("served no signature"), "{}", r.stderr);
 }
+
+/// The factory's key is taken from its own origin only: a redirect elsewhere is refused, and
+/// nothing is pinned (review finding 5).
+#[test]
+fn a_factory_key_served_through_a_redirect_is_refused() {
+    let archive = xz_single(&image_like(1 << 20, 104));
+    let key = p256();
+    let f = signed_factory("nocloud-amd64.raw.xz", &archive, &key);
+    let elsewhere = Server::start();
+    elsewhere.put(KEY_PATH, key.public_key_pem().into_bytes());
+    f.script(
+        KEY_PATH,
+        vec![Reply::Redirect(302, elsewhere.url(KEY_PATH))],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("redirected to"), "{error}");
+    assert!(cached_files(cache.path()).is_empty());
+    assert_eq!(f.body_gets(&asset("nocloud-amd64.raw.xz")), 0);
+}

@@ -249,7 +249,7 @@ async fn settle_key(
         Known::Pinned(key, path) => (Some(key), path),
         Known::Unseen(path) => (None, path),
     };
-    let served_text = http.get_text(&trust.key_url, cancel).await?;
+    let served_text = http.get_text_direct(&trust.key_url, cancel).await?;
     let key_url = credentials::redact(&trust.key_url);
     let served = FactoryKey::from_pem(&served_text)
         .map_err(|why| refuse(format!("the factory's key {key_url} cannot be used: {why}")))?;
