@@ -103,12 +103,26 @@ pub enum Checked {
 pub struct PendingPin {
     path: PathBuf,
     key: FactoryKey,
+    /// The asset, as it may be shown.
+    asset: String,
 }
 
 impl PendingPin {
-    /// Pins the key (see [`factory_key::pin`]).
+    /// Pins the key (see [`factory_key::pin`]); another key pinned meanwhile (by another run) is
+    /// kept and this run refused.
     pub fn commit(&self, cache: &Cache) -> Result<()> {
-        factory_key::pin(cache, &self.path, &self.key)
+        match factory_key::pin(cache, &self.path, &self.key)? {
+            None => Ok(()),
+            Some(there) => Err(Error::BadSignature {
+                what: self.asset.clone(),
+                reason: format!(
+                    "it was signed with the key {}, but another run pinned the key {} for the factory meanwhile in {}; run again to check it against the pinned key",
+                    self.key.fingerprint(),
+                    there.fingerprint(),
+                    self.path.display()
+                ),
+            }),
+        }
     }
 }
 
@@ -221,6 +235,7 @@ pub async fn check(
             .clone()
             .expect("a key pinned now has its file"),
         key,
+        asset: shown.clone(),
     });
     Ok(Checked::Signed {
         digest: signed.digest,
