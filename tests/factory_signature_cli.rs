@@ -726,3 +726,25 @@ fn a_factory_key_served_through_a_redirect_is_refused() {
     assert!(cached_files(cache.path()).is_empty());
     assert_eq!(f.body_gets(&asset("nocloud-amd64.raw.xz")), 0);
 }
+
+/// A factory's `.sha512` of another file is refused (review finding 8).
+#[test]
+fn a_sha512_naming_another_file_is_refused() {
+    let archive = xz_single(&image_like(1 << 20, 105));
+    let name = "nocloud-amd64.raw.xz";
+    let g = Server::start();
+    answer_like(&g, Edition::Enterprise);
+    g.put(&asset(name), archive.clone());
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(&archive))
+    };
+    g.put(
+        &format!("{}.sha512", asset(name)),
+        format!("{sha512}  metal-arm64.raw.xz\n").into_bytes(),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&g, cache.path(), &[]);
+    assert_refused(&r, cache.path(), &["metal-arm64.raw.xz", name]);
+    assert_eq!(g.body_gets(&asset(name)), 0);
+}

@@ -417,7 +417,7 @@ pub(crate) async fn expected_digest(
                 let shown = credentials::redact(&sidecar).to_string();
                 let mut settled = match source {
                     DigestSource::Sha512 => Settled {
-                        sha512: Some(sha512::parse_sidecar(&text, &shown)?),
+                        sha512: Some(sha512::parse_sidecar(&text, &shown, &file_name(&req.url))?),
                         ..Settled::new(None, source)
                     },
                     _ => Settled::new(Some(digest::parse_sidecar(&text, &shown)?), source),
