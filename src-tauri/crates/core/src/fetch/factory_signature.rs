@@ -87,7 +87,7 @@ pub enum Checked {
         digest: Sha256Digest,
         signature: FactorySignature,
         /// A key seen for the first time: pinned only once the download matched `digest`.
-        pin: Option<PendingPin>,
+        pin: Option<Box<PendingPin>>,
     },
     /// The factory signs keyless, and no key is pinned or given for it: labflash cannot check
     /// that offline and did not.
@@ -229,13 +229,15 @@ pub async fn check(
         )));
     }
     // Pinned only once the download matched what it signed (see `PendingPin`).
-    let pin = (how == KeyTrust::PinnedNow).then(|| PendingPin {
-        path: signature
-            .pin_file
-            .clone()
-            .expect("a key pinned now has its file"),
-        key,
-        asset: shown.clone(),
+    let pin = (how == KeyTrust::PinnedNow).then(|| {
+        Box::new(PendingPin {
+            path: signature
+                .pin_file
+                .clone()
+                .expect("a key pinned now has its file"),
+            key,
+            asset: shown.clone(),
+        })
     });
     Ok(Checked::Signed {
         digest: signed.digest,

@@ -388,7 +388,7 @@ pub(crate) async fn expected_digest(
                 return Ok(Settled {
                     warnings: signature.warning().into_iter().collect(),
                     signature: Some(signature),
-                    pin,
+                    pin: pin.map(|pin| *pin),
                     ..Settled::new(Some(digest), DigestSource::Signature)
                 });
             }
