@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::factory::{answer_like, bundle, fingerprint, p256, Edition};
-use common::server::{Request, Server};
+use common::server::{Reply, Request, Server};
 use common::*;
 use rcgen::KeyPair;
 
@@ -59,8 +59,14 @@ fn talos_fetch(f: &Server, cache: &Path, extra: &[&str]) -> Run {
     run(&args)
 }
 
-/// Refused: exit 1, the error names `words`, and neither the archive nor a temp file is left.
+/// Refused: exit 1, the error names `words`, and nothing is left in the cache: no archive, no
+/// temp file, no key pinned.
 fn assert_refused(r: &Run, cache: &Path, words: &[&str]) {
+    assert_refused_keeping(r, cache, words, &[]);
+}
+
+/// As `assert_refused`, where `kept` (a key pinned by an earlier run) was there before.
+fn assert_refused_keeping(r: &Run, cache: &Path, words: &[&str], kept: &[&Path]) {
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let error = r.json()["error"].as_str().unwrap().to_string();
     for word in words {
@@ -68,7 +74,7 @@ fn assert_refused(r: &Run, cache: &Path, words: &[&str]) {
     }
     let left: Vec<_> = cached_files(cache)
         .into_iter()
-        .filter(|p| !p.starts_with(cache.join("factory-keys")))
+        .filter(|p| !kept.contains(&p.as_path()))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -237,7 +243,7 @@ fn a_changed_factory_key_is_refused_until_the_operator_says_which_is_right() {
         .unwrap();
     let r = talos_fetch(&f, cache.path(), &[]);
     let pin_shown = pin.display().to_string();
-    assert_refused(
+    assert_refused_keeping(
         &r,
         cache.path(),
         &[
@@ -246,6 +252,7 @@ fn a_changed_factory_key_is_refused_until_the_operator_says_which_is_right() {
             "--factory-key",
             &pin_shown,
         ],
+        &[&pin],
     );
     assert_eq!(std::fs::read_to_string(&pin).unwrap(), old.public_key_pem());
 
@@ -541,4 +548,203 @@ async fn the_app_s_prepared_and_streamed_talos_sources_name_the_signer() {
     assert_eq!(opened.digest_source, DigestSource::Signature);
     assert_eq!(opened.signed_by.as_deref(), Some(signer.as_str()));
     assert_eq!(opened.expected.unwrap().hex(), sha256_hex(&archive));
+
+    // Opened with a key first seen: nothing is pinned before the streamed bytes match.
+    let fresh = Cache::open(dir.path().join("fresh")).unwrap();
+    let opened = labflash_core::flash::stream::open(
+        &http,
+        &fresh,
+        &FetchRequest::of(located.source.parse().unwrap(), &located),
+        &cancel,
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(opened.digest_source, DigestSource::Signature);
+    let kept = cached_files(&dir.path().join("fresh"));
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+/// Once the factory's key is pinned, or one is given, its signature is required: a bundle not
+/// served (whatever the status), keyless or naming a certificate beside its key is refused, and
+/// no checksum file is taken in its place (review finding 1 and 2).
+#[test]
+fn a_pinned_or_given_key_requires_the_factory_s_signature() {
+    let archive = xz_single(&image_like(1 << 20, 101));
+    let evil = xz_single(&image_like(1 << 20, 102));
+    let key = p256();
+    let name = "nocloud-amd64.raw.xz";
+    let bundle_path = format!("{}.sigstore.json", asset(name));
+    let f = signed_factory(name, &archive, &key);
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["digestSource"], "signature");
+    let pin = files_under(&cache.path().join("factory-keys"))
+        .pop()
+        .unwrap();
+    let forget_downloads = || {
+        for dir in ["downloads", "images"] {
+            let _ = std::fs::remove_dir_all(cache.path().join(dir));
+        }
+    };
+    forget_downloads();
+
+    // Another archive with its own .sha256 (or only a .sha512), the bundle not served.
+    f.put_with_sidecar(&asset(name), evil.clone());
+    for status in [400, 402, 404, 405, 410] {
+        f.script(&bundle_path, vec![Reply::Status(status)]);
+        let r = talos_fetch(&f, cache.path(), &[]);
+        assert_refused_keeping(
+            &r,
+            cache.path(),
+            &[
+                "serves no signature",
+                &format!("HTTP {status}"),
+                &fingerprint(&key),
+            ],
+            &[&pin],
+        );
+        assert_eq!(
+            f.body_gets(&asset(name)),
+            1,
+            "downloaded after HTTP {status}"
+        );
+    }
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(&evil))
+    };
+    f.put(
+        &format!("{}.sha512", asset(name)),
+        format!("{sha512}  {name}\n").into_bytes(),
+    );
+    f.script(&format!("{}.sha256", asset(name)), vec![Reply::Status(404)]);
+    f.script(&bundle_path, vec![Reply::Status(404)]);
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_refused_keeping(&r, cache.path(), &["serves no signature"], &[&pin]);
+
+    // A keyless bundle where a key is pinned.
+    let keyless = br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"certificate":{"rawBytes":"MIIB"}},"messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":"AA=="},"signature":"AA=="}}"#;
+    f.put(&bundle_path, keyless.to_vec());
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_refused_keeping(&r, cache.path(), &["keyless", &fingerprint(&key)], &[&pin]);
+
+    // The factory's own valid bundle with an empty certificate beside its key: malformed,
+    // refused with a key pinned or not.
+    let mut both: serde_json::Value = serde_json::from_slice(&bundle(&key, &key, &evil)).unwrap();
+    both["verificationMaterial"]["certificate"] = serde_json::json!({});
+    f.put(&bundle_path, both.to_string().into_bytes());
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_refused_keeping(
+        &r,
+        cache.path(),
+        &["both a public key and a certificate"],
+        &[&pin],
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&f, fresh.path(), &[]);
+    assert_refused(&r, fresh.path(), &["both a public key and a certificate"]);
+    assert_eq!(f.body_gets(&asset(name)), 1, "downloaded all the same");
+
+    // A given key: the bundle not served is refused too.
+    let keys = tempfile::tempdir().unwrap();
+    let given = keys.path().join("factory.pem");
+    std::fs::write(&given, key.public_key_pem()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    f.script(&bundle_path, vec![Reply::Status(404)]);
+    let r = talos_fetch(
+        &f,
+        fresh.path(),
+        &["--factory-key", given.to_str().unwrap()],
+    );
+    assert_refused(&r, fresh.path(), &["serves no signature", "--factory-key"]);
+
+    // A given key file that cannot be read: bad input, before any request.
+    f.clear_log();
+    let missing = keys.path().join("nonexistent.pem");
+    let r = talos_fetch(
+        &f,
+        fresh.path(),
+        &["--factory-key", missing.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the factory key"),
+        "{}",
+        r.stdout
+    );
+    assert!(f.gets(&bundle_path).is_empty(), "the bundle was asked for");
+    assert_eq!(f.body_gets(&asset(name)), 0);
+}
+
+/// A factory never seen signing that serves no signature: its checksum file vouches, and the
+/// operator is told no signature was served.
+#[test]
+fn an_unsigned_asset_is_said_to_be_unsigned() {
+    let archive = xz_single(&image_like(1 << 20, 103));
+    let name = "nocloud-amd64.raw.xz";
+    let f = Server::start();
+    answer_like(&f, Edition::Enterprise);
+    f.put_with_sidecar(&asset(name), archive);
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json = r.json();
+    assert_eq!(json["digestSource"], "sidecar");
+    assert!(
+        json["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("served no signature of this asset"),
+        "{json}"
+    );
+    assert!(r.stderr.contains("served no signature"), "{}", r.stderr);
+}
+
+/// The factory's key is taken from its own origin only: a redirect elsewhere is refused, and
+/// nothing is pinned (review finding 5).
+#[test]
+fn a_factory_key_served_through_a_redirect_is_refused() {
+    let archive = xz_single(&image_like(1 << 20, 104));
+    let key = p256();
+    let f = signed_factory("nocloud-amd64.raw.xz", &archive, &key);
+    let elsewhere = Server::start();
+    elsewhere.put(KEY_PATH, key.public_key_pem().into_bytes());
+    f.script(
+        KEY_PATH,
+        vec![Reply::Redirect(302, elsewhere.url(KEY_PATH))],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&f, cache.path(), &[]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("redirected to"), "{error}");
+    assert!(cached_files(cache.path()).is_empty());
+    assert_eq!(f.body_gets(&asset("nocloud-amd64.raw.xz")), 0);
+}
+
+/// A factory's `.sha512` of another file is refused (review finding 8).
+#[test]
+fn a_sha512_naming_another_file_is_refused() {
+    let archive = xz_single(&image_like(1 << 20, 105));
+    let name = "nocloud-amd64.raw.xz";
+    let g = Server::start();
+    answer_like(&g, Edition::Enterprise);
+    g.put(&asset(name), archive.clone());
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(&archive))
+    };
+    g.put(
+        &format!("{}.sha512", asset(name)),
+        format!("{sha512}  metal-arm64.raw.xz\n").into_bytes(),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let r = talos_fetch(&g, cache.path(), &[]);
+    assert_refused(&r, cache.path(), &["metal-arm64.raw.xz", name]);
+    assert_eq!(g.body_gets(&asset(name)), 0);
 }

@@ -72,6 +72,13 @@ pub enum Error {
     #[error("the checksum file {url} starts with {token:?}, which is not a 128-digit hex SHA-512")]
     Sha512Malformed { url: String, token: String },
 
+    #[error("the checksum file {url} is of the file {named:?}, not of {asset:?}")]
+    ChecksumOfAnotherFile {
+        url: String,
+        named: String,
+        asset: String,
+    },
+
     /// `why` is one clause: what the server answered instead of a checksum.
     #[error("{url} has no published checksum: {why}")]
     NoExpectedDigest { url: String, why: String },
@@ -214,6 +221,7 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::ReadBackMismatch { .. }
             | Error::Sha512Mismatch { .. }
+            | Error::ChecksumOfAnotherFile { .. }
             | Error::BadSignature { .. } => ErrorKind::DigestMismatch,
             // Exit 1, not 2: like a signature that does not hold, the bytes are not the ones
             // their author sealed. The path, pointer and key were right (the data key opened);

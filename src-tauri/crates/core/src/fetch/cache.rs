@@ -242,6 +242,21 @@ impl CacheTemp {
     }
 }
 
+impl CacheTemp {
+    /// fsyncs the file and gives it its final name only if nothing has that name yet (never
+    /// replacing what is there); `false` when something did. The temp file is removed either way.
+    pub fn commit_new(self) -> Result<bool> {
+        let file = self.file.as_ref().expect("open until committed");
+        file.sync_all().map_err(io_at(&self.path))?;
+        match self.dir.link_new(&self.name, &self.final_name) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(&self.final_path, e)),
+        }
+        // Dropped here: the temp name goes, the final one (if made) stays.
+    }
+}
+
 impl Write for CacheTemp {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.as_file_mut().write(buf)

@@ -117,12 +117,17 @@ fn key_type(info: &SubjectPublicKeyInfoRef<'_>) -> String {
     }
 }
 
-/// Where a factory's key is pinned: one file per origin (scheme, host, port), named without any
-/// credentials, under `<cache>/factory-keys/`; `cache clear` keeps it.
+/// Where a factory's key is pinned: one file per origin (scheme, host without a trailing dot,
+/// port), under `<cache>/factory-keys/`, named `<scheme>_<host>_<port>-<hex>.pem`: the readable
+/// part has every other character than a letter, digit, `.`, `-` and `_` as `_`, and `<hex>` is
+/// the SHA-256 of the origin `<scheme>://<host>:<port>`, so two origins never share a file. No
+/// credentials are in it; `cache clear` keeps it.
 pub fn pin_path(cache: &Cache, factory: &Url) -> PathBuf {
     let host = factory.host_str().unwrap_or("");
+    let host = host.strip_suffix('.').unwrap_or(host);
     let port = factory.port_or_known_default().unwrap_or(0);
-    let name: String = format!("{}_{host}_{port}.pem", factory.scheme())
+    let origin = format!("{}://{host}:{port}", factory.scheme());
+    let readable: String = format!("{}_{host}_{port}", factory.scheme())
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -132,6 +137,10 @@ pub fn pin_path(cache: &Cache, factory: &Url) -> PathBuf {
             }
         })
         .collect();
+    let name = format!(
+        "{readable}-{}.pem",
+        hex::encode(Sha256::digest(origin.as_bytes()))
+    );
     cache.root().join("factory-keys").join(name)
 }
 
@@ -150,14 +159,25 @@ pub fn pinned(cache: &Cache, path: &Path) -> Result<Option<FactoryKey>> {
     })
 }
 
-/// Pins `key` at `path`: written whole beside it and renamed into place, or not at all.
-pub fn pin(cache: &Cache, path: &Path, key: &FactoryKey) -> Result<()> {
+/// Pins `key` at `path`: written whole beside it and linked into place, or not at all. A key
+/// already pinned there (by another run meanwhile) is never replaced: returns it when it is
+/// another key, `None` when `key` is what is pinned.
+pub fn pin(cache: &Cache, path: &Path, key: &FactoryKey) -> Result<Option<FactoryKey>> {
     use std::io::Write;
     let mut tmp = cache.temp_beside(path)?;
     tmp.write_all(key.pem.as_bytes())
         .map_err(io_at(tmp.path()))?;
-    tmp.commit()?;
-    Ok(())
+    if tmp.commit_new()? {
+        return Ok(None);
+    }
+    match pinned(cache, path)? {
+        Some(there) if there.der_sha256 == key.der_sha256 => Ok(None),
+        Some(there) => Ok(Some(there)),
+        None => Err(Error::BadInput(format!(
+            "the factory key could not be pinned in {}: something other than a file has that name",
+            path.display()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +188,11 @@ mod tests {
     const P256: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErnLVuIhoupqo48B1ZngyEA54pMiO
 1/kpf8LYUFO6Xl4XqS+qvLcLIdpZftTiE9MdeKcMY6D4WL2ZyaHMSXtm9Q==
+-----END PUBLIC KEY-----
+";
+    const OTHER_P256: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhzv+UV0HrC1GWoXsbg712mCxspsZ
+tmkHCExEFdmiNZ+5G3L6bDH2yVO29v7RW6cQ4jmqxpTOmYX49y27u3z1tg==
 -----END PUBLIC KEY-----
 ";
     const ED25519: &str = "-----BEGIN PUBLIC KEY-----
@@ -201,9 +226,21 @@ MCowBQYDK2VwAyEA1Lxvj3iIPEzlF6YQV10rsRePTVDebf5G3vdrpivzNDM=
         let cache = Cache::open(dir.path().join("c")).unwrap();
         let url = Url::parse("https://op:secret@factory.example/sub/?token=t").unwrap();
         let path = pin_path(&cache, &url);
-        assert!(path.ends_with("factory-keys/https_factory.example_443.pem"));
-        let v6 = Url::parse("http://[::1]:8080/").unwrap();
-        assert!(pin_path(&cache, &v6).ends_with("factory-keys/http____1__8080.pem"));
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            name.starts_with("https_factory.example_443-") && name.ends_with(".pem"),
+            "{name}"
+        );
+        assert!(!path.to_string_lossy().contains("secret"));
+        // The same origin however written; a trailing dot is the same host.
+        for same in ["https://factory.example:443/", "https://FACTORY.example./x"] {
+            assert_eq!(pin_path(&cache, &Url::parse(same).unwrap()), path, "{same}");
+        }
+        // Origins whose readable parts are alike still get files of their own.
+        let v6 = pin_path(&cache, &Url::parse("http://[::1]:8080/").unwrap());
+        let alike = pin_path(&cache, &Url::parse("http://___1_:8080/").unwrap());
+        assert_ne!(v6, alike);
+        assert!(v6.starts_with(cache.root().join("factory-keys")));
         assert!(pinned(&cache, &path).unwrap().is_none());
         pin(&cache, &path, &FactoryKey::from_pem(P256).unwrap()).unwrap();
         let back = pinned(&cache, &path).unwrap().unwrap();
@@ -211,5 +248,29 @@ MCowBQYDK2VwAyEA1Lxvj3iIPEzlF6YQV10rsRePTVDebf5G3vdrpivzNDM=
             back.fingerprint(),
             FactoryKey::from_pem(P256).unwrap().fingerprint()
         );
+    }
+
+    #[test]
+    fn a_pin_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c")).unwrap();
+        let path = pin_path(&cache, &Url::parse("https://factory.example/").unwrap());
+        let key = FactoryKey::from_pem(P256).unwrap();
+        assert!(pin(&cache, &path, &key).unwrap().is_none());
+        // The same key again (two runs racing with the same key): fine.
+        assert!(pin(&cache, &path, &key).unwrap().is_none());
+        // Another key pinned meanwhile: that one is returned, and stays.
+        let other = FactoryKey::from_pem(OTHER_P256).unwrap();
+        let there = pin(&cache, &path, &other).unwrap().unwrap();
+        assert_eq!(there.fingerprint(), key.fingerprint());
+        assert_eq!(
+            pinned(&cache, &path).unwrap().unwrap().fingerprint(),
+            key.fingerprint()
+        );
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 }

@@ -7,8 +7,9 @@
 //! downloaded; key-signed bundles carry no transparency-log entry).
 //!
 //! Which key: the operator's `--factory-key` file, else the one pinned for the factory's origin,
-//! else the one the factory serves, pinned now (trust on first use). A served key that differs
-//! from the pinned one is refused until the operator says which is right.
+//! else the one the factory serves, pinned once the download matched what it signed (trust on
+//! first use). A served key that differs from the pinned one is refused until the operator says
+//! which is right. Once a key is pinned or given, a signature made with it is required.
 
 use std::path::PathBuf;
 
@@ -85,14 +86,72 @@ pub enum Checked {
     Signed {
         digest: Sha256Digest,
         signature: FactorySignature,
+        /// A key seen for the first time: pinned only once the download matched `digest`.
+        pin: Option<Box<PendingPin>>,
     },
-    /// The factory signs keyless: labflash cannot check that offline and did not.
+    /// The factory signs keyless, and no key is pinned or given for it: labflash cannot check
+    /// that offline and did not.
     Keyless,
-    /// The factory serves no signature (a community build answers 402; before v1.1.0, 400).
+    /// The factory serves no signature (a community build answers 402; before v1.1.0, 400), and
+    /// no key is pinned or given for it.
     NotServed(u16),
 }
 
-/// Fetches and checks the signature of the asset at `asset`.
+/// A factory key first seen on this run, to be pinned once what it signed was downloaded whole
+/// and matched: a run that fails pins nothing.
+#[derive(Clone, Debug)]
+pub struct PendingPin {
+    path: PathBuf,
+    key: FactoryKey,
+    /// The asset, as it may be shown.
+    asset: String,
+}
+
+impl PendingPin {
+    /// Pins the key (see [`factory_key::pin`]); another key pinned meanwhile (by another run) is
+    /// kept and this run refused.
+    pub fn commit(&self, cache: &Cache) -> Result<()> {
+        match factory_key::pin(cache, &self.path, &self.key)? {
+            None => Ok(()),
+            Some(there) => Err(Error::BadSignature {
+                what: self.asset.clone(),
+                reason: format!(
+                    "it was signed with the key {}, but another run pinned the key {} for the factory meanwhile in {}; run again to check it against the pinned key",
+                    self.key.fingerprint(),
+                    there.fingerprint(),
+                    self.path.display()
+                ),
+            }),
+        }
+    }
+}
+
+/// The key the operator gave, or the one pinned for the factory, known before anything is asked
+/// of the factory.
+enum Known {
+    Given(FactoryKey),
+    Pinned(FactoryKey, PathBuf),
+    Unseen(PathBuf),
+}
+
+impl Known {
+    /// Why a signature is required, when one is.
+    fn requirement(&self) -> Option<String> {
+        match self {
+            Known::Given(_) => Some("a key was given with --factory-key".into()),
+            Known::Pinned(key, path) => Some(format!(
+                "the factory signed with the key {} before (pinned in {})",
+                key.fingerprint(),
+                path.display()
+            )),
+            Known::Unseen(_) => None,
+        }
+    }
+}
+
+/// Fetches and checks the signature of the asset at `asset`. Once a key is given or pinned for
+/// the factory, a signature made with it is required: a bundle not served, keyless or unreadable
+/// is refused, never replaced by a checksum file.
 pub async fn check(
     http: &Http,
     cache: &Cache,
@@ -100,19 +159,46 @@ pub async fn check(
     asset: &Url,
     cancel: &CancellationToken,
 ) -> Result<Checked> {
-    let bundle_url = super::with_suffix(asset, ".sigstore.json");
-    let text = match super::published(http, &bundle_url, cancel).await? {
-        Ok(text) => text,
-        Err(status) => return Ok(Checked::NotServed(status)),
+    // The operator's key file is read (and refused as bad input) before any request.
+    let known = match &trust.given_key {
+        Some(path) => Known::Given(FactoryKey::from_file(path)?),
+        None => {
+            let path = factory_key::pin_path(cache, &trust.factory);
+            match factory_key::pinned(cache, &path)? {
+                Some(key) => Known::Pinned(key, path),
+                None => Known::Unseen(path),
+            }
+        }
     };
+    let bundle_url = super::with_suffix(asset, ".sigstore.json");
     let shown = credentials::redact(asset).to_string();
     let refuse = |reason: String| Error::BadSignature {
         what: shown.clone(),
         reason,
     };
+    let text = match super::published(http, &bundle_url, cancel).await? {
+        Ok(text) => text,
+        Err(status) => {
+            return match known.requirement() {
+                None => Ok(Checked::NotServed(status)),
+                Some(why) => Err(refuse(format!(
+                    "the factory serves no signature of it ({}: HTTP {status}), though {why}, and a checksum file is not taken in its place",
+                    credentials::redact(&bundle_url)
+                ))),
+            }
+        }
+    };
     let signed = match sigstore_bundle::parse(&text) {
         Ok(Bundle::Key(signed)) => signed,
-        Ok(Bundle::Keyless) => return Ok(Checked::Keyless),
+        Ok(Bundle::Keyless) => {
+            return match known.requirement() {
+                None => Ok(Checked::Keyless),
+                Some(why) => Err(refuse(format!(
+                    "its bundle {} is signed keyless (with a certificate), though {why}, and labflash cannot check a keyless signature",
+                    credentials::redact(&bundle_url)
+                ))),
+            }
+        }
         Err(why) => {
             return Err(refuse(format!(
                 "its bundle {} cannot be read: {why}",
@@ -120,7 +206,7 @@ pub async fn check(
             )))
         }
     };
-    let (key, how, pin_file) = settle_key(http, cache, trust, cancel, &refuse).await?;
+    let (key, how, pin_file) = settle_key(http, known, trust, cancel, &refuse).await?;
     let signature = FactorySignature {
         key_fingerprint: key.fingerprint(),
         key: how,
@@ -142,14 +228,21 @@ pub async fn check(
             given_hint(how)
         )));
     }
-    // Pinned only once a signature held with it: a key that verifies nothing is not kept.
-    if how == KeyTrust::PinnedNow {
-        let path = signature.pin_file.as_deref().expect("a pin has its file");
-        factory_key::pin(cache, path, &key)?;
-    }
+    // Pinned only once the download matched what it signed (see `PendingPin`).
+    let pin = (how == KeyTrust::PinnedNow).then(|| {
+        Box::new(PendingPin {
+            path: signature
+                .pin_file
+                .clone()
+                .expect("a key pinned now has its file"),
+            key,
+            asset: shown.clone(),
+        })
+    });
     Ok(Checked::Signed {
         digest: signed.digest,
         signature,
+        pin,
     })
 }
 
@@ -163,20 +256,21 @@ fn given_hint(how: KeyTrust) -> &'static str {
 /// The key to verify with, how it is trusted, and where it is (or will be) pinned.
 async fn settle_key(
     http: &Http,
-    cache: &Cache,
+    known: Known,
     trust: &FactoryTrust,
     cancel: &CancellationToken,
     refuse: &impl Fn(String) -> Error,
 ) -> Result<(FactoryKey, KeyTrust, Option<PathBuf>)> {
-    if let Some(path) = &trust.given_key {
-        return Ok((FactoryKey::from_file(path)?, KeyTrust::Given, None));
-    }
-    let served_text = http.get_text(&trust.key_url, cancel).await?;
+    let (pinned, path) = match known {
+        Known::Given(key) => return Ok((key, KeyTrust::Given, None)),
+        Known::Pinned(key, path) => (Some(key), path),
+        Known::Unseen(path) => (None, path),
+    };
+    let served_text = http.get_text_direct(&trust.key_url, cancel).await?;
     let key_url = credentials::redact(&trust.key_url);
     let served = FactoryKey::from_pem(&served_text)
         .map_err(|why| refuse(format!("the factory's key {key_url} cannot be used: {why}")))?;
-    let path = factory_key::pin_path(cache, &trust.factory);
-    match factory_key::pinned(cache, &path)? {
+    match pinned {
         None => Ok((served, KeyTrust::PinnedNow, Some(path))),
         Some(pinned) if pinned.der_sha256() == served.der_sha256() => {
             Ok((pinned, KeyTrust::Pinned, Some(path)))

@@ -198,7 +198,13 @@ impl Http {
 
     /// GETs a text document (at most 16 MiB): a checksum file, a catalog, an index.
     pub async fn get_text(&self, url: &Url, cancel: &CancellationToken) -> Result<String> {
-        self.text(url, None, cancel).await
+        self.text(url, None, false, cancel).await
+    }
+
+    /// As [`Http::get_text`], but a response from anywhere else than `url` (a redirect followed)
+    /// is refused: for what must come from that server itself (an Image Factory's signing key).
+    pub async fn get_text_direct(&self, url: &Url, cancel: &CancellationToken) -> Result<String> {
+        self.text(url, None, true, cancel).await
     }
 
     /// Whether the server says `url` is gone: one HEAD, at most 5 s, for wording an error; any
@@ -264,13 +270,14 @@ impl Http {
         body: &serde_json::Value,
         cancel: &CancellationToken,
     ) -> Result<String> {
-        self.text(url, Some(body), cancel).await
+        self.text(url, Some(body), false, cancel).await
     }
 
     async fn text(
         &self,
         url: &Url,
         body: Option<&serde_json::Value>,
+        direct: bool,
         cancel: &CancellationToken,
     ) -> Result<String> {
         // Checksum files and schematics are tiny; indexes (IncusOS) grow with every release.
@@ -283,6 +290,16 @@ impl Http {
                         .await?
                 }
             };
+            let served_by = resp.url();
+            if direct && (served_by.origin() != url.origin() || served_by.path() != url.path()) {
+                return Err(Failed::fatal(Error::Network {
+                    url: url.to_string(),
+                    detail: format!(
+                        "it redirected to {}, and a signing key is taken only from the factory itself",
+                        crate::fetch::credentials::redact(served_by)
+                    ),
+                }));
+            }
             let mut body = Vec::new();
             let mut resp = resp;
             while let Some(chunk) = self.next_chunk(url, &mut resp).await? {

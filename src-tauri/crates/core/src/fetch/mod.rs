@@ -47,7 +47,7 @@ use crate::CancellationToken;
 use cache::{Cache, CacheTemp};
 use decompress::{Decoded, Format};
 use digest::Sha256Digest;
-use factory_signature::{Checked, FactorySignature, FactoryTrust};
+use factory_signature::{Checked, FactorySignature, FactoryTrust, PendingPin};
 use sha2::Sha512;
 use sha512::Sha512Digest;
 use unwrap::ImageInside;
@@ -260,6 +260,8 @@ pub(crate) struct Settled {
     pub sha512: Option<Sha512Digest>,
     pub source: DigestSource,
     pub signature: Option<FactorySignature>,
+    /// A factory key first seen now: pinned once the download matched what it signed.
+    pub pin: Option<PendingPin>,
     pub warnings: Vec<String>,
 }
 
@@ -270,6 +272,7 @@ impl Settled {
             sha512: None,
             source,
             signature: None,
+            pin: None,
             warnings: Vec::new(),
         }
     }
@@ -304,6 +307,10 @@ pub async fn fetch(
             download(http, sink, &req.url, expected, cancel, progress).await?
         }
     };
+    // The archive hashed to the signed digest: only now is a key first seen pinned.
+    if let Some(pin) = &settled.pin {
+        pin.commit(cache)?;
+    }
     let size = image_size::of_open_file(&archive, &archive_path).map_err(io_at(&archive_path))?;
     if let Err(too_large) = image_size::check_limit(size, req.max_image_size) {
         // Nothing is left behind by a fetch over the limit, as when decoding finds it.
@@ -373,10 +380,15 @@ pub(crate) async fn expected_digest(
     let mut warnings = Vec::new();
     if let Some(trust) = &req.factory {
         match factory_signature::check(http, cache, trust, &req.url, cancel).await? {
-            Checked::Signed { digest, signature } => {
+            Checked::Signed {
+                digest,
+                signature,
+                pin,
+            } => {
                 return Ok(Settled {
                     warnings: signature.warning().into_iter().collect(),
                     signature: Some(signature),
+                    pin: pin.map(|pin| *pin),
                     ..Settled::new(Some(digest), DigestSource::Signature)
                 });
             }
@@ -384,8 +396,12 @@ pub(crate) async fn expected_digest(
                 "the factory signs keyless (with a Sigstore certificate), which labflash cannot check without Sigstore's online trust roots: the signature was NOT checked, and the factory's checksum file vouches for the image instead".to_string(),
             ),
             Checked::NotServed(status) => {
-                tried.push(format!("{}: HTTP {status}", shown_suffix(&req.url, ".sigstore.json")));
+                let bundle = shown_suffix(&req.url, ".sigstore.json");
+                tried.push(format!("{bundle}: HTTP {status}"));
                 statuses.push(status);
+                warnings.push(format!(
+                    "the factory served no signature of this asset ({bundle}: HTTP {status}): so no factory key vouches for it, only what else the server publishes"
+                ));
             }
         }
     }
@@ -401,7 +417,7 @@ pub(crate) async fn expected_digest(
                 let shown = credentials::redact(&sidecar).to_string();
                 let mut settled = match source {
                     DigestSource::Sha512 => Settled {
-                        sha512: Some(sha512::parse_sidecar(&text, &shown)?),
+                        sha512: Some(sha512::parse_sidecar(&text, &shown, &file_name(&req.url))?),
                         ..Settled::new(None, source)
                     },
                     _ => Settled::new(Some(digest::parse_sidecar(&text, &shown)?), source),

@@ -34,8 +34,10 @@ impl fmt::Debug for Sha512Digest {
     }
 }
 
-/// The digest on a `.sha512` file's first line (`<hex>  <filename>`, or the bare digest).
-pub fn parse_sidecar(text: &str, url: &str) -> Result<Sha512Digest> {
+/// The digest on a `.sha512` file's first line (`<hex>  <filename>`, or the bare digest). A
+/// file name, when given, must be `asset` (the asset's own file name, as upstream's checksummer
+/// writes it): a checksum of another file is refused.
+pub fn parse_sidecar(text: &str, url: &str, asset: &str) -> Result<Sha512Digest> {
     if text.trim().is_empty() {
         return Err(Error::SidecarEmpty { url: url.into() });
     }
@@ -43,6 +45,17 @@ pub fn parse_sidecar(text: &str, url: &str) -> Result<Sha512Digest> {
     let Some(token) = first_line.split_whitespace().next() else {
         return Err(Error::SidecarNoDigest { url: url.into() });
     };
+    let named = first_line.split_whitespace().nth(1).map(|n| {
+        let n = n.strip_prefix('*').unwrap_or(n);
+        n.strip_prefix("./").unwrap_or(n)
+    });
+    if let Some(named) = named.filter(|n| *n != asset) {
+        return Err(Error::ChecksumOfAnotherFile {
+            url: url.into(),
+            named: named.chars().take(200).collect(),
+            asset: asset.into(),
+        });
+    }
     let mut out = [0u8; 64];
     match token.len() == 128 && hex::decode_to_slice(token, &mut out).is_ok() {
         true => Ok(Sha512Digest(out)),
@@ -62,17 +75,32 @@ mod tests {
         // SHA-512 of nothing, as `sha512sum` (and checksummer.go's "%x  %s\n") writes it.
         let hex = "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
         let body = format!("{hex}  metal-amd64.raw.xz\n");
-        let digest = parse_sidecar(&body, "u").unwrap();
+        let digest = parse_sidecar(&body, "u", "metal-amd64.raw.xz").unwrap();
         assert_eq!(digest, Sha512Digest::of_hasher(Sha512::new()));
-        assert_eq!(parse_sidecar(&hex.to_uppercase(), "u").unwrap(), digest);
+        assert_eq!(
+            parse_sidecar(&hex.to_uppercase(), "u", "metal-amd64.raw.xz").unwrap(),
+            digest
+        );
+    }
+
+    #[test]
+    fn a_checksum_of_another_file_is_refused() {
+        let body = format!("{}  metal-arm64.raw.xz\n", "ab".repeat(64));
+        let err = parse_sidecar(&body, "u", "metal-amd64.raw.xz").unwrap_err();
+        assert!(
+            matches!(&err, Error::ChecksumOfAnotherFile { named, .. } if named == "metal-arm64.raw.xz"),
+            "{err}"
+        );
+        let star = format!("{} *metal-amd64.raw.xz\n", "ab".repeat(64));
+        assert!(parse_sidecar(&star, "u", "metal-amd64.raw.xz").is_ok());
     }
 
     #[test]
     fn a_sha256_in_a_sha512_file_is_refused() {
-        let err = parse_sidecar(&"ab".repeat(32), "u").unwrap_err();
+        let err = parse_sidecar(&"ab".repeat(32), "u", "a").unwrap_err();
         assert!(err.to_string().contains("128-digit hex SHA-512"), "{err}");
         assert!(matches!(
-            parse_sidecar("\n", "u"),
+            parse_sidecar("\n", "u", "a"),
             Err(Error::SidecarEmpty { .. })
         ));
     }

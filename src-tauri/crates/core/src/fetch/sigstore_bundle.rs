@@ -51,12 +51,21 @@ pub fn parse(text: &str) -> Result<Bundle, String> {
     let material = raw
         .verification_material
         .ok_or("it has no verificationMaterial")?;
-    if material.certificate.is_some() || material.x509_certificate_chain.is_some() {
-        return Ok(Bundle::Keyless);
-    }
-    let public_key = material
-        .public_key
-        .ok_or("its verificationMaterial names neither a public key nor a certificate")?;
+    let certified = material.certificate.is_some() || material.x509_certificate_chain.is_some();
+    let public_key = match (material.public_key, certified) {
+        (Some(_), true) => {
+            return Err(
+                "its verificationMaterial names both a public key and a certificate, which no signer makes".into(),
+            )
+        }
+        (None, true) => return Ok(Bundle::Keyless),
+        (Some(key), false) => key,
+        (None, false) => {
+            return Err(
+                "its verificationMaterial names neither a public key nor a certificate".into(),
+            )
+        }
+    };
     let signed = raw
         .message_signature
         .ok_or("it holds no messageSignature (an asset's bundle signs the asset's digest)")?;
@@ -200,6 +209,14 @@ mod tests {
             v["verificationMaterial"] = serde_json::json!({"certificate": {"rawBytes": "MIIB"}})
         });
         assert_eq!(parse(&keyless), Ok(Bundle::Keyless));
+    }
+
+    #[test]
+    fn a_public_key_beside_a_certificate_is_refused() {
+        for field in ["certificate", "x509CertificateChain"] {
+            let why = refusal(|v| v["verificationMaterial"][field] = serde_json::json!({}));
+            assert!(why.contains("both a public key and a certificate"), "{why}");
+        }
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct Opened {
     /// What the operator should know about what vouches for it (a key pinned now, a keyless
     /// signature not checked).
     pub warnings: Vec<String>,
+    /// A factory key first seen now: pinned once the archive streamed in and matched what it
+    /// signed.
+    pin: Option<crate::fetch::factory_signature::PendingPin>,
     /// What the archive's records say of the image's size; `None` when they cannot tell before
     /// decoding (no ranges, no recorded size): a too-small drive then fails at its end.
     pub image_size: Option<ImageSize>,
@@ -214,6 +217,7 @@ pub async fn open(
         digest_source: settled.source,
         signed_by: settled.signature.as_ref().map(|s| s.signer()),
         warnings: settled.warnings,
+        pin: settled.pin,
         image_size,
         image_kind,
         image_inside,
@@ -247,6 +251,7 @@ pub async fn open_file(
         digest_source: file.digest_source,
         signed_by: None,
         warnings: Vec::new(),
+        pin: None,
         image_size,
         image_kind,
         image_inside,
@@ -375,6 +380,13 @@ pub fn run(
         drop(input);
         stop.cancel();
         let produced = origin.join().expect("the download thread panicked");
+        if let (Some(_), Some(pin)) = (&produced, &opened.pin) {
+            // The archive matched the signed digest: only now is a key first seen pinned. The
+            // flash does not depend on it, so a failure to keep it is only logged.
+            if let Err(e) = pin.commit(cache) {
+                tracing::warn!(error = %e, "the factory's key could not be pinned");
+            }
+        }
         let (image_kind, image_inside, outcome) = outcome?;
         let (sent, targets) = outcome.sent()?;
         let produced =
@@ -781,6 +793,7 @@ mod tests {
             digest_source: DigestSource::Flag,
             signed_by: None,
             warnings: Vec::new(),
+            pin: None,
             image_size: None,
             image_kind: None,
             image_inside: None,

@@ -119,6 +119,14 @@ impl PrivateDir {
             .map_err(|e| Error::io(self.path.join(to), e.into()))
     }
 
+    /// Gives the file `from` the name `to` too (a hard link within this folder), failing with
+    /// `AlreadyExists` if anything has that name (it is never replaced); then syncs the folder.
+    pub fn link_new(&self, from: &OsStr, to: &OsStr) -> std::io::Result<()> {
+        rfs::linkat(&self.fd, from, &self.fd, to, rfs::AtFlags::empty())?;
+        rfs::fsync(&self.fd)?;
+        Ok(())
+    }
+
     /// Removes the file `name` (a link is removed, not followed); a missing one is no error.
     pub fn remove(&self, name: &OsStr) -> Result<()> {
         match rfs::unlinkat(&self.fd, name, rfs::AtFlags::empty()) {

@@ -101,6 +101,12 @@ impl PrivateDir {
             .map_err(|e| Error::io(self.path.join(to), e))
     }
 
+    /// Gives the file `from` the name `to` too (a hard link within this folder), failing with
+    /// `AlreadyExists` if anything has that name (it is never replaced).
+    pub fn link_new(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        fs::hard_link(self.path.join(from), self.path.join(to))
+    }
+
     /// Removes the file `name` (a link is removed, not followed); a missing one is no error.
     pub fn remove(&self, name: &OsStr) -> Result<()> {
         let path = self.path.join(name);
