@@ -681,10 +681,10 @@ fn a_pinned_or_given_key_requires_the_factory_s_signature() {
     assert_eq!(f.body_gets(&asset(name)), 0);
 }
 
-/// A factory never seen signing that serves no signature: its checksum file vouches, and the
-/// operator is told no signature was served.
+/// A factory never seen signing that serves no signature: its checksum file vouches, as the
+/// result's `digestSource` says; no signer is named and nothing is pinned.
 #[test]
-fn an_unsigned_asset_is_said_to_be_unsigned() {
+fn an_unsigned_asset_is_vouched_for_by_its_checksum_file_only() {
     let archive = xz_single(&image_like(1 << 20, 103));
     let name = "nocloud-amd64.raw.xz";
     let f = Server::start();
@@ -694,15 +694,17 @@ fn an_unsigned_asset_is_said_to_be_unsigned() {
     let r = talos_fetch(&f, cache.path(), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let json = r.json();
-    assert_eq!(json["digestSource"], "sidecar");
-    assert!(
-        json["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("served no signature of this asset"),
-        "{json}"
+    assert_eq!(
+        json["digestSource"], "sidecar",
+        "the checksum file vouches: {json}"
     );
-    assert!(r.stderr.contains("served no signature"), "{}", r.stderr);
+    assert!(json["signedBy"].is_null(), "{json}");
+    assert!(json.get("factorySignature").is_none(), "{json}");
+    assert!(json.get("warnings").is_none(), "not a fault: {json}");
+    assert!(
+        !cache.path().join("factory-keys").exists(),
+        "nothing pinned"
+    );
 }
 
 /// The factory's key is taken from its own origin only: a redirect elsewhere is refused, and
