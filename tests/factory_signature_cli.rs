@@ -16,7 +16,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::factory::{answer_like, bundle, fingerprint, p256, Edition};
+use common::factory::{answer_like, bundle, fingerprint, labctl_folder, p256, Edition};
 use common::server::{Reply, Request, Server};
 use common::*;
 use rcgen::KeyPair;
@@ -415,23 +415,6 @@ fn credentials_go_with_the_bundle_and_key_requests_and_are_never_shown() {
         let bytes = std::fs::read(&file).unwrap();
         assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
     }
-}
-
-/// labctl's own ImageBuild (tests/fixtures/labctl, as labctl_cli.rs uses it), its factoryURL
-/// pointed at `f`.
-fn labctl_folder(f: &Server) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
-    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let config = dir.path().join("talos-valid.yaml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "  factoryURL: http://127.0.0.1:8080\n",
-        &format!("  factoryURL: {}\n", f.url("")),
-    );
-    std::fs::write(&config, text).unwrap();
-    dir
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::factory::{answer_like, Edition};
+use common::factory::{answer_like, labctl_folder, Edition};
 use common::server::Server;
 use common::*;
 
@@ -23,24 +23,6 @@ fn factory(image: &[u8]) -> Server {
     answer_like(&server, Edition::Enterprise);
     server.put_with_sidecar(&asset_path(), xz_single(image));
     server
-}
-
-/// labctl's own files (tests/fixtures/labctl, each naming its upstream source) in a fresh folder,
-/// `talos-valid.yaml`'s factoryURL pointed at `server`, as labctl's `talos_image_build.txtar` runs.
-fn labctl_folder(server: &Server) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
-    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let config = dir.path().join("talos-valid.yaml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "  factoryURL: http://127.0.0.1:8080\n",
-        &format!("  factoryURL: {}\n", server.url("")),
-    );
-    assert!(text.contains(&server.url("")));
-    std::fs::write(&config, text).unwrap();
-    dir
 }
 
 /// `labflash talos build ARGS` run in `dir`, with labflash's own cache in `cache`.

@@ -103,3 +103,21 @@ pub fn bundle(signer: &KeyPair, hinted: &KeyPair, asset: &[u8]) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// labctl's own files (tests/fixtures/labctl, each naming its upstream source) in a fresh folder,
+/// `talos-valid.yaml`'s factoryURL pointed at `server`, as labctl's `talos_image_build.txtar` runs.
+pub fn labctl_folder(server: &Server) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
+    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let config = dir.path().join("talos-valid.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "  factoryURL: http://127.0.0.1:8080\n",
+        &format!("  factoryURL: {}\n", server.url("")),
+    );
+    assert!(text.contains(&server.url("")));
+    std::fs::write(&config, text).unwrap();
+    dir
+}
