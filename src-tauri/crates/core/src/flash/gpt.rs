@@ -303,8 +303,9 @@ impl Table {
         let last = first + cidata.len.div_ceil(sector) - 1;
         if last > last_usable {
             let needed = (last.saturating_add(2) + self.sectors).saturating_mul(sector);
+            let (needed, holds) = crate::io::drives::human_sizes(needed, target_size);
             return Err(Error::BadInput(format!(
-                "the target has no room for the cidata partition: the boot image and the config need {needed} bytes, the target holds {target_size}"
+                "the target has no room for the cidata partition: the boot image and the config need {needed}, the target holds {holds}"
             )));
         }
         self.write_entry(slot, first, last, cidata);

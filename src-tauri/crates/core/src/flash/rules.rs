@@ -190,7 +190,7 @@ fn approve_drive(
 }
 
 /// Why a drive cannot take an image: a short badge for a list of drives ("Too small — needs
-/// 1.3 GB") and the reason as a clause ("it holds …, less than the image's …").
+/// 1.3 GB") and the reason as a clause ("the image needs … and it holds only …").
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Unsuitable {
@@ -219,12 +219,10 @@ pub fn unsuitable(drive: &Drive, image_size: Option<u64>) -> Option<Unsuitable> 
     match image_size {
         Some(size) if drive.size < size => Some(Unsuitable {
             badge: format!("Too small — needs {}", drives::human_size(size)),
-            reason: format!(
-                "it holds {} bytes ({}), less than the image's {size} bytes ({})",
-                drive.size,
-                drives::human_size(drive.size),
-                drives::human_size(size)
-            ),
+            reason: {
+                let (needs, holds) = drives::human_sizes(size, drive.size);
+                format!("the image needs {needs} and it holds only {holds}")
+            },
         }),
         _ => None,
     }
@@ -408,9 +406,15 @@ mod tests {
         assert_eq!(unsuitable(&ro, None).unwrap().badge, "Read-only");
         let small = unsuitable(&stick(), Some(1_000_000_001)).unwrap();
         assert_eq!(small.badge, "Too small — needs 1.0 GB");
-        assert!(small
+        // Sizes that read the same rounded are said in bytes.
+        assert_eq!(
+            small.reason,
+            "the image needs 1000000001 bytes and it holds only 1000000000 bytes"
+        );
+        let tiny = unsuitable(&stick(), Some(2_013_000_000)).unwrap();
+        assert!(tiny
             .reason
-            .contains("less than the image's 1000000001 bytes"));
+            .ends_with("the image needs 2.0 GB and it holds only 1.0 GB"));
         assert_eq!(unsuitable(&stick(), Some(1_000_000_000)), None);
     }
 }

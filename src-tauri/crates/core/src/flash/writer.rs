@@ -823,8 +823,9 @@ impl Job<'_> {
     fn put(&mut self, piece: &Piece<'_>, pre: &mut AlignedBuf) -> Result<()> {
         let end = piece.offset + piece.len as u64;
         if let Some(size) = self.target.capacity.filter(|size| end > *size) {
+            let (needs, holds) = crate::io::drives::human_sizes(end, size);
             return Err(Error::BadInput(format!(
-                "the image does not fit: it is already {end} bytes and {} holds {size}",
+                "the image does not fit: it needs more than {needs}, {} holds {holds}",
                 self.path().display()
             )));
         }

@@ -118,6 +118,16 @@ impl Drive {
 }
 
 /// "30.8 GB", in the decimal units drive makers print on the label.
+/// Two sizes for one sentence ("needs 201.3 MB, holds 67.1 MB"): in bytes when they would read
+/// the same rounded.
+pub fn human_sizes(a: u64, b: u64) -> (String, String) {
+    let (ha, hb) = (human_size(a), human_size(b));
+    match ha == hb && a != b {
+        true => (format!("{a} bytes"), format!("{b} bytes")),
+        false => (ha, hb),
+    }
+}
+
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
