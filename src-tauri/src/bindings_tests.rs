@@ -9,7 +9,7 @@ use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::NodeFlashed;
 use labflash_core::flash::rules::{Chosen, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
-use labflash_core::flash::Flashed;
+use labflash_core::flash::{Flashed, Summary};
 use labflash_core::image_kind::ImageKind;
 use labflash_core::io::device::Access;
 use labflash_core::io::drives::{Bus, Drive, DriveEvent, Partition};
@@ -61,6 +61,7 @@ fn declarations() -> String {
         ConfigSpec,
         FlashSpec,
         ImageKind,
+        Summary,
         PlanView,
         Access,
         TargetReport,

@@ -589,6 +589,9 @@ pub fn source_streams(source: SourceSpec) -> Reply<bool> {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
+    /// The plan in the few facts a confirmation says in plain words.
+    summary: flash::Summary,
+    /// Every detail, in the engine's lines.
     lines: Vec<String>,
     warnings: Vec<String>,
     /// What the image is (`gpt`, `iso9660-hybrid`, `unknown`, …), when known before writing; a
@@ -678,6 +681,7 @@ pub async fn plan_flash(
         check_config_digest(&plan, confirmed)?;
     }
     let view = PlanView {
+        summary: plan.summary(),
         lines: plan.describe(),
         warnings: plan.warnings.clone(),
         image_kind: plan.image_kind,
@@ -992,6 +996,7 @@ pub async fn plan_lab(
         .expect("lab of plan lock")
         .insert(job, spec.lab);
     let view = PlanView {
+        summary: plan.summary().ok_or_else(|| bad("the lab has no nodes"))?,
         lines: plan.describe(),
         warnings: plan.warnings(),
         image_kind: None,

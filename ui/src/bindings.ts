@@ -162,7 +162,45 @@ config: ConfigSpec | null, configTo: Chosen | null, };
 
 export type ImageKind = "gpt" | "mbr" | "iso9660-hybrid" | "iso9660" | "fat" | "qcow2" | "vmdk" | "vhd" | "vhdx" | "pe-executable" | "squashfs" | "tar" | "zip" | "unknown";
 
-export type PlanView = { lines: Array<string>, warnings: Array<string>, 
+export type Summary = { 
+/**
+ * The image's name: the last part of its URL or path.
+ */
+name: string, 
+/**
+ * Its size in bytes, when known before writing.
+ */
+size: number | null, 
+/**
+ * `false`: `size` is what the archive records as a lower bound.
+ */
+sizeExact: boolean, 
+/**
+ * Where the digest that vouches for it came from (`unverified`: nothing does).
+ */
+digestSource: DigestSource, 
+/**
+ * Who signed that digest, when it was signed.
+ */
+signedBy: string | null, 
+/**
+ * One stick: the config laid beside the boot image as its `cidata` partition.
+ */
+configPartitionSHA256: Sha256Digest | null, 
+/**
+ * Two sticks: the drives the config image goes onto, whole.
+ */
+configSticks: Array<string>, };
+
+export type PlanView = { 
+/**
+ * The plan in the few facts a confirmation says in plain words.
+ */
+summary: Summary, 
+/**
+ * Every detail, in the engine's lines.
+ */
+lines: Array<string>, warnings: Array<string>, 
 /**
  * What the image is (`gpt`, `iso9660-hybrid`, `unknown`, …), when known before writing; a
  * download's is known from its first decoded bytes, and is in the result (`Flashed`).

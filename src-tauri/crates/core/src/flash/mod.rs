@@ -26,6 +26,7 @@ pub mod record;
 pub mod rules;
 mod skip;
 pub mod stream;
+mod summary;
 pub mod writer;
 
 use std::io::Read;
@@ -49,6 +50,7 @@ use crate::CancellationToken;
 use one_stick::Layout;
 use rules::{Approved, Chosen, TargetOptions};
 use stream::Opened;
+pub use summary::Summary;
 use writer::{FlashOptions, TargetReport};
 
 /// What the operator asks for.
