@@ -44,7 +44,7 @@ check "the polkit action names the installed helper" \
   grep -q '<annotate key="org.freedesktop.policykit.exec.path">/usr/libexec/labflash/labflash</annotate>' \
   /usr/share/polkit-1/actions/dev.labflash.flash.policy
 check "the desktop entry starts the app" grep -q '^Exec=labflash-gui' /usr/share/applications/labflash.desktop
-check "the icons are installed" test -n "$(find /usr/share/icons -name 'labflash-gui.png' -o -name 'labflash.png' | head -1)"
+check "the desktop entry's icon is labflash's own" bash -c "icon=\$(sed -n 's/^Icon=//p' /usr/share/applications/labflash.desktop) && cmp -s /usr/share/icons/hicolor/128x128/apps/\$icon.png '$repo/icons/128x128.png'"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
 check "the installed labflash runs" bash -c "/usr/bin/labflash --version | grep -qx 'labflash $version'"
 check "the installed helper runs" bash -c "/usr/libexec/labflash/labflash --version | grep -qx 'labflash $version'"
