@@ -90,11 +90,16 @@ fn x_display_free(n: u32) -> bool {
 
 impl Gui {
     fn start(cache: &Path) -> Gui {
-        Self::start_as(cache, None)
+        Self::start_as(cache, None, None)
+    }
+
+    /// The app in GTK's dark theme, which WebKitGTK answers `prefers-color-scheme` from.
+    fn start_dark(cache: &Path) -> Gui {
+        Self::start_as(cache, None, Some("Adwaita:dark"))
     }
 
     /// The app as `user` (its HOME and the helper given), or as root for the sandbox.
-    fn start_as(cache: &Path, user: Option<&User>) -> Gui {
+    fn start_as(cache: &Path, user: Option<&User>, gtk_theme: Option<&str>) -> Gui {
         let display = (90..140)
             .find(|n| x_display_free(*n))
             .expect("a free X display");
@@ -158,6 +163,7 @@ impl Gui {
                     &native.to_string(),
                 ])
                 .env("DISPLAY", format!(":{display}"))
+                .env("GTK_THEME", gtk_theme.unwrap_or("Adwaita"))
                 .env("LABFLASH_CACHE_DIR", cache)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -246,7 +252,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.wait_text("#paste-result", 5, |t| t == "✓ Match");
     let badge = s.text("#digest-source");
     assert!(
-        badge.contains("Nothing the publisher published vouches"),
+        badge.contains("No checksum from its publisher"),
         "a local file without a typed digest is flagged: {badge}"
     );
     assert!(s.text("#flash-reason").contains("I compared these digests"));
@@ -256,7 +262,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     assert!(s
         .text("#paste-result")
         .contains("not one of the digests shown"));
-    assert!(s.text("#flash-reason").contains("I compared these digests"));
+    assert!(s.text("#flash-reason").contains("none of those shown"));
     s.type_into("#paste-digest", &digest);
     s.click("#confirm-digests");
 
@@ -282,10 +288,18 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
         "the confirmation names the drive and its identity: {question}"
     );
     assert!(
-        question.contains("talos.raw") && question.contains(&digest),
-        "the confirmation names the image and its digest: {question}"
+        question.contains("Write talos.raw (6.3 MB) onto this drive.")
+            && question.contains("Nothing its publisher published vouches")
+            && !question.contains(&digest),
+        "the confirmation says in plain words what is written, no digest: {question}"
     );
     assert_eq!(s.focused(), "confirm-no", "Enter alone never erases");
+    s.click("#confirm-details summary");
+    let details = s.text("#confirm-details");
+    assert!(
+        details.contains(&digest),
+        "the digest is in the details: {details}"
+    );
     gui.shot("confirm");
     s.click("#confirm-yes");
     let done = s.wait_text(&row(dev_path), 120, |t| {
@@ -485,10 +499,12 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     s.press("\u{E007}");
     let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
     assert!(
-        question.contains(&sha256_hex(&archive))
-            && question.contains("the publisher's .sha256 file"),
-        "the confirmation shows the digest that vouches for the download: {question}"
+        question.contains("It must match the publisher's .sha256 file"),
+        "the confirmation says what vouches for the download: {question}"
     );
+    s.click("#confirm-details summary");
+    let details = s.text("#confirm-details");
+    assert!(details.contains(&sha256_hex(&archive)), "{details}");
     for dev in &devs {
         assert!(question.contains(dev.path_str()), "{question}");
     }
@@ -620,7 +636,7 @@ fn without_an_authentication_agent_the_app_says_what_to_do() {
     std::fs::write(&image, &bytes).unwrap();
     let dev = LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA);
 
-    let gui = Gui::start_as(&cache, Some(&user));
+    let gui = Gui::start_as(&cache, Some(&user), None);
     let s = gui.s();
     s.click("#source-file");
     s.type_into("#file-path", image.to_str().unwrap());
@@ -883,7 +899,10 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
         s.wait_text("#drives", 10, |t| t.contains(path));
         s.click(&format!("#drives input[value=\"{path}\"]"));
     }
-    s.click("#confirm-digests");
+    assert!(
+        !s.exists("#confirm-digests"),
+        "the factory's checksum vouches: nothing to tick"
+    );
     assert!(s.text("#flash-reason").contains("gets the config"));
     s.click(&format!(
         "#drive-{}-config",
@@ -896,7 +915,7 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
     let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
     assert!(
         question.contains(&format!(
-            "Config stick {}: the config image",
+            "The config image goes onto {}, a stick of its own.",
             sticks[1].path_str()
         )),
         "the confirmation says which drive gets the config: {question}"
@@ -1066,10 +1085,16 @@ fn a_lab_of_three_nodes_from_the_window() {
     assert!(fits(s), "the node table fits 800x600");
     s.click("#flash-button");
     let question = s.wait_text("#confirm-text", 60, |t| !t.is_empty());
+    assert!(
+        question.contains("one per node of the lab's 3"),
+        "{question}"
+    );
+    s.click("#confirm-details summary");
+    let details = s.text("#confirm-details");
     for (name, stick) in names.iter().zip(&sticks) {
         assert!(
-            question.contains(&format!("Node {name}: {}", stick.path_str())),
-            "the confirmation names every node with its drive: {question}"
+            details.contains(&format!("Node {name}: {}", stick.path_str())),
+            "the confirmation names every node with its drive: {details}"
         );
     }
     gui.shot("lab-confirm");
@@ -1223,4 +1248,154 @@ fn pick_drive(s: &Session, id: &str, stick: &LoopDev) {
     s.execute(&format!(
         "const e = document.getElementById('{id}'); e.value = '{path}'; e.dispatchEvent(new Event('change', {{ bubbles: true }}));"
     ));
+}
+
+/// Every visible text of `selectors` in the window, against the first opaque background behind
+/// it: WCAG 2.1 contrast, 4.5:1 (3:1 for large text). Returns the ones below, with their ratio.
+const CONTRAST: &str = r#"
+const lum = (c) => {
+  const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map((v) => {
+    const s = Number(v) / 255;
+    return s <= 0.03928 ? s / 12.92 : Math.pow((s + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const opaque = (c) => { const m = c.match(/[\d.]+/g); return m && (m.length < 4 || Number(m[3]) > 0.9); };
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const bg = getComputedStyle(e).backgroundColor;
+    if (opaque(bg)) return bg;
+  }
+  // Nothing opaque behind it: the page's canvas, as the colour scheme paints it.
+  const probe = document.createElement("div");
+  probe.style.backgroundColor = "Canvas";
+  document.body.appendChild(probe);
+  const canvas = getComputedStyle(probe).backgroundColor;
+  probe.remove();
+  return canvas;
+};
+const low = [];
+let checked = 0;
+for (const sel of arguments[0]) {
+  for (const el of document.querySelectorAll(sel)) {
+    if (!el.offsetParent && getComputedStyle(el).position !== "fixed" || !el.textContent.trim()) continue;
+    const st = getComputedStyle(el);
+    const [a, b] = [lum(st.color), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(st.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+    checked++;
+    if (ratio < (large ? 3 : 4.5)) low.push(`${sel} "${el.textContent.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1 (${st.color} on ${background(el)})`);
+  }
+}
+return { checked, low };
+"#;
+
+/// What the window's texts and controls are checked for, in both themes.
+const TEXTS: &[&str] = &[
+    "h1",
+    "h2",
+    "nav button",
+    ".step-number",
+    "button",
+    ".hint",
+    ".reason",
+    ".step-error",
+    ".warning",
+    ".badge",
+    ".name",
+    ".meta",
+    ".size",
+    ".percent",
+    ".progress-text",
+    ".held",
+    ".eject",
+    "label",
+    "code.digest",
+    "#confirm-text p",
+    "summary",
+];
+
+fn low_contrast(s: &Session) -> (u64, Vec<String>) {
+    let found = s.execute_with(CONTRAST, serde_json::json!([TEXTS]));
+    let low = found["low"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    (found["checked"].as_u64().unwrap(), low)
+}
+
+/// Dark mode as a first-time user on a dark desktop sees it: the first screen, an error in its
+/// tile, drives with a badge, the digest card, the confirmation and the outcome, each
+/// screenshot and each checked for contrast (WCAG AA) by the window's own computed colours.
+#[test]
+fn the_window_reads_in_dark_mode_as_in_light() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let bytes = image_like(6 * MIB as usize, 72);
+    let image = dir.path().join("talos.raw");
+    std::fs::write(&image, &bytes).unwrap();
+    let dev = LoopDev::new(dir.path(), 16 * MIB, 512, 0xAA);
+    let small = LoopDev::new(dir.path(), 4 * MIB, 512, 0xAA);
+
+    for (theme, dark) in [("light", false), ("dark", true)] {
+        let cache = dir.path().join(format!("cache-{theme}"));
+        let gui = if dark {
+            Gui::start_dark(&cache)
+        } else {
+            Gui::start(&cache)
+        };
+        let s = gui.s();
+        let scheme = s.execute("return matchMedia('(prefers-color-scheme: dark)').matches;");
+        assert_eq!(
+            scheme, dark,
+            "GTK's {theme} theme gives the page its colour scheme"
+        );
+        let mut checked = 0;
+        let mut check = |step: &str| {
+            gui.shot(&format!("{theme}-{step}"));
+            let (n, low) = low_contrast(s);
+            checked += n;
+            assert!(
+                low.is_empty(),
+                "{theme}, {step}: text below AA contrast: {low:#?}"
+            );
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        check("start");
+
+        // An error in its tile.
+        s.click("#source-file");
+        s.type_into(
+            "#file-path",
+            dir.path().join("missing.raw").to_str().unwrap(),
+        );
+        s.click("#use-source");
+        s.wait_text("#error-step-image", 10, |t| !t.is_empty());
+        check("error");
+
+        // The image checked, its digest card; every drive shown, one too small for it.
+        s.click("#change-image");
+        s.type_into("#file-path", image.to_str().unwrap());
+        s.click("#use-source");
+        s.wait_text("#image-sha", 60, |t| t.len() == 64);
+        s.click("#show-all");
+        let (path, tiny) = (dev.path_str(), small.path_str());
+        s.wait_text("#drives", 10, |t| t.contains(path) && t.contains(tiny));
+        s.click("#confirm-digests");
+        s.click(&format!("#drives input[value=\"{path}\"]"));
+        check("checked");
+
+        s.click("#flash-button");
+        s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+        check("confirm");
+        s.click("#confirm-yes");
+        s.wait_text("#run-title", 60, |t| t.starts_with("Done"));
+        check("done");
+        assert!(checked > 40, "{theme}: only {checked} texts were checked");
+        drop(gui);
+    }
 }

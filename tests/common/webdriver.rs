@@ -127,10 +127,15 @@ impl Session {
 
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub fn execute(&self, script: &str) -> Value {
+        self.execute_with(script, json!([]))
+    }
+
+    /// Runs `script` with `args` (its `arguments`) and returns its value.
+    pub fn execute_with(&self, script: &str, args: Value) -> Value {
         self.call(
             "POST",
             "/execute/sync",
-            Some(json!({"script": script, "args": []})),
+            Some(json!({"script": script, "args": args})),
         )
     }
 

@@ -2,7 +2,7 @@
 // engine decides; these only ask it and say what it answered.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorMessage, newJob, wasCancelled, type Drive, type DriveRow, type Flashed, type ImageSpec, type Progress, type TargetReport } from "./api";
+import { api, errorKind, errorMessage, newJob, wasCancelled, type Drive, type DriveRow, type Flashed, type ImageSpec, type PlanView, type Progress, type TargetReport } from "./api";
 import {
   Meter,
   checkDigest,
@@ -42,9 +42,15 @@ function clearErrors() {
 export function flashReason(s: State): string | null {
   if (s.form.kind === "lab") return labReason(s);
   const check = mustCheck(s.form, s.settings.checkFirst, s.streams);
+  const p = s.prepared;
+  const shown = [p?.imageSHA256, p?.archiveSHA256, s.config?.sha256].filter((d): d is string => !!d);
+  const pasted = shown.map((d) => checkDigest(s.pasted, d));
   return flashBlocker({
-    prepared: s.prepared !== null,
+    prepared: p !== null,
     confirmed: s.confirmed,
+    mustCompare: p?.digestSource === "unverified",
+    pastedMismatch: !pasted.includes("match") && pasted.some((c) => c === "mismatch" || c === "invalid"),
+    checkFailed: !!s.errors.image,
     streams: !check && sourceGiven(s.form) && s.streams === true,
     mustCheck: check,
     selected: s.selected.length,
@@ -343,8 +349,7 @@ async function flashLab() {
     return;
   }
   updateRun(() => ({ plan: null }));
-  const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
-  if (gen !== get().gen || !(await ask(lines, [...drives, ...configDrives])) || gen !== get().gen) {
+  if (gen !== get().gen || !(await ask(planned, [...drives, ...configDrives], lab.nodes.length)) || gen !== get().gen) {
     void api.dropPlan(plan);
     set({ run: null, job: null });
     return;
@@ -433,8 +438,9 @@ export function setShowAll(showAll: boolean) {
 
 let answer: ((yes: boolean) => void) | null = null;
 /** The confirmation before erasing; resolves with the operator's answer. */
-function ask(lines: string[], drives: Drive[]): Promise<boolean> {
-  set({ confirm: { lines, drives } });
+function ask(planned: PlanView, drives: Drive[], lab: number | null = null): Promise<boolean> {
+  const confirm = { summary: planned.summary, lines: planned.lines.map(sentence), warnings: planned.warnings.map((w) => `Warning: ${sentence(w)}`), drives, lab };
+  set({ confirm });
   return new Promise((resolve) => (answer = resolve));
 }
 export function answerConfirm(yes: boolean) {
@@ -516,6 +522,7 @@ function endAll(e: unknown) {
   updateRun((r) => ({
     phase: "done",
     askCancel: false,
+    failure: cancelled ? "cancelled" : errorKind(e),
     drives: r.drives.map((d) => ({ ...d, line: { text: cancelled ? "Cancelled" : "Failed", percent: null, outcome: "bad" } })),
   }));
   set({ job: null });
@@ -563,8 +570,7 @@ export async function flash() {
     return;
   }
   updateRun(() => ({ plan: null }));
-  const lines = [...planned.warnings.map((w) => `Warning: ${sentence(w)}`), ...planned.lines.map(sentence)];
-  if (gen !== get().gen || !(await ask(lines, drives)) || gen !== get().gen) {
+  if (gen !== get().gen || !(await ask(planned, drives)) || gen !== get().gen) {
     void api.dropPlan(plan);
     set({ run: null, job: null });
     return;
@@ -579,6 +585,24 @@ export async function flash() {
   } catch (e) {
     endAll(e);
   }
+}
+
+/** One drive's Cancel: that drive stops (left blank), the others go on. */
+export function cancelDrive(path: string) {
+  const job = get().job;
+  if (job === null) return;
+  updateRun((r) => ({ drives: r.drives.map((d) => (d.drive.path === path ? { ...d, cancelling: true } : d)) }));
+  void api.cancelTarget(job, path);
+}
+
+/** The same image again onto the drives that did not take it (asked again before erasing). */
+export function retryFailed() {
+  const run = get().run;
+  if (!run) return;
+  const failed = run.drives.filter((d) => !d.report?.ok).map((d) => d.drive.path);
+  set((s) => ({ run: null, selected: failed.filter((p) => s.drives.some((d) => d.path === p && !d.unsuitable)), errors: {} }));
+  if (get().selected.length === failed.length) void flash();
+  else say("drive", "A drive that failed is no longer listed: plug it in again, then press Flash");
 }
 
 /** Cancel asks first: a cancelled flash leaves the drives unbootable. */
@@ -611,10 +635,14 @@ export function startOver() {
 export function editVerify(patch: Partial<State["verify"]>) {
   set((s) => ({ verify: { ...s.verify, ...patch } }));
 }
+/** A changed question: the last answer, about other inputs, goes. */
+export function editVerifyInput(patch: Partial<Pick<State["verify"], "path" | "kind" | "expected" | "size">>) {
+  set((s) => ({ verify: { ...s.verify, ...patch, ...(s.verify.running ? {} : { result: null, line: null }) }, errors: { ...s.errors, verify: undefined } }));
+}
 
 export async function chooseVerifyFile() {
   const chosen = await open({ multiple: false, directory: false }).catch(() => null);
-  if (typeof chosen === "string") editVerify({ path: chosen });
+  if (typeof chosen === "string") editVerifyInput({ path: chosen });
 }
 
 export async function verify() {

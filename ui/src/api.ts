@@ -10,6 +10,7 @@ import type {
   DriveEvent,
   DriveRow,
   Ejected,
+  ErrorKind,
   ExpectedSpec,
   Extension,
   Overlay,
@@ -46,6 +47,8 @@ export const api = {
   setCaCert: (path: string | null) => invoke<void>("set_ca_cert", { path }),
   setIncusRoot: (path: string | null) => invoke<void>("set_incus_root", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
+  /** Stops one drive of the flash running under `job`; the others go on. */
+  cancelTarget: (job: number, path: string) => invoke<boolean>("cancel_target", { job, path }),
   /** `source`: the chosen image file, so the drive holding it is marked. */
   listDrives: (showAll: boolean, imageSize: number | null, source: string | null) =>
     invoke<DriveRow[]>("list_drives", { showAll, imageSize, source }),
@@ -92,6 +95,11 @@ export const api = {
 /** Whether a command failed because it was cancelled (its typed kind, never its wording). */
 export function wasCancelled(e: unknown): boolean {
   return !!e && typeof e === "object" && "kind" in e && (e as CommandError).kind === "cancelled";
+}
+
+/** What sort of failure a command's error is (`failure` for anything not the engine's). */
+export function errorKind(e: unknown): ErrorKind {
+  return e && typeof e === "object" && "kind" in e ? (e as CommandError).kind : "failure";
 }
 
 /** The one sentence to show for a failed command. */

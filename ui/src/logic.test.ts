@@ -1,12 +1,17 @@
 import { describe, expect, it } from "vitest";
-import type { Drive } from "./api";
+import type { Drive, Summary, TargetReport } from "./api";
+import type { DriveRun, Run } from "./store";
 import {
   Meter,
   progressLine,
   resultLine,
   checkDigest,
-  confirmationText,
+  confirmSummary,
   describeDrive,
+  heldText,
+  nextSteps,
+  runOutcome,
+  sameDrive,
   describeSource,
   formatBytes,
   flashBlocker,
@@ -95,19 +100,80 @@ describe("the meter", () => {
 });
 
 describe("flashing", () => {
-  it("needs a prepared image, confirmed digests and a drive", () => {
-    const ready = { prepared: true, confirmed: true, streams: false, mustCheck: false, selected: 1, busy: false };
+  it("needs a prepared image, its digests compared when nothing vouches for it, and a drive", () => {
+    const ready = { prepared: true, confirmed: true, mustCompare: true, pastedMismatch: false, checkFailed: false, streams: false, mustCheck: false, selected: 1, busy: false };
     expect(flashBlocker(ready)).toBeNull();
-    expect(flashBlocker({ ...ready, confirmed: false })).not.toBeNull();
+    expect(flashBlocker({ ...ready, confirmed: false })).toContain("I compared these digests");
+    // The publisher's checksum matched: nothing to tick.
+    expect(flashBlocker({ ...ready, confirmed: false, mustCompare: false })).toBeNull();
+    expect(flashBlocker({ ...ready, mustCompare: false, pastedMismatch: true })).toContain("none of those shown");
     expect(flashBlocker({ ...ready, selected: 0 })).not.toBeNull();
     expect(flashBlocker({ ...ready, busy: true })).not.toBeNull();
   });
-  it("names each drive and warns of unmounting", () => {
-    const text = confirmationText([`Image: /home/me/talos.raw (${HEX})`], [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })]);
-    expect(text).toContain(`Image: /home/me/talos.raw (${HEX})`);
-    expect(text).toContain("SanDisk Ultra — 30.8 GB, usb — /dev/sdb (serial 4C53, device 8:16, disk sequence 12)");
-    expect(text).toContain("/dev/sdc");
-    expect(text).toContain("Mounted partitions will be unmounted first.");
+  it("says in plain words what is written, who vouches for it and what else goes on the stick", () => {
+    const plan: Summary = { name: "metal-amd64.raw.xz", size: 201_326_592, sizeExact: true, digestSource: "sidecar", signedBy: null, configPartitionSHA256: null, configSticks: [] };
+    const text = (p: Summary, drives = [drive()], lab: number | null = null) => confirmSummary(p, drives, lab).map((l) => l.text).join("\n");
+    expect(text(plan)).toContain("Write metal-amd64.raw.xz (201.3 MB) onto this drive.");
+    expect(text(plan)).toContain("It must match the publisher's .sha256 file");
+    expect(text(plan)).not.toMatch(/[0-9a-f]{64}/);
+    expect(text({ ...plan, size: null })).toContain("its size is known once it is decoded");
+    expect(text({ ...plan, sizeExact: false })).toContain("at least 201.3 MB");
+    const unverified = confirmSummary({ ...plan, digestSource: "unverified" }, [drive()], null);
+    expect(unverified.find((l) => l.tone === "warn")?.text).toContain("Nothing its publisher published vouches");
+    expect(text({ ...plan, configPartitionSHA256: HEX })).toContain("partition named cidata (SHA-256 37656798…d603b4ba)");
+    expect(text({ ...plan, configSticks: ["/dev/sdc"] })).toContain("The config image goes onto /dev/sdc, a stick of its own.");
+    expect(text(plan, [drive(), drive({ path: "/dev/sdc", mountpoints: ["/media/x"] })])).toContain(
+      "Everything on them will be erased; mounted partitions are unmounted first.",
+    );
+    expect(text(plan, [drive(), drive()], 2)).toContain("one per node of the lab's 2");
+  });
+  it("names the drive as the one chosen, by serial or else by device number", () => {
+    expect(sameDrive(drive())).toBe("the same drive you chose: serial 4C53");
+    expect(sameDrive(drive({ identity: { devnum: "7:0", diskseq: 25, serial: null, size: 1 } }))).toBe(
+      "the same drive you chose: no serial, so checked by device 7:0 and disk sequence 25",
+    );
+  });
+});
+
+describe("after a flash", () => {
+  const report = (over: Partial<TargetReport> = {}): TargetReport => ({
+    path: "/dev/sdb",
+    ok: true,
+    bytesWritten: 1,
+    bytesSkipped: 0,
+    verifiedSHA256: HEX,
+    error: null,
+    access: "direct",
+    ...over,
+  });
+  const row = (r?: TargetReport, text = "x"): DriveRun => ({
+    drive: drive({ path: r?.path ?? "/dev/sdb" }),
+    config: false,
+    line: r ? resultLine(r) : { text, percent: null, outcome: "bad" },
+    report: r,
+  });
+  const run = (drives: DriveRun[], failure?: Run["failure"]): Run => ({ phase: "done", image: "", plan: null, drives, result: null, askCancel: false, failure });
+  const failed = report({ path: "/dev/sdc", ok: false, verifiedSHA256: null, error: "i/o error", errorKind: "failure" });
+
+  it("says what a drive that did not take the image holds", () => {
+    expect(heldText(row(report()))).toBeNull();
+    expect(heldText(row(failed))).toBe("Left blank: not bootable.");
+    expect(heldText(row(report({ ok: false, access: null, error: "busy", errorKind: "failure" })))).toBe("Left as it was: nothing was written to it.");
+    expect(heldText(row(undefined, "Failed"), "badInput")).toBe("Left as it was: nothing was written to it.");
+    expect(heldText(row(undefined, "Failed"), "digestMismatch")).toBe("Left blank: not bootable.");
+  });
+  it("offers Retry for a drive that failed and another image when the image was refused", () => {
+    expect(nextSteps(run([row(report())]), false)).toEqual({ retry: 0, another: true, otherImage: false });
+    expect(nextSteps(run([row(report()), row(failed)]), false)).toEqual({ retry: 1, another: true, otherImage: false });
+    expect(nextSteps(run([row(failed)]), false)).toEqual({ retry: 1, another: false, otherImage: false });
+    expect(nextSteps(run([row(undefined, "Failed")], "digestMismatch"), false)).toEqual({ retry: 0, another: false, otherImage: true });
+    expect(nextSteps(run([row(failed)]), true).retry).toBe(0);
+  });
+  it("sums the run up", () => {
+    expect(runOutcome(run([row(report()), row(report({ path: "/dev/sdc" }))]))).toBe("Done — 2 drives verified");
+    expect(runOutcome(run([row(report()), row(failed)]))).toBe("1 drive done, 1 failed of 2");
+    expect(runOutcome(run([row(report()), row(report({ path: "/dev/sdc", ok: false, errorKind: "cancelled" }))]))).toBe("1 drive done, 1 cancelled of 2");
+    expect(runOutcome(run([row(undefined, "Failed")], "digestMismatch"))).toContain("not the one its publisher published");
   });
 });
 
@@ -118,6 +184,7 @@ describe("sentence", () => {
     );
     expect(sentence("the drive changed since you chose it.")).toBe("The drive changed since you chose it.");
     expect(sentence("")).toBe("");
+    expect(sentence("http://127.0.0.1:9/x.raw.xz answered 404 Not Found")).toBe("http://127.0.0.1:9/x.raw.xz answered 404 Not Found.");
   });
 });
 
@@ -132,11 +199,12 @@ describe("describeDrive", () => {
 });
 
 describe("flashBlocker", () => {
-  const ready = { prepared: false, confirmed: false, streams: true, mustCheck: false, selected: 1, busy: false };
+  const ready = { prepared: false, confirmed: false, mustCompare: true, pastedMismatch: false, checkFailed: false, streams: true, mustCheck: false, selected: 1, busy: false };
   it("says the one thing still missing", () => {
     expect(flashBlocker(ready)).toBeNull();
     expect(flashBlocker({ ...ready, streams: false })).toBe("Choose an image.");
-    expect(flashBlocker({ ...ready, streams: false, mustCheck: true })).toContain("Check the image first");
+    expect(flashBlocker({ ...ready, streams: false, mustCheck: true })).toBe("Wait for the image to be checked.");
+    expect(flashBlocker({ ...ready, streams: false, mustCheck: true, checkFailed: true })).toContain("see why under Image");
     expect(flashBlocker({ ...ready, prepared: true })).toContain("I compared these digests");
     expect(flashBlocker({ ...ready, selected: 0 })).toBe("Choose a drive.");
     expect(flashBlocker({ ...ready, busy: true })).toContain("Busy");

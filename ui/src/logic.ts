@@ -1,6 +1,6 @@
 // Presentation logic, free of the DOM and of Tauri so it can be unit-tested.
-import type { Bus, DigestSource, Drive, Ejected, Progress, Stage, TargetReport } from "./api";
-import type { Line } from "./store";
+import type { Bus, DigestSource, Drive, Ejected, ErrorKind, Progress, Stage, Summary, TargetReport } from "./api";
+import type { DriveRun, Line, Run } from "./store";
 
 /** "30.8 GB": decimal units, as printed on drive labels. */
 export function formatBytes(bytes: number): string {
@@ -93,16 +93,10 @@ export function describeDrive(d: Drive): string {
   return `${driveName(d)} — ${formatBytes(d.size)}, ${d.bus} — ${d.path}`;
 }
 
-/** What the flash checks the drive against, in words: serial, device number, disk sequence. */
+/** What the flash checks the drive against, in full: serial, device number, disk sequence. */
 export function identityText(d: Drive): string {
   const id = d.identity;
-  return [
-    id.serial ? `serial ${id.serial}` : "no serial",
-    `device ${id.devnum}`,
-    id.diskseq !== null ? `disk sequence ${id.diskseq}` : "",
-  ]
-    .filter(Boolean)
-    .join(", ");
+  return [id.serial ? `serial ${id.serial}` : "no serial", `device ${id.devnum}`, id.diskseq !== null ? `disk sequence ${id.diskseq}` : ""].filter(Boolean).join(", ");
 }
 
 /** A progress report as a line: stage, percent or bytes, rate, time left. */
@@ -128,6 +122,43 @@ export function resultLine(r: TargetReport): Line {
     return { text: `✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}${held}`, percent: 100, outcome: "good" };
   }
   return { text: "Written, not read back", percent: 100, outcome: "good" };
+}
+
+/** What a drive that did not take the image holds now, in words; `null` when it took it. A
+ * target the engine opened had its start wiped first and gets it back only once the rest is
+ * written and read back (flash/writer.rs), so a failed or cancelled one is blank; one never
+ * opened (`access: null`, or a flash refused before writing) is as it was. */
+export function heldText(d: DriveRun, failure?: ErrorKind): string | null {
+  if (d.report?.ok) return null;
+  if (d.line.outcome !== "bad") return null;
+  const untouched = d.report ? d.report.access === null : failure === "badInput";
+  return untouched ? "Left as it was: nothing was written to it." : "Left blank: not bootable.";
+}
+
+/** The run's outcome in a few words: how many drives are verified, and how many are not. */
+export function runOutcome(run: Run): string {
+  const n = run.drives.length;
+  const verified = run.drives.filter((d) => d.report?.ok && d.report.verifiedSHA256).length;
+  const written = run.drives.filter((d) => d.report?.ok && !d.report.verifiedSHA256).length;
+  const cancelled = run.drives.filter((d) => d.line.text === "Cancelled").length;
+  const drives = (k: number) => `${k} drive${k === 1 ? "" : "s"}`;
+  if (run.failure === "digestMismatch") return "The image is not the one its publisher published: nothing bootable was written";
+  if (cancelled === n) return "Cancelled — the drives are blank, not bootable";
+  if (verified === n) return `Done — ${drives(n)} verified`;
+  if (verified + written === n) return `Done — ${drives(written)} written, not read back`;
+  const failed = n - verified - written - cancelled;
+  const parts = [verified + written > 0 ? `${drives(verified + written)} done` : "", cancelled > 0 ? `${cancelled} cancelled` : "", failed > 0 ? `${failed} failed` : ""];
+  return `${parts.filter(Boolean).join(", ")} of ${n}`;
+}
+
+/** The buttons after a run: Retry the drives that did not take the image (the image is fine:
+ * a drive failed, or was cancelled), another drive when some took it, or another image when the
+ * image itself was refused (it would fail again). */
+export function nextSteps(run: Run, lab: boolean): { retry: number; another: boolean; otherImage: boolean } {
+  const badImage = run.failure === "digestMismatch" || run.failure === "badInput";
+  const failed = run.drives.filter((d) => !d.report?.ok).length;
+  // A lab is planned whole: its nodes are flashed again from the lab's table, not one by one.
+  return { retry: badImage || lab ? 0 : failed, another: !badImage && (lab || failed < run.drives.length), otherImage: badImage };
 }
 
 /** What ejecting did, for the drive's row. */
@@ -166,6 +197,13 @@ export interface FlashState {
   prepared: boolean;
   /** "I have checked these digests" is ticked. */
   confirmed: boolean;
+  /** Nothing the publisher published vouches for the checked image: the operator compares its
+   * digests and ticks "I compared these digests". */
+  mustCompare: boolean;
+  /** A digest pasted to compare is none of those shown. */
+  pastedMismatch: boolean;
+  /** Checking the image failed (its error is in the Image tile). */
+  checkFailed: boolean;
   /** The image can be flashed straight from its source (its digest is confirmed in the
    * confirmation instead), and enough of the source is given to try. */
   streams: boolean;
@@ -180,9 +218,11 @@ export interface FlashState {
 /** Why Flash cannot be pressed yet, in one line; `null` when it can. */
 export function flashBlocker(s: FlashState): string | null {
   if (s.busy) return "Busy: wait for the current step to finish, or cancel it.";
-  if (!s.prepared && s.mustCheck) return "Check the image first, then compare its digests.";
+  if (!s.prepared && s.checkFailed) return "This image cannot be flashed: see why under Image, or choose another.";
+  if (!s.prepared && s.mustCheck) return "Wait for the image to be checked.";
   if (!s.prepared && !s.streams) return "Choose an image.";
-  if (s.prepared && !s.confirmed) return "Compare the digests, then tick “I compared these digests”.";
+  if (s.prepared && s.pastedMismatch) return "The digest you pasted is none of those shown: check the image, or clear the field.";
+  if (s.prepared && s.mustCompare && !s.confirmed) return "Compare the digests, then tick “I compared these digests”.";
   if (s.selected === 0) return "Choose a drive.";
   if (s.twoSticks && !s.twoSticks.configDrive) return "Mark the ticked drive that gets the config (Config).";
   if (s.twoSticks && s.selected < 2) return "Tick a second drive: one for the boot image, one for the config.";
@@ -194,19 +234,34 @@ export function shortDigest(hex: string): string {
   return hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-8)}` : hex;
 }
 
-/** The confirmation shown before writing: what is written (`what`: a checked image's line, or
- * the engine's plan), then each drive's model, size and path. */
-export function confirmationText(what: string[], drives: Drive[]): string {
-  const lines = drives.map((d) => `• ${describeDrive(d)} (${identityText(d)})`);
-  const mounted = drives.some((d) => d.mountpoints.length > 0);
-  return [
-    ...what,
-    `Everything on ${drives.length === 1 ? "this drive" : "these drives"} will be erased:`,
-    ...lines,
-    mounted ? "Mounted partitions will be unmounted first." : "",
-  ]
-    .filter(Boolean)
-    .join("\n");
+/** The confirmation before writing, in plain words: what is written and how big, who vouches
+ * for it, what else goes on the stick; each drive is a card of its own. `lab`: the number of
+ * nodes, each with its own config (named in the details). */
+export function confirmSummary(p: Summary, drives: Drive[], lab: number | null): { text: string; tone: "" | "good" | "warn" }[] {
+  const size = p.size === null ? "its size is known once it is decoded" : p.sizeExact ? formatBytes(p.size) : `at least ${formatBytes(p.size)}`;
+  const onto = drives.length === 1 ? "this drive" : `these ${drives.length} drives`;
+  const lines: { text: string; tone: "" | "good" | "warn" }[] = [{ text: `Write ${p.name} (${size}) onto ${onto}${lab ? `, one per node of the lab's ${lab}` : ""}.`, tone: "" }];
+  const { text: from, warn } = describeSource(p.digestSource, p.signedBy);
+  lines.push(
+    warn
+      ? { text: "Nothing its publisher published vouches for this image: compare its SHA-256 (Details) with one you trust.", tone: "warn" }
+      : { text: `It must match ${from}; if it does not, nothing bootable is written.`, tone: "good" },
+  );
+  if (p.configPartitionSHA256) {
+    lines.push({ text: `The stick also gets your config, as a partition named cidata (SHA-256 ${shortDigest(p.configPartitionSHA256)}).`, tone: "" });
+  }
+  if (lab) lines.push({ text: "Each node's stick also gets that node's own config (Details).", tone: "" });
+  if (p.configSticks.length > 0) {
+    lines.push({ text: `The config image goes onto ${p.configSticks.join(", ")}, a stick of its own.`, tone: "" });
+  }
+  lines.push({ text: `Everything on ${drives.length === 1 ? "it" : "them"} will be erased${drives.some((d) => d.mountpoints.length > 0) ? "; mounted partitions are unmounted first" : ""}.`, tone: "" });
+  return lines;
+}
+
+/** How the flash knows the drive is the one chosen, in words. */
+export function sameDrive(d: Drive): string {
+  const id = d.identity;
+  return id.serial ? `the same drive you chose: serial ${id.serial}` : `the same drive you chose: no serial, so checked by device ${id.devnum}${id.diskseq !== null ? ` and disk sequence ${id.diskseq}` : ""}`;
 }
 
 /** An engine message as a sentence for the window: capital first letter, final period, without
@@ -214,6 +269,7 @@ export function confirmationText(what: string[], drives: Drive[]): string {
 export function sentence(text: string): string {
   const t = text.replace(/ \(os error \d+\)/g, "").trim();
   if (t === "") return "";
-  const capital = t[0].toUpperCase() + t.slice(1);
+  // A URL or a path keeps its spelling ("http://…", not "Http://…").
+  const capital = /^([a-z][a-z0-9+.-]*:\/\/|\/)/.test(t) ? t : t[0].toUpperCase() + t.slice(1);
   return /[.!?)]$/.test(capital) ? capital : `${capital}.`;
 }

@@ -2,7 +2,7 @@
 // Updates are synchronous; the updates of one event are rendered once, right after it (a
 // microtask), so what a click changed is on screen before the next input is handled.
 import { useLayoutEffect, useReducer } from "preact/hooks";
-import type { Cidata, Drive, DriveRow, Flashed, LabView, Prepared, TargetReport, Verification } from "./api";
+import type { Cidata, Drive, DriveRow, ErrorKind, Flashed, LabView, Prepared, Summary, TargetReport, Verification } from "./api";
 
 export type Tab = "flash" | "verify" | "settings";
 export type Kind = "file" | "url" | "talos" | "incus" | "talosBuild" | "lab";
@@ -89,6 +89,8 @@ export interface DriveRun {
   line: Line;
   report?: TargetReport;
   eject?: { text: string; ok: boolean };
+  /** Its own Cancel was pressed; the engine stops it while the others go on. */
+  cancelling?: boolean;
 }
 
 export interface Run {
@@ -102,6 +104,8 @@ export interface Run {
   result: Flashed | null;
   /** Cancel was pressed and waits for its confirmation. */
   askCancel: boolean;
+  /** The run failed as a whole (no drive has a report of its own): what sort of failure. */
+  failure?: ErrorKind;
   /** A lab's record: where it was written, or why it was not. */
   record?: { path: string | null; error: string | null };
 }
@@ -162,8 +166,9 @@ export interface State {
   selected: string[];
   showAll: boolean;
   run: Run | null;
-  /** The confirmation before erasing: what is written, then each drive. */
-  confirm: { lines: string[]; drives: Drive[] } | null;
+  /** The confirmation before erasing: the engine's plan (its summary, warnings and every
+   * detail), each drive, and for a lab its number of nodes. */
+  confirm: { summary: Summary; lines: string[]; warnings: string[]; drives: Drive[]; lab: number | null } | null;
   errors: Partial<Record<Place, string>>;
   /** The field an error is about (`aria-invalid`). */
   invalid: string | null;

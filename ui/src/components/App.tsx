@@ -1,5 +1,6 @@
 // The window: tabs (Flash, Verify, Settings). Flash is three tiles (Image, Drives, Flash) with
 // the digest card under them once an image is checked; while flashing and after, the run's page.
+import appIcon from "../../../icons/icon.svg";
 import * as act from "../actions";
 import type { State, Tab } from "../store";
 import { ConfirmDialog } from "./ConfirmDialog";
@@ -24,7 +25,10 @@ export function App({ s }: { s: State }) {
   return (
     <>
       <header>
-        <h1>labflash</h1>
+        <h1>
+          <img src={appIcon} alt="" />
+          labflash
+        </h1>
         <Tabs s={s} />
       </header>
       <ErrorText id="message" text={s.errors.window} />

@@ -1,29 +1,70 @@
-// The confirmation before erasing: what is written (the checked image, or the engine's plan with
-// the digest that vouches for the download), then each drive by model, size, path and identity.
+// The confirmation before erasing, in plain words: what is written, who vouches for it, what else
+// goes on the stick, each drive as a card ("the same drive you chose"); the engine's full plan
+// (every digest, the image kind, each drive's identity) behind Details.
 import { useState } from "preact/hooks";
 import * as act from "../actions";
 import type { DriveRow } from "../api";
-import { confirmationText } from "../logic";
+import { confirmSummary, describeDrive, driveName, formatBytes, identityText, sameDrive } from "../logic";
 import type { State } from "../store";
 import { Modal } from "./common";
+import { DriveIcon } from "./icons";
 
 export function ConfirmDialog({ s }: { s: State }) {
   const c = s.confirm;
   return (
     <Modal id="confirm-dialog" open={c !== null} labelledBy="confirm-title" onCancel={() => act.answerConfirm(false)}>
-      {c && <Question lines={c.lines} drives={c.drives as DriveRow[]} />}
+      {c && <Question c={c} />}
     </Modal>
   );
 }
 
-function Question({ lines, drives }: { lines: string[]; drives: DriveRow[] }) {
+function Question({ c }: { c: NonNullable<State["confirm"]> }) {
+  const drives = c.drives as DriveRow[];
   // A fixed disk may hold the operator's data: erasing it takes a tick of its own.
   const fixed = drives.filter((d) => d.fixed);
   const [fixedOk, setFixedOk] = useState(false);
   return (
     <>
       <h2 id="confirm-title">Erase and flash?</h2>
-      <p id="confirm-text">{confirmationText(lines, drives)}</p>
+      <div id="confirm-text">
+        {c.warnings.map((w, i) => (
+          <p key={`w${i}`} class="warning">
+            {w}
+          </p>
+        ))}
+        {confirmSummary(c.summary, drives, c.lab).map((l, i) => (
+          <p key={i} class={l.tone === "good" ? "badge good" : l.tone === "warn" ? "badge warn" : ""}>
+            {l.text}
+          </p>
+        ))}
+        <ul id="confirm-drives" aria-label="Drives to erase">
+          {drives.map((d) => (
+            <li key={d.path} class="card">
+              <DriveIcon bus={d.bus} class="drive-icon" />
+              <span class="text">
+                <span class="name">{driveName(d)}</span>
+                <span class="meta">
+                  {d.path} · {sameDrive(d)}
+                </span>
+              </span>
+              <span class="size">{formatBytes(d.size)}</span>
+            </li>
+          ))}
+        </ul>
+      </div>
+      <details id="confirm-details">
+        <summary>Details</summary>
+        <ul>
+          {c.lines.map((l, i) => (
+            <li key={i}>{l}</li>
+          ))}
+          {drives.map((d) => (
+            <li key={d.path}>
+              {describeDrive(d)} ({identityText(d)})
+            </li>
+          ))}
+        </ul>
+      </details>
       {fixed.length > 0 && (
         <div class="warning">
           <p>

@@ -1,6 +1,7 @@
 // The digest card of a checked image: its name and size, the digests to compare (the image's,
 // the download's, the config image's), what vouches for them, a field to paste a digest into,
-// and "I compared these digests", which Flash waits for.
+// and, when nothing the publisher published vouches for it, "I compared these digests", which
+// Flash then waits for.
 import * as act from "../actions";
 import { checkDigest, formatBytes, sentence } from "../logic";
 import type { State } from "../store";
@@ -23,7 +24,7 @@ export function DigestCard({ s }: { s: State }) {
         {p.imagePath.split("/").pop()} · {formatBytes(p.imageSize)}
       </h2>
       <Digest id="image-sha" label="image SHA-256" hex={p.imageSHA256} />
-      {p.archiveSHA256 !== p.imageSHA256 && <Digest id="archive-sha" label="download SHA-256" hex={p.archiveSHA256} />}
+      {p.archiveSHA256 !== p.imageSHA256 && <Digest id="archive-sha" label={s.form.kind === "file" ? "file SHA-256 (compressed)" : "download SHA-256"} hex={p.archiveSHA256} />}
       {s.config && <Digest id="config-sha" label="config image SHA-256" hex={s.config.sha256} />}
       <SourceBadge source={p.digestSource} signedBy={p.signedBy} id="digest-source" />
       {p.warnings.map((w, i) => (
@@ -40,7 +41,8 @@ export function DigestCard({ s }: { s: State }) {
           {verdict.text}
         </p>
       </div>
-      <Check id="confirm-digests" label="I compared these digests" checked={s.confirmed} onCheck={act.setConfirmed} />
+      {/* Asked only where nothing the publisher published vouches: else the engine compared. */}
+      {p.digestSource === "unverified" && <Check id="confirm-digests" label="I compared these digests" checked={s.confirmed} onCheck={act.setConfirmed} />}
     </section>
   );
 }

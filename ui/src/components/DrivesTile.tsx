@@ -1,4 +1,4 @@
-// The Drives tile: one card per drive (name, size, bus, path) to tick, with a badge saying why
+// The Drives tile: one card per drive (its picture, name, size, bus, path) to tick, with a badge saying why
 // a drive cannot take the image. Fixed disks and loop devices only behind "Show all drives". With
 // two sticks, a ticked drive is marked as the config stick.
 import * as act from "../actions";
@@ -6,12 +6,15 @@ import type { DriveRow } from "../api";
 import { driveName, formatBytes } from "../logic";
 import type { State } from "../store";
 import { Check, ErrorText, Tile } from "./common";
+import { DriveIcon, UsbIcon } from "./icons";
 
 export function DrivesTile({ s }: { s: State }) {
   const two = act.usesTwoSticks(s);
   const lab = s.form.kind === "lab";
   return (
-    <Tile id="tile-drives" title="Drives">
+    <Tile id="tile-drives" step={2} icon={<UsbIcon />} title="Drives">
+      {/* Before the list: drives it brings in come after it in Tab order. */}
+      <Check id="show-all" label="Show all drives" checked={s.showAll} onCheck={act.setShowAll} />
       <ul id="drives" aria-label="Drives">
         {s.drives.length === 0 && <li class="empty">No removable drives. Plug in a USB stick or SD card.</li>}
         {s.drives.map((d) => (
@@ -19,7 +22,6 @@ export function DrivesTile({ s }: { s: State }) {
         ))}
       </ul>
       {lab && <p class="hint">A lab: each node takes its drive in the table below (a stick plugged in now goes to the next node without one).</p>}
-      <Check id="show-all" label="Show all drives" checked={s.showAll} onCheck={act.setShowAll} />
       {s.showAll && (
         <p id="show-all-warning" class="warning">
           Fixed disks may hold your data. Choose with care.
@@ -46,15 +48,19 @@ function DriveCard({ d, selected, configStick, lab }: { d: DriveRow; selected: b
         onChange={(e) => act.toggleDrive(d.path, e.currentTarget.checked)}
       />
       <label for={id}>
-        <span class="name">{driveName(d)}</span>
-        <span class="meta">
-          {formatBytes(d.size)} · {d.bus} · {d.path}
-        </span>
-        {badges.map((b) => (
-          <span key={b} class={`badge ${d.unsuitable ? "bad" : "warn"}`}>
-            {b}
+        <DriveIcon bus={d.bus} class="drive-icon" />
+        <span class="text">
+          <span class="name">{driveName(d)}</span>
+          <span class="meta">
+            {d.bus} · {d.path}
           </span>
-        ))}
+          {badges.map((b) => (
+            <span key={b} class={`badge ${d.unsuitable ? "bad" : "warn"}`}>
+              {b}
+            </span>
+          ))}
+        </span>
+        <span class="size">{formatBytes(d.size)}</span>
       </label>
       {configStick !== null && selected && (
         <label class="role">

@@ -4,11 +4,12 @@ import * as act from "../actions";
 import type { State } from "../store";
 import { sentence } from "../logic";
 import { ErrorText, Tile } from "./common";
+import { FlashIcon } from "./icons";
 
 export function FlashTile({ s }: { s: State }) {
   const reason = act.flashReason(s);
   return (
-    <Tile id="tile-flash" title="Flash">
+    <Tile id="tile-flash" step={3} icon={<FlashIcon />} title="Flash">
       <button type="button" id="flash-button" class="primary big" disabled={reason !== null} aria-describedby="flash-reason" onClick={act.flash}>
         Flash
       </button>

@@ -4,6 +4,7 @@ import * as act from "../actions";
 import { sourceGiven, sourceTitle } from "../source";
 import type { Kind, State } from "../store";
 import { ErrorText, ProgressLine, Tile } from "./common";
+import { ImageIcon } from "./icons";
 
 const OTHER: [Kind, string][] = [
   ["file", "Path"],
@@ -18,7 +19,7 @@ export function ImageTile({ s }: { s: State }) {
   const given = sourceGiven(s.form);
   const title = sourceTitle(s.form);
   return (
-    <Tile id="tile-image" title="Image" busy={s.check !== null}>
+    <Tile id="tile-image" step={1} icon={<ImageIcon />} title="Image" busy={s.check !== null}>
       {given ? (
         <div class="chosen">
           <p class="name" id="image-name" title={title.name}>

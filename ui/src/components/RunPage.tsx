@@ -1,11 +1,13 @@
-// The flash as it runs and as it ended: one row per drive (Writing → Reading back, bar, rate, time
-// left; then its outcome and what ejecting did), Cancel that asks first, the image's digests,
-// and what to do next.
+// The flash as it runs and as it ended: the image by name (and mark, for Talos and IncusOS), one
+// card per drive (its picture, a large percentage, stage, rate and time left, a Cancel of its
+// own; then what the drive holds now and what ejecting did), the run's Cancel that asks first,
+// the digests read back and what they are of, and the next step that makes sense.
 import { useLayoutEffect, useRef } from "preact/hooks";
 import * as act from "../actions";
-import { describeDrive, sentence } from "../logic";
-import type { Run, State } from "../store";
+import { driveName, formatBytes, heldText, nextSteps, runOutcome, sentence } from "../logic";
+import type { DriveRun, Run, State } from "../store";
 import { Digest, ErrorText, ProgressLine, SourceBadge } from "./common";
+import { DriveIcon, ImageIcon, SourceMark } from "./icons";
 
 export function RunPage({ s, run }: { s: State; run: Run }) {
   const heading = useRef<HTMLHeadingElement>(null);
@@ -27,40 +29,27 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
     planning: "Getting ready…",
     writing: `Flashing ${run.image}`,
     ejecting: "Ejecting…",
-    done: done ? outcome(run) : "",
+    done: done ? runOutcome(run) : "",
   }[run.phase];
+  const kind = s.form.kind;
+  const several = run.drives.length > 1;
   return (
     <section id="run" class="card-wide" aria-labelledby="run-title">
-      <h2 id="run-title" ref={heading} tabIndex={-1}>
-        {title}
-      </h2>
+      <div class="run-head">
+        {kind === "talos" || kind === "incus" ? <SourceMark kind={kind} /> : <ImageIcon class="mark" />}
+        <h2 id="run-title" ref={heading} tabIndex={-1}>
+          {title}
+        </h2>
+      </div>
       {run.plan && <ProgressLine line={run.plan} label="Progress of checking the source" id="plan-progress" />}
       <ul id="flash-progress" aria-live="polite" aria-label="Drives being flashed">
         {run.drives.map((d) => (
-          <li key={d.drive.path} data-path={d.drive.path} class={d.line.outcome ?? ""}>
-            <span class="name">
-              {d.node ? `${d.node}: ` : ""}
-              {d.config ? "Config stick: " : ""}
-              {describeDrive(d.drive)}
-            </span>
-            <ProgressLine line={d.line} label={`Progress of ${d.drive.path}`} />
-            {d.report?.error && d.report.errorKind !== "cancelled" && (
-              <details>
-                <summary>Details</summary>
-                {d.report.error}
-              </details>
-            )}
-            {d.eject && <p class={`eject ${d.eject.ok ? "" : "bad"}`}>{d.eject.text}</p>}
-          </li>
+          <DriveCard key={d.drive.path} d={d} run={run} cancellable={several && run.phase === "writing" && !d.report} />
         ))}
       </ul>
       {run.result && (
         <div id="flash-result">
-          <Digest id="result-image-sha" label="image SHA-256" hex={run.result.imageSHA256} />
-          {run.result.archiveSHA256 !== run.result.imageSHA256 && (
-            <Digest id="result-archive-sha" label="download SHA-256" hex={run.result.archiveSHA256} />
-          )}
-          {run.result.configStick && <Digest id="result-config-sha" label="config stick SHA-256" hex={run.result.configStick.imageSHA256} />}
+          <ResultDigests run={run} />
           <SourceBadge source={run.result.digestSource} />
           {(run.result.warnings ?? []).map((w, i) => (
             <p key={i} id={`result-warning-${i}`} class="warning">
@@ -82,7 +71,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
       )}
       {run.phase === "writing" && !run.askCancel && (
         <button type="button" id="cancel-button" onClick={() => act.askCancel(null)}>
-          Cancel
+          {several ? "Cancel all" : "Cancel"}
         </button>
       )}
       {run.askCancel && (
@@ -96,28 +85,96 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
           </button>
         </div>
       )}
-      {done && (
-        <div id="after-flash" class="buttons">
-          <button type="button" id="flash-another" class="primary" onClick={act.flashAnother}>
-            Flash another drive with this image
-          </button>
-          <button type="button" id="start-over" onClick={act.startOver}>
-            Start over
-          </button>
-        </div>
-      )}
+      {done && <NextSteps run={run} lab={kind === "lab"} />}
     </section>
   );
 }
 
-/** The run's outcome in a few words: how many drives are verified, and how many are not. */
-function outcome(run: Run): string {
-  const n = run.drives.length;
-  const verified = run.drives.filter((d) => d.report?.ok && d.report.verifiedSHA256).length;
-  const written = run.drives.filter((d) => d.report?.ok && !d.report.verifiedSHA256).length;
-  const drives = (k: number) => `${k} drive${k === 1 ? "" : "s"}`;
-  if (run.drives.every((d) => d.line.text === "Cancelled")) return "Cancelled — the drives are blank, not bootable";
-  if (verified === n) return `Done — ${drives(n)} verified`;
-  if (verified + written === n) return `Done — ${drives(written)} written, not read back`;
-  return `${drives(n - verified - written)} of ${n} failed`;
+/** One drive: what it is, how far, and once ended what it holds now. */
+function DriveCard({ d, run, cancellable }: { d: DriveRun; run: Run; cancellable: boolean }) {
+  const { line } = d;
+  const big = line.outcome === "good" ? "✓" : line.outcome === "bad" ? "✗" : line.percent === null ? "" : `${Math.floor(line.percent)} %`;
+  const held = run.phase === "done" || d.report ? heldText(d, run.failure) : null;
+  return (
+    <li data-path={d.drive.path} class={`drive-run ${line.outcome ?? ""}`}>
+      <div class="drive-head">
+        <DriveIcon bus={d.drive.bus} class="drive-icon" />
+        <span class="name">
+          {d.node ? `${d.node}: ` : ""}
+          {d.config ? "Config stick: " : ""}
+          {driveName(d.drive)}
+          <span class="meta">
+            {formatBytes(d.drive.size)} · {d.drive.bus} · {d.drive.path}
+          </span>
+        </span>
+        <span class="percent" aria-hidden="true">
+          {big}
+        </span>
+      </div>
+      <ProgressLine line={line} label={`Progress of ${d.drive.path}`} />
+      {held && <p class={`held ${d.report?.ok ? "" : "bad"}`}>{held}</p>}
+      {d.report?.error && d.report.errorKind !== "cancelled" && (
+        <details>
+          <summary>Details</summary>
+          {d.report.error}
+        </details>
+      )}
+      {d.eject && <p class={`eject ${d.eject.ok ? "" : "bad"}`}>{d.eject.text}</p>}
+      {cancellable && (
+        <button type="button" class="small cancel-drive" disabled={d.cancelling} onClick={() => act.cancelDrive(d.drive.path)}>
+          {d.cancelling ? "Stopping…" : "Cancel this drive"}
+        </button>
+      )}
+    </li>
+  );
+}
+
+/** The digests read back, each named by what it is of. */
+function ResultDigests({ run }: { run: Run }) {
+  const r = run.result!;
+  return (
+    <>
+      {r.stickSHA256 ? (
+        <>
+          <Digest id="result-stick-sha" label="stick SHA-256 (boot image + config partition: what was read back)" hex={r.stickSHA256} />
+          <Digest id="result-image-sha" label="boot image SHA-256" hex={r.imageSHA256} />
+          {r.configSHA256 && <Digest id="result-config-partition-sha" label="config partition SHA-256" hex={r.configSHA256} />}
+        </>
+      ) : (
+        <Digest id="result-image-sha" label="image SHA-256 (what was read back)" hex={r.imageSHA256} />
+      )}
+      {r.archiveSHA256 !== r.imageSHA256 && <Digest id="result-archive-sha" label="download SHA-256" hex={r.archiveSHA256} />}
+      {r.configStick && <Digest id="result-config-sha" label="config stick SHA-256" hex={r.configStick.imageSHA256} />}
+    </>
+  );
+}
+
+/** What to do next: another drive when every drive took the image, Retry when a drive failed
+ * (it may pass again), another image when the image itself was refused. */
+function NextSteps({ run, lab }: { run: Run; lab: boolean }) {
+  const next = nextSteps(run, lab);
+  return (
+    <div id="after-flash" class="buttons">
+      {next.retry && (
+        <button type="button" id="retry" class="primary" onClick={act.retryFailed}>
+          Retry {next.retry === 1 ? "the failed drive" : `the ${next.retry} failed drives`}
+        </button>
+      )}
+      {next.another && (
+        <button type="button" id="flash-another" class={next.retry ? "" : "primary"} onClick={act.flashAnother}>
+          Flash another drive with this image
+        </button>
+      )}
+      {next.otherImage && (
+        <button type="button" id="other-image" class="primary" onClick={act.startOver}>
+          Choose another image
+        </button>
+      )}
+      {!next.otherImage && (
+        <button type="button" id="start-over" onClick={act.startOver}>
+          Start over
+        </button>
+      )}
+    </div>
+  );
 }

@@ -1,7 +1,7 @@
-// Verify: read a drive or an image file and compare it with a digest, a checksum file (an
+// Verify: read a drive (picked from the list) or an image file and compare it with a digest, a checksum file (an
 // archive's checksum: the image inside it) or an image file. Nothing is written.
 import * as act from "../actions";
-import { formatBytes } from "../logic";
+import { driveName, formatBytes } from "../logic";
 import type { State } from "../store";
 import { Digest, ErrorText, ProgressLine, TextField } from "./common";
 
@@ -16,8 +16,19 @@ export function VerifyTab({ s }: { s: State }) {
   const r = v.result;
   return (
     <section id="verify" role="tabpanel" aria-labelledby="tab-verify" class="card-wide">
+      <div class="field">
+        <label for="verify-drive">Drive to check</label>
+        <select id="verify-drive" value={s.drives.some((d) => d.path === v.path) ? v.path : ""} onChange={(e) => act.editVerifyInput({ path: e.currentTarget.value })}>
+          <option value="">{s.drives.length === 0 ? "No drives (Show all drives on Flash lists every drive)" : "Choose a drive, or a file below"}</option>
+          {s.drives.map((d) => (
+            <option key={d.path} value={d.path}>
+              {driveName(d)} — {formatBytes(d.size)} — {d.path}
+            </option>
+          ))}
+        </select>
+      </div>
       <div class="row">
-        <TextField id="verify-path" label="Drive or image file to check" value={v.path} placeholder="/dev/sdb or /home/me/disk.img" invalid={s.invalid === "verify-path"} onValue={(path) => act.editVerify({ path })} />
+        <TextField id="verify-path" label="Drive or image file to check" value={v.path} placeholder="/dev/sdb or /home/me/disk.img" invalid={s.invalid === "verify-path"} onValue={(path) => act.editVerifyInput({ path })} />
         <button type="button" aria-label="Choose the file to check" onClick={() => void act.chooseVerifyFile()}>
           Choose…
         </button>
@@ -26,14 +37,14 @@ export function VerifyTab({ s }: { s: State }) {
         <legend>Compare it with</legend>
         {KINDS.map(([kind, label]) => (
           <span key={kind}>
-            <input type="radio" name="expected" id={`expected-${kind}`} value={kind} checked={v.kind === kind} onChange={() => act.editVerify({ kind })} />
+            <input type="radio" name="expected" id={`expected-${kind}`} value={kind} checked={v.kind === kind} onChange={() => act.editVerifyInput({ kind })} />
             <label for={`expected-${kind}`}>{label}</label>
           </span>
         ))}
       </fieldset>
-      <TextField id="verify-expected" label={{ digest: "Expected SHA-256", sidecar: "Checksum file", image: "Image file" }[v.kind]} value={v.expected} onValue={(expected) => act.editVerify({ expected })} />
+      <TextField id="verify-expected" label={{ digest: "Expected SHA-256", sidecar: "Checksum file", image: "Image file" }[v.kind]} value={v.expected} onValue={(expected) => act.editVerifyInput({ expected })} />
       {v.kind === "digest" && (
-        <TextField id="verify-size" label="Bytes to check (for a drive: the image's size)" inputMode="numeric" value={v.size} invalid={s.invalid === "verify-size"} onValue={(size) => act.editVerify({ size })} />
+        <TextField id="verify-size" label="Bytes to check (for a drive: the image's size)" inputMode="numeric" value={v.size} invalid={s.invalid === "verify-size"} onValue={(size) => act.editVerifyInput({ size })} />
       )}
       <div class="buttons">
         <button type="button" id="verify-button" class="primary" disabled={v.running} onClick={() => void act.verify()}>

@@ -41,7 +41,7 @@ export function SourceBadge({ source, signedBy, id }: { source: DigestSource; si
   const { text, warn } = describeSource(source, signedBy);
   return (
     <p id={id} class={`badge ${warn ? "warn" : "good"}`}>
-      {warn ? "⚠ Nothing the publisher published vouches for this image" : `✓ The download matches ${text}`}
+      {warn ? "⚠ No checksum from its publisher: compare its digest with one you trust" : `✓ The download matches ${text}`}
     </p>
   );
 }
@@ -55,10 +55,19 @@ export function ErrorText({ id, text }: { id: string; text?: string }) {
   );
 }
 
-export function Tile({ id, title, children, busy }: { id: string; title: string; children: ComponentChildren; busy?: boolean }) {
+/** A step of the flash: its number, picture and name over what it holds. */
+export function Tile(props: { id: string; step: number; icon: ComponentChildren; title: string; children: ComponentChildren; busy?: boolean }) {
+  const { id, step, icon, title, children, busy } = props;
   return (
     <section id={id} class="tile" aria-labelledby={`${id}-title`} aria-busy={busy ? "true" : undefined}>
-      <h2 id={`${id}-title`}>{title}</h2>
+      <h2 id={`${id}-title`} class="step">
+        <span class="step-number" aria-hidden="true">
+          {step}
+        </span>
+        {icon}
+        <span class="sr-only">Step {step}: </span>
+        {title}
+      </h2>
       {children}
     </section>
   );
