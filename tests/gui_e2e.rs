@@ -32,6 +32,7 @@ struct Gui {
     children: Vec<Child>,
     session: Option<Session>,
     shots: PathBuf,
+    display: u32,
 }
 
 impl Drop for Gui {
@@ -107,6 +108,7 @@ impl Gui {
             children: Vec::new(),
             session: None,
             shots: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-screenshots"),
+            display,
         };
         std::fs::create_dir_all(&gui.shots).unwrap();
         gui.children.push(
@@ -180,6 +182,33 @@ impl Gui {
 
     fn s(&self) -> &Session {
         self.session.as_ref().unwrap()
+    }
+
+    /// The icon the window shows the desktop (`_NET_WM_ICON`): its width, height and ARGB
+    /// pixels, as the X server holds them (xwininfo and xprop, package x11-utils).
+    fn window_icon(&self) -> (u64, u64, Vec<u64>) {
+        let x = |program: &str, args: &[&str]| {
+            let out = Command::new(program)
+                .args(["-display", &format!(":{}", self.display)])
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{program}: {e} (package x11-utils)"));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let tree = x("xwininfo", &["-root", "-tree"]);
+        let window = tree
+            .lines()
+            .find(|l| l.contains("\"labflash\":"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no window titled labflash: {tree}"))
+            .to_string();
+        let icon = x("xprop", &["-id", &window, "-notype", "32c", "_NET_WM_ICON"]);
+        let numbers: Vec<u64> = icon
+            .split_once('=')
+            .map(|(_, v)| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        assert!(numbers.len() > 2, "the window has no icon: {icon}");
+        (numbers[0], numbers[1], numbers[2..].to_vec())
     }
 
     fn shot(&self, name: &str) {
@@ -1366,6 +1395,11 @@ fn the_window_reads_in_dark_mode_as_in_light() {
         };
         std::thread::sleep(Duration::from_millis(500));
         check("start");
+        // The window carries the app's own icon (icons/32x32.png: teal behind a white stick).
+        let (w, h, argb) = gui.window_icon();
+        assert_eq!((w, h), (32, 32), "the window's icon is icons/32x32.png");
+        assert_eq!(argb[16 * 32 + 3], 0xff0b6b6c, "its background is labflash's teal");
+        assert_eq!(argb[16 * 32 + 16], 0xffffffff, "its stick is white");
 
         // An error in its tile.
         s.click("#source-file");
@@ -1398,4 +1432,59 @@ fn the_window_reads_in_dark_mode_as_in_light() {
         assert!(checked > 40, "{theme}: only {checked} texts were checked");
         drop(gui);
     }
+}
+
+/// Where an element is in the viewport: its rectangle, and the viewport's size.
+fn rect(s: &Session, css: &str) -> serde_json::Value {
+    s.execute_with(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect(); \
+         return { top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height, \
+         vw: innerWidth, vh: innerHeight };",
+        serde_json::json!([css]),
+    )
+}
+
+/// The window from its smallest (640x480) to a large one: every step's button in view, nothing
+/// wider than the window, and the drive list taking the height it is given (five drives all in
+/// view at 800x600, no scrolling inside it; taller at 1280x900).
+#[test]
+fn the_window_uses_its_space_from_640x480_to_a_large_screen() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let sticks: Vec<LoopDev> = (0..5)
+        .map(|_| LoopDev::new(dir.path(), 8 * MIB, 512, 0xAA))
+        .collect();
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#show-all");
+    for stick in &sticks {
+        s.wait_text("#drives", 10, |t| t.contains(stick.path_str()));
+    }
+    let mut heights = Vec::new();
+    for (w, h) in [(640, 480), (800, 600), (1280, 900)] {
+        s.set_window_size(w, h);
+        std::thread::sleep(Duration::from_millis(300));
+        gui.shot(&format!("size-{w}x{h}"));
+        let wide = s.execute("return document.documentElement.scrollWidth <= innerWidth;");
+        assert_eq!(wide, true, "{w}x{h}: nothing is wider than the window");
+        for button in ["#choose-image", "#flash-button", "#show-all"] {
+            let r = rect(s, button);
+            let inside = r["left"].as_f64() >= Some(0.0)
+                && r["right"].as_f64() <= r["vw"].as_f64()
+                && r["bottom"].as_f64() <= r["vh"].as_f64();
+            assert!(inside, "{w}x{h}: {button} is out of view: {r}");
+        }
+        heights.push(rect(s, "#drives")["height"].as_f64().unwrap());
+        if (w, h) == (800, 600) {
+            let scrolls = s.execute(
+                "const d = document.querySelector('#drives'); return d.scrollHeight > d.clientHeight;",
+            );
+            assert_eq!(scrolls, false, "800x600: five drives need no scrolling");
+        }
+    }
+    assert!(
+        heights[2] > heights[1] + 200.0,
+        "a taller window gives the drives the height: {heights:?}"
+    );
 }

@@ -102,7 +102,8 @@ export function identityText(d: Drive): string {
 /** A progress report as a line: stage, percent or bytes, rate, time left. */
 export function progressLine(meter: Meter, p: Progress, now: number): Line {
   const { percent, rate, eta } = meter.update(p, now);
-  const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${percent.toFixed(0)} %`];
+  // Rounded down, as the large number is: 100 % only once it is all there.
+  const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${Math.floor(percent)} %`];
   if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
   if (p.skipped) parts.push(`${formatBytes(p.skipped)} already on the drive`);
   const left = formatDuration(eta);

@@ -136,12 +136,15 @@ function ResultDigests({ run }: { run: Run }) {
     <>
       {r.stickSHA256 ? (
         <>
-          <Digest id="result-stick-sha" label="stick SHA-256 (boot image + config partition: what was read back)" hex={r.stickSHA256} />
+          <Digest id="result-stick-sha" label="stick SHA-256 (read back)" hex={r.stickSHA256} />
+          <p class="hint" id="result-stick-what">
+            Each stick holds the boot image followed by a partition named cidata with your config: the stick's digest is of that whole, as read back.
+          </p>
           <Digest id="result-image-sha" label="boot image SHA-256" hex={r.imageSHA256} />
           {r.configSHA256 && <Digest id="result-config-partition-sha" label="config partition SHA-256" hex={r.configSHA256} />}
         </>
       ) : (
-        <Digest id="result-image-sha" label="image SHA-256 (what was read back)" hex={r.imageSHA256} />
+        <Digest id="result-image-sha" label="image SHA-256 (read back)" hex={r.imageSHA256} />
       )}
       {r.archiveSHA256 !== r.imageSHA256 && <Digest id="result-archive-sha" label="download SHA-256" hex={r.archiveSHA256} />}
       {r.configStick && <Digest id="result-config-sha" label="config stick SHA-256" hex={r.configStick.imageSHA256} />}
@@ -155,7 +158,7 @@ function NextSteps({ run, lab }: { run: Run; lab: boolean }) {
   const next = nextSteps(run, lab);
   return (
     <div id="after-flash" class="buttons">
-      {next.retry && (
+      {next.retry > 0 && (
         <button type="button" id="retry" class="primary" onClick={act.retryFailed}>
           Retry {next.retry === 1 ? "the failed drive" : `the ${next.retry} failed drives`}
         </button>
