@@ -428,7 +428,9 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     s.wait_text("#verify-result", 60, |t| t == "✓ Matches");
     assert_eq!(s.text("#verify-sha"), digest);
     assert!(fits(s), "verify fits 800x600");
+    // A changed question clears the last answer: no stale "✓ Matches" beside other inputs.
     s.click("#expected-digest");
+    assert!(!s.exists("#verify-result"), "the answer went with its question");
     s.type_into("#verify-expected", &"0".repeat(64));
     s.click("#verify-button");
     s.wait_text("#verify-result", 60, |t| t == "✗ Does not match");
@@ -1487,4 +1489,119 @@ fn the_window_uses_its_space_from_640x480_to_a_large_screen() {
         heights[2] > heights[1] + 200.0,
         "a taller window gives the drives the height: {heights:?}"
     );
+}
+
+/// Two sticks from a URL; one is dropped with its own Cancel while the other goes on and is
+/// verified. The page says what each holds, Retry writes the dropped one alone (asked first);
+/// then an image whose bytes are not the ones its publisher published: every drive left blank
+/// and "Choose another image" instead of Retry.
+#[test]
+fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let image = image_like(16 * MIB as usize, 81);
+    let xz = xz_blocks(&image, MIB);
+    let server = common::server::Server::start();
+    server.put_with_sidecar("/node.raw.xz", xz.clone());
+    // Published digest of other bytes: the download cannot match it.
+    server.put("/bad.raw.xz", xz.clone());
+    server.put(
+        "/bad.raw.xz.sha256",
+        format!("{}  bad.raw.xz\n", sha256_hex(b"other bytes")).into_bytes(),
+    );
+    // Slow enough (about 4 s) to press a drive's Cancel while it writes.
+    server.set_default_serve(common::server::Serve {
+        rate: Some(4_000_000),
+        ..Default::default()
+    });
+    let sticks = [
+        LoopDev::new(dir.path(), 32 * MIB, 512, 0xAA),
+        LoopDev::new(dir.path(), 32 * MIB, 512, 0xAA),
+    ];
+    let (kept, dropped) = (sticks[0].path_str(), sticks[1].path_str());
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#tab-settings");
+    s.click("#eject-after");
+    s.click("#tab-flash");
+    s.click("#source-url");
+    s.type_into("#url", &server.url("/node.raw.xz"));
+    s.click("#use-source");
+    s.click("#show-all");
+    for path in [kept, dropped] {
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        s.click(&format!("#drives input[value=\"{path}\"]"));
+    }
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    // Writing, with a percentage: the archive's index says how big the image is.
+    s.wait_text(&row(dropped), 30, |t| {
+        t.contains("Writing") && !t.contains("Writing · 0 %") && t.contains(" %")
+    });
+    gui.shot("writing-two");
+    s.click(&format!("{} .cancel-drive", row(dropped)));
+    let title = s.wait_text("#run-title", 60, |t| !t.starts_with("Flashing"));
+    assert_eq!(title, "1 drive done, 1 cancelled of 2");
+    assert!(s.text(&row(kept)).contains("✓ Verified"), "{}", s.text(&row(kept)));
+    let held = s.text(&row(dropped));
+    assert!(
+        held.contains("Cancelled") && held.contains("Left blank: not bootable."),
+        "{held}"
+    );
+    assert_eq!(
+        sticks[1].read(0, MIB as usize),
+        vec![0; MIB as usize],
+        "the dropped drive's first MiB is wiped"
+    );
+    assert_eq!(sticks[0].read(0, image.len()), image, "the other one holds the image");
+    gui.shot("cancelled-one");
+
+    // Retry: the dropped drive alone, asked first.
+    s.click("#retry");
+    let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    assert!(question.contains(dropped) && !question.contains(kept), "{question}");
+    s.click("#confirm-yes");
+    let title = s.wait_text("#run-title", 60, |t| t.starts_with("Done"));
+    assert_eq!(title, "Done — 1 drive verified");
+    assert_eq!(sticks[1].read(0, image.len()), image);
+
+    // Verify picks the drive from the list (no path to type).
+    s.click("#tab-verify");
+    s.click(&format!("#verify-drive option[value=\"{kept}\"]"));
+    assert_eq!(
+        s.execute("return document.querySelector('#verify-path').value;"),
+        kept
+    );
+    s.click("#expected-digest");
+    s.type_into("#verify-expected", &sha256_hex(&image));
+    s.type_into("#verify-size", &image.len().to_string());
+    s.click("#verify-button");
+    s.wait_text("#verify-result", 60, |t| t == "✓ Matches");
+    s.click("#tab-flash");
+
+    // An image that is not the published one: nothing to retry.
+    s.click("#start-over");
+    s.click("#source-url");
+    s.type_into("#url", &server.url("/bad.raw.xz"));
+    s.click("#use-source");
+    for path in [kept, dropped] {
+        s.wait_text("#drives", 10, |t| t.contains(path));
+        s.click(&format!("#drives input[value=\"{path}\"]"));
+    }
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    let title = s.wait_text("#run-title", 60, |t| !t.starts_with("Flashing"));
+    assert!(title.contains("not the one its publisher published"), "{title}");
+    for path in [kept, dropped] {
+        assert!(s.text(&row(path)).contains("Left blank: not bootable."));
+    }
+    assert!(!s.exists("#retry") && !s.exists("#flash-another"));
+    assert!(s.exists("#other-image"));
+    gui.shot("mismatch");
+    s.click("#other-image");
+    assert!(s.exists("#choose-image"), "back to choosing an image");
 }

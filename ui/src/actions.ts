@@ -599,7 +599,7 @@ export function cancelDrive(path: string) {
 export function retryFailed() {
   const run = get().run;
   if (!run) return;
-  const failed = run.drives.filter((d) => !d.report?.ok).map((d) => d.drive.path);
+  const failed = run.drives.filter((d) => !d.report?.ok && d.report?.errorKind !== "badInput").map((d) => d.drive.path);
   set((s) => ({ run: null, selected: failed.filter((p) => s.drives.some((d) => d.path === p && !d.unsuitable)), errors: {} }));
   if (get().selected.length === failed.length) void flash();
   else say("drive", "A drive that failed is no longer listed: plug it in again, then press Flash");

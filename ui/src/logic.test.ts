@@ -168,6 +168,9 @@ describe("after a flash", () => {
     expect(nextSteps(run([row(failed)]), false)).toEqual({ retry: 1, another: false, otherImage: false });
     expect(nextSteps(run([row(undefined, "Failed")], "digestMismatch"), false)).toEqual({ retry: 0, another: false, otherImage: true });
     expect(nextSteps(run([row(failed)]), true).retry).toBe(0);
+    // Too small: another try would fail the same way; another drive is offered instead.
+    const small = report({ ok: false, verifiedSHA256: null, error: "the image does not fit", errorKind: "badInput" });
+    expect(nextSteps(run([row(small)]), false)).toEqual({ retry: 0, another: true, otherImage: false });
   });
   it("sums the run up", () => {
     expect(runOutcome(run([row(report()), row(report({ path: "/dev/sdc" }))]))).toBe("Done — 2 drives verified");

@@ -157,9 +157,11 @@ export function runOutcome(run: Run): string {
  * image itself was refused (it would fail again). */
 export function nextSteps(run: Run, lab: boolean): { retry: number; another: boolean; otherImage: boolean } {
   const badImage = run.failure === "digestMismatch" || run.failure === "badInput";
-  const failed = run.drives.filter((d) => !d.report?.ok).length;
+  // A drive refused for what it is (too small, read-only) would fail again: it gets no Retry.
+  const failed = run.drives.filter((d) => !d.report?.ok && d.report?.errorKind !== "badInput").length;
   // A lab is planned whole: its nodes are flashed again from the lab's table, not one by one.
-  return { retry: badImage || lab ? 0 : failed, another: !badImage && (lab || failed < run.drives.length), otherImage: badImage };
+  const took = run.drives.filter((d) => d.report?.ok).length;
+  return { retry: badImage || lab ? 0 : failed, another: !badImage && (lab || took > 0 || failed === 0), otherImage: badImage };
 }
 
 /** What ejecting did, for the drive's row. */
