@@ -2,7 +2,7 @@
 // engine decides; these only ask it and say what it answered.
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { api, errorKind, errorMessage, newJob, wasCancelled, type Drive, type DriveRow, type Flashed, type ImageSpec, type PlanView, type Progress, type TargetReport } from "./api";
+import { api, errorKind, errorMessage, newJob, wasCancelled, type Drive, type DriveRow, type Flashed, type ImageSpec, type PlanView, type ProbeView, type Progress, type TargetReport } from "./api";
 import {
   Meter,
   checkDigest,
@@ -77,14 +77,36 @@ export function editDraft(patch: Partial<Form>) {
   set((s) => ({ draft: s.draft && { ...s.draft, ...patch } }));
 }
 export function closeSource() {
-  set({ draft: null, loadingVersions: false });
+  const probing = get().probing;
+  if (probing !== null) void api.cancel(probing);
+  set({ draft: null, loadingVersions: false, probing: null });
 }
-/** The dialog's answer: the drafted source becomes the chosen one. */
-export function useSource() {
+
+/** The sources a dialog names on the network: asked for before the dialog closes. */
+const ASKED_IN_DIALOG: Kind[] = ["url", "talos", "incus"];
+
+/** The dialog's answer: the drafted source becomes the chosen one. A URL, a Talos or an IncusOS
+ * image is asked for first, the dialog open, so what cannot be had (a 404, a server offline, no
+ * published checksum) is said beside the fields it is about. */
+export async function useSource() {
   const draft = get().draft;
-  if (!draft) return;
-  set({ draft: null, loadingVersions: false });
-  void chooseSource(draft);
+  if (!draft || get().probing !== null) return;
+  if (!ASKED_IN_DIALOG.includes(draft.kind)) {
+    set({ draft: null, loadingVersions: false });
+    return void chooseSource(draft);
+  }
+  const job = newJob();
+  set((s) => ({ probing: job, errors: s.errors.window ? { window: s.errors.window } : {}, invalid: null }));
+  try {
+    const found = await api.probeSource(job, sourceSpec(draft), maxImageSize(get().settings.maxGiB), () => {});
+    if (get().probing !== job) return; // the dialog was closed meanwhile
+    set({ probing: null, draft: null, loadingVersions: false });
+    void chooseSource(draft, found);
+  } catch (e) {
+    if (get().probing !== job) return;
+    set({ probing: null });
+    if (!wasCancelled(e)) say("source", errorMessage(e), sourceField(draft.kind));
+  }
 }
 
 /** The native file chooser; the chosen file becomes the source. */
@@ -104,9 +126,10 @@ export async function chooseFor(field: "filePath" | "buildConfig" | "cfgUserData
 }
 
 /** A new source: everything known about the old one goes (Flash is never armed with an image
- * the window no longer shows); the engine says whether it streams, and checking starts by
- * itself when the image must be checked. */
-export async function chooseSource(form: Form) {
+ * the window no longer shows); the engine looks at it (`found`: what the dialog already learnt):
+ * where it is, its size (drives too small for it are marked at once), what vouches for it, and
+ * whether it streams; checking starts by itself when the image must be checked. */
+export async function chooseSource(form: Form, found: ProbeView | null = null) {
   const s = get();
   if (s.check !== null && s.job !== null) void api.cancel(s.job);
   if (s.confirm) answerConfirm(false);
@@ -123,16 +146,28 @@ export async function chooseSource(form: Form) {
   void refreshDrives();
   if (!sourceGiven(form)) return;
   if (form.kind === "lab") return loadLab(form, gen);
-  let streams: boolean;
-  try {
-    streams = await api.sourceStreams(sourceSpec(form));
-  } catch (e) {
-    if (get().gen === gen) say("image", errorMessage(e), sourceField(form.kind));
-    return;
+  // A labctl build is a file made from its config: checking it first is what learns about it.
+  if (!found && form.kind === "talosBuild") {
+    set({ streams: false });
+    return void check();
   }
-  if (get().gen !== gen) return;
-  set({ streams });
-  if (mustCheck(form, get().settings.checkFirst, streams)) void check();
+  if (!found) {
+    const job = newJob();
+    set({ check: { text: "Looking at the image…", percent: null }, job });
+    try {
+      found = await api.probeSource(job, sourceSpec(form), maxImageSize(get().settings.maxGiB), () => {});
+    } catch (e) {
+      if (get().gen !== gen) return;
+      set({ check: null, job: null });
+      if (!wasCancelled(e)) say("image", errorMessage(e), sourceField(form.kind));
+      return;
+    }
+    if (get().gen !== gen) return;
+    set({ check: null, job: null });
+  }
+  set({ found, streams: found.streams });
+  void refreshDrives();
+  if (mustCheck(form, get().settings.checkFirst, found.streams)) void check();
 }
 
 let versionsAsked = 0;
@@ -385,7 +420,8 @@ export async function refreshDrives() {
   const mine = ++listed;
   const source = s.form.kind === "file" ? s.form.filePath.trim() || null : null;
   try {
-    const drives = await api.listDrives(s.showAll, s.prepared?.imageSize ?? null, source);
+    const size = s.prepared?.imageSize ?? s.found?.imageSize?.bytes ?? null;
+    const drives = await api.listDrives(s.showAll, size, source);
     if (mine !== listed) return; // a newer list was asked for
     assignPlugged(
       get().drives.map((d) => d.path),

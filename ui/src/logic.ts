@@ -1,5 +1,5 @@
 // Presentation logic, free of the DOM and of Tauri so it can be unit-tested.
-import type { Bus, DigestSource, Drive, Ejected, ErrorKind, Progress, Stage, Summary, TargetReport } from "./api";
+import type { Bus, DigestSource, Drive, Ejected, ErrorKind, ProbeView, Progress, Stage, Summary, TargetReport } from "./api";
 import type { DriveRun, Line, Run } from "./store";
 
 /** "30.8 GB": decimal units, as printed on drive labels. */
@@ -34,6 +34,14 @@ const STAGES: Record<Stage, string> = {
 
 export function stageLabel(stage: Stage): string {
   return STAGES[stage];
+}
+
+/** The chosen image's size as the engine found it: "201.3 MB image", "at least …", or why not
+ * yet (with the download's size when its server says it). */
+export function foundSize(f: ProbeView): string {
+  if (f.imageSize) return `${f.imageSize.exact ? "" : "at least "}${formatBytes(f.imageSize.bytes)} image`;
+  const download = f.archiveSize !== null ? `${formatBytes(f.archiveSize)} to download; ` : "";
+  return `${download}the image's size is known once it is decoded`;
 }
 
 /** Lower-case hex without spaces: what digests are compared as. */

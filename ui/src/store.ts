@@ -2,7 +2,7 @@
 // Updates are synchronous; the updates of one event are rendered once, right after it (a
 // microtask), so what a click changed is on screen before the next input is handled.
 import { useLayoutEffect, useReducer } from "preact/hooks";
-import type { Cidata, Drive, DriveRow, ErrorKind, Flashed, LabView, Prepared, Summary, TargetReport, Verification } from "./api";
+import type { Cidata, Drive, DriveRow, ErrorKind, Flashed, LabView, Prepared, ProbeView, Summary, TargetReport, Verification } from "./api";
 
 export type Tab = "flash" | "verify" | "settings";
 export type Kind = "file" | "url" | "talos" | "incus" | "talosBuild" | "lab";
@@ -143,6 +143,11 @@ export interface State {
   /** The engine's answer for the chosen source: it streams, or it is checked first (`null`:
    * not asked yet, or refused). */
   streams: boolean | null;
+  /** What the engine found when the source was chosen (where it is, its size as its archive
+   * records it, what vouches for it), before anything is downloaded. */
+  found: ProbeView | null;
+  /** The source dialog's source being asked for (its job), the dialog still open. */
+  probing: number | null;
   check: Line | null;
   prepared: Prepared | null;
   /** The job that checked `prepared`: a flash names the image by it (the app keeps what the
@@ -191,6 +196,7 @@ export interface State {
 /** What is known about the chosen image: forgotten whenever the source changes. */
 export const noImage = {
   streams: null,
+  found: null,
   check: null,
   prepared: null,
   preparedJob: null,
@@ -214,6 +220,7 @@ export function initialState(checkFirst: boolean, readBack: boolean, eject: bool
     extensions: [],
     overlays: [],
     loadingVersions: false,
+    probing: null,
     gen: 0,
     ...noImage,
     drives: [],

@@ -1,8 +1,10 @@
 // The Image tile: choose a file (or drop one), or one of the other sources; the chosen image's
-// name and origin; checking it, when it is checked first, with its bar and Cancel.
+// name and origin, and what the engine found when it was chosen (its release, its size, what
+// vouches for it); checking it, when it is checked first, with its bar and Cancel.
 import * as act from "../actions";
 import { sourceGiven, sourceTitle } from "../source";
 import type { Kind, State } from "../store";
+import { describeSource, foundSize, sentence } from "../logic";
 import { ErrorText, ProgressLine, Tile } from "./common";
 import { ImageIcon } from "./icons";
 
@@ -28,6 +30,7 @@ export function ImageTile({ s }: { s: State }) {
           <p class="from" title={title.from}>
             {title.from}
           </p>
+          {s.found && <Found s={s} />}
           <button type="button" id="change-image" onClick={() => act.editSource(s.form.kind)}>
             Change…
           </button>
@@ -58,5 +61,27 @@ export function ImageTile({ s }: { s: State }) {
       )}
       <ErrorText id="error-step-image" text={s.errors.image} />
     </Tile>
+  );
+}
+
+/** What the engine learnt of the chosen image before anything was downloaded. */
+function Found({ s }: { s: State }) {
+  const f = s.found!;
+  const vouch = describeSource(f.digestSource, f.signedBy);
+  return (
+    <div id="image-found">
+      <p class="found-size">
+        {f.version ? `${f.version} · ` : ""}
+        {foundSize(f)}
+      </p>
+      <p class={`badge ${vouch.warn ? "warn" : "good"}`} id="image-vouched">
+        {vouch.warn ? "⚠ No published checksum" : `✓ Checked against ${vouch.text}`}
+      </p>
+      {f.warnings.map((w, i) => (
+        <p key={i} class="warning" id={`found-warning-${i}`}>
+          {sentence(w)}
+        </p>
+      ))}
+    </div>
   );
 }

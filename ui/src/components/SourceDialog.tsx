@@ -27,12 +27,17 @@ export function SourceDialog({ s }: { s: State }) {
           <h2 id="source-title">{TITLES[d.kind]}</h2>
           <Fields d={d} s={s} />
           <ErrorText id="error-source" text={s.errors.source} />
+          {s.probing !== null && (
+            <p id="source-probing" class="hint" aria-live="polite">
+              Asking {d.kind === "talos" ? "the Image Factory" : d.kind === "incus" ? "IncusOS's index" : "the server"} for it…
+            </p>
+          )}
           <div class="buttons">
             <button type="button" id="close-source" onClick={act.closeSource}>
               Cancel
             </button>
-            <button type="submit" id="use-source" class="primary">
-              Use this image
+            <button type="submit" id="use-source" class="primary" disabled={s.probing !== null}>
+              {s.probing !== null ? "Checking…" : "Use this image"}
             </button>
           </div>
         </form>
