@@ -17,6 +17,7 @@ fn main() {
         "plan_lab",
         "run_lab",
         "source_streams",
+        "probe_source",
         "eject",
         "verify",
         "cache_info",

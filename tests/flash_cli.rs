@@ -1415,3 +1415,31 @@ fn a_second_opener_of_the_drive_is_refused_and_named() {
     );
     assert!(dev.read(0, 4 * MIB as usize).iter().all(|b| *b == 0xAA));
 }
+
+/// `--eject` as root: each drive written and read back is ejected as the app ejects it (a loop
+/// device detached, its file holding the image); a lab (a --config per --to) refuses it.
+#[test]
+fn eject_detaches_what_was_written_and_is_refused_for_a_lab() {
+    let lab = run(&[
+        "flash", "os.img", "--to", "a.img", "--config", "a.cidata", "--to", "b.img", "--config",
+        "b.cidata", "--eject", "--yes", "--json",
+    ]);
+    assert_eq!(lab.code, 2, "{}", lab.stderr);
+    assert!(lab.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("--eject ejects the drives of one flash, not of a lab"));
+
+    require_root!();
+    let b = Bench::new();
+    let (img, bytes) = b.image("os.img", 2 * MIB as usize + 3, 36);
+    let dev = LoopDev::new(b.dir.path(), 4 * MIB, 512, 0xAA);
+    let run = b.flash(&img, &["--to", dev.path_str(), "--yes", "--eject"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.json()["ejected"],
+        serde_json::json!([{"path": dev.path_str(), "kind": "detached"}])
+    );
+    assert!(!dev.attached(), "detached");
+    assert_eq!(dev.read_backing(0, bytes.len()), bytes);
+}

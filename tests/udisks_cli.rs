@@ -136,7 +136,7 @@ impl Desktop {
             std::fs::write(
                 RULE,
                 format!(
-                    "polkit.addRule(function(action, subject) {{\n  if (subject.user == \"{USER}\") {{\n    polkit.spawn([\"/bin/sh\", \"-c\", \"echo \" + action.id + \" >> {ASKED}\"]);\n  }}\n  if ((action.id.indexOf(\"org.freedesktop.udisks2.open-device\") == 0 || action.id == \"org.freedesktop.udisks2.filesystem-unmount-others\" || action.id == \"org.freedesktop.policykit.exec\") && subject.user == \"{USER}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+                    "polkit.addRule(function(action, subject) {{\n  if (subject.user == \"{USER}\") {{\n    polkit.spawn([\"/bin/sh\", \"-c\", \"echo \" + action.id + \" >> {ASKED}\"]);\n  }}\n  if ((action.id.indexOf(\"org.freedesktop.udisks2.open-device\") == 0 || action.id == \"org.freedesktop.udisks2.filesystem-unmount-others\" || action.id == \"org.freedesktop.udisks2.loop-setup\" || action.id == \"org.freedesktop.policykit.exec\") && subject.user == \"{USER}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
                 ),
             )
             .unwrap();
@@ -271,7 +271,11 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     let refused = flash(&bin);
     assert_eq!(refused.code, 3, "{}", refused.stderr);
     let error = refused.json()["error"].as_str().unwrap().to_string();
-    assert!(error.contains("polkit did not authorize"), "{error}");
+    // No rule, no agent, no session here: the next step, in one sentence.
+    assert_eq!(
+        error,
+        format!("permission denied for {}: polkit did not authorize opening it: no polkit authentication agent is running, so nobody could be asked for the password; log in to a desktop session (which runs one), or run labflash as root", dev.path_str())
+    );
     assert!(
         dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA),
         "a refused user wrote"
@@ -287,6 +291,24 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
     );
     assert_eq!(flashed.json()["targets"][0]["access"], "udisks2");
     assert_eq!(dev.read(0, bytes.len()), bytes);
+
+    // Flashed and ejected as the app does (its Eject calls the same engine function): one
+    // authorization for the drive. The loop device root set up stays attached: detaching it
+    // would ask polkit again (loop-delete-others).
+    asked();
+    let ejected = flash_eject(&bin, &[&dev]);
+    let asked_for = asked();
+    assert!(
+        opening_only(&asked_for, 1),
+        "one authorization for one drive, eject included: {asked_for:?} {}",
+        ejected.stdout
+    );
+    assert_eq!(ejected.code, 0, "{}", ejected.stdout);
+    assert_eq!(
+        ejected.json()["ejected"],
+        serde_json::json!([{"path": dev.path_str(), "kind": "kept", "why": format!("the loop device {} stays attached; its file holds the image", dev.path_str())}])
+    );
+    assert!(dev.path.exists() && dev.read(0, bytes.len()) == bytes);
 
     let flash_both = || {
         as_user(
@@ -322,6 +344,83 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
         .collect();
     assert_eq!(opens.len(), 2, "one authorization per drive: {opens:?}");
     assert_eq!(second.read(0, bytes.len()), bytes);
+    let both_ejected = flash_eject(&bin, &[&dev, &second]);
+    assert_eq!(both_ejected.code, 0, "{}", both_ejected.stdout);
+    let asked_for = asked();
+    assert!(
+        opening_only(&asked_for, 2),
+        "one authorization per drive, eject included: {asked_for:?}"
+    );
+
+    // A loop device the user set up through UDisks2 (loop-setup, allowed by the rule) is the
+    // user's to detach: ejected without another authorization.
+    let own = dir.path().join("own.img");
+    std::fs::write(&own, vec![0xAAu8; 8 * MIB as usize]).unwrap();
+    run_ok("chown", &[USER, own.to_str().unwrap()]);
+    let set_up = Command::new("runuser")
+        .args([
+            "-u",
+            USER,
+            "--",
+            "udisksctl",
+            "loop-setup",
+            "--no-user-interaction",
+            "-f",
+        ])
+        .arg(&own)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&set_up.stdout).to_string();
+    let own_dev = said
+        .split_whitespace()
+        .find(|w| w.starts_with("/dev/loop"))
+        .unwrap_or_else(|| panic!("udisksctl loop-setup: {said} {set_up:?}"))
+        .trim_end_matches('.')
+        .to_string();
+    let own_object = format!(
+        "/org/freedesktop/UDisks2/block_devices/{}",
+        own_dev.trim_start_matches("/dev/")
+    );
+    wait_until("UDisks2 to see the user's loop device", || {
+        udisks_property(&own_object, "Loop", "SetupByUID").is_some_and(|r| !r.contains("uint32 0"))
+    });
+    asked();
+    let detached = as_user(
+        &bin,
+        &[
+            "flash",
+            img.to_str().unwrap(),
+            "--to",
+            &own_dev,
+            "--eject",
+            "--yes",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let own_back = std::fs::read(&own).unwrap();
+    let still_attached = Path::new(&format!(
+        "/sys/block/{}/loop",
+        own_dev.trim_start_matches("/dev/")
+    ))
+    .exists();
+    if still_attached {
+        let _ = Command::new("losetup").args(["-d", &own_dev]).status();
+    }
+    assert_eq!(detached.code, 0, "{} {}", detached.stdout, detached.stderr);
+    let asked_for = asked();
+    assert!(
+        opening_only(&asked_for, 1),
+        "detaching the user's own loop device asks nothing more: {asked_for:?}"
+    );
+    assert_eq!(detached.json()["ejected"][0]["kind"], "detached");
+    assert!(!still_attached);
+    assert_eq!(
+        own_back[..bytes.len()],
+        bytes[..],
+        "its file holds the image"
+    );
 
     let verified = as_user(
         &bin,
@@ -462,6 +561,35 @@ fn an_unprivileged_user_flashes_through_udisks2_only_when_polkit_allows() {
         Path::new(ACTIVATION).exists()
             || !Path::new(&format!("{ACTIVATION}.labflash-test")).exists()
     );
+}
+
+/// Whether polkit was asked `drives` times, each to open a drive (`open-device`, or
+/// `open-device-system` for what UDisks2 counts as a system device, as a loop device root set
+/// up), and for nothing else.
+fn opening_only(asked: &[String], drives: usize) -> bool {
+    asked.len() == drives
+        && asked
+            .iter()
+            .all(|a| a.starts_with("org.freedesktop.udisks2.open-device"))
+}
+
+/// `labflash flash IMG --to DEV… --eject` as the test user: the drives written, then ejected as
+/// the app's Eject ejects them.
+fn flash_eject(bin: &Path, devs: &[&LoopDev]) -> Run {
+    let dir = bin.parent().unwrap();
+    let (img, cache) = (dir.join("os.img"), dir.join("cache"));
+    let mut args = vec!["flash", img.to_str().unwrap()];
+    for dev in devs {
+        args.extend(["--to", dev.path_str()]);
+    }
+    args.extend([
+        "--eject",
+        "--yes",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    as_user(bin, &args)
 }
 
 /// `as_user` with another helper path (one the user could have replaced).

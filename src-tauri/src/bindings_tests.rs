@@ -5,6 +5,7 @@
 //! suite passes without comparing.
 
 use labflash_core::fetch::digest::Sha256Digest;
+use labflash_core::fetch::image_size::ImageSize;
 use labflash_core::fetch::DigestSource;
 use labflash_core::flash::lab::NodeFlashed;
 use labflash_core::flash::rules::{Chosen, Unsuitable};
@@ -63,6 +64,8 @@ fn declarations() -> String {
         ImageKind,
         Summary,
         PlanView,
+        ImageSize,
+        ProbeView,
         Access,
         TargetReport,
         Flashed,

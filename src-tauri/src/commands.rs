@@ -11,6 +11,7 @@ use labflash_core::fetch::digest::{self, Sha256Digest};
 use labflash_core::fetch::factory_signature::FactoryTrust;
 use labflash_core::fetch::http::{Http, HttpPolicy};
 use labflash_core::fetch::{DigestSource, DEFAULT_MAX_IMAGE_SIZE};
+use labflash_core::flash::probe::{self, Probed};
 use labflash_core::flash::record::Record;
 use labflash_core::flash::rules::{self, Approved, Chosen, TargetOptions, Unsuitable};
 use labflash_core::flash::writer::TargetReport;
@@ -419,12 +420,11 @@ pub async fn prepare(
     let guard = app.jobs.start(job);
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let cache = app.cache()?;
-    let max_image_size = match max_image_size {
-        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
-        Some(n) => n,
-        None => DEFAULT_MAX_IMAGE_SIZE,
-    };
-    let source = source_of(source, max_image_size, app.settings.incus_root())?;
+    let source = source_of(
+        source,
+        image_limit(max_image_size)?,
+        app.settings.incus_root(),
+    )?;
     let prepared =
         sources::prepare_source(&source, &app.http(), &cache, &cancel, &progress).await?;
     app.prepared
@@ -432,6 +432,15 @@ pub async fn prepare(
         .expect("prepared lock")
         .insert(job, prepared.clone());
     Ok(prepared)
+}
+
+/// The largest image the window allows (the default when it names none).
+fn image_limit(max_image_size: Option<u64>) -> Reply<u64> {
+    match max_image_size {
+        Some(0) => Err(bad("the largest image size must be more than 0 bytes")),
+        Some(n) => Ok(n),
+        None => Ok(DEFAULT_MAX_IMAGE_SIZE),
+    }
 }
 
 /// The window's choice as the engine names it, every argument checked.
@@ -582,6 +591,43 @@ pub fn source_streams(source: SourceSpec) -> Reply<bool> {
     Ok(source_of(source, DEFAULT_MAX_IMAGE_SIZE, None)?.streams())
 }
 
+/// What the chosen source is, learnt when it is chosen (`flash::probe`), and whether it streams.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeView {
+    #[serde(flatten)]
+    probed: Probed,
+    /// Whether it is flashed straight from where it is (as `source_streams` says), or must be
+    /// checked first (`prepare`).
+    streams: bool,
+}
+
+/// Learns what the chosen source is without downloading or writing it: where it is, that its
+/// server has it, the digest that vouches for it, its sizes and what a plan would warn about. A
+/// source a flash would refuse is refused now, in the flash's words. `on_progress` keeps the
+/// shape of the window's other source commands: nothing in a probe is long enough to report.
+#[tauri::command]
+pub async fn probe_source(
+    app: State<'_, App>,
+    job: u32,
+    source: SourceSpec,
+    max_image_size: Option<u64>,
+    _on_progress: Channel<Progress>,
+) -> Reply<ProbeView> {
+    let guard = app.jobs.start(job);
+    let source = source_of(
+        source,
+        image_limit(max_image_size)?,
+        app.settings.incus_root(),
+    )?;
+    let probed = probe::probe(&source, &app.http(), &app.cache()?, &guard.token).await?;
+    Ok(ProbeView {
+        streams: source.streams(),
+        probed,
+    })
+}
+
 /// What a planned flash will write, for the confirmation: the engine's own lines (the source,
 /// the digest that vouches for it and where from, the image's size or why it is not known yet,
 /// the config stick) and its warnings.
@@ -699,12 +745,7 @@ async fn located(
     http: &Http,
     cancel: &CancellationToken,
 ) -> Reply<SourceRequest> {
-    let max_image_size = match max_image_size {
-        Some(0) => return Err(bad("the largest image size must be more than 0 bytes")),
-        Some(n) => n,
-        None => DEFAULT_MAX_IMAGE_SIZE,
-    };
-    let source = source_of(source, max_image_size, incus_root)?;
+    let source = source_of(source, image_limit(max_image_size)?, incus_root)?;
     sources::locate(&source, http, cancel)
         .await?
         .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))

@@ -697,6 +697,132 @@ fn the_engine_says_which_sources_stream() {
     assert_eq!(refused.kind, ErrorKind::BadInput);
 }
 
+/// A server on 127.0.0.1 that answers every request with `status` and nothing else.
+fn answering(status: u16) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = reader.get_mut().write_all(
+                format!(
+                    "HTTP/1.1 {status} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    at
+}
+
+/// The window learns what a chosen file is when it is chosen: sizes from the xz index, its
+/// kind from its first decoded bytes, and that it streams, in the window's field names.
+#[tokio::test]
+async fn probing_a_local_xz_says_its_sizes_kind_and_that_it_streams() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let (image, _) = image_in(dir.path());
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&std::fs::read(&image).unwrap()).unwrap();
+    let archive = xz.finish().unwrap();
+    let path = dir.path().join("os.img.xz");
+    std::fs::write(&path, &archive).unwrap();
+    let source = SourceSpec::File {
+        path: path.display().to_string(),
+        sha256: None,
+    };
+    let (channel, _) = recording::<Progress>();
+    let view = probe_source(app.state(), 1, source, None, channel)
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["source"], path.display().to_string());
+    assert_eq!(json["streams"], true);
+    assert_eq!(json["archiveSize"], archive.len() as u64);
+    assert_eq!(
+        json["imageSize"],
+        serde_json::json!({"bytes": 2u64 << 20, "exact": true})
+    );
+    assert_eq!(json["imageKind"], "unknown");
+    assert_eq!(json["digestSource"], "unverified");
+    assert_eq!(json["expectedSHA256"], serde_json::Value::Null);
+    assert!(
+        json["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no partition table"),
+        "{json}"
+    );
+    let (channel, _) = recording::<Progress>();
+    let too_small = SourceSpec::File {
+        path: path.display().to_string(),
+        sha256: None,
+    };
+    let refused = probe_source(app.state(), 2, too_small, Some(1 << 20), channel)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.kind, ErrorKind::BadInput);
+    assert!(
+        refused.message.contains("limit of 1048576 bytes"),
+        "{}",
+        refused.message
+    );
+}
+
+/// A URL the server does not have is refused when it is chosen, in one sentence.
+#[tokio::test]
+async fn probing_a_missing_url_says_so_when_it_is_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let url = format!("{}/os.raw.xz", answering(404));
+    let source = SourceSpec::Url {
+        url: url.clone(),
+        sha256: None,
+        allow_unverified: false,
+    };
+    let (channel, _) = recording::<Progress>();
+    let refused = probe_source(app.state(), 1, source, None, channel)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.message,
+        format!("{url} does not exist (the server answers HTTP 404 Not Found)")
+    );
+    assert_eq!(refused.kind, ErrorKind::Failure);
+}
+
+/// The window's Cancel reaches a probe by its job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_stops_when_its_job_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    // Takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = SourceSpec::Url {
+        url: format!("http://{}/os.raw.xz", silent.local_addr().unwrap()),
+        sha256: None,
+        allow_unverified: false,
+    };
+    let began = std::time::Instant::now();
+    let (channel, _) = recording::<Progress>();
+    let probing = probe_source(app.state(), 7, source, None, channel);
+    let cancelling = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(cancel(app.state(), 7));
+    };
+    let (probed, ()) = tokio::join!(probing, cancelling);
+    assert_eq!(probed.err().unwrap().kind, ErrorKind::Cancelled);
+    assert!(began.elapsed() < std::time::Duration::from_secs(2));
+}
+
 /// The Talos dialog's download token reaches the engine's request, and no debug print of the
 /// window's choice or of that request shows it.
 #[test]

@@ -52,6 +52,7 @@ fn main() {
             commands::run_lab,
             commands::drop_plan,
             commands::source_streams,
+            commands::probe_source,
             commands::eject,
             commands::verify,
             commands::cache_info,

@@ -21,6 +21,7 @@ import type {
   LabRun,
   PlanView,
   Prepared,
+  ProbeView,
   Progress,
   SourceSpec,
   Verification,
@@ -74,6 +75,10 @@ export const api = {
     invoke<LabRun>("run_lab", { job, plan, onProgress: channel(onProgress) }),
   /** Whether the engine streams this source, or has it checked first; refuses an unusable one. */
   sourceStreams: (source: SourceSpec) => invoke<boolean>("source_streams", { source }),
+  /** What the chosen source is (where, the digest that vouches, sizes, warnings, whether it
+   * streams), learnt without downloading it; refuses what a flash would refuse, in its words. */
+  probeSource: (job: number, source: SourceSpec, maxImageSize: number | null, onProgress: (p: Progress) => void) =>
+    invoke<ProbeView>("probe_source", { job, source, maxImageSize, onProgress: channel(onProgress) }),
   verify: (
     job: number,
     path: string,

@@ -207,6 +207,71 @@ lines: Array<string>, warnings: Array<string>,
  */
 imageKind: ImageKind | null, };
 
+export type ImageSize = { bytes: number, 
+/**
+ * `false`: the image holds at least `bytes`.
+ */
+exact: boolean, };
+
+export type ProbeView = { 
+/**
+ * Whether it is flashed straight from where it is (as `source_streams` says), or must be
+ * checked first (`prepare`).
+ */
+streams: boolean, 
+/**
+ * The image's URL (without credentials), or its file's canonical path.
+ */
+source: string, 
+/**
+ * The release it is: the Talos version asked for, the newest IncusOS of the channel.
+ */
+version: string | null, 
+/**
+ * An Image Factory's schematic ID, created for the extensions asked for or given.
+ */
+schematic: string | null, 
+/**
+ * Bytes of the archive: the download as its server announces it (`Content-Length`; `null`
+ * when it does not say), or the local file.
+ */
+archiveSize: number | null, 
+/**
+ * The SHA-256 the archive must have (`null`: a `.sha512` file vouches, or nothing does).
+ */
+expectedSHA256: Sha256Digest | null, 
+/**
+ * Where the expected digest comes from; a local file's given digest is checked when it is
+ * flashed (it is not hashed here).
+ */
+digestSource: DigestSource, 
+/**
+ * Who signed the index or the asset the digest comes from, when it is signed.
+ */
+signedBy: string | null, 
+/**
+ * The image's size as its archive records it (`null`: known only when decoded).
+ */
+imageSize: ImageSize | null, 
+/**
+ * What the image is, when its first bytes are here (a local file); a download's is known
+ * from its first decoded bytes, when it is flashed.
+ */
+imageKind: ImageKind | null, 
+/**
+ * The tar or zip entry the image is unwrapped from, when known with its kind.
+ */
+imageInside: { archive: "tar" | "zip", 
+/**
+ * The entry's name in the archive.
+ */
+name: string, } | null, 
+/**
+ * What a plan of it would warn about (a seed without an install file, an image without a
+ * partition table, a signature that could not be checked).
+ */
+warnings: Array<string>, };
+
 export type Access = "direct" | "udisks2" | "helper";
 
 export type TargetReport = { path: string, ok: boolean, 

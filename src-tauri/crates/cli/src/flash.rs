@@ -7,10 +7,12 @@ use std::sync::Arc;
 use clap::Args;
 use labflash_core::flash::lab::Node;
 use labflash_core::flash::record::Record;
-use labflash_core::flash::rules::{Chosen, TargetOptions};
+use labflash_core::flash::rules::{Approved, Chosen, TargetOptions};
 use labflash_core::flash::writer::TargetReport;
 use labflash_core::flash::{self, Flashed};
 use labflash_core::io::drives::human_size;
+use labflash_core::io::eject::{eject, Ejected};
+use labflash_core::io::identity::{DriveIdentity, Identity};
 use labflash_core::{CancellationToken, ErrorKind};
 
 use crate::fetch::SourceArgs;
@@ -59,6 +61,12 @@ pub struct FlashArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
+    /// Once the flash has ended, eject every drive written and read back, as the app's Eject
+    /// does: a USB drive is powered off, a loop device you set up detached (another's stays
+    /// attached, holding the image). Each drive's outcome is in `ejected`.
+    #[arg(long)]
+    pub eject: bool,
+
     /// Write a record of the run to FILE (JSON: each stick's drive, the image's digests and
     /// source, the read-back), also when a target failed; `verify --record FILE` checks a stick.
     #[arg(long, value_name = "FILE")]
@@ -74,6 +82,11 @@ pub struct FlashArgs {
 pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> ExitCode {
     match lab_nodes(&args) {
         Err(failure) => return out.fail(failure),
+        Ok(Some(_)) if args.eject => {
+            return out.fail(Failure::usage(
+                "--eject ejects the drives of one flash, not of a lab (a --config for each --to): flash the lab, then eject its sticks from the app or your desktop",
+            ))
+        }
         Ok(Some(nodes)) => {
             let options = crate::lab::NodeOptions {
                 unmount: args.unmount,
@@ -100,11 +113,70 @@ pub async fn run(args: FlashArgs, out: &Output, cancel: &CancellationToken) -> E
     }
     match flash(args, out, cancel).await {
         Ok(result) => {
-            let code = exit_code(&every_report(&result));
+            let mut code = exit_code(&every_report(&result.flashed));
+            if code == 0 && result.ejected.iter().any(|e| e.error.is_some()) {
+                code = EXIT_FAILURE;
+            }
             out.result(&result, || human(&result), code)
         }
         Err(failure) => out.fail(failure),
     }
+}
+
+/// What `flash` prints: what the flash did and, with `--eject`, what ejecting each drive did.
+#[derive(serde::Serialize)]
+struct FlashedAndEjected {
+    #[serde(flatten)]
+    flashed: Flashed,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ejected: Vec<EjectReport>,
+}
+
+/// One drive ejected (`{"path","kind","why"}` as the app's `Ejected`), or why not (`error`).
+#[derive(serde::Serialize)]
+struct EjectReport {
+    path: String,
+    #[serde(flatten)]
+    ejected: Option<Ejected>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Ejects every drive written and read back (a failed one is left for the operator to see),
+/// each only if it is still the drive that was flashed.
+async fn eject_written(flashed: &Flashed, approved: Vec<Approved>) -> Vec<EjectReport> {
+    let written: Vec<(String, DriveIdentity)> = every_report(flashed)
+        .into_iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| {
+            let target = approved.iter().find(|a| a.path == Path::new(&r.path))?;
+            match &target.identity {
+                Identity::Drive(identity) => Some((r.path, identity.clone())),
+                _ => None,
+            }
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        written
+            .into_iter()
+            .map(
+                |(path, identity)| match eject(Path::new(&path), &identity) {
+                    Ok(ejected) => EjectReport {
+                        path,
+                        ejected: Some(ejected),
+                        error: None,
+                    },
+                    Err(e) => EjectReport {
+                        path,
+                        ejected: None,
+                        error: Some(e.to_string()),
+                    },
+                },
+            )
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// The boot stick's reports, then the config stick's.
@@ -188,7 +260,7 @@ async fn flash(
     args: FlashArgs,
     out: &Output,
     cancel: &CancellationToken,
-) -> Result<Flashed, Failure> {
+) -> Result<FlashedAndEjected, Failure> {
     // A record that could not be kept refuses the run before anything is fetched or written.
     if let Some(path) = &args.record {
         Record::check_writable(path)
@@ -223,6 +295,7 @@ async fn flash(
         args.allow_fixed,
     )?;
 
+    let approved = plan.all_targets();
     // The record's lines name the drives as approved; it starts when writing does.
     let record = args
         .record
@@ -249,7 +322,11 @@ async fn flash(
         .cloned()
         .collect();
     out.warn_then(&learnt);
-    Ok(flashed)
+    let ejected = match args.eject {
+        true => eject_written(&flashed, approved).await,
+        false => Vec::new(),
+    };
+    Ok(FlashedAndEjected { flashed, ejected })
 }
 
 /// Writes the record, and shows its summary to a person (stdout keeps the flash's result).
@@ -268,7 +345,8 @@ pub(crate) fn write_record(record: &Record, path: &Path, out: &Output) -> Result
     Ok(())
 }
 
-fn human(result: &Flashed) -> String {
+fn human(both: &FlashedAndEjected) -> String {
+    let result = &both.flashed;
     let mut text = format!(
         "image {} bytes ({}), SHA-256 {}\n",
         result.image_size, result.image_kind, result.image_sha256
@@ -303,6 +381,18 @@ fn human(result: &Flashed) -> String {
             (None, None) => format!("written   {} (UNVERIFIED: not read back)\n", t.path),
         };
         text.push_str(&line);
+    }
+    for e in &both.ejected {
+        text.push_str(&match (&e.ejected, &e.error) {
+            (Some(Ejected::PoweredOff), _) => format!("ejected   {}: powered off\n", e.path),
+            (Some(Ejected::Detached), _) => format!("ejected   {}: detached\n", e.path),
+            (Some(Ejected::Kept(why)), _) => format!("kept      {}: {why}\n", e.path),
+            (None, error) => format!(
+                "NOT EJECTED {}: {}\n",
+                e.path,
+                error.as_deref().unwrap_or_default()
+            ),
+        });
     }
     text
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
-use reqwest::header::{CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE, RETRY_AFTER};
 use reqwest::{redirect, Method, Response, StatusCode};
 use tokio::sync::Mutex;
 use url::Url;
@@ -217,6 +217,63 @@ impl Http {
                 Ok(Err(Failed { error: Error::HttpStatus { status: 404 | 410, .. }, .. }))
             ),
             _ = cancel.cancelled() => false,
+        }
+    }
+
+    /// The same client (credentials and trust too), asking once: for a probe, whose answer is
+    /// wanted now; the flash that follows asks again, with retries.
+    pub fn once(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            policy: HttpPolicy {
+                attempts: 1,
+                ..self.policy.clone()
+            },
+            scoped: self.scoped.clone(),
+        }
+    }
+
+    /// What one HEAD of an asset says of it: its length as announced (`Content-Length`), `None`
+    /// when the server does not say or takes no HEAD (405, 501: it serves GET alone, which is no
+    /// fault), or sends no headers in time (an Image Factory builds the asset before it answers
+    /// HEAD: siderolabs/image-factory `internal/frontend/http/image.go` `handleImage`). A
+    /// missing asset, one that wants credentials and a failing server are errors naming the
+    /// URL, redacted, and the status.
+    pub async fn head(&self, url: &Url, cancel: &CancellationToken) -> Result<Option<u64>> {
+        let shown = credentials::redact(url);
+        let answer = self
+            .with_retries(cancel, || async {
+                match self
+                    .send_request(&shown, self.request(Method::HEAD, url))
+                    .await
+                {
+                    Ok(resp) => Ok(Some(resp)),
+                    Err(Failed {
+                        error:
+                            Error::HttpStatus {
+                                status: 405 | 501, ..
+                            },
+                        ..
+                    }) => Ok(None),
+                    Err(failed) => Err(failed),
+                }
+            })
+            .await;
+        match answer {
+            // reqwest's `content_length()` is the body's, which a HEAD has none of.
+            Ok(resp) => Ok(resp.and_then(|resp| {
+                resp.headers()
+                    .get(CONTENT_LENGTH)?
+                    .to_str()
+                    .ok()?
+                    .parse()
+                    .ok()
+            })),
+            Err(Error::HttpStatus { status: 404, .. }) => Err(Error::NotFound {
+                url: shown.to_string(),
+            }),
+            Err(Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::fetch::http::{Http, Span};
 use crate::CancellationToken;
 
 /// What an archive says of its image's size.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSize {

@@ -15,12 +15,14 @@
 //!
 //! The rest of this folder: `rules` (which targets may be written), `writer` (wipe, write, read
 //! back, first MiB last), `readback` (several targets, one hash), `stream` (the one-pass download
-//! and decode), `helper` (pkexec's side and ours), `one_stick` and `gpt` (a cidata partition).
+//! and decode), `helper` (pkexec's side and ours), `one_stick` and `gpt` (a cidata partition),
+//! `probe` (what a source is, learnt when it is chosen, by the same decisions as `plan`).
 
 pub mod gpt;
 pub mod helper;
 pub mod lab;
 pub mod one_stick;
+pub mod probe;
 mod readback;
 pub mod record;
 pub mod rules;
@@ -225,14 +227,22 @@ async fn open_stream(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
     let image = &req.image;
-    if crate::fetch::is_url(&image.source) {
-        let url = url::Url::parse(&image.source)
-            .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", image.source)))?;
-        stream::open(http, cache, &FetchRequest::of(url, image), cancel, progress).await
+    if let Some(fetch) = fetch_of(image)? {
+        stream::open(http, cache, &fetch, cancel, progress).await
     } else {
         let path = Path::new(&image.source);
         stream::open_file(path, image.sha256, image.max_image_size, cancel, progress).await
     }
+}
+
+/// The fetch of a URL source, vouched for as the source says; `None` for a local file.
+fn fetch_of(image: &SourceRequest) -> Result<Option<FetchRequest>> {
+    if !crate::fetch::is_url(&image.source) {
+        return Ok(None);
+    }
+    let url = url::Url::parse(&image.source)
+        .map_err(|e| Error::BadInput(format!("{:?} is not a valid URL: {e}", image.source)))?;
+    Ok(Some(FetchRequest::of(url, image)))
 }
 
 /// The source fetched, verified and decoded to an image file.
@@ -256,12 +266,7 @@ async fn plan_prepared(
     roots: SystemRoots,
     cancel: &CancellationToken,
 ) -> Result<Plan> {
-    // What the image is, before any target is touched: refused, or said (with a warning).
-    let image_kind = image_kind::of_file(&prepared.image.path)
-        .map_err(|e| Error::io(&prepared.image.path, e))?;
-    if let Some(refusal) = image_kind.refusal(&req.image.source) {
-        return Err(Error::BadInput(refusal));
-    }
+    let image_kind = written_kind(&prepared.image.path, &req.image.source)?;
     warnings.extend(image_kind.warning());
     warnings.extend(prepared.warnings.iter().cloned());
     let mut protected = vec![prepared.image.path.clone(), cache.root().to_path_buf()];
@@ -299,6 +304,16 @@ async fn plan_prepared(
         config_stick: None,
         options: req.flash_options(),
     })
+}
+
+/// What an image file is, before any target is touched: a kind that is not written is refused
+/// (naming the image as `source` names it), any other is said (with its warning, if it has one).
+fn written_kind(path: &Path, source: &str) -> Result<ImageKind> {
+    let kind = image_kind::of_file(path).map_err(|e| Error::io(path, e))?;
+    match kind.refusal(source) {
+        Some(refusal) => Err(Error::BadInput(refusal)),
+        None => Ok(kind),
+    }
 }
 
 /// A config goes only beside an image whose platform reads cidata (nocloud): a metal image is

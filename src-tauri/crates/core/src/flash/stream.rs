@@ -193,22 +193,17 @@ pub async fn open(
         }
         None => None,
     };
-    let (origin, image_size, archive_file) = match proven {
+    let source = req.url.to_string();
+    let limit = req.max_image_size;
+    let (origin, records, archive_file) = match proven {
         Some((_, file)) => {
-            let size =
-                image_size::of_open_file(&file, &archive_path).map_err(io_at(&archive_path))?;
-            (Origin::Archive(Archive::Cached), size, Some(file))
+            let records = Records::of_file(&file, &archive_path, &source, limit)?;
+            (Origin::Archive(Archive::Cached), records, Some(file))
         }
         None => {
-            let size = image_size::of_url(http, &req.url, cancel).await;
-            (Origin::Network(req.url.clone()), size, None)
+            let records = Records::of_url(http, &req.url, limit, cancel).await?;
+            (Origin::Network(req.url.clone()), records, None)
         }
-    };
-    image_size::check_limit(image_size, req.max_image_size)?;
-    let source = req.url.to_string();
-    let (image_kind, image_inside, image_size) = match &archive_file {
-        Some(file) => peek_kind(file, &archive_path, &source, req.max_image_size, image_size)?,
-        None => (None, None, image_size),
     };
     Ok(Opened {
         source,
@@ -218,9 +213,9 @@ pub async fn open(
         signed_by: settled.signature.as_ref().map(|s| s.signer()),
         warnings: settled.warnings,
         pin: settled.pin,
-        image_size,
-        image_kind,
-        image_inside,
+        image_size: records.size,
+        image_kind: records.kind,
+        image_inside: records.inside,
         origin,
         archive_path,
         archive_file,
@@ -239,11 +234,8 @@ pub async fn open_file(
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<Opened> {
     let file = sources::hash_local(path, expected, cancel, progress).await?;
-    let image_size = image_size::of_open_file(&file.file, &file.path).map_err(io_at(&file.path))?;
-    image_size::check_limit(image_size, max_image_size)?;
     let source = file.path.display().to_string();
-    let (image_kind, image_inside, image_size) =
-        peek_kind(&file.file, &file.path, &source, max_image_size, image_size)?;
+    let records = Records::of_file(&file.file, &file.path, &source, max_image_size)?;
     Ok(Opened {
         source,
         expected: Some(file.sha256),
@@ -252,15 +244,53 @@ pub async fn open_file(
         signed_by: None,
         warnings: Vec::new(),
         pin: None,
-        image_size,
-        image_kind,
-        image_inside,
+        image_size: records.size,
+        image_kind: records.kind,
+        image_inside: records.inside,
         origin: Origin::Archive(Archive::Operators),
         archive_path: file.path,
         archive_file: Some(file.file),
         max_image_size,
         _lock: None,
     })
+}
+
+/// What an archive's own records say of its image before a byte of it is written, as a flash
+/// and a probe (`flash::probe`) read them: an image over the size limit is refused now.
+pub(crate) struct Records {
+    /// See `image_size`.
+    pub size: Option<ImageSize>,
+    /// From a file's first decoded bytes (see [`peek_kind`]); a download's is known only as it
+    /// streams.
+    pub kind: Option<ImageKind>,
+    pub inside: Option<ImageInside>,
+}
+
+impl Records {
+    /// An archive file's records: its size, and its image's kind from its first decoded bytes
+    /// (a kind that is not written is refused now).
+    pub(crate) fn of_file(file: &File, path: &Path, source: &str, limit: u64) -> Result<Self> {
+        let size = image_size::of_open_file(file, path).map_err(io_at(path))?;
+        image_size::check_limit(size, limit)?;
+        let (kind, inside, size) = peek_kind(file, path, source, limit, size)?;
+        Ok(Self { size, kind, inside })
+    }
+
+    /// A URL's records: its image's size, from one `Range` request (a few for a multi-stream xz).
+    pub(crate) async fn of_url(
+        http: &Http,
+        url: &Url,
+        limit: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Self> {
+        let size = image_size::of_url(http, url, cancel).await;
+        image_size::check_limit(size, limit)?;
+        Ok(Self {
+            size,
+            kind: None,
+            inside: None,
+        })
+    }
 }
 
 /// The kind of the image an archive file decodes to, from its first decoded bytes (see

@@ -406,6 +406,11 @@ fn seed_tar(dir: &Path) -> Result<Seed> {
     })
 }
 
+/// The seed folder checked as `fetch` checks it first, and what it says to the operator.
+pub(crate) fn seed_warnings(dir: &Path) -> Result<Vec<String>> {
+    Ok(seed_tar(dir)?.warnings)
+}
+
 /// A reproducible ustar archive of seed files, in the order given: owner 0, mode 0644, time 0.
 pub(crate) fn seed_archive(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());

@@ -144,11 +144,41 @@ pub async fn locate(
     if !source.streams() {
         return Ok(None);
     }
+    Ok(Some(find(source, http, cancel).await?.image))
+}
+
+/// Where a source's image is and who vouches for it, found without downloading it.
+pub struct Found {
+    /// What a flash fetches (or opens), vouched for as a flash vouches for it.
+    pub image: SourceRequest,
+    /// The client that reaches it, when not the caller's: a labctl build's factory, with its
+    /// credentials and the CA its config trusts.
+    pub http: Option<Http>,
+    /// The release it is (an IncusOS version).
+    pub version: Option<String>,
+    /// An Image Factory's schematic ID, created or given.
+    pub schematic: Option<String>,
+    /// What the source says to the operator before anything is fetched: an IncusOS seed
+    /// without an install file, a labctl build's release.
+    pub warnings: Vec<String>,
+}
+
+/// Finds what `source` names, whether it streams or not: `locate`, and for what is prepared as
+/// files first (an IncusOS seed is checked, a labctl build's asset named), the image it starts
+/// from.
+pub async fn find(source: &Source, http: &Http, cancel: &CancellationToken) -> Result<Found> {
+    let found = |image, version, schematic, warnings| Found {
+        image,
+        http: None,
+        version,
+        schematic,
+        warnings,
+    };
     Ok(match source {
-        Source::Image(req) => Some(req.clone()),
+        Source::Image(req) => found(req.clone(), None, None, Vec::new()),
         Source::TalosFactory(req) => {
-            let (url, _) = talos_factory::locate_asset(http, req, cancel).await?;
-            Some(SourceRequest {
+            let (url, schematic) = talos_factory::locate_asset(http, req, cancel).await?;
+            let image = SourceRequest {
                 source: url.to_string(),
                 sha256: req.sha256,
                 sha256_source: DigestSource::Flag,
@@ -156,11 +186,22 @@ pub async fn locate(
                 factory: Some(req.trust()?),
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
-            })
+            };
+            found(
+                image,
+                Some(req.version.clone()),
+                Some(schematic),
+                Vec::new(),
+            )
         }
-        Source::Incus(req) if req.seed.is_none() => {
+        Source::Incus(req) => {
+            // Seed problems are the operator's: found before the index is read, as `fetch` does.
+            let warnings = match &req.seed {
+                Some(seed) => incus::seed_warnings(seed)?,
+                None => Vec::new(),
+            };
             let located = incus::locate(http, req, cancel).await?;
-            Some(SourceRequest {
+            let image = SourceRequest {
                 source: located.url.to_string(),
                 sha256: Some(located.sha256),
                 sha256_source: DigestSource::Index,
@@ -168,9 +209,33 @@ pub async fn locate(
                 factory: None,
                 allow_unverified: false,
                 max_image_size: req.max_image_size,
-            })
+            };
+            found(image, Some(located.version), None, warnings)
         }
-        Source::Incus(_) | Source::TalosBuild(_) => None,
+        Source::TalosBuild(req) => {
+            let b = &req.build;
+            let image = SourceRequest {
+                source: b.source_url()?.to_string(),
+                sha256: None,
+                sha256_source: DigestSource::Flag,
+                signed_by: None,
+                factory: Some(
+                    talos_factory::FactoryUrl::parse(&b.source.factory_url)?
+                        .trust(req.factory_key.clone()),
+                ),
+                allow_unverified: req.allow_unverified,
+                max_image_size: req.max_image_size,
+            };
+            Found {
+                http: Some(talos_build::factory_http(req, http)?),
+                ..found(
+                    image,
+                    Some(b.source.version.clone()),
+                    Some(b.source.schematic_id.clone()),
+                    b.warnings(),
+                )
+            }
+        }
     })
 }
 
@@ -349,17 +414,7 @@ pub(crate) async fn hash_local(
     cancel: &CancellationToken,
     progress: &Arc<dyn ProgressSink>,
 ) -> Result<LocalFile> {
-    let unreadable = |e: std::io::Error| {
-        Error::BadInput(format!("cannot read the image {}: {e}", path.display()))
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    if !file.metadata().map_err(unreadable)?.is_file() {
-        return Err(Error::BadInput(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    let path: PathBuf = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let Opened { file, path, .. } = open_local(path)?;
     let (sha256, size, file) =
         fetch::blocking_hash(file, &path, Stage::HashImage, cancel, progress).await?;
     let digest_source = match expected {
@@ -382,5 +437,37 @@ pub(crate) async fn hash_local(
         sha256,
         size,
         digest_source,
+    })
+}
+
+/// A local image file opened, not yet hashed.
+pub(crate) struct Opened {
+    pub file: std::fs::File,
+    /// Canonical: what the targets are checked against.
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Opens a local image file: a regular file, named by its canonical path, that is not empty.
+pub(crate) fn open_local(path: &Path) -> Result<Opened> {
+    let unreadable = |e: std::io::Error| {
+        Error::BadInput(format!("cannot read the image {}: {e}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(Error::BadInput(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(Error::BadInput(format!("{} is empty", path.display())));
+    }
+    let path: PathBuf = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    Ok(Opened {
+        file,
+        path,
+        size: meta.len(),
     })
 }

@@ -500,22 +500,13 @@ pub async fn build(
 
     let url = b.source_url()?;
     let factory = FactoryUrl::parse(&b.source.factory_url)?;
-    let factory_http = factory.http(http, req.factory_token.as_ref());
     let downloads = out_dir
         .parent()
         .unwrap_or(&base_dir)
         .join("downloads/talos");
     let archive_path = Some(b.labctl_archive(&downloads));
-    let trusting;
-    let http = match &b.source.ca_cert {
-        Some(ca) => {
-            trusting = factory_http.trusting(clean(&base_dir.join(&ca.path)))?;
-            &trusting
-        }
-        None => &factory_http,
-    };
     let fetched = fetch::fetch(
-        http,
+        &factory_http(req, http)?,
         cache,
         &FetchRequest {
             url: url.clone(),
@@ -563,6 +554,20 @@ pub async fn build(
         format: b.output.format.clone(),
         warnings: fetched.warnings.into_iter().chain(b.warnings()).collect(),
     })
+}
+
+/// The client that reaches the build's factory: its credentials, and the CA its config trusts.
+pub(crate) fn factory_http(req: &BuildRequest, http: &Http) -> Result<Http> {
+    let source = &req.build.source;
+    let factory_http =
+        FactoryUrl::parse(&source.factory_url)?.http(http, req.factory_token.as_ref());
+    match &source.ca_cert {
+        Some(ca) => {
+            let base_dir = absolute_clean(&req.base_dir)?;
+            factory_http.trusting(clean(&base_dir.join(&ca.path)))
+        }
+        None => Ok(factory_http),
+    }
 }
 
 /// `path` made absolute against the current folder, and cleaned.

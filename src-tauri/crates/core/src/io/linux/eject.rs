@@ -32,6 +32,14 @@ pub fn eject(path: &Path, flashed: &DriveIdentity) -> Result<Ejected, Error> {
         if root {
             return detach_loop(&real);
         }
+        // Detaching a loop device another user (root, `losetup`) set up asks polkit again
+        // (`loop-delete-others`): a second password for one drive, and nothing to pull.
+        if !udisks::loop_set_up_by_me(&real)? {
+            return Ok(Ejected::Kept(format!(
+                "the loop device {} stays attached; its file holds the image",
+                real.display()
+            )));
+        }
         return udisks::delete_loop(&real).map(|()| Ejected::Detached);
     }
     if root {

@@ -40,6 +40,15 @@ pub fn unmount(device: &Path) -> Result<(), Error> {
         .map_err(|e| refused_or_failed(device, "unmounting it", e))
 }
 
+/// Whether this user set the loop device at `device` up through UDisks2 (`Loop.SetupByUID`):
+/// only such a one is detached without asking polkit (`loop-delete-others`).
+pub fn loop_set_up_by_me(device: &Path) -> Result<bool, Error> {
+    let by: u32 = block_proxy(device, "org.freedesktop.UDisks2.Loop")?
+        .get_property("SetupByUID")
+        .map_err(|e| unavailable(device, e))?;
+    Ok(by == unsafe { libc::geteuid() })
+}
+
 /// `Loop.Delete`: detaches the loop device at `device`.
 pub fn delete_loop(device: &Path) -> Result<(), Error> {
     let options: HashMap<&str, Value> = HashMap::new();
@@ -134,7 +143,7 @@ fn refused_or_failed(path: &Path, doing: &str, e: zbus::Error) -> Error {
         if name.as_str().contains("NotAuthorized") {
             return Error::Permission {
                 target: path.display().to_string(),
-                detail: format!("polkit did not authorize {doing} ({message})"),
+                detail: not_authorized(name.as_str(), doing, &message),
             };
         }
         if message.contains("busy") {
@@ -155,8 +164,37 @@ fn refused_or_failed(path: &Path, doing: &str, e: zbus::Error) -> Error {
     }
 }
 
+/// Why polkit said no, and what to do, from UDisks2's error name (udisks
+/// `udisksdaemonutil.c` `check_authorization_sync`): `NotAuthorizedDismissed` when a prompt was
+/// shown and dismissed, `NotAuthorizedCanObtain` when a password would have done but no
+/// authentication agent could ask for it (outside a desktop session; `pkttyagent` registers only
+/// for one process, its parent or `--process PID`), plain `NotAuthorized` when no password can.
+fn not_authorized(error: &str, doing: &str, message: &str) -> String {
+    if error.ends_with("NotAuthorizedDismissed") {
+        format!("polkit did not authorize {doing}: the password prompt was dismissed; try again")
+    } else if error.ends_with("NotAuthorizedCanObtain") {
+        format!("polkit did not authorize {doing}: no polkit authentication agent is running, so nobody could be asked for the password; log in to a desktop session (which runs one), or run labflash as root")
+    } else {
+        format!("polkit did not authorize {doing} ({message})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// UDisks2's three refusals (udisks `udisksdaemonutil.c`), each with what to do.
+    #[test]
+    fn each_refusal_says_what_to_do() {
+        let said = |name| super::not_authorized(name, "opening it", "Not authorized");
+        assert!(said("org.freedesktop.UDisks2.Error.NotAuthorizedDismissed")
+            .ends_with("the password prompt was dismissed; try again"));
+        assert!(said("org.freedesktop.UDisks2.Error.NotAuthorizedCanObtain")
+            .ends_with("log in to a desktop session (which runs one), or run labflash as root"));
+        assert_eq!(
+            said("org.freedesktop.UDisks2.Error.NotAuthorized"),
+            "polkit did not authorize opening it (Not authorized)"
+        );
+    }
+
     #[test]
     fn object_path_escaping() {
         assert_eq!(super::escape("sdb"), "sdb");
