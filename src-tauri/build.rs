@@ -16,7 +16,6 @@ fn main() {
         "load_lab",
         "plan_lab",
         "run_lab",
-        "source_streams",
         "probe_source",
         "eject",
         "verify",

@@ -584,13 +584,6 @@ pub struct FlashSpec {
     config_to: Option<Chosen>,
 }
 
-/// Whether the source can be flashed straight from where it is (the engine's rule), or must be
-/// checked as files first; a source that cannot be used at all is refused with its reason.
-#[tauri::command]
-pub fn source_streams(source: SourceSpec) -> Reply<bool> {
-    Ok(source_of(source, DEFAULT_MAX_IMAGE_SIZE, None)?.streams())
-}
-
 /// What the chosen source is, learnt when it is chosen (`flash::probe`), and whether it streams.
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(serde::Serialize)]
@@ -598,8 +591,8 @@ pub fn source_streams(source: SourceSpec) -> Reply<bool> {
 pub struct ProbeView {
     #[serde(flatten)]
     probed: Probed,
-    /// Whether it is flashed straight from where it is (as `source_streams` says), or must be
-    /// checked first (`prepare`).
+    /// Whether it is flashed straight from where it is (`Source::streams`, the engine's rule), or
+    /// must be checked first (`prepare`).
     streams: bool,
 }
 

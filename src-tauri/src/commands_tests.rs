@@ -674,9 +674,11 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
     assert!(eject(app.state(), path).await.is_err());
 }
 
-/// The window asks the engine which sources stream; an unusable one is refused with its reason.
+/// Which sources stream (the probe tells the window); an unusable one is refused with its reason.
 #[test]
 fn the_engine_says_which_sources_stream() {
+    let source_streams =
+        |spec| source_of(spec, DEFAULT_MAX_IMAGE_SIZE, None).map(|s: Source| s.streams());
     let url = |u: &str| SourceSpec::Url {
         url: u.into(),
         sha256: None,

@@ -51,7 +51,6 @@ fn main() {
             commands::plan_lab,
             commands::run_lab,
             commands::drop_plan,
-            commands::source_streams,
             commands::probe_source,
             commands::eject,
             commands::verify,

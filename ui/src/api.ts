@@ -74,7 +74,6 @@ export const api = {
   runLab: (job: number, plan: number, onProgress: (p: Progress) => void) =>
     invoke<LabRun>("run_lab", { job, plan, onProgress: channel(onProgress) }),
   /** Whether the engine streams this source, or has it checked first; refuses an unusable one. */
-  sourceStreams: (source: SourceSpec) => invoke<boolean>("source_streams", { source }),
   /** What the chosen source is (where, the digest that vouches, sizes, warnings, whether it
    * streams), learnt without downloading it; refuses what a flash would refuse, in its words. */
   probeSource: (job: number, source: SourceSpec, maxImageSize: number | null, onProgress: (p: Progress) => void) =>

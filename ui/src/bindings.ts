@@ -215,8 +215,8 @@ exact: boolean, };
 
 export type ProbeView = { 
 /**
- * Whether it is flashed straight from where it is (as `source_streams` says), or must be
- * checked first (`prepare`).
+ * Whether it is flashed straight from where it is (`Source::streams`, the engine's rule), or
+ * must be checked first (`prepare`).
  */
 streams: boolean, 
 /**

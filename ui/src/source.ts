@@ -24,7 +24,7 @@ export function sourceGiven(f: Form): boolean {
 }
 
 /** Whether the image must be checked (prepared) before writing: the setting says so, the
- * engine says the source does not stream (`streams`, from `source_streams`: a labctl build, an
+ * engine says the source does not stream (`streams`, from the probe: a labctl build, an
  * IncusOS seed), or a Talos machine config is to be built into a config image beside it. */
 export function mustCheck(f: Form, checkFirst: boolean, streams: boolean | null): boolean {
   if (f.kind === "lab") return false; // the lab's plan prepares its image once, for every node
