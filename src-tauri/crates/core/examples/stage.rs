@@ -92,7 +92,7 @@ fn main() -> Result<(), Error> {
             let outcome = writer::flash_stream(
                 &expect,
                 &mut source,
-                vec![(target, None)],
+                vec![writer::Onto::new(target, None)],
                 &options,
                 &cancel,
                 &progress,

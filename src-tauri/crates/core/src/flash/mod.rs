@@ -13,6 +13,9 @@
 //!    [`run_all`] runs several plans (a lab's nodes) from one read of their image, each stick
 //!    with its own config laid over it (`writer::Overlay`, `one_stick::Layout`).
 //!
+//! Each target can be cancelled alone while the others go on: take [`Plan::target_cancels`]
+//! before running the plan (see `target_cancel`).
+//!
 //! The rest of this folder: `rules` (which targets may be written), `writer` (wipe, write, read
 //! back, first MiB last), `readback` (several targets, one hash), `stream` (the one-pass download
 //! and decode), `helper` (pkexec's side and ours), `one_stick` and `gpt` (a cidata partition).
@@ -26,6 +29,7 @@ pub mod record;
 pub mod rules;
 mod skip;
 pub mod stream;
+pub mod target_cancel;
 pub mod writer;
 
 use std::io::Read;
@@ -49,6 +53,7 @@ use crate::CancellationToken;
 use one_stick::Layout;
 use rules::{Approved, Chosen, TargetOptions};
 use stream::Opened;
+use target_cancel::TargetCancels;
 use writer::{FlashOptions, TargetReport};
 
 /// What the operator asks for.
@@ -472,6 +477,12 @@ impl Plan {
         lines
     }
 
+    /// Each target's own cancel (the config stick's too), by path: taken before [`run`], to
+    /// stop one drive while the others go on.
+    pub fn target_cancels(&self) -> TargetCancels {
+        TargetCancels::new(self.all_targets().into_iter().map(|t| (t.path, t.cancel)))
+    }
+
     /// Every drive this plan writes, the config stick's too: what the operator confirms.
     pub fn all_targets(&self) -> Vec<Approved> {
         let mut all = self.targets.clone();
@@ -700,11 +711,11 @@ fn run_shared(
             Ok(mut file) => writer::flash(image, &mut file, onto, &options, cancel, progress),
             Err(e) => {
                 let e = Error::io(&image.path, e);
-                for (t, _) in &onto {
-                    t.remove_created();
+                for o in &onto {
+                    o.target.remove_created();
                 }
                 onto.iter()
-                    .map(|(t, _)| TargetReport::failed(&t.path, &e))
+                    .map(|o| TargetReport::failed(&o.target.path, &e))
                     .collect()
             }
         },
@@ -822,7 +833,12 @@ impl Writing {
         opened
             .into_iter()
             .zip(&self.layouts)
-            .map(|(target, layout)| (target, layout.as_ref().map(|l| l as &dyn writer::Overlay)))
+            .zip(&self.targets)
+            .map(|((target, layout), approved)| writer::Onto {
+                target,
+                overlay: layout.as_ref().map(|l| l as &dyn writer::Overlay),
+                cancel: approved.cancel.clone(),
+            })
             .collect()
     }
 
@@ -969,6 +985,10 @@ pub fn execute(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
     if needs_helper(&plan.targets) {
+        // The helper takes one stream for every drive: none can be dropped alone.
+        for target in &plan.targets {
+            target.cancel.through_helper()?;
+        }
         let (whole, mut source) = plan.whole(cancel)?;
         let mut reports =
             helper::run_privileged(&whole, &mut *source, privilege, options, cancel, progress)?;

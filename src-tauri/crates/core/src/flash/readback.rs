@@ -6,7 +6,8 @@
 //! the same bytes so share one hash: N sticks cost N reads and one SHA-256 instead of N. A target
 //! whose bytes differ leaves its group for a new one that starts from a copy of the hash so far,
 //! so every target still gets the digest of exactly what it holds. The targets read their next
-//! chunk while the hashing thread works on the last one.
+//! chunk while the hashing thread works on the last one. A target cancelled alone counts as gone
+//! from then on, even while its thread is stuck in a write: the others never wait for it.
 
 use crate::io::medium::Medium;
 use std::path::Path;
@@ -26,6 +27,8 @@ use crate::CancellationToken;
 pub(crate) struct ReadBack {
     state: Mutex<State>,
     turn: Condvar,
+    /// Each target's own cancel (see `target_cancel`).
+    cancels: Vec<CancellationToken>,
 }
 
 struct State {
@@ -49,8 +52,10 @@ struct State {
 }
 
 impl ReadBack {
-    pub(crate) fn new(targets: usize) -> Self {
+    pub(crate) fn new(cancels: Vec<CancellationToken>) -> Self {
+        let targets = cancels.len();
         Self {
+            cancels,
             state: Mutex::new(State {
                 round: 0,
                 next: 0,
@@ -79,13 +84,18 @@ impl ReadBack {
             let (chunks, mut groups, mut group_of) = {
                 let mut state = self.state.lock().expect("read-back lock");
                 loop {
-                    if state.complete() {
+                    if self.complete(&state) {
                         break;
                     }
-                    if !state.active.iter().any(|a| *a) {
+                    if !(0..state.active.len()).any(|t| self.reading(&state, t)) {
                         return;
                     }
-                    state = self.turn.wait(state).expect("read-back lock");
+                    // A cancel does not wake the condition: looked at again each tick.
+                    state = self
+                        .turn
+                        .wait_timeout(state, Duration::from_millis(100))
+                        .expect("read-back lock")
+                        .0;
                 }
                 let chunks: Vec<(usize, AlignedBuf, usize)> = (0..state.submitted.len())
                     .filter_map(|t| state.submitted[t].take().map(|(buf, len)| (t, buf, len)))
@@ -211,11 +221,17 @@ impl ReadBack {
     }
 }
 
-impl State {
-    /// Every active target has handed in this round's chunk (and someone has).
-    fn complete(&self) -> bool {
-        let any = self.submitted.iter().any(Option::is_some);
-        let all = (0..self.active.len()).all(|t| !self.active[t] || self.submitted[t].is_some());
+impl ReadBack {
+    /// Target `t` still takes part: it has not left and is not cancelled.
+    fn reading(&self, state: &State, t: usize) -> bool {
+        state.active[t] && !self.cancels[t].is_cancelled()
+    }
+
+    /// Every target still reading has handed in this round's chunk (and someone has).
+    fn complete(&self, state: &State) -> bool {
+        let any = state.submitted.iter().any(Option::is_some);
+        let all = (0..state.active.len())
+            .all(|t| !self.reading(state, t) || state.submitted[t].is_some());
         any && all
     }
 }
@@ -306,7 +322,7 @@ mod tests {
 
     /// Reads every file back together; `None` where the target left instead.
     fn read_back(files: &[Option<&Path>], prefix: &[u8]) -> Vec<Option<Sha256Digest>> {
-        let shared = ReadBack::new(files.len());
+        let shared = ReadBack::new(vec![CancellationToken::new(); files.len()]);
         let cancel = CancellationToken::new();
         std::thread::scope(|scope| {
             scope.spawn(|| shared.hash_rounds());
