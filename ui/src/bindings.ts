@@ -7,7 +7,8 @@ export type Stage = "download" | "checkCache" | "decompress" | "checkImage" | "h
 
 export type Progress = { stage: Stage, done: number, 
 /**
- * Unknown when the server sends no length.
+ * Unknown when the server sends no length. Writing a stream: the image's size as its
+ * archive records it exactly (xz, zstd), until the image outgrows it; unknown otherwise.
  */
 total: number | null, 
 /**

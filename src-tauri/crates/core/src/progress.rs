@@ -49,7 +49,8 @@ impl Stage {
 pub struct Progress {
     pub stage: Stage,
     pub done: u64,
-    /// Unknown when the server sends no length.
+    /// Unknown when the server sends no length. Writing a stream: the image's size as its
+    /// archive records it exactly (xz, zstd), until the image outgrows it; unknown otherwise.
     pub total: Option<u64>,
     /// The drive or file a write or read-back report is about.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +124,7 @@ impl<'a> Reporter<'a> {
     }
 
     pub(crate) fn update(&mut self, done: u64) {
+        self.drop_outrun_total(done);
         let now = Instant::now();
         if self
             .last
@@ -135,7 +137,16 @@ impl<'a> Reporter<'a> {
     }
 
     pub(crate) fn finish(&mut self, done: u64) {
+        self.drop_outrun_total(done);
         self.emit(done);
+    }
+
+    /// A total announced rather than known (an archive's records) that the bytes outran says
+    /// nothing more: no share past 100 %.
+    fn drop_outrun_total(&mut self, done: u64) {
+        if self.total.is_some_and(|total| done > total) {
+            self.total = None;
+        }
     }
 
     fn emit(&self, done: u64) {

@@ -463,11 +463,18 @@ fn decode_and_write(
             ))
         }),
     );
+    // What the archive records of the image's size, when exact, is the writes' progress total
+    // (never a bound: see `Expect`); a tar's or a zip's records are not of the image inside.
+    let announced_size = opened
+        .image_size
+        .filter(|size| size.exact && inside.is_none())
+        .map(|size| size.bytes);
     let expect = Expect {
         name,
         sha256: None,
         check_source: true,
         size: None,
+        announced_size,
         tail: None,
     };
     Ok((

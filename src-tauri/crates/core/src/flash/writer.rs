@@ -74,6 +74,10 @@ pub struct Expect {
     /// that changed), not each target's.
     pub check_source: bool,
     pub size: Option<u64>,
+    /// The size the source announces when `size` is unknown (an archive's records): only the
+    /// Write stage's progress total, never trusted to stop or check anything (the records are
+    /// the archive's word, and the decoder's bound and the read-back are what keep it honest).
+    pub announced_size: Option<u64>,
     pub tail: Option<Tail>,
 }
 
@@ -84,6 +88,7 @@ impl From<&Image> for Expect {
             sha256: Some(image.sha256),
             check_source: false,
             size: Some(image.size),
+            announced_size: None,
             tail: image.tail.clone(),
         }
     }
@@ -685,7 +690,8 @@ fn write_target(
         None => expect.clone(),
     };
     job.wipe(expect)?;
-    let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(job.path());
+    let total = expect.size.or(expect.announced_size);
+    let mut reporter = Reporter::new(progress, Stage::Write, total).for_target(job.path());
     let mut pre = AlignedBuf::default();
     let mut sent = job.body(rx, &mut pre, cancel, &mut reporter)?;
     if let Some(overlay) = job.overlay {
@@ -708,6 +714,10 @@ fn write_target(
         }
     }
     job.head(&sent, verified.is_some())?;
+    // An announced size that was not the image's is not the last word.
+    if expect.announced_size.is_some() {
+        reporter.set_total(Some(sent.size));
+    }
     reporter.finish(sent.size);
     if job.target.kind == TargetKind::BlockDevice {
         job.medium().reread_partitions();
@@ -1109,12 +1119,21 @@ mod tests {
         hang_at: Option<u64>,
         pub(super) hung: std::sync::atomic::AtomicBool,
         released: (Mutex<bool>, std::sync::Condvar),
+        /// Each write takes this long (a stick slower than progress reports are throttled).
+        pace: Option<std::time::Duration>,
     }
 
     impl Memory {
         pub(super) fn hanging_at(at: u64) -> Self {
             Self {
                 hang_at: Some(at),
+                ..Self::default()
+            }
+        }
+
+        pub(super) fn paced(pace: std::time::Duration) -> Self {
+            Self {
+                pace: Some(pace),
                 ..Self::default()
             }
         }
@@ -1141,6 +1160,9 @@ mod tests {
             }
             if self.gone.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("the stick went away"));
+            }
+            if let Some(pace) = self.pace {
+                std::thread::sleep(pace);
             }
             if self
                 .hang_at
@@ -1232,6 +1254,7 @@ mod tests {
             sha256: Some(Sha256Digest::of_hasher(Sha256::new_with_prefix(bytes))),
             check_source: false,
             size: Some(bytes.len() as u64),
+            announced_size: None,
             tail: None,
         };
         let onto = targets.into_iter().map(|t| Onto::new(t, None)).collect();
@@ -1624,3 +1647,8 @@ mod overlay_tests;
 #[cfg(test)]
 #[path = "writer_cancel_tests.rs"]
 mod cancel_tests;
+
+/// The Write stage's progress total when only an announced size is known, in memory.
+#[cfg(test)]
+#[path = "writer_progress_tests.rs"]
+mod progress_tests;

@@ -29,6 +29,7 @@ fn flash_all(
         sha256: None,
         check_source: false,
         size: Some(bytes.len() as u64),
+        announced_size: None,
         tail: None,
     };
     let onto = targets

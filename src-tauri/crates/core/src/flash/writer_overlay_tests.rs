@@ -123,6 +123,7 @@ fn flash_onto(
         sha256: Some(expected),
         check_source: false,
         size: Some(bytes.len() as u64),
+        announced_size: None,
         tail: None,
     };
     let cancel = CancellationToken::new();

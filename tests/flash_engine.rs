@@ -1,6 +1,7 @@
-//! One drive of a streamed flash cancelled alone, in-process as the desktop app runs it: on real
-//! loop devices (root, as in CI) the others are written and read back; when every drive is
-//! cancelled the flash is, and its download stops.
+//! labflash-core's flash called in-process, as the desktop app calls it: one drive of a streamed
+//! flash cancelled alone (on real loop devices, root as in CI, the others are written and read
+//! back; when every drive is cancelled the flash is, and its download stops), and the writes'
+//! progress total while an archive streams.
 
 mod common;
 
@@ -180,4 +181,81 @@ fn when_every_drive_is_cancelled_the_flash_is_and_its_download_stops() {
     }
     let cache = b.dir.path().join("cache");
     assert!(cached_files(&cache).is_empty() && temp_files(&cache).is_empty());
+}
+
+/// Every Write report a streamed flash of `source` onto a new file makes, (done, total), and
+/// what its plan said.
+fn write_reports(
+    b: &Bench,
+    source: &str,
+    archive: &[u8],
+    image: &[u8],
+) -> (Vec<(u64, Option<u64>)>, String) {
+    let target = b.dir.path().join("vm.img");
+    let _ = std::fs::remove_file(&target);
+    let plan = b.plan(source, archive, &[target.to_str().unwrap()]);
+    let said = plan.describe().join("\n");
+    let seen = Mutex::new(Vec::new());
+    let progress = |p: Progress| {
+        if p.stage == Stage::Write && p.target.is_some() {
+            seen.lock().unwrap().push((p.done, p.total));
+        }
+    };
+    let flashed = b.run(plan, &progress).unwrap();
+    assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+    assert_eq!(flashed.image_size, image.len() as u64);
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter()
+            .any(|(done, _)| (1..image.len() as u64).contains(done)),
+        "{seen:?}"
+    );
+    (seen, said)
+}
+
+/// An xz archive records its image's exact size (its index): the writes show it as their total
+/// from the first report. A gzip's records are only a lower bound: no total.
+#[test]
+fn a_streamed_archive_s_recorded_size_is_the_writes_total_when_exact() {
+    let b = Bench::new();
+    let image = image_like(24 * MIB, 63);
+    let size = image.len() as u64;
+    for (name, archive, total) in [
+        ("os.img.xz", xz_blocks(&image, 4 << 20), Some(size)),
+        ("os.img.gz", gzip(&image), None),
+    ] {
+        let source = b.dir.path().join(name);
+        std::fs::write(&source, &archive).unwrap();
+        let (seen, _) = write_reports(&b, source.to_str().unwrap(), &archive, &image);
+        assert!(seen.iter().all(|(_, t)| *t == total), "{name}: {seen:?}");
+    }
+}
+
+/// A URL's xz index gives the size of what it holds; when that is a tar, the image unwrapped
+/// from it is not that size: the writes show no total.
+#[test]
+fn a_streamed_tar_s_recorded_size_is_not_the_image_s() {
+    let b = Bench::new();
+    let d = b.dir.path();
+    let disk = d.join("disk.raw");
+    std::fs::write(&disk, image_like(6 * MIB, 64)).unwrap();
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sgdisk -o -n 1:2048:0 -t 1:8300 disk.raw >/dev/null && tar -cf disk.tar disk.raw")
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(made.success(), "sgdisk and tar");
+    let image = std::fs::read(&disk).unwrap();
+    let archive = xz_blocks(&std::fs::read(d.join("disk.tar")).unwrap(), 1 << 20);
+    let server = Server::start();
+    // Named as an image, and served with ranges: its index is read before it streams.
+    server.put("/disk.img.xz", archive.clone());
+    server.set_default_serve(Serve {
+        ranges: true,
+        ..Serve::default()
+    });
+    let (seen, said) = write_reports(&b, &server.url("/disk.img.xz"), &archive, &image);
+    assert!(said.contains("as its archive records"), "{said}");
+    assert!(seen.iter().all(|(_, total)| total.is_none()), "{seen:?}");
 }
