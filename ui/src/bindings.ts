@@ -18,7 +18,13 @@ target?: string,
 /**
  * Writing: of `done`, the bytes the target already held and were not written again.
  */
-skipped?: number, };
+skipped?: number, 
+/**
+ * Downloading: seconds since the last byte came, said about once a second while the
+ * server has been silent for 2 s or more (a stalled body, a wait before another attempt);
+ * absent again once bytes come.
+ */
+waiting?: number, };
 
 export type ErrorKind = "digestMismatch" | "badInput" | "cancelled" | "failure";
 

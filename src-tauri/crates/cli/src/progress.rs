@@ -16,6 +16,13 @@ pub struct Bar {
 
 impl ProgressSink for Bar {
     fn report(&self, p: Progress) {
+        // Said over whatever the bar shows (a stream's writes wait for the download too); the
+        // next report of bytes says what it shows again.
+        if let Some(secs) = p.waiting {
+            self.bar
+                .set_message(format!("waiting for the server ({secs} s)"));
+            return;
+        }
         let mut stage = self.stage.lock().expect("progress lock");
         // While a stream is written, the archive being read (whose size is known) tells more
         // than the writes (whose total is not): the bar stays with it until it ends. Writes
@@ -106,6 +113,7 @@ mod tests {
             total,
             target: None,
             skipped: None,
+            waiting: None,
         }
     }
 
@@ -114,6 +122,20 @@ mod tests {
             bar: ProgressBar::hidden(),
             stage: Mutex::new(None),
         }
+    }
+
+    #[test]
+    fn a_silent_server_is_said_until_bytes_come() {
+        let bar = bar();
+        bar.report(report(Stage::Download, 10, Some(100)));
+        bar.report(Progress {
+            waiting: Some(3),
+            ..report(Stage::Download, 10, Some(100))
+        });
+        assert_eq!(bar.bar.message(), "waiting for the server (3 s)");
+        assert_eq!(bar.bar.position(), 10);
+        bar.report(report(Stage::Download, 20, Some(100)));
+        assert_eq!(bar.bar.message(), "downloading");
     }
 
     /// A stream's download and writes report in turns: the bar follows the one with a total.

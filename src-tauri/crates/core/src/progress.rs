@@ -60,6 +60,12 @@ pub struct Progress {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub skipped: Option<u64>,
+    /// Downloading: seconds since the last byte came, said about once a second while the
+    /// server has been silent for 2 s or more (a stalled body, a wait before another attempt);
+    /// absent again once bytes come.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub waiting: Option<u64>,
 }
 
 /// Where progress goes. Called from engine threads; must be cheap and must not block.
@@ -81,6 +87,8 @@ impl ProgressSink for NoProgress {
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Silence after which [`Reporter::waiting`] says how long it has lasted.
+const WAITING_AFTER: Duration = Duration::from_secs(2);
 
 /// Throttles one stage's reports so a fast loop does not flood a GUI channel.
 pub(crate) struct Reporter<'a> {
@@ -90,6 +98,9 @@ pub(crate) struct Reporter<'a> {
     target: Option<String>,
     skipped: Option<u64>,
     last: Option<Instant>,
+    /// The last count reported, and when it last moved (the stage started, or bytes came).
+    done: u64,
+    moved: Instant,
 }
 
 impl<'a> Reporter<'a> {
@@ -101,6 +112,8 @@ impl<'a> Reporter<'a> {
             target: None,
             skipped: None,
             last: None,
+            done: 0,
+            moved: Instant::now(),
         };
         // Announce the stage; the first bytes are then reported without waiting out the interval.
         r.emit(0);
@@ -126,6 +139,8 @@ impl<'a> Reporter<'a> {
     pub(crate) fn update(&mut self, done: u64) {
         self.drop_outrun_total(done);
         let now = Instant::now();
+        self.done = done;
+        self.moved = now;
         if self
             .last
             .is_some_and(|t| now.duration_since(t) < MIN_INTERVAL)
@@ -141,6 +156,17 @@ impl<'a> Reporter<'a> {
         self.emit(done);
     }
 
+    /// Says how long nothing has moved, once that is [`WAITING_AFTER`] or more; the caller
+    /// calls it about once a second. Counted in the throttle like any report.
+    pub(crate) fn waiting(&mut self) {
+        let idle = self.moved.elapsed();
+        if idle < WAITING_AFTER {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.send(self.done, Some(idle.as_secs()));
+    }
+
     /// A total announced rather than known (an archive's records) that the bytes outran says
     /// nothing more: no share past 100 %.
     fn drop_outrun_total(&mut self, done: u64) {
@@ -150,12 +176,17 @@ impl<'a> Reporter<'a> {
     }
 
     fn emit(&self, done: u64) {
+        self.send(done, None);
+    }
+
+    fn send(&self, done: u64, waiting: Option<u64>) {
         self.sink.report(Progress {
             stage: self.stage,
             done,
             total: self.total,
             target: self.target.clone(),
             skipped: self.skipped.filter(|s| *s > 0),
+            waiting,
         });
     }
 }
