@@ -137,10 +137,14 @@ impl ReadBack {
     ) -> Result<Sha256Digest> {
         debug_assert_eq!(start % ALIGN as u64, 0);
         {
-            // Before this target hands in a chunk no round can be complete, so the groups are
-            // here, not out with the hashing thread.
+            // Before this target hands in a chunk no round can be complete (unless it was
+            // cancelled: rounds go on without it), so the groups are here, not out with the
+            // hashing thread.
             let key = Sha256Digest::of_bytes(prefix);
             let mut state = self.state.lock().expect("read-back lock");
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let group = match state.prefixes.iter().find(|(k, _)| *k == key) {
                 Some((_, group)) => *group,
                 None => {
@@ -200,16 +204,20 @@ impl ReadBack {
         Ok(state.returned[me].pop().expect("waited for it"))
     }
 
-    /// Waits for `ready`, giving up when cancelled.
+    /// Waits for `ready`, giving up when cancelled (also when ready: a cancelled target's
+    /// group may be out with the hashing thread).
     fn wait(
         &self,
         ready: impl Fn(&State) -> bool,
         cancel: &CancellationToken,
     ) -> Result<std::sync::MutexGuard<'_, State>> {
         let mut state = self.state.lock().expect("read-back lock");
-        while !ready(&state) {
+        loop {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
+            }
+            if ready(&state) {
+                break;
             }
             state = self
                 .turn
@@ -385,6 +393,63 @@ mod tests {
         assert_eq!(got[3], Some(good));
         assert_eq!(got[4], Some(sha(&[b"head", &early])));
         assert_eq!(got[5], got[2]);
+    }
+
+    /// A target cancelled alone is not waited for; when its thread reaches the read-back late
+    /// (its rounds go on without it, the groups out with the hashing thread), it is told so.
+    #[test]
+    fn a_target_cancelled_alone_is_not_waited_for_and_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = vec![3u8; LEN];
+        let path = dir.path().join("a");
+        std::fs::write(&path, &image).unwrap();
+        let cancels = vec![CancellationToken::new(), CancellationToken::new()];
+        cancels[1].cancel();
+        let shared = ReadBack::new(cancels.clone());
+        let reading = std::sync::atomic::AtomicBool::new(true);
+        let (digest, late) = std::thread::scope(|scope| {
+            scope.spawn(|| shared.hash_rounds());
+            let late = scope.spawn(|| {
+                let mut tries = 0;
+                while reading.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
+                    let file = std::fs::File::open(&path).unwrap();
+                    let got = shared.hash_target(
+                        1,
+                        b"",
+                        &file,
+                        &path,
+                        0,
+                        LEN as u64,
+                        &cancels[1],
+                        &mut reporter,
+                    );
+                    assert!(matches!(got, Err(Error::Cancelled)), "{got:?}");
+                    tries += 1;
+                }
+                shared.leave(1);
+                tries
+            });
+            let file = std::fs::File::open(&path).unwrap();
+            let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
+            let digest = shared
+                .hash_target(
+                    0,
+                    b"",
+                    &file,
+                    &path,
+                    0,
+                    LEN as u64,
+                    &cancels[0],
+                    &mut reporter,
+                )
+                .unwrap();
+            reading.store(false, std::sync::atomic::Ordering::SeqCst);
+            shared.leave(0);
+            (digest, late.join().unwrap())
+        });
+        assert_eq!(digest, sha(&[&image]));
+        assert!(late > 0);
     }
 
     #[test]

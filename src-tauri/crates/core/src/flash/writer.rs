@@ -805,14 +805,14 @@ impl Job<'_> {
                     Error::BadInput("the image could not be read".into())
                 }
             })?;
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let chunk = match msg {
                 Msg::Data(chunk) => chunk,
                 Msg::End(Ok(sent)) => break sent,
                 Msg::End(Err((kind, message))) => return Err(Error::Upstream { kind, message }),
             };
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
             let piece = match self.overlay {
                 Some(overlay) => match overlaid(overlay, &chunk, &mut copy) {
                     Some(piece) => piece,
