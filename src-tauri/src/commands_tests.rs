@@ -1168,3 +1168,45 @@ async fn one_stick_of_a_running_lab_is_cancelled_alone() {
     eject_all(&app, &[&sticks[0]]).await;
     app.state::<App>().forget_labs();
 }
+
+/// Two sticks: the config stick, written once the boot stick is, is cancelled alone; the boot
+/// stick stays written and read back.
+#[tokio::test]
+async fn the_config_stick_of_a_running_two_sticks_flash_is_cancelled_alone() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let origin = dir.path().join("v1.11.2/nocloud-amd64.raw");
+    let (boot, config) = boot_and_config(dir.path(), &origin);
+    let checked = prepared(&app, 50, &boot).await;
+    let boot_stick = Loop::new(dir.path(), "boot.img", 64 << 20, 0xAA);
+    let config_stick = Loop::new(dir.path(), "config.img", 16 << 20, 0xBB);
+    let mut spec = image_onto(dir.path(), vec![listed(&app, &boot_stick)]);
+    spec.image = ImageSpec::Prepared { job: 50 };
+    spec.config = config_of(&config, None);
+    spec.config_to = Some(listed(&app, &config_stick));
+    let (channel, _) = recording::<Progress>();
+    plan_flash(app.state(), 51, spec, channel).await.unwrap();
+    let (channel, answers) = cancelling(&app, 52, config_stick.path());
+    let flashed = run_flash(app.state(), 52, 51, channel)
+        .await
+        .unwrap()
+        .flashed;
+    assert_eq!(*answers.lock().unwrap(), vec![true]);
+    assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+    assert_eq!(
+        flashed.targets[0].verified_sha256,
+        Some(checked.image.sha256)
+    );
+    let on_config = flashed.config_stick.expect("the config stick's result");
+    assert_eq!(
+        on_config.targets[0].error_kind,
+        Some(ErrorKind::Cancelled),
+        "{:?}",
+        on_config.targets[0]
+    );
+    assert!(first_mib_wiped(&config_stick));
+    eject_all(&app, &[&boot_stick]).await;
+}

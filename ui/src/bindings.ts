@@ -227,7 +227,8 @@ configSHA256?: Sha256Digest, cidataOffset?: number, stickSHA256?: Sha256Digest,
  */
 archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetReport>, warnings?: Array<string>, 
 /**
- * Two sticks: what the config stick got (absent when the boot stick failed first).
+ * Two sticks: what the config stick got (absent when the boot stick failed or was
+ * cancelled first).
  */
 configStick?: Flashed, };
 

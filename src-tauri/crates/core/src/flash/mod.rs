@@ -147,7 +147,8 @@ pub struct Flashed {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "ts", ts(as = "Option<Vec<String>>", optional))]
     pub warnings: Vec<String>,
-    /// Two sticks: what the config stick got (absent when the boot stick failed first).
+    /// Two sticks: what the config stick got (absent when the boot stick failed or was
+    /// cancelled first).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub config_stick: Option<Box<Flashed>>,
@@ -622,9 +623,10 @@ pub fn run_all(
             .map(|(result, config)| {
                 let (flashed, config) = (result.as_mut().ok()?, config?);
                 if !flashed.targets.iter().all(|t| t.ok) {
-                    flashed
-                        .warnings
-                        .push("the config stick was not written: the boot stick failed".into());
+                    flashed.warnings.push(
+                        "the config stick was not written: the boot stick failed or was cancelled"
+                            .into(),
+                    );
                     return None;
                 }
                 Some(scope.spawn(move || run_one(*config, http, cache, rt, cancel, progress)))
