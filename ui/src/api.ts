@@ -47,7 +47,8 @@ export const api = {
   setIncusRoot: (path: string | null) => invoke<void>("set_incus_root", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
   /** Stops one drive (its path as progress names it) of the running flash or lab `job`; the
-   *  others go on. False when no such job runs or it writes no such drive. */
+   *  others go on. False when no such job runs or it writes no such drive; rejects (badInput)
+   *  for drives the privileged helper writes, which only the whole job's cancel stops. */
   cancelTarget: (job: number, path: string) => invoke<boolean>("cancel_target", { job, path }),
   /** `source`: the chosen image file, so the drive holding it is marked. */
   listDrives: (showAll: boolean, imageSize: number | null, source: string | null) =>
