@@ -6,6 +6,7 @@ fn main() {
         "set_ca_cert",
         "set_incus_root",
         "cancel",
+        "cancel_target",
         "list_drives",
         "watch_drives",
         "prepare",

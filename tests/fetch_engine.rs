@@ -194,3 +194,119 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
     assert_eq!(accepted.lock().unwrap().len(), 2, "two attempts");
     assert!(cached_files(dir.path()).is_empty());
 }
+
+/// The Download stage's reports, each with when it came.
+type Timed = Arc<Mutex<Vec<(Instant, Progress)>>>;
+
+fn timed_downloads() -> (Arc<dyn ProgressSink>, Timed) {
+    let reports: Timed = Arc::default();
+    let keep = reports.clone();
+    let sink: Arc<dyn ProgressSink> = Arc::new(move |p: Progress| {
+        if p.stage == Stage::Download {
+            keep.lock().unwrap().push((Instant::now(), p));
+        }
+    });
+    (sink, reports)
+}
+
+/// The `waiting` reports, each with when it came, what it says and the count it carries.
+fn waits(reports: &[(Instant, Progress)]) -> Vec<(Instant, u64, u64)> {
+    reports
+        .iter()
+        .filter_map(|(at, p)| p.waiting.map(|secs| (*at, secs, p.done)))
+        .collect()
+}
+
+/// Never more than ten reports a second, the stage's last count aside.
+fn assert_throttled(reports: &[(Instant, Progress)]) {
+    for (i, (at, _)) in reports.iter().enumerate() {
+        let within = reports[i..]
+            .iter()
+            .take_while(|(t, _)| t.duration_since(*at) < Duration::from_secs(1))
+            .count();
+        assert!(within <= 11, "{within} reports within a second");
+    }
+}
+
+fn patient() -> HttpPolicy {
+    HttpPolicy {
+        idle_timeout: Duration::from_secs(8),
+        ..quick_policy()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_goes_silent_is_said_to_wait_until_bytes_come_again() {
+    let archive = xz_single(&noise(1 << 20, 14));
+    let part = 256 << 10;
+    let server = Server::start();
+    server.put_with_sidecar("/os.img.xz", archive.clone());
+    server.script(
+        "/os.img.xz",
+        vec![Reply::Body(Serve {
+            pause: Some((part, Duration::from_secs(4))),
+            // The rest takes a second and more: long enough to see that it is not waiting.
+            rate: Some(512 << 10),
+            ..Serve::default()
+        })],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().to_path_buf()).unwrap();
+    let http = Http::new(patient()).unwrap();
+    let (progress, reports) = timed_downloads();
+    let req = request(&server, "/os.img.xz");
+    fetch(&http, &cache, &req, &CancellationToken::new(), &progress)
+        .await
+        .unwrap();
+    assert_eq!(server.gets("/os.img.xz").len(), 1, "one attempt, paused");
+    let reports = reports.lock().unwrap();
+    let waits = waits(&reports);
+    let said: Vec<u64> = waits.iter().map(|(_, secs, _)| *secs).collect();
+    assert!(said.len() >= 2 && said[0] >= 2, "{said:?}");
+    assert!(said.windows(2).all(|w| w[0] < w[1]), "{said:?}");
+    assert!(waits.iter().all(|(_, _, done)| *done == part as u64));
+    assert!(waits
+        .windows(2)
+        .all(|w| w[1].0.duration_since(w[0].0) >= Duration::from_millis(900)));
+    // Then bytes again, said without waiting, to the end.
+    let last_wait = waits.last().unwrap().0;
+    let after: Vec<&Progress> = reports
+        .iter()
+        .filter(|(at, _)| *at > last_wait)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(!after.is_empty() && after.iter().all(|p| p.waiting.is_none()));
+    assert_eq!(after.last().unwrap().done, archive.len() as u64);
+    assert_throttled(&reports);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_before_another_attempt_is_said_too() {
+    let archive = xz_single(&noise(256 << 10, 15));
+    let server = Server::start();
+    server.put_with_sidecar("/os.img.xz", archive.clone());
+    server.script(
+        "/os.img.xz",
+        vec![Reply::RetryAfter(503, 4), Reply::Body(Serve::default())],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().to_path_buf()).unwrap();
+    let http = Http::new(patient()).unwrap();
+    let (progress, reports) = timed_downloads();
+    let req = request(&server, "/os.img.xz");
+    fetch(&http, &cache, &req, &CancellationToken::new(), &progress)
+        .await
+        .unwrap();
+    assert_eq!(server.gets("/os.img.xz").len(), 2);
+    let reports = reports.lock().unwrap();
+    let said: Vec<(u64, u64)> = waits(&reports)
+        .iter()
+        .map(|(_, secs, done)| (*secs, *done))
+        .collect();
+    // Said during the 4 s wait, before any byte.
+    assert!(said.len() >= 2 && said[0].0 >= 2, "{said:?}");
+    assert!(said.windows(2).all(|w| w[0].0 < w[1].0), "{said:?}");
+    assert!(said.iter().all(|(_, done)| *done == 0), "{said:?}");
+    assert_eq!(reports.last().unwrap().1.waiting, None);
+    assert_eq!(reports.last().unwrap().1.done, archive.len() as u64);
+}

@@ -1,6 +1,7 @@
 //! The window's commands: each validates its arguments, calls labflash-core, and translates the
 //! result. No flashing logic lives here; progress goes out through a Channel, cancellation comes in
-//! through `cancel`, and long work runs off the main thread.
+//! through `cancel` (a whole job) and `cancel_target` (one drive of a flash), and long work runs
+//! off the main thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -292,6 +293,14 @@ pub fn set_ca_cert(app: State<'_, App>, path: Option<String>) -> Reply<()> {
 #[tauri::command]
 pub fn cancel(app: State<'_, App>, job: u32) -> bool {
     app.jobs.cancel(job)
+}
+
+/// Stops one drive of the running flash or lab `job` (its path as progress reports name it)
+/// while the others go on: its first MiB stays wiped and its result says `cancelled`. False when
+/// no such job runs or it writes no such drive; refused for drives the privileged helper writes.
+#[tauri::command]
+pub fn cancel_target(app: State<'_, App>, job: u32, path: String) -> Reply<bool> {
+    Ok(app.jobs.cancel_target(job, Path::new(&path))?)
 }
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -782,7 +791,7 @@ pub async fn run_flash(
 ) -> Reply<FlashRun> {
     let planned = app.plans.lock().expect("plans lock").remove(&plan);
     let planned = planned.ok_or_else(|| bad("this flash was not planned, or was already run"))?;
-    let guard = app.jobs.start(job);
+    let guard = app.jobs.start_flash(job, planned.target_cancels());
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();
@@ -1079,7 +1088,7 @@ pub async fn run_lab(
             lab.source.clone(),
         )
     };
-    let guard = app.jobs.start(job);
+    let guard = app.jobs.start_flash(job, planned.target_cancels());
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
     let (http, cache) = (app.http(), app.cache()?);
     let rt = tokio::runtime::Handle::current();

@@ -655,6 +655,7 @@ async fn eject_refuses_a_drive_this_window_did_not_flash() {
             dev: std::os::unix::fs::MetadataExt::dev(&meta),
             ino: std::os::unix::fs::MetadataExt::ino(&meta),
         },
+        cancel: Default::default(),
     };
     let state: State<'_, App> = app.state();
     state.remember(
@@ -1180,4 +1181,160 @@ fn a_lab_s_config_images_go_when_another_lab_is_loaded_and_at_exit() {
     let second = folder(2).unwrap();
     state.forget_labs();
     assert!(!second.exists(), "the lab's config images outlive the app");
+}
+
+/// A channel that cancels drive `path` of job `job` through `cancel_target` at the first write
+/// report of it that counts bytes (on that drive's own writer thread), and keeps what the
+/// command answered.
+fn cancelling(
+    app: &tauri::App<MockRuntime>,
+    job: u32,
+    path: String,
+) -> (Channel<Progress>, Arc<Mutex<Vec<bool>>>) {
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let (handle, said) = (app.handle().clone(), answers.clone());
+    let channel = Channel::new(move |body| {
+        if let InvokeResponseBody::Json(text) = body {
+            let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let mut said = said.lock().unwrap();
+            let ours = p["stage"] == "write" && p["target"] == path.as_str();
+            if ours && p["done"].as_u64() > Some(0) && said.is_empty() {
+                said.push(cancel_target(handle.state(), job, path.clone()).unwrap());
+            }
+        }
+        Ok(())
+    });
+    (channel, answers)
+}
+
+fn first_mib_wiped(stick: &Loop) -> bool {
+    std::fs::read(&stick.backing).unwrap()[..1 << 20]
+        .iter()
+        .all(|b| *b == 0)
+}
+
+/// One drive of a running flash is cancelled from the window: it ends cancelled with its first
+/// MiB wiped, the other is written and read back; the command answers false for a job that
+/// does not run (not yet, or no more).
+#[tokio::test]
+async fn one_drive_of_a_running_flash_is_cancelled_alone() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let sticks = [
+        Loop::new(dir.path(), "a.img", 8 << 20, 0xAA),
+        Loop::new(dir.path(), "b.img", 8 << 20, 0xAA),
+    ];
+    let spec = image_onto(
+        dir.path(),
+        vec![listed(&app, &sticks[0]), listed(&app, &sticks[1])],
+    );
+    let (_, digest) = image_in(dir.path());
+    let (channel, _) = recording::<Progress>();
+    plan_flash(app.state(), 30, spec, channel).await.unwrap();
+    assert!(
+        !cancel_target(app.state(), 31, sticks[1].path()).unwrap(),
+        "not running yet"
+    );
+    let (channel, answers) = cancelling(&app, 31, sticks[1].path());
+    let run = run_flash(app.state(), 31, 30, channel).await.unwrap();
+    assert_eq!(*answers.lock().unwrap(), vec![true]);
+    let targets = run.flashed.targets;
+    assert!(targets[0].ok, "{:?}", targets[0].error);
+    assert_eq!(targets[0].verified_sha256.unwrap().hex(), digest);
+    assert_eq!(
+        targets[1].error_kind,
+        Some(ErrorKind::Cancelled),
+        "{:?}",
+        targets[1]
+    );
+    assert!(
+        first_mib_wiped(&sticks[1]),
+        "the cancelled stick looks bootable"
+    );
+    assert!(
+        !cancel_target(app.state(), 31, sticks[1].path()).unwrap(),
+        "no more"
+    );
+    // Only the stick written whole may be ejected.
+    eject_all(&app, &[&sticks[0]]).await;
+}
+
+/// One node's stick of a running lab (written with the others from one read of the image) is
+/// cancelled alone; the other node's is written and read back.
+#[tokio::test]
+async fn one_stick_of_a_running_lab_is_cancelled_alone() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    two_node_lab(&app, dir.path(), "boot.raw", 40);
+    let sticks = [
+        Loop::new(dir.path(), "a.img", 64 << 20, 0xAA),
+        Loop::new(dir.path(), "b.img", 64 << 20, 0xAA),
+    ];
+    let drives = vec![listed(&app, &sticks[0]), listed(&app, &sticks[1])];
+    let (channel, _) = recording::<Progress>();
+    plan_lab(app.state(), 41, lab_onto(40, drives, None), channel)
+        .await
+        .unwrap();
+    let (channel, answers) = cancelling(&app, 42, sticks[1].path());
+    let run = run_lab(app.state(), 42, 41, channel).await.unwrap();
+    assert_eq!(*answers.lock().unwrap(), vec![true]);
+    let report = |i: usize| run.nodes[i].flashed.as_ref().expect("flashed").targets[0].clone();
+    assert!(report(0).ok, "{:?}", report(0).error);
+    assert_eq!(
+        report(1).error_kind,
+        Some(ErrorKind::Cancelled),
+        "{:?}",
+        report(1)
+    );
+    assert!(first_mib_wiped(&sticks[1]));
+    eject_all(&app, &[&sticks[0]]).await;
+    app.state::<App>().forget_labs();
+}
+
+/// Two sticks: the config stick, written once the boot stick is, is cancelled alone; the boot
+/// stick stays written and read back.
+#[tokio::test]
+async fn the_config_stick_of_a_running_two_sticks_flash_is_cancelled_alone() {
+    if !can_attach_loops() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(&dir.path().join("cache"));
+    let origin = dir.path().join("v1.11.2/nocloud-amd64.raw");
+    let (boot, config) = boot_and_config(dir.path(), &origin);
+    let checked = prepared(&app, 50, &boot).await;
+    let boot_stick = Loop::new(dir.path(), "boot.img", 64 << 20, 0xAA);
+    let config_stick = Loop::new(dir.path(), "config.img", 16 << 20, 0xBB);
+    let mut spec = image_onto(dir.path(), vec![listed(&app, &boot_stick)]);
+    spec.image = ImageSpec::Prepared { job: 50 };
+    spec.config = config_of(&config, None);
+    spec.config_to = Some(listed(&app, &config_stick));
+    let (channel, _) = recording::<Progress>();
+    plan_flash(app.state(), 51, spec, channel).await.unwrap();
+    let (channel, answers) = cancelling(&app, 52, config_stick.path());
+    let flashed = run_flash(app.state(), 52, 51, channel)
+        .await
+        .unwrap()
+        .flashed;
+    assert_eq!(*answers.lock().unwrap(), vec![true]);
+    assert!(flashed.targets[0].ok, "{:?}", flashed.targets[0].error);
+    assert_eq!(
+        flashed.targets[0].verified_sha256,
+        Some(checked.image.sha256)
+    );
+    let on_config = flashed.config_stick.expect("the config stick's result");
+    assert_eq!(
+        on_config.targets[0].error_kind,
+        Some(ErrorKind::Cancelled),
+        "{:?}",
+        on_config.targets[0]
+    );
+    assert!(first_mib_wiped(&config_stick));
+    eject_all(&app, &[&boot_stick]).await;
 }

@@ -41,6 +41,7 @@ fn main() {
             commands::set_ca_cert,
             commands::set_incus_root,
             commands::cancel,
+            commands::cancel_target,
             commands::list_drives,
             commands::watch_drives,
             commands::prepare,

@@ -24,6 +24,8 @@ pub struct Serve {
     pub stall_after: Option<usize>,
     /// Throttle to about this many bytes per second.
     pub rate: Option<u64>,
+    /// Send this many body bytes, go silent this long, then send the rest (at `rate`, if set).
+    pub pause: Option<(usize, Duration)>,
 }
 
 #[derive(Clone, Debug)]
@@ -465,9 +467,16 @@ fn serve_body(conn: &mut Conn, req: &Request, body: &[u8], serve: &Serve, stop: 
         .or(serve.stall_after)
         .unwrap_or(rest.len())
         .min(rest.len());
-    let began = Instant::now();
+    let mut began = Instant::now();
     let mut sent = 0usize;
+    let mut pause = serve.pause;
     for chunk in rest[..limit].chunks(64 * 1024) {
+        if let Some((_, silence)) = pause.take_if(|(at, _)| sent >= *at) {
+            let _ = conn.flush();
+            thread::sleep(silence);
+            // The rate is of the time spent sending.
+            began += silence;
+        }
         if conn.write_all(chunk).is_err() {
             return;
         }

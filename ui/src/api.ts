@@ -48,7 +48,9 @@ export const api = {
   setCaCert: (path: string | null) => invoke<void>("set_ca_cert", { path }),
   setIncusRoot: (path: string | null) => invoke<void>("set_incus_root", { path }),
   cancel: (job: number) => invoke<boolean>("cancel", { job }),
-  /** Stops one drive of the flash running under `job`; the others go on. */
+  /** Stops one drive (its path as progress names it) of the running flash or lab `job`; the
+   *  others go on. False when no such job runs or it writes no such drive; rejects (badInput)
+   *  for drives the privileged helper writes, which only the whole job's cancel stops. */
   cancelTarget: (job: number, path: string) => invoke<boolean>("cancel_target", { job, path }),
   /** `source`: the chosen image file, so the drive holding it is marked. */
   listDrives: (showAll: boolean, imageSize: number | null, source: string | null) =>

@@ -7,7 +7,8 @@ export type Stage = "download" | "checkCache" | "decompress" | "checkImage" | "h
 
 export type Progress = { stage: Stage, done: number, 
 /**
- * Unknown when the server sends no length.
+ * Unknown when the server sends no length. Writing a stream: the image's size as its
+ * archive records it exactly (xz, zstd), until the image outgrows it; unknown otherwise.
  */
 total: number | null, 
 /**
@@ -17,7 +18,13 @@ target?: string,
 /**
  * Writing: of `done`, the bytes the target already held and were not written again.
  */
-skipped?: number, };
+skipped?: number, 
+/**
+ * Downloading: seconds since the last byte came, said about once a second while the
+ * server has been silent for 2 s or more (a stalled body, a wait before another attempt);
+ * absent again once bytes come.
+ */
+waiting?: number, };
 
 export type ErrorKind = "digestMismatch" | "badInput" | "cancelled" | "failure";
 
@@ -323,7 +330,8 @@ configSHA256?: Sha256Digest, cidataOffset?: number, stickSHA256?: Sha256Digest,
  */
 archiveSHA256: Sha256Digest, digestSource: DigestSource, targets: Array<TargetReport>, warnings?: Array<string>, 
 /**
- * Two sticks: what the config stick got (absent when the boot stick failed first).
+ * Two sticks: what the config stick got (absent when the boot stick failed or was
+ * cancelled first).
  */
 configStick?: Flashed, };
 

@@ -16,15 +16,30 @@ pub struct Bar {
 
 impl ProgressSink for Bar {
     fn report(&self, p: Progress) {
+        // Said over whatever the bar shows (a stream's writes wait for the download too); the
+        // next report of bytes says what it shows again.
+        if let Some(secs) = p.waiting {
+            self.bar
+                .set_message(format!("waiting for the server ({secs} s)"));
+            return;
+        }
         let mut stage = self.stage.lock().expect("progress lock");
         // While a stream is written, the archive being read (whose size is known) tells more
-        // than the writes (whose total is not): the bar stays with it until it ends.
+        // than the writes (whose total is not): the bar stays with it until it ends. Writes
+        // whose total is known (the archive records the image's size) tell more: the bar stays
+        // with them.
         if let Some(last) = stage.as_ref() {
-            let reading = matches!(
-                last.stage,
-                Stage::Download | Stage::CheckCache | Stage::Decompress
-            ) && last.total.is_some_and(|t| last.done < t);
+            let read = |p: &Progress| {
+                matches!(
+                    p.stage,
+                    Stage::Download | Stage::CheckCache | Stage::Decompress
+                )
+            };
+            let reading = read(last) && last.total.is_some_and(|t| last.done < t);
             if reading && p.stage == Stage::Write && p.total.is_none() {
+                return;
+            }
+            if last.stage == Stage::Write && last.total.is_some() && read(&p) {
                 return;
             }
         }
@@ -85,4 +100,54 @@ fn bytes_style() -> ProgressStyle {
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {msg:24} {bytes} {binary_bytes_per_sec}")
         .expect("valid template")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(stage: Stage, done: u64, total: Option<u64>) -> Progress {
+        Progress {
+            stage,
+            done,
+            total,
+            target: None,
+            skipped: None,
+            waiting: None,
+        }
+    }
+
+    fn bar() -> Bar {
+        Bar {
+            bar: ProgressBar::hidden(),
+            stage: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn a_silent_server_is_said_until_bytes_come() {
+        let bar = bar();
+        bar.report(report(Stage::Download, 10, Some(100)));
+        bar.report(Progress {
+            waiting: Some(3),
+            ..report(Stage::Download, 10, Some(100))
+        });
+        assert_eq!(bar.bar.message(), "waiting for the server (3 s)");
+        assert_eq!(bar.bar.position(), 10);
+        bar.report(report(Stage::Download, 20, Some(100)));
+        assert_eq!(bar.bar.message(), "downloading");
+    }
+
+    /// A stream's download and writes report in turns: the bar follows the one with a total.
+    #[test]
+    fn a_stream_s_bar_follows_what_has_a_total() {
+        let bar = bar();
+        bar.report(report(Stage::Download, 10, Some(100)));
+        bar.report(report(Stage::Write, 5, None));
+        assert_eq!(bar.bar.message(), "downloading");
+        bar.report(report(Stage::Write, 5, Some(400)));
+        bar.report(report(Stage::Download, 20, Some(100)));
+        assert_eq!(bar.bar.message(), "writing");
+        assert_eq!((bar.bar.position(), bar.bar.length()), (5, Some(400)));
+    }
 }

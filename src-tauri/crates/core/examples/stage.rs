@@ -75,6 +75,7 @@ fn main() -> Result<(), Error> {
                 sha256: Some(sha256),
                 check_source: false,
                 size: Some(size),
+                announced_size: None,
                 tail: None,
             };
             let written = OnceLock::new();
@@ -92,7 +93,7 @@ fn main() -> Result<(), Error> {
             let outcome = writer::flash_stream(
                 &expect,
                 &mut source,
-                vec![(target, None)],
+                vec![writer::Onto::new(target, None)],
                 &options,
                 &cancel,
                 &progress,

@@ -49,7 +49,8 @@ impl Stage {
 pub struct Progress {
     pub stage: Stage,
     pub done: u64,
-    /// Unknown when the server sends no length.
+    /// Unknown when the server sends no length. Writing a stream: the image's size as its
+    /// archive records it exactly (xz, zstd), until the image outgrows it; unknown otherwise.
     pub total: Option<u64>,
     /// The drive or file a write or read-back report is about.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +60,12 @@ pub struct Progress {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub skipped: Option<u64>,
+    /// Downloading: seconds since the last byte came, said about once a second while the
+    /// server has been silent for 2 s or more (a stalled body, a wait before another attempt);
+    /// absent again once bytes come.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub waiting: Option<u64>,
 }
 
 /// Where progress goes. Called from engine threads; must be cheap and must not block.
@@ -80,6 +87,8 @@ impl ProgressSink for NoProgress {
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Silence after which [`Reporter::waiting`] says how long it has lasted.
+const WAITING_AFTER: Duration = Duration::from_secs(2);
 
 /// Throttles one stage's reports so a fast loop does not flood a GUI channel.
 pub(crate) struct Reporter<'a> {
@@ -89,6 +98,9 @@ pub(crate) struct Reporter<'a> {
     target: Option<String>,
     skipped: Option<u64>,
     last: Option<Instant>,
+    /// The last count reported, and when it last moved (the stage started, or bytes came).
+    done: u64,
+    moved: Instant,
 }
 
 impl<'a> Reporter<'a> {
@@ -100,6 +112,8 @@ impl<'a> Reporter<'a> {
             target: None,
             skipped: None,
             last: None,
+            done: 0,
+            moved: Instant::now(),
         };
         // Announce the stage; the first bytes are then reported without waiting out the interval.
         r.emit(0);
@@ -123,7 +137,10 @@ impl<'a> Reporter<'a> {
     }
 
     pub(crate) fn update(&mut self, done: u64) {
+        self.drop_outrun_total(done);
         let now = Instant::now();
+        self.done = done;
+        self.moved = now;
         if self
             .last
             .is_some_and(|t| now.duration_since(t) < MIN_INTERVAL)
@@ -135,16 +152,41 @@ impl<'a> Reporter<'a> {
     }
 
     pub(crate) fn finish(&mut self, done: u64) {
+        self.drop_outrun_total(done);
         self.emit(done);
     }
 
+    /// Says how long nothing has moved, once that is [`WAITING_AFTER`] or more; the caller
+    /// calls it about once a second. Counted in the throttle like any report.
+    pub(crate) fn waiting(&mut self) {
+        let idle = self.moved.elapsed();
+        if idle < WAITING_AFTER {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.send(self.done, Some(idle.as_secs()));
+    }
+
+    /// A total announced rather than known (an archive's records) that the bytes outran says
+    /// nothing more: no share past 100 %.
+    fn drop_outrun_total(&mut self, done: u64) {
+        if self.total.is_some_and(|total| done > total) {
+            self.total = None;
+        }
+    }
+
     fn emit(&self, done: u64) {
+        self.send(done, None);
+    }
+
+    fn send(&self, done: u64, waiting: Option<u64>) {
         self.sink.report(Progress {
             stage: self.stage,
             done,
             total: self.total,
             target: self.target.clone(),
             skipped: self.skipped.filter(|s| *s > 0),
+            waiting,
         });
     }
 }

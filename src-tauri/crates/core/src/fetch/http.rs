@@ -6,6 +6,9 @@
 //! 5xx and 429 (whose `Retry-After` is honoured, capped); any other status is final, and so is a
 //! refused certificate (see [`crate::fetch::tls`]): another attempt would meet the same certificate.
 //!
+//! While no byte comes for 2 s or more (a silent body, a wait before another attempt), the
+//! download's progress says so about once a second ([`crate::progress::Progress::waiting`]).
+//!
 //! Redirects: reqwest's default (at most 10 in a chain), except that a redirect from https to plain
 //! http is refused, finally: whoever is on the plain-HTTP path could choose the image and the
 //! checksum file that vouches for it, and every document and download goes through here.
@@ -384,17 +387,28 @@ impl Http {
         cancel: &CancellationToken,
         progress: &dyn ProgressSink,
     ) -> Result<Url> {
-        let reporter = Reporter::new(progress, Stage::Download, None);
-        let state = Mutex::new((sink, reporter));
-        let final_url = self
-            .with_retries(cancel, || async {
-                let mut guard = state.lock().await;
-                let (sink, reporter) = &mut *guard;
-                self.download_attempt(url, &mut **sink, reporter).await
-            })
-            .await?;
-        let (sink, mut reporter) = state.into_inner();
-        reporter.finish(sink.kept());
+        let reporter = std::sync::Mutex::new(Reporter::new(progress, Stage::Download, None));
+        let sink = Mutex::new(sink);
+        let attempts = self.with_retries(cancel, || async {
+            let mut sink = sink.lock().await;
+            self.download_attempt(url, &mut **sink, &reporter).await
+        });
+        // While no byte comes (a silent server, a wait before another attempt), the window and
+        // the terminal say so, rather than show the last speed frozen.
+        let waiting = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                reporter.lock().expect("progress lock").waiting();
+            }
+        };
+        let final_url = tokio::select! {
+            final_url = attempts => final_url?,
+            () = waiting => unreachable!("the waiting ticker never ends"),
+        };
+        let kept = sink.into_inner().kept();
+        reporter.into_inner().expect("progress lock").finish(kept);
         Ok(final_url)
     }
 
@@ -402,7 +416,7 @@ impl Http {
         &self,
         url: &Url,
         sink: &mut dyn BodySink,
-        reporter: &mut Reporter<'_>,
+        reporter: &std::sync::Mutex<Reporter<'_>>,
     ) -> Result<Url, Failed> {
         let offset = sink.kept();
         let mut resp = self.send(url, (offset > 0).then_some(offset)).await?;
@@ -434,10 +448,10 @@ impl Http {
                 return Err(Failed::fatal(Error::ArchiveTooLarge { cap }));
             }
         }
-        reporter.set_total(total);
+        reporter.lock().expect("progress lock").set_total(total);
         while let Some(chunk) = self.next_chunk(url, &mut resp).await? {
             sink.append(&chunk).map_err(Failed::fatal)?;
-            reporter.update(sink.kept());
+            reporter.lock().expect("progress lock").update(sink.kept());
         }
         match total {
             Some(total) if sink.kept() < total => Err(Failed::transient(Error::Network {

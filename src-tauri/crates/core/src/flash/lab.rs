@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fetch::cache::Cache;
 use crate::fetch::http::Http;
 use crate::flash::rules::{Approved, Chosen};
+use crate::flash::target_cancel::TargetCancels;
 use crate::flash::{self, Flashed, Plan, Request};
 use crate::io::identity::Identity;
 use crate::progress::ProgressSink;
@@ -42,6 +43,11 @@ impl LabPlan {
             .iter()
             .flat_map(|(_, p)| p.all_targets())
             .collect()
+    }
+
+    /// Each node's targets' own cancels, by path (see [`Plan::target_cancels`]).
+    pub fn target_cancels(&self) -> TargetCancels {
+        TargetCancels::new(self.all_targets().into_iter().map(|t| (t.path, t.cancel)))
     }
 
     /// What will be written, for the confirmation: the image once (every node gets the same),

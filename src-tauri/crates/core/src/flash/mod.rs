@@ -13,6 +13,9 @@
 //!    [`run_all`] runs several plans (a lab's nodes) from one read of their image, each stick
 //!    with its own config laid over it (`writer::Overlay`, `one_stick::Layout`).
 //!
+//! Each target can be cancelled alone while the others go on: take [`Plan::target_cancels`]
+//! before running the plan (see `target_cancel`).
+//!
 //! The rest of this folder: `rules` (which targets may be written), `writer` (wipe, write, read
 //! back, first MiB last), `readback` (several targets, one hash), `stream` (the one-pass download
 //! and decode), `helper` (pkexec's side and ours), `one_stick` and `gpt` (a cidata partition),
@@ -29,6 +32,7 @@ pub mod rules;
 mod skip;
 pub mod stream;
 mod summary;
+pub mod target_cancel;
 pub mod writer;
 
 use std::io::Read;
@@ -53,6 +57,7 @@ use one_stick::Layout;
 use rules::{Approved, Chosen, TargetOptions};
 use stream::Opened;
 pub use summary::Summary;
+use target_cancel::TargetCancels;
 use writer::{FlashOptions, TargetReport};
 
 /// What the operator asks for.
@@ -146,7 +151,8 @@ pub struct Flashed {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "ts", ts(as = "Option<Vec<String>>", optional))]
     pub warnings: Vec<String>,
-    /// Two sticks: what the config stick got (absent when the boot stick failed first).
+    /// Two sticks: what the config stick got (absent when the boot stick failed or was
+    /// cancelled first).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub config_stick: Option<Box<Flashed>>,
@@ -489,6 +495,12 @@ impl Plan {
         lines
     }
 
+    /// Each target's own cancel (the config stick's too), by path: taken before [`run`], to
+    /// stop one drive while the others go on.
+    pub fn target_cancels(&self) -> TargetCancels {
+        TargetCancels::new(self.all_targets().into_iter().map(|t| (t.path, t.cancel)))
+    }
+
     /// Every drive this plan writes, the config stick's too: what the operator confirms.
     pub fn all_targets(&self) -> Vec<Approved> {
         let mut all = self.targets.clone();
@@ -628,9 +640,10 @@ pub fn run_all(
             .map(|(result, config)| {
                 let (flashed, config) = (result.as_mut().ok()?, config?);
                 if !flashed.targets.iter().all(|t| t.ok) {
-                    flashed
-                        .warnings
-                        .push("the config stick was not written: the boot stick failed".into());
+                    flashed.warnings.push(
+                        "the config stick was not written: the boot stick failed or was cancelled"
+                            .into(),
+                    );
                     return None;
                 }
                 Some(scope.spawn(move || run_one(*config, http, cache, rt, cancel, progress)))
@@ -717,11 +730,11 @@ fn run_shared(
             Ok(mut file) => writer::flash(image, &mut file, onto, &options, cancel, progress),
             Err(e) => {
                 let e = Error::io(&image.path, e);
-                for (t, _) in &onto {
-                    t.remove_created();
+                for o in &onto {
+                    o.target.remove_created();
                 }
                 onto.iter()
-                    .map(|(t, _)| TargetReport::failed(&t.path, &e))
+                    .map(|o| TargetReport::failed(&o.target.path, &e))
                     .collect()
             }
         },
@@ -839,7 +852,12 @@ impl Writing {
         opened
             .into_iter()
             .zip(&self.layouts)
-            .map(|(target, layout)| (target, layout.as_ref().map(|l| l as &dyn writer::Overlay)))
+            .zip(&self.targets)
+            .map(|((target, layout), approved)| writer::Onto {
+                target,
+                overlay: layout.as_ref().map(|l| l as &dyn writer::Overlay),
+                cancel: approved.cancel.clone(),
+            })
             .collect()
     }
 
@@ -986,6 +1004,10 @@ pub fn execute(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<TargetReport>> {
     if needs_helper(&plan.targets) {
+        // The helper takes one stream for every drive: none can be dropped alone.
+        for target in &plan.targets {
+            target.cancel.through_helper()?;
+        }
         let (whole, mut source) = plan.whole(cancel)?;
         let mut reports =
             helper::run_privileged(&whole, &mut *source, privilege, options, cancel, progress)?;

@@ -6,7 +6,8 @@
 //! the same bytes so share one hash: N sticks cost N reads and one SHA-256 instead of N. A target
 //! whose bytes differ leaves its group for a new one that starts from a copy of the hash so far,
 //! so every target still gets the digest of exactly what it holds. The targets read their next
-//! chunk while the hashing thread works on the last one.
+//! chunk while the hashing thread works on the last one. A target cancelled alone counts as gone
+//! from then on, even while its thread is stuck in a write: the others never wait for it.
 
 use crate::io::medium::Medium;
 use std::path::Path;
@@ -26,6 +27,8 @@ use crate::CancellationToken;
 pub(crate) struct ReadBack {
     state: Mutex<State>,
     turn: Condvar,
+    /// Each target's own cancel (see `target_cancel`).
+    cancels: Vec<CancellationToken>,
 }
 
 struct State {
@@ -49,8 +52,10 @@ struct State {
 }
 
 impl ReadBack {
-    pub(crate) fn new(targets: usize) -> Self {
+    pub(crate) fn new(cancels: Vec<CancellationToken>) -> Self {
+        let targets = cancels.len();
         Self {
+            cancels,
             state: Mutex::new(State {
                 round: 0,
                 next: 0,
@@ -79,13 +84,18 @@ impl ReadBack {
             let (chunks, mut groups, mut group_of) = {
                 let mut state = self.state.lock().expect("read-back lock");
                 loop {
-                    if state.complete() {
+                    if self.complete(&state) {
                         break;
                     }
-                    if !state.active.iter().any(|a| *a) {
+                    if !(0..state.active.len()).any(|t| self.reading(&state, t)) {
                         return;
                     }
-                    state = self.turn.wait(state).expect("read-back lock");
+                    // A cancel does not wake the condition: looked at again each tick.
+                    state = self
+                        .turn
+                        .wait_timeout(state, Duration::from_millis(100))
+                        .expect("read-back lock")
+                        .0;
                 }
                 let chunks: Vec<(usize, AlignedBuf, usize)> = (0..state.submitted.len())
                     .filter_map(|t| state.submitted[t].take().map(|(buf, len)| (t, buf, len)))
@@ -127,10 +137,14 @@ impl ReadBack {
     ) -> Result<Sha256Digest> {
         debug_assert_eq!(start % ALIGN as u64, 0);
         {
-            // Before this target hands in a chunk no round can be complete, so the groups are
-            // here, not out with the hashing thread.
+            // Before this target hands in a chunk no round can be complete (unless it was
+            // cancelled: rounds go on without it), so the groups are here, not out with the
+            // hashing thread.
             let key = Sha256Digest::of_bytes(prefix);
             let mut state = self.state.lock().expect("read-back lock");
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let group = match state.prefixes.iter().find(|(k, _)| *k == key) {
                 Some((_, group)) => *group,
                 None => {
@@ -190,16 +204,20 @@ impl ReadBack {
         Ok(state.returned[me].pop().expect("waited for it"))
     }
 
-    /// Waits for `ready`, giving up when cancelled.
+    /// Waits for `ready`, giving up when cancelled (also when ready: a cancelled target's
+    /// group may be out with the hashing thread).
     fn wait(
         &self,
         ready: impl Fn(&State) -> bool,
         cancel: &CancellationToken,
     ) -> Result<std::sync::MutexGuard<'_, State>> {
         let mut state = self.state.lock().expect("read-back lock");
-        while !ready(&state) {
+        loop {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
+            }
+            if ready(&state) {
+                break;
             }
             state = self
                 .turn
@@ -211,11 +229,17 @@ impl ReadBack {
     }
 }
 
-impl State {
-    /// Every active target has handed in this round's chunk (and someone has).
-    fn complete(&self) -> bool {
-        let any = self.submitted.iter().any(Option::is_some);
-        let all = (0..self.active.len()).all(|t| !self.active[t] || self.submitted[t].is_some());
+impl ReadBack {
+    /// Target `t` still takes part: it has not left and is not cancelled.
+    fn reading(&self, state: &State, t: usize) -> bool {
+        state.active[t] && !self.cancels[t].is_cancelled()
+    }
+
+    /// Every target still reading has handed in this round's chunk (and someone has).
+    fn complete(&self, state: &State) -> bool {
+        let any = state.submitted.iter().any(Option::is_some);
+        let all = (0..state.active.len())
+            .all(|t| !self.reading(state, t) || state.submitted[t].is_some());
         any && all
     }
 }
@@ -306,7 +330,7 @@ mod tests {
 
     /// Reads every file back together; `None` where the target left instead.
     fn read_back(files: &[Option<&Path>], prefix: &[u8]) -> Vec<Option<Sha256Digest>> {
-        let shared = ReadBack::new(files.len());
+        let shared = ReadBack::new(vec![CancellationToken::new(); files.len()]);
         let cancel = CancellationToken::new();
         std::thread::scope(|scope| {
             scope.spawn(|| shared.hash_rounds());
@@ -369,6 +393,63 @@ mod tests {
         assert_eq!(got[3], Some(good));
         assert_eq!(got[4], Some(sha(&[b"head", &early])));
         assert_eq!(got[5], got[2]);
+    }
+
+    /// A target cancelled alone is not waited for; when its thread reaches the read-back late
+    /// (its rounds go on without it, the groups out with the hashing thread), it is told so.
+    #[test]
+    fn a_target_cancelled_alone_is_not_waited_for_and_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = vec![3u8; LEN];
+        let path = dir.path().join("a");
+        std::fs::write(&path, &image).unwrap();
+        let cancels = vec![CancellationToken::new(), CancellationToken::new()];
+        cancels[1].cancel();
+        let shared = ReadBack::new(cancels.clone());
+        let reading = std::sync::atomic::AtomicBool::new(true);
+        let (digest, late) = std::thread::scope(|scope| {
+            scope.spawn(|| shared.hash_rounds());
+            let late = scope.spawn(|| {
+                let mut tries = 0;
+                while reading.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
+                    let file = std::fs::File::open(&path).unwrap();
+                    let got = shared.hash_target(
+                        1,
+                        b"",
+                        &file,
+                        &path,
+                        0,
+                        LEN as u64,
+                        &cancels[1],
+                        &mut reporter,
+                    );
+                    assert!(matches!(got, Err(Error::Cancelled)), "{got:?}");
+                    tries += 1;
+                }
+                shared.leave(1);
+                tries
+            });
+            let file = std::fs::File::open(&path).unwrap();
+            let mut reporter = Reporter::new(&NoProgress, Stage::ReadBack, None);
+            let digest = shared
+                .hash_target(
+                    0,
+                    b"",
+                    &file,
+                    &path,
+                    0,
+                    LEN as u64,
+                    &cancels[0],
+                    &mut reporter,
+                )
+                .unwrap();
+            reading.store(false, std::sync::atomic::Ordering::SeqCst);
+            shared.leave(0);
+            (digest, late.join().unwrap())
+        });
+        assert_eq!(digest, sha(&[&image]));
+        assert!(late > 0);
     }
 
     #[test]

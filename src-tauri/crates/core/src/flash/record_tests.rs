@@ -49,6 +49,7 @@ fn approved(path: &str, drive: Option<Drive>) -> Approved {
         drive,
         to_unmount: Vec::new(),
         identity: Identity::NewFile,
+        cancel: Default::default(),
     }
 }
 

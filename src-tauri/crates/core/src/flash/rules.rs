@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::flash::target_cancel::TargetCancel;
 use crate::io::device::{self, PathKind, TargetKind};
 use crate::io::drives::{self, Drive, SystemRoots};
 use crate::io::identity::{self, drive_changed, DriveIdentity, Identity};
@@ -53,6 +54,8 @@ pub struct Approved {
     pub to_unmount: Vec<String>,
     /// What every open of it is checked against.
     pub identity: Identity,
+    /// Stops writing this target alone (shared by every copy of this approval).
+    pub cancel: TargetCancel,
 }
 
 /// Checks the chosen target against the rules for writing an image of `image_size` bytes (unknown for a
@@ -108,6 +111,7 @@ fn approve_new_file(chosen: &Chosen) -> Result<Approved> {
         drive: None,
         to_unmount: Vec::new(),
         identity: Identity::NewFile,
+        cancel: TargetCancel::default(),
     })
 }
 
@@ -141,6 +145,7 @@ fn approve_file(chosen: &Chosen, protected: &[&Path]) -> Result<Approved> {
         drive: None,
         to_unmount: Vec::new(),
         identity: Identity::File { dev, ino },
+        cancel: TargetCancel::default(),
     })
 }
 
@@ -186,6 +191,7 @@ fn approve_drive(
         to_unmount: drive.mountpoints.clone(),
         identity: Identity::Drive(drive.identity.clone()),
         drive: Some(drive),
+        cancel: TargetCancel::default(),
     })
 }
 

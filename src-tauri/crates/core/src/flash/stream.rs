@@ -48,6 +48,7 @@ use crate::fetch::unwrap::ImageInside;
 use crate::fetch::{self, archive_cap, DigestSource, FetchRequest, HashingFile};
 use crate::flash;
 use crate::flash::rules::{Approved, Chosen, TargetOptions};
+use crate::flash::target_cancel::TargetCancel;
 use crate::flash::writer::{self, Expect, FlashOptions, TargetReport};
 use crate::image_kind::{self, ImageKind};
 use crate::io::drives::SystemRoots;
@@ -368,8 +369,10 @@ pub fn run(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<Streamed> {
-    // Stops the origin as soon as the writers are done, whatever the reason.
+    // Stops the origin as soon as the writers are done, whatever the reason, or once every
+    // target was cancelled on its own (its reader would wait for the next chunk first).
     let stop = cancel.child_token();
+    TargetCancel::stop_when_all_cancelled(targets.iter().map(|t| &t.cancel), &stop);
     let (tx, rx) = sync_channel::<Packet>(PACKETS);
     std::thread::scope(|scope| {
         let origin = scope.spawn(|| match &opened.origin {
@@ -490,11 +493,18 @@ fn decode_and_write(
             ))
         }),
     );
+    // What the archive records of the image's size, when exact, is the writes' progress total
+    // (never a bound: see `Expect`); a tar's or a zip's records are not of the image inside.
+    let announced_size = opened
+        .image_size
+        .filter(|size| size.exact && inside.is_none())
+        .map(|size| size.bytes);
     let expect = Expect {
         name,
         sha256: None,
         check_source: true,
         size: None,
+        announced_size,
         tail: None,
     };
     Ok((
@@ -503,7 +513,14 @@ fn decode_and_write(
         writer::flash_stream(
             &expect,
             &mut decoded,
-            opened_targets.into_iter().map(|t| (t, None)).collect(),
+            opened_targets
+                .into_iter()
+                .zip(targets)
+                .map(|(t, approved)| writer::Onto {
+                    cancel: approved.cancel.clone(),
+                    ..writer::Onto::new(t, None)
+                })
+                .collect(),
             options,
             cancel,
             progress,

@@ -27,12 +27,15 @@
 //! digest, since no read-back proves it whole.
 //!
 //! A failing target is dropped and reported while the others go on. Cancellation stops every
-//! target within one write and leaves its first MiB wiped.
+//! target within one write and leaves its first MiB wiped; each target also has a cancel of its
+//! own ([`Onto::cancel`]) that stops it alone the same way, the reader then no longer waiting
+//! for its queue, even while a write to it hangs.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -40,6 +43,7 @@ use crate::error::{self, io_at, Error, ErrorKind, Result, TargetFailure};
 use crate::fetch::digest::Sha256Digest;
 use crate::flash::readback::ReadBack;
 use crate::flash::skip::{self, Skipper};
+use crate::flash::target_cancel::TargetCancel;
 use crate::image::{Image, Tail};
 use crate::io::device::{self, Access, AlignedBuf, Target, TargetKind, ALIGN};
 use crate::io::medium::Medium;
@@ -70,6 +74,10 @@ pub struct Expect {
     /// that changed), not each target's.
     pub check_source: bool,
     pub size: Option<u64>,
+    /// The size the source announces when `size` is unknown (an archive's records): only the
+    /// Write stage's progress total, never trusted to stop or check anything (the records are
+    /// the archive's word, and the decoder's bound and the read-back are what keep it honest).
+    pub announced_size: Option<u64>,
     pub tail: Option<Tail>,
 }
 
@@ -80,6 +88,7 @@ impl From<&Image> for Expect {
             sha256: Some(image.sha256),
             check_source: false,
             size: Some(image.size),
+            announced_size: None,
             tail: image.tail.clone(),
         }
     }
@@ -102,8 +111,23 @@ pub trait Overlay: Sync {
     fn tail(&self) -> Option<Tail>;
 }
 
-/// A target to write, and what it gets of its own, if anything.
-pub type Onto<'a> = (Target, Option<&'a dyn Overlay>);
+/// A target to write, what it gets of its own, if anything, and its own cancel.
+pub struct Onto<'a> {
+    pub target: Target,
+    pub overlay: Option<&'a dyn Overlay>,
+    pub cancel: TargetCancel,
+}
+
+impl<'a> Onto<'a> {
+    /// With a cancel of its own nobody else holds yet.
+    pub fn new(target: Target, overlay: Option<&'a dyn Overlay>) -> Self {
+        Self {
+            target,
+            overlay,
+            cancel: TargetCancel::default(),
+        }
+    }
+}
 
 /// The image as it was read: its digest and size, and a CRC-32 of each MiB. The CRCs only locate
 /// a difference once the read-back's SHA-256 has proven there is one; they cost a tenth of a
@@ -242,8 +266,11 @@ impl Outcome {
     /// The image as read, or the error to report: when every target failed before the image
     /// was read whole, theirs (each named), not the reader's.
     pub fn sent(self) -> Result<(Arc<Sent>, Vec<TargetReport>)> {
+        let cancelled = |t: &TargetReport| t.error_kind == Some(ErrorKind::Cancelled);
         match self.source {
             Ok(sent) => Ok((sent, self.targets)),
+            // Each target cancelled on its own: the flash is cancelled.
+            Err(Error::NoTargetLeft) if self.targets.iter().all(cancelled) => Err(Error::Cancelled),
             Err(Error::NoTargetLeft) => Err(Error::EveryTargetFailed {
                 targets: self
                     .targets
@@ -279,10 +306,12 @@ pub fn flash_stream(
     cancel: &CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Outcome {
-    let readback = &ReadBack::new(targets.len());
+    // Each target's own: tripped by the whole run's cancel, or by its own alone.
+    let cancels: Vec<CancellationToken> = targets.iter().map(|t| t.cancel.token(cancel)).collect();
+    let readback = &ReadBack::new(cancels.clone());
     // No read-back proves the shared image whole when a target holds its own bytes over it.
     let expect = &Expect {
-        check_source: expect.check_source || targets.iter().any(|(_, own)| own.is_some()),
+        check_source: expect.check_source || targets.iter().any(|t| t.overlay.is_some()),
         ..expect.clone()
     };
     std::thread::scope(|scope| {
@@ -291,9 +320,13 @@ pub fn flash_stream(
         if options.verify {
             scope.spawn(|| readback.hash_rounds());
         }
-        for (me, (target, overlay)) in targets.into_iter().enumerate() {
+        for ((me, onto), cancel) in targets.into_iter().enumerate().zip(cancels) {
+            let (target, overlay) = (onto.target, onto.overlay);
             let (tx, rx) = sync_channel::<Msg>(QUEUE);
-            senders.push(tx);
+            senders.push(Outlet {
+                tx,
+                cancel: cancel.clone(),
+            });
             handles.push(scope.spawn(move || {
                 let mut job = Job {
                     target: &target,
@@ -310,7 +343,7 @@ pub fn flash_stream(
                     head: AlignedBuf::zeroed(HEAD as usize),
                     own_buf: AlignedBuf::default(),
                 };
-                let result = write_target(&mut job, expect, rx, options, cancel, progress);
+                let result = write_target(&mut job, expect, rx, options, &cancel, progress);
                 // Done or failed: the other targets' read-back no longer waits for this one.
                 readback.leave(me);
                 if result.is_err() {
@@ -366,7 +399,7 @@ fn report(target: &Target, job: &Job, result: Result<Option<Sha256Digest>>) -> T
 fn feed(
     expect: &Expect,
     source: &mut (dyn Read + Send),
-    mut senders: Vec<SyncSender<Msg>>,
+    mut senders: Vec<Outlet>,
     options: &FlashOptions,
     cancel: &CancellationToken,
 ) -> Result<Arc<Sent>> {
@@ -380,10 +413,38 @@ fn feed(
         Ok(sent) => Ok(sent.clone()),
         Err(e) => Err((e.kind(), e.to_string())),
     };
-    for tx in senders {
-        let _ = tx.send(Msg::End(end.clone()));
+    for outlet in senders {
+        outlet.send(Msg::End(end.clone()));
     }
     result
+}
+
+/// A target's queue, as the reader sees it.
+struct Outlet {
+    tx: SyncSender<Msg>,
+    /// The target's own cancel: once tripped, the reader stops waiting for room in its queue.
+    cancel: CancellationToken,
+}
+
+impl Outlet {
+    /// Hands `msg` to the target; false once it is gone or cancelled. A full queue is waited
+    /// for in short naps, not a blocking send: a cancelled target whose write hangs (a failing
+    /// stick) must not hold up the others.
+    fn send(&self, mut msg: Msg) -> bool {
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if self.cancel.is_cancelled() {
+                        return false;
+                    }
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
 }
 
 /// `trusted`: the digest the read-back will prove, so the image need not be hashed here.
@@ -391,7 +452,7 @@ fn read_chunks(
     expect: &Expect,
     trusted: Option<Sha256Digest>,
     source: &mut (dyn Read + Send),
-    senders: &mut Vec<SyncSender<Msg>>,
+    senders: &mut Vec<Outlet>,
     cancel: &CancellationToken,
 ) -> Result<Sent> {
     std::thread::scope(|scope| {
@@ -429,7 +490,7 @@ fn read_chunks(
 fn send_chunks(
     expect: &Expect,
     source: &mut (dyn Read + Send),
-    senders: &mut Vec<SyncSender<Msg>>,
+    senders: &mut Vec<Outlet>,
     to_hasher: SyncSender<Arc<Chunk>>,
     cancel: &CancellationToken,
 ) -> Result<u64> {
@@ -475,7 +536,7 @@ fn send_chunks(
         to_hasher
             .send(chunk.clone())
             .expect("the hashing thread outlives the reader");
-        senders.retain(|tx| tx.send(Msg::Data(chunk.clone())).is_ok());
+        senders.retain(|outlet| outlet.send(Msg::Data(chunk.clone())));
         if senders.is_empty() {
             return Err(Error::NoTargetLeft);
         }
@@ -629,7 +690,8 @@ fn write_target(
         None => expect.clone(),
     };
     job.wipe(expect)?;
-    let mut reporter = Reporter::new(progress, Stage::Write, expect.size).for_target(job.path());
+    let total = expect.size.or(expect.announced_size);
+    let mut reporter = Reporter::new(progress, Stage::Write, total).for_target(job.path());
     let mut pre = AlignedBuf::default();
     let mut sent = job.body(rx, &mut pre, cancel, &mut reporter)?;
     if let Some(overlay) = job.overlay {
@@ -647,8 +709,15 @@ fn write_target(
     }
     if let Some(tail) = &expect.tail {
         job.tail(tail, &sent, verified.is_some())?;
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
     }
     job.head(&sent, verified.is_some())?;
+    // An announced size that was not the image's is not the last word.
+    if expect.announced_size.is_some() {
+        reporter.set_total(Some(sent.size));
+    }
     reporter.finish(sent.size);
     if job.target.kind == TargetKind::BlockDevice {
         job.medium().reread_partitions();
@@ -736,14 +805,14 @@ impl Job<'_> {
                     Error::BadInput("the image could not be read".into())
                 }
             })?;
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let chunk = match msg {
                 Msg::Data(chunk) => chunk,
                 Msg::End(Ok(sent)) => break sent,
                 Msg::End(Err((kind, message))) => return Err(Error::Upstream { kind, message }),
             };
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
             let piece = match self.overlay {
                 Some(overlay) => match overlaid(overlay, &chunk, &mut copy) {
                     Some(piece) => piece,
@@ -1047,6 +1116,38 @@ mod tests {
         /// When a write starts at the first offset, the byte at the second changes, once (a
         /// drive that loses what it held, or a write that lands elsewhere).
         spoil: Mutex<Option<(u64, u64)>>,
+        /// The write covering this offset hangs until [`Memory::release`] (a failing stick).
+        hang_at: Option<u64>,
+        pub(super) hung: std::sync::atomic::AtomicBool,
+        released: (Mutex<bool>, std::sync::Condvar),
+        /// Each write takes this long (a stick slower than progress reports are throttled).
+        pace: Option<std::time::Duration>,
+    }
+
+    impl Memory {
+        pub(super) fn hanging_at(at: u64) -> Self {
+            Self {
+                hang_at: Some(at),
+                ..Self::default()
+            }
+        }
+
+        pub(super) fn paced(pace: std::time::Duration) -> Self {
+            Self {
+                pace: Some(pace),
+                ..Self::default()
+            }
+        }
+
+        /// Lets writes that hang go on.
+        pub(super) fn release(&self) {
+            *self.released.0.lock().unwrap() = true;
+            self.released.1.notify_all();
+        }
+
+        pub(super) fn writes(&self) -> usize {
+            self.writes.lock().unwrap().len()
+        }
     }
 
     impl Medium for Arc<Memory> {
@@ -1060,6 +1161,18 @@ mod tests {
             }
             if self.gone.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("the stick went away"));
+            }
+            if let Some(pace) = self.pace {
+                std::thread::sleep(pace);
+            }
+            if self
+                .hang_at
+                .is_some_and(|at| (offset..offset + buf.len() as u64).contains(&at))
+            {
+                self.hung.store(true, Ordering::SeqCst);
+                let (released, wake) = &self.released;
+                let released = released.lock().unwrap();
+                drop(wake.wait_while(released, |r| !*r).unwrap());
             }
             let mut bytes = self.bytes.lock().unwrap();
             let end = offset as usize + buf.len();
@@ -1142,9 +1255,10 @@ mod tests {
             sha256: Some(Sha256Digest::of_hasher(Sha256::new_with_prefix(bytes))),
             check_source: false,
             size: Some(bytes.len() as u64),
+            announced_size: None,
             tail: None,
         };
-        let onto = targets.into_iter().map(|t| (t, None)).collect();
+        let onto = targets.into_iter().map(|t| Onto::new(t, None)).collect();
         flash_stream(&expect, &mut &bytes[..], onto, options, cancel, progress).targets
     }
 
@@ -1529,3 +1643,13 @@ mod tests {
 #[cfg(test)]
 #[path = "writer_overlay_tests.rs"]
 mod overlay_tests;
+
+/// One target cancelled alone while the others go on, in memory.
+#[cfg(test)]
+#[path = "writer_cancel_tests.rs"]
+mod cancel_tests;
+
+/// The Write stage's progress total when only an announced size is known, in memory.
+#[cfg(test)]
+#[path = "writer_progress_tests.rs"]
+mod progress_tests;

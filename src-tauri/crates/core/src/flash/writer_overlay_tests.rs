@@ -116,13 +116,14 @@ fn sha(bytes: &[u8]) -> Sha256Digest {
 fn flash_onto(
     bytes: &[u8],
     expected: Sha256Digest,
-    targets: Vec<Onto<'_>>,
+    targets: Vec<(Target, Option<&dyn Overlay>)>,
 ) -> (Result<Arc<Sent>>, Vec<TargetReport>) {
     let expect = Expect {
         name: "image".into(),
         sha256: Some(expected),
         check_source: false,
         size: Some(bytes.len() as u64),
+        announced_size: None,
         tail: None,
     };
     let cancel = CancellationToken::new();
@@ -130,7 +131,7 @@ fn flash_onto(
     let outcome = flash_stream(
         &expect,
         &mut &bytes[..],
-        targets,
+        targets.into_iter().map(|(t, o)| Onto::new(t, o)).collect(),
         &options,
         &cancel,
         &NoProgress,
@@ -159,7 +160,7 @@ fn sticks_with_their_own_bytes_each_get_theirs_from_one_read() {
         let b = own(&bytes, image_end, blank.clone(), own_len, 0x5A);
         let case = format!("a {len}-byte image, own bytes from {image_end}");
         let memories: Vec<Arc<Memory>> = (0..4).map(|_| Arc::new(Memory::default())).collect();
-        let targets: Vec<Onto<'_>> = vec![
+        let targets: Vec<(Target, Option<&dyn Overlay>)> = vec![
             (drive(&memories[0], 32 * MIB, 512, true), Some(&a)),
             (drive(&memories[1], 32 * MIB, 512, true), None),
             (drive(&memories[2], 32 * MIB, 4096, true), Some(&b)),
@@ -206,7 +207,7 @@ fn a_config_that_changed_fails_its_stick_only_with_its_first_mib_wiped() {
     let mut changed = own(&bytes, 5 * MIB, 0..0, MIB as usize, 2);
     changed.ends = Ends::Changed;
     let memories: Vec<Arc<Memory>> = (0..2).map(|_| Arc::new(Memory::default())).collect();
-    let targets: Vec<Onto<'_>> = vec![
+    let targets: Vec<(Target, Option<&dyn Overlay>)> = vec![
         (drive(&memories[0], 16 * MIB, 512, true), Some(&good)),
         (drive(&memories[1], 16 * MIB, 512, true), Some(&changed)),
     ];
@@ -232,7 +233,7 @@ fn a_shared_image_that_is_not_its_digest_fails_every_stick() {
     let bytes = image(5 * MIB as usize);
     let a = own(&bytes, 5 * MIB, 0..0, MIB as usize, 1);
     let memories: Vec<Arc<Memory>> = (0..2).map(|_| Arc::new(Memory::default())).collect();
-    let targets: Vec<Onto<'_>> = vec![
+    let targets: Vec<(Target, Option<&dyn Overlay>)> = vec![
         (drive(&memories[0], 16 * MIB, 512, true), Some(&a)),
         (drive(&memories[1], 16 * MIB, 512, true), None),
     ];
@@ -283,7 +284,8 @@ fn a_one_stick_layout_over_the_shared_image_is_its_whole_stream() {
     assert_eq!(layout.image(&cancel).unwrap().sha256, sha(&whole));
 
     let memory = Arc::new(Memory::default());
-    let targets: Vec<Onto<'_>> = vec![(drive(&memory, 64 * MIB, 512, true), Some(&layout))];
+    let targets: Vec<(Target, Option<&dyn Overlay>)> =
+        vec![(drive(&memory, 64 * MIB, 512, true), Some(&layout))];
     let (_, reports) = flash_onto(&boot, sha(&boot), targets);
     assert!(reports[0].ok, "{:?}", reports[0].error);
     assert_eq!(reports[0].given_sha256, Some(sha(&whole)));
@@ -353,7 +355,7 @@ fn own_bytes_that_end_early_or_run_on_fail_their_stick() {
         let mut bad = own(&bytes, 5 * MIB, 0..0, MIB as usize, 2);
         bad.ends = ends;
         let memories: Vec<Arc<Memory>> = (0..2).map(|_| Arc::new(Memory::default())).collect();
-        let targets: Vec<Onto<'_>> = vec![
+        let targets: Vec<(Target, Option<&dyn Overlay>)> = vec![
             (drive(&memories[0], 16 * MIB, 512, true), Some(&good)),
             (drive(&memories[1], 16 * MIB, 512, true), Some(&bad)),
         ];
