@@ -37,6 +37,12 @@ struct Gui {
 
 impl Drop for Gui {
     fn drop(&mut self) {
+        // A failed test leaves the window as it was for whoever reads the failure.
+        if std::thread::panicking() {
+            if let (Some(s), Some(name)) = (&self.session, std::thread::current().name()) {
+                s.screenshot(&self.shots.join(format!("failed-{name}.png")));
+            }
+        }
         if let Some(s) = self.session.take() {
             s.quit();
         }
@@ -517,6 +523,13 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     assert_eq!(s.focused(), "url", "the dialog's first field has the focus");
     s.press(&server.url("/talos.raw.xz"));
     s.press("\u{E007}");
+    // Asked for before the dialog closes: the tile says what the server and its archive told.
+    let found = s.wait_text("#image-found", 30, |t| !t.is_empty());
+    assert!(
+        found.contains("the image's size is known once it is decoded")
+            && found.contains("Checked against the publisher's .sha256 file"),
+        "{found}"
+    );
     assert_eq!(s.content("#image-name"), "talos.raw.xz");
     s.tab_to("show-all");
     s.press(" ");
@@ -625,17 +638,21 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
     s.execute("document.querySelector('#source-dialog details').open = true; return true;");
     assert!(fits(s), "the Talos dialog fits the window");
     gui.shot("talos-dialog");
+    // "Use this image" asks the factory now: offline is said in the dialog, which stays open
+    // with what was typed; nothing was chosen, nothing can be flashed.
     s.click("#use-source");
-    assert!(s.content("#image-name").starts_with("Talos v1.12.4"));
-    let spare_path = spare.path_str();
-    s.wait_text("#drives", 10, |t| t.contains(spare_path));
-    s.click(&format!("#drives input[value=\"{spare_path}\"]"));
-    s.click("#flash-button");
-    let error = s.wait_text("#error-step-flash", 60, |t| !t.is_empty());
-    assert!(error.contains("127.0.0.1"), "{error}");
+    let error = s.wait_text("#error-source", 30, |t| t.contains("127.0.0.1"));
     assert!(!error.contains("client error (Connect)"), "{error}");
-    assert!(fits(s), "a long error wraps inside its tile");
+    assert!(s.exists("#source-dialog[open]"), "the dialog stays open");
+    assert_eq!(
+        s.execute("return document.querySelector('#talos-version').value;"),
+        "v1.12.4"
+    );
+    assert!(fits(s), "a long error wraps inside the dialog");
     gui.shot("talos-offline");
+    s.click("#close-source");
+    assert!(!s.exists("#image-name"), "nothing was chosen");
+    assert!(!s.enabled("#flash-button"));
     assert!(spare.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA));
 }
 
@@ -1069,6 +1086,7 @@ fn a_board_overlay_from_the_talos_dialog_reaches_the_factory() {
     assert!(fits(s), "the Talos dialog with a board fits the window");
     gui.shot("talos-board");
     s.click("#use-source");
+    s.wait_text("#image-found", 30, |t| !t.is_empty());
     assert!(s.content("#image-name").contains("v1.13.0"));
     let path = stick.path_str();
     s.click("#show-all");
@@ -1082,9 +1100,12 @@ fn a_board_overlay_from_the_talos_dialog_reaches_the_factory() {
     });
     assert!(done.contains("✓ Verified"), "{done}");
     let app_posts = posted(&server);
-    assert_eq!(app_posts.len(), 2, "the CLI's schematic, then the app's");
+    // The app asks for its schematic when the image is chosen and again to flash it (the
+    // factory answers the same ID for the same YAML).
+    assert_eq!(app_posts.len(), 3, "the CLI's schematic, then the app's twice");
     assert_eq!(
-        app_posts[1], schematic,
+        (&app_posts[1], &app_posts[2]),
+        (&schematic, &schematic),
         "the app asked for the board's schematic"
     );
     assert_eq!(stick.read_backing(0, image.len()), image);
@@ -1369,11 +1390,13 @@ fn the_window_reads_in_dark_mode_as_in_light() {
     let bytes = image_like(6 * MIB as usize, 72);
     let image = dir.path().join("talos.raw");
     std::fs::write(&image, &bytes).unwrap();
-    let dev = LoopDev::new(dir.path(), 16 * MIB, 512, 0xAA);
-    let small = LoopDev::new(dir.path(), 4 * MIB, 512, 0xAA);
-
     for (theme, dark) in [("light", false), ("dark", true)] {
-        let cache = dir.path().join(format!("cache-{theme}"));
+        // Sticks of its own each: a flashed one is ejected (detached).
+        let dev = LoopDev::new(dir.path(), 16 * MIB, 512, 0xAA);
+        let small = LoopDev::new(dir.path(), 4 * MIB, 512, 0xAA);
+        // A first launch each: the window's settings live beside the cache.
+        let cache = dir.path().join(theme).join("cache");
+        std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
         let gui = if dark {
             Gui::start_dark(&cache)
         } else {
@@ -1397,6 +1420,10 @@ fn the_window_reads_in_dark_mode_as_in_light() {
         };
         std::thread::sleep(Duration::from_millis(500));
         check("start");
+        // Check first, for the digest card.
+        s.click("#tab-settings");
+        s.click("#check-first");
+        s.click("#tab-flash");
         // The window carries the app's own icon (icons/32x32.png: teal behind a white stick).
         let (w, h, argb) = gui.window_icon();
         assert_eq!((w, h), (32, 32), "the window's icon is icons/32x32.png");
@@ -1529,6 +1556,8 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.click("#source-url");
     s.type_into("#url", &server.url("/node.raw.xz"));
     s.click("#use-source");
+    let found = s.wait_text("#image-found", 30, |t| !t.is_empty());
+    assert!(found.contains("16.8 MB image"), "the xz index's size: {found}");
     s.click("#show-all");
     for path in [kept, dropped] {
         s.wait_text("#drives", 10, |t| t.contains(path));
@@ -1587,6 +1616,7 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.click("#source-url");
     s.type_into("#url", &server.url("/bad.raw.xz"));
     s.click("#use-source");
+    s.wait_text("#image-found", 30, |t| !t.is_empty());
     for path in [kept, dropped] {
         s.wait_text("#drives", 10, |t| t.contains(path));
         s.click(&format!("#drives input[value=\"{path}\"]"));

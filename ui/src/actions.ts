@@ -13,6 +13,7 @@ import {
   resultLine,
   sentence,
   shortDigest,
+  waitingText,
 } from "./logic";
 import { maxImageSize, mustCheck, sourceField, sourceGiven, sourceSpec, sourceTitle } from "./source";
 import { createStore, emptyForm, initialState, noImage, type Form, type Kind, type Line, type Place, type State, type Tab } from "./store";
@@ -512,6 +513,11 @@ function updateRun(patch: (r: NonNullable<State["run"]>) => Partial<NonNullable<
 function driveSinks(drives: Drive[]): (p: Progress) => void {
   const meters = new Map(drives.map((d) => [d.path, new Meter()]));
   return (p) => {
+    // The download feeds every drive: while its server is silent, each row says so.
+    if (!p.target && p.waiting) {
+      const text = waitingText(p.waiting);
+      return updateRun((r) => ({ drives: r.drives.map((d) => (d.report || d.line.outcome ? d : { ...d, line: { ...d.line, text } })) }));
+    }
     const meter = p.target ? meters.get(p.target) : undefined;
     if (!meter) return;
     const line = progressLine(meter, p, performance.now());

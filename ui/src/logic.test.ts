@@ -180,6 +180,16 @@ describe("after a flash", () => {
   });
 });
 
+describe("a silent server", () => {
+  it("is said as waiting, with its seconds, not as a frozen speed", () => {
+    const m = new Meter();
+    progressLine(m, { stage: "download", done: 1_000_000, total: 4_000_000 }, 0);
+    const line = progressLine(m, { stage: "download", done: 1_000_000, total: 4_000_000, waiting: 5 }, 5000);
+    expect(line.text).toBe("Waiting for the server (5 s)");
+    expect(line.percent).toBe(25);
+  });
+});
+
 describe("sentence", () => {
   it("starts with a capital, ends with a period and drops OS error numbers", () => {
     expect(sentence("cannot read the image /x.raw: No such file or directory (os error 2)")).toBe(

@@ -109,6 +109,8 @@ export function identityText(d: Drive): string {
 
 /** A progress report as a line: stage, percent or bytes, rate, time left. */
 export function progressLine(meter: Meter, p: Progress, now: number): Line {
+  // A silent server: said as such, not as a speed frozen at its last value.
+  if (p.waiting) return { text: waitingText(p.waiting), percent: p.total ? Math.min(100, (100 * p.done) / p.total) : null };
   const { percent, rate, eta } = meter.update(p, now);
   // Rounded down, as the large number is: 100 % only once it is all there.
   const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${Math.floor(percent)} %`];
@@ -117,6 +119,10 @@ export function progressLine(meter: Meter, p: Progress, now: number): Line {
   const left = formatDuration(eta);
   if (left) parts.push(`${left} left`);
   return { text: parts.join(" · "), percent };
+}
+
+export function waitingText(seconds: number): string {
+  return `Waiting for the server (${seconds} s)`;
 }
 
 /** A drive's outcome as its row ends. */
