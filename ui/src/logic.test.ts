@@ -84,6 +84,18 @@ describe("the meter", () => {
     expect(back.rate).toBe(0);
   });
 
+  it("says no rate in the first second, then the rate of the last few seconds", () => {
+    const m = new Meter();
+    m.update({ stage: "write", done: 0, total: 100_000_000 }, 0);
+    // A burst into the stick's cache: no "3 GB/s · 0 s left".
+    expect(m.update({ stage: "write", done: 30_000_000, total: 100_000_000 }, 100).rate).toBe(0);
+    for (let t = 1000; t <= 10_000; t += 1000) m.update({ stage: "write", done: 30_000_000 + t * 1000, total: 100_000_000 }, t);
+    // 1 MB/s since the burst, over the last three seconds; the burst is forgotten.
+    const now = m.update({ stage: "write", done: 41_000_000, total: 100_000_000 }, 11_000);
+    expect(now.rate).toBeCloseTo(1_000_000, -3);
+    expect(now.eta).toBeCloseTo(59, 0);
+  });
+
   it("ends a drive's row with what it already held", () => {
     const report = { path: "/dev/sdb", ok: true, bytesWritten: 1_000_000, bytesSkipped: 4_200_000, error: null, access: null };
     const sha = "ab".repeat(32);

@@ -190,18 +190,25 @@ export function ejectText(e: Ejected): string {
   }
 }
 
-/** Rate and time left from successive reports of one stage and target. */
+/** Rate and time left from successive reports of one stage and target: the rate over the last
+ * few seconds (a stick's cache makes the first seconds look fast), and none before a second of
+ * reports, so nobody reads "3.1 GB/s · 0 s left" at the start. */
 export class Meter {
-  private start: { t: number; done: number } | null = null;
+  private samples: { t: number; done: number }[] = [];
   private stage: Stage | null = null;
+  static readonly WINDOW_MS = 3000;
 
   update(p: Progress, now: number): { percent: number | null; rate: number; eta: number } {
-    if (this.stage !== p.stage || this.start === null || p.done < this.start.done) {
+    const last = this.samples[this.samples.length - 1];
+    if (this.stage !== p.stage || (last && p.done < last.done)) {
       this.stage = p.stage;
-      this.start = { t: now, done: p.done };
+      this.samples = [];
     }
-    const seconds = (now - this.start.t) / 1000;
-    const rate = seconds > 0 ? (p.done - this.start.done) / seconds : 0;
+    this.samples.push({ t: now, done: p.done });
+    while (this.samples.length > 2 && now - this.samples[1].t >= Meter.WINDOW_MS) this.samples.shift();
+    const first = this.samples[0];
+    const seconds = (now - first.t) / 1000;
+    const rate = seconds >= 1 ? (p.done - first.done) / seconds : 0;
     const percent = p.total ? Math.min(100, (100 * p.done) / p.total) : null;
     const eta = p.total && rate > 0 ? (p.total - p.done) / rate : NaN;
     return { percent, rate, eta };
