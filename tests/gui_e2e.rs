@@ -436,7 +436,10 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
     assert!(fits(s), "verify fits 800x600");
     // A changed question clears the last answer: no stale "✓ Matches" beside other inputs.
     s.click("#expected-digest");
-    assert!(!s.exists("#verify-result"), "the answer went with its question");
+    assert!(
+        !s.exists("#verify-result"),
+        "the answer went with its question"
+    );
     s.type_into("#verify-expected", &"0".repeat(64));
     s.click("#verify-button");
     s.wait_text("#verify-result", 60, |t| t == "✗ Does not match");
@@ -1102,7 +1105,11 @@ fn a_board_overlay_from_the_talos_dialog_reaches_the_factory() {
     let app_posts = posted(&server);
     // The app asks for its schematic when the image is chosen and again to flash it (the
     // factory answers the same ID for the same YAML).
-    assert_eq!(app_posts.len(), 3, "the CLI's schematic, then the app's twice");
+    assert_eq!(
+        app_posts.len(),
+        3,
+        "the CLI's schematic, then the app's twice"
+    );
     assert_eq!(
         (&app_posts[1], &app_posts[2]),
         (&schematic, &schematic),
@@ -1427,7 +1434,11 @@ fn the_window_reads_in_dark_mode_as_in_light() {
         // The window carries the app's own icon (icons/32x32.png: teal behind a white stick).
         let (w, h, argb) = gui.window_icon();
         assert_eq!((w, h), (32, 32), "the window's icon is icons/32x32.png");
-        assert_eq!(argb[16 * 32 + 3], 0xff0b6b6c, "its background is labflash's teal");
+        assert_eq!(
+            argb[16 * 32 + 3],
+            0xff0b6b6c,
+            "its background is labflash's teal"
+        );
         assert_eq!(argb[16 * 32 + 16], 0xffffffff, "its stick is white");
 
         // An error in its tile.
@@ -1559,7 +1570,10 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.type_into("#url", &server.url("/node.raw.xz"));
     s.click("#use-source");
     let found = s.wait_text("#image-found", 30, |t| !t.is_empty());
-    assert!(found.contains("16.8 MB image"), "the xz index's size: {found}");
+    assert!(
+        found.contains("16.8 MB image"),
+        "the xz index's size: {found}"
+    );
     s.click("#show-all");
     for path in [kept, dropped] {
         s.wait_text("#drives", 10, |t| t.contains(path));
@@ -1576,7 +1590,11 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.click(&format!("{} .cancel-drive", row(dropped)));
     let title = s.wait_text("#run-title", 60, |t| !t.starts_with("Flashing"));
     assert_eq!(title, "1 drive done, 1 cancelled of 2");
-    assert!(s.text(&row(kept)).contains("✓ Verified"), "{}", s.text(&row(kept)));
+    assert!(
+        s.text(&row(kept)).contains("✓ Verified"),
+        "{}",
+        s.text(&row(kept))
+    );
     let held = s.text(&row(dropped));
     assert!(
         held.contains("Cancelled") && held.contains("Left blank: not bootable."),
@@ -1587,13 +1605,20 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
         vec![0; MIB as usize],
         "the dropped drive's first MiB is wiped"
     );
-    assert_eq!(sticks[0].read(0, image.len()), image, "the other one holds the image");
+    assert_eq!(
+        sticks[0].read(0, image.len()),
+        image,
+        "the other one holds the image"
+    );
     gui.shot("cancelled-one");
 
     // Retry: the dropped drive alone, asked first.
     s.click("#retry");
     let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
-    assert!(question.contains(dropped) && !question.contains(kept), "{question}");
+    assert!(
+        question.contains(dropped) && !question.contains(kept),
+        "{question}"
+    );
     s.click("#confirm-yes");
     let title = s.wait_text("#run-title", 60, |t| t.starts_with("Done"));
     assert_eq!(title, "Done — 1 drive verified");
@@ -1627,7 +1652,10 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.wait_text("#confirm-text", 30, |t| !t.is_empty());
     s.click("#confirm-yes");
     let title = s.wait_text("#run-title", 60, |t| !t.starts_with("Flashing"));
-    assert!(title.contains("not the one its publisher published"), "{title}");
+    assert!(
+        title.contains("not the one its publisher published"),
+        "{title}"
+    );
     for path in [kept, dropped] {
         assert!(s.text(&row(path)).contains("Left blank: not bootable."));
     }
