@@ -2,8 +2,10 @@
 //! (tauri-driver with WebKitWebDriver): a local image checked first, flashed to a loop device,
 //! read back and ejected; errors in place and stale state after a source change; verify with an
 //! archive's checksum; Cancel mid-flash (asked first) leaving the first MiB wiped; a URL
-//! streamed to two drives by keyboard alone; Talos offline with a typed version. Screenshots of
-//! each step are saved (README shows them).
+//! streamed to two drives by keyboard alone; Talos offline said in its dialog; a board overlay;
+//! labs; one drive cancelled alone, Retry and an image that is not the published one; the window
+//! from 640x480 to 1280x900; both colour schemes checked for contrast. Screenshots of each step
+//! are saved (README shows them), and of the window when a test fails.
 //! And the app as an unprivileged user whose only way to the drive is pkexec, with no
 //! authentication agent: the sentence that says what to do.
 //!
@@ -498,7 +500,7 @@ fn a_first_time_user_flashes_verifies_and_cancels_in_the_app() {
 /// The default, by keyboard alone: a URL flashed straight from the server to two drives, with
 /// no check step. The confirmation shows the publisher's digest of the download and where it
 /// came from; the result each drive's read-back and the image's digest. Then Talos offline: the
-/// version is typed, and Flash says what failed.
+/// version is typed, and "Use this image" says in the dialog that the factory cannot be reached.
 #[test]
 fn a_url_streams_to_two_drives_from_the_keyboard() {
     require_root!();
@@ -887,31 +889,23 @@ impl Drop for User {
     }
 }
 
-/// A labctl config for a Talos release that does not read cidata on its own boot stick
-/// (siderolabs/talos issue 12098): the app's digest card says so, fitting 800x600, one stick is
-/// not offered, and two ticked drives become the boot stick and the config stick in one run,
-/// each read back.
-#[test]
-fn a_labctl_build_says_what_its_node_would_not_read() {
-    require_root!();
-    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+/// labctl's own minimal config (tests/fixtures/labctl) for Talos `version` from a stand-in
+/// Enterprise factory serving a Talos-like nocloud boot image (with its .sha256); its path.
+fn labctl_config(dir: &Path, server: &common::server::Server, version: &str) -> PathBuf {
     const SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let server = common::server::Server::start();
-    common::factory::answer_like(&server, common::factory::Edition::Enterprise);
-    let boot = dir.path().join("boot.raw");
+    common::factory::answer_like(server, common::factory::Edition::Enterprise);
+    let boot = dir.join("boot.raw");
     std::fs::File::create(&boot)
         .unwrap()
         .set_len(16 * MIB)
         .unwrap();
     talos_like_gpt(&boot, "4:0:+1M");
     server.put_with_sidecar(
-        &format!("/image/{SCHEMATIC}/v1.11.2/nocloud-amd64.raw.xz"),
+        &format!("/image/{SCHEMATIC}/{version}/nocloud-amd64.raw.xz"),
         xz_single(&std::fs::read(&boot).unwrap()),
     );
-    // labctl's own minimal config (tests/fixtures/labctl), for v1.11.2 from the stand-in factory.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labctl");
-    let lab = dir.path().join("talos");
+    let lab = dir.join("talos");
     std::fs::create_dir(&lab).unwrap();
     std::fs::copy(
         fixtures.join("controlplane.yaml"),
@@ -922,9 +916,74 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
         .unwrap()
         .replace(
             "  version: v1.13.0",
-            &format!("  factoryURL: {}\n  version: v1.11.2", server.url("")),
+            &format!("  factoryURL: {}\n  version: {version}", server.url("")),
         );
     std::fs::write(lab.join("cp-1.yaml"), config).unwrap();
+    lab.join("cp-1.yaml")
+}
+
+/// A labctl config for a release that reads cidata on its boot stick: one stick for both. The
+/// confirmation says the stick also gets the config as a cidata partition (with its digest), and
+/// the outcome names what was read back: the stick's digest (boot image and partition), beside
+/// the boot image's and the partition's.
+#[test]
+fn a_labctl_build_on_one_stick_says_what_the_stick_holds() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let server = common::server::Server::start();
+    let config = labctl_config(dir.path(), &server, "v1.13.0");
+    let stick = LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA);
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-talosBuild");
+    s.type_into("#build-config", config.to_str().unwrap());
+    s.click("#use-source");
+    let image_sha = s.wait_text("#image-sha", 60, |t| t.len() == 64);
+    let config_sha = s.text("#config-sha");
+    assert!(s.enabled("#layout-one") && s.exists("#layout-one:checked"));
+    let path = stick.path_str();
+    s.click("#show-all");
+    s.wait_text("#drives", 10, |t| t.contains(path));
+    s.click(&format!("#drives input[value=\"{path}\"]"));
+    s.click("#flash-button");
+    let question = s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    assert!(
+        question.contains(&format!(
+            "The stick also gets your config, as a partition named cidata (SHA-256 {}).",
+            short(&config_sha)
+        )),
+        "the confirmation lists what goes on the stick: {question}"
+    );
+    s.click("#confirm-yes");
+    let done = s.wait_text(&row(path), 60, |t| {
+        t.contains("Detached") || t.contains("Failed")
+    });
+    let stick_sha = s.text("#result-stick-sha");
+    assert!(
+        done.contains(&format!("read back matches {}", short(&stick_sha))),
+        "the digest read back is the stick's, named as such: {done}"
+    );
+    assert_ne!(stick_sha, image_sha);
+    assert_eq!(s.text("#result-image-sha"), image_sha);
+    assert_eq!(s.text("#result-config-partition-sha"), config_sha);
+    assert!(s
+        .content("#result-stick-what")
+        .contains("boot image followed by a partition named cidata"));
+    gui.shot("labctl-one-stick-done");
+}
+
+/// A labctl config for a Talos release that does not read cidata on its own boot stick
+/// (siderolabs/talos issue 12098): the app's digest card says so, fitting 800x600, one stick is
+/// not offered, and two ticked drives become the boot stick and the config stick in one run,
+/// each read back.
+#[test]
+fn a_labctl_build_says_what_its_node_would_not_read() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let server = common::server::Server::start();
+    let config = labctl_config(dir.path(), &server, "v1.11.2");
     let sticks = [
         LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA),
         LoopDev::new(dir.path(), 16 * MIB, 512, 0xBB),
@@ -933,7 +992,7 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
     let gui = Gui::start(&dir.path().join("cache"));
     let s = gui.s();
     s.click("#source-talosBuild");
-    s.type_into("#build-config", lab.join("cp-1.yaml").to_str().unwrap());
+    s.type_into("#build-config", config.to_str().unwrap());
     s.click("#use-source");
     let warning = s.wait_text("#prepared-warning-0", 60, |t| !t.is_empty());
     assert!(
@@ -983,6 +1042,7 @@ fn a_labctl_build_says_what_its_node_would_not_read() {
         .starts_with("Config stick"));
     assert_eq!(s.text("#run-title"), "Done — 2 drives verified");
     // labctl's artifacts, where it writes them (output.dir's default, .state/images).
+    let lab = config.parent().unwrap();
     let artifact = |name: &str| std::fs::read(lab.join(".state/images").join(name)).unwrap();
     let (boot_img, config_img) = (artifact("talos-boot.img"), artifact("talos-cidata.img"));
     assert_eq!(sticks[0].read_backing(0, boot_img.len()), boot_img);
