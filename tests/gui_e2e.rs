@@ -1725,3 +1725,64 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
     s.click("#other-image");
     assert!(s.exists("#choose-image"), "back to choosing an image");
 }
+
+/// An Enterprise Image Factory that answers nothing without its download token: the token typed
+/// in the Talos dialog goes with every request the app makes of it (the choice's probe, the
+/// checksum, the streamed download), so the image is chosen, flashed and read back.
+#[test]
+fn an_enterprise_factory_s_token_goes_with_every_request_of_the_app_s_flash() {
+    require_root!();
+    let _one_at_a_time = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    const SCHEMATIC: &str = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+    const TOKEN: &str = "s3cret-d0wnload";
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let boot = dir.path().join("boot.raw");
+    std::fs::File::create(&boot)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    talos_like_gpt(&boot, "4:0:+1M");
+    let image = std::fs::read(&boot).unwrap();
+    let server = common::server::Server::start();
+    common::factory::answer_like(&server, common::factory::Edition::Enterprise);
+    server.put_with_sidecar(
+        &format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz"),
+        xz_single(&image),
+    );
+    server.require(std::sync::Arc::new(|r: &common::server::Request| {
+        r.path.contains(&format!("token={TOKEN}"))
+    }));
+    let stick = LoopDev::new(dir.path(), 64 * MIB, 512, 0xAA);
+
+    let gui = Gui::start(&dir.path().join("cache"));
+    let s = gui.s();
+    s.click("#source-talos");
+    s.type_into("#factory-url", &server.url(""));
+    s.execute("document.querySelector('#source-dialog details').open = true; return true;");
+    s.type_into("#factory-token", TOKEN);
+    s.type_into("#talos-version", "v1.13.0");
+    s.click("#use-source");
+    let found = s.wait_text("#image-found", 30, |t| !t.is_empty());
+    assert!(found.contains("Checked against"), "{found}");
+    let path = stick.path_str();
+    s.click("#show-all");
+    s.wait_text("#drives", 10, |t| t.contains(path));
+    s.click(&format!("#drives input[value=\"{path}\"]"));
+    s.click("#flash-button");
+    s.wait_text("#confirm-text", 30, |t| !t.is_empty());
+    s.click("#confirm-yes");
+    let done = s.wait_text(&row(path), 60, |t| {
+        t.contains("Detached") || t.contains("Failed")
+    });
+    assert!(done.contains("✓ Verified"), "{done}");
+    let asset = format!("/image/{SCHEMATIC}/v1.13.0/nocloud-amd64.raw.xz");
+    let downloads = server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.starts_with(&format!("{asset}?")) && r.range.is_none()
+        })
+        .count();
+    assert!(downloads >= 1, "the asset was downloaded, with the token");
+    assert_eq!(stick.read_backing(0, image.len()), image);
+}

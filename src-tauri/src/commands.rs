@@ -25,7 +25,7 @@ use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 use labflash_core::sources::incus::IncusRequest;
 use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
-    AssetRequest, Customization, Extension, Factory, Overlay, Version,
+    AssetRequest, Customization, Extension, Factory, FactoryUrl, Overlay, Version,
 };
 use labflash_core::sources::{self, lab_file, talos_boot_stick, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
@@ -39,7 +39,8 @@ use crate::settings::Settings;
 pub struct App {
     pub jobs: Jobs,
     /// Flashes planned and shown, waiting for the operator's answer, by job id.
-    plans: std::sync::Mutex<std::collections::HashMap<u32, flash::Plan>>,
+    /// Each with the client its source is fetched through (an Enterprise factory's credentials).
+    plans: std::sync::Mutex<std::collections::HashMap<u32, (flash::Plan, Arc<Http>)>>,
     /// Images checked in this window, by the `prepare` job that checked them: a flash names
     /// one by its job, and the engine writes what it proved, nothing the window says of it.
     prepared: std::sync::Mutex<std::collections::HashMap<u32, Prepared>>,
@@ -623,7 +624,8 @@ pub async fn probe_source(
         image_limit(max_image_size)?,
         app.settings.incus_root(),
     )?;
-    let probed = probe::probe(&source, &app.http(), &app.cache()?, &guard.token).await?;
+    let http = source_http(app.http(), &source)?;
+    let probed = probe::probe(&source, &http, &app.cache()?, &guard.token).await?;
     Ok(ProbeView {
         streams: source.streams(),
         probed,
@@ -672,23 +674,22 @@ pub async fn plan_flash(
         .collect();
     app.check_shown(&every)?;
     app.writing(&every);
-    let (http, cache) = (app.http(), app.cache()?);
+    let cache = app.cache()?;
     // The image: located where it is (what vouches for it settled), or the one a check proved.
-    let (image, prepared) = match spec.image {
+    let (image, prepared, http) = match spec.image {
         ImageSpec::Source {
             source,
             max_image_size,
-        } => (
-            located(
+        } => {
+            let source = source_of(
                 *source,
-                max_image_size,
+                image_limit(max_image_size)?,
                 app.settings.incus_root(),
-                &http,
-                &cancel,
-            )
-            .await?,
-            None,
-        ),
+            )?;
+            // An Enterprise factory's asset and its sidecars are fetched with its credentials.
+            let http = source_http(app.http(), &source)?;
+            (located(&source, &http, &cancel).await?, None, http)
+        }
         ImageSpec::Prepared { .. } => {
             let prepared = checked.expect("looked up above");
             let image = SourceRequest {
@@ -700,7 +701,7 @@ pub async fn plan_flash(
                 allow_unverified: false,
                 max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             };
-            (image, Some(Box::new(prepared)))
+            (image, Some(Box::new(prepared)), app.http())
         }
     };
     let mut request = flash::Request {
@@ -734,23 +735,30 @@ pub async fn plan_flash(
         warnings: plan.warnings.clone(),
         image_kind: plan.image_kind,
     };
-    app.plans.lock().expect("plans lock").insert(job, plan);
+    app.plans
+        .lock()
+        .expect("plans lock")
+        .insert(job, (plan, http));
     Ok(view)
 }
 
 /// What the engine settles for a source flashed straight from where it is: where it is and the
 /// digest that vouches for it.
-async fn located(
-    source: SourceSpec,
-    max_image_size: Option<u64>,
-    incus_root: Option<PathBuf>,
-    http: &Http,
-    cancel: &CancellationToken,
-) -> Reply<SourceRequest> {
-    let source = source_of(source, image_limit(max_image_size)?, incus_root)?;
-    sources::locate(&source, http, cancel)
+async fn located(source: &Source, http: &Http, cancel: &CancellationToken) -> Reply<SourceRequest> {
+    sources::locate(source, http, cancel)
         .await?
         .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))
+}
+
+/// The client a source is fetched through: an Image Factory's sends that factory (its origin
+/// alone) the credentials its URL carried or the dialog's token, as its schematic was asked with.
+fn source_http(http: Arc<Http>, source: &Source) -> Reply<Arc<Http>> {
+    Ok(match source {
+        Source::TalosFactory(req) => {
+            Arc::new(FactoryUrl::parse(&req.factory_url)?.http(&http, req.factory_token.as_ref()))
+        }
+        _ => http,
+    })
 }
 
 /// A plan that writes a config states its digest, which must be the one the operator confirmed:
@@ -790,10 +798,11 @@ pub async fn run_flash(
     on_progress: Channel<Progress>,
 ) -> Reply<FlashRun> {
     let planned = app.plans.lock().expect("plans lock").remove(&plan);
-    let planned = planned.ok_or_else(|| bad("this flash was not planned, or was already run"))?;
+    let (planned, http) =
+        planned.ok_or_else(|| bad("this flash was not planned, or was already run"))?;
     let guard = app.jobs.start_flash(job, planned.target_cancels());
     let (cancel, progress) = (guard.token.clone(), sink(on_progress));
-    let (http, cache) = (app.http(), app.cache()?);
+    let cache = app.cache()?;
     let rt = tokio::runtime::Handle::current();
     let targets = planned.all_targets();
     let source = planned.source().to_string();
