@@ -287,7 +287,7 @@ fn a_too_small_target_is_refused_and_left_unchanged() {
     assert!(run.json()["error"]
         .as_str()
         .unwrap()
-        .contains("less than the image"));
+        .contains("and it holds only"));
     assert!(dev.read(0, 8 * MIB as usize).iter().all(|b| *b == 0xAA));
 }
 
@@ -689,7 +689,7 @@ fn the_helper_applies_the_rules_itself_and_checks_the_bytes_it_is_sent() {
     assert!(last["message"]
         .as_str()
         .unwrap()
-        .contains("less than the image"));
+        .contains("and it holds only"));
     assert!(small.read(0, 2 * MIB as usize).iter().all(|b| *b == 0xAA));
 
     // Bytes that are not the image the digest names: the target fails and is left unbootable.

@@ -575,7 +575,10 @@ fn a_url_streams_to_two_drives_from_the_keyboard() {
         assert_eq!(dev.read_backing(0, image.len()), image);
     }
     let held = s.content(&row(devs[1].path_str()));
-    assert!(held.contains("4.2 MB were already on it"), "{held}");
+    assert!(
+        held.contains("4.2 MB already matched (not rewritten)"),
+        "{held}"
+    );
     assert!(!s.content(&row(devs[0].path_str())).contains("already"));
     let took = started.elapsed();
     assert_eq!(s.text("#run-title"), "Done — 2 drives verified");

@@ -415,3 +415,37 @@ async fn an_incus_source_reads_its_signed_index() {
         "a seed without an install file: {warnings:?}"
     );
 }
+
+/// An uncompressed image by URL is its own size (the total of a one-byte range), so drives too
+/// small for it are known when it is chosen; a download larger than any archive of an image
+/// within the size limit is refused then too, in the flash's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raw_url_is_its_own_size_and_one_over_the_limit_is_refused_when_chosen() {
+    let image = image_like(3 << 20, 32);
+    let server = Server::start();
+    server.put_with_sidecar("/disk.raw", image.clone());
+    server.set_default_serve(common::server::Serve {
+        ranges: true,
+        ..Default::default()
+    });
+    let url = server.url("/disk.raw");
+    let (probed, _, _cache) = probe_of(&image_source(&url)).await;
+    let size = probed.unwrap().image_size.unwrap();
+    assert_eq!((size.bytes, size.exact), (image.len() as u64, true));
+    assert_eq!(server.body_gets("/disk.raw"), 0, "only a one-byte range");
+
+    let limited = Source::Image(SourceRequest {
+        max_image_size: 1 << 20,
+        ..match image_source(&url) {
+            Source::Image(req) => req,
+            _ => unreachable!(),
+        }
+    });
+    let (refused, _, _cache) = probe_of(&limited).await;
+    let error = refused.err().unwrap().to_string();
+    assert!(
+        error.starts_with("the download is larger than 2098176 bytes (2.1 MB)")
+            && error.contains("Largest image accepted"),
+        "{error}"
+    );
+}

@@ -97,7 +97,8 @@ export async function useSource() {
     return void chooseSource(draft);
   }
   const job = newJob();
-  set((s) => ({ probing: job, errors: s.errors.window ? { window: s.errors.window } : {}, invalid: null }));
+  // The image is asked for now: a versions list still loading would only overwrite its answer.
+  set((s) => ({ probing: job, loadingVersions: false, errors: s.errors.window ? { window: s.errors.window } : {}, invalid: null }));
   try {
     const found = await api.probeSource(job, sourceSpec(draft), maxImageSize(get().settings.maxGiB), () => {});
     if (get().probing !== job) return; // the dialog was closed meanwhile
@@ -356,8 +357,8 @@ async function flashLab() {
       image: `${lab.nodes.length} nodes from ${lab.source.split("/").pop()}`,
       plan: { text: "Checking the image and the drives…", percent: null },
       drives: [
-        ...drives.map((drive, i) => ({ drive, config: false, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
-        ...configDrives.map((drive, i) => ({ drive, config: true, node: lab.nodes[i].hostname, line: { text: "Waiting", percent: 0 } })),
+        ...drives.map((drive, i) => ({ drive, config: false, node: lab.nodes[i].hostname, line: { text: "Not written yet", percent: null } })),
+        ...configDrives.map((drive, i) => ({ drive, config: true, node: lab.nodes[i].hostname, line: { text: "Not written yet", percent: null } })),
       ],
       result: null,
       askCancel: false,
@@ -501,7 +502,7 @@ function startRun(image: string, drives: Drive[], configDrive: string | null) {
       phase: "planning",
       image,
       plan: { text: "Checking the image and the drives…", percent: null },
-      drives: drives.map((drive) => ({ drive, config: drive.path === configDrive, line: { text: "Waiting", percent: 0 } })),
+      drives: drives.map((drive) => ({ drive, config: drive.path === configDrive, line: { text: "Not written yet", percent: null } })),
       result: null,
       askCancel: false,
     },

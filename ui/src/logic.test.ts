@@ -99,15 +99,15 @@ describe("the meter", () => {
   it("ends a drive's row with what it already held", () => {
     const report = { path: "/dev/sdb", ok: true, bytesWritten: 1_000_000, bytesSkipped: 4_200_000, error: null, access: null };
     const sha = "ab".repeat(32);
-    expect(resultLine({ ...report, verifiedSHA256: sha }).text).toMatch(/^✓ Verified — read back matches .* · 4\.2 MB were already on it$/);
-    expect(resultLine({ ...report, bytesSkipped: 0, verifiedSHA256: sha }).text).not.toContain("already");
+    expect(resultLine({ ...report, verifiedSHA256: sha }).text).toMatch(/^✓ Verified — read back matches .* · 4\.2 MB already matched \(not rewritten\)$/);
+    expect(resultLine({ ...report, bytesSkipped: 0, verifiedSHA256: sha }).text).not.toContain("matched");
   });
 
   it("says what the drive already held", () => {
     const m = new Meter();
     m.update({ stage: "write", done: 0, total: 8_000_000 }, 0);
     const line = progressLine(m, { stage: "write", done: 4_000_000, total: 8_000_000, skipped: 3_000_000 }, 1000);
-    expect(line.text).toBe("Writing · 50 % · 4.0 MB/s · 3.0 MB already on the drive · 1 s left");
+    expect(line.text).toBe("Writing · 50 % · 4.0 MB/s · 3.0 MB already matched (not rewritten) · 1 s left");
   });
 });
 

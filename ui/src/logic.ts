@@ -115,8 +115,8 @@ export function progressLine(meter: Meter, p: Progress, now: number): Line {
   // Rounded down, as the large number is: 100 % only once it is all there.
   const parts = [stageLabel(p.stage), percent === null ? formatBytes(p.done) : `${Math.floor(percent)} %`];
   if (rate > 0) parts.push(`${formatBytes(rate)}/s`);
-  if (p.skipped) parts.push(`${formatBytes(p.skipped)} already on the drive`);
-  const left = formatDuration(eta);
+  if (p.skipped) parts.push(`${formatBytes(p.skipped)} already matched (not rewritten)`);
+  const left = eta >= 1 ? formatDuration(eta) : "";
   if (left) parts.push(`${left} left`);
   return { text: parts.join(" · "), percent };
 }
@@ -132,7 +132,7 @@ export function resultLine(r: TargetReport): Line {
     return { text: `Failed — ${sentence((r.error ?? "failed").split(": ").slice(-1)[0])}`, percent: null, outcome: "bad" };
   }
   // What the drive already held was not written again, but it was read back like the rest.
-  const held = r.bytesSkipped > 0 ? ` · ${formatBytes(r.bytesSkipped)} were already on it` : "";
+  const held = r.bytesSkipped > 0 ? ` · ${formatBytes(r.bytesSkipped)} already matched (not rewritten)` : "";
   if (r.verifiedSHA256) {
     return { text: `✓ Verified — read back matches ${shortDigest(r.verifiedSHA256)}${held}`, percent: 100, outcome: "good" };
   }

@@ -30,7 +30,8 @@ export function ImageTile({ s }: { s: State }) {
           <p class="from" title={title.from}>
             {title.from}
           </p>
-          {s.found && <Found s={s} />}
+          {/* What the probe found, until checking it proves more (the digest card) or fails. */}
+          {s.found && !s.prepared && !s.errors.image && <Found s={s} />}
           <button type="button" id="change-image" onClick={() => act.editSource(s.form.kind)}>
             Change…
           </button>
@@ -74,8 +75,9 @@ function Found({ s }: { s: State }) {
         {f.version ? `${f.version} · ` : ""}
         {foundSize(f)}
       </p>
-      <p class={`badge ${vouch.warn ? "warn" : "good"}`} id="image-vouched">
-        {vouch.warn ? "⚠ No published checksum" : `✓ Checked against ${vouch.text}`}
+      {/* Nothing is checked yet: what will vouch, said as such (green comes with a match). */}
+      <p class={vouch.warn ? "badge warn" : "hint"} id="image-vouched">
+        {vouch.warn ? "⚠ No published checksum" : `Will be checked against ${vouch.text}`}
       </p>
       {f.warnings.map((w, i) => (
         <p key={i} class="warning" id={`found-warning-${i}`}>

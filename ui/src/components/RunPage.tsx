@@ -26,7 +26,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
     asked.current = run.askCancel;
   }, [run.askCancel]);
   const title = {
-    planning: "Getting ready…",
+    planning: s.confirm ? "Nothing is written until you confirm" : "Checking the image and the drives…",
     writing: `Flashing ${run.image}`,
     ejecting: "Ejecting…",
     done: done ? runOutcome(run) : "",
@@ -49,7 +49,7 @@ export function RunPage({ s, run }: { s: State; run: Run }) {
       </ul>
       {run.result && (
         <div id="flash-result">
-          <ResultDigests run={run} />
+          <ResultDigests run={run} local={kind === "file"} />
           <SourceBadge source={run.result.digestSource} />
           {(run.result.warnings ?? []).map((w, i) => (
             <p key={i} id={`result-warning-${i}`} class="warning">
@@ -130,7 +130,7 @@ function DriveCard({ d, run, cancellable }: { d: DriveRun; run: Run; cancellable
 }
 
 /** The digests read back, each named by what it is of. */
-function ResultDigests({ run }: { run: Run }) {
+function ResultDigests({ run, local }: { run: Run; local: boolean }) {
   const r = run.result!;
   return (
     <>
@@ -146,7 +146,7 @@ function ResultDigests({ run }: { run: Run }) {
       ) : (
         <Digest id="result-image-sha" label="image SHA-256 (read back)" hex={r.imageSHA256} />
       )}
-      {r.archiveSHA256 !== r.imageSHA256 && <Digest id="result-archive-sha" label="download SHA-256" hex={r.archiveSHA256} />}
+      {r.archiveSHA256 !== r.imageSHA256 && <Digest id="result-archive-sha" label={local ? "file SHA-256 (compressed)" : "download SHA-256"} hex={r.archiveSHA256} />}
       {r.configStick && <Digest id="result-config-sha" label="config stick SHA-256" hex={r.configStick.imageSHA256} />}
     </>
   );
@@ -160,7 +160,7 @@ function NextSteps({ run, lab }: { run: Run; lab: boolean }) {
     <div id="after-flash" class="buttons">
       {next.retry > 0 && (
         <button type="button" id="retry" class="primary" onClick={act.retryFailed}>
-          Retry {next.retry === 1 ? "the failed drive" : `the ${next.retry} failed drives`}
+          Retry {next.retry === 1 ? "the drive" : `the ${next.retry} drives`} that did not finish
         </button>
       )}
       {next.another && (

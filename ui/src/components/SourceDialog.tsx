@@ -95,7 +95,7 @@ function Fields({ d, s }: { d: Form; s: State }) {
               <span aria-live="polite">
                 Loading versions…{" "}
                 <button type="button" id="cancel-versions" onClick={act.cancelVersions}>
-                  Cancel
+                  Stop loading
                 </button>
               </span>
             ) : (

@@ -122,10 +122,10 @@ pub enum Error {
         during: &'static str,
     },
 
-    #[error("the image is larger than the limit of {limit} bytes; raise the limit if this image is expected to be that large")]
+    #[error("the image is larger than the limit of {limit} bytes ({}); raise the limit (--max-image-size; in the app, Settings: Largest image accepted) if this image is expected to be that large", crate::io::drives::human_size(*limit))]
     ImageTooLarge { limit: u64 },
 
-    #[error("the download is larger than {cap} bytes, more than any archive of an image within the size limit can be; raise the limit if this image is expected to be that large")]
+    #[error("the download is larger than {cap} bytes ({}), more than any archive of an image within the size limit can be; raise the limit (--max-image-size; in the app, Settings: Largest image accepted) if this image is expected to be that large", crate::io::drives::human_size(*cap))]
     ArchiveTooLarge { cap: u64 },
 
     #[error("the {format} archive {path} cannot be decompressed: {detail}")]

@@ -365,6 +365,21 @@ pub fn of_open_file(file: &File, path: &Path) -> std::io::Result<Option<ImageSiz
 /// the server takes no ranges or the name is no archive's; a failing request is only logged.
 pub async fn of_url(http: &Http, url: &Url, cancel: &CancellationToken) -> Option<ImageSize> {
     let name = url.path().to_ascii_lowercase();
+    // An uncompressed disk image is its own size: the total of a one-byte range. (Named so but
+    // compressed, the decoder finds out and the size is only progress: see `flash::stream`.)
+    if [".raw", ".img", ".iso"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+    {
+        let window = match http.get_range(url, Span::Tail(1), cancel).await {
+            Ok(window) => window?,
+            Err(e) => {
+                tracing::info!(%url, "no range of the image to read its size from: {e}");
+                return None;
+            }
+        };
+        return Some(ImageSize::exact(window.total));
+    }
     let format = [
         (".xz", Format::Xz),
         (".gz", Format::Gzip),

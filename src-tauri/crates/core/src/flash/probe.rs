@@ -116,6 +116,14 @@ async fn of_url(
     cancel: &CancellationToken,
 ) -> Result<Probed> {
     let archive_size = http.head(&fetch.url, cancel).await?;
+    // A download larger than any archive of an image within the limit is refused now, as the
+    // flash would refuse it once it started.
+    if let Some(size) = archive_size {
+        let cap = fetch::archive_cap(fetch.max_image_size);
+        if size > cap {
+            return Err(Error::ArchiveTooLarge { cap });
+        }
+    }
     let settled = fetch::expected_digest(http, cache, &fetch, cancel).await?;
     let records = Records::of_url(http, &fetch.url, fetch.max_image_size, cancel).await?;
     Ok(Probed {
