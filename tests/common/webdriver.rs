@@ -186,9 +186,18 @@ impl Session {
     }
 
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        let v = self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
-        assert!(v.get("error").is_none(), "clicking {css}: {v}");
+        // A re-render (progress, ten times a second) may replace the element between finding
+        // it and clicking it: find it again.
+        for _ in 0..20 {
+            let id = self.find(css);
+            let v = self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+            match v.get("error") {
+                None => return,
+                Some(e) if e == "stale element reference" => continue,
+                Some(_) => panic!("clicking {css}: {v}"),
+            }
+        }
+        panic!("{css} kept being replaced while clicked")
     }
 
     pub fn type_into(&self, css: &str, text: &str) {

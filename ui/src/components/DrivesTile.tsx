@@ -51,8 +51,10 @@ function DriveCard({ d, selected, configStick, lab }: { d: DriveRow; selected: b
         <DriveIcon bus={d.bus} class="drive-icon" />
         <span class="text">
           <span class="name">{driveName(d)}</span>
+          {/* Two sticks of one model differ by serial. */}
           <span class="meta">
             {d.bus} · {d.path}
+            {d.serial ? ` · serial ${d.serial}` : ""}
           </span>
           {badges.map((b) => (
             <span key={b} class={`badge ${d.unsuitable ? "bad" : "warn"}`}>

@@ -111,7 +111,8 @@ function DriveCard({ d, run, cancellable }: { d: DriveRun; run: Run; cancellable
           {big}
         </span>
       </div>
-      <ProgressLine line={line} label={`Progress of ${d.drive.path}`} />
+      {/* Before the answer to the confirmation, no bar: nothing is being written. */}
+      <ProgressLine line={line} label={`Progress of ${d.drive.path}`} bar={run.phase !== "planning"} />
       {held && <p class={`held ${d.report?.ok ? "" : "bad"}`}>{held}</p>}
       {d.report?.error && d.report.errorKind !== "cancelled" && (
         <details>

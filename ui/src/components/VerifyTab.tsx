@@ -28,7 +28,7 @@ export function VerifyTab({ s }: { s: State }) {
         </select>
       </div>
       <div class="row">
-        <TextField id="verify-path" label="Drive or image file to check" value={v.path} placeholder="/dev/sdb or /home/me/disk.img" invalid={s.invalid === "verify-path"} onValue={(path) => act.editVerifyInput({ path })} />
+        <TextField id="verify-path" label="Or an image file (or a drive by its path)" value={v.path} placeholder="/dev/sdb or /home/me/disk.img" invalid={s.invalid === "verify-path"} onValue={(path) => act.editVerifyInput({ path })} />
         <button type="button" aria-label="Choose the file to check" onClick={() => void act.chooseVerifyFile()}>
           Choose…
         </button>

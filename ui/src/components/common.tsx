@@ -6,11 +6,11 @@ import type { DigestSource } from "../api";
 import type { Line } from "../store";
 
 /** A progress line: its text and bar; once ended, marked good or bad and its bar settled. */
-export function ProgressLine({ line, label, id }: { line: Line; label: string; id?: string }) {
+export function ProgressLine({ line, label, id, bar = true }: { line: Line; label: string; id?: string; bar?: boolean }) {
   return (
     <div class={`progress ${line.outcome ?? ""}`} id={id}>
       <span class="progress-text">{line.text}</span>
-      {line.outcome !== "bad" && (
+      {bar && line.outcome !== "bad" && (
         <progress max={100} value={line.percent ?? undefined} aria-label={label} />
       )}
     </div>
