@@ -1613,10 +1613,11 @@ fn one_drive_is_cancelled_alone_and_the_outcome_offers_the_next_step_that_fits()
         "/bad.raw.xz.sha256",
         format!("{}  bad.raw.xz\n", sha256_hex(b"other bytes")).into_bytes(),
     );
-    // Slow enough (about 4 s) to press a drive's Cancel while it writes.
-    // With ranges: the xz index at the end says the image's size before it is downloaded.
+    // Slow enough (about 6 s for its 5.6 MB) to press a drive's Cancel while it writes, even on
+    // a machine busy with other tests. With ranges: the xz index at the end says the image's
+    // size before it is downloaded.
     server.set_default_serve(common::server::Serve {
-        rate: Some(4_000_000),
+        rate: Some(1_000_000),
         ranges: true,
         ..Default::default()
     });
