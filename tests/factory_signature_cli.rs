@@ -517,7 +517,8 @@ async fn the_app_s_prepared_and_streamed_talos_sources_name_the_signer() {
     let located = sources::locate(&source, &http, &cancel)
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .image;
     let url = located.source.parse().unwrap();
     let opened = labflash_core::flash::stream::open(
         &http,

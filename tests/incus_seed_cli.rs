@@ -342,7 +342,8 @@ fn the_confirmation_names_the_index_signer() {
     let image = rt
         .block_on(sources::locate(&source, &http, &cancel))
         .unwrap()
-        .expect("it streams");
+        .expect("it streams")
+        .image;
     let request = flash::Request {
         image,
         targets: vec![Chosen::path(dir.path().join("stick.img"))],

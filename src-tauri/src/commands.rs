@@ -25,7 +25,7 @@ use labflash_core::sources::cidata::{self, Cidata, CidataRequest};
 use labflash_core::sources::incus::IncusRequest;
 use labflash_core::sources::talos_build::{self, BuildRequest};
 use labflash_core::sources::talos_factory::{
-    AssetRequest, Customization, Extension, Factory, FactoryUrl, Overlay, Version,
+    AssetRequest, Customization, Extension, Factory, Overlay, Version,
 };
 use labflash_core::sources::{self, lab_file, talos_boot_stick, Prepared, Source, SourceRequest};
 use labflash_core::verify::{self, Expected, Verification};
@@ -624,8 +624,7 @@ pub async fn probe_source(
         image_limit(max_image_size)?,
         app.settings.incus_root(),
     )?;
-    let http = source_http(app.http(), &source)?;
-    let probed = probe::probe(&source, &http, &app.cache()?, &guard.token).await?;
+    let probed = probe::probe(&source, &app.http(), &app.cache()?, &guard.token).await?;
     Ok(ProbeView {
         streams: source.streams(),
         probed,
@@ -686,9 +685,8 @@ pub async fn plan_flash(
                 image_limit(max_image_size)?,
                 app.settings.incus_root(),
             )?;
-            // An Enterprise factory's asset and its sidecars are fetched with its credentials.
-            let http = source_http(app.http(), &source)?;
-            (located(&source, &http, &cancel).await?, None, http)
+            let (image, http) = located(&source, app.http(), &cancel).await?;
+            (image, None, http)
         }
         ImageSpec::Prepared { .. } => {
             let prepared = checked.expect("looked up above");
@@ -742,23 +740,18 @@ pub async fn plan_flash(
     Ok(view)
 }
 
-/// What the engine settles for a source flashed straight from where it is: where it is and the
-/// digest that vouches for it.
-async fn located(source: &Source, http: &Http, cancel: &CancellationToken) -> Reply<SourceRequest> {
-    sources::locate(source, http, cancel)
+/// What the engine settles for a source flashed straight from where it is: where it is, the
+/// digest that vouches for it, and the client that reaches it (an Image Factory's carries its
+/// credentials).
+async fn located(
+    source: &Source,
+    http: Arc<Http>,
+    cancel: &CancellationToken,
+) -> Reply<(SourceRequest, Arc<Http>)> {
+    let found = sources::locate(source, &http, cancel)
         .await?
-        .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))
-}
-
-/// The client a source is fetched through: an Image Factory's sends that factory (its origin
-/// alone) the credentials its URL carried or the dialog's token, as its schematic was asked with.
-fn source_http(http: Arc<Http>, source: &Source) -> Reply<Arc<Http>> {
-    Ok(match source {
-        Source::TalosFactory(req) => {
-            Arc::new(FactoryUrl::parse(&req.factory_url)?.http(&http, req.factory_token.as_ref()))
-        }
-        _ => http,
-    })
+        .ok_or_else(|| bad("this image is checked before it is written: prepare it first"))?;
+    Ok((found.image, found.http.map_or(http, Arc::new)))
 }
 
 /// A plan that writes a config states its digest, which must be the one the operator confirmed:

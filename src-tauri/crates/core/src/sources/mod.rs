@@ -140,19 +140,19 @@ pub async fn locate(
     source: &Source,
     http: &Http,
     cancel: &CancellationToken,
-) -> Result<Option<SourceRequest>> {
+) -> Result<Option<Found>> {
     if !source.streams() {
         return Ok(None);
     }
-    Ok(Some(find(source, http, cancel).await?.image))
+    Ok(Some(find(source, http, cancel).await?))
 }
 
 /// Where a source's image is and who vouches for it, found without downloading it.
 pub struct Found {
     /// What a flash fetches (or opens), vouched for as a flash vouches for it.
     pub image: SourceRequest,
-    /// The client that reaches it, when not the caller's: a labctl build's factory, with its
-    /// credentials and the CA its config trusts.
+    /// The client that reaches it, when not the caller's: an Image Factory's (a labctl build's
+    /// or a Talos source's), with its credentials and, for a build, the CA its config trusts.
     pub http: Option<Http>,
     /// The release it is (an IncusOS version).
     pub version: Option<String>,
@@ -187,12 +187,18 @@ pub async fn find(source: &Source, http: &Http, cancel: &CancellationToken) -> R
                 allow_unverified: req.allow_unverified,
                 max_image_size: req.max_image_size,
             };
-            found(
-                image,
-                Some(req.version.clone()),
-                Some(schematic),
-                Vec::new(),
-            )
+            // Its checksum and asset go to the factory with the credentials its schematic did.
+            let client = talos_factory::FactoryUrl::parse(&req.factory_url)?
+                .http(http, req.factory_token.as_ref());
+            Found {
+                http: Some(client),
+                ..found(
+                    image,
+                    Some(req.version.clone()),
+                    Some(schematic),
+                    Vec::new(),
+                )
+            }
         }
         Source::Incus(req) => {
             // Seed problems are the operator's: found before the index is read, as `fetch` does.
